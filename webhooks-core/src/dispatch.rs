@@ -1,0 +1,380 @@
+//! The dispatcher: claims due deliveries, signs, POSTs and records outcomes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::http;
+use crate::model::{Attempt, DeliveryId, SubscriptionId};
+use crate::scheme::Message;
+use crate::store::{AttemptRecord, Claim, Recorded, Verdict};
+use crate::webhooks::Webhooks;
+
+/// An attempt as recorded, handed to [`DispatcherBuilder::on_outcome`].
+#[derive(Clone, Debug)]
+pub struct AttemptOutcome {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// Its subscription.
+    pub subscription_id: SubscriptionId,
+    /// Its event type.
+    pub event_type: String,
+    /// The attempt, as logged.
+    pub attempt: Attempt,
+    /// What happens to the delivery next.
+    pub verdict: Verdict,
+    /// What the attempt did to the subscription.
+    pub recorded: Recorded,
+}
+
+type OutcomeHook = Arc<dyn Fn(&AttemptOutcome) + Send + Sync>;
+
+/// Configures a [`Dispatcher`]; from [`Webhooks::dispatcher`].
+///
+/// ```
+/// use std::time::Duration;
+/// # use webhooks_core::{Preset, Webhooks};
+/// # let webhooks = Webhooks::builder()
+/// #     .store(webhooks_memory::MemoryStore::new())
+/// #     .preset(Preset::deepsmith())
+/// #     .build()
+/// #     .unwrap();
+/// let dispatcher = webhooks
+///     .dispatcher()
+///     .concurrency(32)
+///     .request_timeout(Duration::from_secs(5))
+///     .build()
+///     .unwrap();
+/// ```
+pub struct DispatcherBuilder {
+    webhooks: Webhooks,
+    client: Option<reqwest::Client>,
+    concurrency: usize,
+    request_timeout: Duration,
+    response_body_limit: usize,
+    poll_interval: Duration,
+    on_outcome: Option<OutcomeHook>,
+}
+
+impl fmt::Debug for DispatcherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherBuilder")
+            .field("concurrency", &self.concurrency)
+            .field("request_timeout", &self.request_timeout)
+            .field("response_body_limit", &self.response_body_limit)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How much longer than a request a lease lasts: room to record the outcome.
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
+
+impl DispatcherBuilder {
+    pub(crate) fn new(webhooks: Webhooks) -> Self {
+        Self {
+            webhooks,
+            client: None,
+            concurrency: 64,
+            request_timeout: Duration::from_secs(15),
+            response_body_limit: 4096,
+            poll_interval: Duration::from_secs(1),
+            on_outcome: None,
+        }
+    }
+
+    /// Requests in flight at most (1 to 10 000); 64 by default.
+    pub fn concurrency(mut self, requests: usize) -> Self {
+        self.concurrency = requests;
+        self
+    }
+
+    /// The longest one exchange may take, connect to last byte read; 15 s by
+    /// default. Past it the attempt fails.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How much of a response body is read and logged; 4 KiB by default.
+    pub fn response_body_limit(mut self, bytes: usize) -> Self {
+        self.response_body_limit = bytes;
+        self
+    }
+
+    /// How often an idle dispatcher looks at the store for work it was not
+    /// told about (another process's publish); 1 s by default. Publishes
+    /// through the same [`Webhooks`] wake it at once.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Uses this client. It must not follow redirects; the per-request
+    /// timeout is enforced by the dispatcher either way.
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Calls `hook` with every recorded attempt, e.g. to alert when an
+    /// endpoint is disabled. It runs on the attempt's task: keep it quick.
+    pub fn on_outcome(mut self, hook: impl Fn(&AttemptOutcome) + Send + Sync + 'static) -> Self {
+        self.on_outcome = Some(Arc::new(hook));
+        self
+    }
+
+    /// Checks the settings and builds.
+    pub fn build(self) -> Result<Dispatcher, Error> {
+        if !(1..=10_000).contains(&self.concurrency) {
+            return Err(Error::invalid("concurrency", "must be between 1 and 10000"));
+        }
+        if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(3600) {
+            return Err(Error::invalid("request timeout", "must be between 1 ms and 1 hour"));
+        }
+        if self.poll_interval.is_zero() || self.poll_interval > Duration::from_secs(3600) {
+            return Err(Error::invalid("poll interval", "must be between 1 ms and 1 hour"));
+        }
+        let client = match self.client {
+            Some(client) => client,
+            None => http::default_client(self.request_timeout)
+                .map_err(|e| Error::invalid("http client", e.to_string()))?,
+        };
+        Ok(Dispatcher {
+            shared: Arc::new(Shared {
+                webhooks: self.webhooks,
+                client,
+                request_timeout: self.request_timeout,
+                response_body_limit: self.response_body_limit,
+                on_outcome: self.on_outcome,
+            }),
+            concurrency: self.concurrency,
+            poll_interval: self.poll_interval,
+        })
+    }
+}
+
+/// Delivers the queue: a future the host runs on its own runtime and stops
+/// with a [`CancellationToken`].
+///
+/// ```no_run
+/// # use webhooks_core::{Preset, Webhooks};
+/// use tokio_util::sync::CancellationToken;
+///
+/// # async fn run(webhooks: Webhooks) -> Result<(), webhooks_core::Error> {
+/// let shutdown = CancellationToken::new();
+/// let dispatcher = webhooks.dispatcher().build()?;
+/// let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+/// // ... on SIGTERM:
+/// shutdown.cancel();
+/// running.await.expect("dispatcher panicked");
+/// # Ok(())
+/// # }
+/// ```
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+    concurrency: usize,
+    poll_interval: Duration,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("concurrency", &self.concurrency)
+            .field("request_timeout", &self.shared.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every attempt task needs.
+struct Shared {
+    webhooks: Webhooks,
+    client: reqwest::Client,
+    request_timeout: Duration,
+    response_body_limit: usize,
+    on_outcome: Option<OutcomeHook>,
+}
+
+impl Dispatcher {
+    /// How long a claim is held: longer than the longest possible attempt
+    /// (the request timeout bounds the whole exchange) plus time to record
+    /// it, so no live attempt's delivery is handed to another worker.
+    pub fn lease(&self) -> Duration {
+        self.shared.request_timeout + LEASE_MARGIN
+    }
+
+    /// Delivers until `shutdown` is cancelled, then lets the attempts in
+    /// flight finish and be recorded (each is bounded by the request timeout)
+    /// and returns. Nothing claimed is left behind: every claim is attempted
+    /// and recorded, and a failed record is retried by lease expiry.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let webhooks = &self.shared.webhooks;
+        let store = webhooks.store();
+        let clock = webhooks.clock();
+        let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
+        let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
+        let mut in_flight = JoinSet::new();
+        tracing::info!(concurrency = self.concurrency, "dispatcher started");
+
+        while !shutdown.is_cancelled() {
+            // Registered before looking at the store, so a publish that
+            // lands while we look still wakes us.
+            let work = webhooks.work().notified();
+            tokio::pin!(work);
+            work.as_mut().enable();
+
+            let free = self.concurrency - in_flight.len();
+            let now = clock.now();
+            let mut wait_until = now + poll;
+            if free > 0 {
+                match store.claim_due(now, free, now + lease).await {
+                    Ok(claims) => {
+                        let full = claims.len() == free;
+                        for claim in claims {
+                            let shared = Arc::clone(&self.shared);
+                            let span = attempt_span(&claim);
+                            in_flight.spawn(async move { shared.attempt(claim).await }.instrument(span));
+                        }
+                        if full {
+                            // Slots may free up at once; look again when one does.
+                            wait_until = DateTime::<Utc>::MAX_UTC;
+                        } else {
+                            match store.next_due_at().await {
+                                Ok(Some(due)) => wait_until = wait_until.min(due),
+                                Ok(None) => {}
+                                Err(error) => {
+                                    tracing::error!(%error, "store failed to tell the next due time")
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "store failed to claim deliveries"),
+                }
+            } else {
+                wait_until = DateTime::<Utc>::MAX_UTC;
+            }
+
+            if wait_until <= clock.now() {
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = &mut work => {}
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(done),
+                () = clock.sleep_until(wait_until) => {}
+            }
+        }
+
+        tracing::info!(in_flight = in_flight.len(), "dispatcher stopping; finishing attempts in flight");
+        while let Some(done) = in_flight.join_next().await {
+            log_panic(done);
+        }
+        tracing::info!("dispatcher stopped");
+    }
+}
+
+fn attempt_span(claim: &Claim) -> tracing::Span {
+    tracing::info_span!(
+        "webhooks.attempt",
+        delivery_id = %claim.delivery.id,
+        subscription_id = %claim.subscription.id,
+        event_type = %claim.delivery.event_type,
+        attempt = claim.delivery.attempts + 1,
+        status = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+}
+
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        tracing::error!(%error, "an attempt task failed");
+    }
+}
+
+impl Shared {
+    async fn attempt(&self, claim: Claim) {
+        let Claim { delivery, subscription } = claim;
+        let webhooks = &self.webhooks;
+        let preset = webhooks.preset();
+        let clock = webhooks.clock();
+        let number = delivery.attempts + 1;
+
+        let started_at = clock.now();
+        let message = Message {
+            delivery_id: delivery.id,
+            event_type: &delivery.event_type,
+            body: &delivery.body,
+            timestamp: started_at,
+        };
+        let headers = preset.scheme().headers(&message, &subscription.secret);
+        let timer = Instant::now();
+        let result = http::post(
+            &self.client,
+            &subscription.url,
+            headers,
+            delivery.body.clone(),
+            self.request_timeout,
+            self.response_body_limit,
+        )
+        .await;
+        let attempt =
+            Attempt { delivery_id: delivery.id, number, started_at, duration: timer.elapsed(), result };
+
+        let now = clock.now();
+        let verdict = if attempt.succeeded() {
+            Verdict::Delivered
+        } else {
+            match preset.retry().next_delay(number) {
+                Some(delay) => Verdict::Retry { at: later(now, delay) },
+                None => Verdict::Dropped,
+            }
+        };
+        let span = tracing::Span::current();
+        if let Some(status) = attempt.status() {
+            span.record("status", status);
+        }
+        span.record("duration_ms", attempt.duration.as_millis() as u64);
+        span.record("outcome", verdict.as_str());
+
+        let record =
+            AttemptRecord { attempt, verdict, disable_after: preset.disable_policy().threshold(), now };
+        let recorded = match webhooks.store().record_attempt(&record).await {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                // The lease runs out and the delivery is attempted again:
+                // at least once, never lost.
+                tracing::error!(%error, "could not record the attempt; it will be retried when its lease ends");
+                return;
+            }
+        };
+        match (&record.attempt.result, recorded.disabled_subscription) {
+            (_, true) => tracing::warn!(failures = recorded.consecutive_failures, "endpoint disabled"),
+            (crate::model::AttemptResult::Error(error), _) => tracing::info!(%error, "attempt failed"),
+            _ => tracing::debug!("attempt recorded"),
+        }
+        if let Some(hook) = &self.on_outcome {
+            hook(&AttemptOutcome {
+                delivery_id: delivery.id,
+                subscription_id: subscription.id,
+                event_type: delivery.event_type,
+                attempt: record.attempt,
+                verdict,
+                recorded,
+            });
+        }
+    }
+}
+
+fn later(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| now.checked_add_signed(delay))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}

@@ -1,0 +1,68 @@
+//! The error type of the facade and the dispatcher.
+
+use crate::model::SubscriptionId;
+use crate::store::StoreError;
+
+/// What went wrong, naming the input or the part that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL is plain `http://` and the preset demands `https://`.
+    #[error("{preset} requires an https:// endpoint URL, got {url}")]
+    InsecureUrl {
+        /// The URL given (credentials removed).
+        url: String,
+        /// The preset's name.
+        preset: String,
+    },
+    /// The endpoint URL is not one a webhook can be sent to.
+    #[error("invalid endpoint URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL given (credentials removed where it parsed).
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The event type is not in the preset's catalogue.
+    #[error("unknown event type {name:?}: {preset} does not define it")]
+    UnknownEventType {
+        /// The event type given.
+        name: String,
+        /// The preset's name.
+        preset: String,
+    },
+    /// A value is out of range or empty.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field or setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The rendered body is larger than the configured maximum.
+    #[error("event body is {size} bytes, over the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The body's size in bytes.
+        size: usize,
+        /// The configured maximum.
+        limit: usize,
+    },
+    /// No subscription has this id.
+    #[error("subscription {id} not found")]
+    SubscriptionNotFound {
+        /// The id asked for.
+        id: SubscriptionId,
+    },
+    /// The event could not be rendered into a body.
+    #[error("could not render the event body: {0}")]
+    Render(#[source] serde_json::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid { field, reason: reason.into() }
+    }
+}

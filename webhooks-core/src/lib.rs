@@ -1,0 +1,84 @@
+//! Signed, retried, logged webhook delivery for a Rust backend.
+//!
+//! The host application keeps a [`Webhooks`] facade built from three parts:
+//!
+//! - a [`Store`], where subscriptions, deliveries and attempt logs live
+//!   (`webhooks-memory`, `webhooks-sqlite`, or your own);
+//! - a [`Preset`], a product's webhook behaviour as swappable parts: the
+//!   body [`Envelope`], the [`SignatureScheme`], the [`RetryPolicy`], the
+//!   [`UrlRule`], the [`DisablePolicy`] and the event [`Catalogue`];
+//!   [`Preset::smartlyq`] and [`Preset::deepsmith`] are built in;
+//! - a [`Clock`], the system's unless a test injects a [`ManualClock`].
+//!
+//! The model is four types. A [`Subscription`] is an endpoint URL, the event
+//! types it listens to and its signing [`Secret`]. Publishing an [`Event`]
+//! renders its body once and creates one [`Delivery`] per listening
+//! subscription, in one store step. A [`Dispatcher`], a future the host
+//! spawns on its own runtime, claims due deliveries under a lease, signs
+//! the stored bytes, POSTs them, and records each [`Attempt`] together with
+//! its consequence: delivered, retry at a time the policy picks, or dropped;
+//! and the subscription's failure count, which disables it at the preset's
+//! threshold. A disabled subscription's deliveries are held until it is
+//! enabled again.
+//!
+//! Receivers verify with the same schemes: [`SmartlyQScheme::verify_header`],
+//! [`DeepSmithScheme::verify_header`] or [`SignatureScheme::verify`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokio_util::sync::CancellationToken;
+//! use webhooks_core::{Preset, Subscription, Webhooks};
+//! use webhooks_memory::MemoryStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), webhooks_core::Error> {
+//! let webhooks = Webhooks::builder()
+//!     .store(MemoryStore::new())
+//!     .preset(Preset::deepsmith())
+//!     .build()?;
+//! webhooks
+//!     .subscribe(Subscription::builder("https://example.com/hooks").event_type("content.status_updated"))
+//!     .await?;
+//!
+//! let shutdown = CancellationToken::new();
+//! let dispatcher = tokio::spawn(webhooks.dispatcher().build()?.run(shutdown.clone()));
+//! webhooks
+//!     .publish("content.status_updated", serde_json::json!({"id": 7, "status": "published"}))
+//!     .await?;
+//! shutdown.cancel();
+//! dispatcher.await.unwrap();
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod clock;
+mod dispatch;
+mod envelope;
+mod error;
+mod http;
+mod model;
+mod preset;
+mod retry;
+mod scheme;
+mod secret;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod webhooks;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use dispatch::{AttemptOutcome, Dispatcher, DispatcherBuilder};
+pub use envelope::{Envelope, JsonEnvelope};
+pub use error::Error;
+pub use model::{
+    Attempt, AttemptResult, Delivery, DeliveryId, DeliveryState, Event, EventId, Subscription,
+    SubscriptionId, SubscriptionStatus,
+};
+pub use preset::{Catalogue, DisablePolicy, Preset, UrlRule};
+pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
+pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, VerifyError};
+pub use secret::Secret;
+pub use store::{AttemptRecord, Claim, DeliveryCounts, Recorded, Store, StoreError, StoreResult, Verdict};
+pub use webhooks::{DEFAULT_MAX_BODY_BYTES, NewSubscription, Published, Webhooks, WebhooksBuilder};

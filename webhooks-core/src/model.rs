@@ -1,0 +1,241 @@
+//! The data model: subscriptions, events, deliveries and attempts.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use url::Url;
+use uuid::Uuid;
+
+use crate::secret::Secret;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new, unique id. Ids are UUIDv7, so they sort by creation time.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// The id as a UUID.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::from_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a [`Subscription`].
+    SubscriptionId
+);
+id_type!(
+    /// Identifies an [`Event`].
+    EventId
+);
+id_type!(
+    /// Identifies a [`Delivery`]: one event to one subscription. Sent with
+    /// every attempt so receivers can drop duplicates.
+    DeliveryId
+);
+
+/// An endpoint that wants some event types, and the secret its payloads are
+/// signed with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// Its id.
+    pub id: SubscriptionId,
+    /// Where payloads are POSTed.
+    pub url: Url,
+    /// The event types it listens to.
+    pub event_types: BTreeSet<String>,
+    /// The signing secret (redacted in `Debug`).
+    pub secret: Secret,
+    /// Enabled, or disabled with the reason and when.
+    pub status: SubscriptionStatus,
+    /// Failed attempts in a row; a success resets it to zero.
+    pub consecutive_failures: u32,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Subscription {
+    /// Whether it listens to `event_type`.
+    pub fn listens_to(&self, event_type: &str) -> bool {
+        self.event_types.contains(event_type)
+    }
+
+    /// Whether it is enabled (receives attempts).
+    pub fn is_enabled(&self) -> bool {
+        matches!(self.status, SubscriptionStatus::Enabled)
+    }
+}
+
+/// Whether a subscription receives attempts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubscriptionStatus {
+    /// Attempts are made.
+    Enabled,
+    /// No attempts are made; its pending deliveries are held until it is
+    /// enabled again.
+    Disabled {
+        /// Why, e.g. "10 consecutive failed attempts".
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+/// Something that happened in the host application, published to every
+/// subscription that listens to its name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Its id.
+    pub id: EventId,
+    /// The event type, e.g. `job.completed`.
+    pub name: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Its JSON data.
+    pub data: serde_json::Value,
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (or held while its subscription is
+    /// disabled).
+    Pending,
+    /// A receiver acknowledged it with a 2xx.
+    Delivered,
+    /// Every attempt the retry policy allows failed; it is kept with its log.
+    Dropped,
+}
+
+impl DeliveryState {
+    /// Its name: `pending`, `delivered` or `dropped`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+/// One event on its way to one subscription.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// Its id, sent with every attempt.
+    pub id: DeliveryId,
+    /// The event it carries.
+    pub event_id: EventId,
+    /// The event type.
+    pub event_type: String,
+    /// Where it goes.
+    pub subscription_id: SubscriptionId,
+    /// The exact bytes signed and sent on every attempt, rendered once.
+    pub body: Bytes,
+    /// Pending, delivered or dropped.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due; `None` once delivered or dropped.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The receiver answered.
+    Response {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the response body, cut at the dispatcher's cap.
+        body: String,
+    },
+    /// No response came: timeout, refused connection, reset, TLS failure...
+    Error(String),
+}
+
+/// One HTTP request made for a delivery, as kept in its log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// The delivery it was made for.
+    pub delivery_id: DeliveryId,
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How long the whole exchange took.
+    pub duration: Duration,
+    /// The response or the error.
+    pub result: AttemptResult,
+}
+
+impl Attempt {
+    /// The response status, if a response came.
+    pub fn status(&self) -> Option<u16> {
+        match self.result {
+            AttemptResult::Response { status, .. } => Some(status),
+            AttemptResult::Error(_) => None,
+        }
+    }
+
+    /// Why no response came, if none did.
+    pub fn error(&self) -> Option<String> {
+        match &self.result {
+            AttemptResult::Error(error) => Some(error.clone()),
+            AttemptResult::Response { .. } => None,
+        }
+    }
+
+    /// Whether the receiver acknowledged it (any 2xx).
+    pub fn succeeded(&self) -> bool {
+        matches!(self.status(), Some(200..=299))
+    }
+}

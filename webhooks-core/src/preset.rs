@@ -1,0 +1,326 @@
+//! Presets: a product's whole webhook behaviour as a value of swappable parts.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::envelope::{Envelope, JsonEnvelope};
+use crate::error::Error;
+use crate::retry::{Exponential, RetryPolicy, Scaled, Schedule};
+use crate::scheme::{DeepSmithScheme, SignatureScheme, SmartlyQScheme};
+
+/// Which endpoint URLs a preset accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UrlRule {
+    /// Refuse plain `http://` endpoints.
+    pub require_https: bool,
+}
+
+impl UrlRule {
+    /// Parses `url` and checks it: `http` or `https`, a host, no credentials,
+    /// and `https` where required.
+    pub fn check(&self, url: &str, preset: &str) -> Result<Url, Error> {
+        let invalid = |reason: &str| Error::InvalidUrl { url: redact(url), reason: reason.to_owned() };
+        let parsed = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http or https"));
+        }
+        if parsed.host().is_none() {
+            return Err(invalid("it has no host"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid("credentials in the URL are not allowed"));
+        }
+        if self.require_https && parsed.scheme() != "https" {
+            return Err(Error::InsecureUrl { url: parsed.to_string(), preset: preset.to_owned() });
+        }
+        Ok(parsed)
+    }
+}
+
+/// Removes `user:password@` so a refused URL can be shown.
+fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// When a failing endpoint is disabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisablePolicy {
+    /// Never.
+    Never,
+    /// After this many failed attempts in a row; a success resets the count.
+    AfterConsecutiveFailures(u32),
+}
+
+impl DisablePolicy {
+    /// The failure count that disables, if any.
+    pub fn threshold(&self) -> Option<u32> {
+        match self {
+            Self::Never => None,
+            Self::AfterConsecutiveFailures(n) => Some(*n),
+        }
+    }
+}
+
+/// The event types a preset knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Catalogue {
+    /// Exactly these.
+    Fixed(BTreeSet<String>),
+    /// Any dotted name of letters, digits, `_` and `-`.
+    Open,
+}
+
+impl Catalogue {
+    /// Whether `name` is a known event type.
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Self::Fixed(names) => names.contains(name),
+            Self::Open => is_event_name(name),
+        }
+    }
+
+    /// The fixed names, if the catalogue is fixed.
+    pub fn names(&self) -> Option<&BTreeSet<String>> {
+        match self {
+            Self::Fixed(names) => Some(names),
+            Self::Open => None,
+        }
+    }
+}
+
+fn is_event_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+/// A product's webhook behaviour: envelope, signature scheme, retry policy,
+/// URL rule, disable policy and event catalogue. Take one as it is, or
+/// replace any part.
+///
+/// ```
+/// use std::time::Duration;
+/// use webhooks_core::{Preset, Schedule};
+///
+/// let preset = Preset::smartlyq()
+///     .with_retry(Schedule::new([Duration::from_secs(30)]).unwrap())
+///     .with_event_types(["invoice.paid"]);
+/// assert!(preset.catalogue().contains("invoice.paid"));
+/// assert!(preset.catalogue().contains("job.completed"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Preset {
+    name: String,
+    envelope: Arc<dyn Envelope>,
+    scheme: Arc<dyn SignatureScheme>,
+    retry: Arc<dyn RetryPolicy>,
+    url_rule: UrlRule,
+    disable: DisablePolicy,
+    catalogue: Catalogue,
+}
+
+impl Preset {
+    /// SmartlyQ: `t=..,v1=..` signatures over `<t>.<body>`, https only,
+    /// 5 retries after 2, 4, 8, 16 and 32 minutes, then dropped.
+    pub fn smartlyq() -> Self {
+        let retry = Exponential::new(Duration::from_secs(120), 2.0, 5)
+            .unwrap_or_else(|_| unreachable!("valid constants"));
+        Self {
+            name: "SmartlyQ".into(),
+            envelope: Arc::new(JsonEnvelope),
+            scheme: Arc::new(SmartlyQScheme::default()),
+            retry: Arc::new(retry),
+            url_rule: UrlRule { require_https: true },
+            disable: DisablePolicy::Never,
+            catalogue: fixed([
+                "job.completed",
+                "job.failed",
+                "social.posted",
+                "social.failed",
+                "chatbot.message",
+                "wallet.low",
+            ]),
+        }
+    }
+
+    /// DeepSmith: `sha256=` signatures over the body, 3 retries after 10 s,
+    /// 60 s and 5 min, the endpoint disabled after 10 failed attempts in a row.
+    pub fn deepsmith() -> Self {
+        let retry = Schedule::new([10, 60, 300].map(Duration::from_secs))
+            .unwrap_or_else(|_| unreachable!("valid constants"));
+        Self {
+            name: "DeepSmith".into(),
+            envelope: Arc::new(JsonEnvelope),
+            scheme: Arc::new(DeepSmithScheme),
+            retry: Arc::new(retry),
+            url_rule: UrlRule { require_https: false },
+            disable: DisablePolicy::AfterConsecutiveFailures(10),
+            catalogue: fixed([
+                "content.status_updated",
+                "research_batch.status_updated",
+                "agent_task.status_updated",
+                "topic.status_updated",
+                "iq.status_updated",
+                "sitemap_url.status_updated",
+            ]),
+        }
+    }
+
+    /// Renames it (the name appears in errors).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Replaces the envelope.
+    pub fn with_envelope(mut self, envelope: impl Envelope + 'static) -> Self {
+        self.envelope = Arc::new(envelope);
+        self
+    }
+
+    /// Replaces the signature scheme.
+    pub fn with_scheme(mut self, scheme: impl SignatureScheme + 'static) -> Self {
+        self.scheme = Arc::new(scheme);
+        self
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: impl RetryPolicy + 'static) -> Self {
+        self.retry = Arc::new(retry);
+        self
+    }
+
+    /// Multiplies every wait of the retry policy by `factor` (0 or more).
+    pub fn with_retry_scale(mut self, factor: f64) -> Result<Self, Error> {
+        self.retry = Arc::new(Scaled::new(self.retry, factor)?);
+        Ok(self)
+    }
+
+    /// Replaces the URL rule, e.g. to allow `http://` in development.
+    pub fn with_url_rule(mut self, rule: UrlRule) -> Self {
+        self.url_rule = rule;
+        self
+    }
+
+    /// Replaces the disable policy.
+    pub fn with_disable_policy(mut self, policy: DisablePolicy) -> Self {
+        self.disable = policy;
+        self
+    }
+
+    /// Adds event types to a fixed catalogue.
+    pub fn with_event_types<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if let Catalogue::Fixed(known) = &mut self.catalogue {
+            known.extend(names.into_iter().map(Into::into));
+        }
+        self
+    }
+
+    /// Replaces the catalogue.
+    pub fn with_catalogue(mut self, catalogue: Catalogue) -> Self {
+        self.catalogue = catalogue;
+        self
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its envelope.
+    pub fn envelope(&self) -> &dyn Envelope {
+        &*self.envelope
+    }
+
+    /// Its signature scheme.
+    pub fn scheme(&self) -> &dyn SignatureScheme {
+        &*self.scheme
+    }
+
+    /// Its retry policy.
+    pub fn retry(&self) -> &dyn RetryPolicy {
+        &*self.retry
+    }
+
+    /// Its URL rule.
+    pub fn url_rule(&self) -> UrlRule {
+        self.url_rule
+    }
+
+    /// Its disable policy.
+    pub fn disable_policy(&self) -> DisablePolicy {
+        self.disable
+    }
+
+    /// Its event catalogue.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Checks an event type against the catalogue.
+    pub fn check_event_type(&self, name: &str) -> Result<(), Error> {
+        if self.catalogue.contains(name) {
+            Ok(())
+        } else {
+            Err(Error::UnknownEventType { name: name.to_owned(), preset: self.name.clone() })
+        }
+    }
+}
+
+fn fixed<const N: usize>(names: [&str; N]) -> Catalogue {
+    Catalogue::Fixed(names.into_iter().map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smartlyq_refuses_http_and_says_why() {
+        let error = Preset::smartlyq().url_rule().check("http://example.com/hook", "SmartlyQ").unwrap_err();
+        assert!(matches!(error, Error::InsecureUrl { .. }));
+        assert!(error.to_string().contains("https"), "{error}");
+    }
+
+    #[test]
+    fn urls_with_credentials_or_odd_schemes_are_refused_without_echoing_passwords() {
+        let rule = UrlRule { require_https: false };
+        let error = rule.check("https://user:hunter2@example.com/", "x").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(rule.check("ftp://example.com/", "x").is_err());
+        assert!(rule.check("not a url", "x").is_err());
+        assert!(rule.check("http://example.com/", "x").is_ok());
+    }
+
+    #[test]
+    fn open_catalogue_takes_dotted_names_only() {
+        let open = Catalogue::Open;
+        assert!(open.contains("invoice.paid"));
+        assert!(!open.contains(""));
+        assert!(!open.contains("a..b"));
+        assert!(!open.contains("naïve.event"));
+    }
+
+    #[test]
+    fn unknown_event_types_are_named_in_the_error() {
+        let error = Preset::deepsmith().check_event_type("job.completed").unwrap_err();
+        assert!(error.to_string().contains("job.completed"), "{error}");
+        assert!(error.to_string().contains("DeepSmith"), "{error}");
+    }
+}

@@ -1,0 +1,103 @@
+use chrono::{DateTime, Utc};
+use hmac::Mac;
+use http::{HeaderMap, HeaderName};
+
+use super::{Message, SignatureScheme, VerifyError, decode_digest, header, header_value, hmac};
+use crate::secret::Secret;
+
+/// DeepSmith's scheme: `X-Webhook-Signature: sha256=<hex>`, the HMAC-SHA256
+/// of the body alone; plus `X-Webhook-Event` and `X-Webhook-Id`.
+///
+/// The signature carries no timestamp, so receivers should drop repeats by
+/// the `X-Webhook-Id` delivery id.
+///
+/// ```
+/// use webhooks_core::{DeepSmithScheme, Secret};
+///
+/// let secret = Secret::from("k");
+/// let body = br#"{"event":"content.status_updated","data":{}}"#;
+/// let header = DeepSmithScheme.signature(body, &secret);
+/// assert!(header.starts_with("sha256="));
+/// assert!(DeepSmithScheme.verify_header(&header, body, &secret).is_ok());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeepSmithScheme;
+
+impl DeepSmithScheme {
+    /// The signature header.
+    pub const SIGNATURE: &'static str = "x-webhook-signature";
+    /// The event type header.
+    pub const EVENT: &'static str = "x-webhook-event";
+    /// The delivery id header.
+    pub const DELIVERY: &'static str = "x-webhook-id";
+
+    /// The `X-Webhook-Signature` value for `body`.
+    pub fn signature(&self, body: &[u8], secret: &Secret) -> String {
+        let digest = hmac(secret, &[body]).finalize().into_bytes();
+        format!("sha256={}", hex::encode(digest))
+    }
+
+    /// Verifies an `X-Webhook-Signature` value against the raw body, in
+    /// constant time.
+    pub fn verify_header(&self, header: &str, body: &[u8], secret: &Secret) -> Result<(), VerifyError> {
+        let hex_digest = header.strip_prefix("sha256=").ok_or(VerifyError::MalformedHeader {
+            name: Self::SIGNATURE,
+            reason: "does not start with sha256=",
+        })?;
+        let candidate = decode_digest(hex_digest, Self::SIGNATURE)?;
+        hmac(secret, &[body]).verify_slice(&candidate).map_err(|_| VerifyError::SignatureMismatch)
+    }
+}
+
+impl SignatureScheme for DeepSmithScheme {
+    fn headers(&self, message: &Message<'_>, secret: &Secret) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(3);
+        let signature = self.signature(message.body, secret);
+        headers.insert(HeaderName::from_static(Self::SIGNATURE), header_value(&signature));
+        headers.insert(HeaderName::from_static(Self::EVENT), header_value(message.event_type));
+        headers
+            .insert(HeaderName::from_static(Self::DELIVERY), header_value(&message.delivery_id.to_string()));
+        headers
+    }
+
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        secret: &Secret,
+        _now: DateTime<Utc>,
+    ) -> Result<(), VerifyError> {
+        self.verify_header(header(headers, Self::SIGNATURE)?, body, secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_prefix_length_or_digits_are_malformed() {
+        let secret = Secret::from("k");
+        for header in
+            ["", "sha1=abcd", &format!("sha256={}", "a".repeat(63)), &format!("sha256={}", "x".repeat(64))]
+        {
+            assert!(
+                matches!(
+                    DeepSmithScheme.verify_header(header, b"{}", &secret),
+                    Err(VerifyError::MalformedHeader { .. })
+                ),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_changed_body_does_not_verify() {
+        let secret = Secret::from("k");
+        let header = DeepSmithScheme.signature(b"{}", &secret);
+        assert_eq!(
+            DeepSmithScheme.verify_header(&header, b"{ }", &secret),
+            Err(VerifyError::SignatureMismatch)
+        );
+    }
+}

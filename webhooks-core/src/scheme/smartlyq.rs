@@ -1,0 +1,196 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hmac::Mac;
+use http::{HeaderMap, HeaderName};
+
+use super::{Message, SignatureScheme, VerifyError, decode_digest, header, header_value, hmac};
+use crate::secret::Secret;
+
+/// SmartlyQ's scheme: `X-SmartlyQ-Signature: t=<unix seconds>,v1=<hex>`, the
+/// HMAC-SHA256 of `<t>.<body>`; plus `X-SmartlyQ-Event` and
+/// `X-SmartlyQ-Delivery`.
+///
+/// Receivers check it with [`SmartlyQScheme::verify_header`] or
+/// [`SignatureScheme::verify`]; a signature older or newer than the tolerance
+/// (5 minutes by default) is refused, which stops replays.
+///
+/// ```
+/// use webhooks_core::{Secret, SmartlyQScheme};
+///
+/// let secret = Secret::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+/// let body = br#"{"event":"wallet.low","data":{}}"#;
+/// let now = "2026-03-02T14:30:00Z".parse().unwrap();
+/// let scheme = SmartlyQScheme::default();
+/// let header = scheme.signature(body, now, &secret);
+/// assert!(header.starts_with("t=1772461800,v1="));
+/// assert!(scheme.verify_header(&header, body, &secret, now).is_ok());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmartlyQScheme {
+    tolerance: Duration,
+}
+
+impl Default for SmartlyQScheme {
+    fn default() -> Self {
+        Self { tolerance: Duration::from_secs(5 * 60) }
+    }
+}
+
+impl SmartlyQScheme {
+    /// The signature header.
+    pub const SIGNATURE: &'static str = "x-smartlyq-signature";
+    /// The event type header.
+    pub const EVENT: &'static str = "x-smartlyq-event";
+    /// The delivery id header.
+    pub const DELIVERY: &'static str = "x-smartlyq-delivery";
+
+    /// How far a signed timestamp may be from the receiver's clock, either way.
+    pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// The `X-SmartlyQ-Signature` value for `body` sent at `timestamp`.
+    pub fn signature(&self, body: &[u8], timestamp: DateTime<Utc>, secret: &Secret) -> String {
+        let t = timestamp.timestamp().to_string();
+        let digest = hmac(secret, &[t.as_bytes(), b".", body]).finalize().into_bytes();
+        format!("t={t},v1={}", hex::encode(digest))
+    }
+
+    /// Verifies an `X-SmartlyQ-Signature` value against the raw body. The
+    /// header may list several `v1=` signatures (during a secret rotation);
+    /// one match is enough. Comparison is constant time.
+    pub fn verify_header(
+        &self,
+        header: &str,
+        body: &[u8],
+        secret: &Secret,
+        now: DateTime<Utc>,
+    ) -> Result<(), VerifyError> {
+        let malformed = |reason| VerifyError::MalformedHeader { name: Self::SIGNATURE, reason };
+        let mut timestamp = None;
+        let mut signatures = Vec::new();
+        for part in header.split(',') {
+            let (key, value) = part.trim().split_once('=').ok_or(malformed("a part has no '='"))?;
+            match key {
+                "t" if timestamp.is_some() => return Err(malformed("t= appears twice")),
+                "t" => timestamp = Some(value),
+                "v1" => signatures.push(decode_digest(value, Self::SIGNATURE)?),
+                _ => {} // other versions are for other receivers
+            }
+        }
+        let t = timestamp.ok_or(malformed("no t= timestamp"))?;
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(malformed("t= is not unix seconds"));
+        }
+        if signatures.is_empty() {
+            return Err(malformed("no v1= signature"));
+        }
+        let seconds: i64 = t.parse().map_err(|_| malformed("t= is out of range"))?;
+        let tolerance_secs = self.tolerance.as_secs();
+        if now.timestamp().abs_diff(seconds) > tolerance_secs {
+            return Err(VerifyError::TimestampOutOfTolerance { timestamp: seconds, tolerance_secs });
+        }
+        let expected = hmac(secret, &[t.as_bytes(), b".", body]);
+        // Every candidate is checked, so timing does not tell which matched.
+        let matched = signatures
+            .iter()
+            .fold(false, |found, candidate| expected.clone().verify_slice(candidate).is_ok() | found);
+        if matched { Ok(()) } else { Err(VerifyError::SignatureMismatch) }
+    }
+}
+
+impl SignatureScheme for SmartlyQScheme {
+    fn headers(&self, message: &Message<'_>, secret: &Secret) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(3);
+        let signature = self.signature(message.body, message.timestamp, secret);
+        headers.insert(HeaderName::from_static(Self::SIGNATURE), header_value(&signature));
+        headers.insert(HeaderName::from_static(Self::EVENT), header_value(message.event_type));
+        headers
+            .insert(HeaderName::from_static(Self::DELIVERY), header_value(&message.delivery_id.to_string()));
+        headers
+    }
+
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        secret: &Secret,
+        now: DateTime<Utc>,
+    ) -> Result<(), VerifyError> {
+        self.verify_header(header(headers, Self::SIGNATURE)?, body, secret, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = br#"{"event":"job.completed","data":{}}"#;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    fn check(header: &str) -> Result<(), VerifyError> {
+        SmartlyQScheme::default().verify_header(header, BODY, &Secret::from("k"), at(1_772_461_800))
+    }
+
+    #[test]
+    fn a_fresh_signature_verifies() {
+        let header = SmartlyQScheme::default().signature(BODY, at(1_772_461_800), &Secret::from("k"));
+        assert_eq!(check(&header), Ok(()));
+    }
+
+    #[test]
+    fn a_changed_body_or_secret_does_not() {
+        let scheme = SmartlyQScheme::default();
+        let header = scheme.signature(BODY, at(1_772_461_800), &Secret::from("other"));
+        assert_eq!(check(&header), Err(VerifyError::SignatureMismatch));
+        let header = scheme.signature(b"{}", at(1_772_461_800), &Secret::from("k"));
+        assert_eq!(check(&header), Err(VerifyError::SignatureMismatch));
+    }
+
+    #[test]
+    fn timestamps_outside_the_tolerance_are_refused_both_ways() {
+        let scheme = SmartlyQScheme::default();
+        for t in [1_772_461_800 - 301, 1_772_461_800 + 301] {
+            let header = scheme.signature(BODY, at(t), &Secret::from("k"));
+            assert!(matches!(check(&header), Err(VerifyError::TimestampOutOfTolerance { .. })));
+        }
+        let header = scheme.signature(BODY, at(1_772_461_800 - 300), &Secret::from("k"));
+        assert_eq!(check(&header), Ok(()));
+    }
+
+    #[test]
+    fn any_listed_signature_may_match() {
+        let good = SmartlyQScheme::default().signature(BODY, at(1_772_461_800), &Secret::from("k"));
+        let v1 = good.split_once(",v1=").unwrap().1;
+        let header = format!("t=1772461800,v1={},v1={v1}", "0".repeat(64));
+        assert_eq!(check(&header), Ok(()));
+    }
+
+    #[test]
+    fn malformed_headers_are_typed_errors() {
+        let sig = "a".repeat(64);
+        for header in [
+            "",
+            "garbage",
+            &format!("v1={sig}"),
+            "t=1772461800",
+            &format!("t=,v1={sig}"),
+            &format!("t=abc,v1={sig}"),
+            &format!("t=1772461800,t=1772461800,v1={sig}"),
+            "t=1772461800,v1=zz",
+            &format!("t=1772461800,v1={}", "g".repeat(64)),
+            &format!("t=99999999999999999999999,v1={sig}"),
+        ] {
+            assert!(
+                matches!(check(header), Err(VerifyError::MalformedHeader { .. })),
+                "{header:?} gave {:?}",
+                check(header)
+            );
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The [`Store`] trait: where subscriptions, deliveries and their logs live.
+//!
+//! A store is dumb on purpose: it keeps state and applies the decisions it is
+//! handed, atomically. It knows nothing about HTTP, presets or clocks; every
+//! time it needs is passed in.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::model::{Attempt, Delivery, DeliveryId, Event, Subscription, SubscriptionId};
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No subscription has this id.
+    #[error("subscription {0} not found")]
+    SubscriptionNotFound(SubscriptionId),
+    /// No delivery has this id.
+    #[error("delivery {0} not found")]
+    DeliveryNotFound(DeliveryId),
+    /// A subscription with this id exists already.
+    #[error("subscription {0} already exists")]
+    DuplicateSubscription(SubscriptionId),
+    /// The backend failed (I/O, database, corrupt data).
+    #[error("store backend failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps a backend's own error.
+    pub fn backend(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend(error.into())
+    }
+}
+
+/// The result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A due delivery handed to one worker until `lease_until`, with the
+/// subscription it goes to.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    /// The delivery; `attempts` counts the attempts made before this one.
+    pub delivery: Delivery,
+    /// Its subscription (URL and secret).
+    pub subscription: Subscription,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Acknowledged; no more attempts.
+    Delivered,
+    /// Failed; try again at this time.
+    Retry {
+        /// When the next attempt is due.
+        at: DateTime<Utc>,
+    },
+    /// Failed, and the retry policy gives up; kept with its log.
+    Dropped,
+}
+
+impl Verdict {
+    /// `delivered`, `retrying` or `dropped`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry { .. } => "retrying",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+/// An attempt and its consequences, applied by [`Store::record_attempt`] in
+/// one step.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    /// The attempt for the log.
+    pub attempt: Attempt,
+    /// The delivery's next state.
+    pub verdict: Verdict,
+    /// Disable the subscription when its consecutive failures reach this.
+    pub disable_after: Option<u32>,
+    /// Now, for the time of a disable.
+    pub now: DateTime<Utc>,
+}
+
+/// What recording an attempt did to the subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// The subscription's failed attempts in a row after this one.
+    pub consecutive_failures: u32,
+    /// Whether this attempt disabled the subscription.
+    pub disabled_subscription: bool,
+}
+
+/// How many of a subscription's deliveries are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    /// Waiting for an attempt, or held while the subscription is disabled.
+    pub pending: u64,
+    /// Acknowledged.
+    pub delivered: u64,
+    /// Given up on.
+    pub dropped: u64,
+}
+
+/// Where subscriptions, deliveries and attempt logs live.
+///
+/// Every method is one atomic step: a crash between two calls may lose the
+/// work of neither. Handles are cheap to clone and shared across tasks.
+/// `webhooks_core::testing` (feature `testing`) holds the behaviour every
+/// implementation must have, as tests to run against it.
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    /// Adds a subscription.
+    async fn insert_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
+
+    /// Replaces a subscription's URL, event types and secret.
+    async fn update_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
+
+    /// One subscription.
+    async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>>;
+
+    /// Every subscription, oldest first.
+    async fn subscriptions(&self) -> StoreResult<Vec<Subscription>>;
+
+    /// Removes a subscription with its deliveries and their logs; `false`
+    /// when there was none.
+    async fn delete_subscription(&self, id: SubscriptionId) -> StoreResult<bool>;
+
+    /// Disables a subscription: its pending deliveries are held, not lost.
+    async fn disable_subscription(
+        &self,
+        id: SubscriptionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    /// Enables a subscription again and resets its failure count; its held
+    /// deliveries become due at once.
+    async fn enable_subscription(&self, id: SubscriptionId, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Records `event` and creates one pending delivery of `body`, due at
+    /// `event.occurred_at`, for every enabled subscription that listens to
+    /// `event.name`, all in one step. Returns the new deliveries' ids.
+    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>>;
+
+    /// Leases up to `limit` pending deliveries that are due at `now`, whose
+    /// subscription is enabled and which no live lease holds, until
+    /// `lease_until`; earliest due first. A lease that runs out makes the
+    /// delivery claimable again, so a crashed worker's claims come back.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<Claim>>;
+
+    /// Gives claims back unattempted: they are claimable again at once.
+    async fn release(&self, ids: &[DeliveryId]) -> StoreResult<()>;
+
+    /// Appends the attempt to its delivery's log and applies its verdict, the
+    /// subscription's failure count (reset on success) and, when the count
+    /// reaches `disable_after`, the disable, all in one step. A delivery that
+    /// is no longer pending keeps its state; the attempt is logged all the same.
+    async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded>;
+
+    /// One delivery.
+    async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>>;
+
+    /// A delivery's attempts, first first.
+    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>>;
+
+    /// A subscription's deliveries counted by state.
+    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts>;
+
+    /// When the next pending delivery of an enabled subscription becomes
+    /// claimable (its due time or the end of its lease), if any.
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+}

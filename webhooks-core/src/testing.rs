@@ -1,0 +1,473 @@
+//! The behaviour every [`Store`] must have, as tests to run against it.
+//!
+//! Each check is a plain `async fn` over a fresh store. A store crate runs
+//! them all with one macro call in its tests, and proves itself by passing
+//! them unchanged:
+//!
+//! ```ignore
+//! webhooks_core::store_suite!(|| async { (webhooks_memory::MemoryStore::new(), ()) });
+//! ```
+//!
+//! The closure returns the store and a guard kept alive for the test (a
+//! temporary directory, a database connection).
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::model::{
+    Attempt, AttemptResult, DeliveryId, DeliveryState, Event, EventId, Subscription, SubscriptionId,
+    SubscriptionStatus,
+};
+use crate::secret::Secret;
+use crate::store::{AttemptRecord, Store, StoreError, Verdict};
+
+/// Runs every check of the suite as its own `#[tokio::test]`.
+///
+/// `$make` is a closure returning a future of `(store, guard)`; the store must
+/// be `Clone` (handles share one queue).
+#[macro_export]
+macro_rules! store_suite {
+    ($make:expr) => {
+        $crate::store_suite!(@each $make;
+            subscriptions_round_trip,
+            subscription_errors_are_typed,
+            publish_fans_out_to_every_listening_enabled_subscription,
+            publish_without_listeners_creates_nothing,
+            claims_due_deliveries_earliest_first_up_to_the_limit,
+            future_deliveries_are_not_claimed,
+            a_leased_delivery_is_not_claimed_again_until_its_lease_ends,
+            released_claims_are_claimable_at_once,
+            concurrent_claims_never_share_a_delivery,
+            success_delivers_and_resets_the_failure_count,
+            retry_reschedules_the_delivery,
+            dropped_delivery_keeps_its_attempt_log,
+            auto_disable_at_exactly_the_threshold,
+            disabled_subscription_deliveries_are_held_not_lost,
+            enabling_resumes_held_deliveries_and_resets_failures,
+            attempt_log_keeps_every_field_in_order,
+            recording_on_a_finished_delivery_keeps_its_state,
+            next_due_at_tracks_due_times_and_leases,
+            deleting_a_subscription_removes_its_deliveries,
+        );
+    };
+    (@each $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (store, _guard) = ($make)().await;
+                $crate::testing::$check(store).await;
+            }
+        )*
+    };
+}
+
+/// The time the checks start at.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).expect("a valid time") // 2026-01-01T00:00:00Z
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(seconds)
+}
+
+/// A subscription to `url` listening to `events`.
+pub fn subscription(url: &str, events: &[&str]) -> Subscription {
+    Subscription {
+        id: SubscriptionId::new(),
+        url: url.parse().expect("a valid URL"),
+        event_types: events.iter().map(|e| (*e).to_owned()).collect(),
+        secret: Secret::generate(),
+        status: SubscriptionStatus::Enabled,
+        consecutive_failures: 0,
+        created_at: t0(),
+    }
+}
+
+/// An event named `name` that happened at `t0() + seconds`.
+pub fn event(name: &str, seconds: i64) -> Event {
+    Event {
+        id: EventId::new(),
+        name: name.to_owned(),
+        occurred_at: at(seconds),
+        data: serde_json::json!({"n": seconds}),
+    }
+}
+
+fn body(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+fn failure(delivery_id: DeliveryId, number: u32, seconds: i64) -> Attempt {
+    Attempt {
+        delivery_id,
+        number,
+        started_at: at(seconds),
+        duration: Duration::from_millis(12),
+        result: AttemptResult::Response { status: 500, body: "oops".into() },
+    }
+}
+
+fn success(delivery_id: DeliveryId, number: u32, seconds: i64) -> Attempt {
+    Attempt {
+        delivery_id,
+        number,
+        started_at: at(seconds),
+        duration: Duration::from_millis(3),
+        result: AttemptResult::Response { status: 204, body: String::new() },
+    }
+}
+
+fn record(attempt: Attempt, verdict: Verdict, seconds: i64) -> AttemptRecord {
+    AttemptRecord { attempt, verdict, disable_after: Some(10), now: at(seconds) }
+}
+
+async fn one_delivery<S: Store>(store: &S) -> (Subscription, DeliveryId) {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.expect("insert");
+    let ids = store.publish(&event("job.completed", 0), body("{}")).await.expect("publish");
+    assert_eq!(ids.len(), 1, "one listening subscription, one delivery");
+    (sub, ids[0])
+}
+
+/// Insert, read, list, update and delete subscriptions.
+pub async fn subscriptions_round_trip<S: Store>(store: S) {
+    let a = subscription("https://example.com/a", &["job.completed"]);
+    let mut b = subscription("https://example.com/b", &["job.failed", "wallet.low"]);
+    store.insert_subscription(&a).await.unwrap();
+    store.insert_subscription(&b).await.unwrap();
+    assert_eq!(store.subscription(a.id).await.unwrap(), Some(a.clone()));
+    let all = store.subscriptions().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.contains(&a) && all.contains(&b));
+
+    b.url = "https://example.com/b2".parse().unwrap();
+    b.event_types = BTreeSet::from(["job.completed".to_owned()]);
+    b.secret = Secret::from("rotated");
+    store.update_subscription(&b).await.unwrap();
+    assert_eq!(store.subscription(b.id).await.unwrap(), Some(b.clone()));
+
+    assert!(store.delete_subscription(a.id).await.unwrap());
+    assert!(!store.delete_subscription(a.id).await.unwrap());
+    assert_eq!(store.subscription(a.id).await.unwrap(), None);
+}
+
+/// Duplicates and missing subscriptions are typed errors.
+pub async fn subscription_errors_are_typed<S: Store>(store: S) {
+    let a = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&a).await.unwrap();
+    assert!(
+        matches!(store.insert_subscription(&a).await, Err(StoreError::DuplicateSubscription(id)) if id == a.id)
+    );
+    let missing = subscription("https://example.com/missing", &["job.completed"]);
+    assert!(matches!(
+        store.update_subscription(&missing).await,
+        Err(StoreError::SubscriptionNotFound(id)) if id == missing.id
+    ));
+    assert!(matches!(
+        store.enable_subscription(missing.id, t0()).await,
+        Err(StoreError::SubscriptionNotFound(_))
+    ));
+    assert!(matches!(
+        store.disable_subscription(missing.id, "x", t0()).await,
+        Err(StoreError::SubscriptionNotFound(_))
+    ));
+}
+
+/// One delivery per enabled subscription listening to the event, each with
+/// the exact body.
+pub async fn publish_fans_out_to_every_listening_enabled_subscription<S: Store>(store: S) {
+    let a = subscription("https://example.com/a", &["job.completed"]);
+    let b = subscription("https://example.com/b", &["job.completed", "job.failed"]);
+    let c = subscription("https://example.com/c", &["job.failed"]);
+    let d = subscription("https://example.com/d", &["job.completed"]);
+    for sub in [&a, &b, &c, &d] {
+        store.insert_subscription(sub).await.unwrap();
+    }
+    store.disable_subscription(d.id, "paused by the host", t0()).await.unwrap();
+
+    let event = event("job.completed", 5);
+    let sent = body(r#"{"event":"job.completed","data":{"ünï":"☃"}}"#);
+    let ids = store.publish(&event, sent.clone()).await.unwrap();
+    assert_eq!(ids.len(), 2);
+
+    let mut reached = HashSet::new();
+    for id in ids {
+        let delivery = store.delivery(id).await.unwrap().expect("the delivery exists");
+        assert_eq!(delivery.id, id);
+        assert_eq!(delivery.event_id, event.id);
+        assert_eq!(delivery.event_type, "job.completed");
+        assert_eq!(delivery.body, sent, "the body is kept byte for byte");
+        assert_eq!(delivery.state, DeliveryState::Pending);
+        assert_eq!(delivery.attempts, 0);
+        assert_eq!(delivery.next_attempt_at, Some(event.occurred_at));
+        reached.insert(delivery.subscription_id);
+    }
+    assert_eq!(reached, HashSet::from([a.id, b.id]));
+}
+
+/// An event nobody listens to creates no delivery.
+pub async fn publish_without_listeners_creates_nothing<S: Store>(store: S) {
+    let a = subscription("https://example.com/a", &["job.failed"]);
+    store.insert_subscription(&a).await.unwrap();
+    let ids = store.publish(&event("job.completed", 0), body("{}")).await.unwrap();
+    assert!(ids.is_empty());
+    assert!(store.claim_due(at(10), 10, at(70)).await.unwrap().is_empty());
+}
+
+/// Claims come earliest due first, at most `limit`, with their subscription.
+pub async fn claims_due_deliveries_earliest_first_up_to_the_limit<S: Store>(store: S) {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    let mut published = Vec::new();
+    for seconds in [3, 1, 2] {
+        published
+            .push((seconds, store.publish(&event("job.completed", seconds), body("{}")).await.unwrap()[0]));
+    }
+    published.sort();
+    let claims = store.claim_due(at(10), 2, at(70)).await.unwrap();
+    let claimed: Vec<_> = claims.iter().map(|c| c.delivery.id).collect();
+    assert_eq!(claimed, vec![published[0].1, published[1].1]);
+    assert_eq!(claims[0].subscription, sub, "a claim carries its subscription");
+    let rest = store.claim_due(at(10), 10, at(70)).await.unwrap();
+    assert_eq!(rest.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![published[2].1]);
+}
+
+/// A delivery due later is left alone until then.
+pub async fn future_deliveries_are_not_claimed<S: Store>(store: S) {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    store.publish(&event("job.completed", 100), body("{}")).await.unwrap();
+    assert!(store.claim_due(at(99), 10, at(160)).await.unwrap().is_empty());
+    assert_eq!(store.claim_due(at(100), 10, at(160)).await.unwrap().len(), 1);
+}
+
+/// A lease keeps a delivery from other workers until it ends; then the
+/// delivery comes back, as after a crash.
+pub async fn a_leased_delivery_is_not_claimed_again_until_its_lease_ends<S: Store>(store: S) {
+    let (_, id) = one_delivery(&store).await;
+    assert_eq!(store.claim_due(at(1), 10, at(61)).await.unwrap().len(), 1);
+    assert!(store.claim_due(at(2), 10, at(62)).await.unwrap().is_empty());
+    assert!(store.claim_due(at(60), 10, at(120)).await.unwrap().is_empty());
+    let again = store.claim_due(at(61), 10, at(121)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery.id, id);
+    assert_eq!(again[0].delivery.attempts, 0, "an expired lease is not an attempt");
+}
+
+/// Released claims can be claimed at once.
+pub async fn released_claims_are_claimable_at_once<S: Store>(store: S) {
+    let (_, id) = one_delivery(&store).await;
+    assert_eq!(store.claim_due(at(1), 10, at(61)).await.unwrap().len(), 1);
+    store.release(&[id]).await.unwrap();
+    let again = store.claim_due(at(2), 10, at(62)).await.unwrap();
+    assert_eq!(again.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
+}
+
+/// Many workers claiming at once never get the same delivery.
+pub async fn concurrent_claims_never_share_a_delivery<S: Store + Clone>(store: S) {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    for n in 0..200 {
+        store.publish(&event("job.completed", n % 7), body("{}")).await.unwrap();
+    }
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claims = store.claim_due(at(10), 7, at(70)).await.unwrap();
+                    if claims.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claims.into_iter().map(|c| c.delivery.id));
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for worker in workers {
+        for id in worker.await.unwrap() {
+            assert!(seen.insert(id), "delivery {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 200);
+}
+
+/// A success delivers, ends the schedule and resets the failure count.
+pub async fn success_delivers_and_resets_the_failure_count<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    store.claim_due(at(0), 1, at(60)).await.unwrap();
+    let recorded =
+        store.record_attempt(&record(failure(id, 1, 0), Verdict::Retry { at: at(10) }, 0)).await.unwrap();
+    assert_eq!(recorded.consecutive_failures, 1);
+    store.claim_due(at(10), 1, at(70)).await.unwrap();
+    let recorded = store.record_attempt(&record(success(id, 2, 10), Verdict::Delivered, 10)).await.unwrap();
+    assert_eq!(recorded.consecutive_failures, 0);
+    assert!(!recorded.disabled_subscription);
+
+    let delivery = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!(delivery.state, DeliveryState::Delivered);
+    assert_eq!(delivery.attempts, 2);
+    assert_eq!(delivery.next_attempt_at, None);
+    assert_eq!(store.subscription(sub.id).await.unwrap().unwrap().consecutive_failures, 0);
+    assert!(store.claim_due(at(10_000), 10, at(10_060)).await.unwrap().is_empty());
+    let counts = store.delivery_counts(sub.id).await.unwrap();
+    assert_eq!((counts.pending, counts.delivered, counts.dropped), (0, 1, 0));
+}
+
+/// A retry verdict makes the delivery due again at its time, not before.
+pub async fn retry_reschedules_the_delivery<S: Store>(store: S) {
+    let (_, id) = one_delivery(&store).await;
+    store.claim_due(at(0), 1, at(60)).await.unwrap();
+    store.record_attempt(&record(failure(id, 1, 0), Verdict::Retry { at: at(10) }, 0)).await.unwrap();
+    let delivery = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!(delivery.state, DeliveryState::Pending);
+    assert_eq!(delivery.attempts, 1);
+    assert_eq!(delivery.next_attempt_at, Some(at(10)));
+    assert!(
+        store.claim_due(at(9), 1, at(69)).await.unwrap().is_empty(),
+        "recording ends the lease but not the wait"
+    );
+    let claims = store.claim_due(at(10), 1, at(70)).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].delivery.attempts, 1);
+}
+
+/// A dropped delivery is never claimed again and keeps its log.
+pub async fn dropped_delivery_keeps_its_attempt_log<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    store.claim_due(at(0), 1, at(60)).await.unwrap();
+    store.record_attempt(&record(failure(id, 1, 0), Verdict::Dropped, 0)).await.unwrap();
+    let delivery = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!(delivery.state, DeliveryState::Dropped);
+    assert_eq!(delivery.next_attempt_at, None);
+    assert_eq!(store.attempts(id).await.unwrap().len(), 1);
+    assert!(store.claim_due(at(10_000), 10, at(10_060)).await.unwrap().is_empty());
+    let counts = store.delivery_counts(sub.id).await.unwrap();
+    assert_eq!((counts.pending, counts.delivered, counts.dropped), (0, 0, 1));
+}
+
+/// The tenth failure in a row disables the subscription; the ninth does not.
+pub async fn auto_disable_at_exactly_the_threshold<S: Store>(store: S) {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.extend(store.publish(&event("job.completed", n), body("{}")).await.unwrap());
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let recorded = store
+            .record_attempt(&record(failure(*id, 1, 20), Verdict::Retry { at: at(100) }, 20))
+            .await
+            .unwrap();
+        assert_eq!(recorded.consecutive_failures, n as u32 + 1);
+        assert_eq!(recorded.disabled_subscription, n == 9, "failure {} of 10", n + 1);
+        let status = store.subscription(sub.id).await.unwrap().unwrap().status;
+        if n < 9 {
+            assert_eq!(status, SubscriptionStatus::Enabled);
+        } else {
+            assert!(
+                matches!(status, SubscriptionStatus::Disabled { ref reason, at: when } if reason.contains("10") && when == at(20)),
+                "{status:?}"
+            );
+        }
+    }
+}
+
+/// While disabled, nothing is claimed and nothing is lost.
+pub async fn disabled_subscription_deliveries_are_held_not_lost<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    store.disable_subscription(sub.id, "maintenance", at(1)).await.unwrap();
+    assert!(store.claim_due(at(1000), 10, at(1060)).await.unwrap().is_empty());
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert_eq!(store.delivery(id).await.unwrap().unwrap().state, DeliveryState::Pending);
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap().pending, 1);
+    let status = store.subscription(sub.id).await.unwrap().unwrap().status;
+    assert_eq!(status, SubscriptionStatus::Disabled { reason: "maintenance".into(), at: at(1) });
+    assert!(store.publish(&event("job.completed", 2), body("{}")).await.unwrap().is_empty());
+}
+
+/// Enabling resets the failure count and makes held deliveries due at once.
+pub async fn enabling_resumes_held_deliveries_and_resets_failures<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    let mut record = record(failure(id, 1, 0), Verdict::Retry { at: at(3600) }, 0);
+    record.disable_after = Some(1);
+    assert!(store.record_attempt(&record).await.unwrap().disabled_subscription);
+    assert!(store.claim_due(at(5000), 10, at(5060)).await.unwrap().is_empty());
+
+    store.enable_subscription(sub.id, at(50)).await.unwrap();
+    let enabled = store.subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(enabled.status, SubscriptionStatus::Enabled);
+    assert_eq!(enabled.consecutive_failures, 0);
+    let claims = store.claim_due(at(50), 10, at(110)).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
+}
+
+/// Every attempt is kept, in order, with all its fields.
+pub async fn attempt_log_keeps_every_field_in_order<S: Store>(store: S) {
+    let (_, id) = one_delivery(&store).await;
+    let first = Attempt {
+        delivery_id: id,
+        number: 1,
+        started_at: at(0),
+        duration: Duration::from_millis(15_000),
+        result: AttemptResult::Error("timed out after 15000 ms".into()),
+    };
+    let second = Attempt {
+        delivery_id: id,
+        number: 2,
+        started_at: at(10),
+        duration: Duration::from_millis(7),
+        result: AttemptResult::Response { status: 503, body: "busy ☃".into() },
+    };
+    let third = success(id, 3, 70);
+    store.record_attempt(&record(first.clone(), Verdict::Retry { at: at(10) }, 15)).await.unwrap();
+    store.record_attempt(&record(second.clone(), Verdict::Retry { at: at(70) }, 10)).await.unwrap();
+    store.record_attempt(&record(third.clone(), Verdict::Delivered, 70)).await.unwrap();
+    assert_eq!(store.attempts(id).await.unwrap(), vec![first, second, third]);
+    assert!(store.attempts(DeliveryId::new()).await.unwrap().is_empty());
+}
+
+/// An attempt recorded after the delivery was finished is logged but does
+/// not reopen it.
+pub async fn recording_on_a_finished_delivery_keeps_its_state<S: Store>(store: S) {
+    let (_, id) = one_delivery(&store).await;
+    store.record_attempt(&record(success(id, 1, 0), Verdict::Delivered, 0)).await.unwrap();
+    store.record_attempt(&record(failure(id, 1, 1), Verdict::Retry { at: at(10) }, 1)).await.unwrap();
+    let delivery = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!(delivery.state, DeliveryState::Delivered);
+    assert_eq!(store.attempts(id).await.unwrap().len(), 2);
+    assert!(matches!(
+        store.record_attempt(&record(success(DeliveryId::new(), 1, 0), Verdict::Delivered, 0)).await,
+        Err(StoreError::DeliveryNotFound(_))
+    ));
+}
+
+/// `next_due_at` is the earliest due time or lease end.
+pub async fn next_due_at_tracks_due_times_and_leases<S: Store>(store: S) {
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    store.publish(&event("job.completed", 40), body("{}")).await.unwrap();
+    store.publish(&event("job.completed", 30), body("{}")).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), Some(at(30)));
+    store.claim_due(at(30), 1, at(90)).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), Some(at(40)));
+    store.claim_due(at(40), 1, at(80)).await.unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), Some(at(80)), "a lease end is when a claim comes back");
+}
+
+/// Deleting a subscription deletes its deliveries and their logs.
+pub async fn deleting_a_subscription_removes_its_deliveries<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    store.record_attempt(&record(failure(id, 1, 0), Verdict::Retry { at: at(10) }, 0)).await.unwrap();
+    assert!(store.delete_subscription(sub.id).await.unwrap());
+    assert_eq!(store.delivery(id).await.unwrap(), None);
+    assert!(store.attempts(id).await.unwrap().is_empty());
+    assert!(store.claim_due(at(100), 10, at(160)).await.unwrap().is_empty());
+}

@@ -1,0 +1,310 @@
+//! The facade a host holds: subscribe, publish, manage.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::clock::{Clock, SystemClock};
+use crate::dispatch::DispatcherBuilder;
+use crate::error::Error;
+use crate::model::{
+    Attempt, Delivery, DeliveryId, Event, EventId, Subscription, SubscriptionId, SubscriptionStatus,
+};
+use crate::preset::Preset;
+use crate::secret::Secret;
+use crate::store::{DeliveryCounts, Store};
+
+/// The default largest body accepted at publish: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The library's entry point: a store, a preset and a clock. Cheap to clone;
+/// every clone shares the same parts.
+///
+/// ```
+/// use webhooks_core::{Preset, Subscription, Webhooks};
+/// use webhooks_memory::MemoryStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), webhooks_core::Error> {
+/// let webhooks = Webhooks::builder()
+///     .store(MemoryStore::new())
+///     .preset(Preset::smartlyq())
+///     .build()?;
+///
+/// let subscription = webhooks
+///     .subscribe(Subscription::builder("https://example.com/hooks").event_type("job.completed"))
+///     .await?;
+/// println!("signing secret, shown once: {}", subscription.secret.expose());
+///
+/// let published = webhooks
+///     .publish("job.completed", serde_json::json!({"job_id": "job_abc123"}))
+///     .await?;
+/// assert_eq!(published.deliveries.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Webhooks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    preset: Preset,
+    clock: Arc<dyn Clock>,
+    max_body_bytes: usize,
+    /// Wakes idle dispatchers of this process when there is new work.
+    work: Notify,
+}
+
+impl fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("store", &self.inner.store)
+            .field("preset", &self.inner.preset.name())
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Webhooks`]; see [`Webhooks::builder`].
+#[derive(Debug)]
+pub struct WebhooksBuilder {
+    store: Option<Arc<dyn Store>>,
+    preset: Option<Preset>,
+    clock: Arc<dyn Clock>,
+    max_body_bytes: usize,
+}
+
+impl WebhooksBuilder {
+    /// Where subscriptions and deliveries live. Required.
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A store already shared behind an `Arc`.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The preset: envelope, scheme, retries, rules. Required.
+    pub fn preset(mut self, preset: Preset) -> Self {
+        self.preset = Some(preset);
+        self
+    }
+
+    /// The clock; the system clock by default. Tests pass a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The largest rendered body [`Webhooks::publish`] accepts; 1 MiB by default.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Checks the settings and builds.
+    pub fn build(self) -> Result<Webhooks, Error> {
+        let store = self.store.ok_or_else(|| Error::invalid("store", "no store was given"))?;
+        let preset = self.preset.ok_or_else(|| Error::invalid("preset", "no preset was given"))?;
+        if self.max_body_bytes == 0 {
+            return Err(Error::invalid("max body bytes", "must be more than zero"));
+        }
+        Ok(Webhooks {
+            inner: Arc::new(Inner {
+                store,
+                preset,
+                clock: self.clock,
+                max_body_bytes: self.max_body_bytes,
+                work: Notify::new(),
+            }),
+        })
+    }
+}
+
+/// A subscription to create; see [`Subscription::builder`].
+#[derive(Clone, Debug)]
+pub struct NewSubscription {
+    url: String,
+    event_types: BTreeSet<String>,
+    secret: Option<Secret>,
+}
+
+impl Subscription {
+    /// Starts a subscription for the endpoint `url`.
+    pub fn builder(url: impl Into<String>) -> NewSubscription {
+        NewSubscription { url: url.into(), event_types: BTreeSet::new(), secret: None }
+    }
+}
+
+impl NewSubscription {
+    /// Listens to one more event type.
+    pub fn event_type(mut self, name: impl Into<String>) -> Self {
+        self.event_types.insert(name.into());
+        self
+    }
+
+    /// Listens to these event types too.
+    pub fn event_types<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.event_types.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Uses this secret instead of generating one.
+    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+}
+
+/// What [`Webhooks::publish`] created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The event's id.
+    pub event_id: EventId,
+    /// One delivery per subscription that listens to the event.
+    pub deliveries: Vec<DeliveryId>,
+}
+
+impl Webhooks {
+    /// Starts building: `.store(..)` and `.preset(..)` are required.
+    pub fn builder() -> WebhooksBuilder {
+        WebhooksBuilder {
+            store: None,
+            preset: None,
+            clock: Arc::new(SystemClock),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// Creates a subscription after checking its URL against the preset's
+    /// rule and its event types against the catalogue. Without a secret one is
+    /// generated; the returned subscription holds it, for the caller to hand
+    /// to the receiver.
+    pub async fn subscribe(&self, new: NewSubscription) -> Result<Subscription, Error> {
+        let preset = &self.inner.preset;
+        let url = preset.url_rule().check(&new.url, preset.name())?;
+        if new.event_types.is_empty() {
+            return Err(Error::invalid("event types", "a subscription must listen to at least one"));
+        }
+        for name in &new.event_types {
+            preset.check_event_type(name)?;
+        }
+        let secret = match new.secret {
+            Some(secret) if secret.expose().is_empty() => {
+                return Err(Error::invalid("secret", "must not be empty"));
+            }
+            Some(secret) => secret,
+            None => Secret::generate(),
+        };
+        let subscription = Subscription {
+            id: SubscriptionId::new(),
+            url,
+            event_types: new.event_types,
+            secret,
+            status: SubscriptionStatus::Enabled,
+            consecutive_failures: 0,
+            created_at: self.inner.clock.now(),
+        };
+        self.inner.store.insert_subscription(&subscription).await?;
+        tracing::info!(subscription_id = %subscription.id, url = %subscription.url, "subscription created");
+        Ok(subscription)
+    }
+
+    /// Publishes an event now: renders its body once and queues one delivery
+    /// for every enabled subscription that listens to `name`.
+    pub async fn publish(&self, name: &str, data: serde_json::Value) -> Result<Published, Error> {
+        let span =
+            tracing::info_span!("webhooks.publish", event_type = name, event_id = tracing::field::Empty);
+        async move {
+            self.inner.preset.check_event_type(name)?;
+            let event = Event {
+                id: EventId::new(),
+                name: name.to_owned(),
+                occurred_at: self.inner.clock.now(),
+                data,
+            };
+            tracing::Span::current().record("event_id", tracing::field::display(event.id));
+            let body = self.inner.preset.envelope().render(&event)?;
+            if body.len() > self.inner.max_body_bytes {
+                return Err(Error::BodyTooLarge { size: body.len(), limit: self.inner.max_body_bytes });
+            }
+            let deliveries = self.inner.store.publish(&event, body).await?;
+            if !deliveries.is_empty() {
+                self.inner.work.notify_waiters();
+            }
+            tracing::debug!(deliveries = deliveries.len(), "event published");
+            Ok(Published { event_id: event.id, deliveries })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Enables a subscription again; its held deliveries are attempted at once.
+    pub async fn enable(&self, id: SubscriptionId) -> Result<(), Error> {
+        self.inner.store.enable_subscription(id, self.inner.clock.now()).await?;
+        self.inner.work.notify_waiters();
+        Ok(())
+    }
+
+    /// Disables a subscription; its deliveries are held, not lost.
+    pub async fn disable(&self, id: SubscriptionId, reason: &str) -> Result<(), Error> {
+        Ok(self.inner.store.disable_subscription(id, reason, self.inner.clock.now()).await?)
+    }
+
+    /// One subscription.
+    pub async fn subscription(&self, id: SubscriptionId) -> Result<Subscription, Error> {
+        self.inner.store.subscription(id).await?.ok_or(Error::SubscriptionNotFound { id })
+    }
+
+    /// One delivery, if it exists.
+    pub async fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, Error> {
+        Ok(self.inner.store.delivery(id).await?)
+    }
+
+    /// A delivery's attempt log, first first.
+    pub async fn attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, Error> {
+        Ok(self.inner.store.attempts(id).await?)
+    }
+
+    /// A subscription's deliveries counted by state.
+    pub async fn delivery_counts(&self, id: SubscriptionId) -> Result<DeliveryCounts, Error> {
+        Ok(self.inner.store.delivery_counts(id).await?)
+    }
+
+    /// Starts configuring a dispatcher that delivers this facade's queue.
+    pub fn dispatcher(&self) -> DispatcherBuilder {
+        DispatcherBuilder::new(self.clone())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The preset.
+    pub fn preset(&self) -> &Preset {
+        &self.inner.preset
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    pub(crate) fn work(&self) -> &Notify {
+        &self.inner.work
+    }
+}

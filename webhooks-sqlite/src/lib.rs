@@ -1,0 +1,1 @@
+//! Durable SQLite store for `webhooks-core` (in progress).
