@@ -1,0 +1,75 @@
+//! Helpers shared by the end-to-end tests.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use webhooks_core::{DeliveryId, Dispatcher, ManualClock, Preset, UrlRule, Webhooks};
+use webhooks_memory::MemoryStore;
+
+/// When the manual clock starts: 2026-03-02T14:30:00Z.
+pub fn start() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_772_461_800, 0).unwrap()
+}
+
+/// A preset that also accepts the local receiver's `http://` URL.
+pub fn over_http(preset: Preset) -> Preset {
+    preset.with_url_rule(UrlRule { require_https: false })
+}
+
+/// A facade on a fresh memory store with a manual clock.
+pub fn webhooks(preset: Preset) -> (Webhooks, ManualClock) {
+    let clock = ManualClock::new(start());
+    let webhooks = Webhooks::builder()
+        .store(MemoryStore::new())
+        .preset(over_http(preset))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (webhooks, clock)
+}
+
+/// A dispatcher running in the background until the guard is dropped or stopped.
+pub struct Running {
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+impl Running {
+    pub fn start(dispatcher: Dispatcher) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(dispatcher.run(shutdown.clone()));
+        Self { shutdown, task }
+    }
+
+    /// Cancels and waits for the dispatcher to return.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("stops in time").unwrap();
+    }
+}
+
+/// Polls `check` until it is true, failing the test after 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits until `count` attempts of `delivery` are recorded.
+pub async fn recorded(webhooks: &Webhooks, delivery: DeliveryId, count: usize) {
+    eventually(&format!("{count} recorded attempts"), || async {
+        webhooks.attempts(delivery).await.unwrap().len() >= count
+    })
+    .await;
+}
