@@ -1,0 +1,283 @@
+//! The `send` example, driven as a user drives it: arguments, stdin, stdout
+//! lines and exit status.
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use webhooks_core::{DeepSmithScheme, Secret, SmartlyQScheme};
+use webhooks_examples::{Receiver, Reply};
+
+/// The example binary, built once per test run (a no-op when `cargo test`
+/// has built it already).
+fn send_binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let profile: &[&str] = if cfg!(debug_assertions) { &[] } else { &["--release"] };
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "--example", "send"])
+            .args(profile)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "the send example builds");
+        let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+        deps.parent().unwrap().join("examples").join(format!("send{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
+async fn send(args: &[&str], stdin: &str) -> Output {
+    let mut child = tokio::process::Command::new(send_binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("send finishes")
+        .unwrap()
+}
+
+fn lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect(l)).collect()
+}
+
+#[tokio::test]
+async fn deepsmith_retries_then_delivers_and_reports_every_attempt() {
+    let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 500 } else { 200 })).await.unwrap();
+    let stdin = "{\"event\":\"content.status_updated\",\"data\":{\"id\":1}}\n";
+    let output = send(
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            receiver.url(),
+            "--secret",
+            "k",
+            "--allow-private",
+            "--retry-scale",
+            "0",
+        ],
+        stdin,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+
+    let lines = lines(&output);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first = stdout.lines().next().unwrap();
+    let positions: Vec<usize> =
+        ["delivery_id", "event", "attempt", "status", "error", "outcome", "duration_ms"]
+            .iter()
+            .map(|key| first.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key} in {first}")))
+            .collect();
+    assert!(positions.is_sorted(), "fields in the contract's order: {first}");
+    assert_eq!(lines[0]["event"], "content.status_updated");
+    assert_eq!(
+        (&lines[0]["attempt"], &lines[0]["status"], &lines[0]["outcome"]),
+        (&1.into(), &500.into(), &"retrying".into())
+    );
+    assert_eq!(lines[0]["error"], Value::Null);
+    assert_eq!(
+        (&lines[1]["attempt"], &lines[1]["status"], &lines[1]["outcome"]),
+        (&2.into(), &200.into(), &"delivered".into())
+    );
+    assert_eq!(lines[0]["delivery_id"], lines[1]["delivery_id"]);
+    assert_eq!(
+        lines[2],
+        serde_json::json!({"summary": {"delivered": 1, "dropped": 0, "pending": 0, "endpoint_disabled": false}})
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).lines().last().unwrap(),
+        r#"{"summary":{"delivered":1,"dropped":0,"pending":0,"endpoint_disabled":false}}"#
+    );
+
+    let request = receiver.received().remove(1);
+    assert_eq!(request.header("x-webhook-id"), lines[1]["delivery_id"].as_str().unwrap());
+    DeepSmithScheme
+        .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from("k"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn smartlyq_over_allowed_http_signs_with_the_given_secret_and_drops_after_six() {
+    let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
+    let stdin = "{\"event\":\"job.completed\",\"data\":{\"job_id\":\"j1\"}}\n";
+    let output = send(
+        &[
+            "--preset",
+            "smartlyq",
+            "--url",
+            receiver.url(),
+            "--secret",
+            "whsec_test",
+            "--allow-http",
+            "--allow-private",
+            "--retry-scale",
+            "0.0001",
+        ],
+        stdin,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let lines = lines(&output);
+    let outcomes: Vec<&str> = lines[..6].iter().map(|l| l["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["retrying", "retrying", "retrying", "retrying", "retrying", "dropped"]);
+    assert_eq!(lines[6]["summary"]["dropped"], 1);
+
+    let request = receiver.received().remove(0);
+    assert_eq!(request.header("x-smartlyq-event"), "job.completed");
+    let now = chrono::Utc::now();
+    SmartlyQScheme::default()
+        .verify_header(
+            request.header("x-smartlyq-signature"),
+            &request.body,
+            &Secret::from("whsec_test"),
+            now,
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_connection_reports_a_null_status_and_the_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks", closed.local_addr().unwrap());
+    drop(closed);
+    let output = send(
+        &["--preset", "deepsmith", "--url", &url, "--secret", "k", "--allow-private", "--retry-scale", "0"],
+        "{\"event\":\"iq.status_updated\",\"data\":{}}\n",
+    )
+    .await;
+    let lines = lines(&output);
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["status"], Value::Null);
+    assert!(lines[0]["error"].as_str().unwrap().contains("connection"), "{}", lines[0]);
+    assert_eq!(lines[3]["outcome"], "dropped");
+}
+
+#[tokio::test]
+async fn smartlyq_refuses_http_with_exit_status_2_and_says_why() {
+    let output =
+        send(&["--preset", "smartlyq", "--url", "http://127.0.0.1:9/hooks", "--secret", "k"], "").await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("https"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn bad_arguments_exit_with_status_2() {
+    for args in [
+        &["--url", "https://example.com", "--secret", "k"][..],
+        &["--preset", "nope", "--url", "https://example.com", "--secret", "k"],
+        &["--preset", "deepsmith", "--secret", "k"],
+        &["--preset", "deepsmith", "--url", "https://example.com"],
+        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--concurrency", "0"],
+        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--retry-scale", "-1"],
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            "https://example.com",
+            "--secret",
+            "k",
+            "--events",
+            "job.completed",
+        ],
+        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--bogus"],
+    ] {
+        let output = send(args, "").await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!output.stderr.is_empty(), "{args:?} says why");
+    }
+}
+
+#[tokio::test]
+async fn malformed_lines_are_reported_and_skipped_and_the_rest_delivered() {
+    let receiver = Receiver::start().await.unwrap();
+    let stdin = concat!(
+        "{\"event\":\"iq.status_updated\",\"data\":{\"n\":1}}\n",
+        "not json\n",
+        "{\"event\":\"job.completed\",\"data\":{}}\n",
+        "\n",
+        "{\"event\":\"topic.status_updated\",\"data\":{\"n\":2}}\n",
+    );
+    let output =
+        send(&["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k", "--allow-private"], stdin)
+            .await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 2: "), "{stderr}");
+    assert!(stderr.contains("line 3: ") && stderr.contains("job.completed"), "{stderr}");
+    let lines = lines(&output);
+    assert_eq!(lines.last().unwrap()["summary"]["delivered"], 2);
+    assert_eq!(receiver.received().len(), 2);
+}
+
+#[tokio::test]
+async fn only_the_chosen_event_types_are_sent() {
+    let receiver = Receiver::start().await.unwrap();
+    let stdin =
+        "{\"event\":\"iq.status_updated\",\"data\":{}}\n{\"event\":\"topic.status_updated\",\"data\":{}}\n";
+    let output = send(
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            receiver.url(),
+            "--secret",
+            "k",
+            "--allow-private",
+            "--events",
+            "topic.status_updated",
+        ],
+        stdin,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].header("x-webhook-event"), "topic.status_updated");
+}
+
+#[tokio::test]
+async fn a_disabled_endpoint_ends_the_run_with_its_deliveries_held() {
+    let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
+    let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(3);
+    let output = send(
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            receiver.url(),
+            "--secret",
+            "k",
+            "--allow-private",
+            "--retry-scale",
+            "0",
+            "--concurrency",
+            "1",
+        ],
+        &stdin,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let lines = lines(&output);
+    assert_eq!(lines.len(), 11, "ten attempts, then the summary");
+    let summary = &lines[10]["summary"];
+    assert_eq!((&summary["delivered"], &summary["endpoint_disabled"]), (&0.into(), &true.into()));
+    let dropped = lines.iter().filter(|l| l["outcome"] == "dropped").count() as u64;
+    assert_eq!(summary["dropped"].as_u64(), Some(dropped));
+    assert_eq!(summary["pending"].as_u64(), Some(3 - dropped), "the rest is held, not lost");
+    assert!(dropped <= 2, "ten attempts drop at most two deliveries of four attempts");
+}
