@@ -169,3 +169,8 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
     }
     response
 }
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
