@@ -73,8 +73,11 @@ impl fmt::Debug for DispatcherBuilder {
     }
 }
 
-/// How much longer than a request a lease lasts: room to record the outcome.
-const LEASE_MARGIN: Duration = Duration::from_secs(60);
+/// How much longer than a request a lease lasts: room to sign before it and
+/// to record the outcome after it (a store busy with another writer waits
+/// a few seconds at most). Short, because a crashed worker's claims come
+/// back only when their leases end.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 impl DispatcherBuilder {
     pub(crate) fn new(webhooks: Webhooks) -> Self {
@@ -343,8 +346,13 @@ impl Shared {
         span.record("duration_ms", attempt.duration.as_millis() as u64);
         span.record("outcome", verdict.as_str());
 
-        let record =
-            AttemptRecord { attempt, verdict, disable_after: preset.disable_policy().threshold(), now };
+        let record = AttemptRecord {
+            attempt,
+            verdict,
+            disable_after: preset.disable_policy().threshold(),
+            disable_now: None,
+            now,
+        };
         let recorded = match webhooks.store().record_attempt(&record).await {
             Ok(recorded) => recorded,
             Err(error) => {

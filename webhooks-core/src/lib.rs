@@ -73,8 +73,8 @@ pub use dispatch::{AttemptOutcome, Dispatcher, DispatcherBuilder};
 pub use envelope::{Envelope, JsonEnvelope};
 pub use error::Error;
 pub use model::{
-    Attempt, AttemptResult, Delivery, DeliveryId, DeliveryState, Event, EventId, Subscription,
-    SubscriptionId, SubscriptionStatus,
+    Attempt, AttemptResult, Delivery, DeliveryId, DeliveryState, Event, EventId, PreviousSecret,
+    Subscription, SubscriptionId, SubscriptionStatus,
 };
 pub use preset::{Catalogue, DisablePolicy, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};

@@ -92,6 +92,8 @@ pub struct Subscription {
     pub event_types: BTreeSet<String>,
     /// The signing secret (redacted in `Debug`).
     pub secret: Secret,
+    /// The secret it replaced, still signed with until its grace period ends.
+    pub previous_secret: Option<PreviousSecret>,
     /// Enabled, or disabled with the reason and when.
     pub status: SubscriptionStatus,
     /// Failed attempts in a row; a success resets it to zero.
@@ -106,10 +108,26 @@ impl Subscription {
         self.event_types.contains(event_type)
     }
 
+    /// The secrets to sign with at `now`: the current one first, then the
+    /// previous one while its grace period lasts.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&Secret> {
+        let previous = self.previous_secret.as_ref().filter(|p| p.valid_until > now).map(|p| &p.secret);
+        std::iter::once(&self.secret).chain(previous).collect()
+    }
+
     /// Whether it is enabled (receives attempts).
     pub fn is_enabled(&self) -> bool {
         matches!(self.status, SubscriptionStatus::Enabled)
     }
+}
+
+/// A rotated-out secret, still valid for a grace period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviousSecret {
+    /// The old secret.
+    pub secret: Secret,
+    /// When it stops being used.
+    pub valid_until: DateTime<Utc>,
 }
 
 /// Whether a subscription receives attempts.

@@ -85,8 +85,25 @@ pub struct AttemptRecord {
     pub verdict: Verdict,
     /// Disable the subscription when its consecutive failures reach this.
     pub disable_after: Option<u32>,
+    /// Disable the subscription at once with this reason, whatever its
+    /// failure count (a receiver that answered `410 Gone`).
+    pub disable_now: Option<String>,
     /// Now, for the time of a disable.
     pub now: DateTime<Utc>,
+}
+
+impl AttemptRecord {
+    /// Why this record disables its subscription, given the subscription's
+    /// consecutive failures after it; `None` when it does not.
+    pub fn disable_reason(&self, consecutive_failures: u32) -> Option<String> {
+        match (&self.disable_now, self.disable_after) {
+            (Some(reason), _) => Some(reason.clone()),
+            (None, Some(limit)) if consecutive_failures >= limit => {
+                Some(format!("{consecutive_failures} consecutive failed attempts"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What recording an attempt did to the subscription.
@@ -120,7 +137,7 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Adds a subscription.
     async fn insert_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
 
-    /// Replaces a subscription's URL, event types and secret.
+    /// Replaces a subscription's URL, event types and secrets.
     async fn update_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
 
     /// One subscription.
@@ -150,6 +167,16 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// `event.name`, all in one step. Returns the new deliveries' ids.
     async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>>;
 
+    /// Publishes several events in one step where the store can (one
+    /// transaction); each as [`Store::publish`] would, in order.
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
+        let mut published = Vec::with_capacity(events.len());
+        for (event, body) in events {
+            published.push(self.publish(event, body.clone()).await?);
+        }
+        Ok(published)
+    }
+
     /// Leases up to `limit` pending deliveries that are due at `now`, whose
     /// subscription is enabled and which no live lease holds, until
     /// `lease_until`; earliest due first. A lease that runs out makes the
@@ -161,14 +188,27 @@ pub trait Store: Send + Sync + Debug + 'static {
         lease_until: DateTime<Utc>,
     ) -> StoreResult<Vec<Claim>>;
 
-    /// Gives claims back unattempted: they are claimable again at once.
-    async fn release(&self, ids: &[DeliveryId]) -> StoreResult<()>;
+    /// Gives claims back unattempted: each lease is cut to end at
+    /// `claimable_at` (now, or a little later to let a busy endpoint be).
+    async fn release(&self, ids: &[DeliveryId], claimable_at: DateTime<Utc>) -> StoreResult<()>;
 
     /// Appends the attempt to its delivery's log and applies its verdict, the
     /// subscription's failure count (reset on success) and, when the count
-    /// reaches `disable_after`, the disable, all in one step. A delivery that
+    /// reaches `disable_after` or `disable_now` is set, the disable, all in
+    /// one step. A delivery that
     /// is no longer pending keeps its state; the attempt is logged all the same.
     async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded>;
+
+    /// Records several attempts; a store that can do it in one transaction
+    /// should, as the dispatcher records in batches under load. Each record
+    /// is applied as [`Store::record_attempt`] would.
+    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<Recorded>> {
+        let mut recorded = Vec::with_capacity(records.len());
+        for record in records {
+            recorded.push(self.record_attempt(record).await?);
+        }
+        Ok(recorded)
+    }
 
     /// One delivery.
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>>;

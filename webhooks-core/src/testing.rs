@@ -18,8 +18,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Attempt, AttemptResult, DeliveryId, DeliveryState, Event, EventId, Subscription, SubscriptionId,
-    SubscriptionStatus,
+    Attempt, AttemptResult, DeliveryId, DeliveryState, Event, EventId, PreviousSecret, Subscription,
+    SubscriptionId, SubscriptionStatus,
 };
 use crate::secret::Secret;
 use crate::store::{AttemptRecord, Store, StoreError, Verdict};
@@ -39,7 +39,9 @@ macro_rules! store_suite {
             claims_due_deliveries_earliest_first_up_to_the_limit,
             future_deliveries_are_not_claimed,
             a_leased_delivery_is_not_claimed_again_until_its_lease_ends,
-            released_claims_are_claimable_at_once,
+            released_claims_are_claimable_from_the_time_given,
+            disable_now_disables_at_once,
+            batches_publish_and_record_like_single_calls,
             concurrent_claims_never_share_a_delivery,
             success_delivers_and_resets_the_failure_count,
             retry_reschedules_the_delivery,
@@ -80,6 +82,7 @@ pub fn subscription(url: &str, events: &[&str]) -> Subscription {
         url: url.parse().expect("a valid URL"),
         event_types: events.iter().map(|e| (*e).to_owned()).collect(),
         secret: Secret::generate(),
+        previous_secret: None,
         status: SubscriptionStatus::Enabled,
         consecutive_failures: 0,
         created_at: t0(),
@@ -121,7 +124,7 @@ fn success(delivery_id: DeliveryId, number: u32, seconds: i64) -> Attempt {
 }
 
 fn record(attempt: Attempt, verdict: Verdict, seconds: i64) -> AttemptRecord {
-    AttemptRecord { attempt, verdict, disable_after: Some(10), now: at(seconds) }
+    AttemptRecord { attempt, verdict, disable_after: Some(10), disable_now: None, now: at(seconds) }
 }
 
 async fn one_delivery<S: Store>(store: &S) -> (Subscription, DeliveryId) {
@@ -145,6 +148,7 @@ pub async fn subscriptions_round_trip<S: Store>(store: S) {
 
     b.url = "https://example.com/b2".parse().unwrap();
     b.event_types = BTreeSet::from(["job.completed".to_owned()]);
+    b.previous_secret = Some(PreviousSecret { secret: b.secret.clone(), valid_until: at(86_400) });
     b.secret = Secret::from("rotated");
     store.update_subscription(&b).await.unwrap();
     assert_eq!(store.subscription(b.id).await.unwrap(), Some(b.clone()));
@@ -257,13 +261,64 @@ pub async fn a_leased_delivery_is_not_claimed_again_until_its_lease_ends<S: Stor
     assert_eq!(again[0].delivery.attempts, 0, "an expired lease is not an attempt");
 }
 
-/// Released claims can be claimed at once.
-pub async fn released_claims_are_claimable_at_once<S: Store>(store: S) {
+/// Released claims can be claimed again from the time given, not before.
+pub async fn released_claims_are_claimable_from_the_time_given<S: Store>(store: S) {
     let (_, id) = one_delivery(&store).await;
     assert_eq!(store.claim_due(at(1), 10, at(61)).await.unwrap().len(), 1);
-    store.release(&[id]).await.unwrap();
+    store.release(&[id], at(2)).await.unwrap();
     let again = store.claim_due(at(2), 10, at(62)).await.unwrap();
     assert_eq!(again.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
+
+    store.release(&[id], at(5)).await.unwrap();
+    assert!(store.claim_due(at(4), 10, at(64)).await.unwrap().is_empty());
+    assert_eq!(store.next_due_at().await.unwrap(), Some(at(5)));
+    assert_eq!(store.claim_due(at(5), 10, at(65)).await.unwrap().len(), 1);
+    assert_eq!(store.delivery(id).await.unwrap().unwrap().attempts, 0, "a release is not an attempt");
+}
+
+/// `disable_now` disables at once, whatever the failure count.
+pub async fn disable_now_disables_at_once<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    let mut gone = record(failure(id, 1, 0), Verdict::Dropped, 3);
+    gone.disable_now = Some("the endpoint answered 410 Gone".into());
+    let recorded = store.record_attempt(&gone).await.unwrap();
+    assert!(recorded.disabled_subscription);
+    assert_eq!(recorded.consecutive_failures, 1);
+    let status = store.subscription(sub.id).await.unwrap().unwrap().status;
+    assert_eq!(
+        status,
+        SubscriptionStatus::Disabled { reason: "the endpoint answered 410 Gone".into(), at: at(3) }
+    );
+}
+
+/// Batch publishing and recording do what the single calls do.
+pub async fn batches_publish_and_record_like_single_calls<S: Store>(store: S) {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    let other = subscription("https://example.com/b", &["job.failed"]);
+    store.insert_subscription(&other).await.unwrap();
+    let events = vec![
+        (event("job.completed", 0), body("one")),
+        (event("job.failed", 1), body("two")),
+        (event("wallet.low", 2), body("three")),
+    ];
+    let published = store.publish_many(&events).await.unwrap();
+    assert_eq!(published.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 0]);
+    let first = store.delivery(published[0][0]).await.unwrap().unwrap();
+    assert_eq!((first.subscription_id, first.body.clone()), (sub.id, body("one")));
+    let second = store.delivery(published[1][0]).await.unwrap().unwrap();
+    assert_eq!((second.subscription_id, second.body.clone()), (other.id, body("two")));
+
+    let records = vec![
+        record(success(first.id, 1, 5), Verdict::Delivered, 5),
+        record(failure(second.id, 1, 5), Verdict::Retry { at: at(20) }, 5),
+    ];
+    let recorded = store.record_attempts(&records).await.unwrap();
+    assert_eq!(recorded.iter().map(|r| r.consecutive_failures).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(store.delivery(first.id).await.unwrap().unwrap().state, DeliveryState::Delivered);
+    let second = store.delivery(second.id).await.unwrap().unwrap();
+    assert_eq!((second.state, second.next_attempt_at), (DeliveryState::Pending, Some(at(20))));
+    assert_eq!(store.attempts(second.id).await.unwrap().len(), 1);
 }
 
 /// Many workers claiming at once never get the same delivery.

@@ -214,6 +214,7 @@ impl Webhooks {
             url,
             event_types: new.event_types,
             secret,
+            previous_secret: None,
             status: SubscriptionStatus::Enabled,
             consecutive_failures: 0,
             created_at: self.inner.clock.now(),

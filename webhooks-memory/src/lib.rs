@@ -131,6 +131,7 @@ impl Store for MemoryStore {
         stored.url = subscription.url.clone();
         stored.event_types = subscription.event_types.clone();
         stored.secret = subscription.secret.clone();
+        stored.previous_secret = subscription.previous_secret.clone();
         Ok(())
     }
 
@@ -235,11 +236,11 @@ impl Store for MemoryStore {
         Ok(claims)
     }
 
-    async fn release(&self, ids: &[DeliveryId]) -> StoreResult<()> {
+    async fn release(&self, ids: &[DeliveryId], claimable_at: DateTime<Utc>) -> StoreResult<()> {
         let mut state = self.lock();
         for id in ids {
             if let Some(entry) = state.deliveries.get_mut(id) {
-                entry.lease_until = None;
+                entry.lease_until = Some(claimable_at);
                 state.reindex(*id);
             }
         }
@@ -268,12 +269,12 @@ impl Store for MemoryStore {
         subscription.consecutive_failures =
             if record.attempt.succeeded() { 0 } else { subscription.consecutive_failures.saturating_add(1) };
         let failures = subscription.consecutive_failures;
-        let disable =
-            subscription.is_enabled() && record.disable_after.is_some_and(|limit| failures >= limit);
-        if disable {
-            state.disable(subscription_id, &format!("{failures} consecutive failed attempts"), record.now)?;
+        let disable = subscription.is_enabled().then(|| record.disable_reason(failures)).flatten();
+        let disabled_subscription = disable.is_some();
+        if let Some(reason) = disable {
+            state.disable(subscription_id, &reason, record.now)?;
         }
-        Ok(Recorded { consecutive_failures: failures, disabled_subscription: disable })
+        Ok(Recorded { consecutive_failures: failures, disabled_subscription })
     }
 
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
