@@ -61,6 +61,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settled = Arc::new((AtomicUsize::new(0), Notify::new()));
     let dispatcher = webhooks
         .dispatcher()
+        // The receiver is on 127.0.0.1, which is refused by default.
+        .allow_private_networks(true)
         .on_outcome({
             let settled = Arc::clone(&settled);
             move |outcome| {

@@ -32,6 +32,7 @@ struct Args {
     events: Option<Vec<String>>,
     concurrency: usize,
     timeout: Duration,
+    allow_private: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -39,7 +40,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut url, mut secret, mut events) = (None, None, None);
     let mut store = "memory".to_owned();
     let mut retry_scale = 1.0;
-    let (mut allow_http, mut concurrency, mut timeout_ms) = (false, 64, 15_000u64);
+    let (mut allow_http, mut allow_private, mut concurrency, mut timeout_ms) = (false, false, 64, 15_000u64);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
@@ -68,8 +69,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 timeout_ms = value()?.parse().map_err(|_| "--timeout-ms needs a whole number".to_owned())?
             }
             "--allow-http" => allow_http = true,
-            // Accepted now; private targets are allowed until the address guard exists.
-            "--allow-private" => {}
+            "--allow-private" => allow_private = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -86,6 +86,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         events,
         concurrency,
         timeout: Duration::from_millis(timeout_ms),
+        allow_private,
     })
 }
 
@@ -188,6 +189,9 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     let dispatcher = webhooks
         .dispatcher()
         .concurrency(args.concurrency)
+        // One endpoint: it may have every slot.
+        .per_endpoint_concurrency(args.concurrency)
+        .allow_private_networks(args.allow_private)
         .request_timeout(args.timeout)
         .on_outcome({
             let progress = Arc::clone(&progress);

@@ -21,7 +21,7 @@ async fn smartlyq_requests_carry_its_headers_and_a_verifiable_signature() {
     let (webhooks, clock) = webhooks(Preset::smartlyq());
     let subscription =
         webhooks.subscribe(Subscription::builder(receiver.url()).event_type("job.completed")).await.unwrap();
-    let running = Running::start(webhooks.dispatcher().build().unwrap());
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
 
     let published =
         webhooks.publish("job.completed", json!({"job_id": "job_abc123", "words": 1200})).await.unwrap();
@@ -37,7 +37,7 @@ async fn smartlyq_requests_carry_its_headers_and_a_verifiable_signature() {
     assert_eq!(request.header("x-smartlyq-delivery"), published.deliveries[0].to_string());
     assert!(request.header("x-smartlyq-signature").starts_with("t=1772461800,v1="));
     SmartlyQScheme::default()
-        .verify(&request.headers, &request.body, &subscription.secret, clock.now())
+        .verify(&request.headers, &request.body, std::slice::from_ref(&subscription.secret), clock.now())
         .unwrap();
 
     let delivery = webhooks.delivery(published.deliveries[0]).await.unwrap().unwrap();
@@ -58,7 +58,7 @@ async fn deepsmith_requests_carry_its_headers_and_a_verifiable_signature() {
         )
         .await
         .unwrap();
-    let running = Running::start(webhooks.dispatcher().build().unwrap());
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
 
     let published =
         webhooks.publish("topic.status_updated", json!({"topic": 9, "status": "ready"})).await.unwrap();
@@ -73,7 +73,9 @@ async fn deepsmith_requests_carry_its_headers_and_a_verifiable_signature() {
         request.header("x-webhook-signature"),
         DeepSmithScheme.signature(&request.body, &subscription.secret)
     );
-    DeepSmithScheme.verify(&request.headers, &request.body, &subscription.secret, clock.now()).unwrap();
+    DeepSmithScheme
+        .verify(&request.headers, &request.body, std::slice::from_ref(&subscription.secret), clock.now())
+        .unwrap();
     running.stop().await;
 }
 
@@ -82,7 +84,7 @@ async fn smartlyq_makes_six_attempts_doubling_from_two_minutes_then_drops() {
     let receiver = Receiver::scripted(|_, _| Reply::status(500).with_body("down")).await.unwrap();
     let (webhooks, clock) = webhooks(Preset::smartlyq());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("wallet.low")).await.unwrap();
-    let running = Running::start(webhooks.dispatcher().build().unwrap());
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("wallet.low", json!({"balance": "4.99"})).await.unwrap().deliveries[0];
 
     for (attempt, wait_minutes) in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32)] {
@@ -114,7 +116,7 @@ async fn deepsmith_makes_four_attempts_at_10_s_60_s_and_5_min() {
     let receiver = Receiver::scripted(|_, _| Reply::status(503)).await.unwrap();
     let (webhooks, clock) = webhooks(Preset::deepsmith());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
-    let running = Running::start(webhooks.dispatcher().build().unwrap());
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
 
     for (attempt, wait) in [(1, 10), (2, 60), (3, 300)] {
@@ -138,7 +140,7 @@ async fn a_2xx_after_failures_stops_the_retries() {
     let receiver = Receiver::scripted(|n, _| Reply::status(if n < 2 { 500 } else { 202 })).await.unwrap();
     let (webhooks, clock) = webhooks(Preset::deepsmith());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
-    let running = Running::start(webhooks.dispatcher().build().unwrap());
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
 
     for (attempt, wait) in [(1, 10), (2, 60)] {
@@ -162,7 +164,9 @@ async fn a_2xx_after_failures_stops_the_retries() {
 async fn first_attempt(url: &str, timeout: Duration) -> AttemptResult {
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
     webhooks.subscribe(Subscription::builder(url).event_type("iq.status_updated")).await.unwrap();
-    let running = Running::start(webhooks.dispatcher().request_timeout(timeout).build().unwrap());
+    let running = Running::start(
+        webhooks.dispatcher().allow_private_networks(true).request_timeout(timeout).build().unwrap(),
+    );
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
     recorded(&webhooks, id, 1).await;
     running.stop().await;
@@ -204,7 +208,9 @@ async fn the_response_body_is_read_only_up_to_the_cap() {
         Receiver::scripted(|_, _| Reply::status(500).with_body("x".repeat(200_000))).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
-    let running = Running::start(webhooks.dispatcher().response_body_limit(100).build().unwrap());
+    let running = Running::start(
+        webhooks.dispatcher().allow_private_networks(true).response_body_limit(100).build().unwrap(),
+    );
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
     recorded(&webhooks, id, 1).await;
     running.stop().await;
@@ -253,7 +259,8 @@ async fn deepsmith_disables_after_ten_failures_and_holds_the_rest_until_enabled(
         .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated"))
         .await
         .unwrap();
-    let running = Running::start(webhooks.dispatcher().concurrency(1).build().unwrap());
+    let running =
+        Running::start(webhooks.dispatcher().allow_private_networks(true).concurrency(1).build().unwrap());
     let mut ids = Vec::new();
     for n in 0..3 {
         ids.extend(webhooks.publish("iq.status_updated", json!({"n": n})).await.unwrap().deliveries);
@@ -288,8 +295,14 @@ async fn an_idle_dispatcher_is_woken_by_a_publish() {
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
     // An hour-long poll interval: only the wake-up can bring the request.
-    let running =
-        Running::start(webhooks.dispatcher().poll_interval(Duration::from_secs(3600)).build().unwrap());
+    let running = Running::start(
+        webhooks
+            .dispatcher()
+            .allow_private_networks(true)
+            .poll_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
     webhooks.publish("iq.status_updated", json!({})).await.unwrap();
     assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1);
@@ -302,7 +315,7 @@ async fn shutdown_lets_the_attempt_in_flight_finish_and_be_recorded() {
         Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(300))).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
-    let running = Running::start(webhooks.dispatcher().build().unwrap());
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
     receiver.wait_for(1, WAIT).await;
     running.stop().await;
@@ -317,7 +330,7 @@ async fn outcomes_reach_the_hosts_hook() {
     let (webhooks, _clock) = webhooks(Preset::deepsmith().with_retry_scale(0.0).unwrap());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
     let (sender, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
-    let dispatcher = webhooks.dispatcher().on_outcome(move |outcome| {
+    let dispatcher = webhooks.dispatcher().allow_private_networks(true).on_outcome(move |outcome| {
         let _ = sender.send((outcome.attempt.number, outcome.verdict.as_str()));
     });
     let running = Running::start(dispatcher.build().unwrap());

@@ -1,5 +1,6 @@
 //! The dispatcher: claims due deliveries, signs, POSTs and records outcomes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::http;
-use crate::model::{Attempt, DeliveryId, SubscriptionId};
+use crate::model::{Attempt, AttemptResult, DeliveryId, SubscriptionId};
 use crate::scheme::Message;
 use crate::store::{AttemptRecord, Claim, Recorded, Verdict};
 use crate::webhooks::Webhooks;
@@ -54,8 +55,10 @@ type OutcomeHook = Arc<dyn Fn(&AttemptOutcome) + Send + Sync>;
 /// ```
 pub struct DispatcherBuilder {
     webhooks: Webhooks,
-    client: Option<reqwest::Client>,
+    client: Option<reqwest::ClientBuilder>,
     concurrency: usize,
+    per_endpoint: Option<usize>,
+    allow_private: bool,
     request_timeout: Duration,
     response_body_limit: usize,
     poll_interval: Duration,
@@ -66,6 +69,8 @@ impl fmt::Debug for DispatcherBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DispatcherBuilder")
             .field("concurrency", &self.concurrency)
+            .field("per_endpoint", &self.per_endpoint)
+            .field("allow_private", &self.allow_private)
             .field("request_timeout", &self.request_timeout)
             .field("response_body_limit", &self.response_body_limit)
             .field("poll_interval", &self.poll_interval)
@@ -85,6 +90,8 @@ impl DispatcherBuilder {
             webhooks,
             client: None,
             concurrency: 64,
+            per_endpoint: None,
+            allow_private: false,
             request_timeout: Duration::from_secs(15),
             response_body_limit: 4096,
             poll_interval: Duration::from_secs(1),
@@ -119,10 +126,27 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Uses this client. It must not follow redirects; the per-request
-    /// timeout is enforced by the dispatcher either way.
-    pub fn client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
+    /// Requests in flight to one endpoint at most, so one slow endpoint
+    /// cannot take every slot; half the concurrency by default (at least 1).
+    /// Claims past it wait a second and are claimed again.
+    pub fn per_endpoint_concurrency(mut self, requests: usize) -> Self {
+        self.per_endpoint = Some(requests);
+        self
+    }
+
+    /// Allows loopback, private-network, link-local and other non-public
+    /// targets (development, tests, endpoints inside your own network). Off
+    /// by default: customer URLs must not reach into the host's network.
+    pub fn allow_private_networks(mut self, allow: bool) -> Self {
+        self.allow_private = allow;
+        self
+    }
+
+    /// Builds the HTTP client from this builder (proxies, TLS roots, pool
+    /// settings). The dispatcher still turns redirects off, sets its
+    /// connect timeout and user agent, and adds the address guard.
+    pub fn client_builder(mut self, builder: reqwest::ClientBuilder) -> Self {
+        self.client = Some(builder);
         self
     }
 
@@ -144,20 +168,23 @@ impl DispatcherBuilder {
         if self.poll_interval.is_zero() || self.poll_interval > Duration::from_secs(3600) {
             return Err(Error::invalid("poll interval", "must be between 1 ms and 1 hour"));
         }
-        let client = match self.client {
-            Some(client) => client,
-            None => http::default_client(self.request_timeout)
-                .map_err(|e| Error::invalid("http client", e.to_string()))?,
-        };
+        let per_endpoint = self.per_endpoint.unwrap_or((self.concurrency / 2).max(1));
+        if per_endpoint == 0 {
+            return Err(Error::invalid("per-endpoint concurrency", "must be at least 1"));
+        }
+        let client = http::client(self.client.unwrap_or_default(), self.request_timeout, self.allow_private)
+            .map_err(|e| Error::invalid("http client", e.to_string()))?;
         Ok(Dispatcher {
             shared: Arc::new(Shared {
                 webhooks: self.webhooks,
                 client,
                 request_timeout: self.request_timeout,
                 response_body_limit: self.response_body_limit,
+                allow_private: self.allow_private,
                 on_outcome: self.on_outcome,
             }),
             concurrency: self.concurrency,
+            per_endpoint: per_endpoint.min(self.concurrency),
             poll_interval: self.poll_interval,
         })
     }
@@ -183,6 +210,7 @@ impl DispatcherBuilder {
 pub struct Dispatcher {
     shared: Arc<Shared>,
     concurrency: usize,
+    per_endpoint: usize,
     poll_interval: Duration,
 }
 
@@ -190,6 +218,7 @@ impl fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dispatcher")
             .field("concurrency", &self.concurrency)
+            .field("per_endpoint", &self.per_endpoint)
             .field("request_timeout", &self.shared.request_timeout)
             .finish_non_exhaustive()
     }
@@ -201,8 +230,13 @@ struct Shared {
     client: reqwest::Client,
     request_timeout: Duration,
     response_body_limit: usize,
+    allow_private: bool,
     on_outcome: Option<OutcomeHook>,
 }
+
+/// How long a claim for an endpoint already at its share of requests waits
+/// before it is claimed again.
+const BUSY_ENDPOINT_WAIT: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
     /// How long a claim is held: longer than the longest possible attempt
@@ -222,8 +256,14 @@ impl Dispatcher {
         let clock = webhooks.clock();
         let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
         let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
+        let busy_wait = chrono::Duration::from_std(BUSY_ENDPOINT_WAIT).unwrap_or(chrono::Duration::MAX);
         let mut in_flight = JoinSet::new();
-        tracing::info!(concurrency = self.concurrency, "dispatcher started");
+        let mut per_endpoint: HashMap<SubscriptionId, usize> = HashMap::new();
+        tracing::info!(
+            concurrency = self.concurrency,
+            per_endpoint = self.per_endpoint,
+            "dispatcher started"
+        );
 
         while !shutdown.is_cancelled() {
             // Registered before looking at the store, so a publish that
@@ -238,14 +278,29 @@ impl Dispatcher {
             if free > 0 {
                 match store.claim_due(now, free, now + lease).await {
                     Ok(claims) => {
-                        let full = claims.len() == free;
+                        let more_due = claims.len() == free;
+                        let mut busy = Vec::new();
                         for claim in claims {
+                            let load = per_endpoint.entry(claim.subscription.id).or_default();
+                            if *load >= self.per_endpoint {
+                                busy.push(claim.delivery.id);
+                                continue;
+                            }
+                            *load += 1;
                             let shared = Arc::clone(&self.shared);
                             let span = attempt_span(&claim);
                             in_flight.spawn(async move { shared.attempt(claim).await }.instrument(span));
                         }
-                        if full {
-                            // Slots may free up at once; look again when one does.
+                        if !busy.is_empty()
+                            && let Err(error) = store.release(&busy, now + busy_wait).await
+                        {
+                            tracing::error!(%error, "store failed to release claims; their leases will end");
+                        }
+                        if more_due && in_flight.len() < self.concurrency {
+                            continue;
+                        }
+                        if more_due {
+                            // Every slot is taken: look again when one frees.
                             wait_until = DateTime::<Utc>::MAX_UTC;
                         } else {
                             match store.next_due_at().await {
@@ -269,14 +324,14 @@ impl Dispatcher {
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = &mut work => {}
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(done),
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => finished(done, &mut per_endpoint),
                 () = clock.sleep_until(wait_until) => {}
             }
         }
 
         tracing::info!(in_flight = in_flight.len(), "dispatcher stopping; finishing attempts in flight");
         while let Some(done) = in_flight.join_next().await {
-            log_panic(done);
+            finished(done, &mut per_endpoint);
         }
         tracing::info!("dispatcher stopped");
     }
@@ -295,14 +350,29 @@ fn attempt_span(claim: &Claim) -> tracing::Span {
     )
 }
 
-fn log_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(error) = done {
-        tracing::error!(%error, "an attempt task failed");
+/// Frees the endpoint's slot of a finished attempt.
+fn finished(
+    done: Result<SubscriptionId, tokio::task::JoinError>,
+    per_endpoint: &mut HashMap<SubscriptionId, usize>,
+) {
+    match done {
+        Ok(endpoint) => {
+            if let Some(load) = per_endpoint.get_mut(&endpoint) {
+                *load -= 1;
+                if *load == 0 {
+                    per_endpoint.remove(&endpoint);
+                }
+            }
+        }
+        // The attempt's lease ends and it is attempted again; its slot is
+        // lost only until the dispatcher restarts.
+        Err(error) => tracing::error!(%error, "an attempt task failed"),
     }
 }
 
 impl Shared {
-    async fn attempt(&self, claim: Claim) {
+    /// Makes one attempt and records it; returns the endpoint it went to.
+    async fn attempt(&self, claim: Claim) -> SubscriptionId {
         let Claim { delivery, subscription } = claim;
         let webhooks = &self.webhooks;
         let preset = webhooks.preset();
@@ -316,29 +386,42 @@ impl Shared {
             body: &delivery.body,
             timestamp: started_at,
         };
-        let headers = preset.scheme().headers(&message, &subscription.secret);
+        let headers = preset.scheme().headers(&message, &subscription.signing_secrets(started_at));
         let timer = Instant::now();
-        let result = http::post(
+        let exchange = http::post(
             &self.client,
             &subscription.url,
             headers,
             delivery.body.clone(),
             self.request_timeout,
             self.response_body_limit,
+            self.allow_private,
         )
         .await;
-        let attempt =
-            Attempt { delivery_id: delivery.id, number, started_at, duration: timer.elapsed(), result };
+        let attempt = Attempt {
+            delivery_id: delivery.id,
+            number,
+            started_at,
+            duration: timer.elapsed(),
+            result: exchange.result,
+        };
 
         let now = clock.now();
+        let retry = preset.retry();
         let verdict = if attempt.succeeded() {
             Verdict::Delivered
         } else {
-            match preset.retry().next_delay(number) {
-                Some(delay) => Verdict::Retry { at: later(now, delay) },
+            match retry.next_delay(number) {
+                // A receiver's Retry-After may lengthen the wait up to the
+                // policy's longest, never shorten it.
+                Some(delay) => {
+                    let asked = exchange.retry_after.map(|r| r.delay_from(now).min(retry.longest_delay()));
+                    Verdict::Retry { at: later(now, asked.map_or(delay, |asked| asked.max(delay))) }
+                }
                 None => Verdict::Dropped,
             }
         };
+        let gone = attempt.status() == Some(410) && preset.disable_policy().on_gone();
         let span = tracing::Span::current();
         if let Some(status) = attempt.status() {
             span.record("status", status);
@@ -350,7 +433,7 @@ impl Shared {
             attempt,
             verdict,
             disable_after: preset.disable_policy().threshold(),
-            disable_now: None,
+            disable_now: gone.then(|| "the endpoint answered 410 Gone".to_owned()),
             now,
         };
         let recorded = match webhooks.store().record_attempt(&record).await {
@@ -359,12 +442,12 @@ impl Shared {
                 // The lease runs out and the delivery is attempted again:
                 // at least once, never lost.
                 tracing::error!(%error, "could not record the attempt; it will be retried when its lease ends");
-                return;
+                return subscription.id;
             }
         };
         match (&record.attempt.result, recorded.disabled_subscription) {
             (_, true) => tracing::warn!(failures = recorded.consecutive_failures, "endpoint disabled"),
-            (crate::model::AttemptResult::Error(error), _) => tracing::info!(%error, "attempt failed"),
+            (AttemptResult::Error(error), _) => tracing::info!(%error, "attempt failed"),
             _ => tracing::debug!("attempt recorded"),
         }
         if let Some(hook) = &self.on_outcome {
@@ -377,6 +460,7 @@ impl Shared {
                 recorded,
             });
         }
+        subscription.id
     }
 }
 

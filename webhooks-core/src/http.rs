@@ -1,23 +1,66 @@
 //! The HTTP exchange of one attempt: POST, bounded in time and in how much of
 //! the answer is read.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use chrono::{DateTime, Utc};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, StatusCode};
 use url::Url;
 
+use crate::guard::{GuardedResolver, check_literal};
 use crate::model::AttemptResult;
 
-/// The client the dispatcher uses unless given its own: redirects are not
-/// followed (a 3xx is a failed attempt, and a redirect could lead anywhere).
-pub(crate) fn default_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// Completes the client the dispatcher uses: redirects are never followed (a
+/// 3xx is a failed attempt, and a redirect could lead anywhere), and unless
+/// private targets are allowed, names resolve through the address guard.
+pub(crate) fn client(
+    builder: reqwest::ClientBuilder,
+    connect_timeout: Duration,
+    allow_private: bool,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = builder
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
-        .user_agent(concat!("webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("webhooks/", env!("CARGO_PKG_VERSION")));
+    if allow_private { builder } else { builder.dns_resolver(Arc::new(GuardedResolver)) }.build()
+}
+
+/// When a receiver asked to be retried (`Retry-After` on a 429 or 503).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RetryAfter {
+    /// After this long.
+    Delay(Duration),
+    /// At this time.
+    At(DateTime<Utc>),
+}
+
+impl RetryAfter {
+    fn parse(value: &str) -> Option<Self> {
+        let value = value.trim();
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Self::Delay(Duration::from_secs(seconds)));
+        }
+        // HTTP dates ("Sun, 06 Nov 1994 08:49:37 GMT") are RFC 2822 dates.
+        DateTime::parse_from_rfc2822(value).ok().map(|at| Self::At(at.with_timezone(&Utc)))
+    }
+
+    /// The wait it asks for, seen from `now`.
+    pub(crate) fn delay_from(self, now: DateTime<Utc>) -> Duration {
+        match self {
+            Self::Delay(delay) => delay,
+            Self::At(at) => (at - now).to_std().unwrap_or_default(),
+        }
+    }
+}
+
+/// What one exchange produced.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub(crate) result: AttemptResult,
+    pub(crate) retry_after: Option<RetryAfter>,
 }
 
 /// POSTs `body` and reads at most `body_limit` bytes of the answer, all within
@@ -29,12 +72,22 @@ pub(crate) async fn post(
     body: Bytes,
     timeout: Duration,
     body_limit: usize,
-) -> AttemptResult {
+    allow_private: bool,
+) -> Exchange {
+    if !allow_private && let Err(refused) = check_literal(url) {
+        return Exchange { result: AttemptResult::Error(refused), retry_after: None };
+    }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let request = client.post(url.clone()).headers(headers).body(body);
     let exchange = async {
         let mut response = request.send().await.map_err(describe)?;
-        let status = response.status().as_u16();
+        let status = response.status();
+        let retry_after = match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(RetryAfter::parse)
+            }
+            _ => None,
+        };
         let mut read = Vec::new();
         // Read chunk by chunk and stop at the cap: a huge answer costs no
         // more memory than the cap.
@@ -49,12 +102,16 @@ pub(crate) async fn post(
                 Ok(None) | Err(_) => break,
             }
         }
-        Ok(AttemptResult::Response { status, body: String::from_utf8_lossy(&read).into_owned() })
+        let body = String::from_utf8_lossy(&read).into_owned();
+        Ok(Exchange { result: AttemptResult::Response { status: status.as_u16(), body }, retry_after })
     };
     match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(error)) => AttemptResult::Error(error),
-        Err(_) => AttemptResult::Error(format!("timed out after {} ms", timeout.as_millis())),
+        Ok(Ok(exchange)) => exchange,
+        Ok(Err(error)) => Exchange { result: AttemptResult::Error(error), retry_after: None },
+        Err(_) => Exchange {
+            result: AttemptResult::Error(format!("timed out after {} ms", timeout.as_millis())),
+            retry_after: None,
+        },
     }
 }
 
@@ -75,4 +132,24 @@ fn describe(error: reqwest::Error) -> String {
         cause = source;
     }
     format!("{kind}: {cause}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        assert_eq!(RetryAfter::parse("120"), Some(RetryAfter::Delay(Duration::from_secs(120))));
+        let at = RetryAfter::parse("Mon, 02 Mar 2026 14:35:00 GMT").unwrap();
+        let now = DateTime::from_timestamp(1_772_461_800, 0).unwrap(); // 14:30:00
+        assert_eq!(at.delay_from(now), Duration::from_secs(300));
+        assert_eq!(
+            at.delay_from(now + chrono::Duration::hours(1)),
+            Duration::ZERO,
+            "a past date asks for no wait"
+        );
+        assert_eq!(RetryAfter::parse("soon"), None);
+        assert_eq!(RetryAfter::parse("-5"), None);
+    }
 }

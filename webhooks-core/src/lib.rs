@@ -57,6 +57,7 @@ mod clock;
 mod dispatch;
 mod envelope;
 mod error;
+mod guard;
 mod http;
 mod model;
 mod preset;
@@ -72,6 +73,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{AttemptOutcome, Dispatcher, DispatcherBuilder};
 pub use envelope::{Envelope, JsonEnvelope};
 pub use error::Error;
+pub use guard::is_public_address;
 pub use model::{
     Attempt, AttemptResult, Delivery, DeliveryId, DeliveryState, Event, EventId, PreviousSecret,
     Subscription, SubscriptionId, SubscriptionStatus,

@@ -53,21 +53,48 @@ fn redact(url: &str) -> String {
 }
 
 /// When a failing endpoint is disabled.
+///
+/// ```
+/// use webhooks_core::DisablePolicy;
+///
+/// let policy = DisablePolicy::after_consecutive_failures(20).disable_on_gone(false);
+/// assert_eq!(policy.threshold(), Some(20));
+/// assert!(!policy.on_gone());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DisablePolicy {
-    /// Never.
-    Never,
-    /// After this many failed attempts in a row; a success resets the count.
-    AfterConsecutiveFailures(u32),
+pub struct DisablePolicy {
+    after: Option<u32>,
+    on_gone: bool,
 }
 
 impl DisablePolicy {
+    /// Never disables on failures; a `410 Gone` still disables (see
+    /// [`DisablePolicy::disable_on_gone`]).
+    pub fn never() -> Self {
+        Self { after: None, on_gone: true }
+    }
+
+    /// Disables after `failures` failed attempts in a row (a success resets
+    /// the count), and on `410 Gone`.
+    pub fn after_consecutive_failures(failures: u32) -> Self {
+        Self { after: Some(failures.max(1)), on_gone: true }
+    }
+
+    /// Whether a `410 Gone` answer disables the endpoint at once (on by
+    /// default: the receiver says the endpoint is gone for good).
+    pub fn disable_on_gone(mut self, on: bool) -> Self {
+        self.on_gone = on;
+        self
+    }
+
     /// The failure count that disables, if any.
     pub fn threshold(&self) -> Option<u32> {
-        match self {
-            Self::Never => None,
-            Self::AfterConsecutiveFailures(n) => Some(*n),
-        }
+        self.after
+    }
+
+    /// Whether `410 Gone` disables.
+    pub fn on_gone(&self) -> bool {
+        self.on_gone
     }
 }
 
@@ -143,7 +170,7 @@ impl Preset {
             scheme: Arc::new(SmartlyQScheme::default()),
             retry: Arc::new(retry),
             url_rule: UrlRule { require_https: true },
-            disable: DisablePolicy::Never,
+            disable: DisablePolicy::never(),
             catalogue: fixed([
                 "job.completed",
                 "job.failed",
@@ -166,7 +193,7 @@ impl Preset {
             scheme: Arc::new(DeepSmithScheme),
             retry: Arc::new(retry),
             url_rule: UrlRule { require_https: false },
-            disable: DisablePolicy::AfterConsecutiveFailures(10),
+            disable: DisablePolicy::after_consecutive_failures(10),
             catalogue: fixed([
                 "content.status_updated",
                 "research_batch.status_updated",
@@ -273,8 +300,15 @@ impl Preset {
         &self.catalogue
     }
 
-    /// Checks an event type against the catalogue.
+    /// Checks an event type against the catalogue. Names travel in headers,
+    /// so even an extended catalogue accepts only visible ASCII.
     pub fn check_event_type(&self, name: &str) -> Result<(), Error> {
+        if name.is_empty() || name.len() > 255 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::invalid(
+                "event type",
+                format!("{name:?} must be 1 to 255 visible ASCII characters"),
+            ));
+        }
         if self.catalogue.contains(name) {
             Ok(())
         } else {

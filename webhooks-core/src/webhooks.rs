@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -11,11 +12,15 @@ use crate::clock::{Clock, SystemClock};
 use crate::dispatch::DispatcherBuilder;
 use crate::error::Error;
 use crate::model::{
-    Attempt, Delivery, DeliveryId, Event, EventId, Subscription, SubscriptionId, SubscriptionStatus,
+    Attempt, Delivery, DeliveryId, Event, EventId, PreviousSecret, Subscription, SubscriptionId,
+    SubscriptionStatus,
 };
 use crate::preset::Preset;
 use crate::secret::Secret;
 use crate::store::{DeliveryCounts, Store};
+
+/// The longest grace period of a rotated-out secret.
+const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The default largest body accepted at publish: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -231,6 +236,9 @@ impl Webhooks {
             tracing::info_span!("webhooks.publish", event_type = name, event_id = tracing::field::Empty);
         async move {
             self.inner.preset.check_event_type(name)?;
+            if data.is_null() {
+                return Err(Error::invalid("data", "an event needs data; send {} for none"));
+            }
             let event = Event {
                 id: EventId::new(),
                 name: name.to_owned(),
@@ -251,6 +259,24 @@ impl Webhooks {
         }
         .instrument(span)
         .await
+    }
+
+    /// Replaces a subscription's secret with a new generated one and returns
+    /// it. The old secret stays valid for `grace`: requests are signed with
+    /// both where the scheme allows several signatures, so receivers can
+    /// switch over at their pace.
+    pub async fn rotate_secret(&self, id: SubscriptionId, grace: Duration) -> Result<Secret, Error> {
+        if grace > MAX_GRACE {
+            return Err(Error::invalid("grace period", "must be at most 30 days"));
+        }
+        let mut subscription = self.subscription(id).await?;
+        let valid_until = self.inner.clock.now() + chrono::Duration::from_std(grace).unwrap_or_default();
+        let secret = Secret::generate();
+        let old = std::mem::replace(&mut subscription.secret, secret.clone());
+        subscription.previous_secret = Some(PreviousSecret { secret: old, valid_until });
+        self.inner.store.update_subscription(&subscription).await?;
+        tracing::info!(subscription_id = %id, "secret rotated");
+        Ok(secret)
     }
 
     /// Enables a subscription again; its held deliveries are attempted at once.

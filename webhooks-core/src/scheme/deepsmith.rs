@@ -40,19 +40,40 @@ impl DeepSmithScheme {
     /// Verifies an `X-Webhook-Signature` value against the raw body, in
     /// constant time.
     pub fn verify_header(&self, header: &str, body: &[u8], secret: &Secret) -> Result<(), VerifyError> {
+        self.verify_header_any(header, body, std::slice::from_ref(secret))
+    }
+
+    /// Verifies an `X-Webhook-Signature` value with any of `secrets` (a
+    /// receiver mid-rotation holds two), in constant time.
+    pub fn verify_header_any(
+        &self,
+        header: &str,
+        body: &[u8],
+        secrets: &[Secret],
+    ) -> Result<(), VerifyError> {
         let hex_digest = header.strip_prefix("sha256=").ok_or(VerifyError::MalformedHeader {
             name: Self::SIGNATURE,
             reason: "does not start with sha256=",
         })?;
         let candidate = decode_digest(hex_digest, Self::SIGNATURE)?;
-        hmac(secret, &[body]).verify_slice(&candidate).map_err(|_| VerifyError::SignatureMismatch)
+        if secrets.is_empty() {
+            return Err(VerifyError::NoSecret);
+        }
+        let mut matched = false;
+        for secret in secrets {
+            matched |= hmac(secret, &[body]).verify_slice(&candidate).is_ok();
+        }
+        if matched { Ok(()) } else { Err(VerifyError::SignatureMismatch) }
     }
 }
 
 impl SignatureScheme for DeepSmithScheme {
-    fn headers(&self, message: &Message<'_>, secret: &Secret) -> HeaderMap {
+    fn headers(&self, message: &Message<'_>, secrets: &[&Secret]) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(3);
-        let signature = self.signature(message.body, secret);
+        // One signature fits the header: the current secret's. Receivers
+        // mid-rotation verify with either secret they hold.
+        let signature =
+            secrets.first().map(|secret| self.signature(message.body, secret)).unwrap_or_default();
         headers.insert(HeaderName::from_static(Self::SIGNATURE), header_value(&signature));
         headers.insert(HeaderName::from_static(Self::EVENT), header_value(message.event_type));
         headers
@@ -64,10 +85,10 @@ impl SignatureScheme for DeepSmithScheme {
         &self,
         headers: &HeaderMap,
         body: &[u8],
-        secret: &Secret,
+        secrets: &[Secret],
         _now: DateTime<Utc>,
     ) -> Result<(), VerifyError> {
-        self.verify_header(header(headers, Self::SIGNATURE)?, body, secret)
+        self.verify_header_any(header(headers, Self::SIGNATURE)?, body, secrets)
     }
 }
 

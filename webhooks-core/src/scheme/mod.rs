@@ -35,15 +35,18 @@ pub struct Message<'a> {
 /// A scheme owns every header it adds besides `Content-Type`: the signature,
 /// and the event type and delivery id headers of its product.
 pub trait SignatureScheme: Send + Sync + Debug {
-    /// The headers for `message`, signed with `secret`.
-    fn headers(&self, message: &Message<'_>, secret: &Secret) -> HeaderMap;
+    /// The headers for `message`, signed with `secrets`: the current secret
+    /// first, then any still valid after a rotation. A scheme that carries
+    /// one signature signs with the first.
+    fn headers(&self, message: &Message<'_>, secrets: &[&Secret]) -> HeaderMap;
 
-    /// Checks that `headers` sign `body` with `secret`, received at `now`.
+    /// Checks that `headers` sign `body` with one of `secrets`, received at
+    /// `now`.
     fn verify(
         &self,
         headers: &HeaderMap,
         body: &[u8],
-        secret: &Secret,
+        secrets: &[Secret],
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError>;
 }
@@ -77,6 +80,9 @@ pub enum VerifyError {
     /// No signature matches the body and secret.
     #[error("signature does not match")]
     SignatureMismatch,
+    /// No secret was given to verify with.
+    #[error("no secret to verify with")]
+    NoSecret,
 }
 
 type HmacSha256 = Hmac<Sha256>;

@@ -53,19 +53,43 @@ impl SmartlyQScheme {
 
     /// The `X-SmartlyQ-Signature` value for `body` sent at `timestamp`.
     pub fn signature(&self, body: &[u8], timestamp: DateTime<Utc>, secret: &Secret) -> String {
-        let t = timestamp.timestamp().to_string();
-        let digest = hmac(secret, &[t.as_bytes(), b".", body]).finalize().into_bytes();
-        format!("t={t},v1={}", hex::encode(digest))
+        self.signatures(body, timestamp, &[secret])
     }
 
-    /// Verifies an `X-SmartlyQ-Signature` value against the raw body. The
-    /// header may list several `v1=` signatures (during a secret rotation);
-    /// one match is enough. Comparison is constant time.
+    /// The `X-SmartlyQ-Signature` value with one `v1=` per secret, for the
+    /// grace period of a rotation: receivers holding either secret verify.
+    pub fn signatures(&self, body: &[u8], timestamp: DateTime<Utc>, secrets: &[&Secret]) -> String {
+        let t = timestamp.timestamp().to_string();
+        let mut header = format!("t={t}");
+        for secret in secrets {
+            let digest = hmac(secret, &[t.as_bytes(), b".", body]).finalize().into_bytes();
+            header.push_str(",v1=");
+            header.push_str(&hex::encode(digest));
+        }
+        header
+    }
+
+    /// Verifies an `X-SmartlyQ-Signature` value against the raw body with
+    /// one secret. See [`SmartlyQScheme::verify_header_any`].
     pub fn verify_header(
         &self,
         header: &str,
         body: &[u8],
         secret: &Secret,
+        now: DateTime<Utc>,
+    ) -> Result<(), VerifyError> {
+        self.verify_header_any(header, body, std::slice::from_ref(secret), now)
+    }
+
+    /// Verifies an `X-SmartlyQ-Signature` value against the raw body with any
+    /// of `secrets` (a receiver mid-rotation holds two). The header may list
+    /// several `v1=` signatures; one match is enough. Comparison is constant
+    /// time.
+    pub fn verify_header_any(
+        &self,
+        header: &str,
+        body: &[u8],
+        secrets: &[Secret],
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError> {
         let malformed = |reason| VerifyError::MalformedHeader { name: Self::SIGNATURE, reason };
@@ -92,19 +116,25 @@ impl SmartlyQScheme {
         if now.timestamp().abs_diff(seconds) > tolerance_secs {
             return Err(VerifyError::TimestampOutOfTolerance { timestamp: seconds, tolerance_secs });
         }
-        let expected = hmac(secret, &[t.as_bytes(), b".", body]);
-        // Every candidate is checked, so timing does not tell which matched.
-        let matched = signatures
-            .iter()
-            .fold(false, |found, candidate| expected.clone().verify_slice(candidate).is_ok() | found);
+        if secrets.is_empty() {
+            return Err(VerifyError::NoSecret);
+        }
+        // Every pair is checked, so timing does not tell which matched.
+        let mut matched = false;
+        for secret in secrets {
+            let expected = hmac(secret, &[t.as_bytes(), b".", body]);
+            for candidate in &signatures {
+                matched |= expected.clone().verify_slice(candidate).is_ok();
+            }
+        }
         if matched { Ok(()) } else { Err(VerifyError::SignatureMismatch) }
     }
 }
 
 impl SignatureScheme for SmartlyQScheme {
-    fn headers(&self, message: &Message<'_>, secret: &Secret) -> HeaderMap {
+    fn headers(&self, message: &Message<'_>, secrets: &[&Secret]) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(3);
-        let signature = self.signature(message.body, message.timestamp, secret);
+        let signature = self.signatures(message.body, message.timestamp, secrets);
         headers.insert(HeaderName::from_static(Self::SIGNATURE), header_value(&signature));
         headers.insert(HeaderName::from_static(Self::EVENT), header_value(message.event_type));
         headers
@@ -116,10 +146,10 @@ impl SignatureScheme for SmartlyQScheme {
         &self,
         headers: &HeaderMap,
         body: &[u8],
-        secret: &Secret,
+        secrets: &[Secret],
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError> {
-        self.verify_header(header(headers, Self::SIGNATURE)?, body, secret, now)
+        self.verify_header_any(header(headers, Self::SIGNATURE)?, body, secrets, now)
     }
 }
 
@@ -169,6 +199,27 @@ mod tests {
         let v1 = good.split_once(",v1=").unwrap().1;
         let header = format!("t=1772461800,v1={},v1={v1}", "0".repeat(64));
         assert_eq!(check(&header), Ok(()));
+    }
+
+    #[test]
+    fn during_a_rotation_both_secrets_sign_and_either_verifies() {
+        let (old, new) = (Secret::from("old"), Secret::from("new"));
+        let scheme = SmartlyQScheme::default();
+        let now = at(1_772_461_800);
+        let header = scheme.signatures(BODY, now, &[&new, &old]);
+        assert_eq!(header.matches("v1=").count(), 2);
+        assert_eq!(scheme.verify_header(&header, BODY, &old, now), Ok(()));
+        assert_eq!(scheme.verify_header(&header, BODY, &new, now), Ok(()));
+        let receiver_mid_rotation = [Secret::from("newest"), old.clone()];
+        assert_eq!(
+            scheme.verify_header_any(&scheme.signature(BODY, now, &old), BODY, &receiver_mid_rotation, now),
+            Ok(())
+        );
+        assert_eq!(
+            scheme.verify_header(&header, BODY, &Secret::from("other"), now),
+            Err(VerifyError::SignatureMismatch)
+        );
+        assert_eq!(scheme.verify_header_any(&header, BODY, &[], now), Err(VerifyError::NoSecret));
     }
 
     #[test]
