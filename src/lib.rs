@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tokio::net::TcpListener;
@@ -41,14 +41,14 @@ pub struct Reply {
     pub delay: Duration,
     /// The body.
     pub body: String,
-    /// A `Location` header, for redirects.
-    pub location: Option<String>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
     /// Answers `status` at once with an empty body.
     pub fn status(status: u16) -> Self {
-        Self { status, delay: Duration::ZERO, body: String::new(), location: None }
+        Self { status, delay: Duration::ZERO, body: String::new(), headers: Vec::new() }
     }
 
     /// Waits before answering.
@@ -63,10 +63,15 @@ impl Reply {
         self
     }
 
-    /// Adds a `Location` header.
-    pub fn to(mut self, location: impl Into<String>) -> Self {
-        self.location = Some(location.into());
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
         self
+    }
+
+    /// Adds a `Location` header, for redirects.
+    pub fn to(self, location: impl Into<String>) -> Self {
+        self.header("location", location)
     }
 }
 
@@ -164,8 +169,10 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
     tokio::time::sleep(reply.delay).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, reply.body).into_response();
-    if let Some(location) = reply.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-        response.headers_mut().insert(header::LOCATION, location);
+    for (name, value) in reply.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            response.headers_mut().append(name, value);
+        }
     }
     response
 }

@@ -1,0 +1,154 @@
+//! Bad input gets a typed error that names the problem, and nothing panics.
+
+mod common;
+
+use std::time::Duration;
+
+use common::webhooks;
+use serde_json::json;
+use webhooks_core::{Error, Exponential, Preset, Schedule, Subscription, Webhooks};
+use webhooks_memory::MemoryStore;
+
+fn invalid_field(error: &Error) -> &'static str {
+    match error {
+        Error::Invalid { field, .. } => field,
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_facade_needs_a_store_a_preset_and_a_body_limit() {
+    let error = Webhooks::builder().preset(Preset::smartlyq()).build().unwrap_err();
+    assert_eq!(invalid_field(&error), "store");
+    let error = Webhooks::builder().store(MemoryStore::new()).build().unwrap_err();
+    assert_eq!(invalid_field(&error), "preset");
+    let error = Webhooks::builder()
+        .store(MemoryStore::new())
+        .preset(Preset::smartlyq())
+        .max_body_bytes(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(invalid_field(&error), "max body bytes");
+}
+
+#[tokio::test]
+async fn dispatcher_settings_out_of_range_are_refused_by_name() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let cases = [
+        (webhooks.dispatcher().concurrency(0), "concurrency"),
+        (webhooks.dispatcher().concurrency(1_000_000), "concurrency"),
+        (webhooks.dispatcher().per_endpoint_concurrency(0), "per-endpoint concurrency"),
+        (webhooks.dispatcher().request_timeout(Duration::ZERO), "request timeout"),
+        (webhooks.dispatcher().request_timeout(Duration::from_secs(86_400)), "request timeout"),
+        (webhooks.dispatcher().poll_interval(Duration::ZERO), "poll interval"),
+    ];
+    for (builder, field) in cases {
+        let error = builder.build().unwrap_err();
+        assert_eq!(invalid_field(&error), field);
+        assert!(error.to_string().contains(field), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn absurd_retry_settings_are_refused_by_name() {
+    assert_eq!(invalid_field(&Exponential::new(Duration::ZERO, 2.0, 5).unwrap_err()), "retry base");
+    assert_eq!(
+        invalid_field(&Exponential::new(Duration::from_secs(1), -2.0, 5).unwrap_err()),
+        "retry factor"
+    );
+    assert_eq!(
+        invalid_field(&Exponential::new(Duration::from_secs(1), 2.0, 101).unwrap_err()),
+        "max retries"
+    );
+    let error = Exponential::new(Duration::from_secs(1), 2.0, 3).unwrap().with_jitter(1.5).unwrap_err();
+    assert_eq!(invalid_field(&error), "retry jitter");
+    let error = Schedule::new(vec![Duration::from_secs(1); 101]).unwrap_err();
+    assert_eq!(invalid_field(&error), "retry schedule");
+    assert_eq!(
+        invalid_field(&Preset::smartlyq().with_retry_scale(f64::INFINITY).unwrap_err()),
+        "retry scale"
+    );
+    assert_eq!(invalid_field(&Preset::smartlyq().with_retry_scale(-0.5).unwrap_err()), "retry scale");
+}
+
+#[tokio::test]
+async fn bad_endpoint_urls_are_refused_with_the_reason() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    for url in [
+        "",
+        "not a url",
+        "ftp://example.com/",
+        "file:///etc/passwd",
+        "https://user:pw@example.com/",
+        "http://",
+    ] {
+        let error = webhooks
+            .subscribe(Subscription::builder(url).event_type("iq.status_updated"))
+            .await
+            .expect_err(url);
+        assert!(matches!(error, Error::InvalidUrl { .. }), "{url}: {error:?}");
+        assert!(!error.to_string().contains("pw@"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_needs_event_types_and_a_non_empty_secret() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let error = webhooks.subscribe(Subscription::builder("https://example.com/")).await.unwrap_err();
+    assert_eq!(invalid_field(&error), "event types");
+    let error = webhooks
+        .subscribe(Subscription::builder("https://example.com/").event_type("iq.status_updated").secret(""))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_field(&error), "secret");
+}
+
+#[tokio::test]
+async fn event_names_outside_the_catalogue_or_not_ascii_are_refused() {
+    let (webhooks, _clock) = webhooks(Preset::smartlyq().with_event_types(["naïve.event", "ok.event"]));
+    let error = webhooks.publish("job.exploded", json!({})).await.unwrap_err();
+    assert!(matches!(error, Error::UnknownEventType { ref name, .. } if name == "job.exploded"));
+    for name in ["", "naïve.event", "bad name", "new\nline"] {
+        let error = webhooks.publish(name, json!({})).await.unwrap_err();
+        assert_eq!(invalid_field(&error), "event type", "{name:?}");
+    }
+    assert!(webhooks.publish("ok.event", json!({})).await.is_ok());
+}
+
+#[tokio::test]
+async fn empty_and_oversized_payloads_are_refused() {
+    let webhooks = Webhooks::builder()
+        .store(MemoryStore::new())
+        .preset(Preset::smartlyq())
+        .max_body_bytes(200)
+        .build()
+        .unwrap();
+    let error = webhooks.publish("job.completed", serde_json::Value::Null).await.unwrap_err();
+    assert_eq!(invalid_field(&error), "data");
+    let error = webhooks.publish("job.completed", json!({"text": "x".repeat(500)})).await.unwrap_err();
+    assert!(matches!(error, Error::BodyTooLarge { limit: 200, size } if size > 500), "{error:?}");
+    assert!(webhooks.publish("job.completed", json!({"text": "small"})).await.is_ok());
+}
+
+#[tokio::test]
+async fn unknown_subscriptions_are_named_in_the_error() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let id = webhooks_core::SubscriptionId::new();
+    let error = webhooks.subscription(id).await.unwrap_err();
+    assert!(matches!(error, Error::SubscriptionNotFound { id: missing } if missing == id));
+    let error = webhooks.rotate_secret(id, Duration::from_secs(60)).await.unwrap_err();
+    assert!(matches!(error, Error::SubscriptionNotFound { .. }));
+    assert!(webhooks.enable(id).await.is_err());
+    assert!(error.to_string().contains(&id.to_string()));
+}
+
+#[tokio::test]
+async fn a_grace_period_over_thirty_days_is_refused() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let subscription = webhooks
+        .subscribe(Subscription::builder("https://example.com/").event_type("iq.status_updated"))
+        .await
+        .unwrap();
+    let error = webhooks.rotate_secret(subscription.id, Duration::from_secs(31 * 86_400)).await.unwrap_err();
+    assert_eq!(invalid_field(&error), "grace period");
+}
