@@ -56,3 +56,40 @@ impl Envelope for JsonEnvelope {
         serde_json::to_vec(&body).map(Bytes::from).map_err(Error::Render)
     }
 }
+
+/// `{"type":"<name>","timestamp":"<RFC 3339 UTC>","data":{...}}`, the payload
+/// structure the Standard Webhooks specification recommends.
+///
+/// ```
+/// use webhooks_core::{Envelope, Event, EventId, StandardEnvelope};
+///
+/// let event = Event {
+///     id: EventId::new(),
+///     name: "invoice.paid".into(),
+///     occurred_at: "2026-03-02T14:30:00.25Z".parse().unwrap(),
+///     data: serde_json::json!({"id": 7}),
+/// };
+/// let body = StandardEnvelope.render(&event).unwrap();
+/// assert_eq!(&body[..], br#"{"type":"invoice.paid","timestamp":"2026-03-02T14:30:00.250000Z","data":{"id":7}}"#);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StandardEnvelope;
+
+#[derive(Serialize)]
+struct StandardBody<'a> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    timestamp: String,
+    data: &'a serde_json::Value,
+}
+
+impl Envelope for StandardEnvelope {
+    fn render(&self, event: &Event) -> Result<Bytes, Error> {
+        let body = StandardBody {
+            event_type: &event.name,
+            timestamp: event.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            data: &event.data,
+        };
+        serde_json::to_vec(&body).map(Bytes::from).map_err(Error::Render)
+    }
+}

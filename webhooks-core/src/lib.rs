@@ -7,7 +7,8 @@
 //! - a [`Preset`], a product's webhook behaviour as swappable parts: the
 //!   body [`Envelope`], the [`SignatureScheme`], the [`RetryPolicy`], the
 //!   [`UrlRule`], the [`DisablePolicy`] and the event [`Catalogue`];
-//!   [`Preset::smartlyq`] and [`Preset::deepsmith`] are built in;
+//!   [`Preset::smartlyq`], [`Preset::deepsmith`] and [`Preset::standard`]
+//!   are built in;
 //! - a [`Clock`], the system's unless a test injects a [`ManualClock`].
 //!
 //! The model is four types. A [`Subscription`] is an endpoint URL, the event
@@ -22,7 +23,8 @@
 //! enabled again.
 //!
 //! Receivers verify with the same schemes: [`SmartlyQScheme::verify_header`],
-//! [`DeepSmithScheme::verify_header`] or [`SignatureScheme::verify`].
+//! [`DeepSmithScheme::verify_header`], [`StandardScheme::verify_values`] or
+//! [`SignatureScheme::verify`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -71,7 +73,7 @@ mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{AttemptOutcome, Dispatcher, DispatcherBuilder};
-pub use envelope::{Envelope, JsonEnvelope};
+pub use envelope::{Envelope, JsonEnvelope, StandardEnvelope};
 pub use error::Error;
 pub use guard::is_public_address;
 pub use model::{
@@ -80,7 +82,7 @@ pub use model::{
 };
 pub use preset::{Catalogue, DisablePolicy, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
-pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, VerifyError};
+pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use secret::Secret;
 pub use store::{AttemptRecord, Claim, DeliveryCounts, Recorded, Store, StoreError, StoreResult, Verdict};
 pub use webhooks::{DEFAULT_MAX_BODY_BYTES, NewSubscription, Published, Webhooks, WebhooksBuilder};

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::envelope::{Envelope, JsonEnvelope};
+use crate::envelope::{Envelope, JsonEnvelope, StandardEnvelope};
 use crate::error::Error;
 use crate::retry::{Exponential, RetryPolicy, Scaled, Schedule};
-use crate::scheme::{DeepSmithScheme, SignatureScheme, SmartlyQScheme};
+use crate::scheme::{DeepSmithScheme, SignatureScheme, SmartlyQScheme, StandardScheme};
 
 /// Which endpoint URLs a preset accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,6 +202,38 @@ impl Preset {
                 "iq.status_updated",
                 "sitemap_url.status_updated",
             ]),
+        }
+    }
+
+    /// [Standard Webhooks](https://www.standardwebhooks.com): `webhook-id`,
+    /// `webhook-timestamp` and `webhook-signature: v1,<base64>` over
+    /// `<id>.<timestamp>.<body>`, `whsec_` base64 secrets, a
+    /// `{"type","timestamp","data"}` body, https only, and the
+    /// specification's example schedule: retries after 5 s, 5 min, 30 min,
+    /// 2 h, 5 h, 10 h, 14 h, 20 h and 24 h. Any dotted event name is accepted.
+    /// Endpoints are disabled on `410 Gone`, not on failures alone.
+    pub fn standard() -> Self {
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let retry = Schedule::new([
+            Duration::from_secs(5),
+            Duration::from_secs(5 * 60),
+            Duration::from_secs(30 * 60),
+            hours(2),
+            hours(5),
+            hours(10),
+            hours(14),
+            hours(20),
+            hours(24),
+        ])
+        .unwrap_or_else(|_| unreachable!("valid constants"));
+        Self {
+            name: "Standard Webhooks".into(),
+            envelope: Arc::new(StandardEnvelope),
+            scheme: Arc::new(StandardScheme::default()),
+            retry: Arc::new(retry),
+            url_rule: UrlRule { require_https: true },
+            disable: DisablePolicy::never(),
+            catalogue: Catalogue::Open,
         }
     }
 

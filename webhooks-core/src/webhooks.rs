@@ -208,11 +208,11 @@ impl Webhooks {
             preset.check_event_type(name)?;
         }
         let secret = match new.secret {
-            Some(secret) if secret.expose().is_empty() => {
-                return Err(Error::invalid("secret", "must not be empty"));
+            Some(secret) => {
+                preset.scheme().check_secret(&secret).map_err(|reason| Error::invalid("secret", reason))?;
+                secret
             }
-            Some(secret) => secret,
-            None => Secret::generate(),
+            None => preset.scheme().new_secret(),
         };
         let subscription = Subscription {
             id: SubscriptionId::new(),
@@ -271,7 +271,7 @@ impl Webhooks {
         }
         let mut subscription = self.subscription(id).await?;
         let valid_until = self.inner.clock.now() + chrono::Duration::from_std(grace).unwrap_or_default();
-        let secret = Secret::generate();
+        let secret = self.inner.preset.scheme().new_secret();
         let old = std::mem::replace(&mut subscription.secret, secret.clone());
         subscription.previous_secret = Some(PreviousSecret { secret: old, valid_until });
         self.inner.store.update_subscription(&subscription).await?;

@@ -3,6 +3,7 @@
 
 mod deepsmith;
 mod smartlyq;
+mod standard;
 
 use std::fmt::Debug;
 
@@ -16,6 +17,7 @@ use crate::secret::Secret;
 
 pub use deepsmith::DeepSmithScheme;
 pub use smartlyq::SmartlyQScheme;
+pub use standard::StandardScheme;
 
 /// One request to sign: everything a scheme may put in its headers.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +51,17 @@ pub trait SignatureScheme: Send + Sync + Debug {
         secrets: &[Secret],
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError>;
+
+    /// A new secret for a subscription; `whsec_` and 32 random
+    /// alphanumerics unless the scheme needs another form.
+    fn new_secret(&self) -> Secret {
+        Secret::generate()
+    }
+
+    /// Whether a host-supplied secret can key this scheme; the reason if not.
+    fn check_secret(&self, secret: &Secret) -> Result<(), &'static str> {
+        if secret.expose().is_empty() { Err("must not be empty") } else { Ok(()) }
+    }
 }
 
 /// Why a received webhook failed verification.
@@ -85,7 +98,7 @@ pub enum VerifyError {
     NoSecret,
 }
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// HMAC-SHA256 keyed with the secret's UTF-8 bytes over `parts` in order.
 fn hmac(secret: &Secret, parts: &[&[u8]]) -> HmacSha256 {
