@@ -445,6 +445,13 @@ impl Shared {
                 return subscription.id;
             }
         };
+        webhooks.settled().notify_waiters();
+        metrics::counter!("webhooks_attempts_total", "outcome" => verdict.as_str()).increment(1);
+        metrics::histogram!("webhooks_attempt_duration_seconds", "outcome" => verdict.as_str())
+            .record(record.attempt.duration.as_secs_f64());
+        if recorded.disabled_subscription {
+            metrics::counter!("webhooks_endpoints_disabled_total").increment(1);
+        }
         match (&record.attempt.result, recorded.disabled_subscription) {
             (_, true) => tracing::warn!(failures = recorded.consecutive_failures, "endpoint disabled"),
             (AttemptResult::Error(error), _) => tracing::info!(%error, "attempt failed"),

@@ -85,4 +85,4 @@ pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use secret::Secret;
 pub use store::{AttemptRecord, Claim, DeliveryCounts, Recorded, Store, StoreError, StoreResult, Verdict};
-pub use webhooks::{DEFAULT_MAX_BODY_BYTES, NewSubscription, Published, Webhooks, WebhooksBuilder};
+pub use webhooks::{DEFAULT_MAX_BODY_BYTES, NewSubscription, Outcome, Published, Webhooks, WebhooksBuilder};

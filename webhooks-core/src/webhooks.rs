@@ -12,12 +12,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::dispatch::DispatcherBuilder;
 use crate::error::Error;
 use crate::model::{
-    Attempt, Delivery, DeliveryId, Event, EventId, PreviousSecret, Subscription, SubscriptionId,
-    SubscriptionStatus,
+    Attempt, Delivery, DeliveryId, DeliveryState, Event, EventId, PreviousSecret, Subscription,
+    SubscriptionId, SubscriptionStatus,
 };
 use crate::preset::Preset;
 use crate::secret::Secret;
-use crate::store::{DeliveryCounts, Store};
+use crate::store::{DeliveryCounts, Store, StoreError};
 
 /// The longest grace period of a rotated-out secret.
 const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -63,6 +63,8 @@ struct Inner {
     max_body_bytes: usize,
     /// Wakes idle dispatchers of this process when there is new work.
     work: Notify,
+    /// Wakes outcome waits when an attempt is recorded.
+    settled: Notify,
 }
 
 impl fmt::Debug for Webhooks {
@@ -130,6 +132,7 @@ impl WebhooksBuilder {
                 clock: self.clock,
                 max_body_bytes: self.max_body_bytes,
                 work: Notify::new(),
+                settled: Notify::new(),
             }),
         })
     }
@@ -174,13 +177,74 @@ impl NewSubscription {
     }
 }
 
-/// What [`Webhooks::publish`] created.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What [`Webhooks::publish`] created: a handle the caller may keep and
+/// await for the final outcome of each delivery.
+#[derive(Clone)]
 pub struct Published {
     /// The event's id.
     pub event_id: EventId,
     /// One delivery per subscription that listens to the event.
     pub deliveries: Vec<DeliveryId>,
+    webhooks: Webhooks,
+}
+
+impl fmt::Debug for Published {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Published")
+            .field("event_id", &self.event_id)
+            .field("deliveries", &self.deliveries)
+            .finish()
+    }
+}
+
+/// How a delivery ended, as [`Published::outcomes`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A receiver acknowledged it.
+    Delivered,
+    /// Every attempt the retry policy allows failed.
+    Dropped,
+    /// Its endpoint was disabled; it waits, kept, until the endpoint is
+    /// enabled again.
+    Held,
+}
+
+/// How often an outcome wait looks at the store for progress made by
+/// dispatchers in other processes.
+const OUTCOME_POLL: Duration = Duration::from_secs(1);
+
+impl Published {
+    /// Waits until every delivery is delivered, dropped or held, and returns
+    /// each one's outcome in the order of [`Published::deliveries`]. Wrap it
+    /// in `tokio::time::timeout` to bound the wait: a SmartlyQ schedule runs
+    /// for an hour.
+    pub async fn outcomes(&self) -> Result<Vec<(DeliveryId, Outcome)>, Error> {
+        let store = &self.webhooks.inner.store;
+        loop {
+            // Registered before looking, so an attempt recorded meanwhile
+            // still wakes us.
+            let settled = self.webhooks.inner.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let mut outcomes = Vec::with_capacity(self.deliveries.len());
+            for id in &self.deliveries {
+                let delivery = store.delivery(*id).await?.ok_or(StoreError::DeliveryNotFound(*id))?;
+                let outcome = match delivery.state {
+                    DeliveryState::Delivered => Outcome::Delivered,
+                    DeliveryState::Dropped => Outcome::Dropped,
+                    DeliveryState::Pending => match store.subscription(delivery.subscription_id).await? {
+                        Some(subscription) if !subscription.is_enabled() => Outcome::Held,
+                        _ => break,
+                    },
+                };
+                outcomes.push((*id, outcome));
+            }
+            if outcomes.len() == self.deliveries.len() {
+                return Ok(outcomes);
+            }
+            let _ = tokio::time::timeout(OUTCOME_POLL, settled).await;
+        }
+    }
 }
 
 impl Webhooks {
@@ -254,8 +318,9 @@ impl Webhooks {
             if !deliveries.is_empty() {
                 self.inner.work.notify_waiters();
             }
+            metrics::counter!("webhooks_deliveries_created_total").increment(deliveries.len() as u64);
             tracing::debug!(deliveries = deliveries.len(), "event published");
-            Ok(Published { event_id: event.id, deliveries })
+            Ok(Published { event_id: event.id, deliveries, webhooks: self.clone() })
         }
         .instrument(span)
         .await
@@ -333,5 +398,9 @@ impl Webhooks {
 
     pub(crate) fn work(&self) -> &Notify {
         &self.inner.work
+    }
+
+    pub(crate) fn settled(&self) -> &Notify {
+        &self.inner.settled
     }
 }
