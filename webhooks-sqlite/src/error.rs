@@ -1,0 +1,80 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use webhooks_core::StoreError;
+
+/// What opening or using a [`SqliteStore`](crate::SqliteStore) can fail with,
+/// naming the step that failed. Never holds a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database file could not be opened or set up (WAL, pragmas).
+    #[error("could not open the SQLite database {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// SQLite refused write-ahead logging (an in-memory database, say); the
+    /// store needs it for readers beside a writer and for its durability.
+    #[error("the SQLite database {path} stays in {mode:?} journal mode; the store needs WAL")]
+    NotWal {
+        /// The file.
+        path: PathBuf,
+        /// The journal mode it kept.
+        mode: String,
+    },
+    /// The file was written by a newer version of this crate; opening it with
+    /// this one could corrupt it, so it is left alone.
+    #[error(
+        "the database schema is version {found}, newer than version {supported} that this \
+         webhooks-sqlite knows; upgrade webhooks-sqlite to open it"
+    )]
+    SchemaTooNew {
+        /// The file's schema version (`PRAGMA user_version`).
+        found: i64,
+        /// The newest version this crate knows.
+        supported: i64,
+    },
+    /// The file's schema version is not one this crate ever writes.
+    #[error("the database schema version {found} is not one webhooks-sqlite writes")]
+    SchemaUnknown {
+        /// The file's `PRAGMA user_version`.
+        found: i64,
+    },
+    /// Moving the schema up to `version` failed; the file keeps the version
+    /// it had.
+    #[error("could not migrate the database schema to version {version}: {source}")]
+    Migrate {
+        /// The version that could not be reached.
+        version: i64,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A store operation failed in SQLite: busy past the timeout, I/O, a
+    /// constraint, or a stored value that does not decode.
+    #[error("could not {operation}: {source}")]
+    Sqlite {
+        /// What was being done, e.g. "claim due deliveries".
+        operation: &'static str,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The thread that owns the connection could not be started.
+    #[error("could not start the SQLite connection thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The thread that owns the connection has stopped (it panicked).
+    #[error("the SQLite connection thread has stopped")]
+    Stopped,
+}
+
+impl From<Error> for StoreError {
+    fn from(error: Error) -> Self {
+        StoreError::backend(error)
+    }
+}

@@ -1,0 +1,498 @@
+//! Every statement the store runs. Each function runs inside the caller's
+//! transaction and returns SQLite's error as it is; the caller names the
+//! operation.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use uuid::Uuid;
+use webhooks_core::{
+    Attempt, AttemptResult, Delivery, DeliveryCounts, DeliveryId, DeliveryState, Event, PreviousSecret,
+    Secret, Subscription, SubscriptionId, SubscriptionStatus, Verdict,
+};
+
+use crate::codec;
+
+/// A subscription's columns, as [`subscription_row`] reads them; its event
+/// types come as one JSON array.
+macro_rules! subscription_columns {
+    () => {
+        "s.id, s.url, s.secret, s.previous_secret, s.previous_valid_until, s.disabled_reason, \
+         s.disabled_at, s.consecutive_failures, s.created_at, \
+         (SELECT json_group_array(t.event_type) FROM subscription_event_types t \
+          WHERE t.subscription_id = s.id)"
+    };
+}
+
+/// A delivery's columns and tables, as [`delivery_row`] reads them.
+macro_rules! delivery_select {
+    () => {
+        "SELECT d.id, e.id, e.name, d.subscription_id, e.body, d.state, d.attempts, d.next_attempt_at, \
+         e.occurred_at FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+    };
+}
+
+/// The enabled subscriptions listening to event type `?1`.
+pub(crate) const LISTENERS: &str = "SELECT t.subscription_id FROM subscription_event_types t \
+     JOIN subscriptions s ON s.id = t.subscription_id \
+     WHERE t.event_type = ?1 AND s.disabled_at IS NULL ORDER BY t.subscription_id";
+
+/// Up to `?2` deliveries claimable at `?1`, earliest first. The terms match
+/// the partial index `deliveries_claimable` word for word, so SQLite reads
+/// the index from the front and stops at the limit.
+pub(crate) const CLAIMABLE: &str = concat!(
+    delivery_select!(),
+    " WHERE d.state = 'pending' AND d.held = 0 AND d.claimable_at <= ?1 ORDER BY d.claimable_at LIMIT ?2"
+);
+
+/// When the first claimable delivery can be claimed.
+pub(crate) const NEXT_CLAIMABLE: &str = "SELECT claimable_at FROM deliveries \
+     WHERE state = 'pending' AND held = 0 ORDER BY claimable_at LIMIT 1";
+
+/// Deletes up to `?2` deliveries finished before `?1`, oldest first.
+pub(crate) const PURGE_FINISHED: &str = "DELETE FROM deliveries WHERE rowid IN \
+     (SELECT rowid FROM deliveries WHERE finished_at < ?1 ORDER BY finished_at LIMIT ?2)";
+
+fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
+    let previous_secret = match (row.get::<_, Option<String>>(3)?, row.get::<_, Option<i64>>(4)?) {
+        (Some(secret), Some(until)) => {
+            Some(PreviousSecret { secret: Secret::from(secret), valid_until: codec::time(until) })
+        }
+        _ => None,
+    };
+    let status = match (row.get::<_, Option<String>>(5)?, row.get::<_, Option<i64>>(6)?) {
+        (Some(reason), Some(at)) => SubscriptionStatus::Disabled { reason, at: codec::time(at) },
+        _ => SubscriptionStatus::Enabled,
+    };
+    let event_types: String = row.get(9)?;
+    Ok(Subscription {
+        id: row.get::<_, Uuid>(0)?.into(),
+        url: row.get(1)?,
+        event_types: serde_json::from_str::<BTreeSet<String>>(&event_types)
+            .map_err(|error| codec::corrupt(9, error))?,
+        secret: Secret::from(row.get::<_, String>(2)?),
+        previous_secret,
+        status,
+        consecutive_failures: row.get(7)?,
+        created_at: codec::time(row.get(8)?),
+    })
+}
+
+fn delivery_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: row.get::<_, Uuid>(0)?.into(),
+        event_id: row.get::<_, Uuid>(1)?.into(),
+        event_type: row.get(2)?,
+        subscription_id: row.get::<_, Uuid>(3)?.into(),
+        body: Bytes::from(row.get::<_, Vec<u8>>(4)?),
+        state: codec::state(&row.get::<_, String>(5)?, 5)?,
+        attempts: row.get(6)?,
+        next_attempt_at: row.get::<_, Option<i64>>(7)?.map(codec::time),
+        created_at: codec::time(row.get(8)?),
+    })
+}
+
+/// Whether subscription `id` exists.
+pub(crate) fn subscription_exists(db: &Connection, id: SubscriptionId) -> rusqlite::Result<bool> {
+    let mut statement = db.prepare_cached("SELECT 1 FROM subscriptions WHERE id = ?1")?;
+    Ok(statement.query_row([id.as_uuid()], |_| Ok(())).optional()?.is_some())
+}
+
+/// Adds a subscription with its event types.
+pub(crate) fn insert_subscription(db: &Connection, subscription: &Subscription) -> rusqlite::Result<()> {
+    let (disabled_reason, disabled_at) = match &subscription.status {
+        SubscriptionStatus::Enabled => (None, None),
+        SubscriptionStatus::Disabled { reason, at } => (Some(reason.as_str()), Some(codec::micros(*at))),
+    };
+    let previous = subscription.previous_secret.as_ref();
+    db.prepare_cached(
+        "INSERT INTO subscriptions (id, url, secret, previous_secret, previous_valid_until, \
+         disabled_reason, disabled_at, consecutive_failures, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        subscription.id.as_uuid(),
+        subscription.url.as_str(),
+        subscription.secret.expose(),
+        previous.map(|p| p.secret.expose()),
+        previous.map(|p| codec::micros(p.valid_until)),
+        disabled_reason,
+        disabled_at,
+        subscription.consecutive_failures,
+        codec::micros(subscription.created_at),
+    ])?;
+    insert_event_types(db, subscription)
+}
+
+/// Replaces a subscription's URL, event types and secrets; `false` when
+/// there is no such subscription.
+pub(crate) fn update_subscription(db: &Connection, subscription: &Subscription) -> rusqlite::Result<bool> {
+    let previous = subscription.previous_secret.as_ref();
+    let updated = db
+        .prepare_cached(
+            "UPDATE subscriptions SET url = ?2, secret = ?3, previous_secret = ?4, \
+             previous_valid_until = ?5 WHERE id = ?1",
+        )?
+        .execute(params![
+            subscription.id.as_uuid(),
+            subscription.url.as_str(),
+            subscription.secret.expose(),
+            previous.map(|p| p.secret.expose()),
+            previous.map(|p| codec::micros(p.valid_until)),
+        ])?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    db.prepare_cached("DELETE FROM subscription_event_types WHERE subscription_id = ?1")?
+        .execute([subscription.id.as_uuid()])?;
+    insert_event_types(db, subscription)?;
+    Ok(true)
+}
+
+fn insert_event_types(db: &Connection, subscription: &Subscription) -> rusqlite::Result<()> {
+    let mut insert = db.prepare_cached(
+        "INSERT INTO subscription_event_types (event_type, subscription_id) VALUES (?1, ?2)",
+    )?;
+    for event_type in &subscription.event_types {
+        insert.execute(params![event_type, subscription.id.as_uuid()])?;
+    }
+    Ok(())
+}
+
+/// One subscription.
+pub(crate) fn subscription(db: &Connection, id: SubscriptionId) -> rusqlite::Result<Option<Subscription>> {
+    db.prepare_cached(concat!("SELECT ", subscription_columns!(), " FROM subscriptions s WHERE s.id = ?1"))?
+        .query_row([id.as_uuid()], subscription_row)
+        .optional()
+}
+
+/// Every subscription, oldest first.
+pub(crate) fn subscriptions(db: &Connection) -> rusqlite::Result<Vec<Subscription>> {
+    db.prepare_cached(concat!("SELECT ", subscription_columns!(), " FROM subscriptions s ORDER BY s.id"))?
+        .query_map([], subscription_row)?
+        .collect()
+}
+
+/// Deletes a subscription; its event types, deliveries, their attempts and
+/// events go with it (foreign keys and a trigger). `false` when there was none.
+pub(crate) fn delete_subscription(db: &Connection, id: SubscriptionId) -> rusqlite::Result<bool> {
+    Ok(db.prepare_cached("DELETE FROM subscriptions WHERE id = ?1")?.execute([id.as_uuid()])? > 0)
+}
+
+/// Disables a subscription and holds its pending deliveries; `false` when
+/// there is no such subscription.
+pub(crate) fn disable_subscription(
+    db: &Connection,
+    id: SubscriptionId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let updated = db
+        .prepare_cached("UPDATE subscriptions SET disabled_reason = ?2, disabled_at = ?3 WHERE id = ?1")?
+        .execute(params![id.as_uuid(), reason, codec::micros(now)])?;
+    db.prepare_cached("UPDATE deliveries SET held = 1 WHERE subscription_id = ?1 AND state = 'pending'")?
+        .execute([id.as_uuid()])?;
+    Ok(updated > 0)
+}
+
+/// Enables a subscription, resets its failure count and makes its held
+/// deliveries due by `now`; `false` when there is no such subscription.
+pub(crate) fn enable_subscription(
+    db: &Connection,
+    id: SubscriptionId,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let updated = db
+        .prepare_cached(
+            "UPDATE subscriptions SET disabled_reason = NULL, disabled_at = NULL, consecutive_failures = 0 \
+             WHERE id = ?1",
+        )?
+        .execute([id.as_uuid()])?;
+    db.prepare_cached(
+        "UPDATE deliveries SET held = 0, next_attempt_at = min(next_attempt_at, ?2) \
+         WHERE subscription_id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![id.as_uuid(), codec::micros(now)])?;
+    Ok(updated > 0)
+}
+
+/// Stores the event's body once and one pending delivery of it, due at
+/// `occurred_at`, for each enabled subscription listening to it. An event
+/// nobody listens to leaves nothing behind.
+pub(crate) fn publish(db: &Connection, event: &Event, body: &[u8]) -> rusqlite::Result<Vec<DeliveryId>> {
+    let listeners: Vec<Uuid> = db
+        .prepare_cached(LISTENERS)?
+        .query_map([&event.name], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if listeners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let due = codec::micros(event.occurred_at);
+    db.prepare_cached("INSERT INTO events (id, name, occurred_at, body) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![event.id.as_uuid(), event.name, due, body])?;
+    let event_seq = db.last_insert_rowid();
+    let mut insert = db.prepare_cached(
+        "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at) \
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4)",
+    )?;
+    listeners
+        .into_iter()
+        .map(|subscription| {
+            let id = DeliveryId::new();
+            insert.execute(params![id.as_uuid(), event_seq, subscription, due])?;
+            Ok(id)
+        })
+        .collect()
+}
+
+/// Up to `limit` deliveries claimable at `now`, earliest first.
+pub(crate) fn claimable(db: &Connection, now: DateTime<Utc>, limit: i64) -> rusqlite::Result<Vec<Delivery>> {
+    db.prepare_cached(CLAIMABLE)?.query_map(params![codec::micros(now), limit], delivery_row)?.collect()
+}
+
+/// Sets a delivery's lease to end at `until`.
+pub(crate) fn lease(db: &Connection, id: DeliveryId, until: DateTime<Utc>) -> rusqlite::Result<()> {
+    db.prepare_cached("UPDATE deliveries SET lease_until = ?2 WHERE id = ?1")?
+        .execute(params![id.as_uuid(), codec::micros(until)])?;
+    Ok(())
+}
+
+/// One delivery.
+pub(crate) fn delivery(db: &Connection, id: DeliveryId) -> rusqlite::Result<Option<Delivery>> {
+    db.prepare_cached(concat!(delivery_select!(), " WHERE d.id = ?1"))?
+        .query_row([id.as_uuid()], delivery_row)
+        .optional()
+}
+
+/// A delivery's subscription and state.
+pub(crate) fn delivery_state(
+    db: &Connection,
+    id: DeliveryId,
+) -> rusqlite::Result<Option<(SubscriptionId, DeliveryState)>> {
+    db.prepare_cached("SELECT subscription_id, state FROM deliveries WHERE id = ?1")?
+        .query_row([id.as_uuid()], |row| {
+            Ok((row.get::<_, Uuid>(0)?.into(), codec::state(&row.get::<_, String>(1)?, 1)?))
+        })
+        .optional()
+}
+
+/// Appends an attempt to its delivery's log.
+pub(crate) fn insert_attempt(db: &Connection, attempt: &Attempt) -> rusqlite::Result<()> {
+    let (status, response, error) = match &attempt.result {
+        AttemptResult::Response { status, body } => (Some(*status), Some(body.as_str()), None),
+        AttemptResult::Error(error) => (None, None, Some(error.as_str())),
+    };
+    db.prepare_cached(
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_us, status, response, error) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        attempt.delivery_id.as_uuid(),
+        attempt.number,
+        codec::micros(attempt.started_at),
+        codec::duration_micros(attempt.duration),
+        status,
+        response,
+        error,
+    ])?;
+    Ok(())
+}
+
+/// Applies an attempt's verdict to its pending delivery and ends its lease.
+pub(crate) fn apply_verdict(
+    db: &Connection,
+    id: DeliveryId,
+    attempt_number: u32,
+    verdict: Verdict,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let (state, next_attempt_at, finished_at) = match verdict {
+        Verdict::Delivered => (DeliveryState::Delivered, None, Some(codec::micros(now))),
+        Verdict::Dropped => (DeliveryState::Dropped, None, Some(codec::micros(now))),
+        Verdict::Retry { at } => (DeliveryState::Pending, Some(codec::micros(at)), None),
+    };
+    db.prepare_cached(
+        "UPDATE deliveries SET attempts = max(attempts, ?2), lease_until = NULL, state = ?3, \
+         next_attempt_at = ?4, finished_at = ?5 WHERE id = ?1",
+    )?
+    .execute(params![id.as_uuid(), attempt_number, state.as_str(), next_attempt_at, finished_at])?;
+    Ok(())
+}
+
+/// Resets a subscription's failure count after a success, or adds one after
+/// a failure; returns the new count and whether the subscription is enabled.
+pub(crate) fn count_attempt(
+    db: &Connection,
+    id: SubscriptionId,
+    succeeded: bool,
+) -> rusqlite::Result<Option<(u32, bool)>> {
+    db.prepare_cached(
+        "UPDATE subscriptions SET consecutive_failures = \
+         CASE WHEN ?2 THEN 0 ELSE min(consecutive_failures + 1, 4294967295) END \
+         WHERE id = ?1 RETURNING consecutive_failures, disabled_at IS NULL",
+    )?
+    .query_row(params![id.as_uuid(), succeeded], |row| Ok((row.get(0)?, row.get(1)?)))
+    .optional()
+}
+
+/// A delivery's attempts in the order they were recorded.
+pub(crate) fn attempts(db: &Connection, id: DeliveryId) -> rusqlite::Result<Vec<Attempt>> {
+    db.prepare_cached(
+        "SELECT number, started_at, duration_us, status, response, error FROM attempts \
+         WHERE delivery_id = ?1 ORDER BY seq",
+    )?
+    .query_map([id.as_uuid()], |row| {
+        let result = match row.get::<_, Option<u16>>(3)? {
+            Some(status) => {
+                AttemptResult::Response { status, body: row.get::<_, Option<String>>(4)?.unwrap_or_default() }
+            }
+            None => AttemptResult::Error(row.get::<_, Option<String>>(5)?.unwrap_or_default()),
+        };
+        Ok(Attempt {
+            delivery_id: id,
+            number: row.get(0)?,
+            started_at: codec::time(row.get(1)?),
+            duration: codec::duration(row.get(2)?),
+            result,
+        })
+    })?
+    .collect()
+}
+
+/// A subscription's deliveries counted by state.
+pub(crate) fn delivery_counts(db: &Connection, id: SubscriptionId) -> rusqlite::Result<DeliveryCounts> {
+    let mut counts = DeliveryCounts::default();
+    let mut statement = db
+        .prepare_cached("SELECT state, count(*) FROM deliveries WHERE subscription_id = ?1 GROUP BY state")?;
+    let mut rows = statement.query([id.as_uuid()])?;
+    while let Some(row) = rows.next()? {
+        let count = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
+        match codec::state(&row.get::<_, String>(0)?, 0)? {
+            DeliveryState::Pending => counts.pending = count,
+            DeliveryState::Delivered => counts.delivered = count,
+            DeliveryState::Dropped => counts.dropped = count,
+        }
+    }
+    Ok(counts)
+}
+
+/// When the first claimable delivery can be claimed, if any.
+pub(crate) fn next_claimable(db: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    db.prepare_cached(NEXT_CLAIMABLE)?
+        .query_row([], |row| row.get(0))
+        .optional()
+        .map(|at| at.map(codec::time))
+}
+
+/// Deletes up to `limit` deliveries finished before `before`, with their
+/// attempts (and events no delivery needs any more); returns how many.
+pub(crate) fn purge_finished(db: &Connection, before: DateTime<Utc>, limit: i64) -> rusqlite::Result<usize> {
+    db.prepare_cached(PURGE_FINISHED)?.execute(params![codec::micros(before), limit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema;
+
+    /// A migrated database shaped like a busy one, with statistics gathered
+    /// so the planner sees it for what it is: a thousand subscriptions with two
+    /// event types each, and `pending` claimable deliveries beside as many
+    /// held ones and as many finished ones, one event each.
+    fn big_queue(pending: i64) -> Connection {
+        let db = queue_without_statistics(pending);
+        db.execute_batch("ANALYZE").unwrap();
+        db
+    }
+
+    /// The same before `ANALYZE`, as a store that never ran it sees it.
+    fn queue_without_statistics(pending: i64) -> Connection {
+        let mut db = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut db).unwrap();
+        db.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+             INSERT INTO subscriptions (id, url, secret, consecutive_failures, created_at)
+             SELECT randomblob(16), 'https://example.com/' || i, 's', 0, 0 FROM n;
+             INSERT INTO subscription_event_types (event_type, subscription_id)
+             SELECT 'type.' || (rowid % 12), id FROM subscriptions
+             UNION ALL SELECT 'type.' || ((rowid + 5) % 12), id FROM subscriptions;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})
+             INSERT INTO events (seq, id, name, occurred_at, body)
+             SELECT i, randomblob(16), 'type.1', 0, x'7b7d' FROM n;
+             INSERT INTO deliveries
+                 (id, event_seq, subscription_id, state, attempts, next_attempt_at, held, finished_at)
+             SELECT randomblob(16), seq, (SELECT id FROM subscriptions WHERE rowid = 1 + seq % 1000),
+                    CASE seq % 3 WHEN 2 THEN 'delivered' ELSE 'pending' END, 0,
+                    CASE seq % 3 WHEN 2 THEN NULL ELSE seq END,
+                    seq % 3 = 1,
+                    CASE seq % 3 WHEN 2 THEN seq END
+             FROM events;",
+            count = pending * 3
+        ))
+        .unwrap();
+        db
+    }
+
+    fn plan(db: &Connection, sql: &str) -> String {
+        let mut statement = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+        let details: Vec<String> = statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        details.join("\n")
+    }
+
+    #[test]
+    fn claiming_reads_the_claimable_index_in_order() {
+        for db in [big_queue(20_000), queue_without_statistics(1_000)] {
+            let plan = plan(&db, CLAIMABLE);
+            assert!(plan.contains("SEARCH d USING INDEX deliveries_claimable (claimable_at<?)"), "{plan}");
+            assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
+            assert!(!plan.contains("SCAN"), "no full scan: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        }
+    }
+
+    #[test]
+    fn the_next_due_time_comes_from_the_front_of_the_index() {
+        let db = big_queue(20_000);
+        let plan = plan(&db, NEXT_CLAIMABLE);
+        assert!(
+            plan.contains("USING INDEX deliveries_claimable")
+                || plan.contains("USING COVERING INDEX deliveries_claimable"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn publishing_looks_listeners_up_by_event_type() {
+        for db in [big_queue(10), queue_without_statistics(10)] {
+            let plan = plan(&db, LISTENERS);
+            assert!(plan.contains("SEARCH t USING PRIMARY KEY (event_type=?)"), "{plan}");
+            assert!(!plan.contains("SCAN") && !plan.contains("TEMP B-TREE"), "{plan}");
+        }
+    }
+
+    #[test]
+    fn purging_reads_the_finished_index() {
+        for db in [big_queue(10_000), queue_without_statistics(1_000)] {
+            let plan = plan(&db, PURGE_FINISHED);
+            assert!(plan.contains("USING COVERING INDEX deliveries_finished (finished_at<?)"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+    }
+
+    #[test]
+    fn claiming_takes_the_earliest_and_skips_held_and_finished_ones() {
+        let db = big_queue(1_000);
+        let due = claimable(&db, codec::time(10), 100).unwrap();
+        // Pending and not held: i % 3 == 0, so 3, 6 and 9 are due by 10.
+        let times: Vec<_> = due.iter().map(|d| d.next_attempt_at.map(codec::micros)).collect();
+        assert_eq!(times, vec![Some(3), Some(6), Some(9)]);
+    }
+}

@@ -1,0 +1,244 @@
+//! [`Store`] for [`SqliteStore`]: each operation is one transaction on the
+//! connection thread.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rusqlite::{Transaction, TransactionBehavior};
+use webhooks_core::{
+    Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryState, Event, Recorded,
+    Store, StoreError, StoreResult, Subscription, SubscriptionId,
+};
+
+use crate::error::Error;
+use crate::{SqliteStore, in_transaction, queries};
+
+/// Why a transaction was abandoned: SQLite failed, or the operation hit one
+/// of the store's typed errors (a missing subscription, say).
+enum Abort {
+    Sqlite(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Abort {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(error)
+    }
+}
+
+impl From<StoreError> for Abort {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+type Outcome<T> = Result<T, Abort>;
+
+impl SqliteStore {
+    /// Runs `work` in one transaction on the connection thread; SQLite's
+    /// errors come out naming `operation`.
+    async fn transaction<T: Send + 'static>(
+        &self,
+        behavior: TransactionBehavior,
+        operation: &'static str,
+        work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.worker
+            .call(move |connection| {
+                in_transaction(connection, behavior, work).map_err(|abort| match abort {
+                    Abort::Sqlite(source) => Error::Sqlite { operation, source }.into(),
+                    Abort::Store(error) => error,
+                })
+            })
+            .await
+    }
+
+    /// A read: a snapshot that waits for no writer (WAL).
+    async fn read<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.transaction(TransactionBehavior::Deferred, operation, work).await
+    }
+
+    /// A write: takes the write lock at `BEGIN`, before reading anything, so
+    /// what it reads cannot change under it in another connection (two
+    /// processes never claim the same delivery), and it waits for the lock
+    /// up to the busy timeout instead of failing when it upgrades.
+    async fn write<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.transaction(TransactionBehavior::Immediate, operation, work).await
+    }
+}
+
+/// Fails with `SubscriptionNotFound` unless `found`.
+fn found_subscription(found: bool, id: SubscriptionId) -> Outcome<()> {
+    if found { Ok(()) } else { Err(StoreError::SubscriptionNotFound(id).into()) }
+}
+
+/// Publishes each event in turn inside the caller's transaction.
+fn publish_all(db: &Transaction<'_>, events: &[(Event, Bytes)]) -> Outcome<Vec<Vec<DeliveryId>>> {
+    Ok(events.iter().map(|(event, body)| queries::publish(db, event, body)).collect::<Result<_, _>>()?)
+}
+
+/// Applies one attempt record inside the caller's transaction, as the
+/// memory store does: log it, apply the verdict to a pending delivery, count
+/// the failure or reset the count, and disable the subscription when the
+/// record says so.
+fn record(db: &Transaction<'_>, record: &AttemptRecord) -> Outcome<Recorded> {
+    let id = record.attempt.delivery_id;
+    let (subscription, state) = queries::delivery_state(db, id)?.ok_or(StoreError::DeliveryNotFound(id))?;
+    queries::insert_attempt(db, &record.attempt)?;
+    if state == DeliveryState::Pending {
+        queries::apply_verdict(db, id, record.attempt.number, record.verdict, record.now)?;
+    }
+    let (failures, enabled) = queries::count_attempt(db, subscription, record.attempt.succeeded())?
+        .ok_or(StoreError::SubscriptionNotFound(subscription))?;
+    let disable = if enabled { record.disable_reason(failures) } else { None };
+    if let Some(reason) = &disable {
+        queries::disable_subscription(db, subscription, reason, record.now)?;
+    }
+    Ok(Recorded { consecutive_failures: failures, disabled_subscription: disable.is_some() })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
+        let subscription = subscription.clone();
+        self.write("insert a subscription", move |db| {
+            if queries::subscription_exists(db, subscription.id)? {
+                return Err(StoreError::DuplicateSubscription(subscription.id).into());
+            }
+            Ok(queries::insert_subscription(db, &subscription)?)
+        })
+        .await
+    }
+
+    async fn update_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
+        let subscription = subscription.clone();
+        self.write("update a subscription", move |db| {
+            found_subscription(queries::update_subscription(db, &subscription)?, subscription.id)
+        })
+        .await
+    }
+
+    async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>> {
+        self.read("read a subscription", move |db| Ok(queries::subscription(db, id)?)).await
+    }
+
+    async fn subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        self.read("list subscriptions", |db| Ok(queries::subscriptions(db)?)).await
+    }
+
+    async fn delete_subscription(&self, id: SubscriptionId) -> StoreResult<bool> {
+        self.write("delete a subscription", move |db| Ok(queries::delete_subscription(db, id)?)).await
+    }
+
+    async fn disable_subscription(
+        &self,
+        id: SubscriptionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let reason = reason.to_owned();
+        self.write("disable a subscription", move |db| {
+            found_subscription(queries::disable_subscription(db, id, &reason, now)?, id)
+        })
+        .await
+    }
+
+    async fn enable_subscription(&self, id: SubscriptionId, now: DateTime<Utc>) -> StoreResult<()> {
+        self.write("enable a subscription", move |db| {
+            found_subscription(queries::enable_subscription(db, id, now)?, id)
+        })
+        .await
+    }
+
+    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
+        let event = event.clone();
+        self.write("publish an event", move |db| Ok(queries::publish(db, &event, &body)?)).await
+    }
+
+    /// All the events in one transaction: all published or none.
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
+        let events = events.to_vec();
+        self.write("publish events", move |db| publish_all(db, &events)).await
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<Claim>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write("claim due deliveries", move |db| {
+            let mut subscriptions = HashMap::new();
+            let mut claims = Vec::new();
+            for delivery in queries::claimable(db, now, limit)? {
+                queries::lease(db, delivery.id, lease_until)?;
+                let subscription = match subscriptions.entry(delivery.subscription_id) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(new) => new.insert(queries::subscription(db, delivery.subscription_id)?),
+                };
+                // Foreign keys keep every delivery's subscription; skip
+                // rather than fail should one be missing.
+                if let Some(subscription) = subscription {
+                    claims.push(Claim { delivery, subscription: subscription.clone() });
+                }
+            }
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn release(&self, ids: &[DeliveryId], claimable_at: DateTime<Utc>) -> StoreResult<()> {
+        let ids = ids.to_vec();
+        self.write("release claims", move |db| {
+            for id in ids {
+                queries::lease(db, id, claimable_at)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> StoreResult<Recorded> {
+        let attempt = attempt.clone();
+        self.write("record an attempt", move |db| record(db, &attempt)).await
+    }
+
+    /// All the records in one transaction: all applied or, when one fails
+    /// (its delivery was deleted, say), none; their leases then run out and
+    /// the deliveries are attempted again.
+    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<Recorded>> {
+        let records = records.to_vec();
+        self.write("record attempts", move |db| records.iter().map(|r| record(db, r)).collect()).await
+    }
+
+    async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
+        self.read("read a delivery", move |db| Ok(queries::delivery(db, id)?)).await
+    }
+
+    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
+        self.read("read an attempt log", move |db| Ok(queries::attempts(db, id)?)).await
+    }
+
+    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
+        self.read("count deliveries", move |db| Ok(queries::delivery_counts(db, subscription)?)).await
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.read("find the next due time", |db| Ok(queries::next_claimable(db)?)).await
+    }
+}
