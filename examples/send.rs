@@ -8,6 +8,14 @@
 //! stdout gets one JSON line per attempt, then a summary line. Exit status: 0
 //! when done, 2 for bad arguments or a refused subscription, 1 otherwise
 //! (for example a malformed input line, reported on stderr and skipped).
+//! Once stdin is read and every event in it published, stderr gets
+//! `accepted N events`.
+//!
+//! With `--store sqlite:PATH` the queue outlives the run: a later run on the
+//! same file (stdin may be empty) resumes every pending delivery, and reuses
+//! the subscription to `--url` with its stored secret, so `--secret` may be
+//! left out; a `--secret` that differs from the stored one is refused
+//! (exit 2). A subscription that was disabled is enabled again.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -17,17 +25,21 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use webhooks_core::{AttemptOutcome, Preset, Subscription, UrlRule, Webhooks};
+use webhooks_core::{
+    AttemptOutcome, Preset, Store, Subscription, SubscriptionId, SubscriptionStatus, UrlRule, Webhooks,
+};
 use webhooks_memory::MemoryStore;
+use webhooks_sqlite::SqliteStore;
 
-const USAGE: &str = "usage: send --preset smartlyq|deepsmith --url URL --secret SECRET \
-[--store memory] [--retry-scale F] [--allow-http] [--allow-private] [--events a,b] \
+const USAGE: &str = "usage: send --preset smartlyq|deepsmith --url URL [--secret SECRET] \
+[--store memory|sqlite:PATH] [--retry-scale F] [--allow-http] [--allow-private] [--events a,b] \
 [--concurrency N] [--timeout-ms MS] < events.jsonl";
 
 struct Args {
     preset: Preset,
     url: String,
-    secret: String,
+    /// Required unless the store has a subscription to `url` already.
+    secret: Option<String>,
     store: String,
     events: Option<Vec<String>>,
     concurrency: usize,
@@ -81,7 +93,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(Args {
         preset,
         url: url.ok_or("--url is required")?,
-        secret: secret.ok_or("--secret is required")?,
+        secret,
         store,
         events,
         concurrency,
@@ -166,24 +178,61 @@ enum Failure {
     Run(String),
 }
 
+async fn open_store(spec: &str) -> Result<Arc<dyn Store>, Failure> {
+    match spec.split_once(':') {
+        None if spec == "memory" => Ok(Arc::new(MemoryStore::new())),
+        Some(("sqlite", path)) if !path.is_empty() => {
+            Ok(Arc::new(SqliteStore::open(path).await.map_err(|e| Failure::Run(e.to_string()))?))
+        }
+        _ => Err(Failure::Usage(format!("unsupported --store {spec:?}: use memory or sqlite:PATH"))),
+    }
+}
+
+/// The subscription to `--url`: the store's own when a run before this one
+/// made it, with the secret it stored, or a new one with `--secret`.
+async fn subscription(webhooks: &Webhooks, args: &Args) -> Result<SubscriptionId, Failure> {
+    let usage = |e: webhooks_core::Error| Failure::Usage(e.to_string());
+    let run_error = |e: webhooks_core::StoreError| Failure::Run(e.to_string());
+    let preset = webhooks.preset();
+    let events = match &args.events {
+        Some(events) => events.iter().cloned().collect(),
+        None => preset.catalogue().names().cloned().unwrap_or_default(),
+    };
+    let url = preset.url_rule().check(&args.url, preset.name()).map_err(usage)?;
+    let stored = webhooks.store().subscriptions().await.map_err(run_error)?;
+    let Some(mut subscription) = stored.into_iter().find(|s| s.url == url) else {
+        let secret = args.secret.clone().ok_or(Failure::Usage("--secret is required".to_owned()))?;
+        let new = Subscription::builder(&args.url).event_types(events).secret(secret);
+        return Ok(webhooks.subscribe(new).await.map_err(usage)?.id);
+    };
+    if args.secret.as_deref().is_some_and(|secret| secret != subscription.secret.expose()) {
+        return Err(Failure::Usage(format!(
+            "--secret differs from the secret stored for {url} in {}; leave --secret out to use the stored one",
+            args.store
+        )));
+    }
+    if !events.is_empty() && events != subscription.event_types {
+        for name in &events {
+            preset.check_event_type(name).map_err(usage)?;
+        }
+        subscription.event_types = events;
+        webhooks.store().update_subscription(&subscription).await.map_err(run_error)?;
+    }
+    if let SubscriptionStatus::Disabled { reason, .. } = &subscription.status {
+        eprintln!("{url} was disabled ({reason}); enabling it again to resume its deliveries");
+        webhooks.enable(subscription.id).await.map_err(|e| Failure::Run(e.to_string()))?;
+    }
+    Ok(subscription.id)
+}
+
 async fn run(args: Args) -> Result<ExitCode, Failure> {
     let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
-    let webhooks = match args.store.as_str() {
-        "memory" => Webhooks::builder().store(MemoryStore::new()),
-        other => return Err(Failure::Usage(format!("unsupported --store {other:?}: use memory"))),
-    }
-    .preset(args.preset.clone())
-    .build()
-    .map_err(|e| Failure::Usage(e.to_string()))?;
-
-    let events = match args.events {
-        Some(events) => events,
-        None => args.preset.catalogue().names().into_iter().flatten().cloned().collect(),
-    };
-    let subscription = webhooks
-        .subscribe(Subscription::builder(&args.url).event_types(events).secret(args.secret))
-        .await
+    let webhooks = Webhooks::builder()
+        .shared_store(open_store(&args.store).await?)
+        .preset(args.preset.clone())
+        .build()
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    let subscription = subscription(&webhooks, &args).await?;
 
     let progress = Arc::new(Notify::new());
     let dispatcher = webhooks
@@ -205,7 +254,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(dispatcher.run(shutdown.clone()));
 
-    let mut malformed = false;
+    let (mut malformed, mut accepted) = (false, 0u64);
     let lines = tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().collect::<Vec<_>>())
         .await
         .map_err(|e| Failure::Run(e.to_string()))?;
@@ -219,18 +268,23 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
                 Ok(line) => webhooks.publish(&line.event, line.data).await.map_err(|e| e.to_string()),
             },
         };
-        if let Err(why) = published {
-            eprintln!("line {number}: {why}");
-            malformed = true;
+        match published {
+            Ok(_) => accepted += 1,
+            Err(why) => {
+                eprintln!("line {number}: {why}");
+                malformed = true;
+            }
         }
     }
+    // Every event is in the store now; with a durable one, none can be lost.
+    eprintln!("accepted {accepted} events");
 
     // Done when nothing is left to attempt: every delivery delivered or
     // dropped, or held because the endpoint was disabled.
     let summary = loop {
         let wake = progress.notified();
-        let counts = webhooks.delivery_counts(subscription.id).await.map_err(run_error)?;
-        let enabled = webhooks.subscription(subscription.id).await.map_err(run_error)?.is_enabled();
+        let counts = webhooks.delivery_counts(subscription).await.map_err(run_error)?;
+        let enabled = webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled();
         if counts.pending == 0 || !enabled {
             break Summary {
                 delivered: counts.delivered,

@@ -1,36 +1,20 @@
 //! The `send` example, driven as a user drives it: arguments, stdin, stdout
 //! lines and exit status.
 
-use std::path::PathBuf;
+mod common;
+
+use std::collections::HashSet;
 use std::process::{Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use webhooks_core::{DeepSmithScheme, Secret, SmartlyQScheme};
+use webhooks_core::{DeepSmithScheme, Secret, SmartlyQScheme, Store};
 use webhooks_examples::{Receiver, Reply};
-
-/// The example binary, built once per test run (a no-op when `cargo test`
-/// has built it already).
-fn send_binary() -> &'static PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let profile: &[&str] = if cfg!(debug_assertions) { &[] } else { &["--release"] };
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "--example", "send"])
-            .args(profile)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "the send example builds");
-        let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-        deps.parent().unwrap().join("examples").join(format!("send{}", std::env::consts::EXE_SUFFIX))
-    })
-}
+use webhooks_sqlite::SqliteStore;
 
 async fn send(args: &[&str], stdin: &str) -> Output {
-    let mut child = tokio::process::Command::new(send_binary())
+    let mut child = tokio::process::Command::new(common::example_binary("send"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -195,6 +179,8 @@ async fn bad_arguments_exit_with_status_2() {
             "job.completed",
         ],
         &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--bogus"],
+        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--store", "sqlite:"],
+        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--store", "postgres"],
     ] {
         let output = send(args, "").await;
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -280,4 +266,87 @@ async fn a_disabled_endpoint_ends_the_run_with_its_deliveries_held() {
     assert_eq!(summary["dropped"].as_u64(), Some(dropped));
     assert_eq!(summary["pending"].as_u64(), Some(3 - dropped), "the rest is held, not lost");
     assert!(dropped <= 2, "ten attempts drop at most two deliveries of four attempts");
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn sqlite_resumes_held_deliveries_on_a_second_run_with_the_stored_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    let store = format!("sqlite:{}", path.display());
+    let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
+    let url = receiver.url().to_owned();
+    let common = ["--store", &store, "--preset", "deepsmith", "--url", &url, "--allow-private"];
+    let first_args =
+        [&common[..], &["--secret", "whsec_first", "--retry-scale", "0", "--concurrency", "1"]].concat();
+
+    // First run: the endpoint fails until it is disabled, and the run ends
+    // with deliveries held.
+    let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(3);
+    let first = send(&first_args, &stdin).await;
+    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+    assert!(stderr(&first).contains("accepted 3 events"), "{}", stderr(&first));
+    let first = lines(&first);
+    let summary = &first.last().unwrap()["summary"];
+    assert_eq!(summary["endpoint_disabled"], true);
+    let held = summary["pending"].as_u64().unwrap();
+    assert!(held >= 1, "{summary}");
+    let ids: HashSet<&str> = first.iter().filter_map(|l| l["delivery_id"].as_str()).collect();
+
+    // Second run on the same file: nothing on stdin, no --secret; the held
+    // deliveries go out, signed with the stored secret.
+    receiver.rescript(|_, _| Reply::status(200));
+    let before = receiver.received().len();
+    let second = send(&common, "").await;
+    assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
+    assert!(stderr(&second).contains("accepted 0 events"), "{}", stderr(&second));
+    let lines = lines(&second);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["delivered"].as_u64(), Some(held), "{summary}");
+    assert_eq!((&summary["pending"], &summary["endpoint_disabled"]), (&0.into(), &false.into()));
+    let resumed = receiver.received().split_off(before);
+    assert_eq!(resumed.len() as u64, held);
+    for request in resumed {
+        assert!(ids.contains(request.header("x-webhook-id")), "a delivery of the first run");
+        DeepSmithScheme
+            .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from("whsec_first"))
+            .unwrap();
+    }
+    let subscriptions = SqliteStore::open(&path).await.unwrap().subscriptions().await.unwrap();
+    assert_eq!(subscriptions.len(), 1, "the subscription is reused, not duplicated");
+}
+
+#[tokio::test]
+async fn sqlite_refuses_a_secret_that_differs_from_the_stored_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("queue.db").display());
+    let receiver = Receiver::start().await.unwrap();
+    let url = receiver.url().to_owned();
+    let args = |secret: &'static str| {
+        let mut args = vec!["--store", &store, "--preset", "deepsmith", "--url", &url, "--allow-private"];
+        args.extend(["--secret", secret].iter().filter(|_| !secret.is_empty()));
+        args
+    };
+    let event = "{\"event\":\"iq.status_updated\",\"data\":{}}\n";
+
+    let refused = send(&args(""), event).await;
+    assert_eq!(refused.status.code(), Some(2), "no subscription yet, so --secret is required");
+    assert!(stderr(&refused).contains("--secret is required"), "{}", stderr(&refused));
+
+    let first = send(&args("whsec_stored"), event).await;
+    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+
+    let second = send(&args("whsec_other"), event).await;
+    assert_eq!(second.status.code(), Some(2));
+    let message = stderr(&second);
+    assert!(message.contains("--secret differs"), "{message}");
+    assert!(
+        !message.contains("whsec_stored") && !message.contains("whsec_other"),
+        "no secret shown: {message}"
+    );
+    assert!(second.stdout.is_empty());
+    assert_eq!(receiver.received().len(), 1, "the refused run sent nothing");
 }

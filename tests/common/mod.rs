@@ -73,3 +73,24 @@ pub async fn recorded(webhooks: &Webhooks, delivery: DeliveryId, count: usize) {
     })
     .await;
 }
+
+/// The binary of the example `name`, built on first use in this test
+/// process (a no-op when `cargo test` has built it already).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    use std::sync::{Mutex, PoisonError};
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    if !built.iter().any(|done| done == name) {
+        let profile: &[&str] = if cfg!(debug_assertions) { &[] } else { &["--release"] };
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "--example", name])
+            .args(profile)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "the {name} example builds");
+        built.push(name.to_owned());
+    }
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    deps.parent().unwrap().join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
