@@ -68,8 +68,9 @@ pub enum Error {
     /// The thread that owns the connection could not be started.
     #[error("could not start the SQLite connection thread: {0}")]
     Thread(#[source] std::io::Error),
-    /// The thread that owns the connection has stopped (it panicked).
-    #[error("the SQLite connection thread has stopped")]
+    /// The connection thread gave no answer: it has stopped, or the
+    /// operation panicked on it (and was rolled back).
+    #[error("the SQLite connection thread gave no answer: it has stopped, or the operation panicked")]
     Stopped,
 }
 
