@@ -1,0 +1,367 @@
+//! Measures the library against the machine's own limit, in one run.
+//!
+//! ```text
+//! cargo run --release --example bench -- [--store memory] [--deliveries N] [--concurrency C] [--body-bytes B] [--subscriptions S]
+//! ```
+//!
+//! A fast local receiver (hyper, answers 204 and discards the body) serves
+//! both a bare `reqwest` loop (the baseline: no store, no signing) and the
+//! library end to end; the report is one JSON document on stdout.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use webhooks_core::{
+    DeliveryId, Envelope, Event, EventId, JsonEnvelope, Preset, Store, Subscription, UrlRule, Webhooks,
+};
+use webhooks_memory::MemoryStore;
+
+struct Options {
+    store: String,
+    deliveries: usize,
+    concurrency: usize,
+    body_bytes: usize,
+    subscriptions: usize,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        store: "memory".into(),
+        deliveries: 20_000,
+        concurrency: 64,
+        body_bytes: 512,
+        subscriptions: 1,
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let number = || value.parse::<usize>().map_err(|_| format!("{flag} needs a whole number"));
+        match flag.as_str() {
+            "--store" => options.store = value.clone(),
+            "--deliveries" => options.deliveries = number()?,
+            "--concurrency" => options.concurrency = number()?,
+            "--body-bytes" => options.body_bytes = number()?,
+            "--subscriptions" => options.subscriptions = number()?,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if options.deliveries == 0 || options.concurrency == 0 || options.subscriptions == 0 {
+        return Err("--deliveries, --concurrency and --subscriptions must be at least 1".into());
+    }
+    Ok(options)
+}
+
+/// The receiver: 204 to everything, body read and discarded. Reports each
+/// request's arrival on `arrivals` when one is given.
+async fn start_receiver(arrivals: Option<mpsc::UnboundedSender<Instant>>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let arrivals = arrivals.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let arrivals = arrivals.clone();
+                    async move {
+                        if let Some(arrivals) = &arrivals {
+                            let _ = arrivals.send(Instant::now());
+                        }
+                        let _ = request.into_body().collect().await;
+                        let mut response = Response::new(Empty::<Bytes>::new());
+                        *response.status_mut() = StatusCode::NO_CONTENT;
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok(address)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+/// Event data that makes the rendered body `bytes` long (or a little over).
+fn data_of(bytes: usize) -> Value {
+    let overhead =
+        r#"{"event":"iq.status_updated","timestamp":"2026-03-02T14:30:00Z","data":{"pad":""}}"#.len();
+    json!({ "pad": "x".repeat(bytes.saturating_sub(overhead)) })
+}
+
+/// The bare `reqwest` loop: the physical limit of this machine for this
+/// receiver, concurrency and body.
+async fn baseline(url: &str, options: &Options, body: Bytes) -> f64 {
+    let client =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..options.concurrency)
+        .map(|_| {
+            let (client, next, body, url) = (client.clone(), Arc::clone(&next), body.clone(), url.to_owned());
+            let total = options.deliveries;
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("the local receiver answers");
+                    let _ = response.bytes().await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    options.deliveries as f64 / started.elapsed().as_secs_f64()
+}
+
+fn facade(store: Arc<dyn Store>) -> Webhooks {
+    Webhooks::builder()
+        .shared_store(store)
+        .preset(Preset::deepsmith().with_url_rule(UrlRule { require_https: false }))
+        .build()
+        .expect("valid settings")
+}
+
+fn open_store(spec: &str) -> Result<Arc<dyn Store>, String> {
+    match spec {
+        "memory" => Ok(Arc::new(MemoryStore::new())),
+        other => Err(format!("unsupported --store {other:?}: use memory")),
+    }
+}
+
+/// Publishes `deliveries / subscriptions` events through the library and
+/// waits for every delivery to be acknowledged and recorded.
+async fn end_to_end(url: &str, options: &Options, store: Arc<dyn Store>) -> Value {
+    let webhooks = facade(store);
+    for _ in 0..options.subscriptions {
+        webhooks
+            .subscribe(Subscription::builder(url).event_type("iq.status_updated").secret("bench-secret"))
+            .await
+            .expect("subscribe");
+    }
+    let published_at: Arc<Mutex<HashMap<DeliveryId, Instant>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let done = Arc::new((AtomicUsize::new(0), Notify::new()));
+    let dispatcher = webhooks
+        .dispatcher()
+        .concurrency(options.concurrency)
+        .per_endpoint_concurrency(options.concurrency)
+        .allow_private_networks(true)
+        .on_outcome({
+            let (published_at, latencies, done) =
+                (Arc::clone(&published_at), Arc::clone(&latencies), Arc::clone(&done));
+            move |outcome| {
+                let now = Instant::now();
+                let start = published_at.lock().expect("lock").get(&outcome.delivery_id).copied();
+                if let Some(start) = start {
+                    latencies.lock().expect("lock").push(now - start);
+                }
+                done.0.fetch_add(1, Ordering::Relaxed);
+                done.1.notify_one();
+            }
+        })
+        .build()
+        .expect("dispatcher");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+
+    let events = options.deliveries / options.subscriptions;
+    let total = events * options.subscriptions;
+    let data = data_of(options.body_bytes);
+    let started = Instant::now();
+    for _ in 0..events {
+        let at = Instant::now();
+        let published = webhooks.publish("iq.status_updated", data.clone()).await.expect("publish");
+        let mut map = published_at.lock().expect("lock");
+        for id in published.deliveries {
+            map.insert(id, at);
+        }
+    }
+    while done.0.load(Ordering::Relaxed) < total {
+        let _ = tokio::time::timeout(Duration::from_millis(100), done.1.notified()).await;
+    }
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    running.await.expect("dispatcher stops");
+
+    let mut latencies = std::mem::take(&mut *latencies.lock().expect("lock"));
+    latencies.sort();
+    json!({
+        "deliveries": total,
+        "seconds": elapsed.as_secs_f64(),
+        "deliveries_per_sec": total as f64 / elapsed.as_secs_f64(),
+        "p50_ms": percentile(&latencies, 0.50),
+        "p99_ms": percentile(&latencies, 0.99),
+    })
+}
+
+/// Events accepted per second, one at a time and in batches of 100.
+async fn publish_rate(options: &Options) -> Result<Value, String> {
+    let count = options.deliveries.min(20_000);
+    let body = Bytes::from(vec![b'x'; options.body_bytes]);
+    let single = {
+        let store = open_store(&options.store)?;
+        let webhooks = facade(Arc::clone(&store));
+        webhooks
+            .subscribe(Subscription::builder("http://127.0.0.1:9/").event_type("iq.status_updated"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        for _ in 0..count {
+            store.publish(&event(), body.clone()).await.map_err(|e| e.to_string())?;
+        }
+        count as f64 / started.elapsed().as_secs_f64()
+    };
+    let batched = {
+        let store = open_store(&options.store)?;
+        let webhooks = facade(Arc::clone(&store));
+        webhooks
+            .subscribe(Subscription::builder("http://127.0.0.1:9/").event_type("iq.status_updated"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        for _ in 0..count / 100 {
+            let batch: Vec<_> = (0..100).map(|_| (event(), body.clone())).collect();
+            store.publish_many(&batch).await.map_err(|e| e.to_string())?;
+        }
+        (count / 100 * 100) as f64 / started.elapsed().as_secs_f64()
+    };
+    Ok(json!({ "events": count, "single_per_sec": single, "batch_per_sec": batched }))
+}
+
+fn event() -> Event {
+    Event {
+        id: EventId::new(),
+        name: "iq.status_updated".into(),
+        occurred_at: chrono::Utc::now(),
+        data: json!({}),
+    }
+}
+
+/// The process's resident memory, from /proc (Linux).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Resident bytes each pending delivery costs the memory store.
+async fn memory_per_delivery(body_bytes: usize) -> Value {
+    const COUNT: usize = 100_000;
+    let store = MemoryStore::new();
+    let webhooks = facade(Arc::new(store.clone()));
+    webhooks
+        .subscribe(Subscription::builder("http://127.0.0.1:9/").event_type("iq.status_updated"))
+        .await
+        .expect("subscribe");
+    let before = resident_bytes();
+    for _ in 0..COUNT {
+        // A body of its own per event, as real events have.
+        let body = Bytes::from(vec![b'x'; body_bytes]);
+        store.publish(&event(), body).await.expect("publish");
+    }
+    let after = resident_bytes();
+    match (before, after) {
+        (Some(before), Some(after)) => {
+            let per = after.saturating_sub(before) as f64 / COUNT as f64;
+            json!({ "pending": COUNT, "bytes_per_pending": per, "overhead_bytes": per - body_bytes as f64 })
+        }
+        _ => json!({ "pending": COUNT, "bytes_per_pending": null }),
+    }
+}
+
+/// Publish to the first attempt's arrival, with the dispatcher idle.
+async fn idle_latency() -> Value {
+    const SAMPLES: usize = 200;
+    let (arrivals_in, mut arrivals) = mpsc::unbounded_channel();
+    let address = start_receiver(Some(arrivals_in)).await.expect("receiver");
+    let webhooks = facade(Arc::new(MemoryStore::new()));
+    webhooks
+        .subscribe(Subscription::builder(format!("http://{address}/")).event_type("iq.status_updated"))
+        .await
+        .expect("subscribe");
+    let shutdown = CancellationToken::new();
+    let dispatcher = webhooks.dispatcher().allow_private_networks(true).build().expect("dispatcher");
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let mut samples = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        tokio::time::sleep(Duration::from_millis(5)).await; // let it go idle
+        let start = Instant::now();
+        webhooks.publish("iq.status_updated", json!({})).await.expect("publish");
+        let arrived = arrivals.recv().await.expect("arrival");
+        samples.push(arrived - start);
+    }
+    shutdown.cancel();
+    let _ = running.await;
+    samples.sort();
+    json!({ "samples": SAMPLES, "p50_ms": percentile(&samples, 0.5), "p99_ms": percentile(&samples, 0.99) })
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let store = match open_store(&options.store) {
+        Ok(store) => store,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let address = start_receiver(None).await.expect("receiver");
+    let url = format!("http://{address}/");
+    // The baseline sends the very body the library renders for its events.
+    let sample = Event { data: data_of(options.body_bytes), ..event() };
+    let body = JsonEnvelope.render(&sample).expect("renders");
+    let baseline = baseline(&url, &options, body).await;
+    let end_to_end = end_to_end(&url, &options, store).await;
+    let ratio = end_to_end["deliveries_per_sec"].as_f64().unwrap_or(0.0) / baseline;
+    let publish = match publish_rate(&options).await {
+        Ok(publish) => publish,
+        Err(message) => json!({ "error": message }),
+    };
+    let report = json!({
+        "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) },
+        "options": {
+            "store": options.store, "deliveries": options.deliveries, "concurrency": options.concurrency,
+            "body_bytes": options.body_bytes, "subscriptions": options.subscriptions,
+        },
+        "baseline": { "requests_per_sec": baseline },
+        "end_to_end": end_to_end,
+        "ratio_to_baseline": ratio,
+        "publish": publish,
+        "memory": memory_per_delivery(options.body_bytes).await,
+        "idle_latency": idle_latency().await,
+    });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    std::process::ExitCode::SUCCESS
+}
