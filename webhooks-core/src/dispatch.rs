@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -14,7 +15,7 @@ use crate::error::Error;
 use crate::http;
 use crate::model::{Attempt, AttemptResult, DeliveryId, SubscriptionId};
 use crate::scheme::Message;
-use crate::store::{AttemptRecord, Claim, Recorded, Verdict};
+use crate::store::{AttemptRecord, Claim, Recorded, Store, StoreError, StoreResult, Verdict};
 use crate::webhooks::Webhooks;
 
 /// An attempt as recorded, handed to [`DispatcherBuilder::on_outcome`].
@@ -128,7 +129,8 @@ impl DispatcherBuilder {
 
     /// Requests in flight to one endpoint at most, so one slow endpoint
     /// cannot take every slot; half the concurrency by default (at least 1).
-    /// Claims past it wait a second and are claimed again.
+    /// What an endpoint has due past its share waits in the queue while
+    /// other endpoints' deliveries are claimed.
     pub fn per_endpoint_concurrency(mut self, requests: usize) -> Self {
         self.per_endpoint = Some(requests);
         self
@@ -234,9 +236,17 @@ struct Shared {
     on_outcome: Option<OutcomeHook>,
 }
 
-/// How long a claim for an endpoint already at its share of requests waits
-/// before it is claimed again.
-const BUSY_ENDPOINT_WAIT: Duration = Duration::from_secs(1);
+/// The most attempt records committed in one store transaction.
+const RECORD_BATCH: usize = 256;
+
+/// How often the pending-deliveries gauge is refreshed from the store.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// An attempt waiting to be recorded, and where to hand back the result.
+struct ToRecord {
+    record: AttemptRecord,
+    done: oneshot::Sender<(AttemptRecord, StoreResult<Recorded>)>,
+}
 
 impl Dispatcher {
     /// How long a claim is held: longer than the longest possible attempt
@@ -256,9 +266,14 @@ impl Dispatcher {
         let clock = webhooks.clock();
         let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
         let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
-        let busy_wait = chrono::Duration::from_std(BUSY_ENDPOINT_WAIT).unwrap_or(chrono::Duration::MAX);
+        // Claiming one slot at a time under load costs a store round trip
+        // per attempt; wait until an eighth of the slots are free.
+        let claim_batch = (self.concurrency / 8).max(1);
+        let (to_record, records) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record_in_batches(Arc::clone(store), records));
         let mut in_flight = JoinSet::new();
         let mut per_endpoint: HashMap<SubscriptionId, usize> = HashMap::new();
+        let mut gauge_refreshed: Option<Instant> = None;
         tracing::info!(
             concurrency = self.concurrency,
             per_endpoint = self.per_endpoint,
@@ -272,31 +287,49 @@ impl Dispatcher {
             tokio::pin!(work);
             work.as_mut().enable();
 
+            if gauge_refreshed.is_none_or(|at| at.elapsed() >= GAUGE_INTERVAL) {
+                gauge_refreshed = Some(Instant::now());
+                match store.pending_count().await {
+                    Ok(pending) => metrics::gauge!("webhooks_pending_deliveries").set(pending as f64),
+                    Err(error) => tracing::warn!(%error, "store failed to count pending deliveries"),
+                }
+            }
+
             let free = self.concurrency - in_flight.len();
             let now = clock.now();
             let mut wait_until = now + poll;
-            if free > 0 {
-                match store.claim_due(now, free, now + lease).await {
+            if free >= claim_batch || in_flight.is_empty() {
+                // Endpoints with their share in flight wait in the queue.
+                let busy: Vec<SubscriptionId> = per_endpoint
+                    .iter()
+                    .filter(|(_, load)| **load >= self.per_endpoint)
+                    .map(|(id, _)| *id)
+                    .collect();
+                match store.claim_due(now, free, now + lease, &busy).await {
                     Ok(claims) => {
                         let more_due = claims.len() == free;
-                        let mut busy = Vec::new();
+                        let mut over_share = Vec::new();
                         for claim in claims {
                             let load = per_endpoint.entry(claim.subscription.id).or_default();
                             if *load >= self.per_endpoint {
-                                busy.push(claim.delivery.id);
+                                over_share.push(claim.delivery.id);
                                 continue;
                             }
                             *load += 1;
-                            let shared = Arc::clone(&self.shared);
+                            let (shared, to_record) = (Arc::clone(&self.shared), to_record.clone());
                             let span = attempt_span(&claim);
-                            in_flight.spawn(async move { shared.attempt(claim).await }.instrument(span));
+                            in_flight.spawn(
+                                async move { shared.attempt(claim, to_record).await }.instrument(span),
+                            );
                         }
-                        if !busy.is_empty()
-                            && let Err(error) = store.release(&busy, now + busy_wait).await
+                        // More of one endpoint than its share came in one
+                        // batch: back at once; the next claim passes it over.
+                        if !over_share.is_empty()
+                            && let Err(error) = store.release(&over_share, now).await
                         {
                             tracing::error!(%error, "store failed to release claims; their leases will end");
                         }
-                        if more_due && in_flight.len() < self.concurrency {
+                        if more_due && self.concurrency - in_flight.len() >= claim_batch {
                             continue;
                         }
                         if more_due {
@@ -304,6 +337,9 @@ impl Dispatcher {
                             wait_until = DateTime::<Utc>::MAX_UTC;
                         } else {
                             match store.next_due_at().await {
+                                // Due now yet not claimed: it is a busy endpoint's,
+                                // claimable when one of its attempts ends.
+                                Ok(Some(due)) if due <= now => {}
                                 Ok(Some(due)) => wait_until = wait_until.min(due),
                                 Ok(None) => {}
                                 Err(error) => {
@@ -333,7 +369,34 @@ impl Dispatcher {
         while let Some(done) = in_flight.join_next().await {
             finished(done, &mut per_endpoint);
         }
+        drop(to_record);
+        if let Err(error) = recorder.await {
+            tracing::error!(%error, "the recorder failed");
+        }
         tracing::info!("dispatcher stopped");
+    }
+}
+
+/// Records attempts as they come, every one queued meanwhile in the same
+/// transaction: a durable store pays one commit for many attempts.
+async fn record_in_batches(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<ToRecord>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let (records, done): (Vec<AttemptRecord>, Vec<_>) =
+            batch.drain(..).map(|t| (t.record, t.done)).unzip();
+        let results = match store.record_attempts(&records).await {
+            Ok(results) if results.len() == records.len() => results,
+            Ok(_) => {
+                records.iter().map(|_| Err(StoreError::backend("the store recorded a short batch"))).collect()
+            }
+            Err(error) => {
+                let message = error.to_string();
+                records.iter().map(|_| Err(StoreError::backend(message.clone()))).collect()
+            }
+        };
+        for ((record, result), done) in records.into_iter().zip(results).zip(done) {
+            let _ = done.send((record, result));
+        }
     }
 }
 
@@ -372,7 +435,7 @@ fn finished(
 
 impl Shared {
     /// Makes one attempt and records it; returns the endpoint it went to.
-    async fn attempt(&self, claim: Claim) -> SubscriptionId {
+    async fn attempt(&self, claim: Claim, to_record: mpsc::UnboundedSender<ToRecord>) -> SubscriptionId {
         let Claim { delivery, subscription } = claim;
         let webhooks = &self.webhooks;
         let preset = webhooks.preset();
@@ -436,12 +499,21 @@ impl Shared {
             disable_now: gone.then(|| "the endpoint answered 410 Gone".to_owned()),
             now,
         };
-        let recorded = match webhooks.store().record_attempt(&record).await {
-            Ok(recorded) => recorded,
-            Err(error) => {
+        let (done, recorded) = oneshot::channel();
+        let recorded = match to_record.send(ToRecord { record, done }) {
+            Ok(()) => recorded.await.ok(),
+            Err(_) => None,
+        };
+        let (record, recorded) = match recorded {
+            Some((record, Ok(recorded))) => (record, recorded),
+            Some((_, Err(error))) => {
                 // The lease runs out and the delivery is attempted again:
                 // at least once, never lost.
                 tracing::error!(%error, "could not record the attempt; it will be retried when its lease ends");
+                return subscription.id;
+            }
+            None => {
+                tracing::error!("the recorder stopped; the attempt will be retried when its lease ends");
                 return subscription.id;
             }
         };

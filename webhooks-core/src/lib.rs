@@ -84,5 +84,8 @@ pub use preset::{Catalogue, DisablePolicy, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use secret::Secret;
-pub use store::{AttemptRecord, Claim, DeliveryCounts, Recorded, Store, StoreError, StoreResult, Verdict};
+pub use store::{
+    AttemptRecord, Claim, DeliveryCounts, DeliveryQuery, Recorded, StateFilter, Store, StoreError,
+    StoreResult, SubscriptionStats, Verdict,
+};
 pub use webhooks::{DEFAULT_MAX_BODY_BYTES, NewSubscription, Outcome, Published, Webhooks, WebhooksBuilder};

@@ -5,6 +5,7 @@
 //! time it needs is passed in.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -46,8 +47,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Claim {
     /// The delivery; `attempts` counts the attempts made before this one.
     pub delivery: Delivery,
-    /// Its subscription (URL and secret).
-    pub subscription: Subscription,
+    /// Its subscription (URL and secret), shared by the claims that go to it.
+    pub subscription: Arc<Subscription>,
 }
 
 /// What happens to a delivery after an attempt.
@@ -126,6 +127,63 @@ pub struct DeliveryCounts {
     pub dropped: u64,
 }
 
+/// Which deliveries [`Store::list_deliveries`] returns: every filter that is
+/// set must match. Results come in id order (creation order), after the
+/// cursor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    /// Only this subscription's.
+    pub subscription: Option<SubscriptionId>,
+    /// Only those in this state.
+    pub state: Option<StateFilter>,
+    /// Only this event type's.
+    pub event_type: Option<String>,
+    /// Only those created at or after this time.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Only those created before this time.
+    pub created_until: Option<DateTime<Utc>>,
+    /// Only those after this delivery: the cursor of the page before.
+    pub after: Option<DeliveryId>,
+    /// At most this many (1 to 1000).
+    pub limit: usize,
+}
+
+/// A delivery state to filter by; `Held` is a pending delivery whose
+/// subscription is disabled, and `Pending` excludes those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StateFilter {
+    /// Waiting for an attempt at an enabled subscription.
+    Pending,
+    /// Waiting while its subscription is disabled.
+    Held,
+    /// Acknowledged.
+    Delivered,
+    /// Given up on.
+    Dropped,
+}
+
+/// What a subscription's attempts add up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionStats {
+    /// Attempts made to it, kept in the log.
+    pub attempts: u64,
+    /// Those a 2xx acknowledged.
+    pub succeeded: u64,
+    /// When the last acknowledged attempt started.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When the last failed attempt started.
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// Failed attempts in a row, now.
+    pub consecutive_failures: u32,
+}
+
+impl SubscriptionStats {
+    /// Acknowledged attempts over all attempts; `None` before the first.
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.attempts > 0).then(|| self.succeeded as f64 / self.attempts as f64)
+    }
+}
+
 /// Where subscriptions, deliveries and attempt logs live.
 ///
 /// Every method is one atomic step: a crash between two calls may lose the
@@ -178,14 +236,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     }
 
     /// Leases up to `limit` pending deliveries that are due at `now`, whose
-    /// subscription is enabled and which no live lease holds, until
-    /// `lease_until`; earliest due first. A lease that runs out makes the
-    /// delivery claimable again, so a crashed worker's claims come back.
+    /// subscription is enabled and not in `skip`, and which no live lease
+    /// holds, until `lease_until`; earliest due first. A lease that runs out
+    /// makes the delivery claimable again, so a crashed worker's claims come
+    /// back. `skip` holds the endpoints that have their share of requests in
+    /// flight already; what they have due waits in the queue.
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
         limit: usize,
         lease_until: DateTime<Utc>,
+        skip: &[SubscriptionId],
     ) -> StoreResult<Vec<Claim>>;
 
     /// Gives claims back unattempted: each lease is cut to end at
@@ -199,13 +260,18 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// is no longer pending keeps its state; the attempt is logged all the same.
     async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded>;
 
-    /// Records several attempts; a store that can do it in one transaction
-    /// should, as the dispatcher records in batches under load. Each record
-    /// is applied as [`Store::record_attempt`] would.
-    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<Recorded>> {
+    /// Records several attempts, in order, each as [`Store::record_attempt`]
+    /// would; a store that can should do it in one transaction, as the
+    /// dispatcher records in batches under load. A record that cannot apply
+    /// (its delivery was deleted) gets its own error and leaves the others
+    /// be; the outer error says the batch as a whole failed.
+    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<StoreResult<Recorded>>> {
         let mut recorded = Vec::with_capacity(records.len());
         for record in records {
-            recorded.push(self.record_attempt(record).await?);
+            recorded.push(match self.record_attempt(record).await {
+                Err(StoreError::Backend(error)) => return Err(StoreError::Backend(error)),
+                other => other,
+            });
         }
         Ok(recorded)
     }
@@ -218,6 +284,40 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// A subscription's deliveries counted by state.
     async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts>;
+
+    /// Deliveries matching `query`, in id order, at most `query.limit`.
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>>;
+
+    /// Starts a new attempt cycle for a delivery, whatever its state: pending
+    /// again, due at `now`, its attempt count back to zero (the retry policy
+    /// starts over), its id, body and log kept. A disabled subscription's
+    /// delivery stays held until it is enabled.
+    async fn resend(&self, id: DeliveryId, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Recovers a subscription in one step: enables it, and starts a new
+    /// attempt cycle, due at `now`, for each of its held deliveries and its
+    /// dropped deliveries created at or after `since`. Returns how many.
+    async fn recover(
+        &self,
+        subscription: SubscriptionId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+
+    /// Creates one pending delivery of `event` for `subscription` only,
+    /// whatever it listens to (a test event), due at `event.occurred_at`.
+    async fn publish_to(
+        &self,
+        event: &Event,
+        body: Bytes,
+        subscription: SubscriptionId,
+    ) -> StoreResult<DeliveryId>;
+
+    /// What a subscription's attempts add up to.
+    async fn subscription_stats(&self, id: SubscriptionId) -> StoreResult<SubscriptionStats>;
+
+    /// Pending deliveries in the whole store, held ones included.
+    async fn pending_count(&self) -> StoreResult<u64>;
 
     /// When the next pending delivery of an enabled subscription becomes
     /// claimable (its due time or the end of its lease), if any.

@@ -22,7 +22,7 @@ use crate::model::{
     SubscriptionId, SubscriptionStatus,
 };
 use crate::secret::Secret;
-use crate::store::{AttemptRecord, Store, StoreError, Verdict};
+use crate::store::{AttemptRecord, DeliveryQuery, StateFilter, Store, StoreError, Verdict};
 
 /// Runs every check of the suite as its own `#[tokio::test]`.
 ///
@@ -53,6 +53,14 @@ macro_rules! store_suite {
             recording_on_a_finished_delivery_keeps_its_state,
             next_due_at_tracks_due_times_and_leases,
             deleting_a_subscription_removes_its_deliveries,
+            claims_pass_over_skipped_subscriptions,
+            a_batch_record_for_a_missing_delivery_fails_alone,
+            deliveries_are_listed_by_filter_in_pages,
+            resend_starts_a_new_cycle_with_the_same_body,
+            recover_requeues_held_and_recently_dropped_deliveries,
+            publish_to_reaches_one_subscription_whatever_it_listens_to,
+            stats_add_up_a_subscriptions_attempts,
+            pending_count_counts_every_pending_delivery,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -218,7 +226,7 @@ pub async fn publish_without_listeners_creates_nothing<S: Store>(store: S) {
     store.insert_subscription(&a).await.unwrap();
     let ids = store.publish(&event("job.completed", 0), body("{}")).await.unwrap();
     assert!(ids.is_empty());
-    assert!(store.claim_due(at(10), 10, at(70)).await.unwrap().is_empty());
+    assert!(store.claim_due(at(10), 10, at(70), &[]).await.unwrap().is_empty());
 }
 
 /// Claims come earliest due first, at most `limit`, with their subscription.
@@ -231,11 +239,11 @@ pub async fn claims_due_deliveries_earliest_first_up_to_the_limit<S: Store>(stor
             .push((seconds, store.publish(&event("job.completed", seconds), body("{}")).await.unwrap()[0]));
     }
     published.sort();
-    let claims = store.claim_due(at(10), 2, at(70)).await.unwrap();
+    let claims = store.claim_due(at(10), 2, at(70), &[]).await.unwrap();
     let claimed: Vec<_> = claims.iter().map(|c| c.delivery.id).collect();
     assert_eq!(claimed, vec![published[0].1, published[1].1]);
-    assert_eq!(claims[0].subscription, sub, "a claim carries its subscription");
-    let rest = store.claim_due(at(10), 10, at(70)).await.unwrap();
+    assert_eq!(*claims[0].subscription, sub, "a claim carries its subscription");
+    let rest = store.claim_due(at(10), 10, at(70), &[]).await.unwrap();
     assert_eq!(rest.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![published[2].1]);
 }
 
@@ -244,18 +252,18 @@ pub async fn future_deliveries_are_not_claimed<S: Store>(store: S) {
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
     store.publish(&event("job.completed", 100), body("{}")).await.unwrap();
-    assert!(store.claim_due(at(99), 10, at(160)).await.unwrap().is_empty());
-    assert_eq!(store.claim_due(at(100), 10, at(160)).await.unwrap().len(), 1);
+    assert!(store.claim_due(at(99), 10, at(160), &[]).await.unwrap().is_empty());
+    assert_eq!(store.claim_due(at(100), 10, at(160), &[]).await.unwrap().len(), 1);
 }
 
 /// A lease keeps a delivery from other workers until it ends; then the
 /// delivery comes back, as after a crash.
 pub async fn a_leased_delivery_is_not_claimed_again_until_its_lease_ends<S: Store>(store: S) {
     let (_, id) = one_delivery(&store).await;
-    assert_eq!(store.claim_due(at(1), 10, at(61)).await.unwrap().len(), 1);
-    assert!(store.claim_due(at(2), 10, at(62)).await.unwrap().is_empty());
-    assert!(store.claim_due(at(60), 10, at(120)).await.unwrap().is_empty());
-    let again = store.claim_due(at(61), 10, at(121)).await.unwrap();
+    assert_eq!(store.claim_due(at(1), 10, at(61), &[]).await.unwrap().len(), 1);
+    assert!(store.claim_due(at(2), 10, at(62), &[]).await.unwrap().is_empty());
+    assert!(store.claim_due(at(60), 10, at(120), &[]).await.unwrap().is_empty());
+    let again = store.claim_due(at(61), 10, at(121), &[]).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.id, id);
     assert_eq!(again[0].delivery.attempts, 0, "an expired lease is not an attempt");
@@ -264,15 +272,15 @@ pub async fn a_leased_delivery_is_not_claimed_again_until_its_lease_ends<S: Stor
 /// Released claims can be claimed again from the time given, not before.
 pub async fn released_claims_are_claimable_from_the_time_given<S: Store>(store: S) {
     let (_, id) = one_delivery(&store).await;
-    assert_eq!(store.claim_due(at(1), 10, at(61)).await.unwrap().len(), 1);
+    assert_eq!(store.claim_due(at(1), 10, at(61), &[]).await.unwrap().len(), 1);
     store.release(&[id], at(2)).await.unwrap();
-    let again = store.claim_due(at(2), 10, at(62)).await.unwrap();
+    let again = store.claim_due(at(2), 10, at(62), &[]).await.unwrap();
     assert_eq!(again.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
 
     store.release(&[id], at(5)).await.unwrap();
-    assert!(store.claim_due(at(4), 10, at(64)).await.unwrap().is_empty());
+    assert!(store.claim_due(at(4), 10, at(64), &[]).await.unwrap().is_empty());
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(5)));
-    assert_eq!(store.claim_due(at(5), 10, at(65)).await.unwrap().len(), 1);
+    assert_eq!(store.claim_due(at(5), 10, at(65), &[]).await.unwrap().len(), 1);
     assert_eq!(store.delivery(id).await.unwrap().unwrap().attempts, 0, "a release is not an attempt");
 }
 
@@ -314,7 +322,8 @@ pub async fn batches_publish_and_record_like_single_calls<S: Store>(store: S) {
         record(failure(second.id, 1, 5), Verdict::Retry { at: at(20) }, 5),
     ];
     let recorded = store.record_attempts(&records).await.unwrap();
-    assert_eq!(recorded.iter().map(|r| r.consecutive_failures).collect::<Vec<_>>(), vec![0, 1]);
+    let failures: Vec<u32> = recorded.into_iter().map(|r| r.unwrap().consecutive_failures).collect();
+    assert_eq!(failures, vec![0, 1]);
     assert_eq!(store.delivery(first.id).await.unwrap().unwrap().state, DeliveryState::Delivered);
     let second = store.delivery(second.id).await.unwrap().unwrap();
     assert_eq!((second.state, second.next_attempt_at), (DeliveryState::Pending, Some(at(20))));
@@ -334,7 +343,7 @@ pub async fn concurrent_claims_never_share_a_delivery<S: Store + Clone>(store: S
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let claims = store.claim_due(at(10), 7, at(70)).await.unwrap();
+                    let claims = store.claim_due(at(10), 7, at(70), &[]).await.unwrap();
                     if claims.is_empty() {
                         return mine;
                     }
@@ -356,11 +365,11 @@ pub async fn concurrent_claims_never_share_a_delivery<S: Store + Clone>(store: S
 /// A success delivers, ends the schedule and resets the failure count.
 pub async fn success_delivers_and_resets_the_failure_count<S: Store>(store: S) {
     let (sub, id) = one_delivery(&store).await;
-    store.claim_due(at(0), 1, at(60)).await.unwrap();
+    store.claim_due(at(0), 1, at(60), &[]).await.unwrap();
     let recorded =
         store.record_attempt(&record(failure(id, 1, 0), Verdict::Retry { at: at(10) }, 0)).await.unwrap();
     assert_eq!(recorded.consecutive_failures, 1);
-    store.claim_due(at(10), 1, at(70)).await.unwrap();
+    store.claim_due(at(10), 1, at(70), &[]).await.unwrap();
     let recorded = store.record_attempt(&record(success(id, 2, 10), Verdict::Delivered, 10)).await.unwrap();
     assert_eq!(recorded.consecutive_failures, 0);
     assert!(!recorded.disabled_subscription);
@@ -370,7 +379,7 @@ pub async fn success_delivers_and_resets_the_failure_count<S: Store>(store: S) {
     assert_eq!(delivery.attempts, 2);
     assert_eq!(delivery.next_attempt_at, None);
     assert_eq!(store.subscription(sub.id).await.unwrap().unwrap().consecutive_failures, 0);
-    assert!(store.claim_due(at(10_000), 10, at(10_060)).await.unwrap().is_empty());
+    assert!(store.claim_due(at(10_000), 10, at(10_060), &[]).await.unwrap().is_empty());
     let counts = store.delivery_counts(sub.id).await.unwrap();
     assert_eq!((counts.pending, counts.delivered, counts.dropped), (0, 1, 0));
 }
@@ -378,17 +387,17 @@ pub async fn success_delivers_and_resets_the_failure_count<S: Store>(store: S) {
 /// A retry verdict makes the delivery due again at its time, not before.
 pub async fn retry_reschedules_the_delivery<S: Store>(store: S) {
     let (_, id) = one_delivery(&store).await;
-    store.claim_due(at(0), 1, at(60)).await.unwrap();
+    store.claim_due(at(0), 1, at(60), &[]).await.unwrap();
     store.record_attempt(&record(failure(id, 1, 0), Verdict::Retry { at: at(10) }, 0)).await.unwrap();
     let delivery = store.delivery(id).await.unwrap().unwrap();
     assert_eq!(delivery.state, DeliveryState::Pending);
     assert_eq!(delivery.attempts, 1);
     assert_eq!(delivery.next_attempt_at, Some(at(10)));
     assert!(
-        store.claim_due(at(9), 1, at(69)).await.unwrap().is_empty(),
+        store.claim_due(at(9), 1, at(69), &[]).await.unwrap().is_empty(),
         "recording ends the lease but not the wait"
     );
-    let claims = store.claim_due(at(10), 1, at(70)).await.unwrap();
+    let claims = store.claim_due(at(10), 1, at(70), &[]).await.unwrap();
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].delivery.attempts, 1);
 }
@@ -396,13 +405,13 @@ pub async fn retry_reschedules_the_delivery<S: Store>(store: S) {
 /// A dropped delivery is never claimed again and keeps its log.
 pub async fn dropped_delivery_keeps_its_attempt_log<S: Store>(store: S) {
     let (sub, id) = one_delivery(&store).await;
-    store.claim_due(at(0), 1, at(60)).await.unwrap();
+    store.claim_due(at(0), 1, at(60), &[]).await.unwrap();
     store.record_attempt(&record(failure(id, 1, 0), Verdict::Dropped, 0)).await.unwrap();
     let delivery = store.delivery(id).await.unwrap().unwrap();
     assert_eq!(delivery.state, DeliveryState::Dropped);
     assert_eq!(delivery.next_attempt_at, None);
     assert_eq!(store.attempts(id).await.unwrap().len(), 1);
-    assert!(store.claim_due(at(10_000), 10, at(10_060)).await.unwrap().is_empty());
+    assert!(store.claim_due(at(10_000), 10, at(10_060), &[]).await.unwrap().is_empty());
     let counts = store.delivery_counts(sub.id).await.unwrap();
     assert_eq!((counts.pending, counts.delivered, counts.dropped), (0, 0, 1));
 }
@@ -438,7 +447,7 @@ pub async fn auto_disable_at_exactly_the_threshold<S: Store>(store: S) {
 pub async fn disabled_subscription_deliveries_are_held_not_lost<S: Store>(store: S) {
     let (sub, id) = one_delivery(&store).await;
     store.disable_subscription(sub.id, "maintenance", at(1)).await.unwrap();
-    assert!(store.claim_due(at(1000), 10, at(1060)).await.unwrap().is_empty());
+    assert!(store.claim_due(at(1000), 10, at(1060), &[]).await.unwrap().is_empty());
     assert_eq!(store.next_due_at().await.unwrap(), None);
     assert_eq!(store.delivery(id).await.unwrap().unwrap().state, DeliveryState::Pending);
     assert_eq!(store.delivery_counts(sub.id).await.unwrap().pending, 1);
@@ -453,13 +462,13 @@ pub async fn enabling_resumes_held_deliveries_and_resets_failures<S: Store>(stor
     let mut record = record(failure(id, 1, 0), Verdict::Retry { at: at(3600) }, 0);
     record.disable_after = Some(1);
     assert!(store.record_attempt(&record).await.unwrap().disabled_subscription);
-    assert!(store.claim_due(at(5000), 10, at(5060)).await.unwrap().is_empty());
+    assert!(store.claim_due(at(5000), 10, at(5060), &[]).await.unwrap().is_empty());
 
     store.enable_subscription(sub.id, at(50)).await.unwrap();
     let enabled = store.subscription(sub.id).await.unwrap().unwrap();
     assert_eq!(enabled.status, SubscriptionStatus::Enabled);
     assert_eq!(enabled.consecutive_failures, 0);
-    let claims = store.claim_due(at(50), 10, at(110)).await.unwrap();
+    let claims = store.claim_due(at(50), 10, at(110), &[]).await.unwrap();
     assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
 }
 
@@ -511,9 +520,9 @@ pub async fn next_due_at_tracks_due_times_and_leases<S: Store>(store: S) {
     store.publish(&event("job.completed", 40), body("{}")).await.unwrap();
     store.publish(&event("job.completed", 30), body("{}")).await.unwrap();
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(30)));
-    store.claim_due(at(30), 1, at(90)).await.unwrap();
+    store.claim_due(at(30), 1, at(90), &[]).await.unwrap();
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(40)));
-    store.claim_due(at(40), 1, at(80)).await.unwrap();
+    store.claim_due(at(40), 1, at(80), &[]).await.unwrap();
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(80)), "a lease end is when a claim comes back");
 }
 
@@ -524,5 +533,190 @@ pub async fn deleting_a_subscription_removes_its_deliveries<S: Store>(store: S) 
     assert!(store.delete_subscription(sub.id).await.unwrap());
     assert_eq!(store.delivery(id).await.unwrap(), None);
     assert!(store.attempts(id).await.unwrap().is_empty());
-    assert!(store.claim_due(at(100), 10, at(160)).await.unwrap().is_empty());
+    assert!(store.claim_due(at(100), 10, at(160), &[]).await.unwrap().is_empty());
+}
+
+/// Skipped subscriptions' deliveries stay queued; the others are claimed,
+/// earliest first.
+pub async fn claims_pass_over_skipped_subscriptions<S: Store>(store: S) {
+    let busy = subscription("https://example.com/busy", &["job.completed"]);
+    let idle = subscription("https://example.com/idle", &["job.failed"]);
+    store.insert_subscription(&busy).await.unwrap();
+    store.insert_subscription(&idle).await.unwrap();
+    for n in 0..20 {
+        store.publish(&event("job.completed", n), body("{}")).await.unwrap();
+    }
+    let wanted = store.publish(&event("job.failed", 30), body("{}")).await.unwrap();
+    let claims = store.claim_due(at(40), 5, at(100), &[busy.id]).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), wanted);
+    let claims = store.claim_due(at(40), 5, at(100), &[]).await.unwrap();
+    assert_eq!(claims.len(), 5);
+    assert!(claims.iter().all(|c| c.subscription.id == busy.id));
+    assert_eq!(claims[0].delivery.created_at, at(0), "earliest first");
+}
+
+/// In a batch, a record whose delivery is gone gets its own error; the
+/// others apply.
+pub async fn a_batch_record_for_a_missing_delivery_fails_alone<S: Store>(store: S) {
+    let (_, id) = one_delivery(&store).await;
+    let missing = DeliveryId::new();
+    let records = vec![
+        record(failure(missing, 1, 0), Verdict::Retry { at: at(10) }, 0),
+        record(success(id, 1, 0), Verdict::Delivered, 0),
+    ];
+    let results = store.record_attempts(&records).await.unwrap();
+    assert!(matches!(results[0], Err(StoreError::DeliveryNotFound(gone)) if gone == missing));
+    assert!(results[1].is_ok());
+    assert_eq!(store.delivery(id).await.unwrap().unwrap().state, DeliveryState::Delivered);
+}
+
+/// Listing filters by subscription, state, event type and time, in id
+/// order, a page at a time.
+pub async fn deliveries_are_listed_by_filter_in_pages<S: Store>(store: S) {
+    let a = subscription("https://example.com/a", &["job.completed", "job.failed"]);
+    let b = subscription("https://example.com/b", &["job.completed"]);
+    store.insert_subscription(&a).await.unwrap();
+    store.insert_subscription(&b).await.unwrap();
+    let mut to_a = Vec::new();
+    for n in 0..5 {
+        let ids = store.publish(&event("job.completed", n), body("{}")).await.unwrap();
+        for id in ids {
+            if store.delivery(id).await.unwrap().unwrap().subscription_id == a.id {
+                to_a.push(id);
+            }
+        }
+    }
+    let failed = store.publish(&event("job.failed", 10), body("{}")).await.unwrap()[0];
+    to_a.push(failed);
+    store.record_attempt(&record(success(to_a[0], 1, 20), Verdict::Delivered, 20)).await.unwrap();
+    store.record_attempt(&record(failure(to_a[1], 1, 20), Verdict::Dropped, 20)).await.unwrap();
+
+    let list = |q: DeliveryQuery| {
+        let store = &store;
+        async move { store.list_deliveries(&q).await.unwrap().iter().map(|d| d.id).collect::<Vec<_>>() }
+    };
+    let of_a = DeliveryQuery { subscription: Some(a.id), limit: 100, ..DeliveryQuery::default() };
+    assert_eq!(list(of_a.clone()).await, to_a);
+    let page = list(DeliveryQuery { limit: 2, ..of_a.clone() }).await;
+    assert_eq!(page, to_a[..2]);
+    let next = list(DeliveryQuery { limit: 2, after: Some(page[1]), ..of_a.clone() }).await;
+    assert_eq!(next, to_a[2..4]);
+    assert_eq!(
+        list(DeliveryQuery { state: Some(StateFilter::Delivered), ..of_a.clone() }).await,
+        vec![to_a[0]]
+    );
+    assert_eq!(
+        list(DeliveryQuery { state: Some(StateFilter::Dropped), ..of_a.clone() }).await,
+        vec![to_a[1]]
+    );
+    assert_eq!(
+        list(DeliveryQuery { event_type: Some("job.failed".into()), ..of_a.clone() }).await,
+        vec![failed]
+    );
+    let window = DeliveryQuery { created_from: Some(at(2)), created_until: Some(at(4)), ..of_a.clone() };
+    assert_eq!(list(window).await, to_a[2..4]);
+    assert_eq!(list(DeliveryQuery { state: Some(StateFilter::Pending), ..of_a.clone() }).await, to_a[2..]);
+    store.disable_subscription(a.id, "paused", at(30)).await.unwrap();
+    assert_eq!(list(DeliveryQuery { state: Some(StateFilter::Held), ..of_a.clone() }).await, to_a[2..]);
+    assert!(list(DeliveryQuery { state: Some(StateFilter::Pending), ..of_a }).await.is_empty());
+    let all = list(DeliveryQuery { limit: 100, ..DeliveryQuery::default() }).await;
+    assert_eq!(all.len(), 11);
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "id order");
+}
+
+/// A resend makes a finished delivery pending again, due now, its count
+/// back to zero, with the same id, body and log.
+pub async fn resend_starts_a_new_cycle_with_the_same_body<S: Store>(store: S) {
+    let (_, id) = one_delivery(&store).await;
+    store.record_attempt(&record(failure(id, 1, 0), Verdict::Dropped, 0)).await.unwrap();
+    store.resend(id, at(100)).await.unwrap();
+    let delivery = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!(
+        (delivery.state, delivery.attempts, delivery.next_attempt_at),
+        (DeliveryState::Pending, 0, Some(at(100)))
+    );
+    assert_eq!(delivery.body, body("{}"));
+    let claims = store.claim_due(at(100), 10, at(160), &[]).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(store.attempts(id).await.unwrap().len(), 1, "the log is kept");
+    assert!(matches!(store.resend(DeliveryId::new(), at(0)).await, Err(StoreError::DeliveryNotFound(_))));
+}
+
+/// Recovering enables the subscription and requeues its held deliveries and
+/// those dropped since the given time; older drops and delivered ones stay.
+pub async fn recover_requeues_held_and_recently_dropped_deliveries<S: Store>(store: S) {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    let mut ids = Vec::new();
+    for n in [0, 10, 20, 30] {
+        ids.extend(store.publish(&event("job.completed", n), body("{}")).await.unwrap());
+    }
+    let (old_drop, recent_drop, delivered, held) = (ids[0], ids[1], ids[2], ids[3]);
+    store.record_attempt(&record(failure(old_drop, 1, 40), Verdict::Dropped, 40)).await.unwrap();
+    store.record_attempt(&record(failure(recent_drop, 1, 40), Verdict::Dropped, 40)).await.unwrap();
+    store.record_attempt(&record(success(delivered, 1, 40), Verdict::Delivered, 40)).await.unwrap();
+    store.record_attempt(&record(failure(held, 1, 40), Verdict::Retry { at: at(9000) }, 40)).await.unwrap();
+    store.disable_subscription(sub.id, "down", at(50)).await.unwrap();
+
+    assert_eq!(store.recover(sub.id, at(5), at(60)).await.unwrap(), 2);
+    assert!(store.subscription(sub.id).await.unwrap().unwrap().is_enabled());
+    let claimed: HashSet<_> =
+        store.claim_due(at(60), 10, at(120), &[]).await.unwrap().iter().map(|c| c.delivery.id).collect();
+    assert_eq!(claimed, HashSet::from([recent_drop, held]));
+    assert_eq!(store.delivery(held).await.unwrap().unwrap().attempts, 0);
+    assert_eq!(store.delivery(old_drop).await.unwrap().unwrap().state, DeliveryState::Dropped);
+    assert_eq!(store.delivery(delivered).await.unwrap().unwrap().state, DeliveryState::Delivered);
+    assert!(matches!(
+        store.recover(SubscriptionId::new(), at(0), at(0)).await,
+        Err(StoreError::SubscriptionNotFound(_))
+    ));
+}
+
+/// A test event goes to the one subscription named, whatever its types.
+pub async fn publish_to_reaches_one_subscription_whatever_it_listens_to<S: Store>(store: S) {
+    let a = subscription("https://example.com/a", &["job.failed"]);
+    let b = subscription("https://example.com/b", &["webhook.test"]);
+    store.insert_subscription(&a).await.unwrap();
+    store.insert_subscription(&b).await.unwrap();
+    let id = store.publish_to(&event("webhook.test", 5), body("test"), a.id).await.unwrap();
+    let delivery = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!(
+        (delivery.subscription_id, delivery.body.clone(), delivery.next_attempt_at),
+        (a.id, body("test"), Some(at(5)))
+    );
+    assert_eq!(store.delivery_counts(b.id).await.unwrap().pending, 0);
+    assert!(matches!(
+        store.publish_to(&event("webhook.test", 5), body("test"), SubscriptionId::new()).await,
+        Err(StoreError::SubscriptionNotFound(_))
+    ));
+}
+
+/// Stats count a subscription's attempts, successes and last times.
+pub async fn stats_add_up_a_subscriptions_attempts<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    let empty = store.subscription_stats(sub.id).await.unwrap();
+    assert_eq!((empty.attempts, empty.success_rate(), empty.last_success_at), (0, None, None));
+    store.record_attempt(&record(failure(id, 1, 10), Verdict::Retry { at: at(20) }, 10)).await.unwrap();
+    store.record_attempt(&record(success(id, 2, 20), Verdict::Delivered, 20)).await.unwrap();
+    let other = store.publish(&event("job.completed", 30), body("{}")).await.unwrap()[0];
+    store.record_attempt(&record(failure(other, 1, 30), Verdict::Retry { at: at(40) }, 30)).await.unwrap();
+    let stats = store.subscription_stats(sub.id).await.unwrap();
+    assert_eq!((stats.attempts, stats.succeeded, stats.consecutive_failures), (3, 1, 1));
+    assert_eq!((stats.last_success_at, stats.last_failure_at), (Some(at(20)), Some(at(30))));
+    assert!((stats.success_rate().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert!(matches!(
+        store.subscription_stats(SubscriptionId::new()).await,
+        Err(StoreError::SubscriptionNotFound(_))
+    ));
+}
+
+/// Every pending delivery counts, held ones too; finished ones do not.
+pub async fn pending_count_counts_every_pending_delivery<S: Store>(store: S) {
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    let (sub, id) = one_delivery(&store).await;
+    store.publish(&event("job.completed", 1), body("{}")).await.unwrap();
+    store.publish(&event("job.completed", 2), body("{}")).await.unwrap();
+    store.record_attempt(&record(success(id, 1, 3), Verdict::Delivered, 3)).await.unwrap();
+    store.disable_subscription(sub.id, "paused", at(4)).await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 2);
 }

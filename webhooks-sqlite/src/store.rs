@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rusqlite::{Transaction, TransactionBehavior};
 use webhooks_core::{
-    Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryState, Event, Recorded,
-    Store, StoreError, StoreResult, Subscription, SubscriptionId,
+    Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
+    Recorded, Store, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
 };
 
 use crate::error::Error;
@@ -177,24 +178,28 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: usize,
         lease_until: DateTime<Utc>,
+        skip: &[SubscriptionId],
     ) -> StoreResult<Vec<Claim>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let skip = skip.to_vec();
         self.write("claim due deliveries", move |db| {
             let mut subscriptions = HashMap::new();
             let mut claims = Vec::new();
-            for delivery in queries::claimable(db, now, limit)? {
+            for delivery in queries::claimable(db, now, limit, &skip)? {
                 queries::lease(db, delivery.id, lease_until)?;
                 let subscription = match subscriptions.entry(delivery.subscription_id) {
                     Entry::Occupied(known) => known.into_mut(),
-                    Entry::Vacant(new) => new.insert(queries::subscription(db, delivery.subscription_id)?),
+                    Entry::Vacant(new) => {
+                        new.insert(queries::subscription(db, delivery.subscription_id)?.map(Arc::new))
+                    }
                 };
                 // Foreign keys keep every delivery's subscription; skip
                 // rather than fail should one be missing.
                 if let Some(subscription) = subscription {
-                    claims.push(Claim { delivery, subscription: subscription.clone() });
+                    claims.push(Claim { delivery, subscription: Arc::clone(subscription) });
                 }
             }
             Ok(claims)
@@ -218,12 +223,21 @@ impl Store for SqliteStore {
         self.write("record an attempt", move |db| record(db, &attempt)).await
     }
 
-    /// All the records in one transaction: all applied or, when one fails
-    /// (its delivery was deleted, say), none; their leases then run out and
-    /// the deliveries are attempted again.
-    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<Recorded>> {
+    /// All the records in one transaction, one commit for the batch. A
+    /// record whose delivery is gone fails alone, having written nothing.
+    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<StoreResult<Recorded>>> {
         let records = records.to_vec();
-        self.write("record attempts", move |db| records.iter().map(|r| record(db, r)).collect()).await
+        self.write("record attempts", move |db| {
+            records
+                .iter()
+                .map(|r| match record(db, r) {
+                    Ok(recorded) => Ok(Ok(recorded)),
+                    Err(Abort::Store(error)) => Ok(Err(error)),
+                    Err(Abort::Sqlite(error)) => Err(Abort::Sqlite(error)),
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
@@ -236,6 +250,57 @@ impl Store for SqliteStore {
 
     async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
         self.read("count deliveries", move |db| Ok(queries::delivery_counts(db, subscription)?)).await
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {
+        let query = query.clone();
+        self.read("list deliveries", move |db| Ok(queries::list_deliveries(db, &query)?)).await
+    }
+
+    async fn resend(&self, id: DeliveryId, now: DateTime<Utc>) -> StoreResult<()> {
+        self.write("resend a delivery", move |db| {
+            if queries::resend(db, id, now)? { Ok(()) } else { Err(StoreError::DeliveryNotFound(id).into()) }
+        })
+        .await
+    }
+
+    async fn recover(
+        &self,
+        subscription: SubscriptionId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        self.write("recover a subscription", move |db| {
+            let recovered = queries::recover(db, subscription, since, now)?
+                .ok_or(StoreError::SubscriptionNotFound(subscription))?;
+            Ok(recovered as u64)
+        })
+        .await
+    }
+
+    async fn publish_to(
+        &self,
+        event: &Event,
+        body: Bytes,
+        subscription: SubscriptionId,
+    ) -> StoreResult<DeliveryId> {
+        let event = event.clone();
+        self.write("publish a test event", move |db| {
+            Ok(queries::publish_to(db, &event, &body, subscription)?
+                .ok_or(StoreError::SubscriptionNotFound(subscription))?)
+        })
+        .await
+    }
+
+    async fn subscription_stats(&self, id: SubscriptionId) -> StoreResult<SubscriptionStats> {
+        self.read("add up a subscription's attempts", move |db| {
+            Ok(queries::subscription_stats(db, id)?.ok_or(StoreError::SubscriptionNotFound(id))?)
+        })
+        .await
+    }
+
+    async fn pending_count(&self) -> StoreResult<u64> {
+        self.read("count pending deliveries", |db| Ok(queries::pending_count(db)?)).await
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {

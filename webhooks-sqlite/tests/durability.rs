@@ -65,7 +65,7 @@ async fn two_handles_on_one_file_never_claim_the_same_delivery() {
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let claims = store.claim_due(at(20), 5, at(80)).await.unwrap();
+                    let claims = store.claim_due(at(20), 5, at(80), &[]).await.unwrap();
                     if claims.is_empty() {
                         return mine;
                     }
@@ -108,7 +108,7 @@ async fn reopening_keeps_subscriptions_deliveries_leases_and_logs() {
     }
     let retried = retried.unwrap();
     store.record_attempt(&record(retried, 1, 503, Verdict::Retry { at: at(60) }, 2)).await.unwrap();
-    let leased = store.claim_due(at(10), 10, at(70)).await.unwrap();
+    let leased = store.claim_due(at(10), 10, at(70), &[]).await.unwrap();
     assert_eq!(leased.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), later);
 
     let before = (
@@ -139,11 +139,11 @@ async fn reopening_keeps_subscriptions_deliveries_leases_and_logs() {
     assert_eq!(after.5, Some(at(60)), "the retry is due before the lease ends");
 
     // The lease survived: nothing is claimable before it ends but the retry.
-    let claims = store.claim_due(at(69), 10, at(130)).await.unwrap();
+    let claims = store.claim_due(at(69), 10, at(130), &[]).await.unwrap();
     assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![retried]);
-    assert_eq!(claims[0].subscription, after.0[0], "the claim carries the subscription with its secrets");
+    assert_eq!(*claims[0].subscription, after.0[0], "the claim carries the subscription with its secrets");
     assert_eq!(claims[0].subscription.previous_secret, a.previous_secret);
-    assert_eq!(store.claim_due(at(70), 10, at(130)).await.unwrap().len(), 1);
+    assert_eq!(store.claim_due(at(70), 10, at(130), &[]).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -263,5 +263,5 @@ async fn a_retry_that_never_comes_round_trips() {
     store.record_attempt(&record(id, 1, 500, Verdict::Retry { at: never }, 1)).await.unwrap();
     assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(never));
     assert_eq!(store.next_due_at().await.unwrap(), Some(never));
-    assert!(store.claim_due(at(1_000_000_000), 10, never).await.unwrap().is_empty());
+    assert!(store.claim_due(at(1_000_000_000), 10, never, &[]).await.unwrap().is_empty());
 }

@@ -1,0 +1,132 @@
+//! The claim queue: pending deliveries of enabled subscriptions by when they
+//! can be claimed, one queue per subscription.
+//!
+//! One queue per subscription lets a claim pass over a busy endpoint at the
+//! cost of one step, however much it has due, instead of walking its whole
+//! backlog; a k-way merge of the queues' fronts keeps claims earliest first.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::ops::Bound::{Excluded, Unbounded};
+
+use chrono::{DateTime, Utc};
+use webhooks_core::{DeliveryId, SubscriptionId};
+
+type Key = (DateTime<Utc>, DeliveryId);
+
+#[derive(Debug, Default)]
+pub(crate) struct ClaimQueue {
+    /// Each subscription's claimable deliveries, earliest first.
+    queues: HashMap<SubscriptionId, BTreeSet<Key>>,
+    /// The front of every non-empty queue.
+    fronts: BTreeSet<(DateTime<Utc>, SubscriptionId)>,
+    /// Where each queued delivery stands.
+    places: HashMap<DeliveryId, (SubscriptionId, DateTime<Utc>)>,
+}
+
+impl ClaimQueue {
+    /// Queues `id` to be claimable from `at`, or takes it out with `None`.
+    pub(crate) fn set(&mut self, id: DeliveryId, subscription: SubscriptionId, at: Option<DateTime<Utc>>) {
+        if let Some((queued_for, old)) = self.places.remove(&id) {
+            self.update(queued_for, |queue| {
+                queue.remove(&(old, id));
+            });
+        }
+        if let Some(at) = at {
+            self.places.insert(id, (subscription, at));
+            self.update(subscription, |queue| {
+                queue.insert((at, id));
+            });
+        }
+    }
+
+    /// Changes one subscription's queue and keeps its front in `fronts`.
+    fn update(&mut self, subscription: SubscriptionId, change: impl FnOnce(&mut BTreeSet<Key>)) {
+        let queue = self.queues.entry(subscription).or_default();
+        let before = queue.first().map(|(at, _)| *at);
+        change(queue);
+        let after = queue.first().map(|(at, _)| *at);
+        if queue.is_empty() {
+            self.queues.remove(&subscription);
+        }
+        if before != after {
+            if let Some(at) = before {
+                self.fronts.remove(&(at, subscription));
+            }
+            if let Some(at) = after {
+                self.fronts.insert((at, subscription));
+            }
+        }
+    }
+
+    /// When the earliest queued delivery can be claimed.
+    pub(crate) fn first(&self) -> Option<DateTime<Utc>> {
+        self.fronts.first().map(|(at, _)| *at)
+    }
+
+    /// Up to `limit` deliveries claimable at `now`, earliest first, none of
+    /// the subscriptions in `skip`.
+    pub(crate) fn due(&self, now: DateTime<Utc>, limit: usize, skip: &[SubscriptionId]) -> Vec<DeliveryId> {
+        let mut fronts =
+            self.fronts.iter().filter(|(_, s)| !skip.contains(s)).take_while(|(at, _)| *at <= now).peekable();
+        let mut next = BinaryHeap::new();
+        let mut due = Vec::new();
+        while due.len() < limit {
+            // Bring in every queue whose front may come before what we hold.
+            while let Some(&&(at, subscription)) = fronts.peek() {
+                if next.peek().is_some_and(
+                    |Reverse((held, _, _)): &Reverse<(DateTime<Utc>, DeliveryId, SubscriptionId)>| *held < at,
+                ) {
+                    break;
+                }
+                if let Some(&(at, id)) = self.queues.get(&subscription).and_then(BTreeSet::first) {
+                    next.push(Reverse((at, id, subscription)));
+                }
+                fronts.next();
+            }
+            let Some(Reverse((at, id, subscription))) = next.pop() else { break };
+            due.push(id);
+            let following =
+                self.queues.get(&subscription).and_then(|q| q.range((Excluded((at, id)), Unbounded)).next());
+            if let Some(&(at, id)) = following.filter(|(at, _)| *at <= now) {
+                next.push(Reverse((at, id, subscription)));
+            }
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn due_merges_the_queues_earliest_first_and_passes_over_skipped_ones() {
+        let (a, b, c) = (SubscriptionId::new(), SubscriptionId::new(), SubscriptionId::new());
+        let mut queue = ClaimQueue::default();
+        let mut ids = Vec::new();
+        for (subscription, second) in [(a, 1), (a, 2), (b, 3), (a, 4), (c, 5), (b, 6), (a, 100)] {
+            let id = DeliveryId::new();
+            queue.set(id, subscription, Some(at(second)));
+            ids.push(id);
+        }
+        assert_eq!(queue.due(at(50), 10, &[]), vec![ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]]);
+        assert_eq!(queue.due(at(50), 3, &[a]), vec![ids[2], ids[4], ids[5]]);
+        assert_eq!(queue.due(at(3), 10, &[]), vec![ids[0], ids[1], ids[2]]);
+        assert_eq!(queue.first(), Some(at(1)));
+
+        queue.set(ids[0], a, None);
+        queue.set(ids[1], a, Some(at(7)));
+        assert_eq!(queue.first(), Some(at(3)));
+        assert_eq!(queue.due(at(7), 10, &[b, c]), vec![ids[3], ids[1]]);
+        for (id, subscription) in ids.iter().zip([a, a, b, a, c, b, a]) {
+            queue.set(*id, subscription, None);
+        }
+        assert_eq!(queue.first(), None);
+        assert!(queue.queues.is_empty() && queue.places.is_empty());
+    }
+}
