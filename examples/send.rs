@@ -1,7 +1,7 @@
 //! Sends the events read from stdin to one endpoint, printing every attempt.
 //!
 //! ```text
-//! cargo run --release -q --example send -- --preset smartlyq|deepsmith --url URL --secret SECRET [options] < events.jsonl
+//! cargo run --release -q --example send -- --preset smartlyq|deepsmith|standard --url URL --secret SECRET [options] < events.jsonl
 //! ```
 //!
 //! stdin holds one JSON object a line: `{"event":"job.completed","data":{...}}`.
@@ -16,7 +16,11 @@
 //! the subscription to `--url` with its stored secret, so `--secret` may be
 //! left out; a `--secret` that differs from the stored one is refused
 //! (exit 2). A subscription that was disabled is enabled again.
+//!
+//! `--preset standard` (Standard Webhooks) has no fixed catalogue: without
+//! `--events` the subscription listens to every event type stdin names.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,7 +35,7 @@ use webhooks_core::{
 use webhooks_memory::MemoryStore;
 use webhooks_sqlite::SqliteStore;
 
-const USAGE: &str = "usage: send --preset smartlyq|deepsmith --url URL [--secret SECRET] \
+const USAGE: &str = "usage: send --preset smartlyq|deepsmith|standard --url URL [--secret SECRET] \
 [--store memory|sqlite:PATH] [--retry-scale F] [--allow-http] [--allow-private] [--events a,b] \
 [--concurrency N] [--timeout-ms MS] < events.jsonl";
 
@@ -64,7 +68,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 preset = Some(match value()?.as_str() {
                     "smartlyq" => Preset::smartlyq(),
                     "deepsmith" => Preset::deepsmith(),
-                    other => return Err(format!("unknown preset {other:?}: use smartlyq or deepsmith")),
+                    "standard" => Preset::standard(),
+                    other => {
+                        return Err(format!("unknown preset {other:?}: use smartlyq, deepsmith or standard"));
+                    }
                 })
             }
             "--url" => url = Some(value()?),
@@ -189,18 +196,34 @@ async fn open_store(spec: &str) -> Result<Arc<dyn Store>, Failure> {
 }
 
 /// The subscription to `--url`: the store's own when a run before this one
-/// made it, with the secret it stored, or a new one with `--secret`.
-async fn subscription(webhooks: &Webhooks, args: &Args) -> Result<SubscriptionId, Failure> {
+/// made it, with the secret it stored, or a new one with `--secret`. It
+/// listens to `--events`, else to the preset's whole catalogue, else (an
+/// open catalogue) to the event types stdin names.
+async fn subscription(webhooks: &Webhooks, args: &Args, named: &[&str]) -> Result<SubscriptionId, Failure> {
     let usage = |e: webhooks_core::Error| Failure::Usage(e.to_string());
     let run_error = |e: webhooks_core::StoreError| Failure::Run(e.to_string());
     let preset = webhooks.preset();
-    let events = match &args.events {
-        Some(events) => events.iter().cloned().collect(),
-        None => preset.catalogue().names().cloned().unwrap_or_default(),
-    };
+    let open = preset.catalogue().names().is_none();
     let url = preset.url_rule().check(&args.url, preset.name()).map_err(usage)?;
     let stored = webhooks.store().subscriptions().await.map_err(run_error)?;
-    let Some(mut subscription) = stored.into_iter().find(|s| s.url == url) else {
+    let stored = stored.into_iter().find(|s| s.url == url);
+    let mut events: BTreeSet<String> = match &args.events {
+        Some(events) => events.iter().cloned().collect(),
+        None if open => {
+            named.iter().filter(|n| preset.check_event_type(n).is_ok()).map(|n| (*n).to_owned()).collect()
+        }
+        None => preset.catalogue().names().cloned().unwrap_or_default(),
+    };
+    if open && args.events.is_none() {
+        events.extend(stored.iter().flat_map(|s| s.event_types.iter().cloned()));
+        if events.is_empty() && stored.is_none() {
+            return Err(Failure::Usage(format!(
+                "{} has no fixed event types: name them with --events, or send at least one event",
+                preset.name()
+            )));
+        }
+    }
+    let Some(mut subscription) = stored else {
         let secret = args.secret.clone().ok_or(Failure::Usage("--secret is required".to_owned()))?;
         let new = Subscription::builder(&args.url).event_types(events).secret(secret);
         return Ok(webhooks.subscribe(new).await.map_err(usage)?.id);
@@ -232,7 +255,22 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
         .preset(args.preset.clone())
         .build()
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    let subscription = subscription(&webhooks, &args).await?;
+    // Read first: with an open catalogue the lines name the event types.
+    let lines = tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().collect::<Vec<_>>())
+        .await
+        .map_err(|e| Failure::Run(e.to_string()))?;
+    let parsed: Vec<Option<Result<Line, String>>> = lines
+        .into_iter()
+        .map(|line| match line {
+            Err(error) => Some(Err(format!("unreadable: {error}"))),
+            Ok(text) if text.trim().is_empty() => None,
+            Ok(text) => {
+                Some(serde_json::from_str::<Line>(&text).map_err(|e| format!("not an event object: {e}")))
+            }
+        })
+        .collect();
+    let named: Vec<&str> = parsed.iter().flatten().flatten().map(|line| line.event.as_str()).collect();
+    let subscription = subscription(&webhooks, &args, &named).await?;
 
     let progress = Arc::new(Notify::new());
     let dispatcher = webhooks
@@ -255,18 +293,12 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     let running = tokio::spawn(dispatcher.run(shutdown.clone()));
 
     let (mut malformed, mut accepted) = (false, 0u64);
-    let lines = tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().collect::<Vec<_>>())
-        .await
-        .map_err(|e| Failure::Run(e.to_string()))?;
-    for (index, line) in lines.into_iter().enumerate() {
+    for (index, line) in parsed.into_iter().enumerate() {
         let number = index + 1;
         let published = match line {
-            Err(error) => Err(format!("unreadable: {error}")),
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => match serde_json::from_str::<Line>(&text) {
-                Err(error) => Err(format!("not an event object: {error}")),
-                Ok(line) => webhooks.publish(&line.event, line.data).await.map_err(|e| e.to_string()),
-            },
+            None => continue,
+            Some(Err(why)) => Err(why),
+            Some(Ok(line)) => webhooks.publish(&line.event, line.data).await.map_err(|e| e.to_string()),
         };
         match published {
             Ok(_) => accepted += 1,

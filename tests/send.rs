@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use webhooks_core::{DeepSmithScheme, Secret, SmartlyQScheme, Store};
+use webhooks_core::{DeepSmithScheme, Secret, SignatureScheme, SmartlyQScheme, Store};
 use webhooks_examples::{Receiver, Reply};
 use webhooks_sqlite::SqliteStore;
 
@@ -349,4 +349,49 @@ async fn sqlite_refuses_a_secret_that_differs_from_the_stored_one() {
     );
     assert!(second.stdout.is_empty());
     assert_eq!(receiver.received().len(), 1, "the refused run sent nothing");
+}
+
+#[tokio::test]
+async fn standard_delivers_every_event_type_stdin_names_signed_per_the_specification() {
+    let receiver = Receiver::start().await.unwrap();
+    let secret = webhooks_core::StandardScheme::generate_secret();
+    let stdin =
+        "{\"event\":\"invoice.paid\",\"data\":{\"n\":1}}\n{\"event\":\"user.created\",\"data\":{\"n\":2}}\n";
+    let output = send(
+        &[
+            "--preset",
+            "standard",
+            "--url",
+            receiver.url(),
+            "--secret",
+            secret.expose(),
+            "--allow-http",
+            "--allow-private",
+        ],
+        stdin,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    for request in &received {
+        webhooks_core::StandardScheme::default()
+            .verify(&request.headers, &request.body, std::slice::from_ref(&secret), chrono::Utc::now())
+            .unwrap();
+    }
+    assert_eq!(lines(&output).last().unwrap()["summary"]["delivered"], 2);
+}
+
+#[tokio::test]
+async fn standard_refuses_http_and_a_secret_that_is_not_base64() {
+    let output =
+        send(&["--preset", "standard", "--url", "http://127.0.0.1:9/", "--secret", "whsec_k"], "").await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("https"));
+    let stdin = "{\"event\":\"a.b\",\"data\":{}}\n";
+    let output =
+        send(&["--preset", "standard", "--url", "https://example.com/", "--secret", "not-base64!"], stdin)
+            .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("base64"));
 }
