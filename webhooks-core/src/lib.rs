@@ -88,4 +88,7 @@ pub use store::{
     AttemptRecord, Claim, DeliveryCounts, DeliveryQuery, Recorded, StateFilter, Store, StoreError,
     StoreResult, SubscriptionStats, Verdict,
 };
-pub use webhooks::{DEFAULT_MAX_BODY_BYTES, NewSubscription, Outcome, Published, Webhooks, WebhooksBuilder};
+pub use webhooks::{
+    DEFAULT_MAX_BODY_BYTES, DeliveryLog, DeliveryPage, NewSubscription, Outcome, Published, TEST_EVENT,
+    Webhooks, WebhooksBuilder,
+};

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
@@ -17,7 +18,28 @@ use crate::model::{
 };
 use crate::preset::Preset;
 use crate::secret::Secret;
-use crate::store::{DeliveryCounts, Store, StoreError};
+use crate::store::{DeliveryCounts, DeliveryQuery, Store, StoreError, SubscriptionStats};
+
+/// The event type of [`Webhooks::send_test`].
+pub const TEST_EVENT: &str = "webhook.test";
+
+/// A page of [`Webhooks::deliveries`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryPage {
+    /// The deliveries, in creation order.
+    pub deliveries: Vec<Delivery>,
+    /// The cursor of the next page, when this one was full.
+    pub next: Option<DeliveryId>,
+}
+
+/// A delivery with its attempt log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryLog {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// Its attempts, first first.
+    pub attempts: Vec<Attempt>,
+}
 
 /// The longest grace period of a rotated-out secret.
 const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -374,6 +396,67 @@ impl Webhooks {
     /// A subscription's deliveries counted by state.
     pub async fn delivery_counts(&self, id: SubscriptionId) -> Result<DeliveryCounts, Error> {
         Ok(self.inner.store.delivery_counts(id).await?)
+    }
+
+    /// A page of deliveries matching `query`, in creation order; pass
+    /// `page.next` as `query.after` for the page after. A `limit` of 0 means
+    /// 100; more than 1000 is refused.
+    pub async fn deliveries(&self, mut query: DeliveryQuery) -> Result<DeliveryPage, Error> {
+        match query.limit {
+            0 => query.limit = 100,
+            1..=1000 => {}
+            _ => return Err(Error::invalid("limit", "must be at most 1000")),
+        }
+        let deliveries = self.inner.store.list_deliveries(&query).await?;
+        let next = (deliveries.len() == query.limit).then(|| deliveries.last().map(|d| d.id)).flatten();
+        Ok(DeliveryPage { deliveries, next })
+    }
+
+    /// One delivery with its whole attempt log.
+    pub async fn delivery_log(&self, id: DeliveryId) -> Result<DeliveryLog, Error> {
+        let delivery = self.inner.store.delivery(id).await?.ok_or(StoreError::DeliveryNotFound(id))?;
+        let attempts = self.inner.store.attempts(id).await?;
+        Ok(DeliveryLog { delivery, attempts })
+    }
+
+    /// Sends a delivery again: a new attempt cycle with the same id and body,
+    /// due now (held instead while its subscription is disabled).
+    pub async fn resend(&self, id: DeliveryId) -> Result<(), Error> {
+        self.inner.store.resend(id, self.inner.clock.now()).await?;
+        self.inner.work.notify_waiters();
+        tracing::info!(delivery_id = %id, "delivery resent");
+        Ok(())
+    }
+
+    /// Recovers a subscription after an outage: enables it and re-queues its
+    /// held deliveries and every delivery dropped since `since`, in one step.
+    /// Returns how many deliveries were re-queued.
+    pub async fn recover(&self, id: SubscriptionId, since: DateTime<Utc>) -> Result<u64, Error> {
+        let recovered = self.inner.store.recover(id, since, self.inner.clock.now()).await?;
+        self.inner.work.notify_waiters();
+        tracing::info!(subscription_id = %id, recovered, "subscription recovered");
+        Ok(recovered)
+    }
+
+    /// Sends a `webhook.test` event to one subscription, whatever event types
+    /// it listens to, so an endpoint can be checked end to end.
+    pub async fn send_test(&self, id: SubscriptionId) -> Result<DeliveryId, Error> {
+        let event = Event {
+            id: EventId::new(),
+            name: TEST_EVENT.to_owned(),
+            occurred_at: self.inner.clock.now(),
+            data: serde_json::json!({ "test": true }),
+        };
+        let body = self.inner.preset.envelope().render(&event)?;
+        let delivery = self.inner.store.publish_to(&event, body, id).await?;
+        self.inner.work.notify_waiters();
+        Ok(delivery)
+    }
+
+    /// What a subscription's attempts add up to: attempts, success rate,
+    /// last success and failure, consecutive failures.
+    pub async fn stats(&self, id: SubscriptionId) -> Result<SubscriptionStats, Error> {
+        Ok(self.inner.store.subscription_stats(id).await?)
     }
 
     /// Starts configuring a dispatcher that delivers this facade's queue.

@@ -1,0 +1,224 @@
+//! The operations API, on every store: list and page through deliveries,
+//! read one with its log, resend, recover a subscription, send a test event,
+//! disable and enable, and per-subscription stats.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Running, eventually, over_http, recorded, start};
+use serde_json::json;
+use webhooks_core::{
+    AttemptResult, DeliveryQuery, DeliveryState, ManualClock, Preset, StateFilter, Store, Subscription,
+    SubscriptionId, TEST_EVENT, Webhooks,
+};
+use webhooks_examples::{Receiver, Reply};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn facade(store: Arc<dyn Store>, preset: Preset) -> (Webhooks, ManualClock) {
+    let clock = ManualClock::new(start());
+    let webhooks = Webhooks::builder()
+        .shared_store(store)
+        .preset(over_http(preset))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (webhooks, clock)
+}
+
+async fn subscribe(webhooks: &Webhooks, url: &str) -> SubscriptionId {
+    webhooks.subscribe(Subscription::builder(url).event_type("iq.status_updated")).await.unwrap().id
+}
+
+fn running(webhooks: &Webhooks) -> Running {
+    Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap())
+}
+
+async fn deliveries_page_in_creation_order(store: Arc<dyn Store>) {
+    let (webhooks, clock) = facade(store, Preset::deepsmith());
+    let a = subscribe(&webhooks, "https://a.example/").await;
+    subscribe(&webhooks, "https://b.example/").await;
+    let mut to_a = Vec::new();
+    for n in 0..5 {
+        clock.advance(Duration::from_secs(1));
+        let published = webhooks.publish("iq.status_updated", json!({"n": n})).await.unwrap();
+        for id in published.deliveries {
+            if webhooks.delivery(id).await.unwrap().unwrap().subscription_id == a {
+                to_a.push(id);
+            }
+        }
+    }
+    let mut query = DeliveryQuery { subscription: Some(a), limit: 2, ..DeliveryQuery::default() };
+    let mut seen = Vec::new();
+    loop {
+        let page = webhooks.deliveries(query.clone()).await.unwrap();
+        assert!(page.deliveries.len() <= 2);
+        seen.extend(page.deliveries.iter().map(|d| d.id));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, to_a);
+    let all = webhooks.deliveries(DeliveryQuery::default()).await.unwrap();
+    assert_eq!((all.deliveries.len(), all.next), (10, None));
+    let error =
+        webhooks.deliveries(DeliveryQuery { limit: 5000, ..DeliveryQuery::default() }).await.unwrap_err();
+    assert!(error.to_string().contains("limit"), "{error}");
+}
+
+async fn a_delivery_comes_with_its_whole_log(store: Arc<dyn Store>) {
+    let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 503 } else { 200 })).await.unwrap();
+    let (webhooks, clock) = facade(store, Preset::deepsmith());
+    subscribe(&webhooks, receiver.url()).await;
+    let running = running(&webhooks);
+    let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
+    recorded(&webhooks, id, 1).await;
+    clock.advance(Duration::from_secs(10));
+    recorded(&webhooks, id, 2).await;
+    running.stop().await;
+    let log = webhooks.delivery_log(id).await.unwrap();
+    assert_eq!(log.delivery.state, DeliveryState::Delivered);
+    let statuses: Vec<_> = log.attempts.iter().map(|a| a.status()).collect();
+    assert_eq!(statuses, vec![Some(503), Some(200)]);
+    assert!(webhooks.delivery_log(webhooks_core::DeliveryId::new()).await.is_err());
+}
+
+async fn resend_sends_the_same_delivery_again(store: Arc<dyn Store>) {
+    let receiver = Receiver::start().await.unwrap();
+    let (webhooks, _clock) = facade(store, Preset::deepsmith());
+    subscribe(&webhooks, receiver.url()).await;
+    let running = running(&webhooks);
+    let id = webhooks.publish("iq.status_updated", json!({"n": 1})).await.unwrap().deliveries[0];
+    recorded(&webhooks, id, 1).await;
+    webhooks.resend(id).await.unwrap();
+    recorded(&webhooks, id, 2).await;
+    running.stop().await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].header("x-webhook-id"), received[1].header("x-webhook-id"));
+    assert_eq!(received[0].body, received[1].body);
+    let log = webhooks.delivery_log(id).await.unwrap();
+    assert_eq!(log.delivery.state, DeliveryState::Delivered);
+    assert_eq!(log.attempts.iter().map(|a| a.number).collect::<Vec<_>>(), vec![1, 1], "a new cycle");
+}
+
+async fn recover_requeues_what_an_outage_dropped_or_held(store: Arc<dyn Store>) {
+    let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
+    let (webhooks, _clock) = facade(store, Preset::deepsmith().with_retry_scale(0.0).unwrap());
+    let subscription = subscribe(&webhooks, receiver.url()).await;
+    let running =
+        Running::start(webhooks.dispatcher().allow_private_networks(true).concurrency(1).build().unwrap());
+    for n in 0..3 {
+        webhooks.publish("iq.status_updated", json!({"n": n})).await.unwrap();
+    }
+    eventually("the endpoint is disabled", || async {
+        !webhooks.subscription(subscription).await.unwrap().is_enabled()
+    })
+    .await;
+    let before = webhooks.delivery_counts(subscription).await.unwrap();
+    assert_eq!(before.pending + before.dropped, 3);
+    let held = webhooks
+        .deliveries(DeliveryQuery { state: Some(StateFilter::Held), ..DeliveryQuery::default() })
+        .await
+        .unwrap();
+    assert_eq!(held.deliveries.len() as u64, before.pending);
+
+    receiver.rescript(|_, _| Reply::status(200));
+    let recovered = webhooks.recover(subscription, start()).await.unwrap();
+    assert_eq!(recovered, 3);
+    eventually("everything is delivered", || async {
+        webhooks.delivery_counts(subscription).await.unwrap().delivered == 3
+    })
+    .await;
+    running.stop().await;
+}
+
+async fn a_test_event_reaches_one_endpoint(store: Arc<dyn Store>) {
+    let receiver = Receiver::start().await.unwrap();
+    let other = Receiver::start().await.unwrap();
+    let (webhooks, _clock) = facade(store, Preset::deepsmith());
+    let subscription = subscribe(&webhooks, receiver.url()).await;
+    subscribe(&webhooks, other.url()).await;
+    let running = running(&webhooks);
+    let id = webhooks.send_test(subscription).await.unwrap();
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    recorded(&webhooks, id, 1).await;
+    running.stop().await;
+    assert_eq!(request.header("x-webhook-event"), TEST_EVENT);
+    assert_eq!(request.header("x-webhook-id"), id.to_string());
+    assert!(other.received().is_empty());
+}
+
+async fn disabled_endpoints_hold_until_enabled(store: Arc<dyn Store>) {
+    let receiver = Receiver::start().await.unwrap();
+    let (webhooks, _clock) = facade(store, Preset::deepsmith());
+    let subscription = subscribe(&webhooks, receiver.url()).await;
+    let queued = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
+    webhooks.disable(subscription, "customer asked for a pause").await.unwrap();
+    assert!(webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries.is_empty());
+    let running = running(&webhooks);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(receiver.received().is_empty(), "no attempt while disabled");
+    webhooks.enable(subscription).await.unwrap();
+    recorded(&webhooks, queued, 1).await;
+    running.stop().await;
+    assert_eq!(webhooks.delivery(queued).await.unwrap().unwrap().state, DeliveryState::Delivered);
+}
+
+async fn stats_sum_up_an_endpoint(store: Arc<dyn Store>) {
+    let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 500 } else { 204 })).await.unwrap();
+    let (webhooks, _clock) = facade(store, Preset::deepsmith().with_retry_scale(0.0).unwrap());
+    let subscription = subscribe(&webhooks, receiver.url()).await;
+    let running = running(&webhooks);
+    let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
+    recorded(&webhooks, id, 2).await;
+    running.stop().await;
+    let stats = webhooks.stats(subscription).await.unwrap();
+    assert_eq!((stats.attempts, stats.succeeded, stats.consecutive_failures), (2, 1, 0));
+    assert_eq!(stats.success_rate(), Some(0.5));
+    assert_eq!((stats.last_success_at, stats.last_failure_at), (Some(start()), Some(start())));
+    let log = webhooks.delivery_log(id).await.unwrap();
+    assert!(matches!(log.attempts[0].result, AttemptResult::Response { status: 500, .. }));
+}
+
+async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = webhooks_sqlite::SqliteStore::open(dir.path().join("webhooks.db")).await.unwrap();
+    (Arc::new(store), dir)
+}
+
+/// Each check as a test on the memory store and on SQLite.
+macro_rules! on_every_store {
+    ($($check:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(std::sync::Arc::new(webhooks_memory::MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let (store, _dir) = super::sqlite().await;
+                    super::$check(store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_store!(
+    deliveries_page_in_creation_order,
+    a_delivery_comes_with_its_whole_log,
+    resend_sends_the_same_delivery_again,
+    recover_requeues_what_an_outage_dropped_or_held,
+    a_test_event_reaches_one_endpoint,
+    disabled_endpoints_hold_until_enabled,
+    stats_sum_up_an_endpoint,
+);
