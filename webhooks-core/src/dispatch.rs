@@ -270,7 +270,8 @@ impl Dispatcher {
         // per attempt; wait until an eighth of the slots are free.
         let claim_batch = (self.concurrency / 8).max(1);
         let (to_record, records) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record_in_batches(Arc::clone(store), records));
+        let recorder =
+            store.records_in_batches().then(|| tokio::spawn(record_in_batches(Arc::clone(store), records)));
         let mut in_flight = JoinSet::new();
         let mut per_endpoint: HashMap<SubscriptionId, usize> = HashMap::new();
         let mut gauge_refreshed: Option<Instant> = None;
@@ -316,7 +317,8 @@ impl Dispatcher {
                                 continue;
                             }
                             *load += 1;
-                            let (shared, to_record) = (Arc::clone(&self.shared), to_record.clone());
+                            let shared = Arc::clone(&self.shared);
+                            let to_record = recorder.is_some().then(|| to_record.clone());
                             let span = attempt_span(&claim);
                             in_flight.spawn(
                                 async move { shared.attempt(claim, to_record).await }.instrument(span),
@@ -370,7 +372,9 @@ impl Dispatcher {
             finished(done, &mut per_endpoint);
         }
         drop(to_record);
-        if let Err(error) = recorder.await {
+        if let Some(recorder) = recorder
+            && let Err(error) = recorder.await
+        {
             tracing::error!(%error, "the recorder failed");
         }
         tracing::info!("dispatcher stopped");
@@ -435,7 +439,12 @@ fn finished(
 
 impl Shared {
     /// Makes one attempt and records it; returns the endpoint it went to.
-    async fn attempt(&self, claim: Claim, to_record: mpsc::UnboundedSender<ToRecord>) -> SubscriptionId {
+    /// `to_record` is the recorder's queue when the store records in batches.
+    async fn attempt(
+        &self,
+        claim: Claim,
+        to_record: Option<mpsc::UnboundedSender<ToRecord>>,
+    ) -> SubscriptionId {
         let Claim { delivery, subscription } = claim;
         let webhooks = &self.webhooks;
         let preset = webhooks.preset();
@@ -499,10 +508,18 @@ impl Shared {
             disable_now: gone.then(|| "the endpoint answered 410 Gone".to_owned()),
             now,
         };
-        let (done, recorded) = oneshot::channel();
-        let recorded = match to_record.send(ToRecord { record, done }) {
-            Ok(()) => recorded.await.ok(),
-            Err(_) => None,
+        let recorded = match to_record {
+            Some(to_record) => {
+                let (done, recorded) = oneshot::channel();
+                match to_record.send(ToRecord { record, done }) {
+                    Ok(()) => recorded.await.ok(),
+                    Err(_) => None,
+                }
+            }
+            None => {
+                let result = webhooks.store().record_attempt(&record).await;
+                Some((record, result))
+            }
         };
         let (record, recorded) = match recorded {
             Some((record, Ok(recorded))) => (record, recorded),

@@ -260,6 +260,14 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// is no longer pending keeps its state; the attempt is logged all the same.
     async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded>;
 
+    /// Whether one [`Store::record_attempts`] call for many attempts costs
+    /// much less than one call each, as it does for a durable store that
+    /// pays a commit per call. The dispatcher then gathers attempts for a
+    /// recorder; otherwise each attempt records itself at once.
+    fn records_in_batches(&self) -> bool {
+        false
+    }
+
     /// Records several attempts, in order, each as [`Store::record_attempt`]
     /// would; a store that can should do it in one transaction, as the
     /// dispatcher records in batches under load. A record that cannot apply

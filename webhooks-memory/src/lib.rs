@@ -21,7 +21,7 @@
 
 mod queue;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -60,7 +60,8 @@ struct State {
     subscriptions: BTreeMap<SubscriptionId, Arc<Subscription>>,
     /// By id, so listing pages in creation order.
     deliveries: BTreeMap<DeliveryId, Entry>,
-    by_subscription: HashMap<SubscriptionId, HashSet<DeliveryId>>,
+    /// Each subscription's deliveries; they leave only with it.
+    by_subscription: HashMap<SubscriptionId, Vec<DeliveryId>>,
     /// Pending deliveries of enabled subscriptions, by when they can be
     /// claimed.
     claimable: ClaimQueue,
@@ -71,6 +72,8 @@ struct Entry {
     delivery: Delivery,
     lease_until: Option<DateTime<Utc>>,
     log: Vec<Attempt>,
+    /// Its place in the claim queue, if it is queued.
+    claimable_at: Option<DateTime<Utc>>,
 }
 
 impl State {
@@ -87,13 +90,16 @@ impl State {
     fn reindex(&mut self, id: DeliveryId) {
         let Some(entry) = self.deliveries.get(&id) else { return };
         let delivery = &entry.delivery;
+        let enabled = self.subscriptions.get(&delivery.subscription_id).is_some_and(|s| s.is_enabled());
         let key = match (delivery.state, delivery.next_attempt_at) {
-            (DeliveryState::Pending, Some(due)) if self.is_enabled(delivery.subscription_id) => {
+            (DeliveryState::Pending, Some(due)) if enabled => {
                 Some(entry.lease_until.map_or(due, |lease| lease.max(due)))
             }
             _ => None,
         };
-        self.claimable.set(id, delivery.subscription_id, key);
+        let Some(entry) = self.deliveries.get_mut(&id) else { return };
+        let from = std::mem::replace(&mut entry.claimable_at, key);
+        self.claimable.requeue(id, entry.delivery.subscription_id, from, key);
     }
 
     fn reindex_subscription(&mut self, id: SubscriptionId) {
@@ -144,8 +150,9 @@ impl State {
             created_at: event.occurred_at,
         };
         let id = delivery.id;
-        self.deliveries.insert(id, Entry { delivery, lease_until: None, log: Vec::new() });
-        self.by_subscription.entry(subscription_id).or_default().insert(id);
+        self.deliveries
+            .insert(id, Entry { delivery, lease_until: None, log: Vec::new(), claimable_at: None });
+        self.by_subscription.entry(subscription_id).or_default().push(id);
         self.reindex(id);
         id
     }
@@ -246,8 +253,9 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         for delivery in state.by_subscription.remove(&id).unwrap_or_default() {
-            state.deliveries.remove(&delivery);
-            state.claimable.set(delivery, id, None);
+            if let Some(entry) = state.deliveries.remove(&delivery) {
+                state.claimable.requeue(delivery, id, entry.claimable_at, None);
+            }
         }
         Ok(true)
     }

@@ -20,24 +20,30 @@ pub(crate) struct ClaimQueue {
     queues: HashMap<SubscriptionId, BTreeSet<Key>>,
     /// The front of every non-empty queue.
     fronts: BTreeSet<(DateTime<Utc>, SubscriptionId)>,
-    /// Where each queued delivery stands.
-    places: HashMap<DeliveryId, (SubscriptionId, DateTime<Utc>)>,
 }
 
 impl ClaimQueue {
-    /// Queues `id` to be claimable from `at`, or takes it out with `None`.
-    pub(crate) fn set(&mut self, id: DeliveryId, subscription: SubscriptionId, at: Option<DateTime<Utc>>) {
-        if let Some((queued_for, old)) = self.places.remove(&id) {
-            self.update(queued_for, |queue| {
-                queue.remove(&(old, id));
-            });
+    /// Moves `id` of `subscription` from where it was queued (`from`, `None`
+    /// when it was not) to be claimable from `to` (`None` takes it out). The
+    /// caller keeps each delivery's place, which saves a map per delivery.
+    pub(crate) fn requeue(
+        &mut self,
+        id: DeliveryId,
+        subscription: SubscriptionId,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) {
+        if from == to {
+            return;
         }
-        if let Some(at) = at {
-            self.places.insert(id, (subscription, at));
-            self.update(subscription, |queue| {
-                queue.insert((at, id));
-            });
-        }
+        self.update(subscription, |queue| {
+            if let Some(from) = from {
+                queue.remove(&(from, id));
+            }
+            if let Some(to) = to {
+                queue.insert((to, id));
+            }
+        });
     }
 
     /// Changes one subscription's queue and keeps its front in `fronts`.
@@ -108,25 +114,28 @@ mod tests {
     fn due_merges_the_queues_earliest_first_and_passes_over_skipped_ones() {
         let (a, b, c) = (SubscriptionId::new(), SubscriptionId::new(), SubscriptionId::new());
         let mut queue = ClaimQueue::default();
-        let mut ids = Vec::new();
+        let mut queued = Vec::new();
         for (subscription, second) in [(a, 1), (a, 2), (b, 3), (a, 4), (c, 5), (b, 6), (a, 100)] {
             let id = DeliveryId::new();
-            queue.set(id, subscription, Some(at(second)));
-            ids.push(id);
+            queue.requeue(id, subscription, None, Some(at(second)));
+            queued.push((id, subscription, at(second)));
         }
-        assert_eq!(queue.due(at(50), 10, &[]), vec![ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]]);
+        let ids: Vec<DeliveryId> = queued.iter().map(|(id, _, _)| *id).collect();
+        assert_eq!(queue.due(at(50), 10, &[]), ids[..6]);
         assert_eq!(queue.due(at(50), 3, &[a]), vec![ids[2], ids[4], ids[5]]);
-        assert_eq!(queue.due(at(3), 10, &[]), vec![ids[0], ids[1], ids[2]]);
+        assert_eq!(queue.due(at(3), 10, &[]), ids[..3]);
         assert_eq!(queue.first(), Some(at(1)));
 
-        queue.set(ids[0], a, None);
-        queue.set(ids[1], a, Some(at(7)));
+        queue.requeue(ids[0], a, Some(at(1)), None);
+        queue.requeue(ids[1], a, Some(at(2)), Some(at(7)));
+        queued[0].2 = at(-1);
+        queued[1].2 = at(7);
         assert_eq!(queue.first(), Some(at(3)));
         assert_eq!(queue.due(at(7), 10, &[b, c]), vec![ids[3], ids[1]]);
-        for (id, subscription) in ids.iter().zip([a, a, b, a, c, b, a]) {
-            queue.set(*id, subscription, None);
+        for (id, subscription, place) in queued.into_iter().skip(1) {
+            queue.requeue(id, subscription, Some(place), None);
         }
         assert_eq!(queue.first(), None);
-        assert!(queue.queues.is_empty() && queue.places.is_empty());
+        assert!(queue.queues.is_empty() && queue.fronts.is_empty());
     }
 }
