@@ -1,13 +1,14 @@
 //! Measures the library against the machine's own limit, in one run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--store memory] [--deliveries N] [--concurrency C] [--body-bytes B] [--subscriptions S]
+//! cargo run --release --example bench -- [--store memory|sqlite:PATH] [--deliveries N] [--concurrency C] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000]
 //! ```
 //!
 //! A fast local receiver (hyper, answers 204 and discards the body) serves
 //! both a bare `reqwest` loop (the baseline: no store, no signing) and the
 //! library end to end; the report is one JSON document on stdout.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use webhooks_core::{
     DeliveryId, Envelope, Event, EventId, JsonEnvelope, Preset, Store, Subscription, UrlRule, Webhooks,
 };
 use webhooks_memory::MemoryStore;
+use webhooks_sqlite::SqliteStore;
 
 struct Options {
     store: String,
@@ -36,6 +38,7 @@ struct Options {
     concurrency: usize,
     body_bytes: usize,
     subscriptions: usize,
+    claim_sizes: Vec<usize>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -45,6 +48,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         concurrency: 64,
         body_bytes: 512,
         subscriptions: 1,
+        claim_sizes: vec![10_000, 1_000_000],
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -55,6 +59,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--concurrency" => options.concurrency = number()?,
             "--body-bytes" => options.body_bytes = number()?,
             "--subscriptions" => options.subscriptions = number()?,
+            "--claim-pending" => {
+                options.claim_sizes = value
+                    .split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse()
+                            .map_err(|_| "--claim-pending needs whole numbers, e.g. 10000,1000000")
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -146,11 +160,27 @@ fn facade(store: Arc<dyn Store>) -> Webhooks {
         .expect("valid settings")
 }
 
-fn open_store(spec: &str) -> Result<Arc<dyn Store>, String> {
-    match spec {
-        "memory" => Ok(Arc::new(MemoryStore::new())),
-        other => Err(format!("unsupported --store {other:?}: use memory")),
+/// Opens the store `spec` names, fresh: a SQLite file is recreated.
+async fn open_store(spec: &str) -> Result<Arc<dyn Store>, String> {
+    match spec.split_once(':') {
+        None if spec == "memory" => Ok(Arc::new(MemoryStore::new())),
+        Some(("sqlite", path)) if !path.is_empty() => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+            let store = SqliteStore::open(path).await.map_err(|e| e.to_string())?;
+            Ok(Arc::new(store))
+        }
+        _ => Err(format!("unsupported --store {spec:?}: use memory or sqlite:PATH")),
     }
+}
+
+/// A fresh store of the same kind as `spec`, in `dir` for SQLite.
+async fn fresh_store(spec: &str, dir: &std::path::Path, name: &str) -> Result<Arc<dyn Store>, String> {
+    if spec == "memory" {
+        return open_store(spec).await;
+    }
+    open_store(&format!("sqlite:{}", dir.join(name).display())).await
 }
 
 /// Publishes `deliveries / subscriptions` events through the library and
@@ -219,38 +249,124 @@ async fn end_to_end(url: &str, options: &Options, store: Arc<dyn Store>) -> Valu
     })
 }
 
-/// Events accepted per second, one at a time and in batches of 100.
-async fn publish_rate(options: &Options) -> Result<Value, String> {
-    let count = options.deliveries.min(20_000);
+/// Events accepted per second, one at a time and in batches of 100; on
+/// SQLite beside the same rows written with raw `rusqlite`.
+async fn publish_rate(options: &Options, dir: &std::path::Path) -> Result<Value, String> {
+    let count = options.deliveries.min(20_000) / 100 * 100;
     let body = Bytes::from(vec![b'x'; options.body_bytes]);
-    let single = {
-        let store = open_store(&options.store)?;
-        let webhooks = facade(Arc::clone(&store));
-        webhooks
-            .subscribe(Subscription::builder("http://127.0.0.1:9/").event_type("iq.status_updated"))
-            .await
-            .map_err(|e| e.to_string())?;
+    let mut rates = serde_json::Map::new();
+    for batch in [1, 100] {
+        let store = fresh_store(&options.store, dir, &format!("publish-{batch}.db")).await?;
+        subscribe_nowhere(&store, options.subscriptions).await?;
         let started = Instant::now();
-        for _ in 0..count {
-            store.publish(&event(), body.clone()).await.map_err(|e| e.to_string())?;
+        for _ in 0..count / batch {
+            let events: Vec<_> = (0..batch).map(|_| (event(), body.clone())).collect();
+            if batch == 1 {
+                store.publish(&events[0].0, body.clone()).await.map_err(|e| e.to_string())?;
+            } else {
+                store.publish_many(&events).await.map_err(|e| e.to_string())?;
+            }
         }
-        count as f64 / started.elapsed().as_secs_f64()
+        let name = if batch == 1 { "single_per_sec" } else { "batch_per_sec" };
+        rates.insert(name.into(), json!(count as f64 / started.elapsed().as_secs_f64()));
+    }
+    if options.store != "memory" {
+        let raw = raw_sqlite_batches(dir, count, options.subscriptions, &body).await?;
+        let batch = rates["batch_per_sec"].as_f64().unwrap_or(0.0);
+        rates.insert("raw_rusqlite_batch_per_sec".into(), json!(raw));
+        rates.insert("batch_ratio_to_raw".into(), json!(batch / raw));
+    }
+    rates.insert("events".into(), json!(count));
+    Ok(Value::Object(rates))
+}
+
+/// Subscribes `count` endpoints that are never sent to.
+async fn subscribe_nowhere(
+    store: &Arc<dyn Store>,
+    count: usize,
+) -> Result<Vec<webhooks_core::SubscriptionId>, String> {
+    let webhooks = facade(Arc::clone(store));
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let new = Subscription::builder(format!("http://127.0.0.1:9/{n}")).event_type("iq.status_updated");
+        ids.push(webhooks.subscribe(new).await.map_err(|e| e.to_string())?.id);
+    }
+    Ok(ids)
+}
+
+/// The baseline of a SQLite publish: the very rows the store writes (an
+/// event with its body, a delivery per subscription), with plain `rusqlite`
+/// in transactions of 100 events, under the same durability settings.
+async fn raw_sqlite_batches(
+    dir: &std::path::Path,
+    count: usize,
+    subscriptions: usize,
+    body: &Bytes,
+) -> Result<f64, String> {
+    let path = dir.join("raw.db");
+    // The store creates the schema and the subscriptions, then steps aside.
+    let subscribers = {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.map_err(|e| e.to_string())?);
+        subscribe_nowhere(&store, subscriptions).await?
     };
-    let batched = {
-        let store = open_store(&options.store)?;
-        let webhooks = facade(Arc::clone(&store));
-        webhooks
-            .subscribe(Subscription::builder("http://127.0.0.1:9/").event_type("iq.status_updated"))
-            .await
-            .map_err(|e| e.to_string())?;
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || -> rusqlite::Result<f64> {
+        let mut db = rusqlite::Connection::open(&path)?;
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         let started = Instant::now();
         for _ in 0..count / 100 {
-            let batch: Vec<_> = (0..100).map(|_| (event(), body.clone())).collect();
-            store.publish_many(&batch).await.map_err(|e| e.to_string())?;
+            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut insert_event =
+                    tx.prepare_cached("INSERT INTO events (id, name, occurred_at, body) VALUES (?1, ?2, ?3, ?4)")?;
+                let mut insert_delivery = tx.prepare_cached(
+                    "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at) \
+                     VALUES (?1, ?2, ?3, 'pending', 0, ?4)",
+                )?;
+                for _ in 0..100 {
+                    let now = chrono::Utc::now().timestamp_micros();
+                    insert_event.execute(rusqlite::params![uuid::Uuid::now_v7(), "iq.status_updated", now, &body[..]])?;
+                    let seq = tx.last_insert_rowid();
+                    for subscriber in &subscribers {
+                        insert_delivery.execute(rusqlite::params![uuid::Uuid::now_v7(), seq, subscriber.as_uuid(), now])?;
+                    }
+                }
+            }
+            tx.commit()?;
         }
-        (count / 100 * 100) as f64 / started.elapsed().as_secs_f64()
-    };
-    Ok(json!({ "events": count, "single_per_sec": single, "batch_per_sec": batched }))
+        Ok(count as f64 / started.elapsed().as_secs_f64())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// How long claiming 64 due deliveries takes with `pending` in the queue
+/// (SQLite; the median of 50 claims, each released again).
+async fn claim_cost(dir: &std::path::Path, pending: usize) -> Result<Value, String> {
+    let store = fresh_store("sqlite:", dir, &format!("claim-{pending}.db")).await?;
+    subscribe_nowhere(&store, 1).await?;
+    let body = Bytes::from_static(b"{}");
+    let mut left = pending;
+    while left > 0 {
+        let batch: Vec<_> = (0..left.min(10_000)).map(|_| (event(), body.clone())).collect();
+        left -= batch.len();
+        store.publish_many(&batch).await.map_err(|e| e.to_string())?;
+    }
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        let now = chrono::Utc::now();
+        let started = Instant::now();
+        let claims = store
+            .claim_due(now, 64, now + chrono::Duration::seconds(60), &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        samples.push(started.elapsed());
+        let ids: Vec<DeliveryId> = claims.iter().map(|c| c.delivery.id).collect();
+        store.release(&ids, now).await.map_err(|e| e.to_string())?;
+    }
+    samples.sort();
+    Ok(json!({ "pending": pending, "claim_64_p50_ms": percentile(&samples, 0.5) }))
 }
 
 fn event() -> Event {
@@ -262,14 +378,32 @@ fn event() -> Event {
     }
 }
 
-/// The process's resident memory, from /proc (Linux).
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+/// Counts the heap bytes in use, to measure what a pending delivery costs.
+struct Counting;
+
+static HEAP_IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only a
+// counter is updated beside it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HEAP_IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's layout goes to the system allocator as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP_IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
 }
 
-/// Resident bytes each pending delivery costs the memory store.
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Heap bytes each pending delivery costs the memory store: its body, its
+/// record and its place in every index.
 async fn memory_per_delivery(body_bytes: usize) -> Value {
     const COUNT: usize = 100_000;
     let store = MemoryStore::new();
@@ -278,20 +412,14 @@ async fn memory_per_delivery(body_bytes: usize) -> Value {
         .subscribe(Subscription::builder("http://127.0.0.1:9/").event_type("iq.status_updated"))
         .await
         .expect("subscribe");
-    let before = resident_bytes();
+    let before = HEAP_IN_USE.load(Ordering::Relaxed);
     for _ in 0..COUNT {
         // A body of its own per event, as real events have.
         let body = Bytes::from(vec![b'x'; body_bytes]);
         store.publish(&event(), body).await.expect("publish");
     }
-    let after = resident_bytes();
-    match (before, after) {
-        (Some(before), Some(after)) => {
-            let per = after.saturating_sub(before) as f64 / COUNT as f64;
-            json!({ "pending": COUNT, "bytes_per_pending": per, "overhead_bytes": per - body_bytes as f64 })
-        }
-        _ => json!({ "pending": COUNT, "bytes_per_pending": null }),
-    }
+    let per = HEAP_IN_USE.load(Ordering::Relaxed).saturating_sub(before) as f64 / COUNT as f64;
+    json!({ "pending": COUNT, "heap_bytes_per_pending": per, "overhead_bytes": per - body_bytes as f64 })
 }
 
 /// Publish to the first attempt's arrival, with the dispatcher idle.
@@ -330,13 +458,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let store = match open_store(&options.store) {
+    let store = match open_store(&options.store).await {
         Ok(store) => store,
         Err(message) => {
             eprintln!("error: {message}");
             return std::process::ExitCode::from(2);
         }
     };
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let address = start_receiver(None).await.expect("receiver");
     let url = format!("http://{address}/");
     // The baseline sends the very body the library renders for its events.
@@ -345,10 +474,14 @@ async fn main() -> std::process::ExitCode {
     let baseline = baseline(&url, &options, body).await;
     let end_to_end = end_to_end(&url, &options, store).await;
     let ratio = end_to_end["deliveries_per_sec"].as_f64().unwrap_or(0.0) / baseline;
-    let publish = match publish_rate(&options).await {
-        Ok(publish) => publish,
-        Err(message) => json!({ "error": message }),
-    };
+    let publish =
+        publish_rate(&options, dir.path()).await.unwrap_or_else(|message| json!({ "error": message }));
+    let mut claim = Vec::new();
+    for pending in &options.claim_sizes {
+        claim.push(
+            claim_cost(dir.path(), *pending).await.unwrap_or_else(|message| json!({ "error": message })),
+        );
+    }
     let report = json!({
         "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) },
         "options": {
@@ -359,6 +492,7 @@ async fn main() -> std::process::ExitCode {
         "end_to_end": end_to_end,
         "ratio_to_baseline": ratio,
         "publish": publish,
+        "claim_sqlite": claim,
         "memory": memory_per_delivery(options.body_bytes).await,
         "idle_latency": idle_latency().await,
     });

@@ -21,7 +21,7 @@
 
 mod queue;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -29,11 +29,11 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use webhooks_core::{
     Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
-    Recorded, StateFilter, Store, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
-    SubscriptionStatus, Verdict,
+    EventId, Recorded, StateFilter, Store, StoreError, StoreResult, Subscription, SubscriptionId,
+    SubscriptionStats, SubscriptionStatus, Verdict,
 };
 
-use crate::queue::ClaimQueue;
+use crate::queue::{At, ClaimQueue, Micros};
 
 /// The in-memory store; see the [crate docs](crate).
 #[derive(Clone, Debug, Default)]
@@ -58,22 +58,48 @@ impl MemoryStore {
 struct State {
     /// By id; UUIDv7 ids make this oldest first. Shared with claims.
     subscriptions: BTreeMap<SubscriptionId, Arc<Subscription>>,
-    /// By id, so listing pages in creation order.
-    deliveries: BTreeMap<DeliveryId, Entry>,
-    /// Each subscription's deliveries; they leave only with it.
-    by_subscription: HashMap<SubscriptionId, Vec<DeliveryId>>,
+    /// By id, so listing pages in creation order. Boxed: a B-tree node holds
+    /// eleven slots, and a large value would be paid for in all of them.
+    deliveries: BTreeMap<DeliveryId, Box<Entry>>,
+    /// Every event type published, so deliveries share one copy of each.
+    event_types: HashSet<Arc<str>>,
     /// Pending deliveries of enabled subscriptions, by when they can be
     /// claimed.
     claimable: ClaimQueue,
 }
 
+/// A delivery as kept: compact, since a queue may hold millions.
 #[derive(Debug)]
 struct Entry {
-    delivery: Delivery,
-    lease_until: Option<DateTime<Utc>>,
-    log: Vec<Attempt>,
+    event_id: EventId,
+    event_type: Arc<str>,
+    subscription_id: SubscriptionId,
+    body: Bytes,
+    created_at: Micros,
+    /// `None` once delivered or dropped.
+    next_attempt_at: Option<At>,
+    lease_until: Option<At>,
     /// Its place in the claim queue, if it is queued.
-    claimable_at: Option<DateTime<Utc>>,
+    claimable_at: Option<At>,
+    attempts: u32,
+    state: DeliveryState,
+    log: Vec<Attempt>,
+}
+
+impl Entry {
+    fn delivery(&self, id: DeliveryId) -> Delivery {
+        Delivery {
+            id,
+            event_id: self.event_id,
+            event_type: self.event_type.to_string(),
+            subscription_id: self.subscription_id,
+            body: self.body.clone(),
+            state: self.state,
+            attempts: self.attempts,
+            next_attempt_at: self.next_attempt_at.map(|at| queue::time(at.micros())),
+            created_at: queue::time(self.created_at),
+        }
+    }
 }
 
 impl State {
@@ -89,27 +115,28 @@ impl State {
     /// out when it is finished or its subscription is disabled.
     fn reindex(&mut self, id: DeliveryId) {
         let Some(entry) = self.deliveries.get(&id) else { return };
-        let delivery = &entry.delivery;
-        let enabled = self.subscriptions.get(&delivery.subscription_id).is_some_and(|s| s.is_enabled());
-        let key = match (delivery.state, delivery.next_attempt_at) {
+        let enabled = self.is_enabled(entry.subscription_id);
+        let key = match (entry.state, entry.next_attempt_at) {
             (DeliveryState::Pending, Some(due)) if enabled => {
-                Some(entry.lease_until.map_or(due, |lease| lease.max(due)))
+                Some(entry.lease_until.map_or(due, |l| l.max(due)))
             }
             _ => None,
         };
         let Some(entry) = self.deliveries.get_mut(&id) else { return };
         let from = std::mem::replace(&mut entry.claimable_at, key);
-        self.claimable.requeue(id, entry.delivery.subscription_id, from, key);
+        self.claimable.requeue(id, entry.subscription_id, from.map(At::micros), key.map(At::micros));
+    }
+
+    /// A subscription's deliveries. A scan: per-subscription operations are
+    /// rare, and an index would cost every pending delivery its memory.
+    fn deliveries_of(&self, id: SubscriptionId) -> Vec<DeliveryId> {
+        self.deliveries.iter().filter(|(_, e)| e.subscription_id == id).map(|(d, _)| *d).collect()
     }
 
     fn reindex_subscription(&mut self, id: SubscriptionId) {
         for delivery in self.deliveries_of(id) {
             self.reindex(delivery);
         }
-    }
-
-    fn deliveries_of(&self, id: SubscriptionId) -> Vec<DeliveryId> {
-        self.by_subscription.get(&id).into_iter().flatten().copied().collect()
     }
 
     fn disable(&mut self, id: SubscriptionId, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
@@ -129,57 +156,74 @@ impl State {
     /// A new attempt cycle: pending, due at `now`, the count back to zero.
     fn restart(&mut self, id: DeliveryId, now: DateTime<Utc>) {
         if let Some(entry) = self.deliveries.get_mut(&id) {
-            entry.delivery.state = DeliveryState::Pending;
-            entry.delivery.attempts = 0;
-            entry.delivery.next_attempt_at = Some(now);
+            entry.state = DeliveryState::Pending;
+            entry.attempts = 0;
+            entry.next_attempt_at = Some(At::new(now));
             entry.lease_until = None;
         }
         self.reindex(id);
     }
 
+    fn event_type(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.event_types.get(name) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = Arc::from(name);
+        self.event_types.insert(Arc::clone(&new));
+        new
+    }
+
     fn insert_delivery(&mut self, event: &Event, body: Bytes, subscription_id: SubscriptionId) -> DeliveryId {
-        let delivery = Delivery {
-            id: DeliveryId::new(),
+        let id = DeliveryId::new();
+        let due = queue::micros(event.occurred_at);
+        let entry = Entry {
             event_id: event.id,
-            event_type: event.name.clone(),
+            event_type: self.event_type(&event.name),
             subscription_id,
             body,
-            state: DeliveryState::Pending,
+            created_at: due,
+            next_attempt_at: Some(At::from_micros(due)),
+            lease_until: None,
+            claimable_at: None,
             attempts: 0,
-            next_attempt_at: Some(event.occurred_at),
-            created_at: event.occurred_at,
+            state: DeliveryState::Pending,
+            log: Vec::new(),
         };
-        let id = delivery.id;
-        self.deliveries
-            .insert(id, Entry { delivery, lease_until: None, log: Vec::new(), claimable_at: None });
-        self.by_subscription.entry(subscription_id).or_default().push(id);
+        self.deliveries.insert(id, Box::new(entry));
         self.reindex(id);
         id
     }
 
-    fn publish(&mut self, event: &Event, body: &Bytes) -> Vec<DeliveryId> {
+    fn publish(&mut self, event: &Event, body: Bytes) -> Vec<DeliveryId> {
         let targets: Vec<SubscriptionId> = self
             .subscriptions
             .values()
             .filter(|s| s.is_enabled() && s.listens_to(&event.name))
             .map(|s| s.id)
             .collect();
-        targets.into_iter().map(|target| self.insert_delivery(event, body.clone(), target)).collect()
+        let mut ids = Vec::with_capacity(targets.len());
+        if let Some((last, rest)) = targets.split_last() {
+            for target in rest {
+                ids.push(self.insert_delivery(event, body.clone(), *target));
+            }
+            // The last one takes the body itself: one subscriber, no sharing.
+            ids.push(self.insert_delivery(event, body, *last));
+        }
+        ids
     }
 
     fn record(&mut self, record: &AttemptRecord) -> StoreResult<Recorded> {
         let id = record.attempt.delivery_id;
         let entry = self.deliveries.get_mut(&id).ok_or(StoreError::DeliveryNotFound(id))?;
         entry.log.push(record.attempt.clone());
-        let subscription_id = entry.delivery.subscription_id;
-        if entry.delivery.state == DeliveryState::Pending {
-            let delivery = &mut entry.delivery;
-            delivery.attempts = delivery.attempts.max(record.attempt.number);
+        let subscription_id = entry.subscription_id;
+        if entry.state == DeliveryState::Pending {
+            entry.attempts = entry.attempts.max(record.attempt.number);
             entry.lease_until = None;
-            (delivery.state, delivery.next_attempt_at) = match record.verdict {
+            (entry.state, entry.next_attempt_at) = match record.verdict {
                 Verdict::Delivered => (DeliveryState::Delivered, None),
                 Verdict::Dropped => (DeliveryState::Dropped, None),
-                Verdict::Retry { at } => (DeliveryState::Pending, Some(at)),
+                Verdict::Retry { at } => (DeliveryState::Pending, Some(At::new(at))),
             };
             self.reindex(id);
         }
@@ -198,23 +242,20 @@ impl State {
 
     /// Whether `entry` passes `query`'s filters (the cursor aside).
     fn matches(&self, entry: &Entry, query: &DeliveryQuery) -> bool {
-        let delivery = &entry.delivery;
+        let pending = entry.state == DeliveryState::Pending;
         let state_matches = match query.state {
             None => true,
-            Some(StateFilter::Delivered) => delivery.state == DeliveryState::Delivered,
-            Some(StateFilter::Dropped) => delivery.state == DeliveryState::Dropped,
-            Some(StateFilter::Pending) => {
-                delivery.state == DeliveryState::Pending && self.is_enabled(delivery.subscription_id)
-            }
-            Some(StateFilter::Held) => {
-                delivery.state == DeliveryState::Pending && !self.is_enabled(delivery.subscription_id)
-            }
+            Some(StateFilter::Delivered) => entry.state == DeliveryState::Delivered,
+            Some(StateFilter::Dropped) => entry.state == DeliveryState::Dropped,
+            Some(StateFilter::Pending) => pending && self.is_enabled(entry.subscription_id),
+            Some(StateFilter::Held) => pending && !self.is_enabled(entry.subscription_id),
         };
+        let created = queue::time(entry.created_at);
         state_matches
-            && query.subscription.is_none_or(|id| id == delivery.subscription_id)
-            && query.event_type.as_ref().is_none_or(|name| *name == delivery.event_type)
-            && query.created_from.is_none_or(|from| delivery.created_at >= from)
-            && query.created_until.is_none_or(|until| delivery.created_at < until)
+            && query.subscription.is_none_or(|id| id == entry.subscription_id)
+            && query.event_type.as_deref().is_none_or(|name| name == &*entry.event_type)
+            && query.created_from.is_none_or(|from| created >= from)
+            && query.created_until.is_none_or(|until| created < until)
     }
 }
 
@@ -252,9 +293,9 @@ impl Store for MemoryStore {
         if state.subscriptions.remove(&id).is_none() {
             return Ok(false);
         }
-        for delivery in state.by_subscription.remove(&id).unwrap_or_default() {
+        for delivery in state.deliveries_of(id) {
             if let Some(entry) = state.deliveries.remove(&delivery) {
-                state.claimable.requeue(delivery, id, entry.claimable_at, None);
+                state.claimable.requeue(delivery, id, entry.claimable_at.map(At::micros), None);
             }
         }
         Ok(true)
@@ -272,9 +313,10 @@ impl Store for MemoryStore {
     async fn enable_subscription(&self, id: SubscriptionId, now: DateTime<Utc>) -> StoreResult<()> {
         let mut state = self.lock();
         state.enable(id)?;
+        let now = At::new(now);
         for delivery in state.deliveries_of(id) {
             if let Some(entry) = state.deliveries.get_mut(&delivery) {
-                entry.delivery.next_attempt_at = entry.delivery.next_attempt_at.map(|due| due.min(now));
+                entry.next_attempt_at = entry.next_attempt_at.map(|due| due.min(now));
             }
             state.reindex(delivery);
         }
@@ -282,12 +324,12 @@ impl Store for MemoryStore {
     }
 
     async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
-        Ok(self.lock().publish(event, &body))
+        Ok(self.lock().publish(event, body))
     }
 
     async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
         let mut state = self.lock();
-        Ok(events.iter().map(|(event, body)| state.publish(event, body)).collect())
+        Ok(events.iter().map(|(event, body)| state.publish(event, body.clone())).collect())
     }
 
     async fn claim_due(
@@ -298,12 +340,12 @@ impl Store for MemoryStore {
         skip: &[SubscriptionId],
     ) -> StoreResult<Vec<Claim>> {
         let mut state = self.lock();
-        let due = state.claimable.due(now, limit, skip);
+        let due = state.claimable.due(queue::micros(now), limit, skip);
         let mut claims = Vec::with_capacity(due.len());
         for id in due {
             let Some(entry) = state.deliveries.get_mut(&id) else { continue };
-            entry.lease_until = Some(lease_until);
-            let delivery = entry.delivery.clone();
+            entry.lease_until = Some(At::new(lease_until));
+            let delivery = entry.delivery(id);
             state.reindex(id);
             if let Some(subscription) = state.subscriptions.get(&delivery.subscription_id) {
                 claims.push(Claim { delivery, subscription: Arc::clone(subscription) });
@@ -316,7 +358,7 @@ impl Store for MemoryStore {
         let mut state = self.lock();
         for id in ids {
             if let Some(entry) = state.deliveries.get_mut(id) {
-                entry.lease_until = Some(claimable_at);
+                entry.lease_until = Some(At::new(claimable_at));
                 state.reindex(*id);
             }
         }
@@ -333,7 +375,7 @@ impl Store for MemoryStore {
     }
 
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
-        Ok(self.lock().deliveries.get(&id).map(|entry| entry.delivery.clone()))
+        Ok(self.lock().deliveries.get(&id).map(|entry| entry.delivery(id)))
     }
 
     async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
@@ -343,12 +385,11 @@ impl Store for MemoryStore {
     async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
         let state = self.lock();
         let mut counts = DeliveryCounts::default();
-        for id in state.by_subscription.get(&subscription).into_iter().flatten() {
-            match state.deliveries.get(id).map(|entry| entry.delivery.state) {
-                Some(DeliveryState::Pending) => counts.pending += 1,
-                Some(DeliveryState::Delivered) => counts.delivered += 1,
-                Some(DeliveryState::Dropped) => counts.dropped += 1,
-                None => {}
+        for entry in state.deliveries.values().filter(|e| e.subscription_id == subscription) {
+            match entry.state {
+                DeliveryState::Pending => counts.pending += 1,
+                DeliveryState::Delivered => counts.delivered += 1,
+                DeliveryState::Dropped => counts.dropped += 1,
             }
         }
         Ok(counts)
@@ -361,10 +402,9 @@ impl Store for MemoryStore {
         Ok(state
             .deliveries
             .range((from, Unbounded))
-            .map(|(_, entry)| entry)
-            .filter(|entry| state.matches(entry, query))
+            .filter(|(_, entry)| state.matches(entry, query))
             .take(query.limit)
-            .map(|entry| entry.delivery.clone())
+            .map(|(id, entry)| entry.delivery(*id))
             .collect())
     }
 
@@ -384,17 +424,16 @@ impl Store for MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let mut state = self.lock();
-        let held = !state
-            .subscriptions
-            .get(&subscription)
-            .ok_or(StoreError::SubscriptionNotFound(subscription))?
-            .is_enabled();
+        let known =
+            state.subscriptions.get(&subscription).ok_or(StoreError::SubscriptionNotFound(subscription))?;
+        let held = !known.is_enabled();
         state.enable(subscription)?;
+        let since = queue::micros(since);
         let mut recovered = 0;
         for id in state.deliveries_of(subscription) {
-            let Some(delivery) = state.deliveries.get(&id).map(|entry| &entry.delivery) else { continue };
-            let requeue = match delivery.state {
-                DeliveryState::Dropped => delivery.created_at >= since,
+            let Some(entry) = state.deliveries.get(&id) else { continue };
+            let requeue = match entry.state {
+                DeliveryState::Dropped => entry.created_at >= since,
                 DeliveryState::Pending => held,
                 DeliveryState::Delivered => false,
             };
@@ -428,9 +467,8 @@ impl Store for MemoryStore {
             consecutive_failures: subscription.consecutive_failures,
             ..SubscriptionStats::default()
         };
-        let attempts =
-            state.by_subscription.get(&id).into_iter().flatten().filter_map(|d| state.deliveries.get(d));
-        for attempt in attempts.flat_map(|entry| &entry.log) {
+        let entries = state.deliveries.values().filter(|e| e.subscription_id == id);
+        for attempt in entries.flat_map(|entry| &entry.log) {
             stats.attempts += 1;
             let last = if attempt.succeeded() {
                 stats.succeeded += 1;
@@ -445,10 +483,10 @@ impl Store for MemoryStore {
 
     async fn pending_count(&self) -> StoreResult<u64> {
         let state = self.lock();
-        Ok(state.deliveries.values().filter(|e| e.delivery.state == DeliveryState::Pending).count() as u64)
+        Ok(state.deliveries.values().filter(|e| e.state == DeliveryState::Pending).count() as u64)
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(self.lock().claimable.first())
+        Ok(self.lock().claimable.first().map(queue::time))
     }
 }

@@ -7,19 +7,56 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::num::NonZeroI64;
 use std::ops::Bound::{Excluded, Unbounded};
 
 use chrono::{DateTime, Utc};
 use webhooks_core::{DeliveryId, SubscriptionId};
 
-type Key = (DateTime<Utc>, DeliveryId);
+/// A time as unix microseconds: half the size of a `DateTime`, and a queue
+/// may hold millions.
+pub(crate) type Micros = i64;
+
+/// `at` in microseconds, clamped to what an `i64` holds.
+pub(crate) fn micros(at: DateTime<Utc>) -> Micros {
+    at.timestamp_micros()
+}
+
+/// The time `micros` stands for (the latest representable one if out of range).
+pub(crate) fn time(micros: Micros) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A time packed so that `Option<At>` takes eight bytes: the microseconds,
+/// moved up by one from zero on so that none is zero, which keeps their
+/// order (chrono's latest time is far below `i64::MAX`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct At(NonZeroI64);
+
+impl At {
+    pub(crate) fn new(at: DateTime<Utc>) -> Self {
+        Self::from_micros(micros(at))
+    }
+
+    pub(crate) fn from_micros(micros: Micros) -> Self {
+        let packed = if micros >= 0 { micros.saturating_add(1) } else { micros };
+        Self(NonZeroI64::new(packed).unwrap_or(NonZeroI64::MAX))
+    }
+
+    pub(crate) fn micros(self) -> Micros {
+        let packed = self.0.get();
+        if packed > 0 { packed - 1 } else { packed }
+    }
+}
+
+type Key = (Micros, DeliveryId);
 
 #[derive(Debug, Default)]
 pub(crate) struct ClaimQueue {
     /// Each subscription's claimable deliveries, earliest first.
     queues: HashMap<SubscriptionId, BTreeSet<Key>>,
     /// The front of every non-empty queue.
-    fronts: BTreeSet<(DateTime<Utc>, SubscriptionId)>,
+    fronts: BTreeSet<(Micros, SubscriptionId)>,
 }
 
 impl ClaimQueue {
@@ -30,8 +67,8 @@ impl ClaimQueue {
         &mut self,
         id: DeliveryId,
         subscription: SubscriptionId,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
+        from: Option<Micros>,
+        to: Option<Micros>,
     ) {
         if from == to {
             return;
@@ -66,13 +103,13 @@ impl ClaimQueue {
     }
 
     /// When the earliest queued delivery can be claimed.
-    pub(crate) fn first(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn first(&self) -> Option<Micros> {
         self.fronts.first().map(|(at, _)| *at)
     }
 
     /// Up to `limit` deliveries claimable at `now`, earliest first, none of
     /// the subscriptions in `skip`.
-    pub(crate) fn due(&self, now: DateTime<Utc>, limit: usize, skip: &[SubscriptionId]) -> Vec<DeliveryId> {
+    pub(crate) fn due(&self, now: Micros, limit: usize, skip: &[SubscriptionId]) -> Vec<DeliveryId> {
         let mut fronts =
             self.fronts.iter().filter(|(_, s)| !skip.contains(s)).take_while(|(at, _)| *at <= now).peekable();
         let mut next = BinaryHeap::new();
@@ -81,7 +118,7 @@ impl ClaimQueue {
             // Bring in every queue whose front may come before what we hold.
             while let Some(&&(at, subscription)) = fronts.peek() {
                 if next.peek().is_some_and(
-                    |Reverse((held, _, _)): &Reverse<(DateTime<Utc>, DeliveryId, SubscriptionId)>| *held < at,
+                    |Reverse((held, _, _)): &Reverse<(Micros, DeliveryId, SubscriptionId)>| *held < at,
                 ) {
                     break;
                 }
@@ -106,8 +143,17 @@ impl ClaimQueue {
 mod tests {
     use super::*;
 
-    fn at(seconds: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(seconds, 0).unwrap()
+    fn at(seconds: i64) -> Micros {
+        seconds * 1_000_000
+    }
+
+    #[test]
+    fn packed_times_keep_their_value_and_order() {
+        for micros in [0, 1, -1, 1_772_461_800_000_000, DateTime::<Utc>::MAX_UTC.timestamp_micros()] {
+            assert_eq!(At::from_micros(micros).micros(), micros);
+        }
+        assert!(At::from_micros(-5) < At::from_micros(0) && At::from_micros(0) < At::from_micros(7));
+        assert_eq!(std::mem::size_of::<Option<At>>(), 8);
     }
 
     #[test]
