@@ -4,6 +4,8 @@
 //! request and answers as it is scripted to; the examples and the tests use
 //! it as the other end of a webhook.
 
+#![warn(missing_docs)]
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 

@@ -81,7 +81,31 @@ id_type!(
 );
 
 /// An endpoint that wants some event types, and the secret its payloads are
-/// signed with.
+/// signed with. Create one with [`Subscription::builder`] and
+/// [`Webhooks::subscribe`](crate::Webhooks::subscribe), which checks it
+/// against the preset.
+///
+/// ```
+/// use webhooks_core::{Preset, Subscription, Webhooks};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), webhooks_core::Error> {
+/// let webhooks = Webhooks::builder()
+///     .store(webhooks_memory::MemoryStore::new())
+///     .preset(Preset::deepsmith())
+///     .build()?;
+/// let subscription = webhooks
+///     .subscribe(
+///         Subscription::builder("https://customer.example/hooks")
+///             .event_types(["content.status_updated", "topic.status_updated"])
+///             .secret("a secret the customer chose"),
+///     )
+///     .await?;
+/// assert!(subscription.listens_to("topic.status_updated"));
+/// assert!(subscription.is_enabled());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subscription {
     /// Its id.

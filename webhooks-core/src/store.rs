@@ -130,6 +130,36 @@ pub struct DeliveryCounts {
 /// Which deliveries [`Store::list_deliveries`] returns: every filter that is
 /// set must match. Results come in id order (creation order), after the
 /// cursor.
+///
+/// ```
+/// use webhooks_core::{DeliveryQuery, Preset, StateFilter, Subscription, Webhooks};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), webhooks_core::Error> {
+/// let webhooks = Webhooks::builder()
+///     .store(webhooks_memory::MemoryStore::new())
+///     .preset(Preset::deepsmith())
+///     .build()?;
+/// let subscription = webhooks
+///     .subscribe(Subscription::builder("https://customer.example/").event_type("iq.status_updated"))
+///     .await?;
+/// for n in 0..3 {
+///     webhooks.publish("iq.status_updated", serde_json::json!({ "n": n })).await?;
+/// }
+/// // Pending deliveries of one customer, two at a time.
+/// let mut query = DeliveryQuery {
+///     subscription: Some(subscription.id),
+///     state: Some(StateFilter::Pending),
+///     limit: 2,
+///     ..DeliveryQuery::default()
+/// };
+/// let first = webhooks.deliveries(query.clone()).await?;
+/// assert_eq!(first.deliveries.len(), 2);
+/// query.after = first.next;
+/// assert_eq!(webhooks.deliveries(query).await?.deliveries.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryQuery {
     /// Only this subscription's.

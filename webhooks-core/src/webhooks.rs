@@ -201,6 +201,22 @@ impl NewSubscription {
 
 /// What [`Webhooks::publish`] created: a handle the caller may keep and
 /// await for the final outcome of each delivery.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use webhooks_core::{Outcome, Webhooks};
+///
+/// # async fn run(webhooks: Webhooks) -> Result<(), Box<dyn std::error::Error>> {
+/// let published = webhooks.publish("job.completed", serde_json::json!({"job_id": "j1"})).await?;
+/// let outcomes = tokio::time::timeout(Duration::from_secs(60), published.outcomes()).await??;
+/// for (delivery, outcome) in outcomes {
+///     if outcome != Outcome::Delivered {
+///         eprintln!("delivery {delivery} ended {outcome:?}");
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Published {
     /// The event's id.
