@@ -1,0 +1,138 @@
+//! The crate's error type, and why a transaction was abandoned.
+
+use webhooks_core::StoreError;
+
+/// What connecting to or using a [`PostgresStore`](crate::PostgresStore) can
+/// fail with, naming the step that failed. Never holds a password or a
+/// secret: servers are named by [`Target`](crate::Target), which leaves the
+/// password out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection URL could not be used. The URL itself is not repeated:
+    /// it may hold a password.
+    #[error("the PostgreSQL URL is not valid: {reason}")]
+    InvalidUrl {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The root certificates named by `sslrootcert` could not be read.
+    #[error("could not read the root certificates in {path}: {reason}")]
+    RootCertificates {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// TLS could not be set up.
+    #[error("could not set TLS up: {reason}")]
+    Tls {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The connection pool could not be built.
+    #[error("could not build the connection pool: {0}")]
+    PoolSetup(#[source] deadpool_postgres::BuildError),
+    /// No connection to the server could be made: it is down, refused the
+    /// credentials, or failed the TLS handshake.
+    #[error("could not connect to PostgreSQL at {target}: {source}")]
+    Connect {
+        /// The server, without the password.
+        target: String,
+        /// What the pool or the server said.
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
+    /// The database was migrated by a newer version of this crate; using it
+    /// with this one could corrupt it, so it is left alone.
+    #[error(
+        "the database schema is version {found}, newer than version {supported} that this \
+         webhooks-postgres knows; upgrade webhooks-postgres to use it"
+    )]
+    SchemaTooNew {
+        /// The database's schema version.
+        found: i64,
+        /// The newest version this crate knows.
+        supported: i64,
+    },
+    /// Moving the schema up to `version` failed; the database keeps the
+    /// version it had (migrations are transactional).
+    #[error("could not migrate the database schema to version {version}: {source}")]
+    Migrate {
+        /// The version that could not be reached.
+        version: i64,
+        /// What PostgreSQL said.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The pool gave no connection in time for an operation.
+    #[error("could not {operation}: no database connection: {source}")]
+    Pool {
+        /// What was being done, e.g. "claim due deliveries".
+        operation: &'static str,
+        /// What the pool said.
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
+    /// A store operation failed in PostgreSQL: a lost connection, a
+    /// constraint, a deadlock that outlasted the retries.
+    #[error("could not {operation}: {source}")]
+    Query {
+        /// What was being done, e.g. "claim due deliveries".
+        operation: &'static str,
+        /// What PostgreSQL said.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A stored value does not decode into the model (a count out of range,
+    /// an unknown state): the data was changed outside this crate.
+    #[error("could not {operation}: corrupt data: {detail}")]
+    Corrupt {
+        /// What was being done.
+        operation: &'static str,
+        /// What did not decode.
+        detail: String,
+    },
+}
+
+impl From<Error> for StoreError {
+    fn from(error: Error) -> Self {
+        StoreError::backend(error)
+    }
+}
+
+/// Why a transaction was abandoned: PostgreSQL failed, a stored value did
+/// not decode, or the operation hit one of the store's typed errors (a
+/// missing subscription, say).
+#[derive(Debug)]
+pub(crate) enum Abort {
+    Postgres(tokio_postgres::Error),
+    Corrupt(String),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Abort {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Postgres(error)
+    }
+}
+
+impl From<StoreError> for Abort {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl Abort {
+    /// The public error, naming `operation`.
+    pub(crate) fn into_store_error(self, operation: &'static str) -> StoreError {
+        match self {
+            Self::Postgres(source) => Error::Query { operation, source }.into(),
+            Self::Corrupt(detail) => Error::Corrupt { operation, detail }.into(),
+            Self::Store(error) => error,
+        }
+    }
+}
+
+/// What a store step returns inside its transaction.
+pub(crate) type Outcome<T> = Result<T, Abort>;

@@ -1,0 +1,225 @@
+//! A PostgreSQL [`Store`](webhooks_core::Store) for `webhooks-core`: many
+//! application instances, one queue.
+//!
+//! Every instance of the host application connects to the same database,
+//! publishes, and runs a dispatcher; no due delivery is attempted by two of
+//! them at once. Claiming is one transaction that picks the earliest due
+//! deliveries with `SELECT ... FOR UPDATE SKIP LOCKED` and leases them, so
+//! instances never wait for each other, and the claims of an instance that
+//! died come back when their leases end. Every other operation is one
+//! transaction too: recording an attempt logs it, applies its verdict and
+//! counts the subscription's failures (disabling it at the threshold) at
+//! once. Nothing accepted is lost: a publish that returned is committed.
+//!
+//! ```no_run
+//! use webhooks_core::{Preset, Subscription, Webhooks};
+//! use webhooks_postgres::PostgresStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Migrates the schema `webhooks` on first use; safe when several
+//! // instances start at once.
+//! let store = PostgresStore::connect("postgres://app:secret@db.internal/app?sslmode=verify-full").await?;
+//! let webhooks = Webhooks::builder().store(store).preset(Preset::deepsmith()).build()?;
+//! webhooks
+//!     .subscribe(Subscription::builder("https://example.com/hooks").event_type("content.status_updated"))
+//!     .await?;
+//! webhooks.publish("content.status_updated", serde_json::json!({"id": 7})).await?;
+//!
+//! // Every instance runs a dispatcher on the same database.
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! webhooks.dispatcher().build()?.run(shutdown).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The tables live in the schema `webhooks`, beside the host's own; the
+//! role needs the right to create a schema in the database the first time.
+//! Finished deliveries are kept with their attempt logs until
+//! [`PostgresStore::purge_finished`] deletes them. Dispatchers find work
+//! published by other instances when they poll (every second by default);
+//! a publish wakes only its own instance's dispatchers at once.
+
+#![warn(missing_docs)]
+
+mod codec;
+mod config;
+mod error;
+mod queries;
+mod schema;
+mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod tls;
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+
+pub use crate::config::Target;
+pub use crate::error::Error;
+/// The pool this crate uses, for [`PostgresStore::from_pool`].
+pub use deadpool_postgres;
+/// The driver under the pool.
+pub use tokio_postgres;
+
+/// Connections a store made by [`PostgresStore::connect`] keeps at most. A
+/// dispatcher uses a few at once (claiming, recording, its timer), and
+/// publishes take one each while they run.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// How long an operation waits for a free connection before it fails.
+const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(30);
+
+/// How long opening a connection may take, TLS and authentication included.
+const CREATE_CONNECTION: Duration = Duration::from_secs(15);
+
+/// The PostgreSQL store; see the [crate docs](crate).
+///
+/// A handle on a connection pool. Clones share the pool and are cheap.
+/// Each [`PostgresStore::connect`] makes a pool of its own; any number of
+/// them, in one process or many, may use the same database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    target: Target,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .field("pool_size", &self.pool.status().max_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// The newest schema version this crate writes and reads.
+    pub const SCHEMA_VERSION: i64 = schema::VERSION;
+
+    /// Connects to the database at `url` (`postgres://` or `postgresql://`)
+    /// with a pool of up to [`DEFAULT_POOL_SIZE`] connections, and brings
+    /// the schema up to date.
+    ///
+    /// TLS follows libpq's `sslmode` (`disable`, `prefer` by default,
+    /// `require`, `verify-ca`, `verify-full`) with rustls; `sslrootcert`
+    /// names a PEM file of root certificates, the Mozilla roots being used
+    /// otherwise. Making a connection gives up after `connect_timeout`
+    /// seconds, 10 unless the URL says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] when the URL cannot be used,
+    /// [`Error::RootCertificates`] when `sslrootcert` cannot be read,
+    /// [`Error::Connect`] when the server cannot be reached or refuses the
+    /// credentials, [`Error::SchemaTooNew`] when a newer version of this
+    /// crate migrated the database (it is left untouched), and
+    /// [`Error::Migrate`] when a migration fails (the database keeps its old
+    /// schema). No error repeats the password.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let settings = config::parse(url)?;
+        let tls = tls::connector(settings.tls, settings.root_certificates.as_deref())?;
+        let manager = Manager::from_config(
+            settings.config,
+            tls,
+            // Fast: a connection whose transaction was cut short (its task
+            // cancelled) has its rollback queued already.
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(DEFAULT_POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT_FOR_CONNECTION))
+            .create_timeout(Some(CREATE_CONNECTION))
+            .build()
+            .map_err(Error::PoolSetup)?;
+        Self::open(pool, Some(settings.target)).await
+    }
+
+    /// A store on a pool the host built (its own size, timeouts, TLS or
+    /// hooks), bringing the schema up to date as [`PostgresStore::connect`]
+    /// does. The pool is `deadpool-postgres`', re-exported as
+    /// [`deadpool_postgres`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresStore::connect`], less the URL's.
+    pub async fn from_pool(pool: Pool) -> Result<Self, Error> {
+        Self::open(pool, None).await
+    }
+
+    async fn open(pool: Pool, target: Option<Target>) -> Result<Self, Error> {
+        let shown = target.as_ref().map_or_else(|| "the pool's server".to_owned(), Target::to_string);
+        let mut client = pool.get().await.map_err(|source| Error::Connect { target: shown, source })?;
+        schema::migrate(&mut client).await?;
+        let target = match target {
+            Some(target) => target,
+            None => {
+                let operation = "read which server the pool reaches";
+                let row = client
+                    .query_one(
+                        "SELECT current_user::text, \
+                         host(inet_server_addr()) || ':' || inet_server_port(), current_database()::text",
+                        &[],
+                    )
+                    .await
+                    .map_err(|source| Error::Query { operation, source })?;
+                let column = |n| {
+                    row.try_get::<_, Option<String>>(n).map_err(|source| Error::Query { operation, source })
+                };
+                Target::from_session(
+                    column(0)?.unwrap_or_default(),
+                    column(1)?,
+                    column(2)?.unwrap_or_default(),
+                )
+            }
+        };
+        Ok(Self { pool, target })
+    }
+
+    /// The server and database, without the password.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The connection pool, for the host's own checks (a health probe, say).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Deletes the deliveries that were delivered or dropped before
+    /// `older_than`, with their attempt logs and the event bodies no other
+    /// delivery needs; returns how many deliveries it deleted.
+    ///
+    /// It deletes at most `batch` deliveries per transaction (0 counts as 1)
+    /// and loops until none is left, so it never holds many locks for long;
+    /// rows another instance is purging at the same time are passed over.
+    /// Pending deliveries are never touched, however old.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`](webhooks_core::StoreError) holding [`Error::Query`]
+    /// when a batch fails; the batches before it stay deleted.
+    pub async fn purge_finished(
+        &self,
+        older_than: DateTime<Utc>,
+        batch: usize,
+    ) -> webhooks_core::StoreResult<u64> {
+        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        let mut purged = 0u64;
+        loop {
+            let deleted = self
+                .transaction("purge finished deliveries", &(older_than, limit), |db, (older_than, limit)| {
+                    Box::pin(queries::purge_finished(db, *older_than, *limit))
+                })
+                .await?;
+            purged += deleted;
+            if deleted < limit.unsigned_abs() {
+                return Ok(purged);
+            }
+        }
+    }
+}

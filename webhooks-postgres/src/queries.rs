@@ -1,0 +1,783 @@
+//! Every statement the store runs. Each function runs inside the caller's
+//! transaction and returns PostgreSQL's error as it is; the caller names
+//! the operation.
+//!
+//! Locks are taken in one order everywhere, so two transactions never wait
+//! for each other: subscription rows first, in id order, then delivery
+//! rows, in id order. Claims take delivery rows with `SKIP LOCKED` and
+//! wait for nothing.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+use webhooks_core::{
+    Attempt, AttemptResult, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
+    PreviousSecret, Secret, StateFilter, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
+    Verdict,
+};
+
+use crate::codec;
+use crate::error::{Abort, Outcome};
+
+/// The transaction every statement runs in.
+pub(crate) type Db<'t> = deadpool_postgres::Transaction<'t>;
+
+/// A subscription's columns, as [`subscription_row`] reads them; its event
+/// types come as one array.
+macro_rules! subscription_columns {
+    () => {
+        "s.id, s.url, s.secret, s.previous_secret, s.previous_valid_until, s.disabled_reason, \
+         s.disabled_at, s.consecutive_failures, s.created_at, \
+         ARRAY(SELECT t.event_type FROM webhooks.subscription_event_types t \
+               WHERE t.subscription_id = s.id ORDER BY t.event_type)"
+    };
+}
+
+/// A delivery's columns, as [`delivery_row`] reads them, over `d`
+/// (deliveries) and `e` (events).
+macro_rules! delivery_columns {
+    () => {
+        "d.id, e.id, e.name, d.subscription_id, e.body, d.state, d.attempts, d.next_attempt_at, e.occurred_at"
+    };
+}
+
+/// Locks the enabled subscriptions listening to any of the event types
+/// `$1`, in id order, so that none is disabled, and none changes what it
+/// listens to, before the deliveries to it are committed. `KEY SHARE`:
+/// recording attempts (which counts failures) does not wait for it, nor it
+/// for them.
+pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id FROM webhooks.subscriptions s \
+     WHERE s.disabled_at IS NULL AND s.id IN \
+         (SELECT t.subscription_id FROM webhooks.subscription_event_types t WHERE t.event_type = ANY($1)) \
+     ORDER BY s.id FOR KEY SHARE OF s";
+
+/// The enabled subscriptions listening to event type `$1`.
+pub(crate) const LISTENERS: &str = "SELECT t.subscription_id FROM webhooks.subscription_event_types t \
+     JOIN webhooks.subscriptions s ON s.id = t.subscription_id \
+     WHERE t.event_type = $1 AND s.disabled_at IS NULL ORDER BY t.subscription_id";
+
+/// Leases until `$4` up to `$3` deliveries claimable at `$1`, earliest
+/// first, none of the subscriptions in `$2`, and returns them with the
+/// time each was claimable at. The terms match the partial index
+/// `deliveries_claimable`, so PostgreSQL reads the index from the front and
+/// stops at the limit; `SKIP LOCKED` passes over the rows another instance
+/// is claiming or recording right now instead of waiting for it.
+pub(crate) const CLAIM: &str = concat!(
+    "WITH due AS (
+         SELECT d.id, d.claimable_at FROM webhooks.deliveries d
+         WHERE d.state = 'pending' AND NOT d.held AND d.claimable_at <= $1
+           AND d.subscription_id <> ALL($2)
+         ORDER BY d.claimable_at
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED
+     )
+     UPDATE webhooks.deliveries d SET lease_until = $4
+     FROM due, webhooks.events e
+     WHERE d.id = due.id AND e.seq = d.event_seq
+     RETURNING ",
+    delivery_columns!(),
+    ", due.claimable_at"
+);
+
+/// When the first claimable delivery can be claimed.
+pub(crate) const NEXT_CLAIMABLE: &str = "SELECT claimable_at FROM webhooks.deliveries \
+     WHERE state = 'pending' AND NOT held ORDER BY claimable_at LIMIT 1";
+
+/// Deletes up to `$2` deliveries finished before `$1`, oldest first,
+/// passing over any another transaction holds.
+pub(crate) const PURGE_FINISHED: &str = "DELETE FROM webhooks.deliveries WHERE id IN \
+     (SELECT id FROM webhooks.deliveries WHERE finished_at < $1 \
+      ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
+fn uuid(row: &Row, column: usize) -> Outcome<Uuid> {
+    Ok(row.try_get(column)?)
+}
+
+fn subscription_row(row: &Row) -> Outcome<Subscription> {
+    let previous_secret = match (row.try_get::<_, Option<String>>(3)?, row.try_get::<_, Option<i64>>(4)?) {
+        (Some(secret), Some(until)) => {
+            Some(PreviousSecret { secret: Secret::from(secret), valid_until: codec::time(until) })
+        }
+        _ => None,
+    };
+    let status = match (row.try_get::<_, Option<String>>(5)?, row.try_get::<_, Option<i64>>(6)?) {
+        (Some(reason), Some(at)) => SubscriptionStatus::Disabled { reason, at: codec::time(at) },
+        _ => SubscriptionStatus::Enabled,
+    };
+    let url: String = row.try_get(1)?;
+    Ok(Subscription {
+        id: uuid(row, 0)?.into(),
+        url: url.parse().map_err(|error| Abort::Corrupt(format!("subscription URL {url:?}: {error}")))?,
+        event_types: row.try_get::<_, Vec<String>>(9)?.into_iter().collect(),
+        secret: Secret::from(row.try_get::<_, String>(2)?),
+        previous_secret,
+        status,
+        consecutive_failures: codec::count(row.try_get(7)?, "consecutive failures")?,
+        created_at: codec::time(row.try_get(8)?),
+    })
+}
+
+fn delivery_row(row: &Row) -> Outcome<Delivery> {
+    Ok(Delivery {
+        id: uuid(row, 0)?.into(),
+        event_id: uuid(row, 1)?.into(),
+        event_type: row.try_get(2)?,
+        subscription_id: uuid(row, 3)?.into(),
+        body: Bytes::from(row.try_get::<_, Vec<u8>>(4)?),
+        state: codec::state(row.try_get(5)?)?,
+        attempts: codec::count(row.try_get(6)?, "attempts")?,
+        next_attempt_at: row.try_get::<_, Option<i64>>(7)?.map(codec::time),
+        created_at: codec::time(row.try_get(8)?),
+    })
+}
+
+/// Ids as the `UUID[]` a statement takes.
+trait Ids {
+    fn uuids(&self) -> Vec<Uuid>;
+}
+
+impl Ids for [SubscriptionId] {
+    fn uuids(&self) -> Vec<Uuid> {
+        self.iter().map(SubscriptionId::as_uuid).collect()
+    }
+}
+
+impl Ids for [DeliveryId] {
+    fn uuids(&self) -> Vec<Uuid> {
+        self.iter().map(DeliveryId::as_uuid).collect()
+    }
+}
+
+/// Whether subscription `id` exists, locking it against changes and
+/// publishes (`FOR UPDATE`) until the transaction ends; and whether it is
+/// disabled.
+pub(crate) async fn lock_subscription(db: &Db<'_>, id: SubscriptionId) -> Outcome<Option<bool>> {
+    let statement = db
+        .prepare_cached("SELECT disabled_at IS NOT NULL FROM webhooks.subscriptions WHERE id = $1 FOR UPDATE")
+        .await?;
+    Ok(db.query_opt(&statement, &[&id.as_uuid()]).await?.map(|row| row.try_get(0)).transpose()?)
+}
+
+/// Adds a subscription with its event types; `false` when one with its id
+/// exists.
+pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription) -> Outcome<bool> {
+    let (disabled_reason, disabled_at) = match &subscription.status {
+        SubscriptionStatus::Enabled => (None, None),
+        SubscriptionStatus::Disabled { reason, at } => (Some(reason.as_str()), Some(codec::micros(*at))),
+    };
+    let previous = subscription.previous_secret.as_ref();
+    let statement = db
+        .prepare_cached(
+            "INSERT INTO webhooks.subscriptions (id, url, secret, previous_secret, previous_valid_until, \
+             disabled_reason, disabled_at, consecutive_failures, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .await?;
+    let inserted = db
+        .execute(
+            &statement,
+            &[
+                &subscription.id.as_uuid(),
+                &subscription.url.as_str(),
+                &subscription.secret.expose(),
+                &previous.map(|p| p.secret.expose()),
+                &previous.map(|p| codec::micros(p.valid_until)),
+                &disabled_reason,
+                &disabled_at,
+                &i64::from(subscription.consecutive_failures),
+                &codec::micros(subscription.created_at),
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    insert_event_types(db, subscription).await?;
+    Ok(true)
+}
+
+/// Replaces a locked subscription's URL, event types and secrets.
+pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription) -> Outcome<()> {
+    let previous = subscription.previous_secret.as_ref();
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.subscriptions SET url = $2, secret = $3, previous_secret = $4, \
+             previous_valid_until = $5 WHERE id = $1",
+        )
+        .await?;
+    db.execute(
+        &statement,
+        &[
+            &subscription.id.as_uuid(),
+            &subscription.url.as_str(),
+            &subscription.secret.expose(),
+            &previous.map(|p| p.secret.expose()),
+            &previous.map(|p| codec::micros(p.valid_until)),
+        ],
+    )
+    .await?;
+    let statement =
+        db.prepare_cached("DELETE FROM webhooks.subscription_event_types WHERE subscription_id = $1").await?;
+    db.execute(&statement, &[&subscription.id.as_uuid()]).await?;
+    insert_event_types(db, subscription).await
+}
+
+async fn insert_event_types(db: &Db<'_>, subscription: &Subscription) -> Outcome<()> {
+    let event_types: Vec<&str> = subscription.event_types.iter().map(String::as_str).collect();
+    let statement = db
+        .prepare_cached(
+            "INSERT INTO webhooks.subscription_event_types (event_type, subscription_id) \
+             SELECT unnest($1::text[]), $2",
+        )
+        .await?;
+    db.execute(&statement, &[&event_types, &subscription.id.as_uuid()]).await?;
+    Ok(())
+}
+
+/// One subscription.
+pub(crate) async fn subscription(db: &Db<'_>, id: SubscriptionId) -> Outcome<Option<Subscription>> {
+    let statement = db
+        .prepare_cached(concat!(
+            "SELECT ",
+            subscription_columns!(),
+            " FROM webhooks.subscriptions s WHERE s.id = $1"
+        ))
+        .await?;
+    db.query_opt(&statement, &[&id.as_uuid()]).await?.as_ref().map(subscription_row).transpose()
+}
+
+/// The subscriptions `ids` names that exist, by id.
+pub(crate) async fn subscriptions_by_id(
+    db: &Db<'_>,
+    ids: &[SubscriptionId],
+) -> Outcome<HashMap<SubscriptionId, Subscription>> {
+    let statement = db
+        .prepare_cached(concat!(
+            "SELECT ",
+            subscription_columns!(),
+            " FROM webhooks.subscriptions s WHERE s.id = ANY($1)"
+        ))
+        .await?;
+    let rows = db.query(&statement, &[&ids.uuids()]).await?;
+    rows.iter().map(|row| subscription_row(row).map(|s| (s.id, s))).collect()
+}
+
+/// Every subscription, oldest first.
+pub(crate) async fn subscriptions(db: &Db<'_>) -> Outcome<Vec<Subscription>> {
+    let statement = db
+        .prepare_cached(concat!(
+            "SELECT ",
+            subscription_columns!(),
+            " FROM webhooks.subscriptions s ORDER BY s.id"
+        ))
+        .await?;
+    db.query(&statement, &[]).await?.iter().map(subscription_row).collect()
+}
+
+/// Deletes a locked subscription; its event types, deliveries, their
+/// attempts and events go with it (foreign keys and a trigger). Its
+/// deliveries are locked first, in id order, as everywhere.
+pub(crate) async fn delete_subscription(db: &Db<'_>, id: SubscriptionId) -> Outcome<()> {
+    let statement = db
+        .prepare_cached(
+            "SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    db.execute(&statement, &[&id.as_uuid()]).await?;
+    let statement = db.prepare_cached("DELETE FROM webhooks.subscriptions WHERE id = $1").await?;
+    db.execute(&statement, &[&id.as_uuid()]).await?;
+    Ok(())
+}
+
+/// Disables a locked subscription and holds its pending deliveries.
+pub(crate) async fn disable_subscription(
+    db: &Db<'_>,
+    id: SubscriptionId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Outcome<()> {
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.subscriptions SET disabled_reason = $2, disabled_at = $3 WHERE id = $1",
+        )
+        .await?;
+    db.execute(&statement, &[&id.as_uuid(), &reason, &codec::micros(now)]).await?;
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.deliveries SET held = true WHERE id IN \
+             (SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND state = 'pending' AND NOT held \
+              ORDER BY id FOR NO KEY UPDATE)",
+        )
+        .await?;
+    db.execute(&statement, &[&id.as_uuid()]).await?;
+    Ok(())
+}
+
+/// Enables a locked subscription, resets its failure count and makes its
+/// pending deliveries due by `now`.
+pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: DateTime<Utc>) -> Outcome<()> {
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.subscriptions SET disabled_reason = NULL, disabled_at = NULL, \
+             consecutive_failures = 0 WHERE id = $1",
+        )
+        .await?;
+    db.execute(&statement, &[&id.as_uuid()]).await?;
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.deliveries SET held = false, next_attempt_at = LEAST(next_attempt_at, $2) \
+             WHERE id IN (SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND state = 'pending' \
+                          ORDER BY id FOR NO KEY UPDATE)",
+        )
+        .await?;
+    db.execute(&statement, &[&id.as_uuid(), &codec::micros(now)]).await?;
+    Ok(())
+}
+
+/// Locks the enabled subscriptions listening to any of `event_types`; see
+/// [`LOCK_LISTENERS`].
+pub(crate) async fn lock_listeners(db: &Db<'_>, event_types: &[&str]) -> Outcome<()> {
+    let statement = db.prepare_cached(LOCK_LISTENERS).await?;
+    db.execute(&statement, &[&event_types]).await?;
+    Ok(())
+}
+
+/// Stores the event's body once and one pending delivery of it, due at
+/// `occurred_at`, for each enabled subscription listening to it. An event
+/// nobody listens to leaves nothing behind. The listeners must be locked
+/// ([`lock_listeners`]).
+pub(crate) async fn publish(db: &Db<'_>, event: &Event, body: &[u8]) -> Outcome<Vec<DeliveryId>> {
+    let statement = db.prepare_cached(LISTENERS).await?;
+    let listeners: Vec<Uuid> =
+        db.query(&statement, &[&event.name]).await?.iter().map(|row| uuid(row, 0)).collect::<Outcome<_>>()?;
+    if listeners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deliveries: Vec<DeliveryId> = listeners.iter().map(|_| DeliveryId::new()).collect();
+    insert_deliveries(db, event, body, &deliveries, &listeners, false).await?;
+    Ok(deliveries)
+}
+
+/// Stores the event and one delivery of it per `(deliveries, subscriptions)`
+/// pair, in one statement.
+async fn insert_deliveries(
+    db: &Db<'_>,
+    event: &Event,
+    body: &[u8],
+    deliveries: &[DeliveryId],
+    subscriptions: &[Uuid],
+    held: bool,
+) -> Outcome<()> {
+    let statement = db
+        .prepare_cached(
+            "WITH event AS (
+                 INSERT INTO webhooks.events (id, name, occurred_at, body) VALUES ($1, $2, $3, $4) RETURNING seq
+             )
+             INSERT INTO webhooks.deliveries
+                 (id, event_seq, subscription_id, state, attempts, next_attempt_at, held)
+             SELECT d.id, event.seq, d.subscription_id, 'pending', 0, $3, $7
+             FROM event, unnest($5::uuid[], $6::uuid[]) AS d (id, subscription_id)",
+        )
+        .await?;
+    db.execute(
+        &statement,
+        &[
+            &event.id.as_uuid(),
+            &event.name,
+            &codec::micros(event.occurred_at),
+            &body,
+            &deliveries.uuids(),
+            &subscriptions,
+            &held,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stores `event` and one pending delivery of it for `subscription` alone,
+/// held if the subscription is disabled; `None` when there is no such
+/// subscription. The subscription is locked (`KEY SHARE`) first, as a
+/// publish locks its listeners.
+pub(crate) async fn publish_to(
+    db: &Db<'_>,
+    event: &Event,
+    body: &[u8],
+    subscription: SubscriptionId,
+) -> Outcome<Option<DeliveryId>> {
+    let statement = db
+        .prepare_cached(
+            "SELECT disabled_at IS NOT NULL FROM webhooks.subscriptions WHERE id = $1 FOR KEY SHARE",
+        )
+        .await?;
+    let Some(row) = db.query_opt(&statement, &[&subscription.as_uuid()]).await? else {
+        return Ok(None);
+    };
+    let id = DeliveryId::new();
+    insert_deliveries(db, event, body, &[id], &[subscription.as_uuid()], row.try_get(0)?).await?;
+    Ok(Some(id))
+}
+
+/// Leases up to `limit` deliveries claimable at `now` until `lease_until`,
+/// none of `skip`'s, and returns them earliest first.
+pub(crate) async fn claim(
+    db: &Db<'_>,
+    now: DateTime<Utc>,
+    limit: i64,
+    lease_until: DateTime<Utc>,
+    skip: &[SubscriptionId],
+) -> Outcome<Vec<Delivery>> {
+    let statement = db.prepare_cached(CLAIM).await?;
+    let rows = db
+        .query(&statement, &[&codec::micros(now), &skip.uuids(), &limit, &codec::micros(lease_until)])
+        .await?;
+    let mut claimed = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<_, i64>(9)?, delivery_row(row)?)))
+        .collect::<Outcome<Vec<_>>>()?;
+    // RETURNING keeps no order.
+    claimed.sort_by_key(|(claimable_at, delivery)| (*claimable_at, delivery.id));
+    Ok(claimed.into_iter().map(|(_, delivery)| delivery).collect())
+}
+
+/// Sets the leases of deliveries `ids` to end at `until`.
+pub(crate) async fn release(db: &Db<'_>, ids: &[DeliveryId], until: DateTime<Utc>) -> Outcome<()> {
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.deliveries SET lease_until = $2 WHERE id IN \
+             (SELECT id FROM webhooks.deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE)",
+        )
+        .await?;
+    db.execute(&statement, &[&ids.uuids(), &codec::micros(until)]).await?;
+    Ok(())
+}
+
+/// The filters of a delivery listing, as SQL terms and their values.
+fn listing_terms(query: &DeliveryQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut terms = vec!["true".to_owned()];
+    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut term = |sql: &str, value: Box<dyn ToSql + Sync + Send>| {
+        values.push(value);
+        terms.push(sql.replace('?', &format!("${}", values.len())));
+    };
+    if let Some(subscription) = query.subscription {
+        term("d.subscription_id = ?", Box::new(subscription.as_uuid()));
+    }
+    if let Some(after) = query.after {
+        term("d.id > ?", Box::new(after.as_uuid()));
+    }
+    if let Some(name) = &query.event_type {
+        term("e.name = ?", Box::new(name.clone()));
+    }
+    if let Some(from) = query.created_from {
+        term("e.occurred_at >= ?", Box::new(codec::micros(from)));
+    }
+    if let Some(until) = query.created_until {
+        term("e.occurred_at < ?", Box::new(codec::micros(until)));
+    }
+    let state = match query.state {
+        None => None,
+        Some(StateFilter::Pending) => Some("d.state = 'pending' AND NOT d.held"),
+        Some(StateFilter::Held) => Some("d.state = 'pending' AND d.held"),
+        Some(StateFilter::Delivered) => Some("d.state = 'delivered'"),
+        Some(StateFilter::Dropped) => Some("d.state = 'dropped'"),
+    };
+    terms.extend(state.map(str::to_owned));
+    (terms.join(" AND "), values)
+}
+
+/// Deliveries matching `query`, in id order.
+pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Outcome<Vec<Delivery>> {
+    let (terms, mut values) = listing_terms(query);
+    values.push(Box::new(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+    let sql = format!(
+        concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq",
+            " WHERE {} ORDER BY d.id LIMIT ${}"
+        ),
+        terms,
+        values.len()
+    );
+    let statement = db.prepare_cached(&sql).await?;
+    let values: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
+    db.query(&statement, &values).await?.iter().map(delivery_row).collect()
+}
+
+/// Starts a new attempt cycle, due at `now`, for one delivery, held if its
+/// subscription is disabled; `false` when there is none. The subscription
+/// is locked first (`KEY SHARE`), so a disable cannot slip in between.
+pub(crate) async fn resend(db: &Db<'_>, id: DeliveryId, now: DateTime<Utc>) -> Outcome<bool> {
+    let statement = db
+        .prepare_cached(
+            "SELECT s.disabled_at IS NOT NULL FROM webhooks.subscriptions s \
+             WHERE s.id = (SELECT subscription_id FROM webhooks.deliveries WHERE id = $1) FOR KEY SHARE",
+        )
+        .await?;
+    let Some(row) = db.query_opt(&statement, &[&id.as_uuid()]).await? else {
+        return Ok(false);
+    };
+    let held: bool = row.try_get(0)?;
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, \
+             lease_until = NULL, finished_at = NULL, held = $3 WHERE id = $1",
+        )
+        .await?;
+    Ok(db.execute(&statement, &[&id.as_uuid(), &codec::micros(now), &held]).await? > 0)
+}
+
+/// Restarts, due at `now`, a locked subscription's held deliveries and
+/// those dropped since `since`, then enables it; returns how many.
+pub(crate) async fn recover(
+    db: &Db<'_>,
+    id: SubscriptionId,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Outcome<u64> {
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, \
+             lease_until = NULL, finished_at = NULL WHERE id IN \
+             (SELECT d.id FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq \
+              WHERE d.subscription_id = $1 \
+                AND ((d.state = 'dropped' AND e.occurred_at >= $3) OR (d.state = 'pending' AND d.held)) \
+              ORDER BY d.id FOR NO KEY UPDATE OF d)",
+        )
+        .await?;
+    let restarted =
+        db.execute(&statement, &[&id.as_uuid(), &codec::micros(now), &codec::micros(since)]).await?;
+    enable_subscription(db, id, now).await?;
+    Ok(restarted)
+}
+
+/// What a subscription's attempts add up to; `None` when there is no such
+/// subscription.
+pub(crate) async fn subscription_stats(
+    db: &Db<'_>,
+    id: SubscriptionId,
+) -> Outcome<Option<SubscriptionStats>> {
+    let statement =
+        db.prepare_cached("SELECT consecutive_failures FROM webhooks.subscriptions WHERE id = $1").await?;
+    let Some(row) = db.query_opt(&statement, &[&id.as_uuid()]).await? else {
+        return Ok(None);
+    };
+    let consecutive_failures = codec::count(row.try_get(0)?, "consecutive failures")?;
+    let statement = db
+        .prepare_cached(
+            "SELECT count(*), \
+                    count(*) FILTER (WHERE a.status BETWEEN 200 AND 299), \
+                    max(a.started_at) FILTER (WHERE a.status BETWEEN 200 AND 299), \
+                    max(a.started_at) FILTER (WHERE NOT coalesce(a.status BETWEEN 200 AND 299, false)) \
+             FROM webhooks.deliveries d JOIN webhooks.attempts a ON a.delivery_id = d.id \
+             WHERE d.subscription_id = $1",
+        )
+        .await?;
+    let row = db.query_one(&statement, &[&id.as_uuid()]).await?;
+    Ok(Some(SubscriptionStats {
+        attempts: u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0),
+        succeeded: u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0),
+        last_success_at: row.try_get::<_, Option<i64>>(2)?.map(codec::time),
+        last_failure_at: row.try_get::<_, Option<i64>>(3)?.map(codec::time),
+        consecutive_failures,
+    }))
+}
+
+/// Pending deliveries in the store, held ones included.
+pub(crate) async fn pending_count(db: &Db<'_>) -> Outcome<u64> {
+    let statement =
+        db.prepare_cached("SELECT count(*) FROM webhooks.deliveries WHERE state = 'pending'").await?;
+    Ok(u64::try_from(db.query_one(&statement, &[]).await?.try_get::<_, i64>(0)?).unwrap_or(0))
+}
+
+/// One delivery.
+pub(crate) async fn delivery(db: &Db<'_>, id: DeliveryId) -> Outcome<Option<Delivery>> {
+    let statement = db
+        .prepare_cached(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq WHERE d.id = $1"
+        ))
+        .await?;
+    db.query_opt(&statement, &[&id.as_uuid()]).await?.as_ref().map(delivery_row).transpose()
+}
+
+/// The subscriptions of the deliveries `ids` names that exist.
+pub(crate) async fn subscriptions_of(
+    db: &Db<'_>,
+    ids: &[DeliveryId],
+) -> Outcome<HashMap<DeliveryId, SubscriptionId>> {
+    let statement =
+        db.prepare_cached("SELECT id, subscription_id FROM webhooks.deliveries WHERE id = ANY($1)").await?;
+    let rows = db.query(&statement, &[&ids.uuids()]).await?;
+    rows.iter().map(|row| Ok((uuid(row, 0)?.into(), uuid(row, 1)?.into()))).collect()
+}
+
+/// Locks subscriptions `ids` in id order against other recorders and
+/// against changes (`NO KEY UPDATE`: publishes go on).
+pub(crate) async fn lock_subscriptions_to_count(db: &Db<'_>, ids: &[SubscriptionId]) -> Outcome<()> {
+    let statement = db
+        .prepare_cached(
+            "SELECT id FROM webhooks.subscriptions WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .await?;
+    db.execute(&statement, &[&ids.uuids()]).await?;
+    Ok(())
+}
+
+/// Locks deliveries `ids` in id order, and returns the state of those that
+/// exist, as it is now.
+pub(crate) async fn lock_deliveries(
+    db: &Db<'_>,
+    ids: &[DeliveryId],
+) -> Outcome<HashMap<DeliveryId, DeliveryState>> {
+    let statement = db
+        .prepare_cached(
+            "SELECT id, state FROM webhooks.deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&ids.uuids()]).await?;
+    rows.iter().map(|row| Ok((uuid(row, 0)?.into(), codec::state(row.try_get(1)?)?))).collect()
+}
+
+/// Appends an attempt to its delivery's log.
+pub(crate) async fn insert_attempt(db: &Db<'_>, attempt: &Attempt) -> Outcome<()> {
+    let (status, response, error) = match &attempt.result {
+        AttemptResult::Response { status, body } => (Some(i32::from(*status)), Some(codec::text(body)), None),
+        AttemptResult::Error(error) => (None, None, Some(codec::text(error))),
+    };
+    let statement = db
+        .prepare_cached(
+            "INSERT INTO webhooks.attempts (delivery_id, number, started_at, duration_us, status, response, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    db.execute(
+        &statement,
+        &[
+            &attempt.delivery_id.as_uuid(),
+            &i64::from(attempt.number),
+            &codec::micros(attempt.started_at),
+            &codec::duration_micros(attempt.duration),
+            &status,
+            &response.as_deref(),
+            &error.as_deref(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies an attempt's verdict to its pending delivery and ends its lease.
+pub(crate) async fn apply_verdict(
+    db: &Db<'_>,
+    id: DeliveryId,
+    attempt_number: u32,
+    verdict: Verdict,
+    now: DateTime<Utc>,
+) -> Outcome<DeliveryState> {
+    let (state, next_attempt_at, finished_at) = match verdict {
+        Verdict::Delivered => (DeliveryState::Delivered, None, Some(codec::micros(now))),
+        Verdict::Dropped => (DeliveryState::Dropped, None, Some(codec::micros(now))),
+        Verdict::Retry { at } => (DeliveryState::Pending, Some(codec::micros(at)), None),
+    };
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.deliveries SET attempts = GREATEST(attempts, $2), lease_until = NULL, state = $3, \
+             next_attempt_at = $4, finished_at = $5 WHERE id = $1",
+        )
+        .await?;
+    db.execute(
+        &statement,
+        &[&id.as_uuid(), &i64::from(attempt_number), &state.as_str(), &next_attempt_at, &finished_at],
+    )
+    .await?;
+    Ok(state)
+}
+
+/// Resets a subscription's failure count after a success, or adds one after
+/// a failure; returns the new count and whether the subscription is enabled.
+pub(crate) async fn count_attempt(
+    db: &Db<'_>,
+    id: SubscriptionId,
+    succeeded: bool,
+) -> Outcome<Option<(u32, bool)>> {
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.subscriptions SET consecutive_failures = \
+             CASE WHEN $2 THEN 0 ELSE LEAST(consecutive_failures + 1, 4294967295) END \
+             WHERE id = $1 RETURNING consecutive_failures, disabled_at IS NULL",
+        )
+        .await?;
+    let Some(row) = db.query_opt(&statement, &[&id.as_uuid(), &succeeded]).await? else {
+        return Ok(None);
+    };
+    Ok(Some((codec::count(row.try_get(0)?, "consecutive failures")?, row.try_get(1)?)))
+}
+
+/// A delivery's attempts in the order they were recorded.
+pub(crate) async fn attempts(db: &Db<'_>, id: DeliveryId) -> Outcome<Vec<Attempt>> {
+    let statement = db
+        .prepare_cached(
+            "SELECT number, started_at, duration_us, status, response, error FROM webhooks.attempts \
+             WHERE delivery_id = $1 ORDER BY seq",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&id.as_uuid()]).await?;
+    rows.iter()
+        .map(|row| {
+            let result = match row.try_get::<_, Option<i32>>(3)? {
+                Some(status) => AttemptResult::Response {
+                    status: u16::try_from(status)
+                        .map_err(|_| Abort::Corrupt(format!("status {status} is not an HTTP status")))?,
+                    body: row.try_get::<_, Option<String>>(4)?.unwrap_or_default(),
+                },
+                None => AttemptResult::Error(row.try_get::<_, Option<String>>(5)?.unwrap_or_default()),
+            };
+            Ok(Attempt {
+                delivery_id: id,
+                number: codec::count(row.try_get(0)?, "attempt number")?,
+                started_at: codec::time(row.try_get(1)?),
+                duration: codec::duration(row.try_get(2)?),
+                result,
+            })
+        })
+        .collect()
+}
+
+/// A subscription's deliveries counted by state.
+pub(crate) async fn delivery_counts(db: &Db<'_>, id: SubscriptionId) -> Outcome<DeliveryCounts> {
+    let statement = db
+        .prepare_cached(
+            "SELECT state, count(*) FROM webhooks.deliveries WHERE subscription_id = $1 GROUP BY state",
+        )
+        .await?;
+    let mut counts = DeliveryCounts::default();
+    for row in db.query(&statement, &[&id.as_uuid()]).await? {
+        let count = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
+        match codec::state(row.try_get(0)?)? {
+            DeliveryState::Pending => counts.pending = count,
+            DeliveryState::Delivered => counts.delivered = count,
+            DeliveryState::Dropped => counts.dropped = count,
+        }
+    }
+    Ok(counts)
+}
+
+/// When the first claimable delivery can be claimed, if any.
+pub(crate) async fn next_claimable(db: &Db<'_>) -> Outcome<Option<DateTime<Utc>>> {
+    let statement = db.prepare_cached(NEXT_CLAIMABLE).await?;
+    Ok(db.query_opt(&statement, &[]).await?.map(|row| row.try_get(0)).transpose()?.map(codec::time))
+}
+
+/// Deletes up to `limit` deliveries finished before `before`, with their
+/// attempts (and events no delivery needs any more); returns how many.
+pub(crate) async fn purge_finished(db: &Db<'_>, before: DateTime<Utc>, limit: i64) -> Outcome<u64> {
+    let statement = db.prepare_cached(PURGE_FINISHED).await?;
+    Ok(db.execute(&statement, &[&codec::micros(before), &limit]).await?)
+}

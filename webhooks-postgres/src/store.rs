@@ -1,0 +1,370 @@
+//! [`Store`] for [`PostgresStore`]: each operation is one transaction.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio_postgres::error::SqlState;
+use webhooks_core::{
+    Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
+    Recorded, Store, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
+};
+
+use crate::PostgresStore;
+use crate::error::{Abort, Error, Outcome};
+use crate::queries::{self, Db};
+
+/// A store step: a future over the transaction and the step's arguments.
+pub(crate) type Work<'c, T> = Pin<Box<dyn Future<Output = Outcome<T>> + Send + 'c>>;
+
+/// How many times a transaction runs when PostgreSQL picks it as a deadlock
+/// victim. Locks are taken in one order, so it should never happen; should
+/// it, the step is run again rather than failed.
+const TRIES: u32 = 3;
+
+impl PostgresStore {
+    /// Runs `work` over `args` in one transaction: committed when it
+    /// succeeds, rolled back when it fails. PostgreSQL's errors come out
+    /// naming `operation`.
+    pub(crate) async fn transaction<A, T>(
+        &self,
+        operation: &'static str,
+        args: &A,
+        work: impl for<'c> Fn(&'c Db<'c>, &'c A) -> Work<'c, T>,
+    ) -> StoreResult<T>
+    where
+        A: Sync + ?Sized,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut client = self.pool.get().await.map_err(|source| Error::Pool { operation, source })?;
+            let outcome = async {
+                let transaction = client.transaction().await?;
+                let value = work(&transaction, args).await?;
+                transaction.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(Abort::Postgres(error)) if tries < TRIES && retryable(&error) => continue,
+                Err(abort) => return Err(abort.into_store_error(operation)),
+            }
+        }
+    }
+}
+
+/// Whether PostgreSQL aborted the transaction only to break a deadlock or a
+/// serialization conflict: running it again may succeed.
+fn retryable(error: &tokio_postgres::Error) -> bool {
+    matches!(error.code(), Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
+/// Fails with `SubscriptionNotFound` unless `found`.
+fn found_subscription<T>(found: Option<T>, id: SubscriptionId) -> Outcome<T> {
+    found.ok_or_else(|| StoreError::SubscriptionNotFound(id).into())
+}
+
+/// Publishes each event in turn inside the caller's transaction, having
+/// locked every listener of any of them first, in one go: a transaction
+/// takes its subscription locks at once, in id order.
+async fn publish_all(db: &Db<'_>, events: &[(Event, Bytes)]) -> Outcome<Vec<Vec<DeliveryId>>> {
+    let mut names: Vec<&str> = events.iter().map(|(event, _)| event.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    queries::lock_listeners(db, &names).await?;
+    let mut published = Vec::with_capacity(events.len());
+    for (event, body) in events {
+        published.push(queries::publish(db, event, body).await?);
+    }
+    Ok(published)
+}
+
+/// Applies attempt records in order inside the caller's transaction, as the
+/// memory store does: log each, apply its verdict to a pending delivery,
+/// count the failure or reset the count, and disable the subscription when
+/// the record says so. Every subscription and delivery the batch touches is
+/// locked first, in id order. A record whose delivery is gone fails alone,
+/// having written nothing.
+async fn record_all(db: &Db<'_>, records: &[AttemptRecord]) -> Outcome<Vec<StoreResult<Recorded>>> {
+    let deliveries: Vec<DeliveryId> = records.iter().map(|r| r.attempt.delivery_id).collect();
+    let subscription_of = queries::subscriptions_of(db, &deliveries).await?;
+    let subscriptions: Vec<SubscriptionId> = subscription_of.values().copied().collect();
+    queries::lock_subscriptions_to_count(db, &subscriptions).await?;
+    // Locked, so read again: one deleted since the look-up is missing here.
+    let mut states = queries::lock_deliveries(db, &deliveries).await?;
+    let mut results = Vec::with_capacity(records.len());
+    for record in records {
+        results.push(match record_one(db, record, &subscription_of, &mut states).await {
+            Ok(recorded) => Ok(recorded),
+            Err(Abort::Store(error)) => Err(error),
+            Err(abort) => return Err(abort),
+        });
+    }
+    Ok(results)
+}
+
+async fn record_one(
+    db: &Db<'_>,
+    record: &AttemptRecord,
+    subscription_of: &HashMap<DeliveryId, SubscriptionId>,
+    states: &mut HashMap<DeliveryId, DeliveryState>,
+) -> Outcome<Recorded> {
+    let id = record.attempt.delivery_id;
+    let (Some(&subscription), Some(state)) = (subscription_of.get(&id), states.get_mut(&id)) else {
+        return Err(StoreError::DeliveryNotFound(id).into());
+    };
+    queries::insert_attempt(db, &record.attempt).await?;
+    if *state == DeliveryState::Pending {
+        *state = queries::apply_verdict(db, id, record.attempt.number, record.verdict, record.now).await?;
+    }
+    let (failures, enabled) = found_subscription(
+        queries::count_attempt(db, subscription, record.attempt.succeeded()).await?,
+        subscription,
+    )?;
+    let disable = if enabled { record.disable_reason(failures) } else { None };
+    if let Some(reason) = &disable {
+        // A disable waits for the publishes in flight to it, as the trait's
+        // disable does, so none of them leaves a delivery unheld.
+        queries::lock_subscription(db, subscription).await?;
+        queries::disable_subscription(db, subscription, reason, record.now).await?;
+    }
+    Ok(Recorded { consecutive_failures: failures, disabled_subscription: disable.is_some() })
+}
+
+/// Leases due deliveries and pairs each with its subscription, read once
+/// per claim batch.
+async fn claim(
+    db: &Db<'_>,
+    (now, limit, lease_until, skip): &(DateTime<Utc>, i64, DateTime<Utc>, &[SubscriptionId]),
+) -> Outcome<Vec<Claim>> {
+    let deliveries = queries::claim(db, *now, *limit, *lease_until, skip).await?;
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<SubscriptionId> = deliveries.iter().map(|d| d.subscription_id).collect();
+    let subscriptions: HashMap<SubscriptionId, Arc<Subscription>> = queries::subscriptions_by_id(db, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, subscription)| (id, Arc::new(subscription)))
+        .collect();
+    // Foreign keys keep every delivery's subscription; pass over rather than
+    // fail should one be missing.
+    Ok(deliveries
+        .into_iter()
+        .filter_map(|delivery| {
+            let subscription = Arc::clone(subscriptions.get(&delivery.subscription_id)?);
+            Some(Claim { delivery, subscription })
+        })
+        .collect())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
+        self.transaction("insert a subscription", subscription, |db, subscription| {
+            Box::pin(async move {
+                if queries::insert_subscription(db, subscription).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::DuplicateSubscription(subscription.id).into())
+                }
+            })
+        })
+        .await
+    }
+
+    async fn update_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
+        self.transaction("update a subscription", subscription, |db, subscription| {
+            Box::pin(async move {
+                found_subscription(queries::lock_subscription(db, subscription.id).await?, subscription.id)?;
+                queries::update_subscription(db, subscription).await
+            })
+        })
+        .await
+    }
+
+    async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>> {
+        self.transaction("read a subscription", &id, |db, id| Box::pin(queries::subscription(db, *id))).await
+    }
+
+    async fn subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        self.transaction("list subscriptions", &(), |db, ()| Box::pin(queries::subscriptions(db))).await
+    }
+
+    async fn delete_subscription(&self, id: SubscriptionId) -> StoreResult<bool> {
+        self.transaction("delete a subscription", &id, |db, id| {
+            Box::pin(async move {
+                if queries::lock_subscription(db, *id).await?.is_none() {
+                    return Ok(false);
+                }
+                queries::delete_subscription(db, *id).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn disable_subscription(
+        &self,
+        id: SubscriptionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.transaction("disable a subscription", &(id, reason, now), |db, (id, reason, now)| {
+            Box::pin(async move {
+                found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
+                queries::disable_subscription(db, *id, reason, *now).await
+            })
+        })
+        .await
+    }
+
+    async fn enable_subscription(&self, id: SubscriptionId, now: DateTime<Utc>) -> StoreResult<()> {
+        self.transaction("enable a subscription", &(id, now), |db, (id, now)| {
+            Box::pin(async move {
+                found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
+                queries::enable_subscription(db, *id, *now).await
+            })
+        })
+        .await
+    }
+
+    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
+        let events = [(event.clone(), body)];
+        let mut published = self
+            .transaction("publish an event", &events[..], |db, events| Box::pin(publish_all(db, events)))
+            .await?;
+        Ok(published.pop().unwrap_or_default())
+    }
+
+    /// All the events in one transaction: all published or none.
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
+        self.transaction("publish events", events, |db, events| Box::pin(publish_all(db, events))).await
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+        skip: &[SubscriptionId],
+    ) -> StoreResult<Vec<Claim>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.transaction("claim due deliveries", &(now, limit, lease_until, skip), |db, args| {
+            Box::pin(claim(db, args))
+        })
+        .await
+    }
+
+    async fn release(&self, ids: &[DeliveryId], claimable_at: DateTime<Utc>) -> StoreResult<()> {
+        self.transaction("release claims", &(ids, claimable_at), |db, (ids, at)| {
+            Box::pin(queries::release(db, ids, *at))
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded> {
+        let mut recorded = self
+            .transaction("record an attempt", std::slice::from_ref(record), |db, records| {
+                Box::pin(record_all(db, records))
+            })
+            .await?;
+        recorded.pop().unwrap_or_else(|| {
+            Err(Error::Corrupt { operation: "record an attempt", detail: "no result".into() }.into())
+        })
+    }
+
+    /// One transaction, one commit, for the batch.
+    fn records_in_batches(&self) -> bool {
+        true
+    }
+
+    /// All the records in one transaction, one commit for the batch. A
+    /// record whose delivery is gone fails alone, having written nothing.
+    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<StoreResult<Recorded>>> {
+        self.transaction("record attempts", records, |db, records| Box::pin(record_all(db, records))).await
+    }
+
+    async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
+        self.transaction("read a delivery", &id, |db, id| Box::pin(queries::delivery(db, *id))).await
+    }
+
+    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
+        self.transaction("read an attempt log", &id, |db, id| Box::pin(queries::attempts(db, *id))).await
+    }
+
+    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
+        self.transaction("count deliveries", &subscription, |db, id| {
+            Box::pin(queries::delivery_counts(db, *id))
+        })
+        .await
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {
+        self.transaction("list deliveries", query, |db, query| Box::pin(queries::list_deliveries(db, query)))
+            .await
+    }
+
+    async fn resend(&self, id: DeliveryId, now: DateTime<Utc>) -> StoreResult<()> {
+        self.transaction("resend a delivery", &(id, now), |db, (id, now)| {
+            Box::pin(async move {
+                if queries::resend(db, *id, *now).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::DeliveryNotFound(*id).into())
+                }
+            })
+        })
+        .await
+    }
+
+    async fn recover(
+        &self,
+        subscription: SubscriptionId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        self.transaction("recover a subscription", &(subscription, since, now), |db, (id, since, now)| {
+            Box::pin(async move {
+                found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
+                queries::recover(db, *id, *since, *now).await
+            })
+        })
+        .await
+    }
+
+    async fn publish_to(
+        &self,
+        event: &Event,
+        body: Bytes,
+        subscription: SubscriptionId,
+    ) -> StoreResult<DeliveryId> {
+        self.transaction("publish a test event", &(event, body, subscription), |db, (event, body, id)| {
+            Box::pin(async move { found_subscription(queries::publish_to(db, event, body, *id).await?, *id) })
+        })
+        .await
+    }
+
+    async fn subscription_stats(&self, id: SubscriptionId) -> StoreResult<SubscriptionStats> {
+        self.transaction("add up a subscription's attempts", &id, |db, id| {
+            Box::pin(async move { found_subscription(queries::subscription_stats(db, *id).await?, *id) })
+        })
+        .await
+    }
+
+    async fn pending_count(&self) -> StoreResult<u64> {
+        self.transaction("count pending deliveries", &(), |db, ()| Box::pin(queries::pending_count(db))).await
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.transaction("find the next due time", &(), |db, ()| Box::pin(queries::next_claimable(db))).await
+    }
+}
