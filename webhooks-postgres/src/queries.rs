@@ -6,6 +6,11 @@
 //! for each other: subscription rows first, in id order, then delivery
 //! rows, in id order. Claims take delivery rows with `SKIP LOCKED` and
 //! wait for nothing.
+//!
+//! A statement that changes the rows a locking sub-select picks reads them
+//! as `id = ANY(ARRAY(SELECT ...))`, not `id IN (SELECT ...)`: the planner
+//! may join the latter against a scan of the whole table; the former is a
+//! look-up by primary key, whatever it guesses the sub-select returns.
 
 use std::collections::HashMap;
 
@@ -60,27 +65,22 @@ pub(crate) const LISTENERS: &str = "SELECT t.subscription_id FROM webhooks.subsc
      JOIN webhooks.subscriptions s ON s.id = t.subscription_id \
      WHERE t.event_type = $1 AND s.disabled_at IS NULL ORDER BY t.subscription_id";
 
-/// Leases until `$4` up to `$3` deliveries claimable at `$1`, earliest
-/// first, none of the subscriptions in `$2`, and returns them with the
-/// time each was claimable at. The terms match the partial index
-/// `deliveries_claimable`, so PostgreSQL reads the index from the front and
-/// stops at the limit; `SKIP LOCKED` passes over the rows another instance
-/// is claiming or recording right now instead of waiting for it.
-pub(crate) const CLAIM: &str = concat!(
-    "WITH due AS (
-         SELECT d.id, d.claimable_at FROM webhooks.deliveries d
-         WHERE d.state = 'pending' AND NOT d.held AND d.claimable_at <= $1
-           AND d.subscription_id <> ALL($2)
-         ORDER BY d.claimable_at
-         LIMIT $3
-         FOR UPDATE SKIP LOCKED
-     )
-     UPDATE webhooks.deliveries d SET lease_until = $4
-     FROM due, webhooks.events e
-     WHERE d.id = due.id AND e.seq = d.event_seq
-     RETURNING ",
-    delivery_columns!(),
-    ", due.claimable_at"
+/// Locks up to `$3` deliveries claimable at `$1`, earliest first, none of
+/// the subscriptions in `$2`. The terms match the partial index
+/// `deliveries_claimable`, so PostgreSQL reads the index from the front
+/// and stops at the limit; `SKIP LOCKED` passes over the rows another
+/// instance is claiming or recording right now instead of waiting for it.
+pub(crate) const CLAIMABLE: &str = "SELECT d.id FROM webhooks.deliveries d \
+     WHERE d.state = 'pending' AND NOT d.held AND d.claimable_at <= $1 AND d.subscription_id <> ALL($2) \
+     ORDER BY d.claimable_at LIMIT $3 FOR UPDATE SKIP LOCKED";
+
+/// Leases the locked deliveries `$1` until `$2` and returns them with their
+/// events. Apart from [`CLAIMABLE`], not joined to it: by primary key, the
+/// plan stays an index look-up however the planner guesses the limit.
+pub(crate) const LEASE: &str = concat!(
+    "UPDATE webhooks.deliveries d SET lease_until = $2 FROM webhooks.events e \
+     WHERE d.id = ANY($1) AND e.seq = d.event_seq RETURNING ",
+    delivery_columns!()
 );
 
 /// When the first claimable delivery can be claimed.
@@ -89,9 +89,9 @@ pub(crate) const NEXT_CLAIMABLE: &str = "SELECT claimable_at FROM webhooks.deliv
 
 /// Deletes up to `$2` deliveries finished before `$1`, oldest first,
 /// passing over any another transaction holds.
-pub(crate) const PURGE_FINISHED: &str = "DELETE FROM webhooks.deliveries WHERE id IN \
-     (SELECT id FROM webhooks.deliveries WHERE finished_at < $1 \
-      ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+pub(crate) const PURGE_FINISHED: &str = "DELETE FROM webhooks.deliveries WHERE id = ANY(ARRAY( \
+     SELECT id FROM webhooks.deliveries WHERE finished_at < $1 \
+     ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))";
 
 fn uuid(row: &Row, column: usize) -> Outcome<Uuid> {
     Ok(row.try_get(column)?)
@@ -308,9 +308,9 @@ pub(crate) async fn disable_subscription(
     db.execute(&statement, &[&id.as_uuid(), &reason, &codec::micros(now)]).await?;
     let statement = db
         .prepare_cached(
-            "UPDATE webhooks.deliveries SET held = true WHERE id IN \
-             (SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND state = 'pending' AND NOT held \
-              ORDER BY id FOR NO KEY UPDATE)",
+            "UPDATE webhooks.deliveries SET held = true WHERE id = ANY(ARRAY( \
+             SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND state = 'pending' AND NOT held \
+             ORDER BY id FOR NO KEY UPDATE))",
         )
         .await?;
     db.execute(&statement, &[&id.as_uuid()]).await?;
@@ -330,8 +330,8 @@ pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: Da
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.deliveries SET held = false, next_attempt_at = LEAST(next_attempt_at, $2) \
-             WHERE id IN (SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND state = 'pending' \
-                          ORDER BY id FOR NO KEY UPDATE)",
+             WHERE id = ANY(ARRAY(SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 \
+                                  AND state = 'pending' ORDER BY id FOR NO KEY UPDATE))",
         )
         .await?;
     db.execute(&statement, &[&id.as_uuid(), &codec::micros(now)]).await?;
@@ -431,25 +431,26 @@ pub(crate) async fn claim(
     lease_until: DateTime<Utc>,
     skip: &[SubscriptionId],
 ) -> Outcome<Vec<Delivery>> {
-    let statement = db.prepare_cached(CLAIM).await?;
-    let rows = db
-        .query(&statement, &[&codec::micros(now), &skip.uuids(), &limit, &codec::micros(lease_until)])
-        .await?;
-    let mut claimed = rows
-        .iter()
-        .map(|row| Ok((row.try_get::<_, i64>(9)?, delivery_row(row)?)))
-        .collect::<Outcome<Vec<_>>>()?;
-    // RETURNING keeps no order.
-    claimed.sort_by_key(|(claimable_at, delivery)| (*claimable_at, delivery.id));
-    Ok(claimed.into_iter().map(|(_, delivery)| delivery).collect())
+    let statement = db.prepare_cached(CLAIMABLE).await?;
+    let rows = db.query(&statement, &[&codec::micros(now), &skip.uuids(), &limit]).await?;
+    let due: Vec<Uuid> = rows.iter().map(|row| uuid(row, 0)).collect::<Outcome<_>>()?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = db.prepare_cached(LEASE).await?;
+    let rows = db.query(&statement, &[&due, &codec::micros(lease_until)]).await?;
+    let mut leased: HashMap<Uuid, Delivery> =
+        rows.iter().map(|row| Ok((uuid(row, 0)?, delivery_row(row)?))).collect::<Outcome<_>>()?;
+    // RETURNING keeps no order; the claim order is the locking order.
+    Ok(due.iter().filter_map(|id| leased.remove(id)).collect())
 }
 
 /// Sets the leases of deliveries `ids` to end at `until`.
 pub(crate) async fn release(db: &Db<'_>, ids: &[DeliveryId], until: DateTime<Utc>) -> Outcome<()> {
     let statement = db
         .prepare_cached(
-            "UPDATE webhooks.deliveries SET lease_until = $2 WHERE id IN \
-             (SELECT id FROM webhooks.deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE)",
+            "UPDATE webhooks.deliveries SET lease_until = $2 WHERE id = ANY(ARRAY( \
+             SELECT id FROM webhooks.deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE))",
         )
         .await?;
     db.execute(&statement, &[&ids.uuids(), &codec::micros(until)]).await?;
@@ -543,11 +544,11 @@ pub(crate) async fn recover(
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, \
-             lease_until = NULL, finished_at = NULL WHERE id IN \
-             (SELECT d.id FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq \
-              WHERE d.subscription_id = $1 \
-                AND ((d.state = 'dropped' AND e.occurred_at >= $3) OR (d.state = 'pending' AND d.held)) \
-              ORDER BY d.id FOR NO KEY UPDATE OF d)",
+             lease_until = NULL, finished_at = NULL WHERE id = ANY(ARRAY( \
+             SELECT d.id FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq \
+             WHERE d.subscription_id = $1 \
+               AND ((d.state = 'dropped' AND e.occurred_at >= $3) OR (d.state = 'pending' AND d.held)) \
+             ORDER BY d.id FOR NO KEY UPDATE OF d))",
         )
         .await?;
     let restarted =
@@ -780,4 +781,143 @@ pub(crate) async fn next_claimable(db: &Db<'_>) -> Outcome<Option<DateTime<Utc>>
 pub(crate) async fn purge_finished(db: &Db<'_>, before: DateTime<Utc>, limit: i64) -> Outcome<u64> {
     let statement = db.prepare_cached(PURGE_FINISHED).await?;
     Ok(db.execute(&statement, &[&codec::micros(before), &limit]).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDatabase;
+
+    /// A migrated database shaped like a busy one, with statistics gathered
+    /// so the planner sees it for what it is: ten thousand subscriptions
+    /// with two of a hundred event types each, and `pending` claimable
+    /// deliveries beside as many held ones and as many finished ones, one
+    /// event each. `None` when there is no server.
+    async fn big_queue(pending: i64) -> Option<(deadpool_postgres::Object, TestDatabase)> {
+        let database = TestDatabase::create().await.unwrap()?;
+        let store = database.store().await.unwrap();
+        let client = store.pool().get().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO webhooks.subscriptions (id, url, secret, consecutive_failures, created_at)
+                 SELECT gen_random_uuid(), 'https://example.com/' || i, 's', 0, 0 FROM generate_series(1, 10000) i;
+                 CREATE TEMP TABLE numbered AS
+                     SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM webhooks.subscriptions;
+                 INSERT INTO webhooks.subscription_event_types (event_type, subscription_id)
+                 SELECT 'type.' || (n % 100), id FROM numbered
+                 UNION ALL SELECT 'type.' || ((n + 50) % 100), id FROM numbered;
+                 INSERT INTO webhooks.events (id, name, occurred_at, body)
+                 SELECT gen_random_uuid(), 'type.1', 0, '\\x7b7d' FROM generate_series(1, {count});
+                 INSERT INTO webhooks.deliveries
+                     (id, event_seq, subscription_id, state, attempts, next_attempt_at, held, finished_at)
+                 SELECT gen_random_uuid(), e.seq, s.id,
+                        CASE e.seq % 3 WHEN 2 THEN 'delivered' ELSE 'pending' END, 0,
+                        CASE e.seq % 3 WHEN 2 THEN NULL ELSE e.seq END,
+                        e.seq % 3 = 1,
+                        CASE e.seq % 3 WHEN 2 THEN e.seq END
+                 FROM webhooks.events e JOIN numbered s ON s.n = e.seq % 10000;
+                 ANALYZE;",
+                count = pending * 3
+            ))
+            .await
+            .unwrap();
+        Some((client, database))
+    }
+
+    /// The plan of `sql` run with `arguments` (SQL literals), as a custom
+    /// plan or as the generic plan a prepared statement settles on.
+    async fn plan(client: &deadpool_postgres::Object, sql: &str, arguments: &str, generic: bool) -> String {
+        let mode = if generic { "force_generic_plan" } else { "force_custom_plan" };
+        client
+            .batch_execute(&format!("DEALLOCATE ALL; SET plan_cache_mode = {mode}; PREPARE checked AS {sql}"))
+            .await
+            .unwrap();
+        let rows = client.query(&format!("EXPLAIN EXECUTE checked{arguments}"), &[]).await.unwrap();
+        rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn claiming_reads_the_claimable_index_in_order_and_locks_only_what_it_takes() {
+        let Some((client, _database)) = big_queue(20_000).await else { return };
+        for generic in [false, true] {
+            let claimable = plan(&client, CLAIMABLE, "(30000, '{}', 64)", generic).await;
+            assert!(claimable.contains("Index Scan using deliveries_claimable on deliveries"), "{claimable}");
+            assert!(claimable.contains("LockRows") && claimable.contains("Limit"), "{claimable}");
+            assert!(
+                !claimable.contains("Seq Scan") && !claimable.contains("Sort"),
+                "no scan, no sort: {claimable}"
+            );
+
+            let ids = client
+                .query("SELECT id::text FROM webhooks.deliveries WHERE state = 'pending' LIMIT 64", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join(",");
+            let lease = plan(&client, LEASE, &format!("('{{{ids}}}', 40000)"), generic).await;
+            assert!(lease.contains("on deliveries_pkey"), "{lease}");
+            assert!(lease.contains("Index Scan using events_pkey on events"), "{lease}");
+            assert!(!lease.contains("Seq Scan"), "no scan: {lease}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_next_due_time_comes_from_the_front_of_the_index() {
+        let Some((client, _database)) = big_queue(20_000).await else { return };
+        for generic in [false, true] {
+            let plan = plan(&client, NEXT_CLAIMABLE, "", generic).await;
+            assert!(plan.contains("using deliveries_claimable on deliveries"), "{plan}");
+            assert!(!plan.contains("Seq Scan") && !plan.contains("Sort"), "{plan}");
+        }
+    }
+
+    #[tokio::test]
+    async fn publishing_looks_listeners_up_by_event_type() {
+        let Some((client, _database)) = big_queue(1_000).await else { return };
+        for generic in [false, true] {
+            for (sql, arguments) in [(LISTENERS, "('type.7')"), (LOCK_LISTENERS, "('{type.7}')")] {
+                let plan = plan(&client, sql, arguments, generic).await;
+                // Ten thousand subscriptions are few enough to hash; the
+                // event types are looked up by the key's first column.
+                assert!(plan.contains("on subscription_event_types_pkey"), "{plan}");
+                assert!(!plan.contains("Seq Scan on subscription_event_types"), "{plan}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn holding_a_subscriptions_deliveries_looks_them_up_by_key() {
+        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let subscription: String = client
+            .query_one("SELECT id::text FROM webhooks.subscriptions LIMIT 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let sql = "UPDATE webhooks.deliveries SET held = true WHERE id = ANY(ARRAY( \
+                   SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND state = 'pending' \
+                   AND NOT held ORDER BY id FOR NO KEY UPDATE))";
+        for generic in [false, true] {
+            let plan = plan(&client, sql, &format!("('{subscription}')"), generic).await;
+            assert!(
+                plan.contains("deliveries_by_subscription") && plan.contains("on deliveries_pkey"),
+                "{plan}"
+            );
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+        }
+    }
+
+    #[tokio::test]
+    async fn purging_reads_the_finished_index() {
+        let Some((client, _database)) = big_queue(20_000).await else { return };
+        // A few old ones, or most of them: either way, from the index.
+        for arguments in ["(100, 1000)", "(60000, 1000)"] {
+            let plan = plan(&client, PURGE_FINISHED, arguments, false).await;
+            assert!(plan.contains("deliveries_finished") && plan.contains("on deliveries_pkey"), "{plan}");
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+        }
+        let many = plan(&client, PURGE_FINISHED, "(60000, 1000)", false).await;
+        assert!(!many.contains("Sort"), "a batch of many is read in order, not sorted: {many}");
+    }
 }

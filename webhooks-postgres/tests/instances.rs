@@ -1,0 +1,503 @@
+//! What only a shared server can show: several stores (pools, as separate
+//! instances have) on one database, locks held by another session, leases
+//! of a store that went away, migrations racing, schema versions, purging,
+//! on a real server with a fresh database per test.
+//!
+//! Without `WEBHOOKS_POSTGRES_URL` each test says it is skipped and returns.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use webhooks_core::testing::{event, subscription, t0};
+use webhooks_core::{
+    Attempt, AttemptRecord, AttemptResult, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
+    PreviousSecret, Secret, StateFilter, Store, SubscriptionStatus, Verdict,
+};
+use webhooks_postgres::testing::TestDatabase;
+use webhooks_postgres::{Error, PostgresStore};
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(seconds)
+}
+
+/// A fresh database and a store on it; `None` when there is no server.
+async fn fresh() -> Option<(PostgresStore, TestDatabase)> {
+    let database = TestDatabase::create().await.expect("a test database")?;
+    let store = database.store().await.expect("the store connects");
+    Some((store, database))
+}
+
+fn record(id: DeliveryId, number: u32, status: u16, verdict: Verdict, seconds: i64) -> AttemptRecord {
+    AttemptRecord {
+        attempt: Attempt {
+            delivery_id: id,
+            number,
+            started_at: at(seconds),
+            duration: Duration::from_micros(12_345),
+            result: AttemptResult::Response { status, body: format!("answer {status}") },
+        },
+        verdict,
+        disable_after: Some(10),
+        disable_now: None,
+        now: at(seconds),
+    }
+}
+
+/// Counts rows with raw SQL, beside the store.
+async fn count(store: &PostgresStore, sql: &str) -> i64 {
+    store.pool().get().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_stores_on_one_database_never_claim_the_same_delivery() {
+    let Some((first, database)) = fresh().await else { return };
+    let stores = [first.clone(), database.store().await.unwrap(), database.store().await.unwrap()];
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    first.insert_subscription(&sub).await.unwrap();
+    let events: Vec<_> =
+        (0..600).map(|n| (event("job.completed", n % 11), Bytes::from(format!("{{\"n\":{n}}}")))).collect();
+    stores[1].publish_many(&events).await.unwrap();
+
+    // Four workers on each store, each store its own pool: they really
+    // claim at the same time, in separate sessions.
+    let workers: Vec<_> = (0..12)
+        .map(|n| {
+            let store = stores[n % 3].clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claims = store.claim_due(at(20), 5, at(80), &[]).await.unwrap();
+                    if claims.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claims.into_iter().map(|c| c.delivery.id));
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut per_store = [0, 0, 0];
+    for (n, worker) in workers.into_iter().enumerate() {
+        for id in worker.await.unwrap() {
+            assert!(seen.insert(id), "delivery {id} was claimed twice");
+            per_store[n % 3] += 1;
+        }
+    }
+    assert_eq!(seen.len(), 600);
+    println!("claims per store: {per_store:?}");
+    assert!(per_store.iter().all(|&n| n > 0), "every store claimed some: {per_store:?}");
+}
+
+#[tokio::test]
+async fn a_claim_passes_over_rows_another_session_holds_instead_of_waiting() {
+    let Some((store, _database)) = fresh().await else { return };
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.extend(store.publish(&event("job.completed", n), Bytes::from_static(b"{}")).await.unwrap());
+    }
+
+    // Another session holds the three earliest rows, as an instance in the
+    // middle of claiming or recording them would.
+    let mut other = store.pool().get().await.unwrap();
+    let holding = other.transaction().await.unwrap();
+    let held = holding
+        .query(
+            "SELECT id FROM webhooks.deliveries WHERE state = 'pending' \
+             ORDER BY claimable_at LIMIT 3 FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 3);
+
+    let claims = tokio::time::timeout(Duration::from_secs(5), store.claim_due(at(100), 100, at(160), &[]))
+        .await
+        .expect("the claim does not wait for the other session")
+        .unwrap();
+    let claimed: Vec<DeliveryId> = claims.iter().map(|c| c.delivery.id).collect();
+    assert_eq!(claimed, ids[3..], "the held rows passed over, the rest earliest first");
+
+    // Once the other session lets go, what it held is claimable.
+    holding.rollback().await.unwrap();
+    let rest = store.claim_due(at(100), 100, at(160), &[]).await.unwrap();
+    assert_eq!(rest.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), ids[..3]);
+}
+
+#[tokio::test]
+async fn the_claims_of_a_store_that_went_away_come_back_when_their_leases_end() {
+    let Some((survivor, database)) = fresh().await else { return };
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    survivor.insert_subscription(&sub).await.unwrap();
+    for n in 0..5 {
+        survivor.publish(&event("job.completed", n), Bytes::from_static(b"{}")).await.unwrap();
+    }
+    let gone = database.store().await.unwrap();
+    assert_eq!(gone.claim_due(at(10), 10, at(70), &[]).await.unwrap().len(), 5);
+    gone.pool().close();
+    drop(gone);
+
+    assert!(survivor.claim_due(at(69), 10, at(129), &[]).await.unwrap().is_empty(), "leased until 70");
+    assert_eq!(survivor.next_due_at().await.unwrap(), Some(at(70)));
+    let back = survivor.claim_due(at(70), 10, at(130), &[]).await.unwrap();
+    assert_eq!(back.len(), 5);
+    assert!(back.iter().all(|c| c.delivery.attempts == 0), "an expired lease is not an attempt");
+}
+
+#[tokio::test]
+async fn reconnecting_keeps_subscriptions_deliveries_leases_and_logs() {
+    let Some((store, database)) = fresh().await else { return };
+    let mut a = subscription("https://example.com/a", &["job.completed", "job.failed"]);
+    a.previous_secret = Some(PreviousSecret { secret: Secret::from("old"), valid_until: at(3600) });
+    let b = subscription("https://example.com/b", &["job.completed"]);
+    store.insert_subscription(&a).await.unwrap();
+    store.insert_subscription(&b).await.unwrap();
+    let published =
+        store.publish(&event("job.completed", 0), Bytes::from_static(b"{\"n\":0}")).await.unwrap();
+    let later = store.publish(&event("job.failed", 5), Bytes::from_static(b"\xff\x00 raw")).await.unwrap();
+    store.disable_subscription(b.id, "maintenance", at(1)).await.unwrap();
+
+    // One delivery retried, one leased, one held by the disabled subscription.
+    let mut retried = None;
+    for id in &published {
+        if store.delivery(*id).await.unwrap().unwrap().subscription_id == a.id {
+            retried = Some(*id);
+        }
+    }
+    let retried = retried.unwrap();
+    store.record_attempt(&record(retried, 1, 503, Verdict::Retry { at: at(60) }, 2)).await.unwrap();
+    let leased = store.claim_due(at(10), 10, at(70), &[]).await.unwrap();
+    assert_eq!(leased.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), later);
+
+    let leased = later[0];
+    let snapshot = |store: PostgresStore| async move {
+        (
+            store.subscriptions().await.unwrap(),
+            store.delivery(retried).await.unwrap(),
+            store.delivery(leased).await.unwrap(),
+            store.attempts(retried).await.unwrap(),
+            store.delivery_counts(b.id).await.unwrap(),
+            store.next_due_at().await.unwrap(),
+        )
+    };
+    let before = snapshot(store.clone()).await;
+    store.pool().close();
+    drop(store);
+
+    let store = database.store().await.unwrap();
+    let after = snapshot(store.clone()).await;
+    assert_eq!(before, after);
+    assert_eq!(after.0.len(), 2);
+    assert!(matches!(after.0[1].status, SubscriptionStatus::Disabled { .. }));
+    assert_eq!(after.2.as_ref().unwrap().body, Bytes::from_static(b"\xff\x00 raw"), "bodies byte for byte");
+    assert_eq!(after.3[0].duration, Duration::from_micros(12_345));
+    assert_eq!(after.4, DeliveryCounts { pending: 1, delivered: 0, dropped: 0 });
+    assert_eq!(after.5, Some(at(60)), "the retry is due before the lease ends");
+
+    let claims = store.claim_due(at(69), 10, at(130), &[]).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![retried]);
+    assert_eq!(*claims[0].subscription, after.0[0], "the claim carries the subscription with its secrets");
+    assert_eq!(store.claim_due(at(70), 10, at(130), &[]).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_at_once_migrate_the_database_once() {
+    let Some(database) = TestDatabase::create().await.unwrap() else { return };
+    let starting: Vec<_> = (0..6)
+        .map(|_| {
+            let url = database.url().to_owned();
+            tokio::spawn(async move { PostgresStore::connect(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starting {
+        stores.push(start.await.unwrap().expect("every instance starts"));
+    }
+    let versions = count(&stores[0], "SELECT count(*) FROM webhooks.schema_migrations").await;
+    assert_eq!(versions, PostgresStore::SCHEMA_VERSION, "one row per version, each applied once");
+    let latest = count(&stores[0], "SELECT max(version) FROM webhooks.schema_migrations").await;
+    assert_eq!(latest, PostgresStore::SCHEMA_VERSION);
+    // Each works on the one schema.
+    stores[3].insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
+    assert_eq!(stores[5].subscriptions().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_schema_is_refused_and_left_alone() {
+    let Some((store, database)) = fresh().await else { return };
+    store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
+    let newer = PostgresStore::SCHEMA_VERSION + 1;
+    store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .execute("INSERT INTO webhooks.schema_migrations (version) VALUES ($1)", &[&newer])
+        .await
+        .unwrap();
+
+    match PostgresStore::connect(database.url()).await {
+        Err(Error::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (newer, PostgresStore::SCHEMA_VERSION));
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    let error = PostgresStore::connect(database.url()).await.unwrap_err();
+    assert!(error.to_string().contains("upgrade webhooks-postgres"), "{error}");
+    assert_eq!(count(&store, "SELECT max(version) FROM webhooks.schema_migrations").await, newer);
+    assert_eq!(count(&store, "SELECT count(*) FROM webhooks.subscriptions").await, 1);
+}
+
+#[tokio::test]
+async fn a_store_can_be_built_on_the_hosts_own_pool() {
+    let Some(database) = TestDatabase::create().await.unwrap() else { return };
+    let config: webhooks_postgres::tokio_postgres::Config = database.url().parse().unwrap();
+    let manager =
+        webhooks_postgres::deadpool_postgres::Manager::new(config, webhooks_postgres::tokio_postgres::NoTls);
+    let pool = webhooks_postgres::deadpool_postgres::Pool::builder(manager).max_size(2).build().unwrap();
+    let store = PostgresStore::from_pool(pool).await.unwrap();
+    let shown = format!("{store:?}");
+    assert!(shown.contains(database.name()) && shown.contains("127.0.0.1"), "{shown}");
+    store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
+    assert_eq!(store.subscriptions().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn passwords_never_show_in_errors_or_debug_output() {
+    let Some((store, database)) = fresh().await else { return };
+    let url = url::Url::parse(database.url()).unwrap();
+    let password = url.password().expect("the test server's URL has a password").to_owned();
+    let shown = format!("{store:?} {}", store.target());
+    assert!(!shown.contains(&password), "{shown}");
+    assert!(shown.contains(database.name()), "{shown}");
+
+    let mut wrong = url.clone();
+    wrong.set_password(Some("wrong-password-7f3a")).unwrap();
+    let error = PostgresStore::connect(wrong.as_str()).await.unwrap_err();
+    assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("wrong-password-7f3a") && !shown.contains(&password), "{shown}");
+    assert!(shown.contains("password authentication failed"), "says why: {shown}");
+
+    let mut closed = url.clone();
+    closed.set_port(Some(1)).unwrap();
+    let error = PostgresStore::connect(closed.as_str()).await.unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("127.0.0.1:1") && !shown.contains(&password), "{shown}");
+}
+
+#[tokio::test]
+async fn purging_deletes_old_finished_deliveries_in_batches_and_nothing_else() {
+    let Some((store, _database)) = fresh().await else { return };
+    let a = subscription("https://example.com/a", &["job.completed"]);
+    let b = subscription("https://example.com/b", &["job.completed"]);
+    store.insert_subscription(&a).await.unwrap();
+    store.insert_subscription(&b).await.unwrap();
+    let mut to_a = Vec::new();
+    let mut to_b = Vec::new();
+    for n in 0..5 {
+        let ids = store.publish(&event("job.completed", n), Bytes::from(format!("{n}"))).await.unwrap();
+        for id in ids {
+            let delivery = store.delivery(id).await.unwrap().unwrap();
+            if delivery.subscription_id == a.id { to_a.push(id) } else { to_b.push(id) }
+        }
+    }
+    // To a: three finished long ago, one finished lately, one still retrying.
+    store.record_attempt(&record(to_a[0], 1, 200, Verdict::Delivered, 10)).await.unwrap();
+    store.record_attempt(&record(to_a[1], 1, 500, Verdict::Dropped, 20)).await.unwrap();
+    store.record_attempt(&record(to_a[2], 1, 204, Verdict::Delivered, 30)).await.unwrap();
+    store.record_attempt(&record(to_a[3], 1, 200, Verdict::Delivered, 500)).await.unwrap();
+    store.record_attempt(&record(to_a[4], 1, 500, Verdict::Retry { at: at(5) }, 40)).await.unwrap();
+
+    assert_eq!(store.purge_finished(at(100), 2).await.unwrap(), 3, "two batches of two, the second short");
+    for id in &to_a[..3] {
+        assert_eq!(store.delivery(*id).await.unwrap(), None);
+        assert!(store.attempts(*id).await.unwrap().is_empty());
+    }
+    assert_eq!(store.delivery(to_a[3]).await.unwrap().unwrap().state, DeliveryState::Delivered);
+    assert_eq!(store.attempts(to_a[4]).await.unwrap().len(), 1);
+    // The bodies b's deliveries share with the purged ones are still there.
+    for (n, id) in to_b.iter().enumerate() {
+        assert_eq!(store.delivery(*id).await.unwrap().unwrap().body, Bytes::from(format!("{n}")));
+    }
+    assert_eq!(count(&store, "SELECT count(*) FROM webhooks.events").await, 5);
+    assert_eq!(count(&store, "SELECT count(*) FROM webhooks.attempts").await, 2);
+
+    // However old, pending deliveries stay; a zero batch still makes progress.
+    assert_eq!(store.purge_finished(DateTime::<Utc>::MAX_UTC, 0).await.unwrap(), 1);
+    assert_eq!(
+        store.delivery_counts(a.id).await.unwrap(),
+        DeliveryCounts { pending: 1, ..Default::default() }
+    );
+    assert_eq!(store.delivery_counts(b.id).await.unwrap().pending, 5);
+    assert_eq!(store.purge_finished(DateTime::<Utc>::MAX_UTC, 10).await.unwrap(), 0);
+
+    // Deleting the subscriptions leaves no event behind.
+    store.delete_subscription(a.id).await.unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM webhooks.events").await, 5, "b still needs them");
+    store.delete_subscription(b.id).await.unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM webhooks.events").await, 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM webhooks.attempts").await, 0);
+}
+
+#[tokio::test]
+async fn a_retry_that_never_comes_round_trips() {
+    let Some((store, _database)) = fresh().await else { return };
+    store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
+    let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
+    let never = DateTime::<Utc>::MAX_UTC;
+    store.record_attempt(&record(id, 1, 500, Verdict::Retry { at: never }, 1)).await.unwrap();
+    assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(never));
+    assert_eq!(store.next_due_at().await.unwrap(), Some(never));
+    assert!(store.claim_due(at(1_000_000_000), 10, never, &[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn times_round_trip_to_the_microsecond() {
+    let Some((store, _database)) = fresh().await else { return };
+    let mut sub = subscription("https://example.com/a", &["job.completed"]);
+    sub.created_at = DateTime::from_timestamp(1_767_225_600, 123_456_000).unwrap();
+    store.insert_subscription(&sub).await.unwrap();
+    let mut published = event("job.completed", 0);
+    published.occurred_at = DateTime::from_timestamp(1_767_225_601, 999_999_000).unwrap();
+    let id = store.publish(&published, Bytes::new()).await.unwrap()[0];
+    assert_eq!(store.subscription(sub.id).await.unwrap().unwrap().created_at, sub.created_at);
+    let delivery = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!(
+        (delivery.created_at, delivery.next_attempt_at),
+        (published.occurred_at, Some(published.occurred_at))
+    );
+}
+
+#[tokio::test]
+async fn a_response_body_with_nul_is_logged_and_does_not_fail_its_batch() {
+    let Some((store, _database)) = fresh().await else { return };
+    store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
+    let first = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
+    let second = store.publish(&event("job.completed", 1), Bytes::new()).await.unwrap()[0];
+    let mut hostile = record(first, 1, 500, Verdict::Retry { at: at(10) }, 2);
+    hostile.attempt.result = AttemptResult::Response { status: 500, body: "bad\0body".into() };
+    let mut error = record(second, 1, 500, Verdict::Retry { at: at(10) }, 2);
+    error.attempt.result = AttemptResult::Error("reset\0".into());
+    let results = store.record_attempts(&[hostile, error]).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        store.attempts(first).await.unwrap()[0].result,
+        AttemptResult::Response { status: 500, body: "bad\u{FFFD}body".into() }
+    );
+    assert_eq!(store.attempts(second).await.unwrap()[0].result, AttemptResult::Error("reset\u{FFFD}".into()));
+}
+
+#[tokio::test]
+async fn a_resent_delivery_of_a_disabled_subscription_stays_held() {
+    let Some((store, _database)) = fresh().await else { return };
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
+    store.record_attempt(&record(id, 1, 500, Verdict::Dropped, 1)).await.unwrap();
+    store.disable_subscription(sub.id, "paused", at(2)).await.unwrap();
+
+    store.resend(id, at(3)).await.unwrap();
+    assert!(store.claim_due(at(10), 10, at(70), &[]).await.unwrap().is_empty(), "held, not claimed");
+    let held = DeliveryQuery { state: Some(StateFilter::Held), limit: 10, ..DeliveryQuery::default() };
+    assert_eq!(store.list_deliveries(&held).await.unwrap().len(), 1);
+    store.enable_subscription(sub.id, at(20)).await.unwrap();
+    assert_eq!(store.claim_due(at(20), 10, at(80), &[]).await.unwrap().len(), 1);
+}
+
+/// Publishes race a disable from another store: whichever commits first,
+/// no delivery to the disabled subscription is left claimable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_racing_a_disable_leave_no_delivery_unheld() {
+    let Some((store, database)) = fresh().await else { return };
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    let publishers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..150 {
+                    store.publish(&event("job.completed", n), Bytes::new()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let other = database.store().await.unwrap();
+    while store.pending_count().await.unwrap() < 200 {
+        tokio::task::yield_now().await;
+    }
+    other.disable_subscription(sub.id, "paused", at(1)).await.unwrap();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    let pending = store.delivery_counts(sub.id).await.unwrap().pending;
+    assert!((200..600).contains(&pending), "the disable came mid-way: {pending} published");
+    let unheld = DeliveryQuery {
+        subscription: Some(sub.id),
+        state: Some(StateFilter::Pending),
+        limit: 1000,
+        ..DeliveryQuery::default()
+    };
+    assert!(store.list_deliveries(&unheld).await.unwrap().is_empty(), "every delivery is held");
+    assert!(store.claim_due(at(1000), 1000, at(1060), &[]).await.unwrap().is_empty());
+}
+
+/// Three stores record failing attempts for two subscriptions at once, in
+/// batches, while publishing more, until both are disabled: locks taken in
+/// one order everywhere, so nothing fails with a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_recorders_publishers_and_disables_never_deadlock() {
+    let Some((store, database)) = fresh().await else { return };
+    let a = subscription("https://example.com/a", &["job.completed"]);
+    let b = subscription("https://example.com/b", &["job.completed"]);
+    store.insert_subscription(&a).await.unwrap();
+    store.insert_subscription(&b).await.unwrap();
+    let events: Vec<_> = (0..300).map(|n| (event("job.completed", n), Bytes::new())).collect();
+    store.publish_many(&events).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for n in 0..3 {
+        let store = database.store().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let claims = store.claim_due(at(1000), 20, at(1060), &[]).await.unwrap();
+                if claims.is_empty() {
+                    return;
+                }
+                let mut records: Vec<_> = claims
+                    .iter()
+                    .map(|c| {
+                        let mut r = record(c.delivery.id, 1, 500, Verdict::Retry { at: at(5000) }, 1000);
+                        r.disable_after = Some(250);
+                        r
+                    })
+                    .collect();
+                // Each batch in another order, as attempts end in any order.
+                if n % 2 == 1 {
+                    records.reverse();
+                }
+                for result in store.record_attempts(&records).await.unwrap() {
+                    result.unwrap();
+                }
+                store.publish(&event("job.completed", 1), Bytes::new()).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(30), task).await.expect("no deadlock stalls").unwrap();
+    }
+    for sub in [&a, &b] {
+        let stored = store.subscription(sub.id).await.unwrap().unwrap();
+        assert!(!stored.is_enabled(), "{:?} reached 250 failures", stored.url.as_str());
+        let unheld = DeliveryQuery {
+            subscription: Some(sub.id),
+            state: Some(StateFilter::Pending),
+            limit: 1,
+            ..Default::default()
+        };
+        assert!(store.list_deliveries(&unheld).await.unwrap().is_empty(), "every pending delivery is held");
+    }
+}
