@@ -152,3 +152,22 @@ async fn a_grace_period_over_thirty_days_is_refused() {
     let error = webhooks.rotate_secret(subscription.id, Duration::from_secs(31 * 86_400)).await.unwrap_err();
     assert_eq!(invalid_field(&error), "grace period");
 }
+
+#[tokio::test]
+async fn one_bad_event_in_a_batch_stores_none_of_it() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    webhooks
+        .subscribe(Subscription::builder("https://example.com/").event_type("iq.status_updated"))
+        .await
+        .unwrap();
+    let batch = vec![("iq.status_updated", json!({"n": 1})), ("job.completed", json!({}))];
+    let error = webhooks.publish_many(batch).await.unwrap_err();
+    assert!(matches!(error, Error::UnknownEventType { ref name, .. } if name == "job.completed"));
+    let stored = webhooks.deliveries(webhooks_core::DeliveryQuery::default()).await.unwrap();
+    assert!(stored.deliveries.is_empty());
+    let published = webhooks
+        .publish_many(vec![("iq.status_updated", json!({"n": 1})), ("iq.status_updated", json!({"n": 2}))])
+        .await
+        .unwrap();
+    assert_eq!(published.iter().map(|p| p.deliveries.len()).collect::<Vec<_>>(), vec![1, 1]);
+}

@@ -267,8 +267,8 @@ impl Dispatcher {
         let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
         let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
         // Claiming one slot at a time under load costs a store round trip
-        // per attempt; wait until an eighth of the slots are free.
-        let claim_batch = (self.concurrency / 8).max(1);
+        // per attempt; wait until a quarter of the slots are free.
+        let claim_batch = (self.concurrency / 4).max(1);
         let (to_record, records) = mpsc::unbounded_channel();
         let recorder =
             store.records_in_batches().then(|| tokio::spawn(record_in_batches(Arc::clone(store), records)));

@@ -337,21 +337,9 @@ impl Webhooks {
         let span =
             tracing::info_span!("webhooks.publish", event_type = name, event_id = tracing::field::Empty);
         async move {
-            self.inner.preset.check_event_type(name)?;
-            if data.is_null() {
-                return Err(Error::invalid("data", "an event needs data; send {} for none"));
-            }
-            let event = Event {
-                id: EventId::new(),
-                name: name.to_owned(),
-                occurred_at: self.inner.clock.now(),
-                data,
-            };
+            let event = self.event(name.to_owned(), data)?;
             tracing::Span::current().record("event_id", tracing::field::display(event.id));
-            let body = self.inner.preset.envelope().render(&event)?;
-            if body.len() > self.inner.max_body_bytes {
-                return Err(Error::BodyTooLarge { size: body.len(), limit: self.inner.max_body_bytes });
-            }
+            let body = self.render(&event)?;
             let deliveries = self.inner.store.publish(&event, body).await?;
             if !deliveries.is_empty() {
                 self.inner.work.notify_waiters();
@@ -380,6 +368,56 @@ impl Webhooks {
         self.inner.store.update_subscription(&subscription).await?;
         tracing::info!(subscription_id = %id, "secret rotated");
         Ok(secret)
+    }
+
+    /// Publishes several events now, in one store step where the store can
+    /// (one transaction, one commit): the way to take a burst. Each is
+    /// checked and rendered as [`Webhooks::publish`] does; one bad event
+    /// fails the call before anything is stored.
+    pub async fn publish_many<I, S>(&self, events: I) -> Result<Vec<Published>, Error>
+    where
+        I: IntoIterator<Item = (S, serde_json::Value)>,
+        S: Into<String>,
+    {
+        let mut rendered = Vec::new();
+        for (name, data) in events {
+            let event = self.event(name.into(), data)?;
+            let body = self.render(&event)?;
+            rendered.push((event, body));
+        }
+        let published = self.inner.store.publish_many(&rendered).await?;
+        if published.iter().any(|deliveries| !deliveries.is_empty()) {
+            self.inner.work.notify_waiters();
+        }
+        let created: usize = published.iter().map(Vec::len).sum();
+        metrics::counter!("webhooks_deliveries_created_total").increment(created as u64);
+        Ok(rendered
+            .into_iter()
+            .zip(published)
+            .map(|((event, _), deliveries)| Published {
+                event_id: event.id,
+                deliveries,
+                webhooks: self.clone(),
+            })
+            .collect())
+    }
+
+    /// Checks an event and stamps it with an id and the time.
+    fn event(&self, name: String, data: serde_json::Value) -> Result<Event, Error> {
+        self.inner.preset.check_event_type(&name)?;
+        if data.is_null() {
+            return Err(Error::invalid("data", "an event needs data; send {} for none"));
+        }
+        Ok(Event { id: EventId::new(), name, occurred_at: self.inner.clock.now(), data })
+    }
+
+    /// Renders an event's body once, within the size limit.
+    fn render(&self, event: &Event) -> Result<bytes::Bytes, Error> {
+        let body = self.inner.preset.envelope().render(event)?;
+        if body.len() > self.inner.max_body_bytes {
+            return Err(Error::BodyTooLarge { size: body.len(), limit: self.inner.max_body_bytes });
+        }
+        Ok(body)
     }
 
     /// Enables a subscription again; its held deliveries are attempted at once.

@@ -10,8 +10,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 use webhooks_core::{
     Attempt, AttemptResult, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
-    PreviousSecret, Secret, StateFilter, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
-    Verdict,
+    EventId, PreviousSecret, Secret, StateFilter, Subscription, SubscriptionId, SubscriptionStats,
+    SubscriptionStatus, Verdict,
 };
 
 use crate::codec;
@@ -223,27 +223,35 @@ pub(crate) fn enable_subscription(
     Ok(updated > 0)
 }
 
-/// Stores the event's body once and one pending delivery of it, due at
-/// `occurred_at`, for each enabled subscription listening to it. An event
-/// nobody listens to leaves nothing behind.
-pub(crate) fn publish(db: &Connection, event: &Event, body: &[u8]) -> rusqlite::Result<Vec<DeliveryId>> {
-    let listeners: Vec<Uuid> = db
-        .prepare_cached(LISTENERS)?
-        .query_map([&event.name], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
+/// The enabled subscriptions listening to `event_type`.
+pub(crate) fn listeners(db: &Connection, event_type: &str) -> rusqlite::Result<Vec<Uuid>> {
+    db.prepare_cached(LISTENERS)?.query_map([event_type], |row| row.get(0))?.collect()
+}
+
+/// Stores an event's body once and a pending delivery of it, due at
+/// `occurred_at`, for each of `listeners`; none of either when there are no
+/// listeners.
+pub(crate) fn insert_event(
+    db: &Connection,
+    id: EventId,
+    name: &str,
+    occurred_at: DateTime<Utc>,
+    body: &[u8],
+    listeners: &[Uuid],
+) -> rusqlite::Result<Vec<DeliveryId>> {
     if listeners.is_empty() {
         return Ok(Vec::new());
     }
-    let due = codec::micros(event.occurred_at);
+    let due = codec::micros(occurred_at);
     db.prepare_cached("INSERT INTO events (id, name, occurred_at, body) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![event.id.as_uuid(), event.name, due, body])?;
+        .execute(params![id.as_uuid(), name, due, body])?;
     let event_seq = db.last_insert_rowid();
     let mut insert = db.prepare_cached(
         "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at) \
          VALUES (?1, ?2, ?3, 'pending', 0, ?4)",
     )?;
     listeners
-        .into_iter()
+        .iter()
         .map(|subscription| {
             let id = DeliveryId::new();
             insert.execute(params![id.as_uuid(), event_seq, subscription, due])?;

@@ -132,6 +132,8 @@ pub(crate) fn open(path: &Path) -> Result<Connection, Error> {
 /// last commits before a power cut may vanish: an event whose publish
 /// returned would be lost, which is what this store exists to prevent. The
 /// cost is one sync per transaction, which the batch operations share.
+/// Claims and releases alone commit with `NORMAL` (see `lease_write`): losing
+/// a lease only makes a delivery claimable again.
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "foreign_keys", "ON")?;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Transaction, TransactionBehavior};
 use webhooks_core::{
     Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
-    Recorded, Store, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
+    EventId, Recorded, Store, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
 };
 
 use crate::error::Error;
@@ -57,6 +57,35 @@ impl SqliteStore {
             .await
     }
 
+    /// A write of leases only (claims and releases), committed without
+    /// waiting for the disk: a power cut may undo it, which only makes the
+    /// deliveries claimable again, the at-least-once promise kept. The next
+    /// durable commit syncs it along with its own. Claims are the most
+    /// frequent write; a sync each would bound delivery by the disk.
+    async fn lease_write<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.worker
+            .call(move |connection| {
+                let relaxed =
+                    connection.prepare_cached("PRAGMA synchronous = NORMAL").and_then(|mut s| s.execute([]));
+                let result = relaxed
+                    .map_err(Abort::Sqlite)
+                    .and_then(|_| in_transaction(connection, TransactionBehavior::Immediate, work));
+                // Whatever happened, every other write stays durable.
+                let restored =
+                    connection.prepare_cached("PRAGMA synchronous = FULL").and_then(|mut s| s.execute([]));
+                let result = result.and_then(|value| restored.map(|_| value).map_err(Abort::Sqlite));
+                result.map_err(|abort| match abort {
+                    Abort::Sqlite(source) => Error::Sqlite { operation, source }.into(),
+                    Abort::Store(error) => error,
+                })
+            })
+            .await
+    }
+
     /// A read: a snapshot that waits for no writer (WAL).
     async fn read<T: Send + 'static>(
         &self,
@@ -84,9 +113,34 @@ fn found_subscription(found: bool, id: SubscriptionId) -> Outcome<()> {
     if found { Ok(()) } else { Err(StoreError::SubscriptionNotFound(id).into()) }
 }
 
-/// Publishes each event in turn inside the caller's transaction.
-fn publish_all(db: &Transaction<'_>, events: &[(Event, Bytes)]) -> Outcome<Vec<Vec<DeliveryId>>> {
-    Ok(events.iter().map(|(event, body)| queries::publish(db, event, body)).collect::<Result<_, _>>()?)
+/// What publishing needs of an event: its data is already in the body.
+struct ToPublish {
+    id: EventId,
+    name: String,
+    occurred_at: DateTime<Utc>,
+    body: Bytes,
+}
+
+/// Publishes each event in turn inside the caller's transaction, looking the
+/// listeners of each event type up once.
+fn publish_all(db: &Transaction<'_>, events: &[ToPublish]) -> Outcome<Vec<Vec<DeliveryId>>> {
+    let mut listeners = HashMap::new();
+    let mut published = Vec::with_capacity(events.len());
+    for event in events {
+        let targets = match listeners.entry(event.name.as_str()) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(queries::listeners(db, &event.name)?),
+        };
+        published.push(queries::insert_event(
+            db,
+            event.id,
+            &event.name,
+            event.occurred_at,
+            &event.body,
+            targets,
+        )?);
+    }
+    Ok(published)
 }
 
 /// Applies one attempt record inside the caller's transaction, as the
@@ -163,13 +217,25 @@ impl Store for SqliteStore {
     }
 
     async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
-        let event = event.clone();
-        self.write("publish an event", move |db| Ok(queries::publish(db, &event, &body)?)).await
+        let event =
+            ToPublish { id: event.id, name: event.name.clone(), occurred_at: event.occurred_at, body };
+        self.write("publish an event", move |db| {
+            Ok(publish_all(db, std::slice::from_ref(&event))?.pop().unwrap_or_default())
+        })
+        .await
     }
 
     /// All the events in one transaction: all published or none.
     async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
-        let events = events.to_vec();
+        let events: Vec<ToPublish> = events
+            .iter()
+            .map(|(event, body)| ToPublish {
+                id: event.id,
+                name: event.name.clone(),
+                occurred_at: event.occurred_at,
+                body: body.clone(),
+            })
+            .collect();
         self.write("publish events", move |db| publish_all(db, &events)).await
     }
 
@@ -185,7 +251,7 @@ impl Store for SqliteStore {
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let skip = skip.to_vec();
-        self.write("claim due deliveries", move |db| {
+        self.lease_write("claim due deliveries", move |db| {
             let mut subscriptions = HashMap::new();
             let mut claims = Vec::new();
             for delivery in queries::claimable(db, now, limit, &skip)? {
@@ -209,7 +275,7 @@ impl Store for SqliteStore {
 
     async fn release(&self, ids: &[DeliveryId], claimable_at: DateTime<Utc>) -> StoreResult<()> {
         let ids = ids.to_vec();
-        self.write("release claims", move |db| {
+        self.lease_write("release claims", move |db| {
             for id in ids {
                 queries::lease(db, id, claimable_at)?;
             }
