@@ -49,12 +49,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<(Preset, Vec<Secret>,
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--preset" => {
-                preset = Some(match value()?.as_str() {
-                    "smartlyq" => Preset::smartlyq(),
-                    "deepsmith" => Preset::deepsmith(),
-                    "standard" => Preset::standard(),
-                    other => return Err(format!("unknown preset {other:?}")),
-                })
+                let name = value()?;
+                preset = Some(
+                    Preset::by_name(&name)
+                        .ok_or(format!("unknown preset {name:?}: use smartlyq, deepsmith or standard"))?,
+                )
             }
             "--secret" => secrets.push(Secret::from(value()?)),
             "--port" => port = value()?.parse().map_err(|_| "--port needs a port number".to_owned())?,

@@ -17,6 +17,11 @@
 //! left out; a `--secret` that differs from the stored one is refused
 //! (exit 2). A subscription that was disabled is enabled again.
 //!
+//! `--store postgres://USER:PASSWORD@HOST/DATABASE` (or `postgresql://`,
+//! the whole URL) keeps the queue in PostgreSQL with the same resume
+//! behaviour; runs on several machines may share the database at once, each
+//! delivering its part. Messages never repeat the URL's password.
+//!
 //! `--preset standard` (Standard Webhooks) has no fixed catalogue: without
 //! `--events` the subscription listens to every event type stdin names.
 
@@ -33,10 +38,11 @@ use webhooks_core::{
     AttemptOutcome, Preset, Store, Subscription, SubscriptionId, SubscriptionStatus, UrlRule, Webhooks,
 };
 use webhooks_memory::MemoryStore;
+use webhooks_postgres::PostgresStore;
 use webhooks_sqlite::SqliteStore;
 
 const USAGE: &str = "usage: send --preset smartlyq|deepsmith|standard --url URL [--secret SECRET] \
-[--store memory|sqlite:PATH] [--retry-scale F] [--allow-http] [--allow-private] [--events a,b] \
+[--store memory|sqlite:PATH|postgres://URL] [--retry-scale F] [--allow-http] [--allow-private] [--events a,b] \
 [--concurrency N] [--timeout-ms MS] < events.jsonl";
 
 struct Args {
@@ -65,14 +71,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut value = || inline.clone().or_else(|| args.next()).ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--preset" => {
-                preset = Some(match value()?.as_str() {
-                    "smartlyq" => Preset::smartlyq(),
-                    "deepsmith" => Preset::deepsmith(),
-                    "standard" => Preset::standard(),
-                    other => {
-                        return Err(format!("unknown preset {other:?}: use smartlyq, deepsmith or standard"));
-                    }
-                })
+                let name = value()?;
+                preset = Some(
+                    Preset::by_name(&name)
+                        .ok_or(format!("unknown preset {name:?}: use smartlyq, deepsmith or standard"))?,
+                )
             }
             "--url" => url = Some(value()?),
             "--secret" => secret = Some(value()?),
@@ -186,12 +189,37 @@ enum Failure {
 }
 
 async fn open_store(spec: &str) -> Result<Arc<dyn Store>, Failure> {
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        return match PostgresStore::connect(spec).await {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(error @ webhooks_postgres::Error::InvalidUrl { .. }) => {
+                Err(Failure::Usage(error.to_string()))
+            }
+            Err(error) => Err(Failure::Run(error.to_string())),
+        };
+    }
     match spec.split_once(':') {
         None if spec == "memory" => Ok(Arc::new(MemoryStore::new())),
         Some(("sqlite", path)) if !path.is_empty() => {
             Ok(Arc::new(SqliteStore::open(path).await.map_err(|e| Failure::Run(e.to_string()))?))
         }
-        _ => Err(Failure::Usage(format!("unsupported --store {spec:?}: use memory or sqlite:PATH"))),
+        _ => Err(Failure::Usage(format!(
+            "unsupported --store {:?}: use memory, sqlite:PATH or postgres://URL",
+            shown_store(spec)
+        ))),
+    }
+}
+
+/// `--store` as it may be printed: a URL's password replaced by `***`.
+fn shown_store(spec: &str) -> String {
+    let Some((scheme, rest)) = spec.split_once("://") else { return spec.to_owned() };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{}", &rest[authority.len()..])
+        }
+        _ => spec.to_owned(),
     }
 }
 
@@ -231,7 +259,7 @@ async fn subscription(webhooks: &Webhooks, args: &Args, named: &[&str]) -> Resul
     if args.secret.as_deref().is_some_and(|secret| secret != subscription.secret.expose()) {
         return Err(Failure::Usage(format!(
             "--secret differs from the secret stored for {url} in {}; leave --secret out to use the stored one",
-            args.store
+            shown_store(&args.store)
         )));
     }
     if !events.is_empty() && events != subscription.event_types {

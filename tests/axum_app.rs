@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use webhooks_examples::Receiver;
 
 struct App {
@@ -18,18 +16,9 @@ struct App {
 
 impl App {
     async fn start(db: &std::path::Path) -> Self {
-        let mut child = tokio::process::Command::new(common::example_binary("axum_app"))
-            .args(["--port", "0", "--allow-private", "--db"])
-            .arg(db)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first =
-            tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.unwrap().unwrap().unwrap();
-        let base = first.strip_prefix("listening on ").expect("the first line names the address").to_owned();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let args = ["--port", "0", "--allow-private", "--db"].map(std::ffi::OsStr::new);
+        let (child, base) =
+            common::start_listening("axum_app", &[&args[..], &[db.as_os_str()]].concat()).await;
         Self { child, base, client: reqwest::Client::new() }
     }
 

@@ -2,43 +2,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
 use common::{Running, over_http, recorded};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use webhooks_core::{AttemptResult, DeliveryState, Preset, StandardScheme, Subscription, Webhooks};
 use webhooks_memory::MemoryStore;
 
-fn receiver_binary() -> PathBuf {
-    let profile: &[&str] = if cfg!(debug_assertions) { &[] } else { &["--release"] };
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-q", "--example", "receiver"])
-        .args(profile)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "the receiver example builds");
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    deps.parent().unwrap().join("examples").join(format!("receiver{}", std::env::consts::EXE_SUFFIX))
-}
-
 /// Starts the example on a free port; returns it and its URL.
 async fn start_receiver(preset: &str, secret: &str) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(receiver_binary())
-        .args(["--preset", preset, "--secret", secret, "--port", "0"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first =
-        tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.unwrap().unwrap().unwrap();
-    let url = first.strip_prefix("listening on ").expect("the first line names the URL").to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    let args = ["--preset", preset, "--secret", secret, "--port", "0"].map(std::ffi::OsStr::new);
+    common::start_listening("receiver", &args).await
 }
 
 async fn deliver(preset: Preset, event: &str, url: &str, secret: &str) -> AttemptResult {

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use webhooks_core::{DeepSmithScheme, Secret, SignatureScheme, SmartlyQScheme, Store};
 use webhooks_examples::{Receiver, Reply};
+use webhooks_postgres::testing::TestDatabase;
 use webhooks_sqlite::SqliteStore;
 
 async fn send(args: &[&str], stdin: &str) -> Output {
@@ -394,4 +395,85 @@ async fn standard_refuses_http_and_a_secret_that_is_not_base64() {
             .await;
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("base64"));
+}
+
+// ---------------------------------------------------------------------------
+// On PostgreSQL: a fresh database on the server WEBHOOKS_POSTGRES_URL names;
+// without it the test says it is skipped.
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn postgres_resumes_held_deliveries_on_a_second_run_with_the_stored_secret() {
+    let Some(database) = TestDatabase::create().await.unwrap() else { return };
+    let store = database.url().to_owned();
+    let password = store.split_once("://").and_then(|(_, rest)| rest.split_once('@')).map(|(user, _)| user);
+    let password = password.and_then(|user| user.split_once(':')).map(|(_, password)| password.to_owned());
+    let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
+    let url = receiver.url().to_owned();
+    let common = ["--store", &store, "--preset", "deepsmith", "--url", &url, "--allow-private"];
+    let first_args =
+        [&common[..], &["--secret", "whsec_first", "--retry-scale", "0", "--concurrency", "1"]].concat();
+
+    // First run: the endpoint fails until it is disabled, and the run ends
+    // with deliveries held in the database.
+    let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(3);
+    let first = send(&first_args, &stdin).await;
+    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+    assert!(stderr(&first).contains("accepted 3 events"), "{}", stderr(&first));
+    let first = lines(&first);
+    let summary = &first.last().unwrap()["summary"];
+    assert_eq!(summary["endpoint_disabled"], true);
+    let held = summary["pending"].as_u64().unwrap();
+    assert!(held >= 1, "{summary}");
+    let ids: HashSet<&str> = first.iter().filter_map(|l| l["delivery_id"].as_str()).collect();
+
+    // A run with another secret is refused, and says so without showing
+    // either secret or the database's password.
+    let refused = send(&[&common[..], &["--secret", "whsec_other"]].concat(), "").await;
+    assert_eq!(refused.status.code(), Some(2));
+    let message = stderr(&refused);
+    assert!(message.contains("--secret differs"), "{message}");
+    assert!(!message.contains("whsec_first") && !message.contains("whsec_other"), "{message}");
+    if let Some(password) = &password {
+        assert!(!message.contains(password.as_str()), "no password shown: {message}");
+    }
+
+    // Second run on the same database: nothing on stdin, no --secret; the
+    // held deliveries go out, signed with the stored secret.
+    receiver.rescript(|_, _| Reply::status(200));
+    let before = receiver.received().len();
+    let second = send(&common, "").await;
+    assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
+    assert!(stderr(&second).contains("accepted 0 events"), "{}", stderr(&second));
+    let lines = lines(&second);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["delivered"].as_u64(), Some(held), "{summary}");
+    assert_eq!((&summary["pending"], &summary["endpoint_disabled"]), (&0.into(), &false.into()));
+    let resumed = receiver.received().split_off(before);
+    assert_eq!(resumed.len() as u64, held);
+    for request in resumed {
+        assert!(ids.contains(request.header("x-webhook-id")), "a delivery of the first run");
+        DeepSmithScheme
+            .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from("whsec_first"))
+            .unwrap();
+    }
+    let subscriptions = database.store().await.unwrap().subscriptions().await.unwrap();
+    assert_eq!(subscriptions.len(), 1, "the subscription is reused, not duplicated");
+}
+
+#[tokio::test]
+async fn a_postgres_store_that_cannot_be_reached_is_an_error_without_the_password() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let store = format!("postgresql://someone:pw-7c1e@127.0.0.1:{port}/queue");
+    let args = ["--store", &store, "--preset", "deepsmith", "--url", "https://example.com/", "--secret", "k"];
+    let output = send(&args, "").await;
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains(&format!("127.0.0.1:{port}")) && !message.contains("pw-7c1e"), "{message}");
+
+    let bad = send(&["--store", "postgres://someone:pw-7c1e@127.0.0.1:99999/queue", "--preset", "deepsmith"], "").await;
+    assert_eq!(bad.status.code(), Some(2), "a URL that cannot be used is a usage error");
+    assert!(!stderr(&bad).contains("pw-7c1e"), "{}", stderr(&bad));
 }

@@ -237,6 +237,24 @@ impl Preset {
         }
     }
 
+    /// A built-in preset by its short name: `smartlyq`, `deepsmith` or
+    /// `standard` (as command lines and configuration files spell them).
+    ///
+    /// ```
+    /// use webhooks_core::Preset;
+    ///
+    /// assert_eq!(Preset::by_name("deepsmith").unwrap().name(), "DeepSmith");
+    /// assert!(Preset::by_name("unknown").is_none());
+    /// ```
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            "smartlyq" => Some(Self::smartlyq()),
+            "deepsmith" => Some(Self::deepsmith()),
+            "standard" => Some(Self::standard()),
+            _ => None,
+        }
+    }
+
     /// Renames it (the name appears in errors).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
