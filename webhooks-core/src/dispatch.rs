@@ -266,12 +266,12 @@ impl Dispatcher {
         let clock = webhooks.clock();
         let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
         let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
-        // Claiming one slot at a time under load costs a store round trip
-        // per attempt; wait until a quarter of the slots are free.
-        let claim_batch = (self.concurrency / 4).max(1);
+        // A store that pays per call (a commit) claims for a quarter of the
+        // slots at a time and records through one recorder, in batches.
+        let batches = store.prefers_batches();
+        let claim_batch = if batches { (self.concurrency / 4).max(1) } else { 1 };
         let (to_record, records) = mpsc::unbounded_channel();
-        let recorder =
-            store.records_in_batches().then(|| tokio::spawn(record_in_batches(Arc::clone(store), records)));
+        let recorder = batches.then(|| tokio::spawn(record_in_batches(Arc::clone(store), records)));
         let mut in_flight = JoinSet::new();
         let mut per_endpoint: HashMap<SubscriptionId, usize> = HashMap::new();
         let mut gauge_refreshed: Option<Instant> = None;

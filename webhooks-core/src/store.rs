@@ -290,11 +290,12 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// is no longer pending keeps its state; the attempt is logged all the same.
     async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded>;
 
-    /// Whether one [`Store::record_attempts`] call for many attempts costs
-    /// much less than one call each, as it does for a durable store that
-    /// pays a commit per call. The dispatcher then gathers attempts for a
-    /// recorder; otherwise each attempt records itself at once.
-    fn records_in_batches(&self) -> bool {
+    /// Whether one call for many deliveries costs much less than one call
+    /// each, as it does for a durable store that pays a commit per call. The
+    /// dispatcher then gathers attempts for a recorder and claims for a
+    /// quarter of its slots at a time; otherwise each attempt records itself
+    /// and a slot is refilled as soon as it frees.
+    fn prefers_batches(&self) -> bool {
         false
     }
 

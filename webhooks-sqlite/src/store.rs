@@ -290,7 +290,7 @@ impl Store for SqliteStore {
     }
 
     /// One commit per call: batches are much cheaper.
-    fn records_in_batches(&self) -> bool {
+    fn prefers_batches(&self) -> bool {
         true
     }
 
