@@ -327,3 +327,32 @@ async fn sqlite_store_backlog_drains_at_the_endpoints_pace() {
     let (store, _dir) = sqlite().await;
     backlog_drains_at_the_endpoints_pace(store).await;
 }
+
+// ---------------------------------------------------------------------------
+// On the PostgreSQL store, a fresh database on the server
+// WEBHOOKS_POSTGRES_URL names; without it each test says it is skipped
+// ---------------------------------------------------------------------------
+
+async fn postgres() -> Option<(Arc<dyn Store>, webhooks_postgres::testing::TestDatabase)> {
+    let database = webhooks_postgres::testing::TestDatabase::create().await.unwrap()?;
+    let store = database.store().await.unwrap();
+    Some((Arc::new(store), database))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_graceful_shutdown_under_load() {
+    let Some((store, _database)) = postgres().await else { return };
+    graceful_shutdown_under_load(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_bounded_soak() {
+    let Some((store, _database)) = postgres().await else { return };
+    bounded_soak(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_backlog_drains_at_the_endpoints_pace() {
+    let Some((store, _database)) = postgres().await else { return };
+    backlog_drains_at_the_endpoints_pace(store).await;
+}

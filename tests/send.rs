@@ -473,7 +473,9 @@ async fn a_postgres_store_that_cannot_be_reached_is_an_error_without_the_passwor
     let message = stderr(&output);
     assert!(message.contains(&format!("127.0.0.1:{port}")) && !message.contains("pw-7c1e"), "{message}");
 
-    let bad = send(&["--store", "postgres://someone:pw-7c1e@127.0.0.1:99999/queue", "--preset", "deepsmith"], "").await;
+    let bad =
+        send(&["--store", "postgres://someone:pw-7c1e@127.0.0.1:99999/queue", "--preset", "deepsmith"], "")
+            .await;
     assert_eq!(bad.status.code(), Some(2), "a URL that cannot be used is a usage error");
     assert!(!stderr(&bad).contains("pw-7c1e"), "{}", stderr(&bad));
 }

@@ -46,6 +46,7 @@ mod codec;
 mod config;
 mod error;
 mod queries;
+mod record;
 mod schema;
 mod store;
 #[cfg(any(test, feature = "testing"))]

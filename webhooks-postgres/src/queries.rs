@@ -22,11 +22,11 @@ use uuid::Uuid;
 use webhooks_core::{
     Attempt, AttemptResult, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
     PreviousSecret, Secret, StateFilter, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
-    Verdict,
 };
 
 use crate::codec;
 use crate::error::{Abort, Outcome};
+use crate::record::{Failures, Progress};
 
 /// The transaction every statement runs in.
 pub(crate) type Db<'t> = deadpool_postgres::Transaction<'t>;
@@ -51,19 +51,14 @@ macro_rules! delivery_columns {
 }
 
 /// Locks the enabled subscriptions listening to any of the event types
-/// `$1`, in id order, so that none is disabled, and none changes what it
-/// listens to, before the deliveries to it are committed. `KEY SHARE`:
-/// recording attempts (which counts failures) does not wait for it, nor it
-/// for them.
-pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id FROM webhooks.subscriptions s \
-     WHERE s.disabled_at IS NULL AND s.id IN \
-         (SELECT t.subscription_id FROM webhooks.subscription_event_types t WHERE t.event_type = ANY($1)) \
+/// `$1`, in id order, and returns them with the event types they listen to
+/// among those: none of them is disabled, nor changes what it listens to,
+/// before the deliveries to it are committed. `KEY SHARE`: recording
+/// attempts (which counts failures) does not wait for it, nor it for them.
+pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id, t.event_type FROM webhooks.subscriptions s \
+     JOIN webhooks.subscription_event_types t ON t.subscription_id = s.id \
+     WHERE t.event_type = ANY($1) AND s.disabled_at IS NULL \
      ORDER BY s.id FOR KEY SHARE OF s";
-
-/// The enabled subscriptions listening to event type `$1`.
-pub(crate) const LISTENERS: &str = "SELECT t.subscription_id FROM webhooks.subscription_event_types t \
-     JOIN webhooks.subscriptions s ON s.id = t.subscription_id \
-     WHERE t.event_type = $1 AND s.disabled_at IS NULL ORDER BY t.subscription_id";
 
 /// Locks up to `$3` deliveries claimable at `$1`, earliest first, none of
 /// the subscriptions in `$2`. The terms match the partial index
@@ -338,27 +333,31 @@ pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: Da
     Ok(())
 }
 
-/// Locks the enabled subscriptions listening to any of `event_types`; see
-/// [`LOCK_LISTENERS`].
-pub(crate) async fn lock_listeners(db: &Db<'_>, event_types: &[&str]) -> Outcome<()> {
+/// Locks the enabled subscriptions listening to any of `event_types` (see
+/// [`LOCK_LISTENERS`]) and returns them by event type, in id order.
+pub(crate) async fn lock_listeners(db: &Db<'_>, event_types: &[&str]) -> Outcome<HashMap<String, Vec<Uuid>>> {
     let statement = db.prepare_cached(LOCK_LISTENERS).await?;
-    db.execute(&statement, &[&event_types]).await?;
-    Ok(())
+    let mut listeners: HashMap<String, Vec<Uuid>> = HashMap::new();
+    for row in db.query(&statement, &[&event_types]).await? {
+        listeners.entry(row.try_get(1)?).or_default().push(uuid(&row, 0)?);
+    }
+    Ok(listeners)
 }
 
 /// Stores the event's body once and one pending delivery of it, due at
-/// `occurred_at`, for each enabled subscription listening to it. An event
-/// nobody listens to leaves nothing behind. The listeners must be locked
-/// ([`lock_listeners`]).
-pub(crate) async fn publish(db: &Db<'_>, event: &Event, body: &[u8]) -> Outcome<Vec<DeliveryId>> {
-    let statement = db.prepare_cached(LISTENERS).await?;
-    let listeners: Vec<Uuid> =
-        db.query(&statement, &[&event.name]).await?.iter().map(|row| uuid(row, 0)).collect::<Outcome<_>>()?;
+/// `occurred_at`, for each of `listeners` (locked, enabled). An event
+/// nobody listens to leaves nothing behind.
+pub(crate) async fn publish(
+    db: &Db<'_>,
+    event: &Event,
+    body: &[u8],
+    listeners: &[Uuid],
+) -> Outcome<Vec<DeliveryId>> {
     if listeners.is_empty() {
         return Ok(Vec::new());
     }
     let deliveries: Vec<DeliveryId> = listeners.iter().map(|_| DeliveryId::new()).collect();
-    insert_deliveries(db, event, body, &deliveries, &listeners, false).await?;
+    insert_deliveries(db, event, body, &deliveries, listeners, false).await?;
     Ok(deliveries)
 }
 
@@ -620,105 +619,131 @@ pub(crate) async fn subscriptions_of(
 }
 
 /// Locks subscriptions `ids` in id order against other recorders and
-/// against changes (`NO KEY UPDATE`: publishes go on).
-pub(crate) async fn lock_subscriptions_to_count(db: &Db<'_>, ids: &[SubscriptionId]) -> Outcome<()> {
-    let statement = db
-        .prepare_cached(
-            "SELECT id FROM webhooks.subscriptions WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-        )
-        .await?;
-    db.execute(&statement, &[&ids.uuids()]).await?;
-    Ok(())
-}
-
-/// Locks deliveries `ids` in id order, and returns the state of those that
-/// exist, as it is now.
-pub(crate) async fn lock_deliveries(
+/// against changes (`NO KEY UPDATE`: publishes go on), and returns the
+/// failure counts and status of those that exist.
+pub(crate) async fn lock_subscriptions_to_count(
     db: &Db<'_>,
-    ids: &[DeliveryId],
-) -> Outcome<HashMap<DeliveryId, DeliveryState>> {
+    ids: &[SubscriptionId],
+) -> Outcome<HashMap<SubscriptionId, Failures>> {
     let statement = db
         .prepare_cached(
-            "SELECT id, state FROM webhooks.deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+            "SELECT id, consecutive_failures, disabled_at IS NULL FROM webhooks.subscriptions \
+             WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
         )
         .await?;
     let rows = db.query(&statement, &[&ids.uuids()]).await?;
-    rows.iter().map(|row| Ok((uuid(row, 0)?.into(), codec::state(row.try_get(1)?)?))).collect()
+    rows.iter()
+        .map(|row| {
+            let consecutive = codec::count(row.try_get(1)?, "consecutive failures")?;
+            Ok((uuid(row, 0)?.into(), Failures { consecutive, enabled: row.try_get(2)? }))
+        })
+        .collect()
 }
 
-/// Appends an attempt to its delivery's log.
-pub(crate) async fn insert_attempt(db: &Db<'_>, attempt: &Attempt) -> Outcome<()> {
-    let (status, response, error) = match &attempt.result {
-        AttemptResult::Response { status, body } => (Some(i32::from(*status)), Some(codec::text(body)), None),
-        AttemptResult::Error(error) => (None, None, Some(codec::text(error))),
-    };
+/// Locks deliveries `ids` in id order, and returns what recording changes
+/// of those that exist, as it is now.
+pub(crate) async fn lock_deliveries(
+    db: &Db<'_>,
+    ids: &[DeliveryId],
+) -> Outcome<HashMap<DeliveryId, Progress>> {
+    let statement = db
+        .prepare_cached(
+            "SELECT id, state, attempts, next_attempt_at, finished_at FROM webhooks.deliveries \
+             WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&ids.uuids()]).await?;
+    rows.iter()
+        .map(|row| {
+            let progress = Progress {
+                state: codec::state(row.try_get(1)?)?,
+                attempts: codec::count(row.try_get(2)?, "attempts")?,
+                next_attempt_at: row.try_get::<_, Option<i64>>(3)?.map(codec::time),
+                finished_at: row.try_get::<_, Option<i64>>(4)?.map(codec::time),
+                changed: false,
+            };
+            Ok((uuid(row, 0)?.into(), progress))
+        })
+        .collect()
+}
+
+/// Appends attempts to their deliveries' logs, in order, in one statement.
+pub(crate) async fn insert_attempts(db: &Db<'_>, attempts: &[&Attempt]) -> Outcome<()> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for attempt in attempts {
+        let (status, response, error) = match &attempt.result {
+            AttemptResult::Response { status, body } => {
+                (Some(i32::from(*status)), Some(codec::text(body).into_owned()), None)
+            }
+            AttemptResult::Error(error) => (None, None, Some(codec::text(error).into_owned())),
+        };
+        columns.0.push(attempt.delivery_id.as_uuid());
+        columns.1.push(i64::from(attempt.number));
+        columns.2.push(codec::micros(attempt.started_at));
+        columns.3.push(codec::duration_micros(attempt.duration));
+        columns.4.push(status);
+        columns.5.push(response);
+        columns.6.push(error);
+    }
     let statement = db
         .prepare_cached(
             "INSERT INTO webhooks.attempts (delivery_id, number, started_at, duration_us, status, response, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             SELECT a.delivery_id, a.number, a.started_at, a.duration_us, a.status, a.response, a.error \
+             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::text[]) \
+                  WITH ORDINALITY AS a (delivery_id, number, started_at, duration_us, status, response, error, n) \
+             ORDER BY a.n",
         )
         .await?;
-    db.execute(
-        &statement,
-        &[
-            &attempt.delivery_id.as_uuid(),
-            &i64::from(attempt.number),
-            &codec::micros(attempt.started_at),
-            &codec::duration_micros(attempt.duration),
-            &status,
-            &response.as_deref(),
-            &error.as_deref(),
-        ],
-    )
-    .await?;
+    let (ids, numbers, started, durations, statuses, responses, errors) = &columns;
+    db.execute(&statement, &[ids, numbers, started, durations, statuses, responses, errors]).await?;
     Ok(())
 }
 
-/// Applies an attempt's verdict to its pending delivery and ends its lease.
-pub(crate) async fn apply_verdict(
-    db: &Db<'_>,
-    id: DeliveryId,
-    attempt_number: u32,
-    verdict: Verdict,
-    now: DateTime<Utc>,
-) -> Outcome<DeliveryState> {
-    let (state, next_attempt_at, finished_at) = match verdict {
-        Verdict::Delivered => (DeliveryState::Delivered, None, Some(codec::micros(now))),
-        Verdict::Dropped => (DeliveryState::Dropped, None, Some(codec::micros(now))),
-        Verdict::Retry { at } => (DeliveryState::Pending, Some(codec::micros(at)), None),
-    };
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.deliveries SET attempts = GREATEST(attempts, $2), lease_until = NULL, state = $3, \
-             next_attempt_at = $4, finished_at = $5 WHERE id = $1",
-        )
-        .await?;
-    db.execute(
-        &statement,
-        &[&id.as_uuid(), &i64::from(attempt_number), &state.as_str(), &next_attempt_at, &finished_at],
-    )
-    .await?;
-    Ok(state)
+/// Writes the deliveries a batch changed, ending their leases, in one
+/// statement. The `= ANY` term, redundant beside the join, lets the planner
+/// look them up by key.
+pub(crate) async fn write_progress(db: &Db<'_>, progress: &HashMap<DeliveryId, Progress>) -> Outcome<()> {
+    let changed: Vec<(&DeliveryId, &Progress)> = progress.iter().filter(|(_, p)| p.changed).collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = changed.iter().map(|(id, _)| id.as_uuid()).collect();
+    let attempts: Vec<i64> = changed.iter().map(|(_, p)| i64::from(p.attempts)).collect();
+    let states: Vec<&str> = changed.iter().map(|(_, p)| p.state.as_str()).collect();
+    let next: Vec<Option<i64>> = changed.iter().map(|(_, p)| p.next_attempt_at.map(codec::micros)).collect();
+    let finished: Vec<Option<i64>> = changed.iter().map(|(_, p)| p.finished_at.map(codec::micros)).collect();
+    let statement = db.prepare_cached(WRITE_PROGRESS).await?;
+    db.execute(&statement, &[&ids, &attempts, &states, &next, &finished]).await?;
+    Ok(())
 }
 
-/// Resets a subscription's failure count after a success, or adds one after
-/// a failure; returns the new count and whether the subscription is enabled.
-pub(crate) async fn count_attempt(
-    db: &Db<'_>,
-    id: SubscriptionId,
-    succeeded: bool,
-) -> Outcome<Option<(u32, bool)>> {
+/// See [`write_progress`].
+pub(crate) const WRITE_PROGRESS: &str = "UPDATE webhooks.deliveries d SET attempts = v.attempts, \
+     lease_until = NULL, state = v.state, next_attempt_at = v.next_attempt_at, finished_at = v.finished_at \
+     FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) \
+          AS v (id, attempts, state, next_attempt_at, finished_at) \
+     WHERE d.id = v.id AND d.id = ANY($1)";
+
+/// Writes the failure counts of the subscriptions a batch counted, in one
+/// statement.
+pub(crate) async fn write_failures(db: &Db<'_>, failures: &HashMap<SubscriptionId, Failures>) -> Outcome<()> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = failures.keys().map(SubscriptionId::as_uuid).collect();
+    let counts: Vec<i64> = failures.values().map(|f| i64::from(f.consecutive)).collect();
     let statement = db
         .prepare_cached(
-            "UPDATE webhooks.subscriptions SET consecutive_failures = \
-             CASE WHEN $2 THEN 0 ELSE LEAST(consecutive_failures + 1, 4294967295) END \
-             WHERE id = $1 RETURNING consecutive_failures, disabled_at IS NULL",
+            "UPDATE webhooks.subscriptions s SET consecutive_failures = v.consecutive_failures \
+             FROM unnest($1::uuid[], $2::bigint[]) AS v (id, consecutive_failures) \
+             WHERE s.id = v.id AND s.id = ANY($1)",
         )
         .await?;
-    let Some(row) = db.query_opt(&statement, &[&id.as_uuid(), &succeeded]).await? else {
-        return Ok(None);
-    };
-    Ok(Some((codec::count(row.try_get(0)?, "consecutive failures")?, row.try_get(1)?)))
+    db.execute(&statement, &[&ids, &counts]).await?;
+    Ok(())
 }
 
 /// A delivery's attempts in the order they were recorded.
@@ -877,8 +902,8 @@ mod tests {
     async fn publishing_looks_listeners_up_by_event_type() {
         let Some((client, _database)) = big_queue(1_000).await else { return };
         for generic in [false, true] {
-            for (sql, arguments) in [(LISTENERS, "('type.7')"), (LOCK_LISTENERS, "('{type.7}')")] {
-                let plan = plan(&client, sql, arguments, generic).await;
+            {
+                let plan = plan(&client, LOCK_LISTENERS, "('{type.7}')", generic).await;
                 // Ten thousand subscriptions are few enough to hash; the
                 // event types are looked up by the key's first column.
                 assert!(plan.contains("on subscription_event_types_pkey"), "{plan}");
@@ -904,6 +929,31 @@ mod tests {
                 plan.contains("deliveries_by_subscription") && plan.contains("on deliveries_pkey"),
                 "{plan}"
             );
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+        }
+    }
+
+    #[tokio::test]
+    async fn recording_writes_a_batch_by_key() {
+        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let ids: Vec<String> = client
+            .query("SELECT id::text FROM webhooks.deliveries WHERE state = 'pending' LIMIT 64", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let arguments = format!(
+            "('{{{}}}', '{{{}}}', '{{{}}}', '{{{}}}', '{{{}}}')",
+            ids.join(","),
+            vec!["1"; ids.len()].join(","),
+            vec!["pending"; ids.len()].join(","),
+            vec!["5000"; ids.len()].join(","),
+            vec!["NULL"; ids.len()].join(","),
+        );
+        for generic in [false, true] {
+            let plan = plan(&client, WRITE_PROGRESS, &arguments, generic).await;
+            assert!(plan.contains("on deliveries_pkey"), "{plan}");
             assert!(!plan.contains("Seq Scan"), "{plan}");
         }
     }

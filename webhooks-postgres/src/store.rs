@@ -9,13 +9,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use webhooks_core::{
-    Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
-    Recorded, Store, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
+    Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, Event, Recorded,
+    Store, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
 };
 
-use crate::PostgresStore;
 use crate::error::{Abort, Error, Outcome};
 use crate::queries::{self, Db};
+use crate::{PostgresStore, record};
 
 /// A store step: a future over the transaction and the step's arguments.
 pub(crate) type Work<'c, T> = Pin<Box<dyn Future<Output = Outcome<T>> + Send + 'c>>;
@@ -76,64 +76,13 @@ async fn publish_all(db: &Db<'_>, events: &[(Event, Bytes)]) -> Outcome<Vec<Vec<
     let mut names: Vec<&str> = events.iter().map(|(event, _)| event.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    queries::lock_listeners(db, &names).await?;
+    let listeners = queries::lock_listeners(db, &names).await?;
     let mut published = Vec::with_capacity(events.len());
     for (event, body) in events {
-        published.push(queries::publish(db, event, body).await?);
+        let to = listeners.get(&event.name).map_or(&[][..], Vec::as_slice);
+        published.push(queries::publish(db, event, body, to).await?);
     }
     Ok(published)
-}
-
-/// Applies attempt records in order inside the caller's transaction, as the
-/// memory store does: log each, apply its verdict to a pending delivery,
-/// count the failure or reset the count, and disable the subscription when
-/// the record says so. Every subscription and delivery the batch touches is
-/// locked first, in id order. A record whose delivery is gone fails alone,
-/// having written nothing.
-async fn record_all(db: &Db<'_>, records: &[AttemptRecord]) -> Outcome<Vec<StoreResult<Recorded>>> {
-    let deliveries: Vec<DeliveryId> = records.iter().map(|r| r.attempt.delivery_id).collect();
-    let subscription_of = queries::subscriptions_of(db, &deliveries).await?;
-    let subscriptions: Vec<SubscriptionId> = subscription_of.values().copied().collect();
-    queries::lock_subscriptions_to_count(db, &subscriptions).await?;
-    // Locked, so read again: one deleted since the look-up is missing here.
-    let mut states = queries::lock_deliveries(db, &deliveries).await?;
-    let mut results = Vec::with_capacity(records.len());
-    for record in records {
-        results.push(match record_one(db, record, &subscription_of, &mut states).await {
-            Ok(recorded) => Ok(recorded),
-            Err(Abort::Store(error)) => Err(error),
-            Err(abort) => return Err(abort),
-        });
-    }
-    Ok(results)
-}
-
-async fn record_one(
-    db: &Db<'_>,
-    record: &AttemptRecord,
-    subscription_of: &HashMap<DeliveryId, SubscriptionId>,
-    states: &mut HashMap<DeliveryId, DeliveryState>,
-) -> Outcome<Recorded> {
-    let id = record.attempt.delivery_id;
-    let (Some(&subscription), Some(state)) = (subscription_of.get(&id), states.get_mut(&id)) else {
-        return Err(StoreError::DeliveryNotFound(id).into());
-    };
-    queries::insert_attempt(db, &record.attempt).await?;
-    if *state == DeliveryState::Pending {
-        *state = queries::apply_verdict(db, id, record.attempt.number, record.verdict, record.now).await?;
-    }
-    let (failures, enabled) = found_subscription(
-        queries::count_attempt(db, subscription, record.attempt.succeeded()).await?,
-        subscription,
-    )?;
-    let disable = if enabled { record.disable_reason(failures) } else { None };
-    if let Some(reason) = &disable {
-        // A disable waits for the publishes in flight to it, as the trait's
-        // disable does, so none of them leaves a delivery unheld.
-        queries::lock_subscription(db, subscription).await?;
-        queries::disable_subscription(db, subscription, reason, record.now).await?;
-    }
-    Ok(Recorded { consecutive_failures: failures, disabled_subscription: disable.is_some() })
 }
 
 /// Leases due deliveries and pairs each with its subscription, read once
@@ -274,7 +223,7 @@ impl Store for PostgresStore {
     async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded> {
         let mut recorded = self
             .transaction("record an attempt", std::slice::from_ref(record), |db, records| {
-                Box::pin(record_all(db, records))
+                Box::pin(record::record_all(db, records))
             })
             .await?;
         recorded.pop().unwrap_or_else(|| {
@@ -283,14 +232,15 @@ impl Store for PostgresStore {
     }
 
     /// One transaction, one commit, for the batch.
-    fn records_in_batches(&self) -> bool {
+    fn prefers_batches(&self) -> bool {
         true
     }
 
     /// All the records in one transaction, one commit for the batch. A
     /// record whose delivery is gone fails alone, having written nothing.
     async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<StoreResult<Recorded>>> {
-        self.transaction("record attempts", records, |db, records| Box::pin(record_all(db, records))).await
+        self.transaction("record attempts", records, |db, records| Box::pin(record::record_all(db, records)))
+            .await
     }
 
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
