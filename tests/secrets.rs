@@ -67,6 +67,21 @@ async fn secrets_never_reach_logs_debug_output_or_errors() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
 
     assert!(logs.contains("webhooks.attempt"), "the attempt spans were logged:\n{logs}");
+    // The spans carry what an operator searches by.
+    for field in [
+        format!("delivery_id={id}"),
+        format!("subscription_id={}", subscription.id),
+        "event_type=iq.status_updated".to_owned(),
+        "attempt=1".to_owned(),
+        "status=500".to_owned(),
+        "outcome=\"retrying\"".to_owned(),
+        "status=200".to_owned(),
+        "outcome=\"delivered\"".to_owned(),
+        "duration_ms=".to_owned(),
+        "webhooks.publish".to_owned(),
+    ] {
+        assert!(logs.contains(&field), "{field} in the logs:\n{logs}");
+    }
     for text in [&logs, &debug, &error.to_string(), &format!("{error:?}")] {
         assert!(!text.contains(secret), "a secret leaked into: {text}");
         assert!(!text.contains(rotated.expose()), "a secret leaked into: {text}");
