@@ -339,3 +339,34 @@ async fn outcomes_reach_the_hosts_hook() {
     assert_eq!(outcomes.recv().await, Some((2, "delivered")));
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_panicking_outcome_hook_does_not_stall_its_endpoint() {
+    let receiver = Receiver::start().await.unwrap();
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let subscription = webhooks
+        .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated"))
+        .await
+        .unwrap();
+    let panicked = std::sync::atomic::AtomicBool::new(false);
+    let dispatcher = webhooks
+        .dispatcher()
+        .allow_private_networks(true)
+        .concurrency(2)
+        .per_endpoint_concurrency(1)
+        .on_outcome(move |_| {
+            if !panicked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                panic!("the host's hook fails once");
+            }
+        });
+    let running = Running::start(dispatcher.build().unwrap());
+    for n in 0..3 {
+        webhooks.publish("iq.status_updated", json!({ "n": n })).await.unwrap();
+    }
+    eventually("every delivery is delivered", || async {
+        webhooks.delivery_counts(subscription.id).await.unwrap().delivered == 3
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(receiver.received().len(), 3);
+}

@@ -220,3 +220,21 @@ async fn verification_rejections_are_typed() {
     let error = scheme.verify(&headers, b"{}", &secret, chrono::Utc::now()).unwrap_err();
     assert_eq!(error, webhooks_core::VerifyError::MissingHeader { name: "x-smartlyq-signature" });
 }
+
+#[tokio::test]
+async fn a_proxy_cannot_carry_requests_past_the_guard() {
+    // The "proxy" is a local receiver: a proxied POST would reach it.
+    let proxy = Receiver::start().await.unwrap();
+    let target = Receiver::start().await.unwrap();
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let url = target.url().replace("127.0.0.1", "localhost");
+    webhooks.subscribe(Subscription::builder(url).event_type("iq.status_updated")).await.unwrap();
+    let through_proxy = reqwest::Client::builder().proxy(reqwest::Proxy::all(proxy.url()).unwrap());
+    let running = Running::start(webhooks.dispatcher().client_builder(through_proxy).build().unwrap());
+    let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
+    recorded(&webhooks, id, 1).await;
+    running.stop().await;
+    assert!(proxy.received().is_empty(), "the request went through the proxy");
+    assert!(target.received().is_empty());
+    assert_refused(&webhooks.attempts(id).await.unwrap().remove(0).result);
+}

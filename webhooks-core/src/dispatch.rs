@@ -79,11 +79,15 @@ impl fmt::Debug for DispatcherBuilder {
     }
 }
 
-/// How much longer than a request a lease lasts: room to sign before it and
-/// to record the outcome after it (a store busy with another writer waits
-/// a few seconds at most). Short, because a crashed worker's claims come
-/// back only when their leases end.
-const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// How much longer than a request a lease lasts: room to claim (a store busy
+/// with another writer waits a few seconds at most) and to record the
+/// outcome. Short, because a crashed worker's claims come back only when
+/// their leases end.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
+
+/// What an attempt leaves of its lease for recording its outcome: the
+/// request is cut short rather than let the lease run out under it.
+const RECORD_MARGIN: Duration = Duration::from_secs(10);
 
 impl DispatcherBuilder {
     pub(crate) fn new(webhooks: Webhooks) -> Self {
@@ -144,9 +148,12 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Builds the HTTP client from this builder (proxies, TLS roots, pool
-    /// settings). The dispatcher still turns redirects off, sets its
-    /// connect timeout and user agent, and adds the address guard.
+    /// Builds the HTTP client from this builder (TLS roots, pool settings,
+    /// proxies). The dispatcher still turns redirects off, sets its connect
+    /// timeout and user agent, and, unless private networks are allowed,
+    /// adds the address guard and turns proxies off (a proxy resolves names
+    /// itself, past the guard: allow private networks to use one, and let
+    /// the proxy refuse internal targets).
     pub fn client_builder(mut self, builder: reqwest::ClientBuilder) -> Self {
         self.client = Some(builder);
         self
@@ -274,6 +281,9 @@ impl Dispatcher {
         let recorder = batches.then(|| tokio::spawn(record_in_batches(Arc::clone(store), records)));
         let mut in_flight = JoinSet::new();
         let mut per_endpoint: HashMap<SubscriptionId, usize> = HashMap::new();
+        // Which endpoint each task in flight serves, to free its slot however
+        // the task ends.
+        let mut endpoints: HashMap<tokio::task::Id, SubscriptionId> = HashMap::new();
         let mut gauge_refreshed: Option<Instant> = None;
         tracing::info!(
             concurrency = self.concurrency,
@@ -320,9 +330,13 @@ impl Dispatcher {
                             let shared = Arc::clone(&self.shared);
                             let to_record = recorder.is_some().then(|| to_record.clone());
                             let span = attempt_span(&claim);
-                            in_flight.spawn(
-                                async move { shared.attempt(claim, to_record).await }.instrument(span),
+                            let endpoint = claim.subscription.id;
+                            let lease_until = now + lease;
+                            let task = in_flight.spawn(
+                                async move { shared.attempt(claim, lease_until, to_record).await }
+                                    .instrument(span),
                             );
+                            endpoints.insert(task.id(), endpoint);
                         }
                         // More of one endpoint than its share came in one
                         // batch: back at once; the next claim passes it over.
@@ -362,14 +376,16 @@ impl Dispatcher {
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = &mut work => {}
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => finished(done, &mut per_endpoint),
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    finished(done, &mut endpoints, &mut per_endpoint);
+                }
                 () = clock.sleep_until(wait_until) => {}
             }
         }
 
         tracing::info!(in_flight = in_flight.len(), "dispatcher stopping; finishing attempts in flight");
-        while let Some(done) = in_flight.join_next().await {
-            finished(done, &mut per_endpoint);
+        while let Some(done) = in_flight.join_next_with_id().await {
+            finished(done, &mut endpoints, &mut per_endpoint);
         }
         drop(to_record);
         if let Some(recorder) = recorder
@@ -417,34 +433,40 @@ fn attempt_span(claim: &Claim) -> tracing::Span {
     )
 }
 
-/// Frees the endpoint's slot of a finished attempt.
+/// Frees the endpoint's slot of a finished attempt, even one whose task
+/// panicked (in the host's outcome hook, say): a lost slot would stall the
+/// endpoint once its share is used up.
 fn finished(
-    done: Result<SubscriptionId, tokio::task::JoinError>,
+    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+    endpoints: &mut HashMap<tokio::task::Id, SubscriptionId>,
     per_endpoint: &mut HashMap<SubscriptionId, usize>,
 ) {
-    match done {
-        Ok(endpoint) => {
-            if let Some(load) = per_endpoint.get_mut(&endpoint) {
-                *load -= 1;
-                if *load == 0 {
-                    per_endpoint.remove(&endpoint);
-                }
-            }
+    let task = match done {
+        Ok((task, ())) => task,
+        Err(error) => {
+            // Its lease ends and the delivery is attempted again.
+            tracing::error!(%error, "an attempt task failed");
+            error.id()
         }
-        // The attempt's lease ends and it is attempted again; its slot is
-        // lost only until the dispatcher restarts.
-        Err(error) => tracing::error!(%error, "an attempt task failed"),
+    };
+    let Some(endpoint) = endpoints.remove(&task) else { return };
+    if let Some(load) = per_endpoint.get_mut(&endpoint) {
+        *load -= 1;
+        if *load == 0 {
+            per_endpoint.remove(&endpoint);
+        }
     }
 }
 
 impl Shared {
-    /// Makes one attempt and records it; returns the endpoint it went to.
+    /// Makes one attempt and records it, all before `lease_until`.
     /// `to_record` is the recorder's queue when the store records in batches.
     async fn attempt(
         &self,
         claim: Claim,
+        lease_until: DateTime<Utc>,
         to_record: Option<mpsc::UnboundedSender<ToRecord>>,
-    ) -> SubscriptionId {
+    ) {
         let Claim { delivery, subscription } = claim;
         let webhooks = &self.webhooks;
         let preset = webhooks.preset();
@@ -452,6 +474,16 @@ impl Shared {
         let number = delivery.attempts + 1;
 
         let started_at = clock.now();
+        // A claim that waited long for a busy store has less of its lease
+        // left: the request gets what remains after room to record.
+        let left = (lease_until - started_at).to_std().ok().and_then(|left| left.checked_sub(RECORD_MARGIN));
+        let Some(timeout) = left.filter(|left| !left.is_zero()).map(|left| left.min(self.request_timeout))
+        else {
+            if let Err(error) = webhooks.store().release(&[delivery.id], started_at).await {
+                tracing::error!(%error, "could not release a claim whose lease ran short");
+            }
+            return;
+        };
         let message = Message {
             delivery_id: delivery.id,
             event_type: &delivery.event_type,
@@ -465,7 +497,7 @@ impl Shared {
             &subscription.url,
             headers,
             delivery.body.clone(),
-            self.request_timeout,
+            timeout,
             self.response_body_limit,
             self.allow_private,
         )
@@ -527,11 +559,11 @@ impl Shared {
                 // The lease runs out and the delivery is attempted again:
                 // at least once, never lost.
                 tracing::error!(%error, "could not record the attempt; it will be retried when its lease ends");
-                return subscription.id;
+                return;
             }
             None => {
                 tracing::error!("the recorder stopped; the attempt will be retried when its lease ends");
-                return subscription.id;
+                return;
             }
         };
         webhooks.settled().notify_waiters();
@@ -556,7 +588,6 @@ impl Shared {
                 recorded,
             });
         }
-        subscription.id
     }
 }
 

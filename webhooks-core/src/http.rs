@@ -15,7 +15,8 @@ use crate::model::AttemptResult;
 
 /// Completes the client the dispatcher uses: redirects are never followed (a
 /// 3xx is a failed attempt, and a redirect could lead anywhere), and unless
-/// private targets are allowed, names resolve through the address guard.
+/// private targets are allowed, names resolve through the address guard and
+/// no proxy is used: a proxy would resolve the names itself, past the guard.
 pub(crate) fn client(
     builder: reqwest::ClientBuilder,
     connect_timeout: Duration,
@@ -25,7 +26,7 @@ pub(crate) fn client(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .user_agent(concat!("webhooks/", env!("CARGO_PKG_VERSION")));
-    if allow_private { builder } else { builder.dns_resolver(Arc::new(GuardedResolver)) }.build()
+    if allow_private { builder } else { builder.no_proxy().dns_resolver(Arc::new(GuardedResolver)) }.build()
 }
 
 /// When a receiver asked to be retried (`Retry-After` on a 429 or 503).

@@ -61,6 +61,9 @@ macro_rules! store_suite {
             publish_to_reaches_one_subscription_whatever_it_listens_to,
             stats_add_up_a_subscriptions_attempts,
             pending_count_counts_every_pending_delivery,
+            a_resend_while_disabled_is_held_until_enabled,
+            a_delivery_finished_while_disabled_resends_after_enable,
+            enabling_an_enabled_subscription_keeps_retry_times,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -719,4 +722,38 @@ pub async fn pending_count_counts_every_pending_delivery<S: Store>(store: S) {
     store.record_attempt(&record(success(id, 1, 3), Verdict::Delivered, 3)).await.unwrap();
     store.disable_subscription(sub.id, "paused", at(4)).await.unwrap();
     assert_eq!(store.pending_count().await.unwrap(), 2);
+}
+
+/// A resend while the subscription is disabled is held, then resumes.
+pub async fn a_resend_while_disabled_is_held_until_enabled<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    store.record_attempt(&record(failure(id, 1, 0), Verdict::Dropped, 0)).await.unwrap();
+    store.disable_subscription(sub.id, "paused", at(1)).await.unwrap();
+    store.resend(id, at(2)).await.unwrap();
+    assert!(store.claim_due(at(100), 10, at(160), &[]).await.unwrap().is_empty(), "held while disabled");
+    store.enable_subscription(sub.id, at(200)).await.unwrap();
+    let claims = store.claim_due(at(200), 10, at(260), &[]).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
+}
+
+/// A delivery recorded while its subscription was disabled can be resent
+/// once the subscription is enabled again.
+pub async fn a_delivery_finished_while_disabled_resends_after_enable<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    store.claim_due(at(0), 1, at(60), &[]).await.unwrap();
+    store.disable_subscription(sub.id, "paused", at(1)).await.unwrap();
+    store.record_attempt(&record(success(id, 1, 2), Verdict::Delivered, 2)).await.unwrap();
+    store.enable_subscription(sub.id, at(3)).await.unwrap();
+    store.resend(id, at(10)).await.unwrap();
+    let claims = store.claim_due(at(10), 10, at(70), &[]).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
+}
+
+/// Enabling a subscription that is not disabled leaves retries when they are.
+pub async fn enabling_an_enabled_subscription_keeps_retry_times<S: Store>(store: S) {
+    let (sub, id) = one_delivery(&store).await;
+    store.record_attempt(&record(failure(id, 1, 0), Verdict::Retry { at: at(600) }, 0)).await.unwrap();
+    store.enable_subscription(sub.id, at(5)).await.unwrap();
+    assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(at(600)));
+    assert!(store.claim_due(at(10), 10, at(70), &[]).await.unwrap().is_empty());
 }

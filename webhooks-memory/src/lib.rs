@@ -312,7 +312,13 @@ impl Store for MemoryStore {
 
     async fn enable_subscription(&self, id: SubscriptionId, now: DateTime<Utc>) -> StoreResult<()> {
         let mut state = self.lock();
+        let was_disabled =
+            !state.subscriptions.get(&id).ok_or(StoreError::SubscriptionNotFound(id))?.is_enabled();
         state.enable(id)?;
+        if !was_disabled {
+            // Nothing was held; retries keep their schedule.
+            return Ok(());
+        }
         let now = At::new(now);
         for delivery in state.deliveries_of(id) {
             if let Some(entry) = state.deliveries.get_mut(&delivery) {

@@ -215,9 +215,10 @@ pub(crate) fn enable_subscription(
              WHERE id = ?1",
         )?
         .execute([id.as_uuid()])?;
+    // Only what was held becomes due at once; retries keep their schedule.
     db.prepare_cached(
-        "UPDATE deliveries SET held = 0, next_attempt_at = min(next_attempt_at, ?2) \
-         WHERE subscription_id = ?1 AND state = 'pending'",
+        "UPDATE deliveries SET next_attempt_at = CASE WHEN held = 1 THEN min(next_attempt_at, ?2) \
+         ELSE next_attempt_at END, held = 0 WHERE subscription_id = ?1 AND state = 'pending'",
     )?
     .execute(params![id.as_uuid(), codec::micros(now)])?;
     Ok(updated > 0)
@@ -328,7 +329,8 @@ fn restart(
 ) -> rusqlite::Result<usize> {
     db.prepare_cached(&format!(
         "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?2, lease_until = NULL, \
-         finished_at = NULL WHERE {filter}"
+         finished_at = NULL, held = (SELECT disabled_at IS NOT NULL FROM subscriptions s \
+         WHERE s.id = deliveries.subscription_id) WHERE {filter}"
     ))?
     .execute(params![id, codec::micros(now), since])
 }
@@ -353,14 +355,7 @@ pub(crate) fn recover(
     else {
         return Ok(None);
     };
-    let dropped = restart(
-        db,
-        "subscription_id = ?1 AND state = 'dropped' \
-         AND event_seq IN (SELECT seq FROM events WHERE occurred_at >= ?3)",
-        id.as_uuid().as_bytes(),
-        now,
-        codec::micros(since),
-    )?;
+    // Held ones first: the dropped ones about to restart are pending too.
     let held = if held {
         restart(
             db,
@@ -372,6 +367,14 @@ pub(crate) fn recover(
     } else {
         0
     };
+    let dropped = restart(
+        db,
+        "subscription_id = ?1 AND state = 'dropped' \
+         AND event_seq IN (SELECT seq FROM events WHERE occurred_at >= ?3)",
+        id.as_uuid().as_bytes(),
+        now,
+        codec::micros(since),
+    )?;
     enable_subscription(db, id, now)?;
     Ok(Some(dropped + held))
 }
@@ -505,7 +508,7 @@ pub(crate) fn apply_verdict(
     };
     db.prepare_cached(
         "UPDATE deliveries SET attempts = max(attempts, ?2), lease_until = NULL, state = ?3, \
-         next_attempt_at = ?4, finished_at = ?5 WHERE id = ?1",
+         next_attempt_at = ?4, finished_at = ?5, held = held * (?3 = 'pending') WHERE id = ?1",
     )?
     .execute(params![id.as_uuid(), attempt_number, state.as_str(), next_attempt_at, finished_at])?;
     Ok(())
