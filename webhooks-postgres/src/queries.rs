@@ -313,7 +313,7 @@ pub(crate) async fn disable_subscription(
 }
 
 /// Enables a locked subscription, resets its failure count and makes its
-/// pending deliveries due by `now`.
+/// held deliveries due by `now`; the others keep their times.
 pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: DateTime<Utc>) -> Outcome<()> {
     let statement = db
         .prepare_cached(
@@ -326,7 +326,7 @@ pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: Da
         .prepare_cached(
             "UPDATE webhooks.deliveries SET held = false, next_attempt_at = LEAST(next_attempt_at, $2) \
              WHERE id = ANY(ARRAY(SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 \
-                                  AND state = 'pending' ORDER BY id FOR NO KEY UPDATE))",
+                                  AND state = 'pending' AND held ORDER BY id FOR NO KEY UPDATE))",
         )
         .await?;
     db.execute(&statement, &[&id.as_uuid(), &codec::micros(now)]).await?;
@@ -635,7 +635,10 @@ pub(crate) async fn lock_subscriptions_to_count(
     rows.iter()
         .map(|row| {
             let consecutive = codec::count(row.try_get(1)?, "consecutive failures")?;
-            Ok((uuid(row, 0)?.into(), Failures { consecutive, enabled: row.try_get(2)? }))
+            Ok((
+                uuid(row, 0)?.into(),
+                Failures { consecutive, enabled: row.try_get(2)?, locked: consecutive },
+            ))
         })
         .collect()
 }
@@ -703,7 +706,8 @@ pub(crate) async fn insert_attempts(db: &Db<'_>, attempts: &[&Attempt]) -> Outco
 }
 
 /// Writes the deliveries a batch changed, ending their leases, in one
-/// statement. The `= ANY` term, redundant beside the join, lets the planner
+/// statement. A finished delivery is no longer held: `held` marks only
+/// pending deliveries of a disabled subscription. The `= ANY` term, redundant beside the join, lets the planner
 /// look them up by key.
 pub(crate) async fn write_progress(db: &Db<'_>, progress: &HashMap<DeliveryId, Progress>) -> Outcome<()> {
     let changed: Vec<(&DeliveryId, &Progress)> = progress.iter().filter(|(_, p)| p.changed).collect();
@@ -722,19 +726,21 @@ pub(crate) async fn write_progress(db: &Db<'_>, progress: &HashMap<DeliveryId, P
 
 /// See [`write_progress`].
 pub(crate) const WRITE_PROGRESS: &str = "UPDATE webhooks.deliveries d SET attempts = v.attempts, \
-     lease_until = NULL, state = v.state, next_attempt_at = v.next_attempt_at, finished_at = v.finished_at \
+     lease_until = NULL, state = v.state, next_attempt_at = v.next_attempt_at, finished_at = v.finished_at, \
+     held = d.held AND v.state = 'pending' \
      FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) \
           AS v (id, attempts, state, next_attempt_at, finished_at) \
      WHERE d.id = v.id AND d.id = ANY($1)";
 
-/// Writes the failure counts of the subscriptions a batch counted, in one
-/// statement.
+/// Writes the failure counts a batch changed, in one statement.
 pub(crate) async fn write_failures(db: &Db<'_>, failures: &HashMap<SubscriptionId, Failures>) -> Outcome<()> {
-    if failures.is_empty() {
+    let changed: Vec<(&SubscriptionId, &Failures)> =
+        failures.iter().filter(|(_, f)| f.consecutive != f.locked).collect();
+    if changed.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = failures.keys().map(SubscriptionId::as_uuid).collect();
-    let counts: Vec<i64> = failures.values().map(|f| i64::from(f.consecutive)).collect();
+    let ids: Vec<Uuid> = changed.iter().map(|(id, _)| id.as_uuid()).collect();
+    let counts: Vec<i64> = changed.iter().map(|(_, f)| i64::from(f.consecutive)).collect();
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.subscriptions s SET consecutive_failures = v.consecutive_failures \

@@ -43,6 +43,9 @@ impl Progress {
 pub(crate) struct Failures {
     pub(crate) consecutive: u32,
     pub(crate) enabled: bool,
+    /// The count as locked: an unchanged one (a success after a success,
+    /// the usual case) is not written, sparing the row a new version.
+    pub(crate) locked: u32,
 }
 
 /// Applies attempt records in order inside the caller's transaction, as the

@@ -70,7 +70,8 @@ CREATE TABLE webhooks.deliveries (
     next_attempt_at BIGINT,
     -- The end of the last claim's lease; NULL once an attempt is recorded.
     lease_until     BIGINT,
-    -- True while the subscription is disabled: kept, not claimed.
+    -- True while the subscription is disabled: kept, not claimed. Only a
+    -- pending delivery is held.
     held            BOOLEAN NOT NULL DEFAULT false,
     -- When it was delivered or dropped; what purging goes by.
     finished_at     BIGINT,
@@ -78,7 +79,8 @@ CREATE TABLE webhooks.deliveries (
     -- (GREATEST passes over a NULL lease).
     claimable_at    BIGINT GENERATED ALWAYS AS (GREATEST(next_attempt_at, lease_until)) STORED,
     CHECK ((state = 'pending') = (next_attempt_at IS NOT NULL)),
-    CHECK ((state = 'pending') = (finished_at IS NULL))
+    CHECK ((state = 'pending') = (finished_at IS NULL)),
+    CHECK (state = 'pending' OR NOT held)
 );
 -- Only what can be claimed, in claim order: claiming reads from the front,
 -- so its cost does not grow with the queue or with held deliveries.
