@@ -108,8 +108,11 @@ impl PostgresStore {
     /// TLS follows libpq's `sslmode` (`disable`, `prefer` by default,
     /// `require`, `verify-ca`, `verify-full`) with rustls; `sslrootcert`
     /// names a PEM file of root certificates, the Mozilla roots being used
-    /// otherwise. Making a connection gives up after `connect_timeout`
-    /// seconds, 10 unless the URL says.
+    /// otherwise. Unlike libpq with OpenSSL, the checking modes refuse a
+    /// self-signed CA certificate as the server's own (WebPKI's rule): the
+    /// server's certificate must be issued by the CA named. Making a
+    /// connection gives up after `connect_timeout` seconds, 10 unless the
+    /// URL says.
     ///
     /// # Errors
     ///

@@ -1,0 +1,106 @@
+//! TLS by rustls against a real server with a self-signed certificate for
+//! 127.0.0.1 (`.ci/postgres` makes one): each `sslmode`, and what
+//! verification refuses.
+//!
+//! Needs `WEBHOOKS_POSTGRES_URL` and `WEBHOOKS_POSTGRES_CA` (the server's
+//! certificate); without them each test says it is skipped and returns.
+
+use std::io::Write;
+
+use webhooks_core::Store;
+use webhooks_core::testing::subscription;
+use webhooks_postgres::testing::TestDatabase;
+use webhooks_postgres::{Error, PostgresStore};
+
+/// A fresh database and the server's certificate; `None`, having said so,
+/// without either.
+async fn server() -> Option<(TestDatabase, String)> {
+    let database = TestDatabase::create().await.unwrap()?;
+    match std::env::var("WEBHOOKS_POSTGRES_CA") {
+        Ok(ca) if !ca.is_empty() => Some((database, ca)),
+        _ => {
+            let test = std::thread::current().name().unwrap_or_default().to_owned();
+            let line = format!("skipped: WEBHOOKS_POSTGRES_CA is not set ({test})\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
+/// The database's URL with `host` and the query `query`.
+fn url(database: &TestDatabase, host: &str, query: &str) -> String {
+    let mut url = url::Url::parse(database.url()).unwrap();
+    url.set_host(Some(host)).unwrap();
+    url.set_query(Some(query));
+    url.into()
+}
+
+/// Whether the store's sessions are encrypted, as the server sees them.
+async fn encrypted(store: &PostgresStore) -> bool {
+    let client = store.pool().get().await.unwrap();
+    client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn verify_full_checks_the_chain_and_the_name_and_encrypts() {
+    let Some((database, ca)) = server().await else { return };
+    let store = PostgresStore::connect(&url(
+        &database,
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .expect("the server's certificate is trusted and names 127.0.0.1");
+    assert!(encrypted(&store).await);
+    store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
+    assert_eq!(store.subscriptions().await.unwrap().len(), 1);
+
+    // The Mozilla roots do not know a self-signed certificate.
+    let error =
+        PostgresStore::connect(&url(&database, "127.0.0.1", "sslmode=verify-full")).await.unwrap_err();
+    assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+
+    // The certificate names 127.0.0.1, not localhost.
+    let localhost = url(&database, "localhost", &format!("sslmode=verify-full&sslrootcert={ca}"));
+    let error = PostgresStore::connect(&localhost).await.unwrap_err();
+    assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn verify_ca_checks_the_chain_but_not_the_name() {
+    let Some((database, ca)) = server().await else { return };
+    let store =
+        PostgresStore::connect(&url(&database, "localhost", &format!("sslmode=verify-ca&sslrootcert={ca}")))
+            .await
+            .expect("a trusted chain is enough");
+    assert!(encrypted(&store).await);
+    let error = PostgresStore::connect(&url(&database, "localhost", "sslmode=verify-ca")).await.unwrap_err();
+    assert!(matches!(error, Error::Connect { .. }), "untrusted chain: {error:?}");
+}
+
+#[tokio::test]
+async fn require_and_prefer_encrypt_without_checking_and_disable_does_not() {
+    let Some((database, _ca)) = server().await else { return };
+    for (query, tls) in
+        [("sslmode=require", true), ("sslmode=prefer", true), ("", true), ("sslmode=disable", false)]
+    {
+        let store = PostgresStore::connect(&url(&database, "localhost", query)).await.expect(query);
+        assert_eq!(encrypted(&store).await, tls, "{query:?}");
+    }
+}
+
+#[tokio::test]
+async fn unreadable_root_certificates_are_a_typed_error() {
+    let Some((database, _ca)) = server().await else { return };
+    let dir = std::env::temp_dir().join(format!("webhooks-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for path in [dir.join("missing.pem"), empty] {
+        let query = format!("sslmode=verify-full&sslrootcert={}", path.display());
+        let error = PostgresStore::connect(&url(&database, "127.0.0.1", &query)).await.unwrap_err();
+        assert!(matches!(error, Error::RootCertificates { .. }), "{error:?}");
+        assert!(error.to_string().contains(&path.display().to_string()), "names the file: {error}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
