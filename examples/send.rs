@@ -343,8 +343,14 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // dropped, or held because the endpoint was disabled.
     let summary = loop {
         let wake = progress.notified();
-        let counts = webhooks.delivery_counts(subscription).await.map_err(run_error)?;
+        // The status before and after the counts: an attempt that drops a
+        // delivery and disables the endpoint commits both in one step, and
+        // may land between two reads (another process's store, a server).
         let enabled = webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled();
+        let counts = webhooks.delivery_counts(subscription).await.map_err(run_error)?;
+        if webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled() != enabled {
+            continue;
+        }
         if counts.pending == 0 || !enabled {
             break Summary {
                 delivered: counts.delivered,

@@ -38,6 +38,8 @@ struct Instance {
     webhooks: Webhooks,
     /// Attempts this instance recorded.
     recorded: Arc<AtomicUsize>,
+    /// How long its claims are leased.
+    lease: Duration,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -70,9 +72,10 @@ impl Instance {
             })
             .build()
             .unwrap();
+        let lease = dispatcher.lease();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(dispatcher.run(shutdown.clone()));
-        Self { store, webhooks, recorded, shutdown, task }
+        Self { store, webhooks, recorded, lease, shutdown, task }
     }
 
     /// Lets the attempts in flight finish and be recorded, then returns.
@@ -204,7 +207,8 @@ async fn an_instance_killed_mid_flight_loses_nothing() {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(55);
     // Slow enough replies that a kill finds requests in flight; a 1 s
-    // request timeout makes the leases 11 s.
+    // request timeout keeps the leases short (it plus the dispatcher's
+    // margin for recording).
     let receiver =
         Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(40))).await.unwrap();
     // Every instance publishes its share, then all three start delivering.
@@ -216,7 +220,6 @@ async fn an_instance_killed_mid_flight_loses_nothing() {
         connected[0].1.subscribe(Subscription::builder(receiver.url()).event_type(EVENT)).await.unwrap();
     let facades: Vec<Webhooks> = connected.iter().map(|(_, webhooks)| webhooks.clone()).collect();
     publish_from_every_instance(&facades).await;
-    let lease = Duration::from_secs(1) + Duration::from_secs(10);
     let mut instances: Vec<Instance> = connected
         .into_iter()
         .enumerate()
@@ -230,6 +233,7 @@ async fn an_instance_killed_mid_flight_loses_nothing() {
         sleep(Duration::from_millis(5)).await;
     }
     let killed = instances.remove(0);
+    let lease = killed.lease;
     killed.task.abort();
     let _ = killed.task.await;
     let killed_at = started.elapsed();
