@@ -61,6 +61,7 @@ mod envelope;
 mod error;
 mod guard;
 mod http;
+pub mod micros;
 mod model;
 mod preset;
 mod retry;

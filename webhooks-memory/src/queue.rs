@@ -17,15 +17,7 @@ use webhooks_core::{DeliveryId, SubscriptionId};
 /// may hold millions.
 pub(crate) type Micros = i64;
 
-/// `at` in microseconds, clamped to what an `i64` holds.
-pub(crate) fn micros(at: DateTime<Utc>) -> Micros {
-    at.timestamp_micros()
-}
-
-/// The time `micros` stands for (the latest representable one if out of range).
-pub(crate) fn time(micros: Micros) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
+pub(crate) use webhooks_core::micros::{from_time as micros, to_time as time};
 
 /// A time packed so that `Option<At>` takes eight bytes: the microseconds,
 /// moved up by one from zero on so that none is zero, which keeps their
