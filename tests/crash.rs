@@ -30,7 +30,7 @@ fn start(args: &[&str], stdout: Stdio) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_mid_delivery_resumes_and_every_event_arrives() {
     // The killed run's claims come back when their leases end (the 1 s
-    // request timeout + 10 s), so the whole test takes about 12 s.
+    // request timeout + 15 s), so the whole test takes about 17 s.
     let deadline = Instant::now() + Duration::from_secs(60);
     let receiver =
         Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(40))).await.unwrap();
