@@ -341,7 +341,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
 
     // Done when nothing is left to attempt: every delivery delivered or
     // dropped, or held because the endpoint was disabled.
-    let summary = loop {
+    loop {
         let wake = progress.notified();
         // The status before and after the counts: an attempt that drops a
         // delivery and disables the endpoint commits both in one step, and
@@ -352,17 +352,22 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             continue;
         }
         if counts.pending == 0 || !enabled {
-            break Summary {
-                delivered: counts.delivered,
-                dropped: counts.dropped,
-                pending: counts.pending,
-                endpoint_disabled: !enabled,
-            };
+            break;
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), wake).await;
-    };
+    }
+    // Attempts still in flight finish and are printed; the summary comes
+    // after them, from the store as they left it.
     shutdown.cancel();
     running.await.map_err(|e| Failure::Run(e.to_string()))?;
+    let counts = webhooks.delivery_counts(subscription).await.map_err(run_error)?;
+    let enabled = webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled();
+    let summary = Summary {
+        delivered: counts.delivered,
+        dropped: counts.dropped,
+        pending: counts.pending,
+        endpoint_disabled: !enabled,
+    };
 
     if let Ok(json) = serde_json::to_string(&SummaryLine { summary }) {
         let _ = writeln!(std::io::stdout().lock(), "{json}");
