@@ -348,13 +348,7 @@ pub(crate) fn recover(
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<usize>> {
-    let Some(held) = db
-        .prepare_cached("SELECT disabled_at IS NOT NULL FROM subscriptions WHERE id = ?1")?
-        .query_row([id.as_uuid()], |row| row.get::<_, bool>(0))
-        .optional()?
-    else {
-        return Ok(None);
-    };
+    let Some(held) = subscription_disabled(db, id)? else { return Ok(None) };
     // Held ones first: the dropped ones about to restart are pending too.
     let held = if held {
         restart(
@@ -388,23 +382,21 @@ pub(crate) fn publish_to(
     body: &[u8],
     subscription: SubscriptionId,
 ) -> rusqlite::Result<Option<DeliveryId>> {
-    let Some(disabled) = db
-        .prepare_cached("SELECT disabled_at IS NOT NULL FROM subscriptions WHERE id = ?1")?
-        .query_row([subscription.as_uuid()], |row| row.get::<_, bool>(0))
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let due = codec::micros(event.occurred_at);
-    db.prepare_cached("INSERT INTO events (id, name, occurred_at, body) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![event.id.as_uuid(), event.name, due, body])?;
-    let id = DeliveryId::new();
-    db.prepare_cached(
-        "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, held) \
-         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5)",
-    )?
-    .execute(params![id.as_uuid(), db.last_insert_rowid(), subscription.as_uuid(), due, disabled])?;
-    Ok(Some(id))
+    let Some(disabled) = subscription_disabled(db, subscription)? else { return Ok(None) };
+    let id =
+        insert_event(db, event.id, &event.name, event.occurred_at, body, &[subscription.as_uuid()])?.pop();
+    if let Some(id) = id.filter(|_| disabled) {
+        db.prepare_cached("UPDATE deliveries SET held = 1 WHERE id = ?1")?.execute([id.as_uuid()])?;
+    }
+    Ok(id)
+}
+
+/// Whether subscription `id` is disabled; `None` when there is no such
+/// subscription.
+fn subscription_disabled(db: &Connection, id: SubscriptionId) -> rusqlite::Result<Option<bool>> {
+    db.prepare_cached("SELECT disabled_at IS NOT NULL FROM subscriptions WHERE id = ?1")?
+        .query_row([id.as_uuid()], |row| row.get::<_, bool>(0))
+        .optional()
 }
 
 /// What a subscription's attempts add up to; `None` when there is no such
