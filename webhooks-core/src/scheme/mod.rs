@@ -122,6 +122,28 @@ fn decode_digest(hex_digest: &str, name: &'static str) -> Result<[u8; 32], Verif
     Ok(digest)
 }
 
+/// Reads a signed unix-seconds timestamp (header `name`) and checks that it
+/// is within `tolerance` of `now`, either way: older is a replay, newer a
+/// forged or skewed clock.
+fn fresh_timestamp(
+    text: &str,
+    name: &'static str,
+    tolerance: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<i64, VerifyError> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(VerifyError::MalformedHeader { name, reason: "the timestamp is not unix seconds" });
+    }
+    let seconds: i64 = text
+        .parse()
+        .map_err(|_| VerifyError::MalformedHeader { name, reason: "the timestamp is out of range" })?;
+    let tolerance_secs = tolerance.as_secs();
+    if now.timestamp().abs_diff(seconds) > tolerance_secs {
+        return Err(VerifyError::TimestampOutOfTolerance { timestamp: seconds, tolerance_secs });
+    }
+    Ok(seconds)
+}
+
 fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, VerifyError> {
     headers
         .get(name)

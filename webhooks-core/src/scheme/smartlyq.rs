@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use http::{HeaderMap, HeaderName};
 
-use super::{Message, SignatureScheme, VerifyError, decode_digest, header, header_value, hmac};
+use super::{
+    Message, SignatureScheme, VerifyError, decode_digest, fresh_timestamp, header, header_value, hmac,
+};
 use crate::secret::Secret;
 
 /// SmartlyQ's scheme: `X-SmartlyQ-Signature: t=<unix seconds>,v1=<hex>`, the
@@ -105,17 +107,10 @@ impl SmartlyQScheme {
             }
         }
         let t = timestamp.ok_or(malformed("no t= timestamp"))?;
-        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(malformed("t= is not unix seconds"));
-        }
         if signatures.is_empty() {
             return Err(malformed("no v1= signature"));
         }
-        let seconds: i64 = t.parse().map_err(|_| malformed("t= is out of range"))?;
-        let tolerance_secs = self.tolerance.as_secs();
-        if now.timestamp().abs_diff(seconds) > tolerance_secs {
-            return Err(VerifyError::TimestampOutOfTolerance { timestamp: seconds, tolerance_secs });
-        }
+        fresh_timestamp(t, Self::SIGNATURE, self.tolerance, now)?;
         if secrets.is_empty() {
             return Err(VerifyError::NoSecret);
         }

@@ -7,7 +7,7 @@ use hmac::Mac;
 use http::{HeaderMap, HeaderName};
 use rand::RngCore;
 
-use super::{HmacSha256, Message, SignatureScheme, VerifyError, header, header_value};
+use super::{HmacSha256, Message, SignatureScheme, VerifyError, fresh_timestamp, header, header_value};
 use crate::secret::Secret;
 
 /// The [Standard Webhooks](https://www.standardwebhooks.com) scheme:
@@ -108,14 +108,7 @@ impl StandardScheme {
         if id.is_empty() {
             return Err(malformed(Self::ID, "empty"));
         }
-        if timestamp.is_empty() || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(malformed(Self::TIMESTAMP, "not unix seconds"));
-        }
-        let seconds: i64 = timestamp.parse().map_err(|_| malformed(Self::TIMESTAMP, "out of range"))?;
-        let tolerance_secs = self.tolerance.as_secs();
-        if now.timestamp().abs_diff(seconds) > tolerance_secs {
-            return Err(VerifyError::TimestampOutOfTolerance { timestamp: seconds, tolerance_secs });
-        }
+        let seconds = fresh_timestamp(timestamp, Self::TIMESTAMP, self.tolerance, now)?;
         let mut candidates = Vec::new();
         for entry in signatures.split(' ').filter(|e| !e.is_empty()) {
             let (version, encoded) = entry
