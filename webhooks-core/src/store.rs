@@ -361,4 +361,13 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// When the next pending delivery of an enabled subscription becomes
     /// claimable (its due time or the end of its lease), if any.
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// A signal that wakes an idle dispatcher when work arrives that the
+    /// facade did not publish itself (another process's publish, say); `None`
+    /// when the store has no such channel and dispatchers find that work at
+    /// their next poll. A store that listens (PostgreSQL's `LISTEN`) starts
+    /// doing so at the first call, made from within the host's runtime.
+    fn wake_ups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
