@@ -3,7 +3,8 @@
 //! The host application keeps a [`Webhooks`] facade built from three parts:
 //!
 //! - a [`Store`], where subscriptions, deliveries and attempt logs live
-//!   (`webhooks-memory`, `webhooks-sqlite`, or your own);
+//!   (`webhooks-memory`, `webhooks-sqlite`, `webhooks-postgres`, or your
+//!   own: four small traits, one per concern, see [`Store`]);
 //! - a [`Preset`], a product's webhook behaviour as swappable parts: the
 //!   body [`Envelope`], the [`SignatureScheme`], the [`RetryPolicy`], the
 //!   [`UrlRule`], the [`DisablePolicy`] and the event [`Catalogue`];
@@ -86,8 +87,9 @@ pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use secret::Secret;
 pub use store::{
-    AttemptRecord, Claim, DeliveryCounts, DeliveryQuery, Recorded, StateFilter, Store, StoreError,
-    StoreResult, SubscriptionStats, Verdict,
+    Admin, AttemptRecord, Changes, Claim, Current, DeliveryCounts, DeliveryQuery, DeliveryQueue, NextState,
+    Recorded, Retention, StateFilter, Store, StoreError, StoreResult, SubscriptionStats, SubscriptionStore,
+    Verdict,
 };
 pub use webhooks::{
     DEFAULT_MAX_BODY_BYTES, DeliveryLog, DeliveryPage, NewSubscription, Outcome, Published, TEST_EVENT,

@@ -22,7 +22,7 @@ use crate::model::{
     SubscriptionId, SubscriptionStatus,
 };
 use crate::secret::Secret;
-use crate::store::{AttemptRecord, DeliveryQuery, StateFilter, Store, StoreError, Verdict};
+use crate::store::{AttemptRecord, DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError, Verdict};
 
 /// Runs every check of the suite as its own `#[tokio::test]`.
 ///
@@ -64,6 +64,8 @@ macro_rules! store_suite {
             a_resend_while_disabled_is_held_until_enabled,
             a_delivery_finished_while_disabled_resends_after_enable,
             enabling_an_enabled_subscription_keeps_retry_times,
+            purging_deletes_old_finished_deliveries_in_batches_and_nothing_else,
+            counts_follow_every_change_of_state,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -756,4 +758,76 @@ pub async fn enabling_an_enabled_subscription_keeps_retry_times<S: Store>(store:
     store.enable_subscription(sub.id, at(5)).await.unwrap();
     assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(at(600)));
     assert!(store.claim_due(at(10), 10, at(70), &[]).await.unwrap().is_empty());
+}
+
+/// Purging deletes what finished before the time given, in batches, with its
+/// log, and never a pending delivery.
+pub async fn purging_deletes_old_finished_deliveries_in_batches_and_nothing_else<S: Store>(store: S) {
+    let a = subscription("https://example.com/a", &["job.completed"]);
+    let b = subscription("https://example.com/b", &["job.completed"]);
+    store.insert_subscription(&a).await.unwrap();
+    store.insert_subscription(&b).await.unwrap();
+    let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
+    for n in 0..5 {
+        for id in store.publish(&event("job.completed", n), Bytes::from(format!("{n}"))).await.unwrap() {
+            let delivery = store.delivery(id).await.unwrap().unwrap();
+            if delivery.subscription_id == a.id { to_a.push(id) } else { to_b.push(id) }
+        }
+    }
+    // To a: three finished long ago, one finished lately, one still retrying.
+    store.record_attempt(&record(success(to_a[0], 1, 10), Verdict::Delivered, 10)).await.unwrap();
+    store.record_attempt(&record(failure(to_a[1], 1, 20), Verdict::Dropped, 20)).await.unwrap();
+    store.record_attempt(&record(success(to_a[2], 1, 30), Verdict::Delivered, 30)).await.unwrap();
+    store.record_attempt(&record(success(to_a[3], 1, 500), Verdict::Delivered, 500)).await.unwrap();
+    store.record_attempt(&record(failure(to_a[4], 1, 40), Verdict::Retry { at: at(5) }, 40)).await.unwrap();
+
+    assert_eq!(store.purge_finished(at(100), 2).await.unwrap(), 3, "two batches of two, the second short");
+    for id in &to_a[..3] {
+        assert_eq!(store.delivery(*id).await.unwrap(), None);
+        assert!(store.attempts(*id).await.unwrap().is_empty());
+    }
+    assert_eq!(store.delivery(to_a[3]).await.unwrap().unwrap().state, DeliveryState::Delivered);
+    assert_eq!(store.attempts(to_a[4]).await.unwrap().len(), 1);
+    // b's deliveries of the same events keep their bodies.
+    for (n, id) in to_b.iter().enumerate() {
+        assert_eq!(store.delivery(*id).await.unwrap().unwrap().body, Bytes::from(format!("{n}")));
+    }
+    // However old, pending deliveries stay; a zero batch still makes progress.
+    store.disable_subscription(b.id, "paused", at(600)).await.unwrap();
+    assert_eq!(store.purge_finished(DateTime::<Utc>::MAX_UTC, 0).await.unwrap(), 1);
+    assert_eq!(
+        store.delivery_counts(a.id).await.unwrap(),
+        DeliveryCounts { pending: 1, ..Default::default() }
+    );
+    assert_eq!(store.delivery_counts(b.id).await.unwrap().pending, 5);
+    assert_eq!(store.purge_finished(DateTime::<Utc>::MAX_UTC, 10).await.unwrap(), 0);
+    assert_eq!(store.pending_count().await.unwrap(), 6);
+}
+
+/// Counts by state follow publishing, recording, resending, recovering,
+/// purging and deleting.
+pub async fn counts_follow_every_change_of_state<S: Store>(store: S) {
+    let (sub, first) = one_delivery(&store).await;
+    let second = store.publish(&event("job.completed", 1), body("{}")).await.unwrap()[0];
+    let third = store.publish(&event("job.completed", 2), body("{}")).await.unwrap()[0];
+    let counts = |pending, delivered, dropped| DeliveryCounts { pending, delivered, dropped };
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap(), counts(3, 0, 0));
+    store.record_attempt(&record(success(first, 1, 3), Verdict::Delivered, 3)).await.unwrap();
+    store.record_attempt(&record(failure(second, 1, 3), Verdict::Dropped, 3)).await.unwrap();
+    store.record_attempt(&record(failure(third, 1, 3), Verdict::Retry { at: at(9) }, 3)).await.unwrap();
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap(), counts(1, 1, 1));
+    // A late attempt on a finished delivery changes no count.
+    store.record_attempt(&record(success(second, 2, 4), Verdict::Delivered, 4)).await.unwrap();
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap(), counts(1, 1, 1));
+    store.resend(first, at(5)).await.unwrap();
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap(), counts(2, 0, 1));
+    assert_eq!(store.recover(sub.id, at(0), at(6)).await.unwrap(), 1);
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap(), counts(3, 0, 0));
+    assert_eq!(store.pending_count().await.unwrap(), 3);
+    store.record_attempt(&record(success(third, 2, 10), Verdict::Delivered, 10)).await.unwrap();
+    assert_eq!(store.purge_finished(at(100), 10).await.unwrap(), 1);
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap(), counts(2, 0, 0));
+    assert!(store.delete_subscription(sub.id).await.unwrap());
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap(), counts(0, 0, 0));
+    assert_eq!(store.pending_count().await.unwrap(), 0);
 }

@@ -21,16 +21,16 @@
 
 mod queue;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use webhooks_core::{
-    Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
-    EventId, Recorded, StateFilter, Store, StoreError, StoreResult, Subscription, SubscriptionId,
-    SubscriptionStats, SubscriptionStatus, Verdict,
+    Admin, Attempt, AttemptRecord, Claim, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery,
+    DeliveryQueue, DeliveryState, Event, EventId, Recorded, Retention, StateFilter, StoreError, StoreResult,
+    Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus, SubscriptionStore,
 };
 
 use crate::queue::{At, ClaimQueue, Micros};
@@ -66,6 +66,9 @@ struct State {
     /// Pending deliveries of enabled subscriptions, by when they can be
     /// claimed.
     claimable: ClaimQueue,
+    /// Each subscription's deliveries by state, kept as they change so
+    /// counting is no scan.
+    counts: HashMap<SubscriptionId, DeliveryCounts>,
 }
 
 /// A delivery as kept: compact, since a queue may hold millions.
@@ -76,8 +79,10 @@ struct Entry {
     subscription_id: SubscriptionId,
     body: Bytes,
     created_at: Micros,
-    /// `None` once delivered or dropped.
-    next_attempt_at: Option<At>,
+    /// When the next attempt is due while pending; when it finished once
+    /// delivered or dropped (what retention goes by). One field for both
+    /// saves eight bytes a delivery.
+    at: Option<At>,
     lease_until: Option<At>,
     /// Its place in the claim queue, if it is queued.
     claimable_at: Option<At>,
@@ -87,6 +92,14 @@ struct Entry {
 }
 
 impl Entry {
+    fn next_attempt_at(&self) -> Option<At> {
+        self.at.filter(|_| self.state == DeliveryState::Pending)
+    }
+
+    fn finished_at(&self) -> Option<At> {
+        self.at.filter(|_| self.state != DeliveryState::Pending)
+    }
+
     fn delivery(&self, id: DeliveryId) -> Delivery {
         Delivery {
             id,
@@ -96,7 +109,7 @@ impl Entry {
             body: self.body.clone(),
             state: self.state,
             attempts: self.attempts,
-            next_attempt_at: self.next_attempt_at.map(|at| queue::time(at.micros())),
+            next_attempt_at: self.next_attempt_at().map(|at| queue::time(at.micros())),
             created_at: queue::time(self.created_at),
         }
     }
@@ -116,7 +129,7 @@ impl State {
     fn reindex(&mut self, id: DeliveryId) {
         let Some(entry) = self.deliveries.get(&id) else { return };
         let enabled = self.is_enabled(entry.subscription_id);
-        let key = match (entry.state, entry.next_attempt_at) {
+        let key = match (entry.state, entry.next_attempt_at()) {
             (DeliveryState::Pending, Some(due)) if enabled => {
                 Some(entry.lease_until.map_or(due, |l| l.max(due)))
             }
@@ -156,10 +169,12 @@ impl State {
     /// A new attempt cycle: pending, due at `now`, the count back to zero.
     fn restart(&mut self, id: DeliveryId, now: DateTime<Utc>) {
         if let Some(entry) = self.deliveries.get_mut(&id) {
+            let (subscription, from) = (entry.subscription_id, entry.state);
             entry.state = DeliveryState::Pending;
             entry.attempts = 0;
-            entry.next_attempt_at = Some(At::new(now));
+            entry.at = Some(At::new(now));
             entry.lease_until = None;
+            self.count(subscription, Some(from), Some(DeliveryState::Pending));
         }
         self.reindex(id);
     }
@@ -182,7 +197,7 @@ impl State {
             subscription_id,
             body,
             created_at: due,
-            next_attempt_at: Some(At::from_micros(due)),
+            at: Some(At::from_micros(due)),
             lease_until: None,
             claimable_at: None,
             attempts: 0,
@@ -190,8 +205,44 @@ impl State {
             log: Vec::new(),
         };
         self.deliveries.insert(id, Box::new(entry));
+        self.count(subscription_id, None, Some(DeliveryState::Pending));
         self.reindex(id);
         id
+    }
+
+    /// Moves one of a subscription's deliveries from one state's count to
+    /// another's (`None`: it is new, or gone).
+    fn count(
+        &mut self,
+        subscription: SubscriptionId,
+        from: Option<DeliveryState>,
+        to: Option<DeliveryState>,
+    ) {
+        if from == to {
+            return;
+        }
+        let counts = self.counts.entry(subscription).or_default();
+        fn slot(counts: &mut DeliveryCounts, state: DeliveryState) -> &mut u64 {
+            match state {
+                DeliveryState::Pending => &mut counts.pending,
+                DeliveryState::Delivered => &mut counts.delivered,
+                DeliveryState::Dropped => &mut counts.dropped,
+            }
+        }
+        if let Some(from) = from {
+            *slot(counts, from) -= 1;
+        }
+        if let Some(to) = to {
+            *slot(counts, to) += 1;
+        }
+    }
+
+    /// Takes a delivery out of every index and its count.
+    fn remove_delivery(&mut self, id: DeliveryId) {
+        if let Some(entry) = self.deliveries.remove(&id) {
+            self.claimable.requeue(id, entry.subscription_id, entry.claimable_at.map(At::micros), None);
+            self.count(entry.subscription_id, Some(entry.state), None);
+        }
     }
 
     fn publish(&mut self, event: &Event, body: Bytes) -> Vec<DeliveryId> {
@@ -212,32 +263,38 @@ impl State {
         ids
     }
 
+    /// Logs an attempt and writes the changes core's rules make of it.
     fn record(&mut self, record: &AttemptRecord) -> StoreResult<Recorded> {
         let id = record.attempt.delivery_id;
+        let entry = self.deliveries.get(&id).ok_or(StoreError::DeliveryNotFound(id))?;
+        let subscription_id = entry.subscription_id;
+        let subscription = self
+            .subscriptions
+            .get(&subscription_id)
+            .ok_or(StoreError::SubscriptionNotFound(subscription_id))?;
+        let changes = record.changes(Current {
+            state: entry.state,
+            attempts: entry.attempts,
+            consecutive_failures: subscription.consecutive_failures,
+            enabled: subscription.is_enabled(),
+        });
+
         let entry = self.deliveries.get_mut(&id).ok_or(StoreError::DeliveryNotFound(id))?;
         entry.log.push(record.attempt.clone());
-        let subscription_id = entry.subscription_id;
-        if entry.state == DeliveryState::Pending {
-            entry.attempts = entry.attempts.max(record.attempt.number);
+        if let Some(next) = changes.delivery {
+            let from = entry.state;
+            entry.state = next.state;
+            entry.attempts = next.attempts;
+            entry.at = next.next_attempt_at.or(next.finished_at).map(At::new);
             entry.lease_until = None;
-            (entry.state, entry.next_attempt_at) = match record.verdict {
-                Verdict::Delivered => (DeliveryState::Delivered, None),
-                Verdict::Dropped => (DeliveryState::Dropped, None),
-                Verdict::Retry { at } => (DeliveryState::Pending, Some(At::new(at))),
-            };
+            self.count(subscription_id, Some(from), Some(next.state));
             self.reindex(id);
         }
-
-        let subscription = self.subscription_mut(subscription_id)?;
-        subscription.consecutive_failures =
-            if record.attempt.succeeded() { 0 } else { subscription.consecutive_failures.saturating_add(1) };
-        let failures = subscription.consecutive_failures;
-        let disable = subscription.is_enabled().then(|| record.disable_reason(failures)).flatten();
-        let disabled_subscription = disable.is_some();
-        if let Some(reason) = disable {
-            self.disable(subscription_id, &reason, record.now)?;
+        self.subscription_mut(subscription_id)?.consecutive_failures = changes.consecutive_failures;
+        if let Some(reason) = &changes.disable {
+            self.disable(subscription_id, reason, record.now)?;
         }
-        Ok(Recorded { consecutive_failures: failures, disabled_subscription })
+        Ok(changes.recorded())
     }
 
     /// Whether `entry` passes `query`'s filters (the cursor aside).
@@ -260,7 +317,7 @@ impl State {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl SubscriptionStore for MemoryStore {
     async fn insert_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
         let mut state = self.lock();
         if state.subscriptions.contains_key(&subscription.id) {
@@ -294,10 +351,9 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         for delivery in state.deliveries_of(id) {
-            if let Some(entry) = state.deliveries.remove(&delivery) {
-                state.claimable.requeue(delivery, id, entry.claimable_at.map(At::micros), None);
-            }
+            state.remove_delivery(delivery);
         }
+        state.counts.remove(&id);
         Ok(true)
     }
 
@@ -322,20 +378,38 @@ impl Store for MemoryStore {
         let now = At::new(now);
         for delivery in state.deliveries_of(id) {
             if let Some(entry) = state.deliveries.get_mut(&delivery) {
-                entry.next_attempt_at = entry.next_attempt_at.map(|due| due.min(now));
+                if entry.state == DeliveryState::Pending {
+                    entry.at = entry.at.map(|due| due.min(now));
+                }
             }
             state.reindex(delivery);
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for MemoryStore {
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
+        let mut state = self.lock();
+        Ok(events.iter().map(|(event, body)| state.publish(event, body.clone())).collect())
     }
 
     async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
         Ok(self.lock().publish(event, body))
     }
 
-    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
+    async fn publish_to(
+        &self,
+        event: &Event,
+        body: Bytes,
+        subscription: SubscriptionId,
+    ) -> StoreResult<DeliveryId> {
         let mut state = self.lock();
-        Ok(events.iter().map(|(event, body)| state.publish(event, body.clone())).collect())
+        if !state.subscriptions.contains_key(&subscription) {
+            return Err(StoreError::SubscriptionNotFound(subscription));
+        }
+        Ok(state.insert_delivery(event, body, subscription))
     }
 
     async fn claim_due(
@@ -371,10 +445,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded> {
-        self.lock().record(record)
-    }
-
     async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<StoreResult<Recorded>>> {
         let mut state = self.lock();
         Ok(records.iter().map(|record| state.record(record)).collect())
@@ -384,21 +454,19 @@ impl Store for MemoryStore {
         Ok(self.lock().deliveries.get(&id).map(|entry| entry.delivery(id)))
     }
 
-    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
-        Ok(self.lock().deliveries.get(&id).map(|entry| entry.log.clone()).unwrap_or_default())
+    async fn pending_count(&self) -> StoreResult<u64> {
+        Ok(self.lock().counts.values().map(|counts| counts.pending).sum())
     }
 
-    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
-        let state = self.lock();
-        let mut counts = DeliveryCounts::default();
-        for entry in state.deliveries.values().filter(|e| e.subscription_id == subscription) {
-            match entry.state {
-                DeliveryState::Pending => counts.pending += 1,
-                DeliveryState::Delivered => counts.delivered += 1,
-                DeliveryState::Dropped => counts.dropped += 1,
-            }
-        }
-        Ok(counts)
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(self.lock().claimable.first().map(queue::time))
+    }
+}
+
+#[async_trait]
+impl Admin for MemoryStore {
+    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
+        Ok(self.lock().deliveries.get(&id).map(|entry| entry.log.clone()).unwrap_or_default())
     }
 
     async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {
@@ -453,17 +521,8 @@ impl Store for MemoryStore {
         Ok(recovered)
     }
 
-    async fn publish_to(
-        &self,
-        event: &Event,
-        body: Bytes,
-        subscription: SubscriptionId,
-    ) -> StoreResult<DeliveryId> {
-        let mut state = self.lock();
-        if !state.subscriptions.contains_key(&subscription) {
-            return Err(StoreError::SubscriptionNotFound(subscription));
-        }
-        Ok(state.insert_delivery(event, body, subscription))
+    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
+        Ok(self.lock().counts.get(&subscription).copied().unwrap_or_default())
     }
 
     async fn subscription_stats(&self, id: SubscriptionId) -> StoreResult<SubscriptionStats> {
@@ -486,13 +545,33 @@ impl Store for MemoryStore {
         }
         Ok(stats)
     }
+}
 
-    async fn pending_count(&self) -> StoreResult<u64> {
-        let state = self.lock();
-        Ok(state.deliveries.values().filter(|e| e.state == DeliveryState::Pending).count() as u64)
-    }
-
-    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(self.lock().claimable.first().map(queue::time))
+#[async_trait]
+impl Retention for MemoryStore {
+    async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
+        // A scan of the map, a batch at a time so other callers get the lock
+        // between batches; finished times are not indexed, which would cost
+        // every delivery its memory.
+        let before = At::new(older_than);
+        let batch = batch.max(1);
+        let mut purged = 0;
+        loop {
+            let mut state = self.lock();
+            let old: Vec<DeliveryId> = state
+                .deliveries
+                .iter()
+                .filter(|(_, entry)| entry.finished_at().is_some_and(|at| at < before))
+                .map(|(id, _)| *id)
+                .take(batch)
+                .collect();
+            for id in &old {
+                state.remove_delivery(*id);
+            }
+            purged += old.len() as u64;
+            if old.len() < batch {
+                return Ok(purged);
+            }
+        }
     }
 }

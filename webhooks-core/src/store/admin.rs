@@ -1,0 +1,189 @@
+//! [`Admin`]: what an operator reads and does: logs, listing, counts,
+//! resend and recover.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{DeliveryQueue, StoreError, StoreResult, SubscriptionStore};
+use crate::model::{Attempt, Delivery, DeliveryId, DeliveryState, SubscriptionId};
+
+/// How many of a subscription's deliveries are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    /// Waiting for an attempt, or held while the subscription is disabled.
+    pub pending: u64,
+    /// Acknowledged.
+    pub delivered: u64,
+    /// Given up on.
+    pub dropped: u64,
+}
+
+/// Which deliveries [`Store::list_deliveries`] returns: every filter that is
+/// set must match. Results come in id order (creation order), after the
+/// cursor.
+///
+/// ```
+/// use webhooks_core::{DeliveryQuery, Preset, StateFilter, Subscription, Webhooks};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), webhooks_core::Error> {
+/// let webhooks = Webhooks::builder()
+///     .store(webhooks_memory::MemoryStore::new())
+///     .preset(Preset::deepsmith())
+///     .build()?;
+/// let subscription = webhooks
+///     .subscribe(Subscription::builder("https://customer.example/").event_type("iq.status_updated"))
+///     .await?;
+/// for n in 0..3 {
+///     webhooks.publish("iq.status_updated", serde_json::json!({ "n": n })).await?;
+/// }
+/// // Pending deliveries of one customer, two at a time.
+/// let mut query = DeliveryQuery {
+///     subscription: Some(subscription.id),
+///     state: Some(StateFilter::Pending),
+///     limit: 2,
+///     ..DeliveryQuery::default()
+/// };
+/// let first = webhooks.deliveries(query.clone()).await?;
+/// assert_eq!(first.deliveries.len(), 2);
+/// query.after = first.next;
+/// assert_eq!(webhooks.deliveries(query).await?.deliveries.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    /// Only this subscription's.
+    pub subscription: Option<SubscriptionId>,
+    /// Only those in this state.
+    pub state: Option<StateFilter>,
+    /// Only this event type's.
+    pub event_type: Option<String>,
+    /// Only those created at or after this time.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Only those created before this time.
+    pub created_until: Option<DateTime<Utc>>,
+    /// Only those after this delivery: the cursor of the page before.
+    pub after: Option<DeliveryId>,
+    /// At most this many (1 to 1000).
+    pub limit: usize,
+}
+
+/// A delivery state to filter by; `Held` is a pending delivery whose
+/// subscription is disabled, and `Pending` excludes those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StateFilter {
+    /// Waiting for an attempt at an enabled subscription.
+    Pending,
+    /// Waiting while its subscription is disabled.
+    Held,
+    /// Acknowledged.
+    Delivered,
+    /// Given up on.
+    Dropped,
+}
+
+/// What a subscription's attempts add up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionStats {
+    /// Attempts made to it, kept in the log.
+    pub attempts: u64,
+    /// Those a 2xx acknowledged.
+    pub succeeded: u64,
+    /// When the last acknowledged attempt started.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When the last failed attempt started.
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// Failed attempts in a row, now.
+    pub consecutive_failures: u32,
+}
+
+impl SubscriptionStats {
+    /// Acknowledged attempts over all attempts; `None` before the first.
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.attempts > 0).then(|| self.succeeded as f64 / self.attempts as f64)
+    }
+}
+
+/// Operations on logs and deliveries for operators. Four methods are
+/// required; counts and stats have defaults that page through the
+/// subscription's deliveries, which a store with an index or kept counts
+/// overrides.
+#[async_trait]
+pub trait Admin: SubscriptionStore + DeliveryQueue {
+    /// A delivery's attempts, first first.
+    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>>;
+
+    /// Deliveries matching `query`, in id order, at most `query.limit`.
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>>;
+
+    /// Starts a new attempt cycle for a delivery, whatever its state: pending
+    /// again, due at `now`, its attempt count back to zero (the retry policy
+    /// starts over), its id, body and log kept. A disabled subscription's
+    /// delivery stays held until it is enabled.
+    async fn resend(&self, id: DeliveryId, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Recovers a subscription in one step: enables it, and starts a new
+    /// attempt cycle, due at `now`, for each of its held deliveries and its
+    /// dropped deliveries created at or after `since`. Returns how many.
+    async fn recover(
+        &self,
+        subscription: SubscriptionId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+
+    /// A subscription's deliveries counted by state.
+    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
+        let mut counts = DeliveryCounts::default();
+        for delivery in all_deliveries(self, subscription).await? {
+            match delivery.state {
+                DeliveryState::Pending => counts.pending += 1,
+                DeliveryState::Delivered => counts.delivered += 1,
+                DeliveryState::Dropped => counts.dropped += 1,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// What a subscription's attempts add up to.
+    async fn subscription_stats(&self, id: SubscriptionId) -> StoreResult<SubscriptionStats> {
+        let subscription = self.subscription(id).await?.ok_or(StoreError::SubscriptionNotFound(id))?;
+        let mut stats = SubscriptionStats {
+            consecutive_failures: subscription.consecutive_failures,
+            ..SubscriptionStats::default()
+        };
+        for delivery in all_deliveries(self, id).await? {
+            for attempt in self.attempts(delivery.id).await? {
+                stats.attempts += 1;
+                let last = if attempt.succeeded() {
+                    stats.succeeded += 1;
+                    &mut stats.last_success_at
+                } else {
+                    &mut stats.last_failure_at
+                };
+                *last = (*last).max(Some(attempt.started_at));
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// Every delivery of a subscription, a page at a time.
+async fn all_deliveries<A: Admin + ?Sized>(
+    store: &A,
+    subscription: SubscriptionId,
+) -> StoreResult<Vec<Delivery>> {
+    let mut query =
+        DeliveryQuery { subscription: Some(subscription), limit: 1000, ..DeliveryQuery::default() };
+    let mut all = Vec::new();
+    loop {
+        let page = store.list_deliveries(&query).await?;
+        let full = page.len() == query.limit;
+        query.after = page.last().map(|d| d.id);
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Where subscriptions, deliveries and their logs live: the store traits,
+//! one per concern, and [`Store`], all of them together.
+//!
+//! A store is dumb on purpose: it keeps state and applies the changes it is
+//! handed, atomically. It knows nothing about HTTP, presets or clocks; every
+//! time it needs is passed in, and the rules for an attempt live in
+//! [`AttemptRecord::changes`].
+//!
+//! | trait | concern | required methods |
+//! | --- | --- | --- |
+//! | [`SubscriptionStore`] | endpoints and what they listen to | 7 |
+//! | [`DeliveryQueue`] | publishing, leasing, recording: what the dispatcher drives | 8 |
+//! | [`Admin`] | logs, listing, resend, recover | 4 (counts and stats have defaults) |
+//! | [`Retention`] | deleting finished deliveries | 1 |
+
+mod admin;
+mod queue;
+mod retention;
+mod rules;
+mod subscriptions;
+
+use crate::model::{DeliveryId, SubscriptionId};
+
+pub use admin::{Admin, DeliveryCounts, DeliveryQuery, StateFilter, SubscriptionStats};
+pub use queue::{Claim, DeliveryQueue};
+pub use retention::Retention;
+pub use rules::{AttemptRecord, Changes, Current, NextState, Recorded, Verdict};
+pub use subscriptions::SubscriptionStore;
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No subscription has this id.
+    #[error("subscription {0} not found")]
+    SubscriptionNotFound(SubscriptionId),
+    /// No delivery has this id.
+    #[error("delivery {0} not found")]
+    DeliveryNotFound(DeliveryId),
+    /// A subscription with this id exists already.
+    #[error("subscription {0} already exists")]
+    DuplicateSubscription(SubscriptionId),
+    /// The backend failed (I/O, database, corrupt data).
+    #[error("store backend failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps a backend's own error.
+    pub fn backend(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend(error.into())
+    }
+}
+
+/// The result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A whole store: every concern, as the [`Webhooks`](crate::Webhooks)
+/// facade and the [`Dispatcher`](crate::Dispatcher) use it. Implemented for
+/// every type that implements the four traits; implement those.
+///
+/// Every method is one atomic step: a crash between two calls may lose the
+/// work of neither. Handles are cheap to clone and shared across tasks.
+/// `webhooks_core::testing` (feature `testing`) holds the behaviour every
+/// implementation must have, as tests to run against it.
+pub trait Store: SubscriptionStore + DeliveryQueue + Admin + Retention {}
+
+impl<T: SubscriptionStore + DeliveryQueue + Admin + Retention> Store for T {}

@@ -1,0 +1,114 @@
+//! [`DeliveryQueue`]: publishing, leasing and recording, the part of a
+//! store the dispatcher drives.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use super::{AttemptRecord, Recorded, StoreError, StoreResult};
+use crate::model::{Delivery, DeliveryId, Event, Subscription, SubscriptionId};
+
+/// A due delivery handed to one worker until `lease_until`, with the
+/// subscription it goes to.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    /// The delivery; `attempts` counts the attempts made before this one.
+    pub delivery: Delivery,
+    /// Its subscription (URL and secret), shared by the claims that go to it.
+    pub subscription: Arc<Subscription>,
+}
+
+/// The durable queue of deliveries. Each method is one atomic step.
+///
+/// Eight methods are required; a store that pays per call (a commit)
+/// overrides the batch forms' defaults and says so in
+/// [`DeliveryQueue::prefers_batches`].
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync + Debug + 'static {
+    /// Publishes events in one step where the store can (one transaction):
+    /// records each event and creates one pending delivery of its body, due
+    /// at `event.occurred_at`, for every enabled subscription that listens to
+    /// `event.name`. Returns each event's new deliveries' ids, in order.
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>>;
+
+    /// Publishes one event, as [`DeliveryQueue::publish_many`] does.
+    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
+        let published = self.publish_many(&[(event.clone(), body)]).await?;
+        Ok(published.into_iter().next().unwrap_or_default())
+    }
+
+    /// Creates one pending delivery of `event` for `subscription` only,
+    /// whatever it listens to (a test event), due at `event.occurred_at`;
+    /// held if the subscription is disabled.
+    async fn publish_to(
+        &self,
+        event: &Event,
+        body: Bytes,
+        subscription: SubscriptionId,
+    ) -> StoreResult<DeliveryId>;
+
+    /// Leases up to `limit` pending deliveries that are due at `now`, whose
+    /// subscription is enabled and not in `skip`, and which no live lease
+    /// holds, until `lease_until`; earliest due first. A lease that runs out
+    /// makes the delivery claimable again, so a crashed worker's claims come
+    /// back. `skip` holds the endpoints that have their share of requests in
+    /// flight already; what they have due waits in the queue.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+        skip: &[SubscriptionId],
+    ) -> StoreResult<Vec<Claim>>;
+
+    /// Gives claims back unattempted: each lease is cut to end at
+    /// `claimable_at` (now, or a little later to let a busy endpoint be).
+    async fn release(&self, ids: &[DeliveryId], claimable_at: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Records attempts, in order, each in one step: appends the attempt to
+    /// its delivery's log and writes the [`Changes`](super::Changes) that
+    /// [`AttemptRecord::changes`] computes from the state read in that step.
+    /// A store that can should record the batch in one transaction. A record
+    /// that cannot apply (its delivery was deleted) gets its own error and
+    /// leaves the others be; the outer error says the batch as a whole failed.
+    async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<StoreResult<Recorded>>>;
+
+    /// Records one attempt, as [`DeliveryQueue::record_attempts`] does.
+    async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded> {
+        let recorded = self.record_attempts(std::slice::from_ref(record)).await?;
+        recorded.into_iter().next().unwrap_or_else(|| Err(StoreError::backend("the store recorded nothing")))
+    }
+
+    /// Whether one call for many deliveries costs much less than one call
+    /// each, as it does for a durable store that pays a commit per call. The
+    /// dispatcher then gathers attempts for a recorder and claims for a
+    /// quarter of its slots at a time; otherwise each attempt records itself
+    /// and a slot is refilled as soon as it frees.
+    fn prefers_batches(&self) -> bool {
+        false
+    }
+
+    /// One delivery.
+    async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>>;
+
+    /// Pending deliveries in the whole store, held ones included: the
+    /// dispatcher's gauge. Counted from an index or kept, never a scan of
+    /// finished deliveries.
+    async fn pending_count(&self) -> StoreResult<u64>;
+
+    /// When the next pending delivery of an enabled subscription becomes
+    /// claimable (its due time or the end of its lease), if any.
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// A signal that wakes an idle dispatcher when work arrives that the
+    /// facade did not publish itself (another process's publish, say); `None`
+    /// when the store has no such channel and dispatchers find that work at
+    /// their next poll. A store that listens (PostgreSQL's `LISTEN`) starts
+    /// doing so at the first call, made from within the host's runtime.
+    fn wake_ups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+}
