@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    DeliveryId, Envelope, Event, EventId, JsonEnvelope, Preset, Store, Subscription, UrlRule, Webhooks,
+    DeliveryId, Envelope, Event, EventId, JsonEnvelope, Preset, Subscription, UrlRule, Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_sqlite::SqliteStore;

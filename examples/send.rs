@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    AttemptOutcome, Preset, Store, Subscription, SubscriptionId, SubscriptionStatus, UrlRule, Webhooks,
+    AttemptOutcome, Preset, Subscription, SubscriptionId, SubscriptionStatus, UrlRule, Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::PostgresStore;

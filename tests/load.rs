@@ -15,7 +15,7 @@ use common::over_http;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    AttemptResult, DeliveryId, DeliveryState, DisablePolicy, Preset, Store, Subscription, Webhooks,
+    AttemptResult, DeliveryId, DeliveryState, DisablePolicy, Preset, Subscription, Webhooks, prelude::*,
 };
 use webhooks_examples::{Receiver, Reply};
 use webhooks_memory::MemoryStore;

@@ -141,7 +141,7 @@ async fn until_all_delivered(
     subscription: SubscriptionId,
     deadline: Instant,
 ) {
-    use webhooks_core::Store;
+    use webhooks_core::prelude::*;
     loop {
         let arrived = arrivals(receiver).len();
         let counts = store.delivery_counts(subscription).await.unwrap();

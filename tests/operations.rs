@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{Running, eventually, over_http, recorded, start};
 use serde_json::json;
 use webhooks_core::{
-    AttemptResult, DeliveryQuery, DeliveryState, ManualClock, Preset, StateFilter, Store, Subscription,
-    SubscriptionId, TEST_EVENT, Webhooks,
+    AttemptResult, DeliveryQuery, DeliveryState, ManualClock, Preset, StateFilter, Subscription,
+    SubscriptionId, TEST_EVENT, Webhooks, prelude::*,
 };
 use webhooks_examples::{Receiver, Reply};
 

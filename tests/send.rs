@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use webhooks_core::{DeepSmithScheme, Secret, SignatureScheme, SmartlyQScheme, Store};
+use webhooks_core::{DeepSmithScheme, Secret, SignatureScheme, SmartlyQScheme, prelude::*};
 use webhooks_examples::{Receiver, Reply};
 use webhooks_postgres::testing::TestDatabase;
 use webhooks_sqlite::SqliteStore;

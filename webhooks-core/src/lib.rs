@@ -91,6 +91,12 @@ pub use store::{
     Recorded, Retention, StateFilter, Store, StoreError, StoreResult, SubscriptionStats, SubscriptionStore,
     Verdict,
 };
+/// The store traits, for calling a store's methods on a concrete store:
+/// `use webhooks_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::store::{Admin, DeliveryQueue, Retention, Store, SubscriptionStore};
+}
+
 pub use webhooks::{
     DEFAULT_MAX_BODY_BYTES, DeliveryLog, DeliveryPage, NewSubscription, Outcome, Published, TEST_EVENT,
     Webhooks, WebhooksBuilder,

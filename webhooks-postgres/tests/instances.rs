@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use webhooks_core::testing::{event, subscription, t0};
 use webhooks_core::{
     Attempt, AttemptRecord, AttemptResult, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
-    PreviousSecret, Secret, StateFilter, Store, SubscriptionStatus, Verdict,
+    PreviousSecret, Secret, StateFilter, SubscriptionStatus, Verdict, prelude::*,
 };
 use webhooks_postgres::testing::TestDatabase;
 use webhooks_postgres::{Error, PostgresStore};

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use webhooks_core::Store;
+use webhooks_core::prelude::*;
 use webhooks_core::testing::subscription;
 use webhooks_postgres::testing::TestDatabase;
 use webhooks_postgres::{Error, PostgresStore};

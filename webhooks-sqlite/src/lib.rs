@@ -34,7 +34,8 @@
 //! ```
 //!
 //! Finished deliveries are kept with their attempt logs until
-//! [`SqliteStore::purge_finished`] deletes them.
+//! [`Retention::purge_finished`](webhooks_core::Retention::purge_finished)
+//! deletes them.
 
 #![warn(missing_docs)]
 
@@ -49,7 +50,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use crate::error::Error;
@@ -100,39 +100,6 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Deletes the deliveries that were delivered or dropped before
-    /// `older_than`, with their attempt logs and the event bodies no other
-    /// delivery needs; returns how many deliveries it deleted.
-    ///
-    /// It deletes at most `batch` deliveries per transaction (0 counts as 1)
-    /// and loops until none is left, so other work interleaves and a purge
-    /// never holds the write lock for long. Pending deliveries are never
-    /// touched, however old.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Sqlite`] when a batch fails; the batches before it stay
-    /// deleted.
-    pub async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> Result<u64, Error> {
-        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
-        let mut purged = 0u64;
-        loop {
-            let deleted = self
-                .worker
-                .call(move |connection| {
-                    in_transaction(connection, TransactionBehavior::Immediate, |transaction| {
-                        queries::purge_finished(transaction, older_than, limit)
-                    })
-                    .map_err(|source| Error::Sqlite { operation: "purge finished deliveries", source })
-                })
-                .await?;
-            purged += deleted as u64;
-            if (deleted as u64) < limit as u64 {
-                return Ok(purged);
-            }
-        }
     }
 }
 

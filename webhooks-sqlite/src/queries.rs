@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 use webhooks_core::{
-    Attempt, AttemptResult, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
-    EventId, PreviousSecret, Secret, StateFilter, Subscription, SubscriptionId, SubscriptionStats,
-    SubscriptionStatus, Verdict,
+    Attempt, AttemptResult, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
+    Event, EventId, NextState, PreviousSecret, Secret, StateFilter, Subscription, SubscriptionId,
+    SubscriptionStats, SubscriptionStatus,
 };
 
 use crate::codec;
@@ -451,18 +451,6 @@ pub(crate) fn delivery(db: &Connection, id: DeliveryId) -> rusqlite::Result<Opti
         .optional()
 }
 
-/// A delivery's subscription and state.
-pub(crate) fn delivery_state(
-    db: &Connection,
-    id: DeliveryId,
-) -> rusqlite::Result<Option<(SubscriptionId, DeliveryState)>> {
-    db.prepare_cached("SELECT subscription_id, state FROM deliveries WHERE id = ?1")?
-        .query_row([id.as_uuid()], |row| {
-            Ok((row.get::<_, Uuid>(0)?.into(), codec::state(&row.get::<_, String>(1)?, 1)?))
-        })
-        .optional()
-}
-
 /// Appends an attempt to its delivery's log.
 pub(crate) fn insert_attempt(db: &Connection, attempt: &Attempt) -> rusqlite::Result<()> {
     let (status, response, error) = match &attempt.result {
@@ -485,41 +473,49 @@ pub(crate) fn insert_attempt(db: &Connection, attempt: &Attempt) -> rusqlite::Re
     Ok(())
 }
 
-/// Applies an attempt's verdict to its pending delivery and ends its lease.
-pub(crate) fn apply_verdict(
+/// What recording an attempt needs of a delivery and its subscription.
+pub(crate) fn current(
     db: &Connection,
     id: DeliveryId,
-    attempt_number: u32,
-    verdict: Verdict,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    let (state, next_attempt_at, finished_at) = match verdict {
-        Verdict::Delivered => (DeliveryState::Delivered, None, Some(codec::micros(now))),
-        Verdict::Dropped => (DeliveryState::Dropped, None, Some(codec::micros(now))),
-        Verdict::Retry { at } => (DeliveryState::Pending, Some(codec::micros(at)), None),
-    };
+) -> rusqlite::Result<Option<(SubscriptionId, Current)>> {
     db.prepare_cached(
-        "UPDATE deliveries SET attempts = max(attempts, ?2), lease_until = NULL, state = ?3, \
-         next_attempt_at = ?4, finished_at = ?5, held = held * (?3 = 'pending') WHERE id = ?1",
+        "SELECT d.subscription_id, d.state, d.attempts, s.consecutive_failures, s.disabled_at IS NULL \
+         FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id = ?1",
     )?
-    .execute(params![id.as_uuid(), attempt_number, state.as_str(), next_attempt_at, finished_at])?;
+    .query_row([id.as_uuid()], |row| {
+        let current = Current {
+            state: codec::state(&row.get::<_, String>(1)?, 1)?,
+            attempts: row.get(2)?,
+            consecutive_failures: row.get(3)?,
+            enabled: row.get(4)?,
+        };
+        Ok((row.get::<_, Uuid>(0)?.into(), current))
+    })
+    .optional()
+}
+
+/// Writes a delivery's state after an attempt and ends its lease; a
+/// delivery that is no longer pending is no longer held.
+pub(crate) fn write_next_state(db: &Connection, id: DeliveryId, next: &NextState) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE deliveries SET attempts = ?2, lease_until = NULL, state = ?3, next_attempt_at = ?4, \
+         finished_at = ?5, held = held * (?3 = 'pending') WHERE id = ?1",
+    )?
+    .execute(params![
+        id.as_uuid(),
+        next.attempts,
+        next.state.as_str(),
+        next.next_attempt_at.map(codec::micros),
+        next.finished_at.map(codec::micros),
+    ])?;
     Ok(())
 }
 
-/// Resets a subscription's failure count after a success, or adds one after
-/// a failure; returns the new count and whether the subscription is enabled.
-pub(crate) fn count_attempt(
-    db: &Connection,
-    id: SubscriptionId,
-    succeeded: bool,
-) -> rusqlite::Result<Option<(u32, bool)>> {
-    db.prepare_cached(
-        "UPDATE subscriptions SET consecutive_failures = \
-         CASE WHEN ?2 THEN 0 ELSE min(consecutive_failures + 1, 4294967295) END \
-         WHERE id = ?1 RETURNING consecutive_failures, disabled_at IS NULL",
-    )?
-    .query_row(params![id.as_uuid(), succeeded], |row| Ok((row.get(0)?, row.get(1)?)))
-    .optional()
+/// Sets a subscription's count of failed attempts in a row.
+pub(crate) fn set_failures(db: &Connection, id: SubscriptionId, failures: u32) -> rusqlite::Result<()> {
+    db.prepare_cached("UPDATE subscriptions SET consecutive_failures = ?2 WHERE id = ?1")?
+        .execute(params![id.as_uuid(), failures])?;
+    Ok(())
 }
 
 /// A delivery's attempts in the order they were recorded.

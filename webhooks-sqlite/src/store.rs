@@ -10,8 +10,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rusqlite::{Transaction, TransactionBehavior};
 use webhooks_core::{
-    Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
-    EventId, Recorded, Store, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
+    Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryQueue,
+    Event, EventId, Recorded, Retention, StoreError, StoreResult, Subscription, SubscriptionId,
+    SubscriptionStats, SubscriptionStore,
 };
 
 use crate::error::Error;
@@ -143,28 +144,27 @@ fn publish_all(db: &Transaction<'_>, events: &[ToPublish]) -> Outcome<Vec<Vec<De
     Ok(published)
 }
 
-/// Applies one attempt record inside the caller's transaction, as the
-/// memory store does: log it, apply the verdict to a pending delivery, count
-/// the failure or reset the count, and disable the subscription when the
-/// record says so.
+/// Applies one attempt record inside the caller's transaction: logs it
+/// and writes the changes core's rules make of the state read here.
 fn record(db: &Transaction<'_>, record: &AttemptRecord) -> Outcome<Recorded> {
     let id = record.attempt.delivery_id;
-    let (subscription, state) = queries::delivery_state(db, id)?.ok_or(StoreError::DeliveryNotFound(id))?;
+    let (subscription, current) = queries::current(db, id)?.ok_or(StoreError::DeliveryNotFound(id))?;
+    let changes = record.changes(current);
     queries::insert_attempt(db, &record.attempt)?;
-    if state == DeliveryState::Pending {
-        queries::apply_verdict(db, id, record.attempt.number, record.verdict, record.now)?;
+    if let Some(next) = &changes.delivery {
+        queries::write_next_state(db, id, next)?;
     }
-    let (failures, enabled) = queries::count_attempt(db, subscription, record.attempt.succeeded())?
-        .ok_or(StoreError::SubscriptionNotFound(subscription))?;
-    let disable = if enabled { record.disable_reason(failures) } else { None };
-    if let Some(reason) = &disable {
+    if changes.consecutive_failures != current.consecutive_failures {
+        queries::set_failures(db, subscription, changes.consecutive_failures)?;
+    }
+    if let Some(reason) = &changes.disable {
         queries::disable_subscription(db, subscription, reason, record.now)?;
     }
-    Ok(Recorded { consecutive_failures: failures, disabled_subscription: disable.is_some() })
+    Ok(changes.recorded())
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl SubscriptionStore for SqliteStore {
     async fn insert_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
         let subscription = subscription.clone();
         self.write("insert a subscription", move |db| {
@@ -215,16 +215,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
-        let event =
-            ToPublish { id: event.id, name: event.name.clone(), occurred_at: event.occurred_at, body };
-        self.write("publish an event", move |db| {
-            Ok(publish_all(db, std::slice::from_ref(&event))?.pop().unwrap_or_default())
-        })
-        .await
-    }
-
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
     /// All the events in one transaction: all published or none.
     async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
         let events: Vec<ToPublish> = events
@@ -237,6 +231,29 @@ impl Store for SqliteStore {
             })
             .collect();
         self.write("publish events", move |db| publish_all(db, &events)).await
+    }
+
+    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
+        let event =
+            ToPublish { id: event.id, name: event.name.clone(), occurred_at: event.occurred_at, body };
+        self.write("publish an event", move |db| {
+            Ok(publish_all(db, std::slice::from_ref(&event))?.pop().unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn publish_to(
+        &self,
+        event: &Event,
+        body: Bytes,
+        subscription: SubscriptionId,
+    ) -> StoreResult<DeliveryId> {
+        let event = event.clone();
+        self.write("publish a test event", move |db| {
+            Ok(queries::publish_to(db, &event, &body, subscription)?
+                .ok_or(StoreError::SubscriptionNotFound(subscription))?)
+        })
+        .await
     }
 
     async fn claim_due(
@@ -284,16 +301,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_attempt(&self, attempt: &AttemptRecord) -> StoreResult<Recorded> {
-        let attempt = attempt.clone();
-        self.write("record an attempt", move |db| record(db, &attempt)).await
-    }
-
-    /// One commit per call: batches are much cheaper.
-    fn prefers_batches(&self) -> bool {
-        true
-    }
-
     /// All the records in one transaction, one commit for the batch. A
     /// record whose delivery is gone fails alone, having written nothing.
     async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<StoreResult<Recorded>>> {
@@ -311,16 +318,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// One commit per call: batches are much cheaper.
+    fn prefers_batches(&self) -> bool {
+        true
+    }
+
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
         self.read("read a delivery", move |db| Ok(queries::delivery(db, id)?)).await
     }
 
-    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
-        self.read("read an attempt log", move |db| Ok(queries::attempts(db, id)?)).await
+    async fn pending_count(&self) -> StoreResult<u64> {
+        self.read("count pending deliveries", |db| Ok(queries::pending_count(db)?)).await
     }
 
-    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
-        self.read("count deliveries", move |db| Ok(queries::delivery_counts(db, subscription)?)).await
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.read("find the next due time", |db| Ok(queries::next_claimable(db)?)).await
+    }
+}
+
+#[async_trait]
+impl Admin for SqliteStore {
+    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
+        self.read("read an attempt log", move |db| Ok(queries::attempts(db, id)?)).await
     }
 
     async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {
@@ -349,18 +368,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn publish_to(
-        &self,
-        event: &Event,
-        body: Bytes,
-        subscription: SubscriptionId,
-    ) -> StoreResult<DeliveryId> {
-        let event = event.clone();
-        self.write("publish a test event", move |db| {
-            Ok(queries::publish_to(db, &event, &body, subscription)?
-                .ok_or(StoreError::SubscriptionNotFound(subscription))?)
-        })
-        .await
+    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
+        self.read("count deliveries", move |db| Ok(queries::delivery_counts(db, subscription)?)).await
     }
 
     async fn subscription_stats(&self, id: SubscriptionId) -> StoreResult<SubscriptionStats> {
@@ -369,12 +378,25 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn pending_count(&self) -> StoreResult<u64> {
-        self.read("count pending deliveries", |db| Ok(queries::pending_count(db)?)).await
-    }
-
-    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.read("find the next due time", |db| Ok(queries::next_claimable(db)?)).await
+#[async_trait]
+impl Retention for SqliteStore {
+    /// A transaction per batch, so other work interleaves and a purge never
+    /// holds the write lock for long.
+    async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
+        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        let mut purged = 0u64;
+        loop {
+            let deleted = self
+                .write("purge finished deliveries", move |db| {
+                    Ok(queries::purge_finished(db, older_than, limit)?)
+                })
+                .await? as u64;
+            purged += deleted;
+            if deleted < limit as u64 {
+                return Ok(purged);
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use webhooks_core::testing::{event, subscription, t0};
 use webhooks_core::{
     Attempt, AttemptRecord, AttemptResult, DeliveryCounts, DeliveryId, DeliveryState, PreviousSecret, Secret,
-    Store, SubscriptionStatus, Verdict,
+    SubscriptionStatus, Verdict, prelude::*,
 };
 use webhooks_sqlite::{Error, SqliteStore};
 
