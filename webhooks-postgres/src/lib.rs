@@ -36,7 +36,7 @@
 //! The tables live in the schema `webhooks`, beside the host's own; the
 //! role needs the right to create a schema in the database the first time.
 //! Finished deliveries are kept with their attempt logs until
-//! [`PostgresStore::purge_finished`] deletes them. Dispatchers find work
+//! [`Retention::purge_finished`](webhooks_core::Retention::purge_finished) deletes them. Dispatchers find work
 //! published by other instances when they poll (every second by default);
 //! a publish wakes only its own instance's dispatchers at once.
 
@@ -56,7 +56,6 @@ mod tls;
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 pub use crate::config::Target;
@@ -192,38 +191,5 @@ impl PostgresStore {
     /// The connection pool, for the host's own checks (a health probe, say).
     pub fn pool(&self) -> &Pool {
         &self.pool
-    }
-
-    /// Deletes the deliveries that were delivered or dropped before
-    /// `older_than`, with their attempt logs and the event bodies no other
-    /// delivery needs; returns how many deliveries it deleted.
-    ///
-    /// It deletes at most `batch` deliveries per transaction (0 counts as 1)
-    /// and loops until none is left, so it never holds many locks for long;
-    /// rows another instance is purging at the same time are passed over.
-    /// Pending deliveries are never touched, however old.
-    ///
-    /// # Errors
-    ///
-    /// A [`StoreError`](webhooks_core::StoreError) holding [`Error::Query`]
-    /// when a batch fails; the batches before it stay deleted.
-    pub async fn purge_finished(
-        &self,
-        older_than: DateTime<Utc>,
-        batch: usize,
-    ) -> webhooks_core::StoreResult<u64> {
-        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
-        let mut purged = 0u64;
-        loop {
-            let deleted = self
-                .transaction("purge finished deliveries", &(older_than, limit), |db, (older_than, limit)| {
-                    Box::pin(queries::purge_finished(db, *older_than, *limit))
-                })
-                .await?;
-            purged += deleted;
-            if deleted < limit.unsigned_abs() {
-                return Ok(purged);
-            }
-        }
     }
 }

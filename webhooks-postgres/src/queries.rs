@@ -26,10 +26,32 @@ use webhooks_core::{
 
 use crate::codec;
 use crate::error::{Abort, Outcome};
-use crate::record::{Failures, Progress};
 
 /// The transaction every statement runs in.
 pub(crate) type Db<'t> = deadpool_postgres::Transaction<'t>;
+
+/// A delivery's columns that recording changes, as locked and then as
+/// the batch leaves them.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    pub(crate) state: DeliveryState,
+    pub(crate) attempts: u32,
+    pub(crate) next_attempt_at: Option<DateTime<Utc>>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+    /// Whether the batch changed it.
+    pub(crate) changed: bool,
+}
+
+/// A subscription's failure count and status, as locked and then as the
+/// batch leaves them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Failures {
+    pub(crate) consecutive: u32,
+    pub(crate) enabled: bool,
+    /// The count as locked: an unchanged one (a success after a success,
+    /// the usual case) is not written, sparing the row a new version.
+    pub(crate) locked: u32,
+}
 
 /// A subscription's columns, as [`subscription_row`] reads them; its event
 /// types come as one array.

@@ -4,54 +4,14 @@
 //! round trips are the cost; one per record would be most of it.
 
 use chrono::{DateTime, Utc};
-use webhooks_core::{
-    AttemptRecord, DeliveryId, DeliveryState, Recorded, StoreError, StoreResult, SubscriptionId, Verdict,
-};
+use webhooks_core::{AttemptRecord, Current, DeliveryId, Recorded, StoreError, StoreResult, SubscriptionId};
 
 use crate::error::Outcome;
 use crate::queries::{self, Db};
 
-/// A delivery's columns that recording changes, as locked and then as
-/// the batch leaves them.
-#[derive(Clone, Debug)]
-pub(crate) struct Progress {
-    pub(crate) state: DeliveryState,
-    pub(crate) attempts: u32,
-    pub(crate) next_attempt_at: Option<DateTime<Utc>>,
-    pub(crate) finished_at: Option<DateTime<Utc>>,
-    /// Whether the batch changed it.
-    pub(crate) changed: bool,
-}
-
-impl Progress {
-    /// Applies an attempt's verdict to a pending delivery; its lease ends
-    /// when it is written.
-    fn apply(&mut self, number: u32, verdict: Verdict, now: DateTime<Utc>) {
-        self.attempts = self.attempts.max(number);
-        (self.state, self.next_attempt_at, self.finished_at) = match verdict {
-            Verdict::Delivered => (DeliveryState::Delivered, None, Some(now)),
-            Verdict::Dropped => (DeliveryState::Dropped, None, Some(now)),
-            Verdict::Retry { at } => (DeliveryState::Pending, Some(at), None),
-        };
-        self.changed = true;
-    }
-}
-
-/// A subscription's failure count and status, as locked and then as the
-/// batch leaves them.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Failures {
-    pub(crate) consecutive: u32,
-    pub(crate) enabled: bool,
-    /// The count as locked: an unchanged one (a success after a success,
-    /// the usual case) is not written, sparing the row a new version.
-    pub(crate) locked: u32,
-}
-
-/// Applies attempt records in order inside the caller's transaction, as the
-/// memory store does: log each, apply its verdict to a pending delivery,
-/// count the failure or reset the count, and disable the subscription when
-/// the record says so. Every subscription and delivery the batch touches is
+/// Applies attempt records in order inside the caller's transaction: logs
+/// each and applies the changes core's rules make of it, to the rows as the
+/// records before it in the batch left them. Every subscription and delivery the batch touches is
 /// locked first, in id order. A record whose delivery is gone fails alone,
 /// having written nothing.
 pub(crate) async fn record_all(
@@ -77,19 +37,23 @@ pub(crate) async fn record_all(
             continue;
         };
         logged.push(&record.attempt);
-        if delivery.state == DeliveryState::Pending {
-            delivery.apply(record.attempt.number, record.verdict, record.now);
+        let changes = record.changes(Current {
+            state: delivery.state,
+            attempts: delivery.attempts,
+            consecutive_failures: count.consecutive,
+            enabled: count.enabled,
+        });
+        if let Some(next) = changes.delivery {
+            (delivery.state, delivery.attempts) = (next.state, next.attempts);
+            (delivery.next_attempt_at, delivery.finished_at) = (next.next_attempt_at, next.finished_at);
+            delivery.changed = true;
         }
-        count.consecutive = if record.attempt.succeeded() { 0 } else { count.consecutive.saturating_add(1) };
-        let disable = if count.enabled { record.disable_reason(count.consecutive) } else { None };
-        if let Some(reason) = &disable {
+        count.consecutive = changes.consecutive_failures;
+        if let Some(reason) = &changes.disable {
             count.enabled = false;
             disables.push((subscription, reason.clone(), record.now));
         }
-        results.push(Ok(Recorded {
-            consecutive_failures: count.consecutive,
-            disabled_subscription: disable.is_some(),
-        }));
+        results.push(Ok(changes.recorded()));
     }
 
     queries::insert_attempts(db, &logged).await?;

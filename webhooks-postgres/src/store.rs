@@ -9,8 +9,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use webhooks_core::{
-    Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, Event, Recorded,
-    Store, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
+    Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryQueue,
+    Event, Recorded, Retention, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
+    SubscriptionStore,
 };
 
 use crate::error::{Abort, Error, Outcome};
@@ -113,7 +114,7 @@ async fn claim(
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl SubscriptionStore for PostgresStore {
     async fn insert_subscription(&self, subscription: &Subscription) -> StoreResult<()> {
         self.transaction("insert a subscription", subscription, |db, subscription| {
             Box::pin(async move {
@@ -182,6 +183,14 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl DeliveryQueue for PostgresStore {
+    /// All the events in one transaction: all published or none.
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
+        self.transaction("publish events", events, |db, events| Box::pin(publish_all(db, events))).await
+    }
 
     async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
         let events = [(event.clone(), body)];
@@ -191,9 +200,16 @@ impl Store for PostgresStore {
         Ok(published.pop().unwrap_or_default())
     }
 
-    /// All the events in one transaction: all published or none.
-    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
-        self.transaction("publish events", events, |db, events| Box::pin(publish_all(db, events))).await
+    async fn publish_to(
+        &self,
+        event: &Event,
+        body: Bytes,
+        subscription: SubscriptionId,
+    ) -> StoreResult<DeliveryId> {
+        self.transaction("publish a test event", &(event, body, subscription), |db, (event, body, id)| {
+            Box::pin(async move { found_subscription(queries::publish_to(db, event, body, *id).await?, *id) })
+        })
+        .await
     }
 
     async fn claim_due(
@@ -220,22 +236,6 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn record_attempt(&self, record: &AttemptRecord) -> StoreResult<Recorded> {
-        let mut recorded = self
-            .transaction("record an attempt", std::slice::from_ref(record), |db, records| {
-                Box::pin(record::record_all(db, records))
-            })
-            .await?;
-        recorded.pop().unwrap_or_else(|| {
-            Err(Error::Corrupt { operation: "record an attempt", detail: "no result".into() }.into())
-        })
-    }
-
-    /// One transaction, one commit, for the batch.
-    fn prefers_batches(&self) -> bool {
-        true
-    }
-
     /// All the records in one transaction, one commit for the batch. A
     /// record whose delivery is gone fails alone, having written nothing.
     async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<StoreResult<Recorded>>> {
@@ -243,19 +243,28 @@ impl Store for PostgresStore {
             .await
     }
 
+    /// One transaction, one commit, for the batch.
+    fn prefers_batches(&self) -> bool {
+        true
+    }
+
     async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<Delivery>> {
         self.transaction("read a delivery", &id, |db, id| Box::pin(queries::delivery(db, *id))).await
     }
 
-    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
-        self.transaction("read an attempt log", &id, |db, id| Box::pin(queries::attempts(db, *id))).await
+    async fn pending_count(&self) -> StoreResult<u64> {
+        self.transaction("count pending deliveries", &(), |db, ()| Box::pin(queries::pending_count(db))).await
     }
 
-    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
-        self.transaction("count deliveries", &subscription, |db, id| {
-            Box::pin(queries::delivery_counts(db, *id))
-        })
-        .await
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.transaction("find the next due time", &(), |db, ()| Box::pin(queries::next_claimable(db))).await
+    }
+}
+
+#[async_trait]
+impl Admin for PostgresStore {
+    async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
+        self.transaction("read an attempt log", &id, |db, id| Box::pin(queries::attempts(db, *id))).await
     }
 
     async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {
@@ -291,14 +300,9 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn publish_to(
-        &self,
-        event: &Event,
-        body: Bytes,
-        subscription: SubscriptionId,
-    ) -> StoreResult<DeliveryId> {
-        self.transaction("publish a test event", &(event, body, subscription), |db, (event, body, id)| {
-            Box::pin(async move { found_subscription(queries::publish_to(db, event, body, *id).await?, *id) })
+    async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
+        self.transaction("count deliveries", &subscription, |db, id| {
+            Box::pin(queries::delivery_counts(db, *id))
         })
         .await
     }
@@ -309,12 +313,26 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
 
-    async fn pending_count(&self) -> StoreResult<u64> {
-        self.transaction("count pending deliveries", &(), |db, ()| Box::pin(queries::pending_count(db))).await
-    }
-
-    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.transaction("find the next due time", &(), |db, ()| Box::pin(queries::next_claimable(db))).await
+#[async_trait]
+impl Retention for PostgresStore {
+    /// A transaction per batch, so it never holds many locks for long; rows
+    /// another instance is purging at the same time are passed over. The
+    /// event bodies no other delivery needs go too.
+    async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
+        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        let mut purged = 0u64;
+        loop {
+            let deleted = self
+                .transaction("purge finished deliveries", &(older_than, limit), |db, (older_than, limit)| {
+                    Box::pin(queries::purge_finished(db, *older_than, *limit))
+                })
+                .await?;
+            purged += deleted;
+            if deleted < limit.unsigned_abs() {
+                return Ok(purged);
+            }
+        }
     }
 }
