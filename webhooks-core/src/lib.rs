@@ -68,6 +68,8 @@ mod preset;
 mod retry;
 mod scheme;
 mod secret;
+#[cfg(feature = "sql")]
+pub mod sql;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -80,7 +82,7 @@ pub use error::Error;
 pub use guard::is_public_address;
 pub use model::{
     Attempt, AttemptResult, Delivery, DeliveryId, DeliveryState, Event, EventId, PreviousSecret,
-    Subscription, SubscriptionId, SubscriptionStatus,
+    Subscription, SubscriptionId, SubscriptionStatus, UnknownState,
 };
 pub use preset::{Catalogue, DisablePolicy, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};

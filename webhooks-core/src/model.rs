@@ -196,6 +196,25 @@ pub enum DeliveryState {
     Dropped,
 }
 
+/// A name that is not a [`DeliveryState`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown delivery state {0:?}")]
+pub struct UnknownState(pub String);
+
+impl FromStr for DeliveryState {
+    type Err = UnknownState;
+
+    /// The state named `pending`, `delivered` or `dropped`.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "pending" => Ok(Self::Pending),
+            "delivered" => Ok(Self::Delivered),
+            "dropped" => Ok(Self::Dropped),
+            other => Err(UnknownState(other.to_owned())),
+        }
+    }
+}
+
 impl DeliveryState {
     /// Its name: `pending`, `delivered` or `dropped`.
     pub fn as_str(&self) -> &'static str {

@@ -377,10 +377,10 @@ impl SubscriptionStore for MemoryStore {
         }
         let now = At::new(now);
         for delivery in state.deliveries_of(id) {
-            if let Some(entry) = state.deliveries.get_mut(&delivery) {
-                if entry.state == DeliveryState::Pending {
-                    entry.at = entry.at.map(|due| due.min(now));
-                }
+            if let Some(entry) = state.deliveries.get_mut(&delivery)
+                && entry.state == DeliveryState::Pending
+            {
+                entry.at = entry.at.map(|due| due.min(now));
             }
             state.reindex(delivery);
         }
@@ -549,29 +549,22 @@ impl Admin for MemoryStore {
 
 #[async_trait]
 impl Retention for MemoryStore {
-    async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
-        // A scan of the map, a batch at a time so other callers get the lock
-        // between batches; finished times are not indexed, which would cost
-        // every delivery its memory.
+    /// A scan of the map: finished times are not indexed, which would cost
+    /// every delivery its memory. Purges are rare; the lock is held for one
+    /// batch.
+    async fn purge_batch(&self, older_than: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         let before = At::new(older_than);
-        let batch = batch.max(1);
-        let mut purged = 0;
-        loop {
-            let mut state = self.lock();
-            let old: Vec<DeliveryId> = state
-                .deliveries
-                .iter()
-                .filter(|(_, entry)| entry.finished_at().is_some_and(|at| at < before))
-                .map(|(id, _)| *id)
-                .take(batch)
-                .collect();
-            for id in &old {
-                state.remove_delivery(*id);
-            }
-            purged += old.len() as u64;
-            if old.len() < batch {
-                return Ok(purged);
-            }
+        let mut state = self.lock();
+        let old: Vec<DeliveryId> = state
+            .deliveries
+            .iter()
+            .filter(|(_, entry)| entry.finished_at().is_some_and(|at| at < before))
+            .map(|(id, _)| *id)
+            .take(limit.max(1))
+            .collect();
+        for id in &old {
+            state.remove_delivery(*id);
         }
+        Ok(old.len() as u64)
     }
 }

@@ -123,8 +123,8 @@ impl Admin for Minimal {
 
 #[async_trait]
 impl Retention for Minimal {
-    async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
-        self.0.purge_finished(older_than, batch).await
+    async fn purge_batch(&self, older_than: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.0.purge_batch(older_than, limit).await
     }
 }
 

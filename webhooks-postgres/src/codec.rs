@@ -11,22 +11,17 @@ use crate::error::Abort;
 /// Times and durations as microseconds: core's one encoding for every
 /// store, clamping at chrono's ends so `MAX_UTC` ("never") round-trips.
 pub(crate) use webhooks_core::micros::{
-    from_duration as duration_micros, from_time as micros, to_duration as duration, to_time as time,
+    from_duration as duration_micros, from_time as micros, to_time as time,
 };
 
 /// A stored count (attempts, attempt number, failures) as the model's `u32`.
 pub(crate) fn count(value: i64, column: &str) -> Result<u32, Abort> {
-    u32::try_from(value).map_err(|_| Abort::Corrupt(format!("{column} {value} is not a count")))
+    Ok(webhooks_core::sql::count(value, column)?)
 }
 
 /// The state named `name`.
 pub(crate) fn state(name: &str) -> Result<DeliveryState, Abort> {
-    match name {
-        "pending" => Ok(DeliveryState::Pending),
-        "delivered" => Ok(DeliveryState::Delivered),
-        "dropped" => Ok(DeliveryState::Dropped),
-        other => Err(Abort::Corrupt(format!("unknown delivery state {other:?}"))),
-    }
+    Ok(webhooks_core::sql::state(name)?)
 }
 
 /// Text as PostgreSQL can store it: `TEXT` cannot hold NUL, so each one

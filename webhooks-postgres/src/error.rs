@@ -43,18 +43,9 @@ pub enum Error {
         #[source]
         source: deadpool_postgres::PoolError,
     },
-    /// The database was migrated by a newer version of this crate; using it
-    /// with this one could corrupt it, so it is left alone.
-    #[error(
-        "the database schema is version {found}, newer than version {supported} that this \
-         webhooks-postgres knows; upgrade webhooks-postgres to use it"
-    )]
-    SchemaTooNew {
-        /// The database's schema version.
-        found: i64,
-        /// The newest version this crate knows.
-        supported: i64,
-    },
+    /// A newer version of this crate wrote the database; it is left alone.
+    #[error(transparent)]
+    SchemaTooNew(#[from] webhooks_core::sql::SchemaTooNew),
     /// Moving the schema up to `version` failed; the database keeps the
     /// version it had (migrations are transactional).
     #[error("could not migrate the database schema to version {version}: {source}")]
@@ -120,6 +111,12 @@ impl From<tokio_postgres::Error> for Abort {
 impl From<StoreError> for Abort {
     fn from(error: StoreError) -> Self {
         Self::Store(error)
+    }
+}
+
+impl From<webhooks_core::sql::CorruptRow> for Abort {
+    fn from(error: webhooks_core::sql::CorruptRow) -> Self {
+        Self::Corrupt(error.0)
     }
 }
 

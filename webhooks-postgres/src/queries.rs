@@ -14,18 +14,18 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
+use webhooks_core::sql::{AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow};
 use webhooks_core::{
     Attempt, AttemptResult, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
-    PreviousSecret, Secret, StateFilter, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
+    Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
 };
 
 use crate::codec;
-use crate::error::{Abort, Outcome};
+use crate::error::Outcome;
 
 /// The transaction every statement runs in.
 pub(crate) type Db<'t> = deadpool_postgres::Transaction<'t>;
@@ -115,41 +115,34 @@ fn uuid(row: &Row, column: usize) -> Outcome<Uuid> {
 }
 
 fn subscription_row(row: &Row) -> Outcome<Subscription> {
-    let previous_secret = match (row.try_get::<_, Option<String>>(3)?, row.try_get::<_, Option<i64>>(4)?) {
-        (Some(secret), Some(until)) => {
-            Some(PreviousSecret { secret: Secret::from(secret), valid_until: codec::time(until) })
-        }
-        _ => None,
-    };
-    let status = match (row.try_get::<_, Option<String>>(5)?, row.try_get::<_, Option<i64>>(6)?) {
-        (Some(reason), Some(at)) => SubscriptionStatus::Disabled { reason, at: codec::time(at) },
-        _ => SubscriptionStatus::Enabled,
-    };
-    let url: String = row.try_get(1)?;
-    Ok(Subscription {
-        id: uuid(row, 0)?.into(),
-        url: url.parse().map_err(|error| Abort::Corrupt(format!("subscription URL {url:?}: {error}")))?,
-        event_types: row.try_get::<_, Vec<String>>(9)?.into_iter().collect(),
-        secret: Secret::from(row.try_get::<_, String>(2)?),
-        previous_secret,
-        status,
-        consecutive_failures: codec::count(row.try_get(7)?, "consecutive failures")?,
-        created_at: codec::time(row.try_get(8)?),
-    })
+    Ok(SubscriptionRow {
+        id: row.try_get(0)?,
+        url: row.try_get(1)?,
+        secret: row.try_get(2)?,
+        previous_secret: row.try_get(3)?,
+        previous_valid_until: row.try_get(4)?,
+        disabled_reason: row.try_get(5)?,
+        disabled_at: row.try_get(6)?,
+        consecutive_failures: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+        event_types: row.try_get(9)?,
+    }
+    .decode()?)
 }
 
 fn delivery_row(row: &Row) -> Outcome<Delivery> {
-    Ok(Delivery {
-        id: uuid(row, 0)?.into(),
-        event_id: uuid(row, 1)?.into(),
+    Ok(DeliveryRow {
+        id: row.try_get(0)?,
+        event_id: row.try_get(1)?,
         event_type: row.try_get(2)?,
-        subscription_id: uuid(row, 3)?.into(),
-        body: Bytes::from(row.try_get::<_, Vec<u8>>(4)?),
-        state: codec::state(row.try_get(5)?)?,
-        attempts: codec::count(row.try_get(6)?, "attempts")?,
-        next_attempt_at: row.try_get::<_, Option<i64>>(7)?.map(codec::time),
-        created_at: codec::time(row.try_get(8)?),
-    })
+        subscription_id: row.try_get(3)?,
+        body: row.try_get(4)?,
+        state: row.try_get(5)?,
+        attempts: row.try_get(6)?,
+        next_attempt_at: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+    }
+    .decode()?)
 }
 
 /// Ids as the `UUID[]` a statement takes.
@@ -478,43 +471,20 @@ pub(crate) async fn release(db: &Db<'_>, ids: &[DeliveryId], until: DateTime<Utc
     Ok(())
 }
 
-/// The filters of a delivery listing, as SQL terms and their values.
-fn listing_terms(query: &DeliveryQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    let mut terms = vec!["true".to_owned()];
-    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let mut term = |sql: &str, value: Box<dyn ToSql + Sync + Send>| {
-        values.push(value);
-        terms.push(sql.replace('?', &format!("${}", values.len())));
-    };
-    if let Some(subscription) = query.subscription {
-        term("d.subscription_id = ?", Box::new(subscription.as_uuid()));
-    }
-    if let Some(after) = query.after {
-        term("d.id > ?", Box::new(after.as_uuid()));
-    }
-    if let Some(name) = &query.event_type {
-        term("e.name = ?", Box::new(name.clone()));
-    }
-    if let Some(from) = query.created_from {
-        term("e.occurred_at >= ?", Box::new(codec::micros(from)));
-    }
-    if let Some(until) = query.created_until {
-        term("e.occurred_at < ?", Box::new(codec::micros(until)));
-    }
-    let state = match query.state {
-        None => None,
-        Some(StateFilter::Pending) => Some("d.state = 'pending' AND NOT d.held"),
-        Some(StateFilter::Held) => Some("d.state = 'pending' AND d.held"),
-        Some(StateFilter::Delivered) => Some("d.state = 'delivered'"),
-        Some(StateFilter::Dropped) => Some("d.state = 'dropped'"),
-    };
-    terms.extend(state.map(str::to_owned));
-    (terms.join(" AND "), values)
-}
-
 /// Deliveries matching `query`, in id order.
 pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Outcome<Vec<Delivery>> {
-    let (terms, mut values) = listing_terms(query);
+    let filter = Filter::deliveries(query, Placeholder::Dollar);
+    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = filter
+        .values
+        .into_iter()
+        .map(|value| -> Box<dyn ToSql + Sync + Send> {
+            match value {
+                SqlValue::Id(id) => Box::new(id),
+                SqlValue::Text(text) => Box::new(text),
+                SqlValue::Micros(micros) => Box::new(micros),
+            }
+        })
+        .collect();
     values.push(Box::new(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     let sql = format!(
         concat!(
@@ -523,7 +493,7 @@ pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Outco
             " FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq",
             " WHERE {} ORDER BY d.id LIMIT ${}"
         ),
-        terms,
+        filter.condition,
         values.len()
     );
     let statement = db.prepare_cached(&sql).await?;
@@ -785,21 +755,15 @@ pub(crate) async fn attempts(db: &Db<'_>, id: DeliveryId) -> Outcome<Vec<Attempt
     let rows = db.query(&statement, &[&id.as_uuid()]).await?;
     rows.iter()
         .map(|row| {
-            let result = match row.try_get::<_, Option<i32>>(3)? {
-                Some(status) => AttemptResult::Response {
-                    status: u16::try_from(status)
-                        .map_err(|_| Abort::Corrupt(format!("status {status} is not an HTTP status")))?,
-                    body: row.try_get::<_, Option<String>>(4)?.unwrap_or_default(),
-                },
-                None => AttemptResult::Error(row.try_get::<_, Option<String>>(5)?.unwrap_or_default()),
-            };
-            Ok(Attempt {
-                delivery_id: id,
-                number: codec::count(row.try_get(0)?, "attempt number")?,
-                started_at: codec::time(row.try_get(1)?),
-                duration: codec::duration(row.try_get(2)?),
-                result,
-            })
+            Ok(AttemptRow {
+                number: row.try_get(0)?,
+                started_at: row.try_get(1)?,
+                duration_us: row.try_get(2)?,
+                status: row.try_get::<_, Option<i32>>(3)?.map(i64::from),
+                response: row.try_get(4)?,
+                error: row.try_get(5)?,
+            }
+            .decode(id)?)
         })
         .collect()
 }

@@ -8,6 +8,8 @@
 
 use deadpool_postgres::Object;
 
+use webhooks_core::sql::SchemaTooNew;
+
 use crate::error::Error;
 
 /// The advisory lock key migrations hold: "webhooks" in ASCII. Any session
@@ -145,7 +147,7 @@ pub(crate) async fn migrate(client: &mut Object) -> Result<(), Error> {
         .and_then(|row| row.try_get(0))
         .map_err(failed(VERSION))?;
     if found > VERSION {
-        return Err(Error::SchemaTooNew { found, supported: VERSION });
+        return Err(SchemaTooNew { store: "webhooks-postgres", found, supported: VERSION }.into());
     }
     for (version, sql) in (1..).zip(MIGRATIONS).skip(usize::try_from(found).unwrap_or(0)) {
         transaction.batch_execute(sql).await.map_err(failed(version))?;

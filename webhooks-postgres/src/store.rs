@@ -90,9 +90,10 @@ async fn publish_all(db: &Db<'_>, events: &[(Event, Bytes)]) -> Outcome<Vec<Vec<
 /// per claim batch.
 async fn claim(
     db: &Db<'_>,
-    (now, limit, lease_until, skip): &(DateTime<Utc>, i64, DateTime<Utc>, &[SubscriptionId]),
+    (now, limit, lease_until, skip): &(DateTime<Utc>, usize, DateTime<Utc>, &[SubscriptionId]),
 ) -> Outcome<Vec<Claim>> {
-    let deliveries = queries::claim(db, *now, *limit, *lease_until, skip).await?;
+    let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+    let deliveries = queries::claim(db, *now, limit, *lease_until, skip).await?;
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
@@ -219,10 +220,6 @@ impl DeliveryQueue for PostgresStore {
         lease_until: DateTime<Utc>,
         skip: &[SubscriptionId],
     ) -> StoreResult<Vec<Claim>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.transaction("claim due deliveries", &(now, limit, lease_until, skip), |db, args| {
             Box::pin(claim(db, args))
         })
@@ -317,22 +314,13 @@ impl Admin for PostgresStore {
 
 #[async_trait]
 impl Retention for PostgresStore {
-    /// A transaction per batch, so it never holds many locks for long; rows
-    /// another instance is purging at the same time are passed over. The
-    /// event bodies no other delivery needs go too.
-    async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
-        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
-        let mut purged = 0u64;
-        loop {
-            let deleted = self
-                .transaction("purge finished deliveries", &(older_than, limit), |db, (older_than, limit)| {
-                    Box::pin(queries::purge_finished(db, *older_than, *limit))
-                })
-                .await?;
-            purged += deleted;
-            if deleted < limit.unsigned_abs() {
-                return Ok(purged);
-            }
-        }
+    /// Rows another instance is purging at the same time are passed over;
+    /// the event bodies no other delivery needs go too.
+    async fn purge_batch(&self, older_than: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        self.transaction("purge finished deliveries", &(older_than, limit), |db, (older_than, limit)| {
+            Box::pin(queries::purge_finished(db, *older_than, *limit))
+        })
+        .await
     }
 }

@@ -6,21 +6,12 @@ use webhooks_core::DeliveryState;
 
 // The stores' shared encoding of times and durations.
 pub(crate) use webhooks_core::micros::{
-    from_duration as duration_micros, from_time as micros, to_duration as duration, to_time as time,
+    from_duration as duration_micros, from_time as micros, to_time as time,
 };
 
 /// The state named `name`, or a conversion error for column `column`.
 pub(crate) fn state(name: &str, column: usize) -> rusqlite::Result<DeliveryState> {
-    match name {
-        "pending" => Ok(DeliveryState::Pending),
-        "delivered" => Ok(DeliveryState::Delivered),
-        "dropped" => Ok(DeliveryState::Dropped),
-        other => Err(rusqlite::Error::FromSqlConversionFailure(
-            column,
-            Type::Text,
-            format!("unknown delivery state {other:?}").into(),
-        )),
-    }
+    webhooks_core::sql::state(name).map_err(|error| corrupt(column, error))
 }
 
 /// A decoding failure of column `column`, for values SQLite's types do not

@@ -27,18 +27,9 @@ pub enum Error {
         /// The journal mode it kept.
         mode: String,
     },
-    /// The file was written by a newer version of this crate; opening it with
-    /// this one could corrupt it, so it is left alone.
-    #[error(
-        "the database schema is version {found}, newer than version {supported} that this \
-         webhooks-sqlite knows; upgrade webhooks-sqlite to open it"
-    )]
-    SchemaTooNew {
-        /// The file's schema version (`PRAGMA user_version`).
-        found: i64,
-        /// The newest version this crate knows.
-        supported: i64,
-    },
+    /// A newer version of this crate wrote the database; it is left alone.
+    #[error(transparent)]
+    SchemaTooNew(#[from] webhooks_core::sql::SchemaTooNew),
     /// The file's schema version is not one this crate ever writes.
     #[error("the database schema version {found} is not one webhooks-sqlite writes")]
     SchemaUnknown {

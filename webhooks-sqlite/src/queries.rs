@@ -2,16 +2,13 @@
 //! transaction and returns SQLite's error as it is; the caller names the
 //! operation.
 
-use std::collections::BTreeSet;
-
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
+use webhooks_core::sql::{AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow};
 use webhooks_core::{
     Attempt, AttemptResult, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
-    Event, EventId, NextState, PreviousSecret, Secret, StateFilter, Subscription, SubscriptionId,
-    SubscriptionStats, SubscriptionStatus,
+    Event, EventId, NextState, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
 };
 
 use crate::codec;
@@ -61,42 +58,37 @@ pub(crate) const PURGE_FINISHED: &str = "DELETE FROM deliveries WHERE rowid IN \
      (SELECT rowid FROM deliveries WHERE finished_at < ?1 ORDER BY finished_at LIMIT ?2)";
 
 fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
-    let previous_secret = match (row.get::<_, Option<String>>(3)?, row.get::<_, Option<i64>>(4)?) {
-        (Some(secret), Some(until)) => {
-            Some(PreviousSecret { secret: Secret::from(secret), valid_until: codec::time(until) })
-        }
-        _ => None,
-    };
-    let status = match (row.get::<_, Option<String>>(5)?, row.get::<_, Option<i64>>(6)?) {
-        (Some(reason), Some(at)) => SubscriptionStatus::Disabled { reason, at: codec::time(at) },
-        _ => SubscriptionStatus::Enabled,
-    };
     let event_types: String = row.get(9)?;
-    Ok(Subscription {
-        id: row.get::<_, Uuid>(0)?.into(),
+    SubscriptionRow {
+        id: row.get(0)?,
         url: row.get(1)?,
-        event_types: serde_json::from_str::<BTreeSet<String>>(&event_types)
-            .map_err(|error| codec::corrupt(9, error))?,
-        secret: Secret::from(row.get::<_, String>(2)?),
-        previous_secret,
-        status,
+        secret: row.get(2)?,
+        previous_secret: row.get(3)?,
+        previous_valid_until: row.get(4)?,
+        disabled_reason: row.get(5)?,
+        disabled_at: row.get(6)?,
         consecutive_failures: row.get(7)?,
-        created_at: codec::time(row.get(8)?),
-    })
+        created_at: row.get(8)?,
+        event_types: serde_json::from_str(&event_types).map_err(|error| codec::corrupt(9, error))?,
+    }
+    .decode()
+    .map_err(|error| codec::corrupt(0, error))
 }
 
 fn delivery_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
-    Ok(Delivery {
-        id: row.get::<_, Uuid>(0)?.into(),
-        event_id: row.get::<_, Uuid>(1)?.into(),
+    DeliveryRow {
+        id: row.get(0)?,
+        event_id: row.get(1)?,
         event_type: row.get(2)?,
-        subscription_id: row.get::<_, Uuid>(3)?.into(),
-        body: Bytes::from(row.get::<_, Vec<u8>>(4)?),
-        state: codec::state(&row.get::<_, String>(5)?, 5)?,
+        subscription_id: row.get(3)?,
+        body: row.get(4)?,
+        state: row.get(5)?,
         attempts: row.get(6)?,
-        next_attempt_at: row.get::<_, Option<i64>>(7)?.map(codec::time),
-        created_at: codec::time(row.get(8)?),
-    })
+        next_attempt_at: row.get(7)?,
+        created_at: row.get(8)?,
+    }
+    .decode()
+    .map_err(|error| codec::corrupt(0, error))
 }
 
 /// Whether subscription `id` exists.
@@ -266,54 +258,34 @@ pub(crate) fn insert_event(
 pub(crate) fn claimable(
     db: &Connection,
     now: DateTime<Utc>,
-    limit: i64,
+    limit: usize,
     skip: &[SubscriptionId],
 ) -> rusqlite::Result<Vec<Delivery>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let skip: Vec<String> = skip.iter().map(|id| id.as_uuid().simple().to_string()).collect();
     let skip = serde_json::to_string(&skip).map_err(|error| codec::corrupt(2, error))?;
     db.prepare_cached(CLAIMABLE)?.query_map(params![codec::micros(now), limit, skip], delivery_row)?.collect()
 }
 
-/// The filters of a delivery listing, as SQL terms and their values.
-fn listing_terms(query: &DeliveryQuery) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value;
-    let mut terms = vec!["1".to_owned()];
-    let mut values: Vec<Value> = Vec::new();
-    let mut term = |sql: &str, value: Value| {
-        values.push(value);
-        terms.push(sql.replace('?', &format!("?{}", values.len())));
-    };
-    if let Some(subscription) = query.subscription {
-        term("d.subscription_id = ?", Value::Blob(subscription.as_uuid().as_bytes().to_vec()));
-    }
-    if let Some(after) = query.after {
-        term("d.id > ?", Value::Blob(after.as_uuid().as_bytes().to_vec()));
-    }
-    if let Some(name) = &query.event_type {
-        term("e.name = ?", Value::Text(name.clone()));
-    }
-    if let Some(from) = query.created_from {
-        term("e.occurred_at >= ?", Value::Integer(codec::micros(from)));
-    }
-    if let Some(until) = query.created_until {
-        term("e.occurred_at < ?", Value::Integer(codec::micros(until)));
-    }
-    let state = match query.state {
-        None => None,
-        Some(StateFilter::Pending) => Some("d.state = 'pending' AND d.held = 0"),
-        Some(StateFilter::Held) => Some("d.state = 'pending' AND d.held = 1"),
-        Some(StateFilter::Delivered) => Some("d.state = 'delivered'"),
-        Some(StateFilter::Dropped) => Some("d.state = 'dropped'"),
-    };
-    terms.extend(state.map(str::to_owned));
-    (terms.join(" AND "), values)
-}
-
 /// Deliveries matching `query`, in id order.
 pub(crate) fn list_deliveries(db: &Connection, query: &DeliveryQuery) -> rusqlite::Result<Vec<Delivery>> {
-    let (terms, mut values) = listing_terms(query);
-    values.push(rusqlite::types::Value::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    let sql = format!(concat!(delivery_select!(), " WHERE {} ORDER BY d.id LIMIT ?{}"), terms, values.len());
+    use rusqlite::types::Value;
+    let filter = Filter::deliveries(query, Placeholder::Question);
+    let mut values: Vec<Value> = filter
+        .values
+        .into_iter()
+        .map(|value| match value {
+            SqlValue::Id(id) => Value::Blob(id.as_bytes().to_vec()),
+            SqlValue::Text(text) => Value::Text(text),
+            SqlValue::Micros(micros) => Value::Integer(micros),
+        })
+        .collect();
+    values.push(Value::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+    let sql = format!(
+        concat!(delivery_select!(), " WHERE {} ORDER BY d.id LIMIT ?{}"),
+        filter.condition,
+        values.len()
+    );
     db.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(values), delivery_row)?.collect()
 }
 
@@ -525,19 +497,16 @@ pub(crate) fn attempts(db: &Connection, id: DeliveryId) -> rusqlite::Result<Vec<
          WHERE delivery_id = ?1 ORDER BY seq",
     )?
     .query_map([id.as_uuid()], |row| {
-        let result = match row.get::<_, Option<u16>>(3)? {
-            Some(status) => {
-                AttemptResult::Response { status, body: row.get::<_, Option<String>>(4)?.unwrap_or_default() }
-            }
-            None => AttemptResult::Error(row.get::<_, Option<String>>(5)?.unwrap_or_default()),
-        };
-        Ok(Attempt {
-            delivery_id: id,
+        AttemptRow {
             number: row.get(0)?,
-            started_at: codec::time(row.get(1)?),
-            duration: codec::duration(row.get(2)?),
-            result,
-        })
+            started_at: row.get(1)?,
+            duration_us: row.get(2)?,
+            status: row.get(3)?,
+            response: row.get(4)?,
+            error: row.get(5)?,
+        }
+        .decode(id)
+        .map_err(|error| codec::corrupt(0, error))
     })?
     .collect()
 }

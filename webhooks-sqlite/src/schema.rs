@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use webhooks_core::sql::SchemaTooNew;
+
 use crate::error::Error;
 
 /// How long a statement waits for another connection's write lock before it
@@ -150,7 +152,7 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), Error> {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|source| Error::Migrate { version: VERSION, source })?;
     if found > VERSION {
-        return Err(Error::SchemaTooNew { found, supported: VERSION });
+        return Err(SchemaTooNew { store: "webhooks-sqlite", found, supported: VERSION }.into());
     }
     if found < 0 {
         return Err(Error::SchemaUnknown { found });

@@ -263,10 +263,6 @@ impl DeliveryQueue for SqliteStore {
         lease_until: DateTime<Utc>,
         skip: &[SubscriptionId],
     ) -> StoreResult<Vec<Claim>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let skip = skip.to_vec();
         self.lease_write("claim due deliveries", move |db| {
             let mut subscriptions = HashMap::new();
@@ -382,21 +378,11 @@ impl Admin for SqliteStore {
 
 #[async_trait]
 impl Retention for SqliteStore {
-    /// A transaction per batch, so other work interleaves and a purge never
-    /// holds the write lock for long.
-    async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
-        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
-        let mut purged = 0u64;
-        loop {
-            let deleted = self
-                .write("purge finished deliveries", move |db| {
-                    Ok(queries::purge_finished(db, older_than, limit)?)
-                })
-                .await? as u64;
-            purged += deleted;
-            if deleted < limit as u64 {
-                return Ok(purged);
-            }
-        }
+    async fn purge_batch(&self, older_than: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        self.write("purge finished deliveries", move |db| {
+            Ok(queries::purge_finished(db, older_than, limit)? as u64)
+        })
+        .await
     }
 }

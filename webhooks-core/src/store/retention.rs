@@ -8,16 +8,29 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 
-/// Deletes finished deliveries.
+/// Deletes finished deliveries. A store deletes one batch; the loop over
+/// batches is core's.
 #[async_trait]
 pub trait Retention: Send + Sync + Debug + 'static {
-    /// Deletes the deliveries that were delivered or dropped before
-    /// `older_than`, with their attempt logs; returns how many it deleted.
-    ///
-    /// It deletes at most `batch` deliveries per step (0 counts as 1) and
-    /// loops until none is left, so other work interleaves and a purge never
-    /// holds the store for long. Pending deliveries, held ones included, are
-    /// never touched, however old. When a step fails, the steps before it
-    /// stay done.
-    async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64>;
+    /// Deletes up to `limit` (at least 1) deliveries that were delivered or
+    /// dropped before `older_than`, oldest first, with their attempt logs, in
+    /// one step; returns how many it deleted. Pending deliveries, held ones
+    /// included, are never touched, however old.
+    async fn purge_batch(&self, older_than: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
+
+    /// Deletes every delivery finished before `older_than`, at most `batch`
+    /// per step (0 counts as 1), until none is left, so other work
+    /// interleaves and a purge never holds the store for long. Returns how
+    /// many it deleted. When a step fails, the steps before it stay done.
+    async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
+        let batch = batch.max(1);
+        let mut purged = 0;
+        loop {
+            let deleted = self.purge_batch(older_than, batch).await?;
+            purged += deleted;
+            if deleted < batch as u64 {
+                return Ok(purged);
+            }
+        }
+    }
 }
