@@ -9,7 +9,10 @@
 //! when done, 2 for bad arguments or a refused subscription, 1 otherwise
 //! (for example a malformed input line, reported on stderr and skipped).
 //! Once stdin is read and every event in it published, stderr gets
-//! `accepted N events`.
+//! `accepted N events`. Lines are published as they arrive, whatever is
+//! ready in one store step (a single commit on a durable store), so a line
+//! typed by hand goes at once; a line over twice the body limit is rejected
+//! without being kept.
 //!
 //! With `--store sqlite:PATH` the queue outlives the run: a later run on the
 //! same file (stdin may be empty) resumes every pending delivery, and reuses
