@@ -9,7 +9,10 @@
 //! when done, 2 for bad arguments or a refused subscription, 1 otherwise
 //! (for example a malformed input line, reported on stderr and skipped).
 //! Once stdin is read and every event in it published, stderr gets
-//! `accepted N events`.
+//! `accepted N events`. Lines are published as they arrive, whatever is
+//! ready in one store step (a single commit on a durable store), so a line
+//! typed by hand goes at once; a line over twice the body limit is rejected
+//! without being kept.
 //!
 //! With `--store sqlite:PATH` the queue outlives the run: a later run on the
 //! same file (stdin may be empty) resumes every pending delivery, and reuses
@@ -32,10 +35,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    AttemptOutcome, Preset, Subscription, SubscriptionId, SubscriptionStatus, UrlRule, Webhooks, prelude::*,
+    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, Preset, Subscription, SubscriptionId, SubscriptionStatus,
+    UrlRule, Verdict, Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::PostgresStore;
@@ -226,8 +230,13 @@ fn shown_store(spec: &str) -> String {
 /// The subscription to `--url`: the store's own when a run before this one
 /// made it, with the secret it stored, or a new one with `--secret`. It
 /// listens to `--events`, else to the preset's whole catalogue, else (an
-/// open catalogue) to the event types stdin names.
-async fn subscription(webhooks: &Webhooks, args: &Args, named: &[&str]) -> Result<SubscriptionId, Failure> {
+/// open catalogue) to the event types stdin names. Returns its id and the
+/// event types it listens to.
+async fn subscription(
+    webhooks: &Webhooks,
+    args: &Args,
+    named: &[&str],
+) -> Result<(SubscriptionId, BTreeSet<String>), Failure> {
     let usage = |e: webhooks_core::Error| Failure::Usage(e.to_string());
     let run_error = |e: webhooks_core::StoreError| Failure::Run(e.to_string());
     let preset = webhooks.preset();
@@ -254,7 +263,8 @@ async fn subscription(webhooks: &Webhooks, args: &Args, named: &[&str]) -> Resul
     let Some(mut subscription) = stored else {
         let secret = args.secret.clone().ok_or(Failure::Usage("--secret is required".to_owned()))?;
         let new = Subscription::builder(&args.url).event_types(events).secret(secret);
-        return Ok(webhooks.subscribe(new).await.map_err(usage)?.id);
+        let subscription = webhooks.subscribe(new).await.map_err(usage)?;
+        return Ok((subscription.id, subscription.event_types));
     };
     if args.secret.as_deref().is_some_and(|secret| secret != subscription.secret.expose()) {
         return Err(Failure::Usage(format!(
@@ -273,7 +283,301 @@ async fn subscription(webhooks: &Webhooks, args: &Args, named: &[&str]) -> Resul
         eprintln!("{url} was disabled ({reason}); enabling it again to resume its deliveries");
         webhooks.enable(subscription.id).await.map_err(|e| Failure::Run(e.to_string()))?;
     }
-    Ok(subscription.id)
+    Ok((subscription.id, subscription.event_types))
+}
+
+/// Whether the subscription's event types must come from stdin: an open
+/// catalogue, no `--events` and nothing stored for `--url`. Then it is made
+/// once stdin names a first event type (or ends), not before.
+async fn types_come_from_stdin(webhooks: &Webhooks, args: &Args) -> Result<bool, Failure> {
+    let preset = webhooks.preset();
+    if preset.catalogue().names().is_some() || args.events.is_some() {
+        return Ok(false);
+    }
+    // A URL that is refused is reported at once, by `subscription`.
+    let Ok(url) = preset.url_rule().check(&args.url, preset.name()) else { return Ok(false) };
+    let stored = webhooks.store().subscriptions().await.map_err(|e| Failure::Run(e.to_string()))?;
+    Ok(!stored.iter().any(|s| s.url == url))
+}
+
+/// Events published in one store step at most (one commit on a durable
+/// store).
+const MAX_BATCH: usize = 256;
+/// Bytes of events published in one store step, about at most.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Bytes of read lines waiting to be published or being published, at
+/// most: stdin may outpace the store.
+const READ_AHEAD_BYTES: usize = 64 << 20;
+/// A longer line is rejected and skipped without being kept: its body could
+/// not fit the limit. Twice the limit leaves room for the whitespace and
+/// escapes that rendering drops.
+const MAX_LINE_BYTES: usize = 2 * DEFAULT_MAX_BODY_BYTES;
+/// A line this long may render over the limit, and one bad event fails a
+/// whole batch: it is published alone.
+const PUBLISHED_ALONE_BYTES: usize = DEFAULT_MAX_BODY_BYTES / 2;
+
+/// One stdin line that is not blank.
+struct Read {
+    /// Its line number, from 1.
+    number: usize,
+    /// The bytes kept of it: its length, or 0 when it is not an event.
+    bytes: usize,
+    /// The event, or why the line is not one.
+    line: Result<Line, String>,
+    /// Its share of the read-ahead budget, given back once it is published.
+    budget: Option<OwnedSemaphorePermit>,
+}
+
+/// Reads stdin line by line on its own thread, and hands each line that is
+/// not blank to `lines` as soon as it is read.
+fn read_stdin(lines: mpsc::Sender<Read>, budget: Arc<Semaphore>, runtime: tokio::runtime::Handle) {
+    let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+    let mut text = Vec::new();
+    for number in 1.. {
+        // A read error ends the input: reading again would most likely fail
+        // again.
+        let mut ended = false;
+        let (kept, line) = match read_line(&mut input, &mut text) {
+            Ok(None) => return,
+            Ok(Some(bytes)) if bytes > MAX_LINE_BYTES => {
+                // The line alone is that large; its body would be about as large.
+                let too_large =
+                    webhooks_core::Error::BodyTooLarge { size: bytes, limit: DEFAULT_MAX_BODY_BYTES };
+                (0, Err(too_large.to_string()))
+            }
+            Ok(Some(bytes)) => match std::str::from_utf8(&text) {
+                Err(_) => (0, Err("unreadable: stream did not contain valid UTF-8".to_owned())),
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => (
+                    bytes,
+                    serde_json::from_str::<Line>(text).map_err(|e| format!("not an event object: {e}")),
+                ),
+            },
+            Err(error) => {
+                ended = true;
+                (0, Err(format!("unreadable: {error}")))
+            }
+        };
+        let permits = u32::try_from(kept.clamp(1, READ_AHEAD_BYTES)).unwrap_or(u32::MAX);
+        let budget = runtime.block_on(Arc::clone(&budget).acquire_many_owned(permits)).ok();
+        if lines.blocking_send(Read { number, bytes: kept, line, budget }).is_err() || ended {
+            return;
+        }
+    }
+}
+
+/// Reads one line into `text`, without its end of line, keeping at most
+/// `MAX_LINE_BYTES + 1` bytes of it and skipping the rest unkept. Returns
+/// the line's whole length, or `None` at the end of the input.
+fn read_line(input: &mut impl BufRead, text: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    text.clear();
+    let mut length = 0;
+    let mut started = false;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            return Ok(started.then_some(length));
+        }
+        started = true;
+        let end = available.iter().position(|&b| b == b'\n');
+        let part = &available[..end.unwrap_or(available.len())];
+        let room = (MAX_LINE_BYTES + 1).saturating_sub(text.len());
+        text.extend_from_slice(&part[..part.len().min(room)]);
+        length += part.len();
+        let used = part.len() + usize::from(end.is_some());
+        input.consume(used);
+        if end.is_some() {
+            return Ok(Some(length));
+        }
+    }
+}
+
+/// What the attempt hook saw of the subscription's deliveries.
+#[derive(Clone, Copy)]
+struct Seen {
+    /// A delivery was delivered or dropped.
+    settled: bool,
+    /// The attempt disabled the endpoint.
+    disabled: bool,
+}
+
+/// How many of the subscription's deliveries are still to attempt, kept
+/// from what is published and what the attempts report: constant work per
+/// attempt. The store is read only to confirm the end, or when nothing has
+/// happened for a while (another process may attempt or disable too).
+struct Completion {
+    outstanding: i64,
+    disabled: bool,
+    seen: mpsc::UnboundedReceiver<Seen>,
+}
+
+impl Completion {
+    fn apply(&mut self, seen: Seen) {
+        self.outstanding -= i64::from(seen.settled);
+        self.disabled |= seen.disabled;
+    }
+
+    /// Takes in what the attempts reported so far.
+    fn catch_up(&mut self) {
+        while let Ok(seen) = self.seen.try_recv() {
+            self.apply(seen);
+        }
+    }
+
+    /// Waits until nothing is left to attempt: every delivery delivered or
+    /// dropped, or held because the endpoint was disabled.
+    async fn wait(&mut self, webhooks: &Webhooks, subscription: SubscriptionId) -> Result<(), Failure> {
+        let mut idle = false;
+        loop {
+            self.catch_up();
+            if self.outstanding <= 0 || self.disabled || idle {
+                match look(webhooks, subscription).await? {
+                    Look::Done => return Ok(()),
+                    Look::Pending(pending) => {
+                        self.outstanding = i64::try_from(pending).unwrap_or(i64::MAX);
+                        self.disabled = false;
+                    }
+                    Look::Changed => {
+                        idle = true;
+                        continue;
+                    }
+                }
+            }
+            idle = match tokio::time::timeout(Duration::from_millis(200), self.seen.recv()).await {
+                Ok(Some(seen)) => {
+                    self.apply(seen);
+                    false
+                }
+                Ok(None) | Err(_) => true,
+            };
+        }
+    }
+}
+
+/// What the store says of the subscription's deliveries.
+enum Look {
+    /// Nothing is left to attempt.
+    Done,
+    /// This many are still to attempt.
+    Pending(u64),
+    /// The endpoint was enabled or disabled while looking: look again.
+    Changed,
+}
+
+async fn look(webhooks: &Webhooks, subscription: SubscriptionId) -> Result<Look, Failure> {
+    let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
+    // The status before and after the counts: an attempt that drops a
+    // delivery and disables the endpoint commits both in one step, and may
+    // land between two reads (another process's store, a server).
+    let enabled = webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled();
+    let counts = webhooks.delivery_counts(subscription).await.map_err(run_error)?;
+    if webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled() != enabled {
+        return Ok(Look::Changed);
+    }
+    Ok(if counts.pending == 0 || !enabled { Look::Done } else { Look::Pending(counts.pending) })
+}
+
+/// Publishes stdin's events in batches and counts what it did.
+struct Publisher<'a> {
+    webhooks: &'a Webhooks,
+    subscription: SubscriptionId,
+    /// The event types the subscription listens to.
+    listening: BTreeSet<String>,
+    /// Whether event types stdin names are added to the subscription.
+    adds_types: bool,
+    accepted: u64,
+    /// Deliveries created for the subscription.
+    created: u64,
+    malformed: bool,
+}
+
+impl Publisher<'_> {
+    /// Publishes a batch of lines in one store step where every line is
+    /// good, and reports each bad line on stderr, in line order.
+    async fn publish(&mut self, batch: Vec<Read>) -> Result<(), Failure> {
+        let preset = self.webhooks.preset();
+        if self.adds_types {
+            self.listen_to_new_types(&batch).await?;
+        }
+        let mut results: Vec<(usize, Result<String, String>)> = Vec::with_capacity(batch.len());
+        let mut together = Vec::with_capacity(batch.len());
+        let mut alone = Vec::new();
+        // The read-ahead budget is given back once the batch is published.
+        let mut budget = Vec::with_capacity(batch.len());
+        for read in batch {
+            budget.push(read.budget);
+            match read.line {
+                Err(why) => results.push((read.number, Err(why))),
+                // A line `publish` may refuse goes alone, to fail by itself
+                // with its own message.
+                Ok(line)
+                    if preset.check_event_type(&line.event).is_err()
+                        || line.data.is_null()
+                        || read.bytes > PUBLISHED_ALONE_BYTES =>
+                {
+                    alone.push((read.number, line))
+                }
+                Ok(line) => together.push((read.number, line)),
+            }
+        }
+        if !together.is_empty() {
+            let events = together.iter().map(|(_, line)| (line.event.as_str(), line.data.clone()));
+            match self.webhooks.publish_many(events).await {
+                Ok(_) => results.extend(together.into_iter().map(|(number, line)| (number, Ok(line.event)))),
+                // One of them is refused after all, or the store failed:
+                // each goes alone and is reported alone.
+                Err(_) => alone.extend(together),
+            }
+        }
+        for (number, line) in alone {
+            let published = self.webhooks.publish(&line.event, line.data).await;
+            results.push((number, published.map(|_| line.event).map_err(|e| e.to_string())));
+        }
+        drop(budget);
+        results.sort_unstable_by_key(|(number, _)| *number);
+        for (number, result) in results {
+            match result {
+                Ok(event) => {
+                    self.accepted += 1;
+                    self.created += u64::from(self.listening.contains(&event));
+                }
+                Err(why) => {
+                    eprintln!("line {number}: {why}");
+                    self.malformed = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds to the subscription the event types this batch names first, so
+    /// that its events are delivered.
+    async fn listen_to_new_types(&mut self, batch: &[Read]) -> Result<(), Failure> {
+        let preset = self.webhooks.preset();
+        let new: BTreeSet<&str> = batch
+            .iter()
+            .filter_map(|read| read.line.as_ref().ok())
+            .map(|line| line.event.as_str())
+            .filter(|name| !self.listening.contains(*name) && preset.check_event_type(name).is_ok())
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
+        let mut subscription = self.webhooks.subscription(self.subscription).await.map_err(run_error)?;
+        subscription.event_types.extend(new.into_iter().map(str::to_owned));
+        self.webhooks
+            .store()
+            .update_subscription(&subscription)
+            .await
+            .map_err(|e| Failure::Run(e.to_string()))?;
+        self.listening = subscription.event_types;
+        Ok(())
+    }
 }
 
 async fn run(args: Args) -> Result<ExitCode, Failure> {
@@ -283,24 +587,47 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
         .preset(args.preset.clone())
         .build()
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    // Read first: with an open catalogue the lines name the event types.
-    let lines = tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().collect::<Vec<_>>())
-        .await
-        .map_err(|e| Failure::Run(e.to_string()))?;
-    let parsed: Vec<Option<Result<Line, String>>> = lines
-        .into_iter()
-        .map(|line| match line {
-            Err(error) => Some(Err(format!("unreadable: {error}"))),
-            Ok(text) if text.trim().is_empty() => None,
-            Ok(text) => {
-                Some(serde_json::from_str::<Line>(&text).map_err(|e| format!("not an event object: {e}")))
-            }
-        })
-        .collect();
-    let named: Vec<&str> = parsed.iter().flatten().flatten().map(|line| line.event.as_str()).collect();
-    let subscription = subscription(&webhooks, &args, &named).await?;
 
-    let progress = Arc::new(Notify::new());
+    let (sender, mut lines) = mpsc::channel(4 * MAX_BATCH);
+    let budget = Arc::new(Semaphore::new(READ_AHEAD_BYTES));
+    let runtime = tokio::runtime::Handle::current();
+    // A thread of its own, not waited for: an early exit must not wait for
+    // stdin to end.
+    std::thread::spawn(move || read_stdin(sender, budget, runtime));
+
+    // With an open catalogue the lines may name the event types: the lines
+    // up to the first that names one are kept (what is wrong with them
+    // only), and reported once the subscription is settled.
+    let mut first: Vec<Read> = Vec::new();
+    let from_stdin = types_come_from_stdin(&webhooks, &args).await?;
+    if from_stdin {
+        while let Some(mut read) = lines.recv().await {
+            let names = match &read.line {
+                Ok(line) => match webhooks.preset().check_event_type(&line.event) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        read.line = Err(why.to_string());
+                        false
+                    }
+                },
+                Err(_) => false,
+            };
+            if !names {
+                read.budget = None;
+            }
+            first.push(read);
+            if names {
+                break;
+            }
+        }
+    }
+    let named: Vec<&str> =
+        first.iter().filter_map(|read| read.line.as_ref().ok()).map(|l| l.event.as_str()).collect();
+    let (subscription, listening) = subscription(&webhooks, &args, &named).await?;
+
+    // Deliveries a run before this one left, counted before any attempt.
+    let resumed = webhooks.delivery_counts(subscription).await.map_err(run_error)?.pending;
+    let (report, seen) = mpsc::unbounded_channel();
     let dispatcher = webhooks
         .dispatcher()
         .concurrency(args.concurrency)
@@ -308,54 +635,62 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
         .per_endpoint_concurrency(args.concurrency)
         .allow_private_networks(args.allow_private)
         .request_timeout(args.timeout)
-        .on_outcome({
-            let progress = Arc::clone(&progress);
-            move |outcome| {
-                print_attempt(outcome);
-                progress.notify_one();
+        .on_outcome(move |outcome| {
+            print_attempt(outcome);
+            if outcome.subscription_id != subscription {
+                return;
+            }
+            let seen = Seen {
+                settled: matches!(outcome.verdict, Verdict::Delivered | Verdict::Dropped),
+                disabled: outcome.recorded.disabled_subscription,
+            };
+            if seen.settled || seen.disabled {
+                // Never blocks; fails only once the run no longer listens.
+                let _ = report.send(seen);
             }
         })
         .build()
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let mut completion =
+        Completion { outstanding: i64::try_from(resumed).unwrap_or(i64::MAX), disabled: false, seen };
 
-    let (mut malformed, mut accepted) = (false, 0u64);
-    for (index, line) in parsed.into_iter().enumerate() {
-        let number = index + 1;
-        let published = match line {
-            None => continue,
-            Some(Err(why)) => Err(why),
-            Some(Ok(line)) => webhooks.publish(&line.event, line.data).await.map_err(|e| e.to_string()),
-        };
-        match published {
-            Ok(_) => accepted += 1,
-            Err(why) => {
-                eprintln!("line {number}: {why}");
-                malformed = true;
+    let mut publisher = Publisher {
+        webhooks: &webhooks,
+        subscription,
+        listening,
+        // As when the subscription was made: an open catalogue without
+        // `--events` listens to what stdin names.
+        adds_types: webhooks.preset().catalogue().names().is_none() && args.events.is_none(),
+        accepted: 0,
+        created: 0,
+        malformed: false,
+    };
+    publisher.publish(first).await?;
+    // Whatever stdin has ready goes in one batch: a full one when stdin
+    // outpaces the store, a single line when it comes by hand.
+    while let Some(read) = lines.recv().await {
+        let mut bytes = read.bytes;
+        let mut batch = vec![read];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match lines.try_recv() {
+                Ok(read) => {
+                    bytes += read.bytes;
+                    batch.push(read);
+                }
+                Err(_) => break,
             }
         }
+        publisher.publish(batch).await?;
+        completion.catch_up();
     }
     // Every event is in the store now; with a durable one, none can be lost.
-    eprintln!("accepted {accepted} events");
+    eprintln!("accepted {} events", publisher.accepted);
+    let malformed = publisher.malformed;
+    completion.outstanding += i64::try_from(publisher.created).unwrap_or(i64::MAX);
 
-    // Done when nothing is left to attempt: every delivery delivered or
-    // dropped, or held because the endpoint was disabled.
-    loop {
-        let wake = progress.notified();
-        // The status before and after the counts: an attempt that drops a
-        // delivery and disables the endpoint commits both in one step, and
-        // may land between two reads (another process's store, a server).
-        let enabled = webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled();
-        let counts = webhooks.delivery_counts(subscription).await.map_err(run_error)?;
-        if webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled() != enabled {
-            continue;
-        }
-        if counts.pending == 0 || !enabled {
-            break;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(200), wake).await;
-    }
+    completion.wait(&webhooks, subscription).await?;
     // Attempts still in flight finish and are printed; the summary comes
     // after them, from the store as they left it.
     shutdown.cancel();

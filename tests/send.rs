@@ -269,6 +269,149 @@ async fn a_disabled_endpoint_ends_the_run_with_its_deliveries_held() {
     assert!(dropped <= 2, "ten attempts drop at most two deliveries of four attempts");
 }
 
+/// The `line N: ..` reports on stderr, by line number.
+fn reported_lines(output: &Output) -> Vec<(usize, String)> {
+    stderr(output)
+        .lines()
+        .filter_map(|l| l.strip_prefix("line "))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(number, why)| (number.parse().unwrap(), why.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn in_batches_every_line_keeps_its_own_outcome() {
+    // Written at once, the lines are published many to a store step; the
+    // bad ones, among them, are reported alone and the rest all delivered.
+    let receiver = Receiver::start().await.unwrap();
+    let stdin: String = (1..=1200)
+        .map(|n| match n {
+            300 => "{\"event\":\"job.completed\",\"data\":{}}\n".to_owned(),
+            301 => "{\"event\":\"iq.status_updated\",\"data\":null}\n".to_owned(),
+            700 => "{\"event\":\"iq.status_updated\"\n".to_owned(),
+            n => format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n"),
+        })
+        .collect();
+    let output =
+        send(&["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k", "--allow-private"], &stdin)
+            .await;
+    assert_eq!(output.status.code(), Some(1), "a bad line makes the exit status 1");
+    let reported = reported_lines(&output);
+    let numbers: Vec<usize> = reported.iter().map(|(number, _)| *number).collect();
+    assert_eq!(numbers, [300, 301, 700], "{}", stderr(&output));
+    assert!(reported[0].1.contains("unknown event type \"job.completed\""), "{reported:?}");
+    assert!(reported[1].1.contains("data"), "{reported:?}");
+    assert!(reported[2].1.starts_with("not an event object: "), "{reported:?}");
+    assert!(stderr(&output).contains("accepted 1197 events"), "{}", stderr(&output));
+
+    let lines = lines(&output);
+    assert_eq!(
+        lines.last().unwrap()["summary"],
+        serde_json::json!({"delivered": 1197, "dropped": 0, "pending": 0, "endpoint_disabled": false})
+    );
+    let received: HashSet<u64> = receiver
+        .received()
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["n"].as_u64().unwrap())
+        .collect();
+    let expected: HashSet<u64> = (1..=1200).filter(|n| ![300, 301, 700].contains(n)).collect();
+    assert_eq!(received, expected, "every good line delivered once");
+}
+
+#[tokio::test]
+async fn an_oversized_line_is_rejected_and_the_lines_after_it_still_go() {
+    let receiver = Receiver::start().await.unwrap();
+    let event = |size: usize| {
+        format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"pad\":\"{}\"}}}}\n", "x".repeat(size))
+    };
+    // Far over the limit, just over it, and under it but large.
+    let stdin = [event(1), event(5 << 20), event(1_100_000), event(700_000), event(2)].concat();
+    let output =
+        send(&["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k", "--allow-private"], &stdin)
+            .await;
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
+    let reported = reported_lines(&output);
+    assert_eq!(reported.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2, 3], "{reported:?}");
+    for (_, why) in &reported {
+        assert!(why.starts_with("event body is ") && why.ends_with("over the 1048576-byte limit"), "{why}");
+    }
+    assert!(stderr(&output).contains("accepted 3 events"), "{}", stderr(&output));
+    assert_eq!(lines(&output).last().unwrap()["summary"]["delivered"], 3);
+    let sizes: Vec<usize> = receiver.received().iter().map(|r| r.body.len()).collect();
+    assert_eq!(sizes.len(), 3);
+    assert!(sizes.iter().any(|&size| size > 700_000), "the large line under the limit went: {sizes:?}");
+}
+
+#[tokio::test]
+async fn a_line_typed_by_hand_is_delivered_before_stdin_ends() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let receiver = Receiver::start().await.unwrap();
+    let mut child = tokio::process::Command::new(common::example_binary("send"))
+        .args(["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k", "--allow-private"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    for n in 1..=2 {
+        let line = format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+        // stdin stays open: the line is not waiting for more.
+        let attempt = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .expect("the line is attempted while stdin is open")
+            .unwrap()
+            .unwrap();
+        let attempt: Value = serde_json::from_str(&attempt).unwrap();
+        assert_eq!(attempt["outcome"], "delivered");
+    }
+    drop(stdin);
+    let summary = stdout.next_line().await.unwrap().unwrap();
+    assert_eq!(summary, r#"{"summary":{"delivered":2,"dropped":0,"pending":0,"endpoint_disabled":false}}"#);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn standard_adds_the_event_types_stdin_names_as_they_come() {
+    // The first line is bad, so the subscription waits for the second to
+    // name a type; a type first named hundreds of lines later is added
+    // before its events are published.
+    let receiver = Receiver::start().await.unwrap();
+    let secret = webhooks_core::StandardScheme::generate_secret();
+    let stdin: String = std::iter::once("not json\n".to_owned())
+        .chain((0..800).map(|n| {
+            let event = if n < 600 { "invoice.paid" } else { "user.created" };
+            format!("{{\"event\":\"{event}\",\"data\":{{\"n\":{n}}}}}\n")
+        }))
+        .collect();
+    let args = [
+        "--preset",
+        "standard",
+        "--url",
+        receiver.url(),
+        "--secret",
+        secret.expose(),
+        "--allow-http",
+        "--allow-private",
+    ];
+    let output = send(&args, &stdin).await;
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
+    assert_eq!(reported_lines(&output).iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1]);
+    assert_eq!(lines(&output).last().unwrap()["summary"]["delivered"], 800);
+    let received = receiver.received();
+    assert_eq!(received.len(), 800);
+    let types: HashSet<String> = received
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, HashSet::from(["invoice.paid".to_owned(), "user.created".to_owned()]));
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
