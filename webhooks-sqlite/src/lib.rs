@@ -40,6 +40,7 @@
 
 mod codec;
 mod error;
+mod grouped;
 mod queries;
 mod schema;
 mod store;
