@@ -254,8 +254,8 @@ async fn end_to_end(url: &str, options: &Options, store: Arc<dyn Store>) -> Valu
     })
 }
 
-/// Events accepted per second, one at a time and in batches of 100; on
-/// SQLite beside the same rows written with raw `rusqlite`.
+/// Events accepted per second, one at a time, in batches of 100 and from 64
+/// tasks at once; on SQLite beside the same rows written with raw `rusqlite`.
 async fn publish_rate(options: &Options, dir: &std::path::Path) -> Result<Value, String> {
     let count = options.deliveries.min(20_000) / 100 * 100;
     let body = Bytes::from(vec![b'x'; options.body_bytes]);
@@ -275,14 +275,42 @@ async fn publish_rate(options: &Options, dir: &std::path::Path) -> Result<Value,
         let name = if batch == 1 { "single_per_sec" } else { "batch_per_sec" };
         rates.insert(name.into(), json!(count as f64 / started.elapsed().as_secs_f64()));
     }
+    let store = fresh_store(&options.store, dir, "publish-concurrent.db").await?;
+    subscribe_nowhere(&store, options.subscriptions).await?;
+    let concurrent = publish_concurrently(store, count, &body).await?;
+    rates.insert("concurrent_64_per_sec".into(), json!(concurrent));
     if options.store != "memory" {
         let raw = raw_sqlite_batches(dir, count, options.subscriptions, &body).await?;
         let batch = rates["batch_per_sec"].as_f64().unwrap_or(0.0);
         rates.insert("raw_rusqlite_batch_per_sec".into(), json!(raw));
         rates.insert("batch_ratio_to_raw".into(), json!(batch / raw));
+        rates.insert("concurrent_64_ratio_to_raw".into(), json!(concurrent / raw));
     }
     rates.insert("events".into(), json!(count));
     Ok(Value::Object(rates))
+}
+
+/// Events accepted per second when 64 tasks each publish single events, each
+/// call awaiting its own event's durability, as request handlers do.
+async fn publish_concurrently(store: Arc<dyn Store>, count: usize, body: &Bytes) -> Result<f64, String> {
+    const TASKS: usize = 64;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (store, next, body) = (Arc::clone(&store), Arc::clone(&next), body.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < count {
+                    store.publish(&event(), body.clone()).await.map_err(|e| e.to_string())?;
+                }
+                Ok::<_, String>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Subscribes `count` endpoints that are never sent to.

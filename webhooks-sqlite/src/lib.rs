@@ -41,6 +41,7 @@
 
 mod codec;
 mod error;
+mod grouped;
 mod queries;
 mod schema;
 mod store;

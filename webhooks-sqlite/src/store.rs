@@ -20,7 +20,7 @@ use crate::{SqliteStore, in_transaction, queries};
 
 /// Why a transaction was abandoned: SQLite failed, or the operation hit one
 /// of the store's typed errors (a missing subscription, say).
-enum Abort {
+pub(crate) enum Abort {
     Sqlite(rusqlite::Error),
     Store(StoreError),
 }
@@ -230,13 +230,13 @@ impl DeliveryQueue for SqliteStore {
                 body: body.clone(),
             })
             .collect();
-        self.write("publish events", move |db| publish_all(db, &events)).await
+        self.grouped_write("publish events", move |db| publish_all(db, &events)).await
     }
 
     async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
         let event =
             ToPublish { id: event.id, name: event.name.clone(), occurred_at: event.occurred_at, body };
-        self.write("publish an event", move |db| {
+        self.grouped_write("publish an event", move |db| {
             Ok(publish_all(db, std::slice::from_ref(&event))?.pop().unwrap_or_default())
         })
         .await
@@ -264,7 +264,7 @@ impl DeliveryQueue for SqliteStore {
         skip: &[SubscriptionId],
     ) -> StoreResult<Vec<Claim>> {
         let skip = skip.to_vec();
-        self.lease_write("claim due deliveries", move |db| {
+        self.grouped_lease_write("claim due deliveries", move |db| {
             let mut subscriptions = HashMap::new();
             let mut claims = Vec::new();
             for delivery in queries::claimable(db, now, limit, &skip)? {
@@ -301,7 +301,7 @@ impl DeliveryQueue for SqliteStore {
     /// record whose delivery is gone fails alone, having written nothing.
     async fn record_attempts(&self, records: &[AttemptRecord]) -> StoreResult<Vec<StoreResult<Recorded>>> {
         let records = records.to_vec();
-        self.write("record attempts", move |db| {
+        self.grouped_write("record attempts", move |db| {
             records
                 .iter()
                 .map(|r| match record(db, r) {

@@ -2,23 +2,104 @@
 //!
 //! SQLite calls block, and a blocking call on an async executor thread
 //! stalls every task scheduled there. One dedicated thread owns the
-//! connection and runs jobs from a queue, one at a time, in arrival order.
+//! connection and runs jobs from a queue, in arrival order.
 //! `spawn_blocking` around a `Mutex<Connection>` would also keep SQLite off
 //! the executor, but under load every caller waiting for the lock parks a
 //! blocking-pool thread; here waiting costs a queue slot, and the
 //! connection needs no lock because only one thread ever touches it.
+//!
+//! Group commit: a durable commit waits for the disk, and most of a small
+//! write's cost is that wait. Writes sent with [`Worker::grouped`] that queue
+//! while a commit is in progress go together in the next transaction, each
+//! in a savepoint of its own, and share one commit: one failing undoes only
+//! its own writes, and each caller hears back once the commit that holds
+//! its rows has returned.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior, ffi};
 use tokio::sync::oneshot;
 
 use crate::error::Error;
 use crate::schema;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// The most writes one transaction takes: enough for every caller a busy
+/// host has waiting, few enough that the write lock is not held for long.
+const MAX_GROUP: usize = 128;
+
+/// How a grouped write's commit reaches the disk. A group commits with the
+/// strongest its members ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Durability {
+    /// `synchronous = NORMAL`: not synced until the next durable commit or
+    /// checkpoint; for writes whose loss is harmless (leases).
+    Relaxed,
+    /// `synchronous = FULL`: synced before the commit returns.
+    Full,
+}
+
+enum Job {
+    /// Has the connection to itself.
+    Alone(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// May share a transaction with the grouped writes queued beside it.
+    Grouped(Durability, Box<dyn Member>),
+}
+
+/// One write of a group, type-erased.
+trait Member: Send {
+    /// Does the write in the group's open transaction; `false` when it
+    /// failed (and has told its caller), so its writes must be undone.
+    fn run(&mut self, db: &Transaction<'_>) -> bool;
+
+    /// Tells the caller how it ended, now that the transaction has committed
+    /// (`Ok`) or failed; a member that already answered does nothing.
+    fn settle(self: Box<Self>, commit: Result<(), &rusqlite::Error>);
+}
+
+/// A grouped write and the caller waiting for it.
+struct Call<W, T, E> {
+    operation: &'static str,
+    work: Option<W>,
+    /// The write's value, held back until its transaction commits.
+    done: Option<T>,
+    reply: Option<oneshot::Sender<Result<T, E>>>,
+}
+
+impl<W, T, E> Member for Call<W, T, E>
+where
+    W: FnOnce(&Transaction<'_>) -> Result<T, E> + Send,
+    T: Send,
+    E: From<Error> + Send,
+{
+    fn run(&mut self, db: &Transaction<'_>) -> bool {
+        let Some(work) = self.work.take() else { return false };
+        match work(db) {
+            Ok(value) => {
+                self.done = Some(value);
+                true
+            }
+            Err(error) => {
+                // Nothing of it will stand: no need to wait for the commit.
+                if let Some(reply) = self.reply.take() {
+                    let _ = reply.send(Err(error));
+                }
+                false
+            }
+        }
+    }
+
+    fn settle(mut self: Box<Self>, commit: Result<(), &rusqlite::Error>) {
+        let Some(reply) = self.reply.take() else { return };
+        let _ = reply.send(match (commit, self.done.take()) {
+            (Ok(()), Some(value)) => Ok(value),
+            (Err(source), _) => Err(Error::Sqlite { operation: self.operation, source: copy(source) }.into()),
+            // It panicked, and its writes were undone.
+            (Ok(()), None) => Err(Error::Stopped.into()),
+        });
+    }
+}
 
 /// A handle on the connection thread; clones share it. The thread closes
 /// the connection and ends when the last handle is dropped.
@@ -44,19 +125,14 @@ impl Worker {
                     }
                 };
                 let _ = ready.send(Ok(()));
-                for job in queue {
-                    // A panicking job (a bug) answers nobody, and its
-                    // transaction is rolled back as it unwinds; the next job
-                    // still runs.
-                    let _ = catch_unwind(AssertUnwindSafe(|| job(&mut connection)));
-                }
+                serve(&mut connection, &queue);
             })
             .map_err(Error::Thread)?;
         opened.await.map_err(|_| Error::Stopped)??;
         Ok(Self { jobs })
     }
 
-    /// Runs `job` on the connection thread and waits for its result.
+    /// Runs `job` on the connection thread, alone, and waits for its result.
     ///
     /// A caller that stops waiting does not stop the job: it runs, and
     /// commits, all the same.
@@ -70,10 +146,145 @@ impl Worker {
     {
         let (reply, result) = oneshot::channel();
         self.jobs
-            .send(Box::new(move |connection| {
+            .send(Job::Alone(Box::new(move |connection| {
                 let _ = reply.send(job(connection));
-            }))
+            })))
             .map_err(|_| Error::Stopped)?;
         result.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Runs `work` in a `BEGIN IMMEDIATE` transaction that it may share with
+    /// other grouped writes, inside a savepoint of its own, and waits until
+    /// that transaction has committed.
+    ///
+    /// An `Err` from `work` undoes its writes alone and comes back at once;
+    /// the others in the transaction still commit. When the transaction
+    /// itself fails (the write lock not had within the busy timeout, the
+    /// commit failing), every write in it fails with that error, naming
+    /// `operation`. As with [`Worker::call`], a caller that stops waiting
+    /// does not stop the write.
+    pub(crate) async fn grouped<T, E>(
+        &self,
+        durability: Durability,
+        operation: &'static str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let (reply, result) = oneshot::channel();
+        let call = Call { operation, work: Some(work), done: None, reply: Some(reply) };
+        self.jobs.send(Job::Grouped(durability, Box::new(call))).map_err(|_| Error::Stopped)?;
+        result.await.map_err(|_| Error::Stopped)?
+    }
+}
+
+/// Runs the queue's jobs in arrival order until every handle is gone.
+fn serve(connection: &mut Connection, queue: &mpsc::Receiver<Job>) {
+    let mut next = queue.recv().ok();
+    while let Some(job) = next.take() {
+        match job {
+            Job::Alone(job) => {
+                // A panicking job (a bug) answers nobody, and its
+                // transaction is rolled back as it unwinds; the next job
+                // still runs.
+                let _ = catch_unwind(AssertUnwindSafe(|| job(connection)));
+            }
+            Job::Grouped(durability, first) => {
+                // Whatever queued during the last commit goes in this one,
+                // up to the first job that must run alone, which keeps its
+                // place in the order.
+                let (mut durability, mut members) = (durability, vec![first]);
+                while members.len() < MAX_GROUP {
+                    match queue.try_recv() {
+                        Ok(Job::Grouped(wants, member)) => {
+                            durability = durability.max(wants);
+                            members.push(member);
+                        }
+                        Ok(alone) => {
+                            next = Some(alone);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(connection, durability, members);
+            }
+        }
+        if next.is_none() {
+            next = queue.recv().ok();
+        }
+    }
+}
+
+/// Sets the connection's `synchronous` level, which every job other than a
+/// relaxed group expects to be `FULL`.
+fn synchronous(connection: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    let sql = match durability {
+        Durability::Relaxed => "PRAGMA synchronous = NORMAL",
+        Durability::Full => "PRAGMA synchronous = FULL",
+    };
+    connection.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Runs `members` in one transaction, each in its savepoint, commits, and
+/// tells each caller how it ended.
+fn commit_group(connection: &mut Connection, durability: Durability, mut members: Vec<Box<dyn Member>>) {
+    let mut outcome = Ok(());
+    if durability == Durability::Relaxed {
+        outcome = synchronous(connection, Durability::Relaxed);
+    }
+    if outcome.is_ok() {
+        outcome = run_and_commit(connection, &mut members);
+    }
+    if durability == Durability::Relaxed {
+        // Whatever happened, every other write stays durable.
+        let restored = synchronous(connection, Durability::Full);
+        outcome = outcome.and(restored);
+    }
+    for member in members {
+        member.settle(outcome.as_ref().map(|_| ()));
+    }
+}
+
+fn run_and_commit(connection: &mut Connection, members: &mut [Box<dyn Member>]) -> rusqlite::Result<()> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for member in members.iter_mut() {
+        in_savepoint(&transaction, member.as_mut())?;
+    }
+    transaction.commit()
+}
+
+/// Runs `member` in a savepoint of its own, which is undone if it fails or
+/// panics. Fails when the savepoint does, or when SQLite gave up the whole
+/// transaction (some errors, a full disk say, roll it back): then nothing
+/// of the group stands.
+fn in_savepoint(db: &Transaction<'_>, member: &mut dyn Member) -> rusqlite::Result<()> {
+    db.prepare_cached("SAVEPOINT member")?.execute([])?;
+    // A panic (a bug) is taken as a failure: the member's caller hears it
+    // stopped, and the rest of the group goes on.
+    let kept = catch_unwind(AssertUnwindSafe(|| member.run(db))).unwrap_or(false);
+    if db.is_autocommit() {
+        return Err(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(ffi::SQLITE_ABORT),
+            Some("SQLite rolled back the transaction after an error in a write that shared it".into()),
+        ));
+    }
+    if !kept {
+        db.prepare_cached("ROLLBACK TO member")?.execute([])?;
+    }
+    db.prepare_cached("RELEASE member")?.execute([])?;
+    Ok(())
+}
+
+/// The same error again, for the next member of a failed group
+/// (`rusqlite::Error` is not `Clone`).
+fn copy(error: &rusqlite::Error) -> rusqlite::Error {
+    match error {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_ERROR), Some(other.to_string())),
     }
 }

@@ -1,0 +1,49 @@
+//! The store's grouped writes: writes that may share a transaction, and its
+//! commit, with the writes queued beside them (see [`crate::worker`]).
+
+use rusqlite::Transaction;
+use webhooks_core::{StoreError, StoreResult};
+
+use crate::SqliteStore;
+use crate::error::Error;
+use crate::store::Abort;
+use crate::worker::Durability;
+
+impl SqliteStore {
+    /// A durable write that may share its transaction and its commit; it
+    /// returns once the commit holding its rows is on disk.
+    pub(crate) async fn grouped_write<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, Abort> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.grouped(Durability::Full, operation, work).await
+    }
+
+    /// A write of leases only that may share its transaction: alone or with
+    /// other lease writes it commits without waiting for the disk (see
+    /// `lease_write`), beside durable writes it is synced with them.
+    pub(crate) async fn grouped_lease_write<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, Abort> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.grouped(Durability::Relaxed, operation, work).await
+    }
+
+    async fn grouped<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        operation: &'static str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, Abort> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.worker
+            .grouped(durability, operation, move |db| {
+                work(db).map_err(|abort| match abort {
+                    Abort::Sqlite(source) => StoreError::from(Error::Sqlite { operation, source }),
+                    Abort::Store(error) => error,
+                })
+            })
+            .await
+    }
+}
