@@ -528,7 +528,138 @@ async fn main() -> std::process::ExitCode {
         "claim_sqlite": claim,
         "memory": memory_per_delivery(options.body_bytes).await,
         "idle_latency": idle_latency().await,
+        "cross_instance_postgres": cross_instance_postgres().await,
     });
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     std::process::ExitCode::SUCCESS
+}
+
+/// Cross-instance publish to first claim on PostgreSQL: two stores (two
+/// pools, as two instances have) on a fresh database on the server
+/// `WEBHOOKS_POSTGRES_URL` names. Instance B idles until its store's
+/// wake-up fires, then claims, as a dispatcher does; instance A publishes
+/// one event at a time. The reference run hands the wake-up over in
+/// process instead (A's publish returns, then B is woken), which is what
+/// the same two round trips cost without `LISTEN`/`NOTIFY` in between.
+async fn cross_instance_postgres() -> Value {
+    const SAMPLES: usize = 200;
+    let Some(server) =
+        std::env::var(webhooks_postgres::testing::URL_VARIABLE).ok().filter(|url| !url.is_empty())
+    else {
+        return json!({ "skipped": "WEBHOOKS_POSTGRES_URL is not set" });
+    };
+    match cross_instance_on(&server, SAMPLES).await {
+        Ok(figure) => figure,
+        Err(message) => json!({ "error": message }),
+    }
+}
+
+async fn cross_instance_on(server: &str, samples: usize) -> Result<Value, String> {
+    use webhooks_postgres::testing::TestDatabase;
+    let database = TestDatabase::create_on(server).await.map_err(|e| e.to_string())?;
+    let publisher = database.store().await.map_err(|e| e.to_string())?;
+    let claimer = database.store().await.map_err(|e| e.to_string())?;
+    facade(Arc::new(publisher.clone()))
+        .subscribe(Subscription::builder("http://127.0.0.1:9/").event_type("iq.status_updated"))
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let woken = claimer.wake_ups().ok_or("the store made by connect has no wake-ups")?;
+    // The listener is up once its backend shows in pg_stat_activity.
+    let client = publisher.pool().get().await.map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    loop {
+        let listening: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if listening > 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err("the listener did not start in 10 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(client);
+
+    let (cross, publish) =
+        publish_then_claim(&publisher, &claimer, Arc::clone(&woken), false, samples).await?;
+    let (reference, _) =
+        publish_then_claim(&publisher, &claimer, Arc::new(Notify::new()), true, samples).await?;
+    drop((publisher, claimer));
+    Ok(json!({
+        "samples": samples,
+        "p50_ms": percentile(&cross, 0.5),
+        "p99_ms": percentile(&cross, 0.99),
+        "publish_p50_ms": percentile(&publish, 0.5),
+        "in_process_wake_p50_ms": percentile(&reference, 0.5),
+        "in_process_wake_p99_ms": percentile(&reference, 0.99),
+    }))
+}
+
+/// `samples` times: A publishes one event, B (idle, waiting on `woken`)
+/// claims it; returns the sorted publish-to-claim and publish durations.
+/// With `hand_over`, the caller wakes B itself once the publish returned.
+async fn publish_then_claim(
+    publisher: &webhooks_postgres::PostgresStore,
+    claimer: &webhooks_postgres::PostgresStore,
+    woken: Arc<Notify>,
+    hand_over: bool,
+    samples: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let (claimed_in, mut claimed) = mpsc::unbounded_channel::<Instant>();
+    let stop = CancellationToken::new();
+    let idle = Arc::new(Notify::new());
+    let worker = tokio::spawn({
+        let (claimer, woken, stop, idle) =
+            (claimer.clone(), Arc::clone(&woken), stop.clone(), Arc::clone(&idle));
+        async move {
+            loop {
+                // Registered before looking, as the dispatcher does: a
+                // wake-up while claiming is not lost.
+                let notified = woken.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let now = chrono::Utc::now();
+                let claims = claimer.claim_due(now, 64, now + chrono::Duration::seconds(60), &[]).await?;
+                if !claims.is_empty() {
+                    let _ = claimed_in.send(Instant::now());
+                    continue;
+                }
+                idle.notify_one();
+                tokio::select! {
+                    () = stop.cancelled() => return Ok::<_, webhooks_core::StoreError>(()),
+                    () = notified => {}
+                }
+            }
+        }
+    });
+    let mut latencies = Vec::with_capacity(samples);
+    let mut publishes = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        idle.notified().await; // B has looked and found nothing: it waits
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let start = Instant::now();
+        let ids = publisher.publish(&event(), Bytes::from_static(b"{}")).await.map_err(|e| e.to_string())?;
+        publishes.push(start.elapsed());
+        if ids.len() != 1 {
+            return Err(format!("the publish made {} deliveries, not 1", ids.len()));
+        }
+        if hand_over {
+            woken.notify_waiters();
+        }
+        let at = claimed.recv().await.ok_or("the claiming task stopped")?;
+        latencies.push(at - start);
+    }
+    stop.cancel();
+    worker.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    latencies.sort();
+    publishes.sort();
+    Ok((latencies, publishes))
 }

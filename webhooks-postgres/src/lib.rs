@@ -36,15 +36,21 @@
 //! The tables live in the schema `webhooks`, beside the host's own; the
 //! role needs the right to create a schema in the database the first time.
 //! Finished deliveries are kept with their attempt logs until
-//! [`Retention::purge_finished`](webhooks_core::Retention::purge_finished) deletes them. Dispatchers find work
-//! published by other instances when they poll (every second by default);
-//! a publish wakes only its own instance's dispatchers at once.
+//! [`Retention::purge_finished`](webhooks_core::Retention::purge_finished)
+//! deletes them. Other instances learn of
+//! a publish at once: it `NOTIFY`s the channel `webhooks_work` on commit,
+//! and a store made by [`PostgresStore::connect`], once asked for its
+//! [wake-ups](webhooks_core::DeliveryQueue::wake_ups), keeps one connection that
+//! `LISTEN`s on it and wakes the dispatchers waiting. Polling (every second
+//! by default) is the fallback, and the only way for a store made by
+//! [`PostgresStore::from_pool`].
 
 #![warn(missing_docs)]
 
 mod codec;
 mod config;
 mod error;
+mod listen;
 mod queries;
 mod record;
 mod schema;
@@ -54,6 +60,7 @@ pub mod testing;
 mod tls;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -85,6 +92,7 @@ const CREATE_CONNECTION: Duration = Duration::from_secs(15);
 pub struct PostgresStore {
     pool: Pool,
     target: Target,
+    wake_ups: Arc<listen::WakeUps>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -113,6 +121,9 @@ impl PostgresStore {
     /// connection gives up after `connect_timeout` seconds, 10 unless the
     /// URL says.
     ///
+    /// Once a dispatcher runs on it, the store opens one more connection,
+    /// outside the pool, that listens for other instances' publishes.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidUrl`] when the URL cannot be used,
@@ -125,6 +136,11 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, Error> {
         let settings = config::parse(url)?;
         let tls = tls::connector(settings.tls, settings.root_certificates.as_deref())?;
+        let listener = listen::Source {
+            config: settings.config.clone(),
+            tls: tls.clone(),
+            target: settings.target.to_string(),
+        };
         let manager = Manager::from_config(
             settings.config,
             tls,
@@ -139,7 +155,7 @@ impl PostgresStore {
             .create_timeout(Some(CREATE_CONNECTION))
             .build()
             .map_err(Error::PoolSetup)?;
-        Self::open(pool, Some(settings.target)).await
+        Self::open(pool, Some(settings.target), Some(listener)).await
     }
 
     /// A store on a pool the host built (its own size, timeouts, TLS or
@@ -147,14 +163,22 @@ impl PostgresStore {
     /// does. The pool is `deadpool-postgres`', re-exported as
     /// [`deadpool_postgres`].
     ///
+    /// Its dispatchers find what other instances publish when they poll:
+    /// the pool's settings cannot be read back to open the connection that
+    /// would listen for it.
+    ///
     /// # Errors
     ///
     /// As [`PostgresStore::connect`], less the URL's.
     pub async fn from_pool(pool: Pool) -> Result<Self, Error> {
-        Self::open(pool, None).await
+        Self::open(pool, None, None).await
     }
 
-    async fn open(pool: Pool, target: Option<Target>) -> Result<Self, Error> {
+    async fn open(
+        pool: Pool,
+        target: Option<Target>,
+        listener: Option<listen::Source>,
+    ) -> Result<Self, Error> {
         let shown = target.as_ref().map_or_else(|| "the pool's server".to_owned(), Target::to_string);
         let mut client = pool.get().await.map_err(|source| Error::Connect { target: shown, source })?;
         schema::migrate(&mut client).await?;
@@ -180,7 +204,7 @@ impl PostgresStore {
                 )
             }
         };
-        Ok(Self { pool, target })
+        Ok(Self { pool, target, wake_ups: Arc::new(listen::WakeUps::new(listener)) })
     }
 
     /// The server and database, without the password.

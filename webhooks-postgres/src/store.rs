@@ -16,7 +16,7 @@ use webhooks_core::{
 
 use crate::error::{Abort, Error, Outcome};
 use crate::queries::{self, Db};
-use crate::{PostgresStore, record};
+use crate::{PostgresStore, listen, record};
 
 /// A store step: a future over the transaction and the step's arguments.
 pub(crate) type Work<'c, T> = Pin<Box<dyn Future<Output = Outcome<T>> + Send + 'c>>;
@@ -82,6 +82,9 @@ async fn publish_all(db: &Db<'_>, events: &[(Event, Bytes)]) -> Outcome<Vec<Vec<
     for (event, body) in events {
         let to = listeners.get(&event.name).map_or(&[][..], Vec::as_slice);
         published.push(queries::publish(db, event, body, to).await?);
+    }
+    if published.iter().any(|ids| !ids.is_empty()) {
+        listen::announce(db).await?;
     }
     Ok(published)
 }
@@ -179,7 +182,8 @@ impl SubscriptionStore for PostgresStore {
         self.transaction("enable a subscription", &(id, now), |db, (id, now)| {
             Box::pin(async move {
                 found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
-                queries::enable_subscription(db, *id, *now).await
+                queries::enable_subscription(db, *id, *now).await?;
+                listen::announce(db).await
             })
         })
         .await
@@ -208,7 +212,11 @@ impl DeliveryQueue for PostgresStore {
         subscription: SubscriptionId,
     ) -> StoreResult<DeliveryId> {
         self.transaction("publish a test event", &(event, body, subscription), |db, (event, body, id)| {
-            Box::pin(async move { found_subscription(queries::publish_to(db, event, body, *id).await?, *id) })
+            Box::pin(async move {
+                let published = found_subscription(queries::publish_to(db, event, body, *id).await?, *id)?;
+                listen::announce(db).await?;
+                Ok(published)
+            })
         })
         .await
     }
@@ -256,6 +264,12 @@ impl DeliveryQueue for PostgresStore {
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
         self.transaction("find the next due time", &(), |db, ()| Box::pin(queries::next_claimable(db))).await
     }
+
+    /// Listens for other instances' publishes from the first call; `None`
+    /// for a store made by [`PostgresStore::from_pool`].
+    fn wake_ups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.wake_ups.get()
+    }
 }
 
 #[async_trait]
@@ -273,7 +287,7 @@ impl Admin for PostgresStore {
         self.transaction("resend a delivery", &(id, now), |db, (id, now)| {
             Box::pin(async move {
                 if queries::resend(db, *id, *now).await? {
-                    Ok(())
+                    listen::announce(db).await
                 } else {
                     Err(StoreError::DeliveryNotFound(*id).into())
                 }
@@ -291,7 +305,9 @@ impl Admin for PostgresStore {
         self.transaction("recover a subscription", &(subscription, since, now), |db, (id, since, now)| {
             Box::pin(async move {
                 found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
-                queries::recover(db, *id, *since, *now).await
+                let restarted = queries::recover(db, *id, *since, *now).await?;
+                listen::announce(db).await?;
+                Ok(restarted)
             })
         })
         .await
