@@ -403,8 +403,11 @@ pub(crate) fn subscription_stats(
 }
 
 /// Pending deliveries in the store, held ones included.
+pub(crate) const PENDING_COUNT: &str = "SELECT count(*) FROM deliveries WHERE state = 'pending'";
+
+/// Pending deliveries in the store, held ones included.
 pub(crate) fn pending_count(db: &Connection) -> rusqlite::Result<u64> {
-    db.prepare_cached("SELECT count(*) FROM deliveries WHERE state = 'pending'")?
+    db.prepare_cached(PENDING_COUNT)?
         .query_row([], |row| row.get::<_, i64>(0))
         .map(|n| u64::try_from(n).unwrap_or(0))
 }
@@ -625,6 +628,15 @@ mod tests {
             let plan = plan(&db, LISTENERS);
             assert!(plan.contains("SEARCH t USING PRIMARY KEY (event_type=?)"), "{plan}");
             assert!(!plan.contains("SCAN") && !plan.contains("TEMP B-TREE"), "{plan}");
+        }
+    }
+
+    #[test]
+    fn counting_pending_deliveries_reads_only_theirs() {
+        for db in [big_queue(10_000), queue_without_statistics(1_000)] {
+            let plan = plan(&db, PENDING_COUNT);
+            assert!(plan.contains("USING COVERING INDEX deliveries_pending"), "{plan}");
+            assert!(!plan.contains("SCAN deliveries\n") && !plan.ends_with("SCAN deliveries"), "{plan}");
         }
     }
 

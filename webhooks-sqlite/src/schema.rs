@@ -19,7 +19,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`.
 /// Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -109,6 +109,12 @@ CREATE TABLE attempts (
     CHECK ((status IS NULL) = (response IS NULL))
 );
 CREATE INDEX attempts_by_delivery ON attempts (delivery_id, seq);
+";
+
+/// Pending deliveries alone, so counting them (the dispatcher's gauge, a
+/// subscription's counts) reads no finished one.
+const V2: &str = "
+CREATE INDEX deliveries_pending ON deliveries (subscription_id) WHERE state = 'pending';
 ";
 
 /// Opens `path` (creating it if missing), sets the connection up and
