@@ -122,6 +122,7 @@ enum Lost {
     Listen(tokio_postgres::Error),
     Connection(tokio_postgres::Error),
     Closed,
+    Unanswered,
 }
 
 impl fmt::Display for Lost {
@@ -131,43 +132,74 @@ impl fmt::Display for Lost {
             Self::Listen(error) => write!(f, "could not LISTEN: {error}"),
             Self::Connection(error) => write!(f, "{error}"),
             Self::Closed => f.write_str("the server closed the connection"),
+            Self::Unanswered => write!(f, "the server did not answer within {} s", ANSWER.as_secs()),
         }
+    }
+}
+
+/// How often an idle listener checks that its connection still works: a
+/// connection dropped without a word (a NAT or firewall forgetting an idle
+/// flow) would otherwise go unnoticed for hours, and the check keeps such
+/// a flow alive.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// How long connecting, `LISTEN` or a heartbeat may take.
+const ANSWER: Duration = Duration::from_secs(15);
+
+/// Ends the task driving a connection when the session ends, whatever way.
+struct Driving(tokio::task::JoinHandle<Lost>);
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 /// One connection: `LISTEN`, wake the dispatchers once (anything published
 /// while no one listened is found), then wake them at each notification
 /// until the connection ends. Sets `listening` once `LISTEN` succeeded.
-async fn session(source: &Source, notify: &Notify, listening: &mut bool) -> Lost {
-    let (client, mut connection) = match source.config.connect(source.tls.clone()).await {
-        Ok(connected) => connected,
-        Err(error) => return Lost::Connect(error),
-    };
-    // The connection must be driven while LISTEN waits for its answer.
-    let listen = client.batch_execute(LISTEN);
-    tokio::pin!(listen);
-    loop {
-        tokio::select! {
-            answer = &mut listen => match answer {
-                Ok(()) => break,
-                Err(error) => return Lost::Listen(error),
-            },
-            message = poll_fn(|cx| connection.poll_message(cx)) => match message {
-                Some(Ok(_)) => {}
-                Some(Err(error)) => return Lost::Connection(error),
-                None => return Lost::Closed,
-            },
+async fn session(source: &Source, notify: &Arc<Notify>, listening: &mut bool) -> Lost {
+    let (client, mut connection) =
+        match tokio::time::timeout(ANSWER, source.config.connect(source.tls.clone())).await {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(error)) => return Lost::Connect(error),
+            Err(_) => return Lost::Unanswered,
+        };
+    // Notifications arrive only after LISTEN, so the driver may wake the
+    // dispatchers from the start.
+    let mut driver = Driving(tokio::spawn({
+        let notify = Arc::clone(notify);
+        async move {
+            loop {
+                match poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(_))) => notify.notify_waiters(),
+                    // Notices, and anything a later driver adds.
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Lost::Connection(error),
+                    None => return Lost::Closed,
+                }
+            }
         }
+    }));
+    match tokio::time::timeout(ANSWER, client.batch_execute(LISTEN)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Lost::Listen(error),
+        Err(_) => return Lost::Unanswered,
     }
     *listening = true;
     notify.notify_waiters();
     loop {
-        match poll_fn(|cx| connection.poll_message(cx)).await {
-            Some(Ok(AsyncMessage::Notification(_))) => notify.notify_waiters(),
-            // Notices, and anything a later driver adds.
-            Some(Ok(_)) => {}
-            Some(Err(error)) => return Lost::Connection(error),
-            None => return Lost::Closed,
+        tokio::select! {
+            ended = &mut driver.0 => return ended.unwrap_or(Lost::Closed),
+            () = tokio::time::sleep(HEARTBEAT) => {
+                // LISTEN again, a no-op: pg_stat_activity keeps showing
+                // the session as the listener.
+                match tokio::time::timeout(ANSWER, client.batch_execute(LISTEN)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return Lost::Connection(error),
+                    Err(_) => return Lost::Unanswered,
+                }
+            }
         }
     }
 }
