@@ -136,6 +136,19 @@ fn success(delivery_id: DeliveryId, number: u32, seconds: i64) -> Attempt {
     }
 }
 
+/// The record of attempt `number` of delivery `id`, answered with `status`
+/// at `t0() + seconds` after 12.345 ms, under a disable threshold of 10.
+pub fn answered(id: DeliveryId, number: u32, status: u16, verdict: Verdict, seconds: i64) -> AttemptRecord {
+    let attempt = Attempt {
+        delivery_id: id,
+        number,
+        started_at: at(seconds),
+        duration: Duration::from_micros(12_345),
+        result: AttemptResult::Response { status, body: format!("answer {status}") },
+    };
+    record(attempt, verdict, seconds)
+}
+
 fn record(attempt: Attempt, verdict: Verdict, seconds: i64) -> AttemptRecord {
     AttemptRecord { attempt, verdict, disable_after: Some(10), disable_now: None, now: at(seconds) }
 }
@@ -830,4 +843,125 @@ pub async fn counts_follow_every_change_of_state<S: Store>(store: S) {
     assert!(store.delete_subscription(sub.id).await.unwrap());
     assert_eq!(store.delivery_counts(sub.id).await.unwrap(), counts(0, 0, 0));
     assert_eq!(store.pending_count().await.unwrap(), 0);
+}
+
+/// What a durable store keeps across a reopen (a restart, another process):
+/// subscriptions with their secrets, deliveries with their bodies byte for
+/// byte, attempt logs, counts, a disable, retry times and live leases.
+/// `reopen` drops the handle it is given and opens a new one on the same
+/// data. The memory store does not run it: its queue goes with its process.
+pub async fn reopening_keeps_subscriptions_deliveries_leases_and_logs<S, F, Fut>(store: S, reopen: F)
+where
+    S: Store,
+    F: FnOnce(S) -> Fut,
+    Fut: std::future::Future<Output = S>,
+{
+    let mut a = subscription("https://example.com/a", &["job.completed", "job.failed"]);
+    a.previous_secret = Some(PreviousSecret { secret: Secret::from("old"), valid_until: at(3600) });
+    let b = subscription("https://example.com/b", &["job.completed"]);
+    store.insert_subscription(&a).await.unwrap();
+    store.insert_subscription(&b).await.unwrap();
+    let published = store.publish(&event("job.completed", 0), body("{\"n\":0}")).await.unwrap();
+    let later = store.publish(&event("job.failed", 5), Bytes::from_static(b"\xff\x00 raw")).await.unwrap();
+    store.disable_subscription(b.id, "maintenance", at(1)).await.unwrap();
+
+    // One delivery retried, one leased, one held by the disabled subscription.
+    let mut retried = None;
+    for id in &published {
+        if store.delivery(*id).await.unwrap().unwrap().subscription_id == a.id {
+            retried = Some(*id);
+        }
+    }
+    let retried = retried.expect("a listens");
+    let mut attempt = failure(retried, 1, 2);
+    attempt.duration = Duration::from_micros(12_345);
+    store.record_attempt(&record(attempt, Verdict::Retry { at: at(60) }, 2)).await.unwrap();
+    let leased = store.claim_due(at(10), 10, at(70), &[]).await.unwrap();
+    assert_eq!(leased.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), later);
+
+    let before = snapshot(&store, retried, later[0], b.id).await;
+    let store = reopen(store).await;
+    let after = snapshot(&store, retried, later[0], b.id).await;
+    assert_eq!(before, after);
+    assert_eq!(after.0.len(), 2);
+    assert!(matches!(after.0[1].status, SubscriptionStatus::Disabled { .. }));
+    assert_eq!(after.2.as_ref().unwrap().body, Bytes::from_static(b"\xff\x00 raw"), "bodies byte for byte");
+    assert_eq!(after.3[0].duration, Duration::from_micros(12_345));
+    assert_eq!(after.4, DeliveryCounts { pending: 1, delivered: 0, dropped: 0 });
+    assert_eq!(after.5, Some(at(60)), "the retry is due before the lease ends");
+
+    // The lease survived: nothing is claimable before it ends but the retry.
+    let claims = store.claim_due(at(69), 10, at(130), &[]).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![retried]);
+    assert_eq!(*claims[0].subscription, after.0[0], "the claim carries the subscription with its secrets");
+    assert_eq!(claims[0].subscription.previous_secret, a.previous_secret);
+    assert_eq!(store.claim_due(at(70), 10, at(130), &[]).await.unwrap().len(), 1);
+}
+
+type Snapshot = (
+    Vec<Subscription>,
+    Option<crate::model::Delivery>,
+    Option<crate::model::Delivery>,
+    Vec<Attempt>,
+    DeliveryCounts,
+    Option<DateTime<Utc>>,
+);
+
+async fn snapshot<S: Store>(
+    store: &S,
+    retried: DeliveryId,
+    leased: DeliveryId,
+    held: SubscriptionId,
+) -> Snapshot {
+    (
+        store.subscriptions().await.unwrap(),
+        store.delivery(retried).await.unwrap(),
+        store.delivery(leased).await.unwrap(),
+        store.attempts(retried).await.unwrap(),
+        store.delivery_counts(held).await.unwrap(),
+        store.next_due_at().await.unwrap(),
+    )
+}
+
+/// Handles on separate connections (or processes' worth of pools) to one
+/// store's data, claiming at once with four workers each, never claim the
+/// same delivery, and every one of `deliveries` is claimed. Returns how many
+/// each handle claimed. Run it on a multi-threaded runtime so the workers
+/// really race.
+pub async fn separate_handles_never_claim_the_same_delivery<S: Store + Clone>(
+    handles: &[S],
+    deliveries: usize,
+) -> Vec<usize> {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    handles[0].insert_subscription(&sub).await.unwrap();
+    let events: Vec<_> = (0..deliveries)
+        .map(|n| (event("job.completed", (n % 11) as i64), Bytes::from(format!("{{\"n\":{n}}}"))))
+        .collect();
+    handles[handles.len() - 1].publish_many(&events).await.unwrap();
+
+    let workers: Vec<_> = (0..4 * handles.len())
+        .map(|n| {
+            let store = handles[n % handles.len()].clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claims = store.claim_due(at(20), 5, at(80), &[]).await.unwrap();
+                    if claims.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claims.into_iter().map(|c| c.delivery.id));
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut per_handle = vec![0; handles.len()];
+    for (n, worker) in workers.into_iter().enumerate() {
+        for id in worker.await.expect("a worker") {
+            assert!(seen.insert(id), "delivery {id} was claimed twice");
+            per_handle[n % handles.len()] += 1;
+        }
+    }
+    assert_eq!(seen.len(), deliveries);
+    per_handle
 }

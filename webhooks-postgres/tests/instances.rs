@@ -5,16 +5,12 @@
 //!
 //! Without `WEBHOOKS_POSTGRES_URL` each test says it is skipped and returns.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use webhooks_core::testing::{event, subscription, t0};
-use webhooks_core::{
-    Attempt, AttemptRecord, AttemptResult, DeliveryCounts, DeliveryId, DeliveryQuery, PreviousSecret, Secret,
-    StateFilter, SubscriptionStatus, Verdict, prelude::*,
-};
+use webhooks_core::testing::{answered, event, subscription, t0};
+use webhooks_core::{AttemptResult, DeliveryId, DeliveryQuery, StateFilter, Verdict, prelude::*};
 use webhooks_postgres::testing::TestDatabase;
 use webhooks_postgres::{Error, PostgresStore};
 
@@ -29,22 +25,6 @@ async fn fresh() -> Option<(PostgresStore, TestDatabase)> {
     Some((store, database))
 }
 
-fn record(id: DeliveryId, number: u32, status: u16, verdict: Verdict, seconds: i64) -> AttemptRecord {
-    AttemptRecord {
-        attempt: Attempt {
-            delivery_id: id,
-            number,
-            started_at: at(seconds),
-            duration: Duration::from_micros(12_345),
-            result: AttemptResult::Response { status, body: format!("answer {status}") },
-        },
-        verdict,
-        disable_after: Some(10),
-        disable_now: None,
-        now: at(seconds),
-    }
-}
-
 /// Counts rows with raw SQL, beside the store.
 async fn count(store: &PostgresStore, sql: &str) -> i64 {
     store.pool().get().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
@@ -53,39 +33,9 @@ async fn count(store: &PostgresStore, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_stores_on_one_database_never_claim_the_same_delivery() {
     let Some((first, database)) = fresh().await else { return };
-    let stores = [first.clone(), database.store().await.unwrap(), database.store().await.unwrap()];
-    let sub = subscription("https://example.com/a", &["job.completed"]);
-    first.insert_subscription(&sub).await.unwrap();
-    let events: Vec<_> =
-        (0..600).map(|n| (event("job.completed", n % 11), Bytes::from(format!("{{\"n\":{n}}}")))).collect();
-    stores[1].publish_many(&events).await.unwrap();
-
-    // Four workers on each store, each store its own pool: they really
-    // claim at the same time, in separate sessions.
-    let workers: Vec<_> = (0..12)
-        .map(|n| {
-            let store = stores[n % 3].clone();
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                loop {
-                    let claims = store.claim_due(at(20), 5, at(80), &[]).await.unwrap();
-                    if claims.is_empty() {
-                        return mine;
-                    }
-                    mine.extend(claims.into_iter().map(|c| c.delivery.id));
-                }
-            })
-        })
-        .collect();
-    let mut seen = HashSet::new();
-    let mut per_store = [0, 0, 0];
-    for (n, worker) in workers.into_iter().enumerate() {
-        for id in worker.await.unwrap() {
-            assert!(seen.insert(id), "delivery {id} was claimed twice");
-            per_store[n % 3] += 1;
-        }
-    }
-    assert_eq!(seen.len(), 600);
+    let stores = [first, database.store().await.unwrap(), database.store().await.unwrap()];
+    let per_store =
+        webhooks_core::testing::separate_handles_never_claim_the_same_delivery(&stores, 600).await;
     println!("claims per store: {per_store:?}");
     assert!(per_store.iter().all(|&n| n > 0), "every store claimed some: {per_store:?}");
 }
@@ -150,57 +100,17 @@ async fn the_claims_of_a_store_that_went_away_come_back_when_their_leases_end() 
 #[tokio::test]
 async fn reconnecting_keeps_subscriptions_deliveries_leases_and_logs() {
     let Some((store, database)) = fresh().await else { return };
-    let mut a = subscription("https://example.com/a", &["job.completed", "job.failed"]);
-    a.previous_secret = Some(PreviousSecret { secret: Secret::from("old"), valid_until: at(3600) });
-    let b = subscription("https://example.com/b", &["job.completed"]);
-    store.insert_subscription(&a).await.unwrap();
-    store.insert_subscription(&b).await.unwrap();
-    let published =
-        store.publish(&event("job.completed", 0), Bytes::from_static(b"{\"n\":0}")).await.unwrap();
-    let later = store.publish(&event("job.failed", 5), Bytes::from_static(b"\xff\x00 raw")).await.unwrap();
-    store.disable_subscription(b.id, "maintenance", at(1)).await.unwrap();
-
-    // One delivery retried, one leased, one held by the disabled subscription.
-    let mut retried = None;
-    for id in &published {
-        if store.delivery(*id).await.unwrap().unwrap().subscription_id == a.id {
-            retried = Some(*id);
-        }
-    }
-    let retried = retried.unwrap();
-    store.record_attempt(&record(retried, 1, 503, Verdict::Retry { at: at(60) }, 2)).await.unwrap();
-    let leased = store.claim_due(at(10), 10, at(70), &[]).await.unwrap();
-    assert_eq!(leased.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), later);
-
-    let leased = later[0];
-    let snapshot = |store: PostgresStore| async move {
-        (
-            store.subscriptions().await.unwrap(),
-            store.delivery(retried).await.unwrap(),
-            store.delivery(leased).await.unwrap(),
-            store.attempts(retried).await.unwrap(),
-            store.delivery_counts(b.id).await.unwrap(),
-            store.next_due_at().await.unwrap(),
-        )
-    };
-    let before = snapshot(store.clone()).await;
-    store.pool().close();
-    drop(store);
-
-    let store = database.store().await.unwrap();
-    let after = snapshot(store.clone()).await;
-    assert_eq!(before, after);
-    assert_eq!(after.0.len(), 2);
-    assert!(matches!(after.0[1].status, SubscriptionStatus::Disabled { .. }));
-    assert_eq!(after.2.as_ref().unwrap().body, Bytes::from_static(b"\xff\x00 raw"), "bodies byte for byte");
-    assert_eq!(after.3[0].duration, Duration::from_micros(12_345));
-    assert_eq!(after.4, DeliveryCounts { pending: 1, delivered: 0, dropped: 0 });
-    assert_eq!(after.5, Some(at(60)), "the retry is due before the lease ends");
-
-    let claims = store.claim_due(at(69), 10, at(130), &[]).await.unwrap();
-    assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![retried]);
-    assert_eq!(*claims[0].subscription, after.0[0], "the claim carries the subscription with its secrets");
-    assert_eq!(store.claim_due(at(70), 10, at(130), &[]).await.unwrap().len(), 1);
+    // Borrowed: the database lives until the test ends.
+    let database = &database;
+    webhooks_core::testing::reopening_keeps_subscriptions_deliveries_leases_and_logs(
+        store,
+        |store| async move {
+            store.pool().close();
+            drop(store);
+            database.store().await.unwrap()
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -296,7 +206,7 @@ async fn a_retry_that_never_comes_round_trips() {
     store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
     let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
     let never = DateTime::<Utc>::MAX_UTC;
-    store.record_attempt(&record(id, 1, 500, Verdict::Retry { at: never }, 1)).await.unwrap();
+    store.record_attempt(&answered(id, 1, 500, Verdict::Retry { at: never }, 1)).await.unwrap();
     assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(never));
     assert_eq!(store.next_due_at().await.unwrap(), Some(never));
     assert!(store.claim_due(at(1_000_000_000), 10, never, &[]).await.unwrap().is_empty());
@@ -325,9 +235,9 @@ async fn a_response_body_with_nul_is_logged_and_does_not_fail_its_batch() {
     store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
     let first = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
     let second = store.publish(&event("job.completed", 1), Bytes::new()).await.unwrap()[0];
-    let mut hostile = record(first, 1, 500, Verdict::Retry { at: at(10) }, 2);
+    let mut hostile = answered(first, 1, 500, Verdict::Retry { at: at(10) }, 2);
     hostile.attempt.result = AttemptResult::Response { status: 500, body: "bad\0body".into() };
-    let mut error = record(second, 1, 500, Verdict::Retry { at: at(10) }, 2);
+    let mut error = answered(second, 1, 500, Verdict::Retry { at: at(10) }, 2);
     error.attempt.result = AttemptResult::Error("reset\0".into());
     let results = store.record_attempts(&[hostile, error]).await.unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -344,7 +254,7 @@ async fn a_resent_delivery_of_a_disabled_subscription_stays_held() {
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
     let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
-    store.record_attempt(&record(id, 1, 500, Verdict::Dropped, 1)).await.unwrap();
+    store.record_attempt(&answered(id, 1, 500, Verdict::Dropped, 1)).await.unwrap();
     store.disable_subscription(sub.id, "paused", at(2)).await.unwrap();
 
     store.resend(id, at(3)).await.unwrap();
@@ -417,7 +327,7 @@ async fn concurrent_recorders_publishers_and_disables_never_deadlock() {
                 let mut records: Vec<_> = claims
                     .iter()
                     .map(|c| {
-                        let mut r = record(c.delivery.id, 1, 500, Verdict::Retry { at: at(5000) }, 1000);
+                        let mut r = answered(c.delivery.id, 1, 500, Verdict::Retry { at: at(5000) }, 1000);
                         r.disable_after = Some(250);
                         r
                     })

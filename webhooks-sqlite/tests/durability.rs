@@ -2,18 +2,13 @@
 //! schema versions and purging, on real database files in temporary
 //! directories.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tempfile::TempDir;
-use webhooks_core::testing::{event, subscription, t0};
-use webhooks_core::{
-    Attempt, AttemptRecord, AttemptResult, DeliveryCounts, DeliveryId, PreviousSecret, Secret,
-    SubscriptionStatus, Verdict, prelude::*,
-};
+use webhooks_core::testing::{answered, event, subscription, t0};
+use webhooks_core::{Verdict, prelude::*};
 use webhooks_sqlite::{Error, SqliteStore};
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -26,22 +21,6 @@ async fn fresh() -> (SqliteStore, PathBuf, TempDir) {
     (SqliteStore::open(&path).await.unwrap(), path, dir)
 }
 
-fn record(id: DeliveryId, number: u32, status: u16, verdict: Verdict, seconds: i64) -> AttemptRecord {
-    AttemptRecord {
-        attempt: Attempt {
-            delivery_id: id,
-            number,
-            started_at: at(seconds),
-            duration: Duration::from_micros(12_345),
-            result: AttemptResult::Response { status, body: format!("answer {status}") },
-        },
-        verdict,
-        disable_after: Some(10),
-        disable_now: None,
-        now: at(seconds),
-    }
-}
-
 /// Counts rows with raw SQL, beside the store.
 fn count(path: &Path, sql: &str) -> i64 {
     rusqlite::Connection::open(path).unwrap().query_row(sql, [], |row| row.get(0)).unwrap()
@@ -50,100 +29,23 @@ fn count(path: &Path, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_handles_on_one_file_never_claim_the_same_delivery() {
     let (first, path, _dir) = fresh().await;
-    let second = SqliteStore::open(&path).await.unwrap();
-    let sub = subscription("https://example.com/a", &["job.completed"]);
-    first.insert_subscription(&sub).await.unwrap();
-    let events: Vec<_> =
-        (0..300).map(|n| (event("job.completed", n % 11), Bytes::from(format!("{{\"n\":{n}}}")))).collect();
-    second.publish_many(&events).await.unwrap();
-
-    // Four workers on each connection; each connection has its own thread,
-    // so the two really claim at the same time.
-    let workers: Vec<_> = (0..8)
-        .map(|n| {
-            let store = if n % 2 == 0 { first.clone() } else { second.clone() };
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                loop {
-                    let claims = store.claim_due(at(20), 5, at(80), &[]).await.unwrap();
-                    if claims.is_empty() {
-                        return mine;
-                    }
-                    mine.extend(claims.into_iter().map(|c| c.delivery.id));
-                }
-            })
-        })
-        .collect();
-    let mut seen = HashSet::new();
-    let mut per_connection = [0, 0];
-    for (n, worker) in workers.into_iter().enumerate() {
-        for id in worker.await.unwrap() {
-            assert!(seen.insert(id), "delivery {id} was claimed twice");
-            per_connection[n % 2] += 1;
-        }
-    }
-    assert_eq!(seen.len(), 300);
+    let handles = [first, SqliteStore::open(&path).await.unwrap()];
+    let per_connection =
+        webhooks_core::testing::separate_handles_never_claim_the_same_delivery(&handles, 300).await;
     println!("claims per connection: {per_connection:?}");
 }
 
 #[tokio::test]
 async fn reopening_keeps_subscriptions_deliveries_leases_and_logs() {
     let (store, path, _dir) = fresh().await;
-    let mut a = subscription("https://example.com/a", &["job.completed", "job.failed"]);
-    a.previous_secret = Some(PreviousSecret { secret: Secret::from("old"), valid_until: at(3600) });
-    let b = subscription("https://example.com/b", &["job.completed"]);
-    store.insert_subscription(&a).await.unwrap();
-    store.insert_subscription(&b).await.unwrap();
-    let published =
-        store.publish(&event("job.completed", 0), Bytes::from_static(b"{\"n\":0}")).await.unwrap();
-    let later = store.publish(&event("job.failed", 5), Bytes::from_static(b"\xff\x00 raw")).await.unwrap();
-    store.disable_subscription(b.id, "maintenance", at(1)).await.unwrap();
-
-    // One delivery retried, one leased, one held by the disabled subscription.
-    let mut retried = None;
-    for id in &published {
-        if store.delivery(*id).await.unwrap().unwrap().subscription_id == a.id {
-            retried = Some(*id);
-        }
-    }
-    let retried = retried.unwrap();
-    store.record_attempt(&record(retried, 1, 503, Verdict::Retry { at: at(60) }, 2)).await.unwrap();
-    let leased = store.claim_due(at(10), 10, at(70), &[]).await.unwrap();
-    assert_eq!(leased.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), later);
-
-    let before = (
-        store.subscriptions().await.unwrap(),
-        store.delivery(retried).await.unwrap(),
-        store.delivery(later[0]).await.unwrap(),
-        store.attempts(retried).await.unwrap(),
-        store.delivery_counts(b.id).await.unwrap(),
-        store.next_due_at().await.unwrap(),
-    );
-    drop(store);
-
-    let store = SqliteStore::open(&path).await.unwrap();
-    let after = (
-        store.subscriptions().await.unwrap(),
-        store.delivery(retried).await.unwrap(),
-        store.delivery(later[0]).await.unwrap(),
-        store.attempts(retried).await.unwrap(),
-        store.delivery_counts(b.id).await.unwrap(),
-        store.next_due_at().await.unwrap(),
-    );
-    assert_eq!(before, after);
-    assert_eq!(after.0.len(), 2);
-    assert!(matches!(after.0[1].status, SubscriptionStatus::Disabled { .. }));
-    assert_eq!(after.2.as_ref().unwrap().body, Bytes::from_static(b"\xff\x00 raw"), "bodies byte for byte");
-    assert_eq!(after.3[0].duration, Duration::from_micros(12_345));
-    assert_eq!(after.4, DeliveryCounts { pending: 1, delivered: 0, dropped: 0 });
-    assert_eq!(after.5, Some(at(60)), "the retry is due before the lease ends");
-
-    // The lease survived: nothing is claimable before it ends but the retry.
-    let claims = store.claim_due(at(69), 10, at(130), &[]).await.unwrap();
-    assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![retried]);
-    assert_eq!(*claims[0].subscription, after.0[0], "the claim carries the subscription with its secrets");
-    assert_eq!(claims[0].subscription.previous_secret, a.previous_secret);
-    assert_eq!(store.claim_due(at(70), 10, at(130), &[]).await.unwrap().len(), 1);
+    webhooks_core::testing::reopening_keeps_subscriptions_deliveries_leases_and_logs(
+        store,
+        |store| async move {
+            drop(store);
+            SqliteStore::open(&path).await.unwrap()
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -213,7 +115,7 @@ async fn an_events_body_goes_with_its_last_delivery() {
     let ids = store.publish(&event("job.completed", 0), Bytes::from_static(b"{}")).await.unwrap();
     let to_a =
         if store.delivery(ids[0]).await.unwrap().unwrap().subscription_id == a.id { ids[0] } else { ids[1] };
-    store.record_attempt(&record(to_a, 1, 200, Verdict::Delivered, 10)).await.unwrap();
+    store.record_attempt(&answered(to_a, 1, 200, Verdict::Delivered, 10)).await.unwrap();
     assert_eq!(store.purge_finished(at(100), 10).await.unwrap(), 1);
     assert_eq!(count(&path, "SELECT count(*) FROM events"), 1, "b's delivery still needs it");
     store.delete_subscription(b.id).await.unwrap();
@@ -227,7 +129,7 @@ async fn a_retry_that_never_comes_round_trips() {
     store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
     let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
     let never = DateTime::<Utc>::MAX_UTC;
-    store.record_attempt(&record(id, 1, 500, Verdict::Retry { at: never }, 1)).await.unwrap();
+    store.record_attempt(&answered(id, 1, 500, Verdict::Retry { at: never }, 1)).await.unwrap();
     assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(never));
     assert_eq!(store.next_due_at().await.unwrap(), Some(never));
     assert!(store.claim_due(at(1_000_000_000), 10, never, &[]).await.unwrap().is_empty());
