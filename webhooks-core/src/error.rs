@@ -1,6 +1,6 @@
 //! The error type of the facade and the dispatcher.
 
-use crate::model::SubscriptionId;
+use crate::model::{DeliveryId, SubscriptionId};
 use crate::store::StoreError;
 
 /// What went wrong, naming the input or the part that failed.
@@ -53,12 +53,30 @@ pub enum Error {
         /// The id asked for.
         id: SubscriptionId,
     },
+    /// No delivery has this id.
+    #[error("delivery {id} not found")]
+    DeliveryNotFound {
+        /// The id asked for.
+        id: DeliveryId,
+    },
     /// The event could not be rendered into a body.
     #[error("could not render the event body: {0}")]
     Render(#[source] serde_json::Error),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+/// A store's "not found" becomes the facade's, so a caller matches one
+/// error whichever layer noticed.
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::SubscriptionNotFound(id) => Self::SubscriptionNotFound { id },
+            StoreError::DeliveryNotFound(id) => Self::DeliveryNotFound { id },
+            other => Self::Store(other),
+        }
+    }
 }
 
 impl Error {

@@ -65,6 +65,7 @@ mod http;
 pub mod micros;
 mod model;
 mod preset;
+mod publish;
 mod retry;
 mod scheme;
 mod secret;
@@ -81,8 +82,8 @@ pub use envelope::{Envelope, JsonEnvelope, StandardEnvelope};
 pub use error::Error;
 pub use guard::is_public_address;
 pub use model::{
-    Attempt, AttemptResult, Delivery, DeliveryId, DeliveryState, Event, EventId, PreviousSecret,
-    Subscription, SubscriptionId, SubscriptionStatus, UnknownState,
+    Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, InvalidKey, Owner,
+    PreviousSecret, Subscription, SubscriptionId, SubscriptionStatus, UnknownState,
 };
 pub use preset::{Catalogue, DisablePolicy, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
@@ -90,8 +91,8 @@ pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, Stan
 pub use secret::Secret;
 pub use store::{
     Admin, AttemptRecord, Changes, Claim, Current, DeliveryCounts, DeliveryQuery, DeliveryQueue, NextState,
-    Recorded, Retention, StateFilter, Store, StoreError, StoreResult, SubscriptionStats, SubscriptionStore,
-    Verdict,
+    Publication, Recorded, Retention, StateFilter, Store, StoreError, StoreResult, SubscriptionStats,
+    SubscriptionStore, Verdict,
 };
 /// The store traits, for calling a store's methods on a concrete store:
 /// `use webhooks_core::prelude::*;`.
@@ -99,7 +100,8 @@ pub mod prelude {
     pub use crate::store::{Admin, DeliveryQueue, Retention, Store, SubscriptionStore};
 }
 
+pub use publish::{Outcome, Prepared, Publish, Published};
 pub use webhooks::{
-    DEFAULT_MAX_BODY_BYTES, DeliveryLog, DeliveryPage, NewSubscription, Outcome, Published, TEST_EVENT,
-    Webhooks, WebhooksBuilder,
+    DEFAULT_MAX_BODY_BYTES, DeliveryLog, DeliveryPage, NewSubscription, OwnerStats, SubscriptionUpdate,
+    TEST_EVENT, Webhooks, WebhooksBuilder,
 };

@@ -80,6 +80,142 @@ id_type!(
     DeliveryId
 );
 
+/// Whose subscriptions an event may reach: a key the host chooses, such as
+/// its account, tenant or customer id. Every subscription has one; an event
+/// published for an owner reaches only that owner's subscriptions.
+///
+/// 1 to 255 bytes of visible text (no control characters). A host with one
+/// customer never names one: [`Owner::default`] is `default`, the owner of
+/// every subscription and event that does not say.
+///
+/// ```
+/// use webhooks_core::Owner;
+///
+/// let alice = Owner::new("account-42").unwrap();
+/// assert_eq!(alice.as_str(), "account-42");
+/// assert!(Owner::new("").is_err());
+/// assert_eq!(Owner::default().as_str(), "default");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Owner(String);
+
+impl Owner {
+    /// The owner named `key`, checked.
+    pub fn new(key: impl Into<String>) -> Result<Self, InvalidKey> {
+        let key = key.into();
+        check_key(&key)?;
+        Ok(Self(key))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Owner {
+    fn default() -> Self {
+        Self("default".to_owned())
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Owner({:?})", self.0)
+    }
+}
+
+impl TryFrom<String> for Owner {
+    type Error = InvalidKey;
+
+    fn try_from(key: String) -> Result<Self, Self::Error> {
+        Self::new(key)
+    }
+}
+
+impl TryFrom<&str> for Owner {
+    type Error = InvalidKey;
+
+    fn try_from(key: &str) -> Result<Self, Self::Error> {
+        Self::new(key)
+    }
+}
+
+impl From<Owner> for String {
+    fn from(owner: Owner) -> Self {
+        owner.0
+    }
+}
+
+impl FromStr for Owner {
+    type Err = InvalidKey;
+
+    fn from_str(key: &str) -> Result<Self, Self::Err> {
+        Self::new(key)
+    }
+}
+
+/// A key (an owner, an idempotency key) that is empty, longer than 255
+/// bytes, or holds a control character.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a key must be 1 to 255 bytes of visible text, got {0:?}")]
+pub struct InvalidKey(pub String);
+
+/// Checks an owner or idempotency key.
+pub(crate) fn check_key(key: &str) -> Result<(), InvalidKey> {
+    if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+        let shown: String = key.chars().take(64).collect();
+        return Err(InvalidKey(shown));
+    }
+    Ok(())
+}
+
+/// Which owners an event is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// One owner's subscriptions.
+    Owner(Owner),
+    /// Every owner's: a platform-wide announcement, only when the host asks
+    /// for it by name.
+    EveryOwner,
+}
+
+impl Audience {
+    /// Whether a subscription of `owner` is in it.
+    pub fn includes(&self, owner: &Owner) -> bool {
+        match self {
+            Self::Owner(only) => only == owner,
+            Self::EveryOwner => true,
+        }
+    }
+
+    /// The one owner, unless it is every owner.
+    pub fn owner(&self) -> Option<&Owner> {
+        match self {
+            Self::Owner(owner) => Some(owner),
+            Self::EveryOwner => None,
+        }
+    }
+
+    /// The text stores keep for it and scope idempotency keys by: the
+    /// owner's key, or the empty string (never an owner's) for every owner.
+    pub fn stored_key(&self) -> &str {
+        self.owner().map_or("", Owner::as_str)
+    }
+
+    /// The audience a store kept as [`Audience::stored_key`].
+    pub fn from_stored_key(key: &str) -> Result<Self, InvalidKey> {
+        if key.is_empty() { Ok(Self::EveryOwner) } else { Owner::new(key).map(Self::Owner) }
+    }
+}
+
 /// An endpoint that wants some event types, and the secret its payloads are
 /// signed with. Create one with [`Subscription::builder`] and
 /// [`Webhooks::subscribe`](crate::Webhooks::subscribe), which checks it
@@ -110,6 +246,9 @@ id_type!(
 pub struct Subscription {
     /// Its id.
     pub id: SubscriptionId,
+    /// Whose it is: events reach it only when published for this owner (or
+    /// for every owner).
+    pub owner: Owner,
     /// Where payloads are POSTed.
     pub url: Url,
     /// The event types it listens to.
@@ -170,11 +309,16 @@ pub enum SubscriptionStatus {
 }
 
 /// Something that happened in the host application, published to every
-/// subscription that listens to its name.
+/// subscription of its audience that listens to its name.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Its id.
     pub id: EventId,
+    /// Whose subscriptions it may reach.
+    pub audience: Audience,
+    /// The host's key for it: a repeat of the key within the same audience
+    /// publishes nothing and returns the first publication.
+    pub idempotency_key: Option<String>,
     /// The event type, e.g. `job.completed`.
     pub name: String,
     /// When it happened.

@@ -297,14 +297,26 @@ impl Preset {
         self
     }
 
-    /// Adds event types to a fixed catalogue.
+    /// Adds event types to the catalogue. An open catalogue (any name)
+    /// becomes a fixed one of exactly these names, so a typo such as
+    /// `order.craeted` is refused instead of silently reaching no one.
+    ///
+    /// ```
+    /// use webhooks_core::Preset;
+    ///
+    /// let preset = Preset::standard().with_event_types(["order.created", "order.paid"]);
+    /// assert!(preset.check_event_type("order.created").is_ok());
+    /// assert!(preset.check_event_type("order.craeted").is_err());
+    /// ```
     pub fn with_event_types<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        if let Catalogue::Fixed(known) = &mut self.catalogue {
-            known.extend(names.into_iter().map(Into::into));
+        let names = names.into_iter().map(Into::into);
+        match &mut self.catalogue {
+            Catalogue::Fixed(known) => known.extend(names),
+            Catalogue::Open => self.catalogue = Catalogue::Fixed(names.collect()),
         }
         self
     }

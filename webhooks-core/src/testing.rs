@@ -18,8 +18,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Attempt, AttemptResult, DeliveryId, DeliveryState, Event, EventId, PreviousSecret, Subscription,
-    SubscriptionId, SubscriptionStatus,
+    Attempt, AttemptResult, Audience, DeliveryId, DeliveryState, Event, EventId, Owner, PreviousSecret,
+    Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::secret::Secret;
 use crate::store::{AttemptRecord, DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError, Verdict};
@@ -66,6 +66,12 @@ macro_rules! store_suite {
             enabling_an_enabled_subscription_keeps_retry_times,
             purging_deletes_old_finished_deliveries_in_batches_and_nothing_else,
             counts_follow_every_change_of_state,
+            events_reach_only_their_owners_subscriptions,
+            every_owner_only_when_asked,
+            deleting_an_owner_removes_its_subscriptions_deliveries_and_logs_alone,
+            listing_by_owner,
+            a_repeated_idempotency_key_creates_nothing_and_returns_the_first_publication,
+            idempotency_keys_are_scoped_to_the_owner_and_live_as_long_as_their_event,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -92,6 +98,7 @@ fn at(seconds: i64) -> DateTime<Utc> {
 pub fn subscription(url: &str, events: &[&str]) -> Subscription {
     Subscription {
         id: SubscriptionId::new(),
+        owner: Owner::default(),
         url: url.parse().expect("a valid URL"),
         event_types: events.iter().map(|e| (*e).to_owned()).collect(),
         secret: Secret::generate(),
@@ -106,6 +113,8 @@ pub fn subscription(url: &str, events: &[&str]) -> Subscription {
 pub fn event(name: &str, seconds: i64) -> Event {
     Event {
         id: EventId::new(),
+        audience: Audience::Owner(Owner::default()),
+        idempotency_key: None,
         name: name.to_owned(),
         occurred_at: at(seconds),
         data: serde_json::json!({"n": seconds}),
@@ -156,7 +165,7 @@ fn record(attempt: Attempt, verdict: Verdict, seconds: i64) -> AttemptRecord {
 async fn one_delivery<S: Store>(store: &S) -> (Subscription, DeliveryId) {
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.expect("insert");
-    let ids = store.publish(&event("job.completed", 0), body("{}")).await.expect("publish");
+    let ids = store.publish(&event("job.completed", 0), body("{}")).await.expect("publish").deliveries;
     assert_eq!(ids.len(), 1, "one listening subscription, one delivery");
     (sub, ids[0])
 }
@@ -220,7 +229,7 @@ pub async fn publish_fans_out_to_every_listening_enabled_subscription<S: Store>(
 
     let event = event("job.completed", 5);
     let sent = body(r#"{"event":"job.completed","data":{"ünï":"☃"}}"#);
-    let ids = store.publish(&event, sent.clone()).await.unwrap();
+    let ids = store.publish(&event, sent.clone()).await.unwrap().deliveries;
     assert_eq!(ids.len(), 2);
 
     let mut reached = HashSet::new();
@@ -242,7 +251,7 @@ pub async fn publish_fans_out_to_every_listening_enabled_subscription<S: Store>(
 pub async fn publish_without_listeners_creates_nothing<S: Store>(store: S) {
     let a = subscription("https://example.com/a", &["job.failed"]);
     store.insert_subscription(&a).await.unwrap();
-    let ids = store.publish(&event("job.completed", 0), body("{}")).await.unwrap();
+    let ids = store.publish(&event("job.completed", 0), body("{}")).await.unwrap().deliveries;
     assert!(ids.is_empty());
     assert!(store.claim_due(at(10), 10, at(70), &[]).await.unwrap().is_empty());
 }
@@ -253,8 +262,10 @@ pub async fn claims_due_deliveries_earliest_first_up_to_the_limit<S: Store>(stor
     store.insert_subscription(&sub).await.unwrap();
     let mut published = Vec::new();
     for seconds in [3, 1, 2] {
-        published
-            .push((seconds, store.publish(&event("job.completed", seconds), body("{}")).await.unwrap()[0]));
+        published.push((
+            seconds,
+            store.publish(&event("job.completed", seconds), body("{}")).await.unwrap().deliveries[0],
+        ));
     }
     published.sort();
     let claims = store.claim_due(at(10), 2, at(70), &[]).await.unwrap();
@@ -269,7 +280,7 @@ pub async fn claims_due_deliveries_earliest_first_up_to_the_limit<S: Store>(stor
 pub async fn future_deliveries_are_not_claimed<S: Store>(store: S) {
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
-    store.publish(&event("job.completed", 100), body("{}")).await.unwrap();
+    store.publish(&event("job.completed", 100), body("{}")).await.unwrap().deliveries;
     assert!(store.claim_due(at(99), 10, at(160), &[]).await.unwrap().is_empty());
     assert_eq!(store.claim_due(at(100), 10, at(160), &[]).await.unwrap().len(), 1);
 }
@@ -329,10 +340,10 @@ pub async fn batches_publish_and_record_like_single_calls<S: Store>(store: S) {
         (event("wallet.low", 2), body("three")),
     ];
     let published = store.publish_many(&events).await.unwrap();
-    assert_eq!(published.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 0]);
-    let first = store.delivery(published[0][0]).await.unwrap().unwrap();
+    assert_eq!(published.iter().map(|p| p.deliveries.len()).collect::<Vec<_>>(), vec![1, 1, 0]);
+    let first = store.delivery(published[0].deliveries[0]).await.unwrap().unwrap();
     assert_eq!((first.subscription_id, first.body.clone()), (sub.id, body("one")));
-    let second = store.delivery(published[1][0]).await.unwrap().unwrap();
+    let second = store.delivery(published[1].deliveries[0]).await.unwrap().unwrap();
     assert_eq!((second.subscription_id, second.body.clone()), (other.id, body("two")));
 
     let records = vec![
@@ -353,7 +364,7 @@ pub async fn concurrent_claims_never_share_a_delivery<S: Store + Clone>(store: S
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
     for n in 0..200 {
-        store.publish(&event("job.completed", n % 7), body("{}")).await.unwrap();
+        store.publish(&event("job.completed", n % 7), body("{}")).await.unwrap().deliveries;
     }
     let workers: Vec<_> = (0..8)
         .map(|_| {
@@ -440,7 +451,7 @@ pub async fn auto_disable_at_exactly_the_threshold<S: Store>(store: S) {
     store.insert_subscription(&sub).await.unwrap();
     let mut ids = Vec::new();
     for n in 0..10 {
-        ids.extend(store.publish(&event("job.completed", n), body("{}")).await.unwrap());
+        ids.extend(store.publish(&event("job.completed", n), body("{}")).await.unwrap().deliveries);
     }
     for (n, id) in ids.iter().enumerate() {
         let recorded = store
@@ -471,7 +482,7 @@ pub async fn disabled_subscription_deliveries_are_held_not_lost<S: Store>(store:
     assert_eq!(store.delivery_counts(sub.id).await.unwrap().pending, 1);
     let status = store.subscription(sub.id).await.unwrap().unwrap().status;
     assert_eq!(status, SubscriptionStatus::Disabled { reason: "maintenance".into(), at: at(1) });
-    assert!(store.publish(&event("job.completed", 2), body("{}")).await.unwrap().is_empty());
+    assert!(store.publish(&event("job.completed", 2), body("{}")).await.unwrap().deliveries.is_empty());
 }
 
 /// Enabling resets the failure count and makes held deliveries due at once.
@@ -535,8 +546,8 @@ pub async fn next_due_at_tracks_due_times_and_leases<S: Store>(store: S) {
     assert_eq!(store.next_due_at().await.unwrap(), None);
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
-    store.publish(&event("job.completed", 40), body("{}")).await.unwrap();
-    store.publish(&event("job.completed", 30), body("{}")).await.unwrap();
+    store.publish(&event("job.completed", 40), body("{}")).await.unwrap().deliveries;
+    store.publish(&event("job.completed", 30), body("{}")).await.unwrap().deliveries;
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(30)));
     store.claim_due(at(30), 1, at(90), &[]).await.unwrap();
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(40)));
@@ -562,9 +573,9 @@ pub async fn claims_pass_over_skipped_subscriptions<S: Store>(store: S) {
     store.insert_subscription(&busy).await.unwrap();
     store.insert_subscription(&idle).await.unwrap();
     for n in 0..20 {
-        store.publish(&event("job.completed", n), body("{}")).await.unwrap();
+        store.publish(&event("job.completed", n), body("{}")).await.unwrap().deliveries;
     }
-    let wanted = store.publish(&event("job.failed", 30), body("{}")).await.unwrap();
+    let wanted = store.publish(&event("job.failed", 30), body("{}")).await.unwrap().deliveries;
     let claims = store.claim_due(at(40), 5, at(100), &[busy.id]).await.unwrap();
     assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), wanted);
     let claims = store.claim_due(at(40), 5, at(100), &[]).await.unwrap();
@@ -597,14 +608,14 @@ pub async fn deliveries_are_listed_by_filter_in_pages<S: Store>(store: S) {
     store.insert_subscription(&b).await.unwrap();
     let mut to_a = Vec::new();
     for n in 0..5 {
-        let ids = store.publish(&event("job.completed", n), body("{}")).await.unwrap();
+        let ids = store.publish(&event("job.completed", n), body("{}")).await.unwrap().deliveries;
         for id in ids {
             if store.delivery(id).await.unwrap().unwrap().subscription_id == a.id {
                 to_a.push(id);
             }
         }
     }
-    let failed = store.publish(&event("job.failed", 10), body("{}")).await.unwrap()[0];
+    let failed = store.publish(&event("job.failed", 10), body("{}")).await.unwrap().deliveries[0];
     to_a.push(failed);
     store.record_attempt(&record(success(to_a[0], 1, 20), Verdict::Delivered, 20)).await.unwrap();
     store.record_attempt(&record(failure(to_a[1], 1, 20), Verdict::Dropped, 20)).await.unwrap();
@@ -667,7 +678,7 @@ pub async fn recover_requeues_held_and_recently_dropped_deliveries<S: Store>(sto
     store.insert_subscription(&sub).await.unwrap();
     let mut ids = Vec::new();
     for n in [0, 10, 20, 30] {
-        ids.extend(store.publish(&event("job.completed", n), body("{}")).await.unwrap());
+        ids.extend(store.publish(&event("job.completed", n), body("{}")).await.unwrap().deliveries);
     }
     let (old_drop, recent_drop, delivered, held) = (ids[0], ids[1], ids[2], ids[3]);
     store.record_attempt(&record(failure(old_drop, 1, 40), Verdict::Dropped, 40)).await.unwrap();
@@ -716,7 +727,7 @@ pub async fn stats_add_up_a_subscriptions_attempts<S: Store>(store: S) {
     assert_eq!((empty.attempts, empty.success_rate(), empty.last_success_at), (0, None, None));
     store.record_attempt(&record(failure(id, 1, 10), Verdict::Retry { at: at(20) }, 10)).await.unwrap();
     store.record_attempt(&record(success(id, 2, 20), Verdict::Delivered, 20)).await.unwrap();
-    let other = store.publish(&event("job.completed", 30), body("{}")).await.unwrap()[0];
+    let other = store.publish(&event("job.completed", 30), body("{}")).await.unwrap().deliveries[0];
     store.record_attempt(&record(failure(other, 1, 30), Verdict::Retry { at: at(40) }, 30)).await.unwrap();
     let stats = store.subscription_stats(sub.id).await.unwrap();
     assert_eq!((stats.attempts, stats.succeeded, stats.consecutive_failures), (3, 1, 1));
@@ -732,8 +743,8 @@ pub async fn stats_add_up_a_subscriptions_attempts<S: Store>(store: S) {
 pub async fn pending_count_counts_every_pending_delivery<S: Store>(store: S) {
     assert_eq!(store.pending_count().await.unwrap(), 0);
     let (sub, id) = one_delivery(&store).await;
-    store.publish(&event("job.completed", 1), body("{}")).await.unwrap();
-    store.publish(&event("job.completed", 2), body("{}")).await.unwrap();
+    store.publish(&event("job.completed", 1), body("{}")).await.unwrap().deliveries;
+    store.publish(&event("job.completed", 2), body("{}")).await.unwrap().deliveries;
     store.record_attempt(&record(success(id, 1, 3), Verdict::Delivered, 3)).await.unwrap();
     store.disable_subscription(sub.id, "paused", at(4)).await.unwrap();
     assert_eq!(store.pending_count().await.unwrap(), 2);
@@ -782,7 +793,9 @@ pub async fn purging_deletes_old_finished_deliveries_in_batches_and_nothing_else
     store.insert_subscription(&b).await.unwrap();
     let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
     for n in 0..5 {
-        for id in store.publish(&event("job.completed", n), Bytes::from(format!("{n}"))).await.unwrap() {
+        for id in
+            store.publish(&event("job.completed", n), Bytes::from(format!("{n}"))).await.unwrap().deliveries
+        {
             let delivery = store.delivery(id).await.unwrap().unwrap();
             if delivery.subscription_id == a.id { to_a.push(id) } else { to_b.push(id) }
         }
@@ -821,8 +834,8 @@ pub async fn purging_deletes_old_finished_deliveries_in_batches_and_nothing_else
 /// purging and deleting.
 pub async fn counts_follow_every_change_of_state<S: Store>(store: S) {
     let (sub, first) = one_delivery(&store).await;
-    let second = store.publish(&event("job.completed", 1), body("{}")).await.unwrap()[0];
-    let third = store.publish(&event("job.completed", 2), body("{}")).await.unwrap()[0];
+    let second = store.publish(&event("job.completed", 1), body("{}")).await.unwrap().deliveries[0];
+    let third = store.publish(&event("job.completed", 2), body("{}")).await.unwrap().deliveries[0];
     let counts = |pending, delivered, dropped| DeliveryCounts { pending, delivered, dropped };
     assert_eq!(store.delivery_counts(sub.id).await.unwrap(), counts(3, 0, 0));
     store.record_attempt(&record(success(first, 1, 3), Verdict::Delivered, 3)).await.unwrap();
@@ -861,8 +874,9 @@ where
     let b = subscription("https://example.com/b", &["job.completed"]);
     store.insert_subscription(&a).await.unwrap();
     store.insert_subscription(&b).await.unwrap();
-    let published = store.publish(&event("job.completed", 0), body("{\"n\":0}")).await.unwrap();
-    let later = store.publish(&event("job.failed", 5), Bytes::from_static(b"\xff\x00 raw")).await.unwrap();
+    let published = store.publish(&event("job.completed", 0), body("{\"n\":0}")).await.unwrap().deliveries;
+    let later =
+        store.publish(&event("job.failed", 5), Bytes::from_static(b"\xff\x00 raw")).await.unwrap().deliveries;
     store.disable_subscription(b.id, "maintenance", at(1)).await.unwrap();
 
     // One delivery retried, one leased, one held by the disabled subscription.
@@ -964,4 +978,202 @@ pub async fn separate_handles_never_claim_the_same_delivery<S: Store + Clone>(
     }
     assert_eq!(seen.len(), deliveries);
     per_handle
+}
+
+/// A subscription of `owner` to `url`, listening to `events`.
+pub fn owned_subscription(owner: &str, url: &str, events: &[&str]) -> Subscription {
+    Subscription { owner: Owner::new(owner).expect("a valid owner"), ..subscription(url, events) }
+}
+
+/// An event for `owner` only.
+pub fn owned_event(owner: &str, name: &str, seconds: i64) -> Event {
+    Event { audience: Audience::Owner(Owner::new(owner).expect("a valid owner")), ..event(name, seconds) }
+}
+
+async fn subscription_of<S: Store>(store: &S, delivery: DeliveryId) -> SubscriptionId {
+    store.delivery(delivery).await.unwrap().expect("the delivery").subscription_id
+}
+
+/// An event for one owner reaches that owner's listening subscriptions and
+/// no other owner's, whatever they listen to.
+pub async fn events_reach_only_their_owners_subscriptions<S: Store>(store: S) {
+    let alice = owned_subscription("alice", "https://alice.example/", &["order.created"]);
+    let alice_too = owned_subscription("alice", "https://alice.example/2", &["order.created"]);
+    let bob = owned_subscription("bob", "https://bob.example/", &["order.created"]);
+    let default = subscription("https://default.example/", &["order.created"]);
+    for s in [&alice, &alice_too, &bob, &default] {
+        store.insert_subscription(s).await.unwrap();
+    }
+    let published = store.publish(&owned_event("alice", "order.created", 0), body("{}")).await.unwrap();
+    assert!(!published.repeated);
+    let mut reached = BTreeSet::new();
+    for id in &published.deliveries {
+        reached.insert(subscription_of(&store, *id).await);
+    }
+    assert_eq!(reached, BTreeSet::from([alice.id, alice_too.id]));
+    let for_bob = store.publish(&owned_event("bob", "order.created", 1), body("{}")).await.unwrap();
+    assert_eq!(for_bob.deliveries.len(), 1);
+    assert_eq!(subscription_of(&store, for_bob.deliveries[0]).await, bob.id);
+    // No owner named: the default owner's alone.
+    let unnamed = store.publish(&event("order.created", 2), body("{}")).await.unwrap();
+    assert_eq!(unnamed.deliveries.len(), 1);
+    assert_eq!(subscription_of(&store, unnamed.deliveries[0]).await, default.id);
+    assert!(
+        store
+            .publish(&owned_event("carol", "order.created", 3), body("{}"))
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty()
+    );
+}
+
+/// An event for every owner reaches every owner's listening subscriptions.
+pub async fn every_owner_only_when_asked<S: Store>(store: S) {
+    let alice = owned_subscription("alice", "https://alice.example/", &["notice"]);
+    let bob = owned_subscription("bob", "https://bob.example/", &["notice"]);
+    let deaf = owned_subscription("bob", "https://bob.example/2", &["order.created"]);
+    for s in [&alice, &bob, &deaf] {
+        store.insert_subscription(s).await.unwrap();
+    }
+    let everyone = Event { audience: Audience::EveryOwner, ..event("notice", 0) };
+    let published = store.publish(&everyone, body("{}")).await.unwrap();
+    let mut reached = BTreeSet::new();
+    for id in &published.deliveries {
+        reached.insert(subscription_of(&store, *id).await);
+    }
+    assert_eq!(reached, BTreeSet::from([alice.id, bob.id]));
+}
+
+/// Deleting an owner removes its subscriptions, their deliveries and logs in
+/// one step, and leaves other owners' alone.
+pub async fn deleting_an_owner_removes_its_subscriptions_deliveries_and_logs_alone<S: Store>(store: S) {
+    let alice = owned_subscription("alice", "https://alice.example/", &["order.created"]);
+    let alice_too = owned_subscription("alice", "https://alice.example/2", &["order.created"]);
+    let bob = owned_subscription("bob", "https://bob.example/", &["order.created"]);
+    for s in [&alice, &alice_too, &bob] {
+        store.insert_subscription(s).await.unwrap();
+    }
+    let hers = store.publish(&owned_event("alice", "order.created", 0), body("{}")).await.unwrap();
+    let his = store.publish(&owned_event("bob", "order.created", 0), body("{}")).await.unwrap();
+    store
+        .record_attempt(&record(failure(hers.deliveries[0], 1, 1), Verdict::Retry { at: at(9) }, 1))
+        .await
+        .unwrap();
+    store
+        .record_attempt(&record(failure(his.deliveries[0], 1, 1), Verdict::Retry { at: at(9) }, 1))
+        .await
+        .unwrap();
+
+    assert_eq!(store.delete_owner(&Owner::new("alice").unwrap()).await.unwrap(), 2);
+    for id in &hers.deliveries {
+        assert_eq!(store.delivery(*id).await.unwrap(), None);
+        assert!(store.attempts(*id).await.unwrap().is_empty());
+    }
+    assert!(store.subscription(alice.id).await.unwrap().is_none());
+    let left: Vec<_> = store.subscriptions().await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(left, vec![bob.id]);
+    assert_eq!(store.attempts(his.deliveries[0]).await.unwrap().len(), 1);
+    assert_eq!(store.pending_count().await.unwrap(), 1);
+    assert_eq!(store.delete_owner(&Owner::new("alice").unwrap()).await.unwrap(), 0, "nothing left");
+}
+
+/// Subscriptions and deliveries list by owner.
+pub async fn listing_by_owner<S: Store>(store: S) {
+    let alice = owned_subscription("alice", "https://alice.example/", &["order.created"]);
+    let bob = owned_subscription("bob", "https://bob.example/", &["order.created"]);
+    let alice_too = owned_subscription("alice", "https://alice.example/2", &["order.created"]);
+    for s in [&alice, &bob, &alice_too] {
+        store.insert_subscription(s).await.unwrap();
+    }
+    let owner = Owner::new("alice").unwrap();
+    let ids: Vec<_> = store.owner_subscriptions(&owner).await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, vec![alice.id, alice_too.id], "oldest first");
+    assert!(store.owner_subscriptions(&Owner::new("carol").unwrap()).await.unwrap().is_empty());
+    let hers = store.publish(&owned_event("alice", "order.created", 0), body("{}")).await.unwrap();
+    store.publish(&owned_event("bob", "order.created", 1), body("{}")).await.unwrap();
+    let query = DeliveryQuery { owner: Some(owner), limit: 10, ..DeliveryQuery::default() };
+    let listed: BTreeSet<_> =
+        store.list_deliveries(&query).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(listed, hers.deliveries.iter().copied().collect());
+}
+
+/// A key the store holds for the audience publishes nothing again and
+/// returns the first publication: the same event id and delivery ids.
+pub async fn a_repeated_idempotency_key_creates_nothing_and_returns_the_first_publication<S: Store>(
+    store: S,
+) {
+    store
+        .insert_subscription(&owned_subscription("alice", "https://alice.example/", &["order.created"]))
+        .await
+        .unwrap();
+    store
+        .insert_subscription(&owned_subscription("alice", "https://alice.example/2", &["order.created"]))
+        .await
+        .unwrap();
+    let keyed = |seconds| Event {
+        idempotency_key: Some("order-42".into()),
+        ..owned_event("alice", "order.created", seconds)
+    };
+    let first = store.publish(&keyed(0), body("{\"first\":true}")).await.unwrap();
+    assert_eq!((first.deliveries.len(), first.repeated), (2, false));
+    let again = keyed(5);
+    let repeat = store.publish(&again, body("{\"first\":false}")).await.unwrap();
+    assert!(repeat.repeated);
+    assert_eq!(repeat.event_id, first.event_id);
+    assert_eq!(
+        repeat.deliveries.iter().collect::<BTreeSet<_>>(),
+        first.deliveries.iter().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(store.pending_count().await.unwrap(), 2, "nothing created");
+    assert_eq!(store.delivery(first.deliveries[0]).await.unwrap().unwrap().body, body("{\"first\":true}"));
+    // In one batch too: the second of two with one key repeats the first.
+    let batch = store
+        .publish_many(&[
+            (keyed_event("alice", "k2", 6), body("{}")),
+            (keyed_event("alice", "k2", 7), body("{}")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((batch[0].repeated, batch[1].repeated), (false, true));
+    assert_eq!((batch[1].event_id, &batch[1].deliveries), (batch[0].event_id, &batch[0].deliveries));
+    assert_eq!(store.pending_count().await.unwrap(), 4);
+}
+
+fn keyed_event(owner: &str, key: &str, seconds: i64) -> Event {
+    Event { idempotency_key: Some(key.to_owned()), ..owned_event(owner, "order.created", seconds) }
+}
+
+/// One key means one event per owner (another owner's key is another key),
+/// an event that reached no one keeps no key, and purging an event's last
+/// delivery frees its key.
+pub async fn idempotency_keys_are_scoped_to_the_owner_and_live_as_long_as_their_event<S: Store>(store: S) {
+    let alice = owned_subscription("alice", "https://alice.example/", &["order.created"]);
+    store.insert_subscription(&alice).await.unwrap();
+    store
+        .insert_subscription(&owned_subscription("bob", "https://bob.example/", &["order.created"]))
+        .await
+        .unwrap();
+    let hers = store.publish(&keyed_event("alice", "same", 0), body("{}")).await.unwrap();
+    let his = store.publish(&keyed_event("bob", "same", 0), body("{}")).await.unwrap();
+    assert!(!his.repeated, "another owner's key is another key");
+    assert_ne!(his.event_id, hers.event_id);
+
+    // Reaching no one keeps no key: a later publish with it creates.
+    assert!(
+        store.publish(&keyed_event("carol", "lonely", 0), body("{}")).await.unwrap().deliveries.is_empty()
+    );
+    store
+        .insert_subscription(&owned_subscription("carol", "https://carol.example/", &["order.created"]))
+        .await
+        .unwrap();
+    let later = store.publish(&keyed_event("carol", "lonely", 1), body("{}")).await.unwrap();
+    assert_eq!((later.deliveries.len(), later.repeated), (1, false));
+
+    // Purged, the key is free again.
+    store.record_attempt(&record(success(hers.deliveries[0], 1, 2), Verdict::Delivered, 2)).await.unwrap();
+    assert_eq!(store.purge_finished(at(100), 10).await.unwrap(), 1);
+    let anew = store.publish(&keyed_event("alice", "same", 200), body("{}")).await.unwrap();
+    assert!(!anew.repeated);
+    assert_ne!(anew.event_id, hers.event_id);
 }

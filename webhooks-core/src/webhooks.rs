@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
-use tracing::Instrument;
 
 use crate::clock::{Clock, SystemClock};
 use crate::dispatch::DispatcherBuilder;
 use crate::error::Error;
 use crate::model::{
-    Attempt, Delivery, DeliveryId, DeliveryState, Event, EventId, PreviousSecret, Subscription,
+    Attempt, Audience, Delivery, DeliveryId, Event, EventId, Owner, PreviousSecret, Subscription,
     SubscriptionId, SubscriptionStatus,
 };
 use crate::preset::Preset;
@@ -75,14 +74,14 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// ```
 #[derive(Clone)]
 pub struct Webhooks {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Arc<dyn Store>,
-    preset: Preset,
-    clock: Arc<dyn Clock>,
-    max_body_bytes: usize,
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) preset: Preset,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) max_body_bytes: usize,
     /// Wakes idle dispatchers of this process when there is new work.
     work: Notify,
     /// Wakes outcome waits when an attempt is recorded.
@@ -160,22 +159,88 @@ impl WebhooksBuilder {
     }
 }
 
+/// What an owner's subscriptions add up to; from [`Webhooks::owner_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnerStats {
+    /// Its subscriptions.
+    pub subscriptions: u64,
+    /// Those disabled.
+    pub disabled: u64,
+    /// Their deliveries by state.
+    pub deliveries: DeliveryCounts,
+    /// Attempts made to them, kept in the logs.
+    pub attempts: u64,
+    /// Those a 2xx acknowledged.
+    pub succeeded: u64,
+    /// When the last acknowledged attempt started.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When the last failed attempt started.
+    pub last_failure_at: Option<DateTime<Utc>>,
+}
+
+/// Changes to a subscription; see [`Webhooks::update_subscription`]. What is
+/// not set stays.
+///
+/// ```
+/// use webhooks_core::SubscriptionUpdate;
+///
+/// let update = SubscriptionUpdate::new().url("https://new.example/hooks").event_types(["job.completed"]);
+/// # let _ = update;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SubscriptionUpdate {
+    url: Option<String>,
+    event_types: Option<BTreeSet<String>>,
+}
+
+impl SubscriptionUpdate {
+    /// No change yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new endpoint URL.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// New event types, replacing the old ones.
+    pub fn event_types<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.event_types = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+}
+
 /// A subscription to create; see [`Subscription::builder`].
 #[derive(Clone, Debug)]
 pub struct NewSubscription {
     url: String,
+    owner: Option<String>,
     event_types: BTreeSet<String>,
     secret: Option<Secret>,
 }
 
 impl Subscription {
-    /// Starts a subscription for the endpoint `url`.
+    /// Starts a subscription for the endpoint `url`, of the default owner
+    /// unless [`NewSubscription::owner`] names one.
     pub fn builder(url: impl Into<String>) -> NewSubscription {
-        NewSubscription { url: url.into(), event_types: BTreeSet::new(), secret: None }
+        NewSubscription { url: url.into(), owner: None, event_types: BTreeSet::new(), secret: None }
     }
 }
 
 impl NewSubscription {
+    /// Whose it is: the host's account, tenant or customer id. Events reach
+    /// it only when published for this owner (or for every owner).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
     /// Listens to one more event type.
     pub fn event_type(mut self, name: impl Into<String>) -> Self {
         self.event_types.insert(name.into());
@@ -199,92 +264,6 @@ impl NewSubscription {
     }
 }
 
-/// What [`Webhooks::publish`] created: a handle the caller may keep and
-/// await for the final outcome of each delivery.
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use webhooks_core::{Outcome, Webhooks};
-///
-/// # async fn run(webhooks: Webhooks) -> Result<(), Box<dyn std::error::Error>> {
-/// let published = webhooks.publish("job.completed", serde_json::json!({"job_id": "j1"})).await?;
-/// let outcomes = tokio::time::timeout(Duration::from_secs(60), published.outcomes()).await??;
-/// for (delivery, outcome) in outcomes {
-///     if outcome != Outcome::Delivered {
-///         eprintln!("delivery {delivery} ended {outcome:?}");
-///     }
-/// }
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct Published {
-    /// The event's id.
-    pub event_id: EventId,
-    /// One delivery per subscription that listens to the event.
-    pub deliveries: Vec<DeliveryId>,
-    webhooks: Webhooks,
-}
-
-impl fmt::Debug for Published {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Published")
-            .field("event_id", &self.event_id)
-            .field("deliveries", &self.deliveries)
-            .finish()
-    }
-}
-
-/// How a delivery ended, as [`Published::outcomes`] reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// A receiver acknowledged it.
-    Delivered,
-    /// Every attempt the retry policy allows failed.
-    Dropped,
-    /// Its endpoint was disabled; it waits, kept, until the endpoint is
-    /// enabled again.
-    Held,
-}
-
-/// How often an outcome wait looks at the store for progress made by
-/// dispatchers in other processes.
-const OUTCOME_POLL: Duration = Duration::from_secs(1);
-
-impl Published {
-    /// Waits until every delivery is delivered, dropped or held, and returns
-    /// each one's outcome in the order of [`Published::deliveries`]. Wrap it
-    /// in `tokio::time::timeout` to bound the wait: a SmartlyQ schedule runs
-    /// for an hour.
-    pub async fn outcomes(&self) -> Result<Vec<(DeliveryId, Outcome)>, Error> {
-        let store = &self.webhooks.inner.store;
-        loop {
-            // Registered before looking, so an attempt recorded meanwhile
-            // still wakes us.
-            let settled = self.webhooks.inner.settled.notified();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            let mut outcomes = Vec::with_capacity(self.deliveries.len());
-            for id in &self.deliveries {
-                let delivery = store.delivery(*id).await?.ok_or(StoreError::DeliveryNotFound(*id))?;
-                let outcome = match delivery.state {
-                    DeliveryState::Delivered => Outcome::Delivered,
-                    DeliveryState::Dropped => Outcome::Dropped,
-                    DeliveryState::Pending => match store.subscription(delivery.subscription_id).await? {
-                        Some(subscription) if !subscription.is_enabled() => Outcome::Held,
-                        _ => break,
-                    },
-                };
-                outcomes.push((*id, outcome));
-            }
-            if outcomes.len() == self.deliveries.len() {
-                return Ok(outcomes);
-            }
-            let _ = tokio::time::timeout(OUTCOME_POLL, settled).await;
-        }
-    }
-}
-
 impl Webhooks {
     /// Starts building: `.store(..)` and `.preset(..)` are required.
     pub fn builder() -> WebhooksBuilder {
@@ -303,12 +282,7 @@ impl Webhooks {
     pub async fn subscribe(&self, new: NewSubscription) -> Result<Subscription, Error> {
         let preset = &self.inner.preset;
         let url = preset.url_rule().check(&new.url, preset.name())?;
-        if new.event_types.is_empty() {
-            return Err(Error::invalid("event types", "a subscription must listen to at least one"));
-        }
-        for name in &new.event_types {
-            preset.check_event_type(name)?;
-        }
+        self.check_event_types(&new.event_types)?;
         let secret = match new.secret {
             Some(secret) => {
                 preset.scheme().check_secret(&secret).map_err(|reason| Error::invalid("secret", reason))?;
@@ -316,8 +290,13 @@ impl Webhooks {
             }
             None => preset.scheme().new_secret(),
         };
+        let owner = match new.owner {
+            Some(owner) => Owner::new(owner).map_err(|error| Error::invalid("owner", error.to_string()))?,
+            None => Owner::default(),
+        };
         let subscription = Subscription {
             id: SubscriptionId::new(),
+            owner,
             url,
             event_types: new.event_types,
             secret,
@@ -329,27 +308,6 @@ impl Webhooks {
         self.inner.store.insert_subscription(&subscription).await?;
         tracing::info!(subscription_id = %subscription.id, url = %subscription.url, "subscription created");
         Ok(subscription)
-    }
-
-    /// Publishes an event now: renders its body once and queues one delivery
-    /// for every enabled subscription that listens to `name`.
-    pub async fn publish(&self, name: &str, data: serde_json::Value) -> Result<Published, Error> {
-        let span =
-            tracing::info_span!("webhooks.publish", event_type = name, event_id = tracing::field::Empty);
-        async move {
-            let event = self.event(name.to_owned(), data)?;
-            tracing::Span::current().record("event_id", tracing::field::display(event.id));
-            let body = self.render(&event)?;
-            let deliveries = self.inner.store.publish(&event, body).await?;
-            if !deliveries.is_empty() {
-                self.inner.work.notify_waiters();
-            }
-            metrics::counter!("webhooks_deliveries_created_total").increment(deliveries.len() as u64);
-            tracing::debug!(deliveries = deliveries.len(), "event published");
-            Ok(Published { event_id: event.id, deliveries, webhooks: self.clone() })
-        }
-        .instrument(span)
-        .await
     }
 
     /// Replaces a subscription's secret with a new generated one and returns
@@ -370,56 +328,6 @@ impl Webhooks {
         Ok(secret)
     }
 
-    /// Publishes several events now, in one store step where the store can
-    /// (one transaction, one commit): the way to take a burst. Each is
-    /// checked and rendered as [`Webhooks::publish`] does; one bad event
-    /// fails the call before anything is stored.
-    pub async fn publish_many<I, S>(&self, events: I) -> Result<Vec<Published>, Error>
-    where
-        I: IntoIterator<Item = (S, serde_json::Value)>,
-        S: Into<String>,
-    {
-        let mut rendered = Vec::new();
-        for (name, data) in events {
-            let event = self.event(name.into(), data)?;
-            let body = self.render(&event)?;
-            rendered.push((event, body));
-        }
-        let published = self.inner.store.publish_many(&rendered).await?;
-        if published.iter().any(|deliveries| !deliveries.is_empty()) {
-            self.inner.work.notify_waiters();
-        }
-        let created: usize = published.iter().map(Vec::len).sum();
-        metrics::counter!("webhooks_deliveries_created_total").increment(created as u64);
-        Ok(rendered
-            .into_iter()
-            .zip(published)
-            .map(|((event, _), deliveries)| Published {
-                event_id: event.id,
-                deliveries,
-                webhooks: self.clone(),
-            })
-            .collect())
-    }
-
-    /// Checks an event and stamps it with an id and the time.
-    fn event(&self, name: String, data: serde_json::Value) -> Result<Event, Error> {
-        self.inner.preset.check_event_type(&name)?;
-        if data.is_null() {
-            return Err(Error::invalid("data", "an event needs data; send {} for none"));
-        }
-        Ok(Event { id: EventId::new(), name, occurred_at: self.inner.clock.now(), data })
-    }
-
-    /// Renders an event's body once, within the size limit.
-    fn render(&self, event: &Event) -> Result<bytes::Bytes, Error> {
-        let body = self.inner.preset.envelope().render(event)?;
-        if body.len() > self.inner.max_body_bytes {
-            return Err(Error::BodyTooLarge { size: body.len(), limit: self.inner.max_body_bytes });
-        }
-        Ok(body)
-    }
-
     /// Enables a subscription again; its held deliveries are attempted at once.
     pub async fn enable(&self, id: SubscriptionId) -> Result<(), Error> {
         self.inner.store.enable_subscription(id, self.inner.clock.now()).await?;
@@ -435,6 +343,87 @@ impl Webhooks {
     /// One subscription.
     pub async fn subscription(&self, id: SubscriptionId) -> Result<Subscription, Error> {
         self.inner.store.subscription(id).await?.ok_or(Error::SubscriptionNotFound { id })
+    }
+
+    /// One owner's subscriptions, oldest first.
+    pub async fn subscriptions(&self, owner: &Owner) -> Result<Vec<Subscription>, Error> {
+        Ok(self.inner.store.owner_subscriptions(owner).await?)
+    }
+
+    /// Every owner's subscriptions, oldest first: for operators.
+    pub async fn all_subscriptions(&self) -> Result<Vec<Subscription>, Error> {
+        Ok(self.inner.store.subscriptions().await?)
+    }
+
+    /// Changes a subscription's URL or event types, checked as
+    /// [`Webhooks::subscribe`] checks them; its owner, secrets, status and
+    /// deliveries stay. Returns it as it is now.
+    pub async fn update_subscription(
+        &self,
+        id: SubscriptionId,
+        update: SubscriptionUpdate,
+    ) -> Result<Subscription, Error> {
+        let mut subscription = self.subscription(id).await?;
+        if let Some(url) = update.url {
+            let preset = &self.inner.preset;
+            subscription.url = preset.url_rule().check(&url, preset.name())?;
+        }
+        if let Some(event_types) = update.event_types {
+            self.check_event_types(&event_types)?;
+            subscription.event_types = event_types;
+        }
+        self.inner.store.update_subscription(&subscription).await?;
+        tracing::info!(subscription_id = %id, "subscription updated");
+        Ok(subscription)
+    }
+
+    /// Deletes a subscription with its deliveries and their logs.
+    pub async fn delete_subscription(&self, id: SubscriptionId) -> Result<(), Error> {
+        if !self.inner.store.delete_subscription(id).await? {
+            return Err(Error::SubscriptionNotFound { id });
+        }
+        tracing::info!(subscription_id = %id, "subscription deleted");
+        Ok(())
+    }
+
+    /// Deletes everything of an owner in one step (an account deleted): its
+    /// subscriptions, their deliveries and logs. Returns how many
+    /// subscriptions went.
+    pub async fn delete_owner(&self, owner: &Owner) -> Result<u64, Error> {
+        let deleted = self.inner.store.delete_owner(owner).await?;
+        tracing::info!(%owner, subscriptions = deleted, "owner deleted");
+        Ok(deleted)
+    }
+
+    /// What an owner's subscriptions add up to: how many, how many disabled,
+    /// their deliveries by state and their attempts.
+    pub async fn owner_stats(&self, owner: &Owner) -> Result<OwnerStats, Error> {
+        let mut stats = OwnerStats::default();
+        for subscription in self.subscriptions(owner).await? {
+            stats.subscriptions += 1;
+            stats.disabled += u64::from(!subscription.is_enabled());
+            let counts = self.inner.store.delivery_counts(subscription.id).await?;
+            stats.deliveries.pending += counts.pending;
+            stats.deliveries.delivered += counts.delivered;
+            stats.deliveries.dropped += counts.dropped;
+            let attempts = self.inner.store.subscription_stats(subscription.id).await?;
+            stats.attempts += attempts.attempts;
+            stats.succeeded += attempts.succeeded;
+            stats.last_success_at = stats.last_success_at.max(attempts.last_success_at);
+            stats.last_failure_at = stats.last_failure_at.max(attempts.last_failure_at);
+        }
+        Ok(stats)
+    }
+
+    /// Checks a subscription's event types against the catalogue.
+    fn check_event_types(&self, event_types: &BTreeSet<String>) -> Result<(), Error> {
+        if event_types.is_empty() {
+            return Err(Error::invalid("event types", "a subscription must listen to at least one"));
+        }
+        for name in event_types {
+            self.inner.preset.check_event_type(name)?;
+        }
+        Ok(())
     }
 
     /// One delivery, if it exists.
@@ -495,8 +484,11 @@ impl Webhooks {
     /// Sends a `webhook.test` event to one subscription, whatever event types
     /// it listens to, so an endpoint can be checked end to end.
     pub async fn send_test(&self, id: SubscriptionId) -> Result<DeliveryId, Error> {
+        let subscription = self.subscription(id).await?;
         let event = Event {
             id: EventId::new(),
+            audience: Audience::Owner(subscription.owner),
+            idempotency_key: None,
             name: TEST_EVENT.to_owned(),
             occurred_at: self.inner.clock.now(),
             data: serde_json::json!({ "test": true }),

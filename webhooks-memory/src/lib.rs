@@ -29,8 +29,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use webhooks_core::{
     Admin, Attempt, AttemptRecord, Claim, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery,
-    DeliveryQueue, DeliveryState, Event, EventId, Recorded, Retention, StateFilter, StoreError, StoreResult,
-    Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus, SubscriptionStore,
+    DeliveryQueue, DeliveryState, Event, EventId, Owner, Publication, Recorded, Retention, StateFilter,
+    StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
+    SubscriptionStore,
 };
 
 use crate::queue::{At, ClaimQueue, Micros};
@@ -69,6 +70,17 @@ struct State {
     /// Each subscription's deliveries by state, kept as they change so
     /// counting is no scan.
     counts: HashMap<SubscriptionId, DeliveryCounts>,
+    /// Idempotency keys held, by audience and key.
+    keys: HashMap<(String, String), Keyed>,
+    /// Each keyed event's key and how many of its deliveries are kept.
+    keyed_events: HashMap<EventId, ((String, String), usize)>,
+}
+
+/// The first publication of an idempotency key.
+#[derive(Debug)]
+struct Keyed {
+    event_id: EventId,
+    deliveries: Vec<DeliveryId>,
 }
 
 /// A delivery as kept: compact, since a queue may hold millions.
@@ -239,17 +251,32 @@ impl State {
 
     /// Takes a delivery out of every index and its count.
     fn remove_delivery(&mut self, id: DeliveryId) {
-        if let Some(entry) = self.deliveries.remove(&id) {
-            self.claimable.requeue(id, entry.subscription_id, entry.claimable_at.map(At::micros), None);
-            self.count(entry.subscription_id, Some(entry.state), None);
+        let Some(entry) = self.deliveries.remove(&id) else { return };
+        self.claimable.requeue(id, entry.subscription_id, entry.claimable_at.map(At::micros), None);
+        self.count(entry.subscription_id, Some(entry.state), None);
+        // A key lives as long as its event's deliveries.
+        if let Some((key, left)) = self.keyed_events.get_mut(&entry.event_id) {
+            *left -= 1;
+            if *left == 0 {
+                let key = key.clone();
+                self.keyed_events.remove(&entry.event_id);
+                self.keys.remove(&key);
+            }
         }
     }
 
-    fn publish(&mut self, event: &Event, body: Bytes) -> Vec<DeliveryId> {
+    fn publish(&mut self, event: &Event, body: Bytes) -> Publication {
+        let key =
+            event.idempotency_key.as_ref().map(|key| (event.audience.stored_key().to_owned(), key.clone()));
+        if let Some(held) = key.as_ref().and_then(|key| self.keys.get(key)) {
+            let deliveries =
+                held.deliveries.iter().filter(|id| self.deliveries.contains_key(id)).copied().collect();
+            return Publication { event_id: held.event_id, deliveries, repeated: true };
+        }
         let targets: Vec<SubscriptionId> = self
             .subscriptions
             .values()
-            .filter(|s| s.is_enabled() && s.listens_to(&event.name))
+            .filter(|s| s.is_enabled() && s.listens_to(&event.name) && event.audience.includes(&s.owner))
             .map(|s| s.id)
             .collect();
         let mut ids = Vec::with_capacity(targets.len());
@@ -260,7 +287,23 @@ impl State {
             // The last one takes the body itself: one subscriber, no sharing.
             ids.push(self.insert_delivery(event, body, *last));
         }
-        ids
+        if let Some(key) = key.filter(|_| !ids.is_empty()) {
+            self.keyed_events.insert(event.id, (key.clone(), ids.len()));
+            self.keys.insert(key, Keyed { event_id: event.id, deliveries: ids.clone() });
+        }
+        Publication { event_id: event.id, deliveries: ids, repeated: false }
+    }
+
+    /// Removes a subscription with its deliveries; `false` when there was none.
+    fn delete_subscription(&mut self, id: SubscriptionId) -> bool {
+        if self.subscriptions.remove(&id).is_none() {
+            return false;
+        }
+        for delivery in self.deliveries_of(id) {
+            self.remove_delivery(delivery);
+        }
+        self.counts.remove(&id);
+        true
     }
 
     /// Logs an attempt and writes the changes core's rules make of it.
@@ -310,6 +353,9 @@ impl State {
         let created = queue::time(entry.created_at);
         state_matches
             && query.subscription.is_none_or(|id| id == entry.subscription_id)
+            && query.owner.as_ref().is_none_or(|owner| {
+                self.subscriptions.get(&entry.subscription_id).is_some_and(|s| &s.owner == owner)
+            })
             && query.event_type.as_deref().is_none_or(|name| name == &*entry.event_type)
             && query.created_from.is_none_or(|from| created >= from)
             && query.created_until.is_none_or(|until| created < until)
@@ -346,15 +392,17 @@ impl SubscriptionStore for MemoryStore {
     }
 
     async fn delete_subscription(&self, id: SubscriptionId) -> StoreResult<bool> {
+        Ok(self.lock().delete_subscription(id))
+    }
+
+    async fn delete_owner(&self, owner: &Owner) -> StoreResult<u64> {
         let mut state = self.lock();
-        if state.subscriptions.remove(&id).is_none() {
-            return Ok(false);
+        let theirs: Vec<SubscriptionId> =
+            state.subscriptions.values().filter(|s| &s.owner == owner).map(|s| s.id).collect();
+        for id in &theirs {
+            state.delete_subscription(*id);
         }
-        for delivery in state.deliveries_of(id) {
-            state.remove_delivery(delivery);
-        }
-        state.counts.remove(&id);
-        Ok(true)
+        Ok(theirs.len() as u64)
     }
 
     async fn disable_subscription(
@@ -390,12 +438,12 @@ impl SubscriptionStore for MemoryStore {
 
 #[async_trait]
 impl DeliveryQueue for MemoryStore {
-    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Publication>> {
         let mut state = self.lock();
         Ok(events.iter().map(|(event, body)| state.publish(event, body.clone())).collect())
     }
 
-    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
+    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Publication> {
         Ok(self.lock().publish(event, body))
     }
 

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use webhooks_core::{
-    Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryId, DeliveryQuery, DeliveryQueue, Event,
-    Recorded, Retention, StoreResult, Subscription, SubscriptionId, SubscriptionStore,
+    Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryId, DeliveryQuery, DeliveryQueue, Event, Owner,
+    Publication, Recorded, Retention, StoreResult, Subscription, SubscriptionId, SubscriptionStore,
 };
 use webhooks_memory::MemoryStore;
 
@@ -37,6 +37,10 @@ impl SubscriptionStore for Minimal {
         self.0.delete_subscription(id).await
     }
 
+    async fn delete_owner(&self, owner: &Owner) -> StoreResult<u64> {
+        self.0.delete_owner(owner).await
+    }
+
     async fn disable_subscription(
         &self,
         id: SubscriptionId,
@@ -53,7 +57,7 @@ impl SubscriptionStore for Minimal {
 
 #[async_trait]
 impl DeliveryQueue for Minimal {
-    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Publication>> {
         self.0.publish_many(events).await
     }
 

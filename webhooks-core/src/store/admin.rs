@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{DeliveryQueue, StoreError, StoreResult, SubscriptionStore};
-use crate::model::{Attempt, Delivery, DeliveryId, DeliveryState, SubscriptionId};
+use crate::model::{Attempt, Delivery, DeliveryId, DeliveryState, Owner, SubscriptionId};
 
 /// How many of a subscription's deliveries are in each state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct DeliveryCounts {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryQuery {
+    /// Only this owner's subscriptions'.
+    pub owner: Option<Owner>,
     /// Only this subscription's.
     pub subscription: Option<SubscriptionId>,
     /// Only those in this state.

@@ -8,7 +8,7 @@
 //!
 //! | trait | concern | required methods |
 //! | --- | --- | --- |
-//! | [`SubscriptionStore`] | endpoints and what they listen to | 7 |
+//! | [`SubscriptionStore`] | endpoints, their owners and what they listen to | 8 |
 //! | [`DeliveryQueue`] | publishing, leasing, recording: what the dispatcher drives | 8 |
 //! | [`Admin`] | logs, listing, resend, recover | 4 (counts and stats have defaults) |
 //! | [`Retention`] | deleting finished deliveries | 1 |
@@ -22,7 +22,7 @@ mod subscriptions;
 use crate::model::{DeliveryId, SubscriptionId};
 
 pub use admin::{Admin, DeliveryCounts, DeliveryQuery, StateFilter, SubscriptionStats};
-pub use queue::{Claim, DeliveryQueue};
+pub use queue::{Claim, DeliveryQueue, Publication};
 pub use retention::Retention;
 pub use rules::{AttemptRecord, Changes, Current, NextState, Recorded, Verdict};
 pub use subscriptions::SubscriptionStore;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::{AttemptRecord, Recorded, StoreError, StoreResult};
-use crate::model::{Delivery, DeliveryId, Event, Subscription, SubscriptionId};
+use crate::model::{Delivery, DeliveryId, Event, EventId, Subscription, SubscriptionId};
 
 /// A due delivery handed to one worker until `lease_until`, with the
 /// subscription it goes to.
@@ -21,6 +21,18 @@ pub struct Claim {
     pub subscription: Arc<Subscription>,
 }
 
+/// What publishing one event did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    /// The event's id: the first publication's when this was a repeat.
+    pub event_id: EventId,
+    /// One delivery per subscription it reached; a repeat's are the first
+    /// publication's.
+    pub deliveries: Vec<DeliveryId>,
+    /// Whether its idempotency key was held already, so nothing was created.
+    pub repeated: bool,
+}
+
 /// The durable queue of deliveries. Each method is one atomic step.
 ///
 /// Eight methods are required; a store that pays per call (a commit)
@@ -30,14 +42,20 @@ pub struct Claim {
 pub trait DeliveryQueue: Send + Sync + Debug + 'static {
     /// Publishes events in one step where the store can (one transaction):
     /// records each event and creates one pending delivery of its body, due
-    /// at `event.occurred_at`, for every enabled subscription that listens to
-    /// `event.name`. Returns each event's new deliveries' ids, in order.
-    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>>;
+    /// at `event.occurred_at`, for every enabled subscription of
+    /// `event.audience` that listens to `event.name`. An event whose
+    /// idempotency key the store holds for the same audience (an earlier
+    /// event, or one before it in `events`) creates nothing and returns that
+    /// event's publication, marked repeated. The store enforces keys itself
+    /// (a unique index), so two processes racing with one key create one
+    /// event. An event that reached no subscription is not kept, and neither
+    /// is its key; a key lives as long as its event's deliveries.
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Publication>>;
 
     /// Publishes one event, as [`DeliveryQueue::publish_many`] does.
-    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
+    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Publication> {
         let published = self.publish_many(&[(event.clone(), body)]).await?;
-        Ok(published.into_iter().next().unwrap_or_default())
+        published.into_iter().next().ok_or_else(|| StoreError::backend("the store published nothing"))
     }
 
     /// Creates one pending delivery of `event` for `subscription` only,

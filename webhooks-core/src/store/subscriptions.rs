@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::model::{Subscription, SubscriptionId};
+use crate::model::{Owner, Subscription, SubscriptionId};
 
-/// Keeps subscriptions. Each method is one atomic step.
+/// Keeps subscriptions, each with its owner. Each method is one atomic step.
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync + Debug + 'static {
     /// Adds a subscription; `DuplicateSubscription` when its id is taken.
@@ -22,6 +22,19 @@ pub trait SubscriptionStore: Send + Sync + Debug + 'static {
 
     /// Every subscription, oldest first.
     async fn subscriptions(&self) -> StoreResult<Vec<Subscription>>;
+
+    /// One owner's subscriptions, oldest first. The default filters
+    /// [`SubscriptionStore::subscriptions`]; a store with an index on owners
+    /// overrides it.
+    async fn owner_subscriptions(&self, owner: &Owner) -> StoreResult<Vec<Subscription>> {
+        let mut all = self.subscriptions().await?;
+        all.retain(|subscription| &subscription.owner == owner);
+        Ok(all)
+    }
+
+    /// Removes an owner's subscriptions with their deliveries and logs, in
+    /// one step (an account deleted); returns how many subscriptions.
+    async fn delete_owner(&self, owner: &Owner) -> StoreResult<u64>;
 
     /// Removes a subscription with its deliveries and their logs; `false`
     /// when there was none.

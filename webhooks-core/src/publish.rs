@@ -1,0 +1,346 @@
+//! Publishing: an event for an owner, checked, rendered once and queued.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::model::{Audience, DeliveryId, DeliveryState, Event, EventId, Owner, check_key};
+use crate::store::{Publication, StoreError};
+use crate::webhooks::Webhooks;
+
+/// An event to publish: its type and data, whose subscriptions it may reach
+/// (the default owner's unless [`Publish::owner`] or
+/// [`Publish::to_every_owner`] says), and an optional idempotency key.
+///
+/// ```
+/// use webhooks_core::{Preset, Publish, Subscription, Webhooks};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), webhooks_core::Error> {
+/// let webhooks = Webhooks::builder()
+///     .store(webhooks_memory::MemoryStore::new())
+///     .preset(Preset::smartlyq())
+///     .build()?;
+/// webhooks
+///     .subscribe(Subscription::builder("https://alice.example/hooks").owner("alice").event_type("job.completed"))
+///     .await?;
+/// webhooks
+///     .subscribe(Subscription::builder("https://bob.example/hooks").owner("bob").event_type("job.completed"))
+///     .await?;
+///
+/// // Alice's job: only Alice's endpoint hears of it, once however often the
+/// // handler retries.
+/// let first = webhooks
+///     .publish_event(Publish::new("job.completed", serde_json::json!({"job_id": "j1"})).owner("alice").idempotency_key("j1"))
+///     .await?;
+/// let again = webhooks
+///     .publish_event(Publish::new("job.completed", serde_json::json!({"job_id": "j1"})).owner("alice").idempotency_key("j1"))
+///     .await?;
+/// assert_eq!(first.deliveries.len(), 1);
+/// assert_eq!((again.event_id, again.deliveries.clone(), again.repeated), (first.event_id, first.deliveries, true));
+///
+/// // A platform-wide announcement reaches every owner, only when asked.
+/// let everyone = webhooks
+///     .publish_event(Publish::new("job.completed", serde_json::json!({"notice": "maintenance"})).to_every_owner())
+///     .await?;
+/// assert_eq!(everyone.deliveries.len(), 2);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Publish {
+    event_type: String,
+    data: Result<serde_json::Value, String>,
+    audience: Target,
+    idempotency_key: Option<String>,
+}
+
+/// Whose subscriptions, as the caller said it (checked at publish).
+#[derive(Clone, Debug)]
+enum Target {
+    Owner(String),
+    EveryOwner,
+}
+
+impl Publish {
+    /// An event of `event_type` with `data` (any JSON object, array or
+    /// value but `null`), for the default owner.
+    pub fn new(event_type: impl Into<String>, data: impl Serialize) -> Self {
+        Self {
+            event_type: event_type.into(),
+            data: serde_json::to_value(data).map_err(|error| error.to_string()),
+            audience: Target::Owner(Owner::default().into()),
+            idempotency_key: None,
+        }
+    }
+
+    /// For this owner's subscriptions only.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.audience = Target::Owner(owner.into());
+        self
+    }
+
+    /// For every owner's subscriptions that listen to it: a platform-wide
+    /// announcement. Never the default; say it to mean it.
+    pub fn to_every_owner(mut self) -> Self {
+        self.audience = Target::EveryOwner;
+        self
+    }
+
+    /// A key of the host's (an order id, a request id): publishing the same
+    /// key again for the same owner, while the first event's deliveries are
+    /// kept, creates nothing and returns the first publication, so a retried
+    /// handler does not send twice and receivers see the same delivery ids.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+impl<S: Into<String>> From<(S, serde_json::Value)> for Publish {
+    fn from((event_type, data): (S, serde_json::Value)) -> Self {
+        Self::new(event_type, data)
+    }
+}
+
+/// An event checked against the preset and rendered into the exact body
+/// every attempt will send, not yet stored: what a store's transactional
+/// publish (inside the host's own database transaction) takes. From
+/// [`Webhooks::prepare`].
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    event: Event,
+    body: Bytes,
+}
+
+impl Prepared {
+    /// The event, stamped with its id and time.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// The rendered body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+}
+
+/// What [`Webhooks::publish`] created: a handle the caller may keep and
+/// await for the final outcome of each delivery.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use webhooks_core::{Outcome, Webhooks};
+///
+/// # async fn run(webhooks: Webhooks) -> Result<(), Box<dyn std::error::Error>> {
+/// let published = webhooks.publish("job.completed", serde_json::json!({"job_id": "j1"})).await?;
+/// let outcomes = tokio::time::timeout(Duration::from_secs(60), published.outcomes()).await??;
+/// for (delivery, outcome) in outcomes {
+///     if outcome != Outcome::Delivered {
+///         eprintln!("delivery {delivery} ended {outcome:?}");
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Published {
+    /// The event's id (the first publication's, for a repeated key).
+    pub event_id: EventId,
+    /// One delivery per subscription that listens to the event.
+    pub deliveries: Vec<DeliveryId>,
+    /// Whether the idempotency key was held already: nothing new was created.
+    pub repeated: bool,
+    webhooks: Webhooks,
+}
+
+impl fmt::Debug for Published {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Published")
+            .field("event_id", &self.event_id)
+            .field("deliveries", &self.deliveries)
+            .field("repeated", &self.repeated)
+            .finish()
+    }
+}
+
+/// How a delivery ended, as [`Published::outcomes`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A receiver acknowledged it.
+    Delivered,
+    /// Every attempt the retry policy allows failed.
+    Dropped,
+    /// Its endpoint was disabled; it waits, kept, until the endpoint is
+    /// enabled again.
+    Held,
+}
+
+/// How often an outcome wait looks at the store for progress made by
+/// dispatchers in other processes.
+const OUTCOME_POLL: Duration = Duration::from_secs(1);
+
+impl Published {
+    /// Waits until every delivery is delivered, dropped or held, and returns
+    /// each one's outcome in the order of [`Published::deliveries`]. Wrap it
+    /// in `tokio::time::timeout` to bound the wait: a SmartlyQ schedule runs
+    /// for an hour.
+    pub async fn outcomes(&self) -> Result<Vec<(DeliveryId, Outcome)>, Error> {
+        let store = self.webhooks.store();
+        loop {
+            // Registered before looking, so an attempt recorded meanwhile
+            // still wakes us.
+            let settled = self.webhooks.settled().notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let mut outcomes = Vec::with_capacity(self.deliveries.len());
+            for id in &self.deliveries {
+                let delivery = store.delivery(*id).await?.ok_or(StoreError::DeliveryNotFound(*id))?;
+                let outcome = match delivery.state {
+                    DeliveryState::Delivered => Outcome::Delivered,
+                    DeliveryState::Dropped => Outcome::Dropped,
+                    DeliveryState::Pending => match store.subscription(delivery.subscription_id).await? {
+                        Some(subscription) if !subscription.is_enabled() => Outcome::Held,
+                        _ => break,
+                    },
+                };
+                outcomes.push((*id, outcome));
+            }
+            if outcomes.len() == self.deliveries.len() {
+                return Ok(outcomes);
+            }
+            let _ = tokio::time::timeout(OUTCOME_POLL, settled).await;
+        }
+    }
+}
+
+impl Webhooks {
+    /// Publishes an event for the default owner: the call of a host with one
+    /// customer. Renders its body once and queues one delivery for every
+    /// enabled subscription of the default owner that listens to
+    /// `event_type`. A multi-customer host names the owner with
+    /// [`Webhooks::publish_for`].
+    pub async fn publish(&self, event_type: &str, data: impl Serialize) -> Result<Published, Error> {
+        self.publish_event(Publish::new(event_type, data)).await
+    }
+
+    /// Publishes an event for one owner: only its subscriptions that listen
+    /// to `event_type` get a delivery.
+    pub async fn publish_for(
+        &self,
+        owner: impl Into<String>,
+        event_type: &str,
+        data: impl Serialize,
+    ) -> Result<Published, Error> {
+        self.publish_event(Publish::new(event_type, data).owner(owner)).await
+    }
+
+    /// Publishes an event as `publish` describes it: its owner (or every
+    /// owner), its idempotency key.
+    pub async fn publish_event(&self, publish: Publish) -> Result<Published, Error> {
+        let span = tracing::info_span!(
+            "webhooks.publish",
+            event_type = publish.event_type.as_str(),
+            event_id = tracing::field::Empty
+        );
+        async move {
+            let prepared = self.prepare(publish)?;
+            tracing::Span::current().record("event_id", tracing::field::display(prepared.event.id));
+            let publication = self.inner.store.publish(&prepared.event, prepared.body).await?;
+            self.published(std::slice::from_ref(&publication));
+            tracing::debug!(
+                deliveries = publication.deliveries.len(),
+                repeated = publication.repeated,
+                "event published"
+            );
+            Ok(self.handle(publication))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Publishes several events in one store step where the store can (one
+    /// transaction, one commit): the way to take a burst. Each is checked and
+    /// rendered as [`Webhooks::publish_event`] does; one bad event fails the
+    /// call before anything is stored. Items are [`Publish`] values, or
+    /// `(event_type, data)` pairs for the default owner.
+    pub async fn publish_many<I, P>(&self, events: I) -> Result<Vec<Published>, Error>
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Publish>,
+    {
+        let prepared = events
+            .into_iter()
+            .map(|publish| self.prepare(publish.into()).map(|p| (p.event, p.body)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let publications = self.inner.store.publish_many(&prepared).await?;
+        self.published(&publications);
+        Ok(publications.into_iter().map(|publication| self.handle(publication)).collect())
+    }
+
+    /// Checks an event (type, data, owner, key) and renders its body within
+    /// the size limit, without storing it: for publishing inside the host's
+    /// own database transaction through the store's transactional publish.
+    /// After that transaction commits, call [`Webhooks::wake_dispatchers`]
+    /// (PostgreSQL's dispatchers wake by themselves).
+    pub fn prepare(&self, publish: Publish) -> Result<Prepared, Error> {
+        let preset = &self.inner.preset;
+        preset.check_event_type(&publish.event_type)?;
+        let data = publish.data.map_err(|reason| Error::invalid("data", reason))?;
+        if data.is_null() {
+            return Err(Error::invalid("data", "an event needs data; send {} for none"));
+        }
+        let audience = match publish.audience {
+            Target::Owner(owner) => Audience::Owner(
+                Owner::new(owner).map_err(|error| Error::invalid("owner", error.to_string()))?,
+            ),
+            Target::EveryOwner => Audience::EveryOwner,
+        };
+        if let Some(key) = &publish.idempotency_key {
+            check_key(key).map_err(|error| Error::invalid("idempotency key", error.to_string()))?;
+        }
+        let event = Event {
+            id: EventId::new(),
+            audience,
+            idempotency_key: publish.idempotency_key,
+            name: publish.event_type,
+            occurred_at: self.inner.clock.now(),
+            data,
+        };
+        let body = preset.envelope().render(&event)?;
+        if body.len() > self.inner.max_body_bytes {
+            return Err(Error::BodyTooLarge { size: body.len(), limit: self.inner.max_body_bytes });
+        }
+        Ok(Prepared { event, body })
+    }
+
+    /// Wakes this process's idle dispatchers to look for new work at once:
+    /// after a host transaction that published through a store's
+    /// transactional publish has committed. Without it they find the work at
+    /// their next poll.
+    pub fn wake_dispatchers(&self) {
+        self.work().notify_waiters();
+    }
+
+    /// Counts and wakes after publications were stored.
+    fn published(&self, publications: &[Publication]) {
+        let created: usize = publications.iter().filter(|p| !p.repeated).map(|p| p.deliveries.len()).sum();
+        if created > 0 {
+            self.work().notify_waiters();
+        }
+        metrics::counter!("webhooks_deliveries_created_total").increment(created as u64);
+    }
+
+    fn handle(&self, publication: Publication) -> Published {
+        Published {
+            event_id: publication.event_id,
+            deliveries: publication.deliveries,
+            repeated: publication.repeated,
+            webhooks: self.clone(),
+        }
+    }
+}
