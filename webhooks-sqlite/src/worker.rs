@@ -10,10 +10,11 @@
 //!
 //! Group commit: a durable commit waits for the disk, and most of a small
 //! write's cost is that wait. Writes sent with [`Worker::grouped`] that queue
-//! while a commit is in progress go together in the next transaction, each
-//! in a savepoint of its own, and share one commit: one failing undoes only
-//! its own writes, and each caller hears back once the commit that holds
-//! its rows has returned.
+//! while a commit is in progress, or while the next group runs, go together
+//! in one transaction, each in a savepoint of its own, and share one commit:
+//! one failing undoes only its own writes, and each caller hears back once
+//! the commit that holds its rows has returned. Jobs that run alone keep
+//! their place in the order: a group stops at the first one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -246,12 +247,12 @@ fn synchronous(connection: &Connection, durability: Durability) -> rusqlite::Res
 fn commit_group(
     connection: &mut Connection,
     queue: &mut Queue<'_>,
-    first: Durability,
-    member: Box<dyn Member>,
+    durability: Durability,
+    first: Box<dyn Member>,
 ) {
     // Whatever queued during the last commit goes in this one, which
     // commits with the strongest durability they ask for.
-    let (mut durability, mut members) = (first, vec![member]);
+    let (mut durability, mut members) = (durability, vec![first]);
     while members.len() < MAX_GROUP {
         let Some((wants, member)) = queue.more(None) else { break };
         durability = durability.max(wants);
