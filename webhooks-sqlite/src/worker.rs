@@ -10,10 +10,11 @@
 //!
 //! Group commit: a durable commit waits for the disk, and most of a small
 //! write's cost is that wait. Writes sent with [`Worker::grouped`] that queue
-//! while a commit is in progress go together in the next transaction, each
-//! in a savepoint of its own, and share one commit: one failing undoes only
-//! its own writes, and each caller hears back once the commit that holds
-//! its rows has returned.
+//! while a commit is in progress, or while the next group runs, go together
+//! in one transaction, each in a savepoint of its own, and share one commit:
+//! one failing undoes only its own writes, and each caller hears back once
+//! the commit that holds its rows has returned. Jobs that run alone keep
+//! their place in the order: a group stops at the first one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -180,10 +181,44 @@ impl Worker {
     }
 }
 
+/// The jobs waiting for the connection, with the one taken early when a
+/// group stopped at it.
+struct Queue<'a> {
+    jobs: &'a mpsc::Receiver<Job>,
+    next: Option<Job>,
+}
+
+impl Queue<'_> {
+    /// The next job, waiting for one; `None` once every handle is gone.
+    fn take(&mut self) -> Option<Job> {
+        self.next.take().or_else(|| self.jobs.recv().ok())
+    }
+
+    /// A grouped write already waiting, if the next job is one and a group
+    /// committing with `limit` can take it (any when `None`). A job that must
+    /// run alone, or a durable write when the group will not sync, ends the
+    /// group and keeps its place in the order.
+    fn more(&mut self, limit: Option<Durability>) -> Option<(Durability, Box<dyn Member>)> {
+        if self.next.is_some() {
+            return None;
+        }
+        match self.jobs.try_recv() {
+            Ok(Job::Grouped(wants, member)) if limit.is_none_or(|limit| wants <= limit) => {
+                Some((wants, member))
+            }
+            Ok(other) => {
+                self.next = Some(other);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
 /// Runs the queue's jobs in arrival order until every handle is gone.
-fn serve(connection: &mut Connection, queue: &mpsc::Receiver<Job>) {
-    let mut next = queue.recv().ok();
-    while let Some(job) = next.take() {
+fn serve(connection: &mut Connection, jobs: &mpsc::Receiver<Job>) {
+    let mut queue = Queue { jobs, next: None };
+    while let Some(job) = queue.take() {
         match job {
             Job::Alone(job) => {
                 // A panicking job (a bug) answers nobody, and its
@@ -191,35 +226,14 @@ fn serve(connection: &mut Connection, queue: &mpsc::Receiver<Job>) {
                 // still runs.
                 let _ = catch_unwind(AssertUnwindSafe(|| job(connection)));
             }
-            Job::Grouped(durability, first) => {
-                // Whatever queued during the last commit goes in this one,
-                // up to the first job that must run alone, which keeps its
-                // place in the order.
-                let (mut durability, mut members) = (durability, vec![first]);
-                while members.len() < MAX_GROUP {
-                    match queue.try_recv() {
-                        Ok(Job::Grouped(wants, member)) => {
-                            durability = durability.max(wants);
-                            members.push(member);
-                        }
-                        Ok(alone) => {
-                            next = Some(alone);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                commit_group(connection, durability, members);
-            }
-        }
-        if next.is_none() {
-            next = queue.recv().ok();
+            Job::Grouped(durability, first) => commit_group(connection, &mut queue, durability, first),
         }
     }
 }
 
 /// Sets the connection's `synchronous` level, which every job other than a
-/// relaxed group expects to be `FULL`.
+/// relaxed group expects to be `FULL`. SQLite refuses to change it inside a
+/// transaction, so a group's level is settled before it begins.
 fn synchronous(connection: &Connection, durability: Durability) -> rusqlite::Result<()> {
     let sql = match durability {
         Durability::Relaxed => "PRAGMA synchronous = NORMAL",
@@ -228,15 +242,28 @@ fn synchronous(connection: &Connection, durability: Durability) -> rusqlite::Res
     connection.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-/// Runs `members` in one transaction, each in its savepoint, commits, and
-/// tells each caller how it ended.
-fn commit_group(connection: &mut Connection, durability: Durability, mut members: Vec<Box<dyn Member>>) {
+/// Runs `first` and the grouped writes queued behind it in one transaction,
+/// each in its savepoint, commits, and tells each caller how it ended.
+fn commit_group(
+    connection: &mut Connection,
+    queue: &mut Queue<'_>,
+    durability: Durability,
+    first: Box<dyn Member>,
+) {
+    // Whatever queued during the last commit goes in this one, which
+    // commits with the strongest durability they ask for.
+    let (mut durability, mut members) = (durability, vec![first]);
+    while members.len() < MAX_GROUP {
+        let Some((wants, member)) = queue.more(None) else { break };
+        durability = durability.max(wants);
+        members.push(member);
+    }
     let mut outcome = Ok(());
     if durability == Durability::Relaxed {
         outcome = synchronous(connection, Durability::Relaxed);
     }
     if outcome.is_ok() {
-        outcome = run_and_commit(connection, &mut members);
+        outcome = run_and_commit(connection, queue, durability, &mut members);
     }
     if durability == Durability::Relaxed {
         // Whatever happened, every other write stays durable.
@@ -248,10 +275,28 @@ fn commit_group(connection: &mut Connection, durability: Durability, mut members
     }
 }
 
-fn run_and_commit(connection: &mut Connection, members: &mut [Box<dyn Member>]) -> rusqlite::Result<()> {
+/// Runs `members`, and the writes that queue while they run, in one
+/// transaction. Taking those too keeps the group growing for as long as the
+/// callers keep up, so a burst costs few commits rather than alternating
+/// between a large group and the few that arrived as the last one ended.
+fn run_and_commit(
+    connection: &mut Connection,
+    queue: &mut Queue<'_>,
+    durability: Durability,
+    members: &mut Vec<Box<dyn Member>>,
+) -> rusqlite::Result<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for member in members.iter_mut() {
-        in_savepoint(&transaction, member.as_mut())?;
+    let mut ran = 0;
+    loop {
+        for member in &mut members[ran..] {
+            in_savepoint(&transaction, member.as_mut())?;
+        }
+        ran = members.len();
+        if ran >= MAX_GROUP {
+            break;
+        }
+        let Some((_, member)) = queue.more(Some(durability)) else { break };
+        members.push(member);
     }
     transaction.commit()
 }
