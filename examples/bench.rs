@@ -449,7 +449,7 @@ async fn memory_per_delivery(body_bytes: usize) -> Value {
     for _ in 0..COUNT {
         // A body of its own per event, as real events have.
         let body = Bytes::from(vec![b'x'; body_bytes]);
-        store.publish(&event(), body).await.expect("publish");
+        store.publish(&event(), body).await.expect("publish").deliveries;
     }
     let per = HEAP_IN_USE.load(Ordering::Relaxed).saturating_sub(before) as f64 / COUNT as f64;
     json!({ "pending": COUNT, "heap_bytes_per_pending": per, "overhead_bytes": per - body_bytes as f64 })

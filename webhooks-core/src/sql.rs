@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::micros;
 use crate::model::{
-    Attempt, AttemptResult, Delivery, DeliveryState, PreviousSecret, Subscription, SubscriptionStatus,
+    Attempt, AttemptResult, Delivery, DeliveryState, Owner, PreviousSecret, Subscription, SubscriptionStatus,
 };
 use crate::secret::Secret;
 use crate::store::{DeliveryQuery, StateFilter};
@@ -70,6 +70,8 @@ pub struct SubscriptionRow {
     pub created_at: i64,
     /// Its event types.
     pub event_types: Vec<String>,
+    /// `owner`.
+    pub owner: String,
 }
 
 impl SubscriptionRow {
@@ -87,6 +89,7 @@ impl SubscriptionRow {
         };
         Ok(Subscription {
             id: self.id.into(),
+            owner: Owner::new(self.owner).map_err(|error| CorruptRow(format!("owner: {error}")))?,
             url: self
                 .url
                 .parse()
@@ -209,7 +212,8 @@ pub enum SqlValue {
 }
 
 /// A delivery listing's filters as one SQL condition over `deliveries d`
-/// joined to `events e`, and the values of its placeholders, numbered from 1.
+/// joined to `events e` and `subscriptions s`, and the values of its
+/// placeholders, numbered from 1.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
     /// The condition (`TRUE` when nothing is filtered).
@@ -227,6 +231,9 @@ impl Filter {
             values.push(value);
             terms.push(sql.replace('?', &placeholder.nth(values.len())));
         };
+        if let Some(owner) = &query.owner {
+            term("s.owner = ?", SqlValue::Text(owner.as_str().to_owned()));
+        }
         if let Some(subscription) = query.subscription {
             term("d.subscription_id = ?", SqlValue::Id(subscription.as_uuid()));
         }

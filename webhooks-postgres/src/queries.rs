@@ -491,6 +491,7 @@ pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Outco
             "SELECT ",
             delivery_columns!(),
             " FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq",
+            " JOIN webhooks.subscriptions s ON s.id = d.subscription_id",
             " WHERE {} ORDER BY d.id LIMIT ${}"
         ),
         filter.condition,

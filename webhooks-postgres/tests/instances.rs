@@ -47,7 +47,9 @@ async fn a_claim_passes_over_rows_another_session_holds_instead_of_waiting() {
     store.insert_subscription(&sub).await.unwrap();
     let mut ids = Vec::new();
     for n in 0..10 {
-        ids.extend(store.publish(&event("job.completed", n), Bytes::from_static(b"{}")).await.unwrap());
+        ids.extend(
+            store.publish(&event("job.completed", n), Bytes::from_static(b"{}")).await.unwrap().deliveries,
+        );
     }
 
     // Another session holds the three earliest rows, as an instance in the
@@ -83,7 +85,7 @@ async fn the_claims_of_a_store_that_went_away_come_back_when_their_leases_end() 
     let sub = subscription("https://example.com/a", &["job.completed"]);
     survivor.insert_subscription(&sub).await.unwrap();
     for n in 0..5 {
-        survivor.publish(&event("job.completed", n), Bytes::from_static(b"{}")).await.unwrap();
+        survivor.publish(&event("job.completed", n), Bytes::from_static(b"{}")).await.unwrap().deliveries;
     }
     let gone = database.store().await.unwrap();
     assert_eq!(gone.claim_due(at(10), 10, at(70), &[]).await.unwrap().len(), 5);
@@ -204,7 +206,7 @@ async fn passwords_never_show_in_errors_or_debug_output() {
 async fn a_retry_that_never_comes_round_trips() {
     let Some((store, _database)) = fresh().await else { return };
     store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
-    let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
+    let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap().deliveries[0];
     let never = DateTime::<Utc>::MAX_UTC;
     store.record_attempt(&answered(id, 1, 500, Verdict::Retry { at: never }, 1)).await.unwrap();
     assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(never));
@@ -220,7 +222,7 @@ async fn times_round_trip_to_the_microsecond() {
     store.insert_subscription(&sub).await.unwrap();
     let mut published = event("job.completed", 0);
     published.occurred_at = DateTime::from_timestamp(1_767_225_601, 999_999_000).unwrap();
-    let id = store.publish(&published, Bytes::new()).await.unwrap()[0];
+    let id = store.publish(&published, Bytes::new()).await.unwrap().deliveries[0];
     assert_eq!(store.subscription(sub.id).await.unwrap().unwrap().created_at, sub.created_at);
     let delivery = store.delivery(id).await.unwrap().unwrap();
     assert_eq!(
@@ -233,8 +235,8 @@ async fn times_round_trip_to_the_microsecond() {
 async fn a_response_body_with_nul_is_logged_and_does_not_fail_its_batch() {
     let Some((store, _database)) = fresh().await else { return };
     store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
-    let first = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
-    let second = store.publish(&event("job.completed", 1), Bytes::new()).await.unwrap()[0];
+    let first = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap().deliveries[0];
+    let second = store.publish(&event("job.completed", 1), Bytes::new()).await.unwrap().deliveries[0];
     let mut hostile = answered(first, 1, 500, Verdict::Retry { at: at(10) }, 2);
     hostile.attempt.result = AttemptResult::Response { status: 500, body: "bad\0body".into() };
     let mut error = answered(second, 1, 500, Verdict::Retry { at: at(10) }, 2);
@@ -253,7 +255,7 @@ async fn a_resent_delivery_of_a_disabled_subscription_stays_held() {
     let Some((store, _database)) = fresh().await else { return };
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
-    let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
+    let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap().deliveries[0];
     store.record_attempt(&answered(id, 1, 500, Verdict::Dropped, 1)).await.unwrap();
     store.disable_subscription(sub.id, "paused", at(2)).await.unwrap();
 
@@ -277,7 +279,7 @@ async fn publishes_racing_a_disable_leave_no_delivery_unheld() {
             let store = store.clone();
             tokio::spawn(async move {
                 for n in 0..150 {
-                    store.publish(&event("job.completed", n), Bytes::new()).await.unwrap();
+                    store.publish(&event("job.completed", n), Bytes::new()).await.unwrap().deliveries;
                 }
             })
         })
@@ -339,7 +341,7 @@ async fn concurrent_recorders_publishers_and_disables_never_deadlock() {
                 for result in store.record_attempts(&records).await.unwrap() {
                     result.unwrap();
                 }
-                store.publish(&event("job.completed", 1), Bytes::new()).await.unwrap();
+                store.publish(&event("job.completed", 1), Bytes::new()).await.unwrap().deliveries;
             }
         }));
     }

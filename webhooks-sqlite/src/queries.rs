@@ -7,8 +7,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 use webhooks_core::sql::{AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow};
 use webhooks_core::{
-    Attempt, AttemptResult, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
-    Event, EventId, NextState, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
+    Attempt, AttemptResult, Audience, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery,
+    DeliveryState, Event, NextState, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats,
+    SubscriptionStatus,
 };
 
 use crate::codec;
@@ -20,7 +21,7 @@ macro_rules! subscription_columns {
         "s.id, s.url, s.secret, s.previous_secret, s.previous_valid_until, s.disabled_reason, \
          s.disabled_at, s.consecutive_failures, s.created_at, \
          (SELECT json_group_array(t.event_type) FROM subscription_event_types t \
-          WHERE t.subscription_id = s.id)"
+          WHERE t.subscription_id = s.id), s.owner"
     };
 }
 
@@ -40,6 +41,11 @@ macro_rules! delivery_select {
 /// gathers none), which costs a parse and a plan per published event.
 pub(crate) const LISTENERS: &str = "SELECT t.subscription_id FROM subscription_event_types t \
      WHERE t.event_type = ?1 \
+     AND (SELECT s.disabled_at IS NULL FROM subscriptions s WHERE s.id = t.subscription_id)";
+
+/// The same for one owner, `?2`, found by the owner's key.
+pub(crate) const OWNER_LISTENERS: &str = "SELECT t.subscription_id FROM subscription_event_types t \
+     WHERE t.owner = ?2 AND t.event_type = ?1 \
      AND (SELECT s.disabled_at IS NULL FROM subscriptions s WHERE s.id = t.subscription_id)";
 
 /// Up to `?2` deliveries claimable at `?1`, earliest first, none of the
@@ -75,6 +81,7 @@ fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
         consecutive_failures: row.get(7)?,
         created_at: row.get(8)?,
         event_types: serde_json::from_str(&event_types).map_err(|error| codec::corrupt(9, error))?,
+        owner: row.get(10)?,
     }
     .decode()
     .map_err(|error| codec::corrupt(0, error))
@@ -111,8 +118,8 @@ pub(crate) fn insert_subscription(db: &Connection, subscription: &Subscription) 
     let previous = subscription.previous_secret.as_ref();
     db.prepare_cached(
         "INSERT INTO subscriptions (id, url, secret, previous_secret, previous_valid_until, \
-         disabled_reason, disabled_at, consecutive_failures, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         disabled_reason, disabled_at, consecutive_failures, created_at, owner) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         subscription.id.as_uuid(),
@@ -124,6 +131,7 @@ pub(crate) fn insert_subscription(db: &Connection, subscription: &Subscription) 
         disabled_at,
         subscription.consecutive_failures,
         codec::micros(subscription.created_at),
+        subscription.owner.as_str(),
     ])?;
     insert_event_types(db, subscription)
 }
@@ -155,10 +163,10 @@ pub(crate) fn update_subscription(db: &Connection, subscription: &Subscription) 
 
 fn insert_event_types(db: &Connection, subscription: &Subscription) -> rusqlite::Result<()> {
     let mut insert = db.prepare_cached(
-        "INSERT INTO subscription_event_types (event_type, subscription_id) VALUES (?1, ?2)",
+        "INSERT INTO subscription_event_types (event_type, subscription_id, owner) VALUES (?1, ?2, ?3)",
     )?;
     for event_type in &subscription.event_types {
-        insert.execute(params![event_type, subscription.id.as_uuid()])?;
+        insert.execute(params![event_type, subscription.id.as_uuid(), subscription.owner.as_str()])?;
     }
     Ok(())
 }
@@ -175,6 +183,21 @@ pub(crate) fn subscriptions(db: &Connection) -> rusqlite::Result<Vec<Subscriptio
     db.prepare_cached(concat!("SELECT ", subscription_columns!(), " FROM subscriptions s ORDER BY s.id"))?
         .query_map([], subscription_row)?
         .collect()
+}
+
+/// One owner's subscriptions, oldest first.
+pub(crate) const OWNER_SUBSCRIPTIONS: &str =
+    concat!("SELECT ", subscription_columns!(), " FROM subscriptions s WHERE s.owner = ?1 ORDER BY s.id");
+
+/// One owner's subscriptions, oldest first.
+pub(crate) fn owner_subscriptions(db: &Connection, owner: &Owner) -> rusqlite::Result<Vec<Subscription>> {
+    db.prepare_cached(OWNER_SUBSCRIPTIONS)?.query_map([owner.as_str()], subscription_row)?.collect()
+}
+
+/// Deletes an owner's subscriptions with all that goes with them; returns
+/// how many.
+pub(crate) fn delete_owner(db: &Connection, owner: &Owner) -> rusqlite::Result<usize> {
+    db.prepare_cached("DELETE FROM subscriptions WHERE owner = ?1")?.execute([owner.as_str()])
 }
 
 /// Deletes a subscription; its event types, deliveries, their attempts and
@@ -222,46 +245,89 @@ pub(crate) fn enable_subscription(
 }
 
 /// The enabled subscriptions listening to `event_type`.
-pub(crate) fn listeners(db: &Connection, event_type: &str) -> rusqlite::Result<Vec<Uuid>> {
-    let mut listeners: Vec<Uuid> = db
-        .prepare_cached(LISTENERS)?
-        .query_map([event_type], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+pub(crate) fn listeners(
+    db: &Connection,
+    event_type: &str,
+    audience: &Audience,
+) -> rusqlite::Result<Vec<Uuid>> {
+    let mut listeners: Vec<Uuid> = match audience {
+        Audience::Owner(owner) => db
+            .prepare_cached(OWNER_LISTENERS)?
+            .query_map(params![event_type, owner.as_str()], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?,
+        Audience::EveryOwner => db
+            .prepare_cached(LISTENERS)?
+            .query_map([event_type], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?,
+    };
     // By id, as the deliveries have always been made.
     listeners.sort_unstable();
     Ok(listeners)
 }
 
-/// Stores an event's body once and a pending delivery of it, due at
-/// `occurred_at`, for each of `listeners`; none of either when there are no
-/// listeners.
+/// The publication of the event holding idempotency key `key` in
+/// `audience`, if one does: its id and its deliveries' ids.
+pub(crate) fn keyed_event(
+    db: &Connection,
+    audience: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Publication>> {
+    let Some((seq, id)) = db
+        .prepare_cached("SELECT seq, id FROM events WHERE audience = ?1 AND idempotency_key = ?2")?
+        .query_row(params![audience, key], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Uuid>(1)?)))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let deliveries = db
+        .prepare_cached("SELECT id FROM deliveries WHERE event_seq = ?1 ORDER BY id")?
+        .query_map([seq], |row| Ok(DeliveryId::from(row.get::<_, Uuid>(0)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(Publication { event_id: id.into(), deliveries, repeated: true }))
+}
+
+/// Stores an event's body once and a pending delivery of it, due when it
+/// occurred, for each of `listeners`; none of either when there are no
+/// listeners. The unique index on idempotency keys has the last word: an
+/// event whose key its audience holds already is not stored, and that
+/// event's publication comes back, marked repeated.
 pub(crate) fn insert_event(
     db: &Connection,
-    id: EventId,
-    name: &str,
-    occurred_at: DateTime<Utc>,
+    event: &Event,
     body: &[u8],
     listeners: &[Uuid],
-) -> rusqlite::Result<Vec<DeliveryId>> {
+) -> rusqlite::Result<Publication> {
     if listeners.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Publication { event_id: event.id, deliveries: Vec::new(), repeated: false });
     }
-    let due = codec::micros(occurred_at);
-    db.prepare_cached("INSERT INTO events (id, name, occurred_at, body) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![id.as_uuid(), name, due, body])?;
+    let due = codec::micros(event.occurred_at);
+    let audience = event.audience.stored_key();
+    let inserted = db
+        .prepare_cached(
+            "INSERT INTO events (id, name, occurred_at, body, audience, idempotency_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (audience, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+        )?
+        .execute(params![event.id.as_uuid(), event.name, due, body, audience, event.idempotency_key])?;
+    if inserted == 0
+        && let Some(first) = keyed_event(db, audience, event.idempotency_key.as_deref().unwrap_or_default())?
+    {
+        return Ok(first);
+    }
     let event_seq = db.last_insert_rowid();
     let mut insert = db.prepare_cached(
         "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at) \
          VALUES (?1, ?2, ?3, 'pending', 0, ?4)",
     )?;
-    listeners
+    let deliveries = listeners
         .iter()
         .map(|subscription| {
             let id = DeliveryId::new();
             insert.execute(params![id.as_uuid(), event_seq, subscription, due])?;
             Ok(id)
         })
-        .collect()
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Publication { event_id: event.id, deliveries, repeated: false })
 }
 
 /// Up to `limit` deliveries claimable at `now`, earliest first, none of
@@ -293,7 +359,10 @@ pub(crate) fn list_deliveries(db: &Connection, query: &DeliveryQuery) -> rusqlit
         .collect();
     values.push(Value::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     let sql = format!(
-        concat!(delivery_select!(), " WHERE {} ORDER BY d.id LIMIT ?{}"),
+        concat!(
+            delivery_select!(),
+            " JOIN subscriptions s ON s.id = d.subscription_id WHERE {} ORDER BY d.id LIMIT ?{}"
+        ),
         filter.condition,
         values.len()
     );
@@ -366,8 +435,7 @@ pub(crate) fn publish_to(
     subscription: SubscriptionId,
 ) -> rusqlite::Result<Option<DeliveryId>> {
     let Some(disabled) = subscription_disabled(db, subscription)? else { return Ok(None) };
-    let id =
-        insert_event(db, event.id, &event.name, event.occurred_at, body, &[subscription.as_uuid()])?.pop();
+    let id = insert_event(db, event, body, &[subscription.as_uuid()])?.deliveries.pop();
     if let Some(id) = id.filter(|_| disabled) {
         db.prepare_cached("UPDATE deliveries SET held = 1 WHERE id = ?1")?.execute([id.as_uuid()])?;
     }
@@ -651,12 +719,48 @@ mod tests {
         }
     }
 
+    /// 100 000 subscriptions of 1 000 owners, all listening to one type.
+    fn many_owners() -> Connection {
+        let mut db = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut db).unwrap();
+        db.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+             INSERT INTO subscriptions (id, url, secret, consecutive_failures, created_at, owner)
+             SELECT randomblob(16), 'https://example.com/' || i, 's', 0, 0, 'owner-' || (i % 1000) FROM n;
+             INSERT INTO subscription_event_types (event_type, subscription_id, owner)
+             SELECT 'order.created', id, owner FROM subscriptions;",
+        )
+        .unwrap();
+        db
+    }
+
+    #[test]
+    fn publishing_for_one_owner_looks_its_listeners_up_by_key() {
+        let db = many_owners();
+        for analyzed in [false, true] {
+            if analyzed {
+                db.execute_batch("ANALYZE").unwrap();
+            }
+            let found = plan(&db, OWNER_LISTENERS);
+            assert!(
+                found.contains("INDEX subscription_event_types_by_owner (owner=? AND event_type=?)"),
+                "{found}"
+            );
+            assert!(!found.contains("SCAN"), "{found}");
+            let found = plan(&db, OWNER_SUBSCRIPTIONS);
+            assert!(found.contains("INDEX subscriptions_by_owner (owner=?)"), "{found}");
+            assert!(!found.contains("SCAN") && !found.contains("TEMP B-TREE"), "{found}");
+        }
+        let owner = Audience::Owner(Owner::new("owner-7").unwrap());
+        assert_eq!(listeners(&db, "order.created", &owner).unwrap().len(), 100);
+    }
+
     #[test]
     fn looking_listeners_up_again_reuses_the_prepared_statement() {
         // As the store's own files are: no statistics.
         let db = queue_without_statistics(10);
         for event_type in ["type.1", "type.2", "type.1"] {
-            assert!(!listeners(&db, event_type).unwrap().is_empty());
+            assert!(!listeners(&db, event_type, &Audience::EveryOwner).unwrap().is_empty());
         }
         let statement = db.prepare_cached(LISTENERS).unwrap();
         assert_eq!(statement.get_status(rusqlite::StatementStatus::RePrepare), 0);

@@ -19,7 +19,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`.
 /// Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -115,6 +115,22 @@ CREATE INDEX attempts_by_delivery ON attempts (delivery_id, seq);
 /// subscription's counts) reads no finished one.
 const V2: &str = "
 CREATE INDEX deliveries_pending ON deliveries (subscription_id) WHERE state = 'pending';
+";
+
+/// Owners: every subscription has one (`default` for those made before), an
+/// event is for one owner or for all (`audience` empty), and an event may
+/// hold an idempotency key, unique within its audience. An owner never
+/// changes, so the event types carry it too: publishing looks one owner's
+/// listeners up by key, however many subscriptions other owners have.
+const V3: &str = "
+ALTER TABLE subscriptions ADD COLUMN owner TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX subscriptions_by_owner ON subscriptions (owner, id);
+ALTER TABLE subscription_event_types ADD COLUMN owner TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX subscription_event_types_by_owner ON subscription_event_types (owner, event_type);
+ALTER TABLE events ADD COLUMN audience TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE events ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX events_by_idempotency_key ON events (audience, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 ";
 
 /// Opens `path` (creating it if missing), sets the connection up and

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Transaction, TransactionBehavior};
 use webhooks_core::{
     Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryQueue,
-    Event, EventId, Recorded, Retention, StoreError, StoreResult, Subscription, SubscriptionId,
+    Event, Owner, Publication, Recorded, Retention, StoreError, StoreResult, Subscription, SubscriptionId,
     SubscriptionStats, SubscriptionStore,
 };
 
@@ -114,32 +114,47 @@ fn found_subscription(found: bool, id: SubscriptionId) -> Outcome<()> {
     if found { Ok(()) } else { Err(StoreError::SubscriptionNotFound(id).into()) }
 }
 
-/// What publishing needs of an event: its data is already in the body.
+/// What publishing needs of an event: all but its data, which the body
+/// holds already (and which would be a deep copy to send to the connection
+/// thread).
 struct ToPublish {
-    id: EventId,
-    name: String,
-    occurred_at: DateTime<Utc>,
+    event: Event,
     body: Bytes,
 }
 
+impl ToPublish {
+    fn new(event: &Event, body: Bytes) -> Self {
+        let event = Event {
+            id: event.id,
+            audience: event.audience.clone(),
+            idempotency_key: event.idempotency_key.clone(),
+            name: event.name.clone(),
+            occurred_at: event.occurred_at,
+            data: serde_json::Value::Null,
+        };
+        Self { event, body }
+    }
+}
+
 /// Publishes each event in turn inside the caller's transaction, looking the
-/// listeners of each event type up once.
-fn publish_all(db: &Transaction<'_>, events: &[ToPublish]) -> Outcome<Vec<Vec<DeliveryId>>> {
+/// listeners of each event type and audience up once. A key the audience
+/// holds already (from before, or earlier in the batch) publishes nothing.
+fn publish_all(db: &Transaction<'_>, events: &[ToPublish]) -> Outcome<Vec<Publication>> {
     let mut listeners = HashMap::new();
     let mut published = Vec::with_capacity(events.len());
-    for event in events {
-        let targets = match listeners.entry(event.name.as_str()) {
+    for ToPublish { event, body } in events {
+        let audience = event.audience.stored_key();
+        if let Some(key) = &event.idempotency_key
+            && let Some(first) = queries::keyed_event(db, audience, key)?
+        {
+            published.push(first);
+            continue;
+        }
+        let targets = match listeners.entry((event.name.as_str(), audience)) {
             Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(new) => new.insert(queries::listeners(db, &event.name)?),
+            Entry::Vacant(new) => new.insert(queries::listeners(db, &event.name, &event.audience)?),
         };
-        published.push(queries::insert_event(
-            db,
-            event.id,
-            &event.name,
-            event.occurred_at,
-            &event.body,
-            targets,
-        )?);
+        published.push(queries::insert_event(db, event, body, targets)?);
     }
     Ok(published)
 }
@@ -196,6 +211,17 @@ impl SubscriptionStore for SqliteStore {
         self.write("delete a subscription", move |db| Ok(queries::delete_subscription(db, id)?)).await
     }
 
+    async fn owner_subscriptions(&self, owner: &Owner) -> StoreResult<Vec<Subscription>> {
+        let owner = owner.clone();
+        self.read("list an owner's subscriptions", move |db| Ok(queries::owner_subscriptions(db, &owner)?))
+            .await
+    }
+
+    async fn delete_owner(&self, owner: &Owner) -> StoreResult<u64> {
+        let owner = owner.clone();
+        self.write("delete an owner", move |db| Ok(queries::delete_owner(db, &owner)? as u64)).await
+    }
+
     async fn disable_subscription(
         &self,
         id: SubscriptionId,
@@ -220,24 +246,17 @@ impl SubscriptionStore for SqliteStore {
 #[async_trait]
 impl DeliveryQueue for SqliteStore {
     /// All the events in one transaction: all published or none.
-    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
-        let events: Vec<ToPublish> = events
-            .iter()
-            .map(|(event, body)| ToPublish {
-                id: event.id,
-                name: event.name.clone(),
-                occurred_at: event.occurred_at,
-                body: body.clone(),
-            })
-            .collect();
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Publication>> {
+        let events: Vec<ToPublish> =
+            events.iter().map(|(event, body)| ToPublish::new(event, body.clone())).collect();
         self.grouped_write("publish events", move |db| publish_all(db, &events)).await
     }
 
-    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
-        let event =
-            ToPublish { id: event.id, name: event.name.clone(), occurred_at: event.occurred_at, body };
+    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Publication> {
+        let event = ToPublish::new(event, body);
         self.grouped_write("publish an event", move |db| {
-            Ok(publish_all(db, std::slice::from_ref(&event))?.pop().unwrap_or_default())
+            let mut published = publish_all(db, std::slice::from_ref(&event))?;
+            published.pop().ok_or_else(|| StoreError::backend("nothing was published").into())
         })
         .await
     }

@@ -112,7 +112,7 @@ async fn an_events_body_goes_with_its_last_delivery() {
     let b = subscription("https://example.com/b", &["job.completed"]);
     store.insert_subscription(&a).await.unwrap();
     store.insert_subscription(&b).await.unwrap();
-    let ids = store.publish(&event("job.completed", 0), Bytes::from_static(b"{}")).await.unwrap();
+    let ids = store.publish(&event("job.completed", 0), Bytes::from_static(b"{}")).await.unwrap().deliveries;
     let to_a =
         if store.delivery(ids[0]).await.unwrap().unwrap().subscription_id == a.id { ids[0] } else { ids[1] };
     store.record_attempt(&answered(to_a, 1, 200, Verdict::Delivered, 10)).await.unwrap();
@@ -127,7 +127,7 @@ async fn an_events_body_goes_with_its_last_delivery() {
 async fn a_retry_that_never_comes_round_trips() {
     let (store, _path, _dir) = fresh().await;
     store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
-    let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap()[0];
+    let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap().deliveries[0];
     let never = DateTime::<Utc>::MAX_UTC;
     store.record_attempt(&answered(id, 1, 500, Verdict::Retry { at: never }, 1)).await.unwrap();
     assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(never));

@@ -57,7 +57,11 @@ async fn publish_while_locked(path: &Path, mut calls: Vec<Publish<'_>>) -> Vec<S
 fn publish_each<'a>(store: &'a SqliteStore, events: &'a [Event]) -> Vec<Publish<'a>> {
     events
         .iter()
-        .map(|event| -> Publish<'a> { Box::pin(store.publish(event, Bytes::from_static(b"{\"n\":1}"))) })
+        .map(|event| -> Publish<'a> {
+            Box::pin(
+                async move { Ok(store.publish(event, Bytes::from_static(b"{\"n\":1}")).await?.deliveries) },
+            )
+        })
         .collect()
 }
 
@@ -159,7 +163,8 @@ async fn a_write_that_makes_sqlite_give_up_the_transaction_takes_only_its_group_
     let succeeded: Vec<DeliveryId> =
         results.iter().filter_map(|result| result.as_ref().ok()).flatten().copied().collect();
     // The store goes on; what was answered Ok is there, nothing else.
-    let after = store.publish(&event("job.completed", 99), Bytes::from_static(b"{}")).await.unwrap();
+    let after =
+        store.publish(&event("job.completed", 99), Bytes::from_static(b"{}")).await.unwrap().deliveries;
     drop(store);
     let reopened = SqliteStore::open(&path).await.unwrap();
     assert_eq!(reopened.delivery_counts(sub.id).await.unwrap().pending, succeeded.len() as u64 + 1);
