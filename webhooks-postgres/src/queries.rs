@@ -20,8 +20,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 use webhooks_core::sql::{AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow};
 use webhooks_core::{
-    Attempt, AttemptResult, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState, Event,
-    Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
+    Attempt, AttemptResult, Audience, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
+    Event, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
 };
 
 use crate::codec;
@@ -60,7 +60,7 @@ macro_rules! subscription_columns {
         "s.id, s.url, s.secret, s.previous_secret, s.previous_valid_until, s.disabled_reason, \
          s.disabled_at, s.consecutive_failures, s.created_at, \
          ARRAY(SELECT t.event_type FROM webhooks.subscription_event_types t \
-               WHERE t.subscription_id = s.id ORDER BY t.event_type)"
+               WHERE t.subscription_id = s.id ORDER BY t.event_type), s.owner"
     };
 }
 
@@ -80,6 +80,15 @@ macro_rules! delivery_columns {
 pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id, t.event_type FROM webhooks.subscriptions s \
      JOIN webhooks.subscription_event_types t ON t.subscription_id = s.id \
      WHERE t.event_type = ANY($1) AND s.disabled_at IS NULL \
+     ORDER BY s.id FOR KEY SHARE OF s";
+
+/// The same for pairs of an owner (`$1`) and an event type (`$2`), found
+/// by the owner's key whatever other owners have; with the owner.
+pub(crate) const LOCK_OWNER_LISTENERS: &str = "SELECT s.id, t.event_type, t.owner \
+     FROM unnest($1::text[], $2::text[]) AS wanted (owner, event_type) \
+     JOIN webhooks.subscription_event_types t ON t.owner = wanted.owner AND t.event_type = wanted.event_type \
+     JOIN webhooks.subscriptions s ON s.id = t.subscription_id \
+     WHERE s.disabled_at IS NULL \
      ORDER BY s.id FOR KEY SHARE OF s";
 
 /// Locks up to `$3` deliveries claimable at `$1`, earliest first, none of
@@ -126,6 +135,7 @@ fn subscription_row(row: &Row) -> Outcome<Subscription> {
         consecutive_failures: row.try_get(7)?,
         created_at: row.try_get(8)?,
         event_types: row.try_get(9)?,
+        owner: row.try_get(10)?,
     }
     .decode()?)
 }
@@ -183,8 +193,8 @@ pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription
     let statement = db
         .prepare_cached(
             "INSERT INTO webhooks.subscriptions (id, url, secret, previous_secret, previous_valid_until, \
-             disabled_reason, disabled_at, consecutive_failures, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+             disabled_reason, disabled_at, consecutive_failures, created_at, owner) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
         .await?;
     let inserted = db
@@ -200,6 +210,7 @@ pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription
                 &disabled_at,
                 &i64::from(subscription.consecutive_failures),
                 &codec::micros(subscription.created_at),
+                &subscription.owner.as_str(),
             ],
         )
         .await?;
@@ -240,11 +251,11 @@ async fn insert_event_types(db: &Db<'_>, subscription: &Subscription) -> Outcome
     let event_types: Vec<&str> = subscription.event_types.iter().map(String::as_str).collect();
     let statement = db
         .prepare_cached(
-            "INSERT INTO webhooks.subscription_event_types (event_type, subscription_id) \
-             SELECT unnest($1::text[]), $2",
+            "INSERT INTO webhooks.subscription_event_types (event_type, subscription_id, owner) \
+             SELECT unnest($1::text[]), $2, $3",
         )
         .await?;
-    db.execute(&statement, &[&event_types, &subscription.id.as_uuid()]).await?;
+    db.execute(&statement, &[&event_types, &subscription.id.as_uuid(), &subscription.owner.as_str()]).await?;
     Ok(())
 }
 
@@ -286,6 +297,27 @@ pub(crate) async fn subscriptions(db: &Db<'_>) -> Outcome<Vec<Subscription>> {
         ))
         .await?;
     db.query(&statement, &[]).await?.iter().map(subscription_row).collect()
+}
+
+/// One owner's subscriptions, oldest first.
+pub(crate) const OWNER_SUBSCRIPTIONS: &str = concat!(
+    "SELECT ",
+    subscription_columns!(),
+    " FROM webhooks.subscriptions s WHERE s.owner = $1 ORDER BY s.id"
+);
+
+/// One owner's subscriptions, oldest first.
+pub(crate) async fn owner_subscriptions(db: &Db<'_>, owner: &Owner) -> Outcome<Vec<Subscription>> {
+    let statement = db.prepare_cached(OWNER_SUBSCRIPTIONS).await?;
+    db.query(&statement, &[&owner.as_str()]).await?.iter().map(subscription_row).collect()
+}
+
+/// Locks an owner's subscriptions in id order, as deleting each would.
+pub(crate) async fn lock_owner(db: &Db<'_>, owner: &Owner) -> Outcome<Vec<SubscriptionId>> {
+    let statement = db
+        .prepare_cached("SELECT id FROM webhooks.subscriptions WHERE owner = $1 ORDER BY id FOR UPDATE")
+        .await?;
+    db.query(&statement, &[&owner.as_str()]).await?.iter().map(|row| Ok(uuid(row, 0)?.into())).collect()
 }
 
 /// Deletes a locked subscription; its event types, deliveries, their
@@ -350,30 +382,81 @@ pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: Da
 
 /// Locks the enabled subscriptions listening to any of `event_types` (see
 /// [`LOCK_LISTENERS`]) and returns them by event type, in id order.
-pub(crate) async fn lock_listeners(db: &Db<'_>, event_types: &[&str]) -> Outcome<HashMap<String, Vec<Uuid>>> {
-    let statement = db.prepare_cached(LOCK_LISTENERS).await?;
-    let mut listeners: HashMap<String, Vec<Uuid>> = HashMap::new();
-    for row in db.query(&statement, &[&event_types]).await? {
-        listeners.entry(row.try_get(1)?).or_default().push(uuid(&row, 0)?);
+pub(crate) async fn lock_listeners(db: &Db<'_>, events: &[&Event]) -> Outcome<Listeners> {
+    let mut listeners = Listeners::new();
+    let mut everyone: Vec<&str> = events
+        .iter()
+        .filter(|event| event.audience == Audience::EveryOwner)
+        .map(|event| event.name.as_str())
+        .collect();
+    everyone.sort_unstable();
+    everyone.dedup();
+    if !everyone.is_empty() {
+        let statement = db.prepare_cached(LOCK_LISTENERS).await?;
+        for row in db.query(&statement, &[&everyone]).await? {
+            listeners.entry((row.try_get(1)?, String::new())).or_default().push(uuid(&row, 0)?);
+        }
+    }
+    let mut pairs: Vec<(&str, &str)> = events
+        .iter()
+        .filter_map(|event| Some((event.audience.owner()?.as_str(), event.name.as_str())))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    if !pairs.is_empty() {
+        let (owners, names): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
+        let statement = db.prepare_cached(LOCK_OWNER_LISTENERS).await?;
+        for row in db.query(&statement, &[&owners, &names]).await? {
+            listeners.entry((row.try_get(1)?, row.try_get(2)?)).or_default().push(uuid(&row, 0)?);
+        }
     }
     Ok(listeners)
 }
 
+/// Listeners by event type and audience ([`Audience::stored_key`]).
+pub(crate) type Listeners = HashMap<(String, String), Vec<Uuid>>;
+
+/// The publication of the event holding idempotency key `key` in
+/// `audience`, if one does.
+pub(crate) async fn keyed_event(db: &Db<'_>, audience: &str, key: &str) -> Outcome<Option<Publication>> {
+    let statement = db
+        .prepare_cached(
+            "SELECT e.id, ARRAY(SELECT d.id FROM webhooks.deliveries d WHERE d.event_seq = e.seq ORDER BY d.id) \
+             FROM webhooks.events e WHERE e.audience = $1 AND e.idempotency_key = $2",
+        )
+        .await?;
+    let Some(row) = db.query_opt(&statement, &[&audience, &key]).await? else { return Ok(None) };
+    let deliveries: Vec<Uuid> = row.try_get(1)?;
+    Ok(Some(Publication {
+        event_id: uuid(&row, 0)?.into(),
+        deliveries: deliveries.into_iter().map(DeliveryId::from).collect(),
+        repeated: true,
+    }))
+}
+
 /// Stores the event's body once and one pending delivery of it, due at
 /// `occurred_at`, for each of `listeners` (locked, enabled). An event
-/// nobody listens to leaves nothing behind.
+/// nobody listens to leaves nothing behind. The unique index on
+/// idempotency keys has the last word: when another transaction stored the
+/// key first (it waits for that one to end), this stores nothing and
+/// returns that event's publication, marked repeated.
 pub(crate) async fn publish(
     db: &Db<'_>,
     event: &Event,
     body: &[u8],
     listeners: &[Uuid],
-) -> Outcome<Vec<DeliveryId>> {
+) -> Outcome<Publication> {
     if listeners.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Publication { event_id: event.id, deliveries: Vec::new(), repeated: false });
     }
     let deliveries: Vec<DeliveryId> = listeners.iter().map(|_| DeliveryId::new()).collect();
-    insert_deliveries(db, event, body, &deliveries, listeners, false).await?;
-    Ok(deliveries)
+    if insert_deliveries(db, event, body, &deliveries, listeners, false).await? == 0
+        && let Some(key) = &event.idempotency_key
+        && let Some(first) = keyed_event(db, event.audience.stored_key(), key).await?
+    {
+        return Ok(first);
+    }
+    Ok(Publication { event_id: event.id, deliveries, repeated: false })
 }
 
 /// Stores the event and one delivery of it per `(deliveries, subscriptions)`
@@ -385,11 +468,14 @@ async fn insert_deliveries(
     deliveries: &[DeliveryId],
     subscriptions: &[Uuid],
     held: bool,
-) -> Outcome<()> {
+) -> Outcome<u64> {
     let statement = db
         .prepare_cached(
             "WITH event AS (
-                 INSERT INTO webhooks.events (id, name, occurred_at, body) VALUES ($1, $2, $3, $4) RETURNING seq
+                 INSERT INTO webhooks.events (id, name, occurred_at, body, audience, idempotency_key)
+                 VALUES ($1, $2, $3, $4, $8, $9)
+                 ON CONFLICT (audience, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                 RETURNING seq
              )
              INSERT INTO webhooks.deliveries
                  (id, event_seq, subscription_id, state, attempts, next_attempt_at, held)
@@ -397,20 +483,22 @@ async fn insert_deliveries(
              FROM event, unnest($5::uuid[], $6::uuid[]) AS d (id, subscription_id)",
         )
         .await?;
-    db.execute(
-        &statement,
-        &[
-            &event.id.as_uuid(),
-            &event.name,
-            &codec::micros(event.occurred_at),
-            &body,
-            &deliveries.uuids(),
-            &subscriptions,
-            &held,
-        ],
-    )
-    .await?;
-    Ok(())
+    Ok(db
+        .execute(
+            &statement,
+            &[
+                &event.id.as_uuid(),
+                &event.name,
+                &codec::micros(event.occurred_at),
+                &body,
+                &deliveries.uuids(),
+                &subscriptions,
+                &held,
+                &event.audience.stored_key(),
+                &event.idempotency_key,
+            ],
+        )
+        .await?)
 }
 
 /// Stores `event` and one pending delivery of it for `subscription` alone,
@@ -902,6 +990,33 @@ mod tests {
                 assert!(plan.contains("on subscription_event_types_pkey"), "{plan}");
                 assert!(!plan.contains("Seq Scan on subscription_event_types"), "{plan}");
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn publishing_for_one_owner_among_100_000_subscriptions_looks_its_listeners_up_by_key() {
+        let Some(database) = TestDatabase::create().await.unwrap() else { return };
+        let store = database.store().await.unwrap();
+        let client = store.pool().get().await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO webhooks.subscriptions (id, url, secret, consecutive_failures, created_at, owner)
+                 SELECT gen_random_uuid(), 'https://example.com/' || i, 's', 0, 0, 'owner-' || (i % 1000)
+                 FROM generate_series(1, 100000) i;
+                 INSERT INTO webhooks.subscription_event_types (event_type, subscription_id, owner)
+                 SELECT 'order.created', id, owner FROM webhooks.subscriptions;
+                 ANALYZE webhooks.subscriptions, webhooks.subscription_event_types;",
+            )
+            .await
+            .unwrap();
+        for generic in [false, true] {
+            let found =
+                plan(&client, LOCK_OWNER_LISTENERS, "('{owner-7}', '{order.created}')", generic).await;
+            assert!(found.contains("subscription_event_types_by_owner"), "{found}");
+            assert!(!found.contains("Seq Scan"), "{found}");
+            let found = plan(&client, OWNER_SUBSCRIPTIONS, "('owner-7')", generic).await;
+            assert!(found.contains("subscriptions_by_owner"), "{found}");
+            assert!(!found.contains("Seq Scan"), "{found}");
         }
     }
 

@@ -18,7 +18,7 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b73;
 
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`.
 /// Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -126,6 +126,23 @@ CREATE INDEX attempts_by_delivery ON webhooks.attempts (delivery_id, seq);
 /// subscription's counts) reads no finished one.
 const V2: &str = "
 CREATE INDEX deliveries_pending ON webhooks.deliveries (subscription_id) WHERE state = 'pending';
+";
+
+/// Owners: every subscription has one (`default` for those made before), an
+/// event is for one owner or for all (`audience` empty), and an event may
+/// hold an idempotency key, unique within its audience, which the index
+/// enforces across instances. An owner never changes, so the event types
+/// carry it too: publishing finds one owner's listeners by key, however
+/// many subscriptions other owners have.
+const V3: &str = "
+ALTER TABLE webhooks.subscriptions ADD COLUMN owner TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX subscriptions_by_owner ON webhooks.subscriptions (owner, id);
+ALTER TABLE webhooks.subscription_event_types ADD COLUMN owner TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX subscription_event_types_by_owner ON webhooks.subscription_event_types (owner, event_type);
+ALTER TABLE webhooks.events ADD COLUMN audience TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE webhooks.events ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX events_by_idempotency_key ON webhooks.events (audience, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 ";
 
 /// Brings the schema up to date, or refuses a database a newer version of

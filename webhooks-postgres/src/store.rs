@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use webhooks_core::{
     Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryQueue,
-    Event, Recorded, Retention, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
-    SubscriptionStore,
+    Event, Owner, Publication, Recorded, Retention, StoreError, StoreResult, Subscription, SubscriptionId,
+    SubscriptionStats, SubscriptionStore,
 };
 
 use crate::error::{Abort, Error, Outcome};
@@ -73,17 +73,22 @@ fn found_subscription<T>(found: Option<T>, id: SubscriptionId) -> Outcome<T> {
 /// Publishes each event in turn inside the caller's transaction, having
 /// locked every listener of any of them first, in one go: a transaction
 /// takes its subscription locks at once, in id order.
-async fn publish_all(db: &Db<'_>, events: &[(Event, Bytes)]) -> Outcome<Vec<Vec<DeliveryId>>> {
-    let mut names: Vec<&str> = events.iter().map(|(event, _)| event.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let listeners = queries::lock_listeners(db, &names).await?;
-    let mut published = Vec::with_capacity(events.len());
+async fn publish_all(db: &Db<'_>, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
+    let all: Vec<&Event> = events.iter().map(|(event, _)| event).collect();
+    let listeners = queries::lock_listeners(db, &all).await?;
+    let mut published: Vec<Publication> = Vec::with_capacity(events.len());
     for (event, body) in events {
-        let to = listeners.get(&event.name).map_or(&[][..], Vec::as_slice);
+        let audience = event.audience.stored_key();
+        if let Some(key) = &event.idempotency_key
+            && let Some(first) = queries::keyed_event(db, audience, key).await?
+        {
+            published.push(first);
+            continue;
+        }
+        let to = listeners.get(&(event.name.clone(), audience.to_owned())).map_or(&[][..], Vec::as_slice);
         published.push(queries::publish(db, event, body, to).await?);
     }
-    if published.iter().any(|ids| !ids.is_empty()) {
+    if published.iter().any(|p| !p.repeated && !p.deliveries.is_empty()) {
         listen::announce(db).await?;
     }
     Ok(published)
@@ -163,6 +168,26 @@ impl SubscriptionStore for PostgresStore {
         .await
     }
 
+    async fn owner_subscriptions(&self, owner: &Owner) -> StoreResult<Vec<Subscription>> {
+        self.transaction("list an owner's subscriptions", owner, |db, owner| {
+            Box::pin(queries::owner_subscriptions(db, owner))
+        })
+        .await
+    }
+
+    async fn delete_owner(&self, owner: &Owner) -> StoreResult<u64> {
+        self.transaction("delete an owner", owner, |db, owner| {
+            Box::pin(async move {
+                let theirs = queries::lock_owner(db, owner).await?;
+                for id in &theirs {
+                    queries::delete_subscription(db, *id).await?;
+                }
+                Ok(theirs.len() as u64)
+            })
+        })
+        .await
+    }
+
     async fn disable_subscription(
         &self,
         id: SubscriptionId,
@@ -193,16 +218,16 @@ impl SubscriptionStore for PostgresStore {
 #[async_trait]
 impl DeliveryQueue for PostgresStore {
     /// All the events in one transaction: all published or none.
-    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Vec<DeliveryId>>> {
+    async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Publication>> {
         self.transaction("publish events", events, |db, events| Box::pin(publish_all(db, events))).await
     }
 
-    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Vec<DeliveryId>> {
+    async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Publication> {
         let events = [(event.clone(), body)];
         let mut published = self
             .transaction("publish an event", &events[..], |db, events| Box::pin(publish_all(db, events)))
             .await?;
-        Ok(published.pop().unwrap_or_default())
+        published.pop().ok_or_else(|| StoreError::backend("nothing was published"))
     }
 
     async fn publish_to(

@@ -360,3 +360,45 @@ async fn concurrent_recorders_publishers_and_disables_never_deadlock() {
         assert!(store.list_deliveries(&unheld).await.unwrap().is_empty(), "every pending delivery is held");
     }
 }
+
+/// Two instances publishing one idempotency key at the same instant create
+/// one event: the unique index decides, not a read before the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_racing_with_one_idempotency_key_create_one_event() {
+    let Some((first, database)) = fresh().await else { return };
+    let second = database.store().await.unwrap();
+    let alice =
+        webhooks_core::testing::owned_subscription("alice", "https://alice.example/", &["order.created"]);
+    first.insert_subscription(&alice).await.unwrap();
+    for round in 0..20 {
+        let key = format!("order-{round}");
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+        let racers: Vec<_> = (0..8)
+            .map(|n| {
+                let store = if n % 2 == 0 { first.clone() } else { second.clone() };
+                let barrier = barrier.clone();
+                let event = webhooks_core::Event {
+                    idempotency_key: Some(key.clone()),
+                    ..webhooks_core::testing::owned_event("alice", "order.created", round)
+                };
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.publish(&event, Bytes::from_static(b"{}")).await.unwrap()
+                })
+            })
+            .collect();
+        let mut publications = Vec::new();
+        for racer in racers {
+            publications.push(racer.await.unwrap());
+        }
+        let created: Vec<_> = publications.iter().filter(|p| !p.repeated).collect();
+        assert_eq!(created.len(), 1, "round {round}: {publications:?}");
+        assert!(
+            publications
+                .iter()
+                .all(|p| p.event_id == created[0].event_id && p.deliveries == created[0].deliveries)
+        );
+    }
+    assert_eq!(count(&first, "SELECT count(*) FROM webhooks.events").await, 20);
+    assert_eq!(count(&first, "SELECT count(*) FROM webhooks.deliveries").await, 20);
+}
