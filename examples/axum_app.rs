@@ -1,36 +1,41 @@
-//! A small backend that embeds the library: HTTP routes to create a
-//! subscription, publish an event, list deliveries and resend one, on a
-//! SQLite queue, with the dispatcher running on the app's own runtime and
-//! stopped gracefully on Ctrl-C.
+//! A small multi-customer backend that embeds the library: each customer
+//! adds its own endpoints and sees only its own deliveries, and an order a
+//! customer places is announced to that customer's endpoints alone, once
+//! however often the request is retried. SQLite queue, the dispatcher on the
+//! app's own runtime, stopped gracefully on Ctrl-C.
 //!
 //! ```text
 //! cargo run --example axum_app -- [--db webhooks.db] [--port 8080] [--allow-private]
 //! ```
 //!
+//! Every route is under `/customers/{customer}`; in a real service the
+//! customer comes from the login, and the library's owner is that id.
+//!
 //! | route | what it does |
 //! | --- | --- |
 //! | `POST /subscriptions` `{"url", "event_types", "secret"?}` | 201 `{"id", "secret"}` |
-//! | `POST /events` `{"event", "data"}` | 202 `{"event_id", "deliveries"}` |
-//! | `GET /deliveries?subscription=&state=&event_type=&after=&limit=` | 200 `{"deliveries", "next"}` |
+//! | `GET /subscriptions` | 200, the customer's endpoints |
+//! | `POST /orders` `{"id", "total"}` | 202 `{"event_id", "deliveries", "repeated"}`: `order.created` for this customer, keyed by the order id |
+//! | `GET /deliveries?state=&event_type=&after=&limit=` | 200 `{"deliveries", "next"}`, the customer's only |
 //! | `GET /deliveries/{id}` | 200, the delivery with its attempts |
 //! | `POST /deliveries/{id}/resend` | 202 |
+//! | `DELETE /` | 200 `{"deleted_subscriptions"}`: the customer's account is gone, with its endpoints and logs |
 //!
 //! Errors are `{"error": "..."}` with 400 for bad input, 404 for an unknown
-//! id and 500 for a store failure.
+//! id (another customer's ids are unknown here) and 500 for a store failure.
 
 use std::process::ExitCode;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    Delivery, DeliveryId, DeliveryQuery, Error, Preset, StateFilter, StoreError, Subscription,
-    SubscriptionId, Webhooks,
+    Delivery, DeliveryId, DeliveryQuery, Error, Owner, Preset, Publish, StateFilter, Subscription, Webhooks,
 };
 use webhooks_sqlite::SqliteStore;
 
@@ -46,10 +51,7 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self.0 {
-            Error::SubscriptionNotFound { .. }
-            | Error::Store(StoreError::DeliveryNotFound(_) | StoreError::SubscriptionNotFound(_)) => {
-                StatusCode::NOT_FOUND
-            }
+            Error::SubscriptionNotFound { .. } | Error::DeliveryNotFound { .. } => StatusCode::NOT_FOUND,
             Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -57,8 +59,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+fn bad_request(message: String) -> ApiError {
+    ApiError(Error::Invalid { field: "request", reason: message })
+}
+
+/// The customer a route acts for: the library's owner.
+fn customer(id: &str) -> Result<Owner, ApiError> {
+    Owner::new(id).map_err(|error| bad_request(format!("customer: {error}")))
 }
 
 #[derive(Deserialize)]
@@ -70,9 +77,11 @@ struct NewSubscription {
 
 async fn create_subscription(
     State(webhooks): State<Webhooks>,
+    Path(id): Path<String>,
     Json(new): Json<NewSubscription>,
 ) -> Result<Response, ApiError> {
-    let mut builder = Subscription::builder(new.url).event_types(new.event_types);
+    let owner = customer(&id)?;
+    let mut builder = Subscription::builder(new.url).owner(owner).event_types(new.event_types);
     if let Some(secret) = new.secret {
         builder = builder.secret(secret);
     }
@@ -81,24 +90,45 @@ async fn create_subscription(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-#[derive(Deserialize)]
-struct NewEvent {
-    event: String,
-    data: Value,
+async fn list_subscriptions(
+    State(webhooks): State<Webhooks>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let subscriptions = webhooks.subscriptions(&customer(&id)?).await?;
+    let listed: Vec<Value> = subscriptions
+        .iter()
+        .map(|s| json!({ "id": s.id, "url": s.url, "event_types": s.event_types, "enabled": s.is_enabled() }))
+        .collect();
+    Ok(Json(json!({ "subscriptions": listed })))
 }
 
-async fn publish(
+/// An order, as the event's data.
+#[derive(Deserialize, Serialize)]
+struct Order {
+    id: String,
+    total: u64,
+}
+
+async fn place_order(
     State(webhooks): State<Webhooks>,
-    Json(event): Json<NewEvent>,
+    Path(id): Path<String>,
+    Json(order): Json<Order>,
 ) -> Result<Response, ApiError> {
-    let published = webhooks.publish(&event.event, event.data).await?;
-    let body = json!({ "event_id": published.event_id, "deliveries": published.deliveries });
+    let owner = customer(&id)?;
+    let key = order.id.clone();
+    let published = webhooks
+        .publish_event(Publish::new("order.created", &order).owner(owner).idempotency_key(key))
+        .await?;
+    let body = json!({
+        "event_id": published.event_id,
+        "deliveries": published.deliveries,
+        "repeated": published.repeated,
+    });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 #[derive(Deserialize)]
 struct Listing {
-    subscription: Option<String>,
     state: Option<String>,
     event_type: Option<String>,
     after: Option<String>,
@@ -118,71 +148,94 @@ fn delivery_json(delivery: &Delivery) -> Value {
     })
 }
 
-async fn list_deliveries(State(webhooks): State<Webhooks>, Query(listing): Query<Listing>) -> Response {
+async fn list_deliveries(
+    State(webhooks): State<Webhooks>,
+    Path(id): Path<String>,
+    Query(listing): Query<Listing>,
+) -> Result<Json<Value>, ApiError> {
     let state = match listing.state.as_deref() {
         None => None,
         Some("pending") => Some(StateFilter::Pending),
         Some("held") => Some(StateFilter::Held),
         Some("delivered") => Some(StateFilter::Delivered),
         Some("dropped") => Some(StateFilter::Dropped),
-        Some(other) => return bad_request(format!("unknown state {other:?}")),
+        Some(other) => return Err(bad_request(format!("unknown state {other:?}"))),
     };
-    let subscription = match listing.subscription.map(|id| id.parse::<SubscriptionId>()).transpose() {
-        Ok(id) => id,
-        Err(error) => return bad_request(format!("subscription: {error}")),
-    };
-    let after = match listing.after.map(|id| id.parse::<DeliveryId>()).transpose() {
-        Ok(id) => id,
-        Err(error) => return bad_request(format!("after: {error}")),
-    };
+    let after = listing
+        .after
+        .map(|id| id.parse::<DeliveryId>())
+        .transpose()
+        .map_err(|error| bad_request(format!("after: {error}")))?;
     let query = DeliveryQuery {
-        subscription,
+        owner: Some(customer(&id)?),
         state,
         event_type: listing.event_type,
         after,
         limit: listing.limit.unwrap_or(0),
         ..DeliveryQuery::default()
     };
-    match webhooks.deliveries(query).await {
-        Ok(page) => {
-            let deliveries: Vec<Value> = page.deliveries.iter().map(delivery_json).collect();
-            Json(json!({ "deliveries": deliveries, "next": page.next })).into_response()
-        }
-        Err(error) => ApiError(error).into_response(),
-    }
+    let page = webhooks.deliveries(query).await?;
+    let deliveries: Vec<Value> = page.deliveries.iter().map(delivery_json).collect();
+    Ok(Json(json!({ "deliveries": deliveries, "next": page.next })))
 }
 
-async fn delivery(State(webhooks): State<Webhooks>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<DeliveryId>() else { return bad_request(format!("{id:?} is not a delivery id")) };
-    match webhooks.delivery_log(id).await {
-        Ok(log) => {
-            let attempts: Vec<Value> = log
-                .attempts
-                .iter()
-                .map(|a| {
-                    json!({
-                        "number": a.number,
-                        "started_at": a.started_at,
-                        "duration_ms": a.duration.as_millis() as u64,
-                        "status": a.status(),
-                        "error": a.error(),
-                    })
-                })
-                .collect();
-            let mut body = delivery_json(&log.delivery);
-            body["log"] = Value::Array(attempts);
-            Json(body).into_response()
-        }
-        Err(error) => ApiError(error).into_response(),
+/// A delivery of the customer's, or not found: another customer's delivery
+/// is as unknown as one that never existed.
+async fn customers_delivery(
+    webhooks: &Webhooks,
+    customer_id: &str,
+    id: &str,
+) -> Result<DeliveryId, ApiError> {
+    let owner = customer(customer_id)?;
+    let id: DeliveryId = id.parse().map_err(|_| bad_request(format!("{id:?} is not a delivery id")))?;
+    let not_found = || ApiError(Error::DeliveryNotFound { id });
+    let delivery = webhooks.delivery(id).await?.ok_or_else(not_found)?;
+    let subscription = webhooks.subscription(delivery.subscription_id).await?;
+    if subscription.owner != owner {
+        return Err(not_found());
     }
+    Ok(id)
 }
 
-async fn resend(State(webhooks): State<Webhooks>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<DeliveryId>() else { return bad_request(format!("{id:?} is not a delivery id")) };
-    match webhooks.resend(id).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(error) => ApiError(error).into_response(),
-    }
+async fn delivery(
+    State(webhooks): State<Webhooks>,
+    Path((customer_id, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let id = customers_delivery(&webhooks, &customer_id, &id).await?;
+    let log = webhooks.delivery_log(id).await?;
+    let attempts: Vec<Value> = log
+        .attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "number": a.number,
+                "started_at": a.started_at,
+                "duration_ms": a.duration.as_millis() as u64,
+                "status": a.status(),
+                "error": a.error(),
+            })
+        })
+        .collect();
+    let mut body = delivery_json(&log.delivery);
+    body["log"] = Value::Array(attempts);
+    Ok(Json(body))
+}
+
+async fn resend(
+    State(webhooks): State<Webhooks>,
+    Path((customer_id, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = customers_delivery(&webhooks, &customer_id, &id).await?;
+    webhooks.resend(id).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn delete_customer(
+    State(webhooks): State<Webhooks>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let deleted = webhooks.delete_owner(&customer(&id)?).await?;
+    Ok(Json(json!({ "deleted_subscriptions": deleted })))
 }
 
 struct Options {
@@ -208,20 +261,22 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
 
 async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let store = SqliteStore::open(&options.db).await?;
-    let webhooks = Webhooks::builder().store(store).preset(Preset::deepsmith()).build()?;
+    let preset = Preset::deepsmith().with_event_types(["order.created"]);
+    let webhooks = Webhooks::builder().store(store).preset(preset).build()?;
     let dispatcher = webhooks.dispatcher().allow_private_networks(options.allow_private).build()?;
 
     // The dispatcher runs on this app's runtime, beside the HTTP server.
     let shutdown = CancellationToken::new();
     let delivering = tokio::spawn(dispatcher.run(shutdown.clone()));
 
-    let app = Router::new()
-        .route("/subscriptions", post(create_subscription))
-        .route("/events", post(publish))
+    let customer_routes = Router::new()
+        .route("/", delete(delete_customer))
+        .route("/subscriptions", post(create_subscription).get(list_subscriptions))
+        .route("/orders", post(place_order))
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{id}", get(delivery))
-        .route("/deliveries/{id}/resend", post(resend))
-        .with_state(webhooks);
+        .route("/deliveries/{id}/resend", post(resend));
+    let app = Router::new().nest("/customers/{customer}", customer_routes).with_state(webhooks);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
 

@@ -27,7 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    DeliveryId, Envelope, Event, EventId, JsonEnvelope, Preset, Subscription, UrlRule, Webhooks, prelude::*,
+    Audience, DeliveryId, Envelope, Event, EventId, JsonEnvelope, Owner, Preset, Subscription, UrlRule,
+    Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_sqlite::SqliteStore;
@@ -405,6 +406,8 @@ async fn claim_cost(dir: &std::path::Path, pending: usize) -> Result<Value, Stri
 fn event() -> Event {
     Event {
         id: EventId::new(),
+        audience: Audience::Owner(Owner::default()),
+        idempotency_key: None,
         name: "iq.status_updated".into(),
         occurred_at: chrono::Utc::now(),
         data: json!({}),
@@ -449,7 +452,7 @@ async fn memory_per_delivery(body_bytes: usize) -> Value {
     for _ in 0..COUNT {
         // A body of its own per event, as real events have.
         let body = Bytes::from(vec![b'x'; body_bytes]);
-        store.publish(&event(), body).await.expect("publish").deliveries;
+        store.publish(&event(), body).await.expect("publish");
     }
     let per = HEAP_IN_USE.load(Ordering::Relaxed).saturating_sub(before) as f64 / COUNT as f64;
     json!({ "pending": COUNT, "heap_bytes_per_pending": per, "overhead_bytes": per - body_bytes as f64 })
@@ -646,7 +649,11 @@ async fn publish_then_claim(
         idle.notified().await; // B has looked and found nothing: it waits
         tokio::time::sleep(Duration::from_millis(5)).await;
         let start = Instant::now();
-        let ids = publisher.publish(&event(), Bytes::from_static(b"{}")).await.map_err(|e| e.to_string())?;
+        let ids = publisher
+            .publish(&event(), Bytes::from_static(b"{}"))
+            .await
+            .map_err(|e| e.to_string())?
+            .deliveries;
         publishes.push(start.elapsed());
         if ids.len() != 1 {
             return Err(format!("the publish made {} deliveries, not 1", ids.len()));

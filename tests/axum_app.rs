@@ -1,5 +1,7 @@
-//! The `axum_app` example, driven over real HTTP: create a subscription,
-//! publish, list deliveries, read one, resend it, and stop on Ctrl-C.
+//! The `axum_app` example, driven over real HTTP: two customers, each with
+//! an endpoint; orders reach their own customer's endpoint only, once;
+//! listing, reading and resending see one customer's deliveries; deleting a
+//! customer; and stopping on Ctrl-C.
 
 mod common;
 
@@ -43,42 +45,58 @@ impl App {
 }
 
 #[tokio::test]
-async fn the_routes_subscribe_publish_list_show_and_resend() {
+async fn each_customer_sees_and_receives_only_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start().await.unwrap();
+    let (alice_hooks, bob_hooks) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
     let app = App::start(&dir.path().join("app.db")).await;
     use reqwest::Method;
 
-    let (status, created) = app
-        .call(
-            Method::POST,
-            "/subscriptions",
-            Some(json!({"url": receiver.url(), "event_types": ["content.status_updated"]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let subscription = created["id"].as_str().unwrap().to_owned();
-    let secret = created["secret"].as_str().unwrap().to_owned();
+    let mut secrets = Vec::new();
+    for (customer, receiver) in [("alice", &alice_hooks), ("bob", &bob_hooks)] {
+        let (status, created) = app
+            .call(
+                Method::POST,
+                &format!("/customers/{customer}/subscriptions"),
+                Some(json!({"url": receiver.url(), "event_types": ["order.created"]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        secrets.push(created["secret"].as_str().unwrap().to_owned());
+    }
 
-    let (status, published) = app
-        .call(Method::POST, "/events", Some(json!({"event": "content.status_updated", "data": {"id": 7}})))
-        .await;
-    assert_eq!(status, 202, "{published}");
-    let delivery = published["deliveries"][0].as_str().unwrap().to_owned();
+    // Alice orders twice (the second a retried request): one event, to her.
+    let order = json!({"id": "o-1", "total": 1200});
+    let (status, placed) = app.call(Method::POST, "/customers/alice/orders", Some(order.clone())).await;
+    assert_eq!(status, 202, "{placed}");
+    assert_eq!(placed["repeated"], false);
+    let delivery = placed["deliveries"][0].as_str().unwrap().to_owned();
+    let (_, again) = app.call(Method::POST, "/customers/alice/orders", Some(order)).await;
+    assert_eq!(
+        (again["repeated"].clone(), again["deliveries"].clone()),
+        (json!(true), placed["deliveries"].clone())
+    );
+    let (_, bobs) =
+        app.call(Method::POST, "/customers/bob/orders", Some(json!({"id": "o-1", "total": 5}))).await;
+    assert_eq!(bobs["repeated"], false, "Bob's o-1 is another order: {bobs}");
 
-    let request = receiver.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    let request = alice_hooks.wait_for(1, Duration::from_secs(10)).await.remove(0);
     webhooks_core::DeepSmithScheme
         .verify_header(
             request.header("x-webhook-signature"),
             &request.body,
-            &webhooks_core::Secret::from(secret),
+            &webhooks_core::Secret::from(secrets[0].clone()),
         )
         .unwrap();
+    assert!(String::from_utf8_lossy(&request.body).contains("1200"));
+    let to_bob = bob_hooks.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    assert!(String::from_utf8_lossy(&to_bob.body).contains("\"total\":5"), "Bob gets his own order only");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(alice_hooks.received().len(), 1, "Alice got her order once and nothing of Bob's");
+    assert_eq!(bob_hooks.received().len(), 1, "Bob got nothing of Alice's");
 
     let mut listed = Value::Null;
     for _ in 0..200 {
-        let (status, page) =
-            app.call(Method::GET, &format!("/deliveries?subscription={subscription}"), None).await;
+        let (status, page) = app.call(Method::GET, "/customers/alice/deliveries", None).await;
         assert_eq!(status, 200);
         if page["deliveries"][0]["state"] == "delivered" {
             listed = page;
@@ -86,18 +104,34 @@ async fn the_routes_subscribe_publish_list_show_and_resend() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(listed["deliveries"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["deliveries"][0]["id"], delivery.as_str(), "{listed}");
-    assert_eq!(listed["next"], Value::Null);
 
-    let (status, shown) = app.call(Method::GET, &format!("/deliveries/{delivery}"), None).await;
+    let (status, shown) =
+        app.call(Method::GET, &format!("/customers/alice/deliveries/{delivery}"), None).await;
     assert_eq!(status, 200);
     assert_eq!(shown["log"][0]["status"], 204, "{shown}");
+    // Bob cannot read or resend Alice's delivery: it does not exist for him.
+    let (status, _) = app.call(Method::GET, &format!("/customers/bob/deliveries/{delivery}"), None).await;
+    assert_eq!(status, 404);
+    let (status, _) =
+        app.call(Method::POST, &format!("/customers/bob/deliveries/{delivery}/resend"), None).await;
+    assert_eq!(status, 404);
 
-    let (status, _) = app.call(Method::POST, &format!("/deliveries/{delivery}/resend"), None).await;
+    let (status, _) =
+        app.call(Method::POST, &format!("/customers/alice/deliveries/{delivery}/resend"), None).await;
     assert_eq!(status, 202);
-    let again = receiver.wait_for(2, Duration::from_secs(10)).await.remove(1);
+    let again = alice_hooks.wait_for(2, Duration::from_secs(10)).await.remove(1);
     assert_eq!(again.header("x-webhook-id"), delivery);
     assert_eq!(again.body, request.body);
+
+    // Alice's account goes; Bob's stays.
+    let (status, deleted) = app.call(Method::DELETE, "/customers/alice", None).await;
+    assert_eq!((status, deleted["deleted_subscriptions"].clone()), (200, json!(1)));
+    let (_, hers) = app.call(Method::GET, "/customers/alice/subscriptions", None).await;
+    assert_eq!(hers["subscriptions"], json!([]));
+    let (_, his) = app.call(Method::GET, "/customers/bob/subscriptions", None).await;
+    assert_eq!(his["subscriptions"].as_array().unwrap().len(), 1);
 
     assert_eq!(app.interrupt().await, Some(0), "Ctrl-C stops it cleanly");
 }
@@ -110,21 +144,28 @@ async fn bad_input_and_unknown_ids_get_clear_errors() {
     let (status, body) = app
         .call(
             Method::POST,
-            "/subscriptions",
-            Some(json!({"url": "ftp://x", "event_types": ["iq.status_updated"]})),
+            "/customers/alice/subscriptions",
+            Some(json!({"url": "ftp://x", "event_types": ["order.created"]})),
         )
         .await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("scheme"), "{body}");
-    let (status, body) = app.call(Method::POST, "/events", Some(json!({"event": "nope", "data": {}}))).await;
-    assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/customers/alice/subscriptions",
+            Some(json!({"url": "https://alice.example/", "event_types": ["order.craeted"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "a typo in an event type is refused");
+    assert!(body["error"].as_str().unwrap().contains("order.craeted"), "{body}");
     let missing = webhooks_core::DeliveryId::new();
-    let (status, _) = app.call(Method::GET, &format!("/deliveries/{missing}"), None).await;
+    let (status, _) = app.call(Method::GET, &format!("/customers/alice/deliveries/{missing}"), None).await;
     assert_eq!(status, 404);
-    let (status, _) = app.call(Method::POST, &format!("/deliveries/{missing}/resend"), None).await;
+    let (status, _) =
+        app.call(Method::POST, &format!("/customers/alice/deliveries/{missing}/resend"), None).await;
     assert_eq!(status, 404);
-    let (status, _) = app.call(Method::GET, "/deliveries?state=lost", None).await;
+    let (status, _) = app.call(Method::GET, "/customers/alice/deliveries?state=lost", None).await;
     assert_eq!(status, 400);
     assert_eq!(app.interrupt().await, Some(0));
 }

@@ -280,7 +280,7 @@ pub async fn claims_due_deliveries_earliest_first_up_to_the_limit<S: Store>(stor
 pub async fn future_deliveries_are_not_claimed<S: Store>(store: S) {
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
-    store.publish(&event("job.completed", 100), body("{}")).await.unwrap().deliveries;
+    store.publish(&event("job.completed", 100), body("{}")).await.unwrap();
     assert!(store.claim_due(at(99), 10, at(160), &[]).await.unwrap().is_empty());
     assert_eq!(store.claim_due(at(100), 10, at(160), &[]).await.unwrap().len(), 1);
 }
@@ -364,7 +364,7 @@ pub async fn concurrent_claims_never_share_a_delivery<S: Store + Clone>(store: S
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
     for n in 0..200 {
-        store.publish(&event("job.completed", n % 7), body("{}")).await.unwrap().deliveries;
+        store.publish(&event("job.completed", n % 7), body("{}")).await.unwrap();
     }
     let workers: Vec<_> = (0..8)
         .map(|_| {
@@ -546,8 +546,8 @@ pub async fn next_due_at_tracks_due_times_and_leases<S: Store>(store: S) {
     assert_eq!(store.next_due_at().await.unwrap(), None);
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
-    store.publish(&event("job.completed", 40), body("{}")).await.unwrap().deliveries;
-    store.publish(&event("job.completed", 30), body("{}")).await.unwrap().deliveries;
+    store.publish(&event("job.completed", 40), body("{}")).await.unwrap();
+    store.publish(&event("job.completed", 30), body("{}")).await.unwrap();
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(30)));
     store.claim_due(at(30), 1, at(90), &[]).await.unwrap();
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(40)));
@@ -573,7 +573,7 @@ pub async fn claims_pass_over_skipped_subscriptions<S: Store>(store: S) {
     store.insert_subscription(&busy).await.unwrap();
     store.insert_subscription(&idle).await.unwrap();
     for n in 0..20 {
-        store.publish(&event("job.completed", n), body("{}")).await.unwrap().deliveries;
+        store.publish(&event("job.completed", n), body("{}")).await.unwrap();
     }
     let wanted = store.publish(&event("job.failed", 30), body("{}")).await.unwrap().deliveries;
     let claims = store.claim_due(at(40), 5, at(100), &[busy.id]).await.unwrap();
@@ -743,8 +743,8 @@ pub async fn stats_add_up_a_subscriptions_attempts<S: Store>(store: S) {
 pub async fn pending_count_counts_every_pending_delivery<S: Store>(store: S) {
     assert_eq!(store.pending_count().await.unwrap(), 0);
     let (sub, id) = one_delivery(&store).await;
-    store.publish(&event("job.completed", 1), body("{}")).await.unwrap().deliveries;
-    store.publish(&event("job.completed", 2), body("{}")).await.unwrap().deliveries;
+    store.publish(&event("job.completed", 1), body("{}")).await.unwrap();
+    store.publish(&event("job.completed", 2), body("{}")).await.unwrap();
     store.record_attempt(&record(success(id, 1, 3), Verdict::Delivered, 3)).await.unwrap();
     store.disable_subscription(sub.id, "paused", at(4)).await.unwrap();
     assert_eq!(store.pending_count().await.unwrap(), 2);

@@ -18,7 +18,7 @@ use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::Outcome;
-use crate::queries::Db;
+use crate::queries::GenericClient;
 
 /// Publishing transactions notify the channel `webhooks_work`, and the
 /// listener listens on it. The schema is always `webhooks`, so one fixed
@@ -35,7 +35,7 @@ const LAST_RETRY: Duration = Duration::from_secs(10);
 
 /// Tells the listeners that deliveries became due; PostgreSQL sends it on
 /// commit, and only then. Several in one transaction are sent as one.
-pub(crate) async fn announce(db: &Db<'_>) -> Outcome<()> {
+pub(crate) async fn announce<C: GenericClient>(db: &C) -> Outcome<()> {
     db.batch_execute(NOTIFY).await?;
     Ok(())
 }

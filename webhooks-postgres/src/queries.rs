@@ -30,6 +30,10 @@ use crate::error::Outcome;
 /// The transaction every statement runs in.
 pub(crate) type Db<'t> = deadpool_postgres::Transaction<'t>;
 
+/// Where the publishing statements run: the store's own transaction, or a
+/// host's client or transaction from the same `deadpool-postgres`.
+pub(crate) use deadpool_postgres::GenericClient;
+
 /// A delivery's columns that recording changes, as locked and then as
 /// the batch leaves them.
 #[derive(Clone, Debug)]
@@ -382,7 +386,7 @@ pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: Da
 
 /// Locks the enabled subscriptions listening to any of `event_types` (see
 /// [`LOCK_LISTENERS`]) and returns them by event type, in id order.
-pub(crate) async fn lock_listeners(db: &Db<'_>, events: &[&Event]) -> Outcome<Listeners> {
+pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) -> Outcome<Listeners> {
     let mut listeners = Listeners::new();
     let mut everyone: Vec<&str> = events
         .iter()
@@ -418,7 +422,11 @@ pub(crate) type Listeners = HashMap<(String, String), Vec<Uuid>>;
 
 /// The publication of the event holding idempotency key `key` in
 /// `audience`, if one does.
-pub(crate) async fn keyed_event(db: &Db<'_>, audience: &str, key: &str) -> Outcome<Option<Publication>> {
+pub(crate) async fn keyed_event<C: GenericClient>(
+    db: &C,
+    audience: &str,
+    key: &str,
+) -> Outcome<Option<Publication>> {
     let statement = db
         .prepare_cached(
             "SELECT e.id, ARRAY(SELECT d.id FROM webhooks.deliveries d WHERE d.event_seq = e.seq ORDER BY d.id) \
@@ -440,8 +448,8 @@ pub(crate) async fn keyed_event(db: &Db<'_>, audience: &str, key: &str) -> Outco
 /// idempotency keys has the last word: when another transaction stored the
 /// key first (it waits for that one to end), this stores nothing and
 /// returns that event's publication, marked repeated.
-pub(crate) async fn publish(
-    db: &Db<'_>,
+pub(crate) async fn publish<C: GenericClient>(
+    db: &C,
     event: &Event,
     body: &[u8],
     listeners: &[Uuid],
@@ -461,8 +469,8 @@ pub(crate) async fn publish(
 
 /// Stores the event and one delivery of it per `(deliveries, subscriptions)`
 /// pair, in one statement.
-async fn insert_deliveries(
-    db: &Db<'_>,
+async fn insert_deliveries<C: GenericClient>(
+    db: &C,
     event: &Event,
     body: &[u8],
     deliveries: &[DeliveryId],

@@ -10,12 +10,12 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use webhooks_core::{
     Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryQueue,
-    Event, Owner, Publication, Recorded, Retention, StoreError, StoreResult, Subscription, SubscriptionId,
-    SubscriptionStats, SubscriptionStore,
+    Event, Owner, Prepared, Publication, Recorded, Retention, StoreError, StoreResult, Subscription,
+    SubscriptionId, SubscriptionStats, SubscriptionStore,
 };
 
 use crate::error::{Abort, Error, Outcome};
-use crate::queries::{self, Db};
+use crate::queries::{self, Db, GenericClient};
 use crate::{PostgresStore, listen, record};
 
 /// A store step: a future over the transaction and the step's arguments.
@@ -27,6 +27,54 @@ pub(crate) type Work<'c, T> = Pin<Box<dyn Future<Output = Outcome<T>> + Send + '
 const TRIES: u32 = 3;
 
 impl PostgresStore {
+    /// Publishes prepared events inside the host's own transaction, so they
+    /// commit or roll back with the host's rows (the outbox pattern, without
+    /// an outbox to drain). The transaction is the host's, on the database
+    /// this store uses, from this crate's
+    /// [`deadpool_postgres`](crate::deadpool_postgres) (a pool the host built,
+    /// or [`PostgresStore::pool`]). A failure leaves the host's transaction
+    /// as it was (the publish runs in a savepoint). On commit, PostgreSQL
+    /// tells every instance's listening store, which wakes its dispatchers.
+    ///
+    /// Prepare the events with
+    /// [`Webhooks::prepare`](webhooks_core::Webhooks::prepare): it checks and
+    /// renders them exactly as publishing does.
+    ///
+    /// ```no_run
+    /// use webhooks_core::{Publish, Webhooks};
+    /// use webhooks_postgres::PostgresStore;
+    ///
+    /// # async fn run(webhooks: Webhooks, store: PostgresStore) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut client = store.pool().get().await?;
+    /// let tx = client.transaction().await?;
+    /// tx.execute("INSERT INTO orders (id, customer) VALUES ($1, $2)", &[&"o-17", &"c-42"]).await?;
+    /// let event = webhooks.prepare(
+    ///     Publish::new("order.created", serde_json::json!({"id": "o-17"})).owner("c-42").idempotency_key("o-17"),
+    /// )?;
+    /// PostgresStore::publish_in(&tx, &[event]).await?;
+    /// tx.commit().await?; // the order and its event, or neither
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn publish_in(transaction: &Db<'_>, events: &[Prepared]) -> StoreResult<Vec<Publication>> {
+        const OPERATION: &str = "publish in the host's transaction";
+        let events: Vec<(Event, Bytes)> =
+            events.iter().map(|prepared| (prepared.event().clone(), prepared.body().clone())).collect();
+        let fail = |error: tokio_postgres::Error| Abort::from(error).into_store_error(OPERATION);
+        transaction.batch_execute("SAVEPOINT webhooks_publish").await.map_err(fail)?;
+        match publish_all(transaction, &events).await {
+            Ok(published) => {
+                transaction.batch_execute("RELEASE SAVEPOINT webhooks_publish").await.map_err(fail)?;
+                Ok(published)
+            }
+            Err(abort) => {
+                // Back to where the host was; its transaction goes on.
+                let _ = transaction.batch_execute("ROLLBACK TO SAVEPOINT webhooks_publish").await;
+                Err(abort.into_store_error(OPERATION))
+            }
+        }
+    }
+
     /// Runs `work` over `args` in one transaction: committed when it
     /// succeeds, rolled back when it fails. PostgreSQL's errors come out
     /// naming `operation`.
@@ -73,7 +121,7 @@ fn found_subscription<T>(found: Option<T>, id: SubscriptionId) -> Outcome<T> {
 /// Publishes each event in turn inside the caller's transaction, having
 /// locked every listener of any of them first, in one go: a transaction
 /// takes its subscription locks at once, in id order.
-async fn publish_all(db: &Db<'_>, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
+async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
     let all: Vec<&Event> = events.iter().map(|(event, _)| event).collect();
     let listeners = queries::lock_listeners(db, &all).await?;
     let mut published: Vec<Publication> = Vec::with_capacity(events.len());

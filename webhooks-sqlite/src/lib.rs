@@ -55,6 +55,11 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use crate::error::Error;
 use crate::worker::Worker;
+/// The `rusqlite` this store is built with. A host that publishes inside its
+/// own transactions ([`SqliteStore::publish_in`]) uses this one: SQLite is
+/// compiled into the build once (`libsqlite3-sys` links `sqlite3`), so the
+/// host and the store must agree on one `rusqlite`.
+pub use rusqlite;
 
 /// The SQLite store; see the [crate docs](crate).
 ///

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rusqlite::{Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use webhooks_core::{
     Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryQueue,
-    Event, Owner, Publication, Recorded, Retention, StoreError, StoreResult, Subscription, SubscriptionId,
-    SubscriptionStats, SubscriptionStore,
+    Event, Owner, Prepared, Publication, Recorded, Retention, StoreError, StoreResult, Subscription,
+    SubscriptionId, SubscriptionStats, SubscriptionStore,
 };
 
 use crate::error::Error;
@@ -40,6 +40,70 @@ impl From<StoreError> for Abort {
 type Outcome<T> = Result<T, Abort>;
 
 impl SqliteStore {
+    /// Publishes prepared events inside the host's own transaction on this
+    /// store's database file, so they commit or roll back with the host's
+    /// rows (the outbox pattern, without an outbox to drain). `connection`
+    /// is the host's `rusqlite` transaction (or a connection inside one) on
+    /// the same file, opened with this crate's [`rusqlite`](crate::rusqlite)
+    /// after [`SqliteStore::open`] has migrated it. A failure leaves the
+    /// host's transaction as it was (the publish runs in a savepoint).
+    /// After the host commits, [`Webhooks::wake_dispatchers`] has this
+    /// process's dispatchers look at once.
+    ///
+    /// Prepare the events with [`Webhooks::prepare`]: it checks and renders
+    /// them exactly as publishing does.
+    ///
+    /// [`Webhooks::wake_dispatchers`]: webhooks_core::Webhooks::wake_dispatchers
+    /// [`Webhooks::prepare`]: webhooks_core::Webhooks::prepare
+    ///
+    /// ```
+    /// use webhooks_core::{Preset, Publish, Subscription, Webhooks};
+    /// use webhooks_sqlite::{SqliteStore, rusqlite};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("app.db");
+    /// let webhooks = Webhooks::builder().store(SqliteStore::open(&path).await?).preset(Preset::deepsmith()).build()?;
+    /// webhooks
+    ///     .subscribe(Subscription::builder("https://shop.example/hooks").owner("shop-7").event_type("content.status_updated"))
+    ///     .await?;
+    ///
+    /// let mut db = rusqlite::Connection::open(&path)?;
+    /// db.execute_batch("CREATE TABLE IF NOT EXISTS posts (id TEXT PRIMARY KEY)")?;
+    /// let tx = db.transaction()?;
+    /// tx.execute("INSERT INTO posts (id) VALUES ('p1')", [])?;
+    /// let event = webhooks.prepare(Publish::new("content.status_updated", serde_json::json!({"id": "p1"})).owner("shop-7"))?;
+    /// let published = SqliteStore::publish_in(&tx, &[event])?;
+    /// tx.commit()?;
+    /// webhooks.wake_dispatchers();
+    /// assert_eq!(published[0].deliveries.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn publish_in(connection: &Connection, events: &[Prepared]) -> StoreResult<Vec<Publication>> {
+        let events: Vec<ToPublish> =
+            events.iter().map(|prepared| ToPublish::new(prepared.event(), prepared.body().clone())).collect();
+        let fail = |source| {
+            StoreError::from(Error::Sqlite { operation: "publish in the host's transaction", source })
+        };
+        connection.execute_batch("SAVEPOINT webhooks_publish").map_err(fail)?;
+        match publish_all(connection, &events) {
+            Ok(published) => {
+                connection.execute_batch("RELEASE webhooks_publish").map_err(fail)?;
+                Ok(published)
+            }
+            Err(abort) => {
+                // Back to where the host was; its transaction goes on.
+                let _ = connection.execute_batch("ROLLBACK TO webhooks_publish; RELEASE webhooks_publish");
+                Err(match abort {
+                    Abort::Sqlite(source) => fail(source),
+                    Abort::Store(error) => error,
+                })
+            }
+        }
+    }
+
     /// Runs `work` in one transaction on the connection thread; SQLite's
     /// errors come out naming `operation`.
     async fn transaction<T: Send + 'static>(
@@ -139,7 +203,7 @@ impl ToPublish {
 /// Publishes each event in turn inside the caller's transaction, looking the
 /// listeners of each event type and audience up once. A key the audience
 /// holds already (from before, or earlier in the batch) publishes nothing.
-fn publish_all(db: &Transaction<'_>, events: &[ToPublish]) -> Outcome<Vec<Publication>> {
+fn publish_all(db: &Connection, events: &[ToPublish]) -> Outcome<Vec<Publication>> {
     let mut listeners = HashMap::new();
     let mut published = Vec::with_capacity(events.len());
     for ToPublish { event, body } in events {
