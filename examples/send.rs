@@ -27,6 +27,13 @@
 //!
 //! `--preset standard` (Standard Webhooks) has no fixed catalogue: without
 //! `--events` the subscription listens to every event type stdin names.
+//!
+//! `--owner KEY` (the default owner without it) is whose run this is: the
+//! subscription and every event read belong to that owner, so runs of
+//! several owners on one store reach only their own endpoints. A line may
+//! carry `"idempotency_key": "..."` beside `event` and `data`; a key the
+//! store holds for the owner already (from earlier in the input, or an
+//! earlier run) creates no delivery and is not an error.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -38,16 +45,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, Preset, Subscription, SubscriptionId, SubscriptionStatus,
-    UrlRule, Verdict, Webhooks, prelude::*,
+    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, Owner, Preset, Publish, Store, Subscription, SubscriptionId,
+    SubscriptionStatus, SubscriptionUpdate, UrlRule, Verdict, Webhooks,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::PostgresStore;
 use webhooks_sqlite::SqliteStore;
 
 const USAGE: &str = "usage: send --preset smartlyq|deepsmith|standard --url URL [--secret SECRET] \
-[--store memory|sqlite:PATH|postgres://URL] [--retry-scale F] [--allow-http] [--allow-private] [--events a,b] \
-[--concurrency N] [--timeout-ms MS] < events.jsonl";
+[--store memory|sqlite:PATH|postgres://URL] [--owner KEY] [--retry-scale F] [--allow-http] [--allow-private] \
+[--events a,b] [--concurrency N] [--timeout-ms MS] < events.jsonl";
 
 struct Args {
     preset: Preset,
@@ -55,6 +62,8 @@ struct Args {
     /// Required unless the store has a subscription to `url` already.
     secret: Option<String>,
     store: String,
+    /// Whose subscription and events these are.
+    owner: Owner,
     events: Option<Vec<String>>,
     concurrency: usize,
     timeout: Duration,
@@ -65,6 +74,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut preset = None;
     let (mut url, mut secret, mut events) = (None, None, None);
     let mut store = "memory".to_owned();
+    let mut owner = Owner::default();
     let mut retry_scale = 1.0;
     let (mut allow_http, mut allow_private, mut concurrency, mut timeout_ms) = (false, false, 64, 15_000u64);
     while let Some(arg) = args.next() {
@@ -84,6 +94,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--url" => url = Some(value()?),
             "--secret" => secret = Some(value()?),
             "--store" => store = value()?,
+            "--owner" => owner = Owner::new(value()?).map_err(|e| format!("--owner: {e}"))?,
             "--retry-scale" => {
                 retry_scale = value()?.parse().map_err(|_| "--retry-scale needs a number".to_owned())?
             }
@@ -109,6 +120,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         url: url.ok_or("--url is required")?,
         secret,
         store,
+        owner,
         events,
         concurrency,
         timeout: Duration::from_millis(timeout_ms),
@@ -122,6 +134,9 @@ struct Line {
     event: String,
     #[serde(default)]
     data: serde_json::Value,
+    /// A key of the line's own: a repeat publishes nothing.
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 /// One output line per attempt; the fields in the order of the contract.
@@ -238,11 +253,11 @@ async fn subscription(
     named: &[&str],
 ) -> Result<(SubscriptionId, BTreeSet<String>), Failure> {
     let usage = |e: webhooks_core::Error| Failure::Usage(e.to_string());
-    let run_error = |e: webhooks_core::StoreError| Failure::Run(e.to_string());
+    let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
     let preset = webhooks.preset();
     let open = preset.catalogue().names().is_none();
     let url = preset.url_rule().check(&args.url, preset.name()).map_err(usage)?;
-    let stored = webhooks.store().subscriptions().await.map_err(run_error)?;
+    let stored = webhooks.subscriptions(&args.owner).await.map_err(run_error)?;
     let stored = stored.into_iter().find(|s| s.url == url);
     let mut events: BTreeSet<String> = match &args.events {
         Some(events) => events.iter().cloned().collect(),
@@ -262,7 +277,8 @@ async fn subscription(
     }
     let Some(mut subscription) = stored else {
         let secret = args.secret.clone().ok_or(Failure::Usage("--secret is required".to_owned()))?;
-        let new = Subscription::builder(&args.url).event_types(events).secret(secret);
+        let new =
+            Subscription::builder(&args.url).owner(args.owner.clone()).event_types(events).secret(secret);
         let subscription = webhooks.subscribe(new).await.map_err(usage)?;
         return Ok((subscription.id, subscription.event_types));
     };
@@ -273,11 +289,11 @@ async fn subscription(
         )));
     }
     if !events.is_empty() && events != subscription.event_types {
-        for name in &events {
-            preset.check_event_type(name).map_err(usage)?;
-        }
-        subscription.event_types = events;
-        webhooks.store().update_subscription(&subscription).await.map_err(run_error)?;
+        let update = SubscriptionUpdate::new().event_types(events);
+        subscription = webhooks.update_subscription(subscription.id, update).await.map_err(|e| match e {
+            webhooks_core::Error::Store(_) => run_error(e),
+            _ => usage(e),
+        })?;
     }
     if let SubscriptionStatus::Disabled { reason, .. } = &subscription.status {
         eprintln!("{url} was disabled ({reason}); enabling it again to resume its deliveries");
@@ -296,7 +312,7 @@ async fn types_come_from_stdin(webhooks: &Webhooks, args: &Args) -> Result<bool,
     }
     // A URL that is refused is reported at once, by `subscription`.
     let Ok(url) = preset.url_rule().check(&args.url, preset.name()) else { return Ok(false) };
-    let stored = webhooks.store().subscriptions().await.map_err(|e| Failure::Run(e.to_string()))?;
+    let stored = webhooks.subscriptions(&args.owner).await.map_err(|e| Failure::Run(e.to_string()))?;
     Ok(!stored.iter().any(|s| s.url == url))
 }
 
@@ -481,9 +497,14 @@ async fn look(webhooks: &Webhooks, subscription: SubscriptionId) -> Result<Look,
     Ok(if counts.pending == 0 || !enabled { Look::Done } else { Look::Pending(counts.pending) })
 }
 
+/// A published line's event type and whether its key repeated an earlier
+/// one, or why the line was refused.
+type LineResult = Result<(String, bool), String>;
+
 /// Publishes stdin's events in batches and counts what it did.
 struct Publisher<'a> {
     webhooks: &'a Webhooks,
+    owner: Owner,
     subscription: SubscriptionId,
     /// The event types the subscription listens to.
     listening: BTreeSet<String>,
@@ -503,7 +524,7 @@ impl Publisher<'_> {
         if self.adds_types {
             self.listen_to_new_types(&batch).await?;
         }
-        let mut results: Vec<(usize, Result<String, String>)> = Vec::with_capacity(batch.len());
+        let mut results: Vec<(usize, LineResult)> = Vec::with_capacity(batch.len());
         let mut together = Vec::with_capacity(batch.len());
         let mut alone = Vec::new();
         // The read-ahead budget is given back once the batch is published.
@@ -525,25 +546,30 @@ impl Publisher<'_> {
             }
         }
         if !together.is_empty() {
-            let events = together.iter().map(|(_, line)| (line.event.as_str(), line.data.clone()));
+            let events = together.iter().map(|(_, line)| self.event(line));
             match self.webhooks.publish_many(events).await {
-                Ok(_) => results.extend(together.into_iter().map(|(number, line)| (number, Ok(line.event)))),
+                Ok(published) => results.extend(
+                    together
+                        .into_iter()
+                        .zip(published)
+                        .map(|((number, line), p)| (number, Ok((line.event, p.repeated)))),
+                ),
                 // One of them is refused after all, or the store failed:
                 // each goes alone and is reported alone.
                 Err(_) => alone.extend(together),
             }
         }
         for (number, line) in alone {
-            let published = self.webhooks.publish(&line.event, line.data).await;
-            results.push((number, published.map(|_| line.event).map_err(|e| e.to_string())));
+            let published = self.webhooks.publish_event(self.event(&line)).await;
+            results.push((number, published.map(|p| (line.event, p.repeated)).map_err(|e| e.to_string())));
         }
         drop(budget);
         results.sort_unstable_by_key(|(number, _)| *number);
         for (number, result) in results {
             match result {
-                Ok(event) => {
+                Ok((event, repeated)) => {
                     self.accepted += 1;
-                    self.created += u64::from(self.listening.contains(&event));
+                    self.created += u64::from(!repeated && self.listening.contains(&event));
                 }
                 Err(why) => {
                     eprintln!("line {number}: {why}");
@@ -552,6 +578,15 @@ impl Publisher<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A line's event, for the run's owner.
+    fn event(&self, line: &Line) -> Publish {
+        let publish = Publish::new(line.event.as_str(), &line.data).owner(self.owner.clone());
+        match &line.idempotency_key {
+            Some(key) => publish.idempotency_key(key.as_str()),
+            None => publish,
+        }
     }
 
     /// Adds to the subscription the event types this batch names first, so
@@ -568,13 +603,11 @@ impl Publisher<'_> {
             return Ok(());
         }
         let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
-        let mut subscription = self.webhooks.subscription(self.subscription).await.map_err(run_error)?;
-        subscription.event_types.extend(new.into_iter().map(str::to_owned));
-        self.webhooks
-            .store()
-            .update_subscription(&subscription)
-            .await
-            .map_err(|e| Failure::Run(e.to_string()))?;
+        let mut listening = self.listening.clone();
+        listening.extend(new.into_iter().map(str::to_owned));
+        let update = SubscriptionUpdate::new().event_types(listening);
+        let subscription =
+            self.webhooks.update_subscription(self.subscription, update).await.map_err(run_error)?;
         self.listening = subscription.event_types;
         Ok(())
     }
@@ -658,6 +691,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
 
     let mut publisher = Publisher {
         webhooks: &webhooks,
+        owner: args.owner.clone(),
         subscription,
         listening,
         // As when the subscription was made: an open catalogue without

@@ -622,3 +622,85 @@ async fn a_postgres_store_that_cannot_be_reached_is_an_error_without_the_passwor
     assert_eq!(bad.status.code(), Some(2), "a URL that cannot be used is a usage error");
     assert!(!stderr(&bad).contains("pw-7c1e"), "{}", stderr(&bad));
 }
+
+#[tokio::test]
+async fn owners_sharing_a_store_each_reach_only_their_own_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    let store = format!("sqlite:{}", path.display());
+    let (alice, bob) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
+    let run = |owner: &'static str, url: String, secret: &'static str| {
+        let store = store.clone();
+        async move {
+            let args = [
+                "--store",
+                &store,
+                "--owner",
+                owner,
+                "--preset",
+                "deepsmith",
+                "--url",
+                &url,
+                "--secret",
+                secret,
+                "--allow-private",
+            ];
+            let stdin =
+                format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"owner\":\"{owner}\"}}}}\n").repeat(3);
+            send(&args, &stdin).await
+        }
+    };
+    let first = run("alice", alice.url().to_owned(), "whsec_alice").await;
+    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+    let second = run("bob", bob.url().to_owned(), "whsec_bob").await;
+    assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
+    assert_eq!(lines(&second).last().unwrap()["summary"]["delivered"], 3);
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (receiver, owner, secret) in [(&alice, "alice", "whsec_alice"), (&bob, "bob", "whsec_bob")] {
+        let received = receiver.received();
+        assert_eq!(received.len(), 3, "{owner} gets its own three events, nothing of the other's");
+        for request in received {
+            assert!(String::from_utf8_lossy(&request.body).contains(owner));
+            DeepSmithScheme
+                .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from(secret))
+                .unwrap();
+        }
+    }
+    let subscriptions = SqliteStore::open(&path).await.unwrap().subscriptions().await.unwrap();
+    assert_eq!(subscriptions.len(), 2, "each owner keeps its own subscription");
+    assert!(subscriptions.iter().all(|s| s.is_enabled()), "the other owner's stays enabled");
+    let owners: HashSet<&str> = subscriptions.iter().map(|s| s.owner.as_str()).collect();
+    assert_eq!(owners, HashSet::from(["alice", "bob"]));
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_creates_no_delivery_in_a_run_or_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("queue.db").display());
+    let receiver = Receiver::start().await.unwrap();
+    let url = receiver.url().to_owned();
+    let args =
+        ["--store", &store, "--preset", "deepsmith", "--url", &url, "--secret", "k", "--allow-private"];
+    let line = |key: &str| {
+        format!(
+            "{{\"event\":\"iq.status_updated\",\"idempotency_key\":\"{key}\",\"data\":{{\"key\":\"{key}\"}}}}\n"
+        )
+    };
+
+    let first = send(&args, &[line("k1"), line("k2"), line("k1")].concat()).await;
+    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+    assert!(stderr(&first).contains("accepted 3 events"), "a repeat is no error: {}", stderr(&first));
+    assert_eq!(lines(&first).last().unwrap()["summary"]["delivered"], 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.received().len(), 2);
+
+    let second = send(&args, &[line("k2"), line("k3"), line("k1")].concat()).await;
+    assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 3, "only k3 is new");
+    let ids: HashSet<&str> = received.iter().map(|r| r.header("x-webhook-id")).collect();
+    assert_eq!(ids.len(), 3, "three deliveries, each once");
+    assert!(String::from_utf8_lossy(&received[2].body).contains("k3"));
+}

@@ -1,4 +1,4 @@
-//! An in-memory [`Store`] for `webhooks-core`.
+//! An in-memory [`Store`](webhooks_core::Store) for `webhooks-core`.
 //!
 //! A real store, not a mock: it passes the same behaviour suite as the
 //! durable ones. Use it in tests, and in a single process that can afford to

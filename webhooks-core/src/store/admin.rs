@@ -18,7 +18,7 @@ pub struct DeliveryCounts {
     pub dropped: u64,
 }
 
-/// Which deliveries [`Store::list_deliveries`] returns: every filter that is
+/// Which deliveries [`Admin::list_deliveries`] returns: every filter that is
 /// set must match. Results come in id order (creation order), after the
 /// cursor.
 ///

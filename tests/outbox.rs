@@ -1,0 +1,192 @@
+//! Publishing inside the host's own transaction, on SQLite and PostgreSQL:
+//! a rolled-back transaction delivers nothing, a committed one delivers
+//! once, and after `kill -9` between a host's row and its event either both
+//! are there or neither.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use webhooks_core::{Preset, Publish, Subscription, UrlRule, Webhooks};
+use webhooks_examples::Receiver;
+use webhooks_postgres::PostgresStore;
+use webhooks_postgres::testing::TestDatabase;
+use webhooks_sqlite::{SqliteStore, rusqlite};
+
+/// The library on `store` with a dispatcher, and a receiver subscribed for
+/// the owner `shop`.
+async fn shop(store: impl webhooks_core::Store) -> (Webhooks, Receiver, common::Running) {
+    let preset = Preset::deepsmith()
+        .with_event_types(["order.created"])
+        .with_url_rule(UrlRule { require_https: false });
+    let webhooks = Webhooks::builder().store(store).preset(preset).build().unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    let endpoint = Subscription::builder(receiver.url()).owner("shop").event_type("order.created");
+    webhooks.subscribe(endpoint).await.unwrap();
+    let dispatcher = webhooks.dispatcher().allow_private_networks(true).build().unwrap();
+    (webhooks, receiver, common::Running::start(dispatcher))
+}
+
+fn order(webhooks: &Webhooks, id: &str) -> webhooks_core::Prepared {
+    webhooks
+        .prepare(Publish::new("order.created", json!({ "id": id })).owner("shop").idempotency_key(id))
+        .unwrap()
+}
+
+async fn quiet(receiver: &Receiver, expected: usize) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), expected);
+}
+
+#[tokio::test]
+async fn sqlite_a_rolled_back_transaction_delivers_nothing_and_a_committed_one_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let (webhooks, receiver, running) = shop(SqliteStore::open(&path).await.unwrap()).await;
+    let mut db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch("CREATE TABLE orders (id TEXT PRIMARY KEY)").unwrap();
+
+    let tx = db.transaction().unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES ('o-1')", []).unwrap();
+    let published = SqliteStore::publish_in(&tx, &[order(&webhooks, "o-1")]).unwrap();
+    assert_eq!(published[0].deliveries.len(), 1);
+    tx.rollback().unwrap();
+    webhooks.wake_dispatchers();
+    quiet(&receiver, 0).await;
+    assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
+
+    let tx = db.transaction().unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES ('o-2')", []).unwrap();
+    let published = SqliteStore::publish_in(&tx, &[order(&webhooks, "o-2")]).unwrap();
+    tx.commit().unwrap();
+    webhooks.wake_dispatchers();
+    let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
+    quiet(&receiver, 1).await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_a_failed_publish_leaves_the_hosts_transaction_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let (webhooks, _receiver, running) = shop(SqliteStore::open(&path).await.unwrap()).await;
+    let mut db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE orders (id TEXT PRIMARY KEY);
+         CREATE TRIGGER no_events BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    .unwrap();
+    let tx = db.transaction().unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES ('o-1')", []).unwrap();
+    assert!(SqliteStore::publish_in(&tx, &[order(&webhooks, "o-1")]).is_err());
+    tx.commit().unwrap();
+    let orders: i64 = db.query_row("SELECT count(*) FROM orders", [], |row| row.get(0)).unwrap();
+    let events: i64 = db.query_row("SELECT count(*) FROM events", [], |row| row.get(0)).unwrap();
+    assert_eq!((orders, events), (1, 0), "the host's row stays; the publish left nothing half done");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn postgres_a_rolled_back_transaction_delivers_nothing_and_a_committed_one_once() {
+    let Some(database) = TestDatabase::create().await.unwrap() else { return };
+    let store = database.store().await.unwrap();
+    let pool = store.pool().clone();
+    let (webhooks, receiver, running) = shop(store).await;
+    let mut client = pool.get().await.unwrap();
+    client.batch_execute("CREATE TABLE public.orders (id TEXT PRIMARY KEY)").await.unwrap();
+
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO public.orders (id) VALUES ('o-1')", &[]).await.unwrap();
+    let published = PostgresStore::publish_in(&tx, &[order(&webhooks, "o-1")]).await.unwrap();
+    tx.rollback().await.unwrap();
+    quiet(&receiver, 0).await;
+    assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
+
+    // No wake-up from this process: the commit's NOTIFY wakes the dispatcher.
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO public.orders (id) VALUES ('o-2')", &[]).await.unwrap();
+    let published = PostgresStore::publish_in(&tx, &[order(&webhooks, "o-2")]).await.unwrap();
+    tx.commit().await.unwrap();
+    let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
+    quiet(&receiver, 1).await;
+    running.stop().await;
+}
+
+/// Runs the `outbox` example on `store`, kills it with SIGKILL once it has
+/// committed `before_kill` orders, and returns the orders it said it
+/// committed.
+async fn kill_mid_run(store: &str, before_kill: usize) -> BTreeSet<String> {
+    let mut child = tokio::process::Command::new(common::example_binary("outbox"))
+        .args(["--store", store, "--orders", "100000"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut said = BTreeSet::new();
+    while said.len() < before_kill {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.unwrap().unwrap();
+        let line = line.expect("the example commits orders until it is killed");
+        said.insert(line.strip_prefix("committed ").expect(&line).to_owned());
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    child.wait().await.unwrap();
+    // What it printed before dying, too.
+    while let Ok(Some(line)) = lines.next_line().await {
+        said.insert(line.strip_prefix("committed ").expect(&line).to_owned());
+    }
+    said
+}
+
+fn check_both_or_neither(said: &BTreeSet<String>, orders: &BTreeSet<String>, keys: &BTreeSet<String>) {
+    assert!(said.is_subset(orders), "every order it said it committed is there");
+    assert_eq!(orders, keys, "each order row has its event and each event its row");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_kill_9_between_a_row_and_its_event_leaves_both_or_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = format!("sqlite:{}", path.display());
+    let mut said = BTreeSet::new();
+    for round in 1..=3 {
+        said.extend(kill_mid_run(&store, 40 * round).await);
+    }
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let column = |sql: &str| -> BTreeSet<String> {
+        db.prepare(sql).unwrap().query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    let orders = column("SELECT id FROM orders");
+    let keys = column("SELECT idempotency_key FROM events WHERE audience = 'shop'");
+    check_both_or_neither(&said, &orders, &keys);
+    assert!(orders.len() >= said.len() && said.len() >= 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_kill_9_between_a_row_and_its_event_leaves_both_or_neither() {
+    let Some(database) = TestDatabase::create().await.unwrap() else { return };
+    let mut said = BTreeSet::new();
+    for round in 1..=3 {
+        said.extend(kill_mid_run(database.url(), 40 * round).await);
+    }
+    let store = database.store().await.unwrap();
+    let client = store.pool().get().await.unwrap();
+    let column = |rows: Vec<webhooks_postgres::tokio_postgres::Row>| -> BTreeSet<String> {
+        rows.iter().map(|row| row.get(0)).collect()
+    };
+    let orders = column(client.query("SELECT id FROM public.orders", &[]).await.unwrap());
+    let keys = column(
+        client
+            .query("SELECT idempotency_key FROM webhooks.events WHERE audience = 'shop'", &[])
+            .await
+            .unwrap(),
+    );
+    check_both_or_neither(&said, &orders, &keys);
+    assert!(orders.len() >= said.len() && said.len() >= 40);
+}
