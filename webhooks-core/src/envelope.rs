@@ -22,10 +22,12 @@ pub trait Envelope: Send + Sync + Debug {
 /// both built-in presets.
 ///
 /// ```
-/// use webhooks_core::{Envelope, Event, EventId, JsonEnvelope};
+/// use webhooks_core::{Audience, Envelope, Event, EventId, Owner, JsonEnvelope};
 ///
 /// let event = Event {
 ///     id: EventId::new(),
+///     audience: Audience::Owner(Owner::default()),
+///     idempotency_key: None,
 ///     name: "job.completed".into(),
 ///     occurred_at: "2026-03-02T14:30:00Z".parse().unwrap(),
 ///     data: serde_json::json!({"job_id": "job_abc123"}),
@@ -61,10 +63,12 @@ impl Envelope for JsonEnvelope {
 /// structure the Standard Webhooks specification recommends.
 ///
 /// ```
-/// use webhooks_core::{Envelope, Event, EventId, StandardEnvelope};
+/// use webhooks_core::{Audience, Envelope, Event, EventId, Owner, StandardEnvelope};
 ///
 /// let event = Event {
 ///     id: EventId::new(),
+///     audience: Audience::Owner(Owner::default()),
+///     idempotency_key: None,
 ///     name: "invoice.paid".into(),
 ///     occurred_at: "2026-03-02T14:30:00.25Z".parse().unwrap(),
 ///     data: serde_json::json!({"id": 7}),

@@ -31,7 +31,7 @@ impl PostgresStore {
     /// commit or roll back with the host's rows (the outbox pattern, without
     /// an outbox to drain). The transaction is the host's, on the database
     /// this store uses, from this crate's
-    /// [`deadpool_postgres`](crate::deadpool_postgres) (a pool the host built,
+    /// [`deadpool_postgres`] (a pool the host built,
     /// or [`PostgresStore::pool`]). A failure leaves the host's transaction
     /// as it was (the publish runs in a savepoint). On commit, PostgreSQL
     /// tells every instance's listening store, which wakes its dispatchers.

@@ -44,7 +44,7 @@ impl SqliteStore {
     /// store's database file, so they commit or roll back with the host's
     /// rows (the outbox pattern, without an outbox to drain). `connection`
     /// is the host's `rusqlite` transaction (or a connection inside one) on
-    /// the same file, opened with this crate's [`rusqlite`](crate::rusqlite)
+    /// the same file, opened with this crate's [`rusqlite`]
     /// after [`SqliteStore::open`] has migrated it. A failure leaves the
     /// host's transaction as it was (the publish runs in a savepoint).
     /// After the host commits, [`Webhooks::wake_dispatchers`] has this
