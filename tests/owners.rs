@@ -49,9 +49,8 @@ async fn subscriptions_are_listed_updated_and_deleted_through_the_facade() {
         .update_subscription(first.id, SubscriptionUpdate::new().event_types(["job.compleetd"]))
         .await;
     assert!(matches!(refused, Err(Error::UnknownEventType { .. })), "{refused:?}");
-    let refused = webhooks
-        .update_subscription(first.id, SubscriptionUpdate::new().url("ftp://files.example/"))
-        .await;
+    let refused =
+        webhooks.update_subscription(first.id, SubscriptionUpdate::new().url("ftp://files.example/")).await;
     assert!(matches!(refused, Err(Error::InvalidUrl { .. })), "{refused:?}");
 
     webhooks.delete_subscription(second.id).await.unwrap();
