@@ -853,6 +853,10 @@ mod tests {
         rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn claiming_reads_the_claimable_index_in_order_and_locks_only_what_it_takes() {
         let Some((client, _database)) = big_queue(20_000).await else { return };
@@ -880,6 +884,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn the_next_due_time_comes_from_the_front_of_the_index() {
         let Some((client, _database)) = big_queue(20_000).await else { return };
@@ -890,6 +898,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn publishing_looks_listeners_up_by_event_type() {
         let Some((client, _database)) = big_queue(1_000).await else { return };
@@ -904,6 +916,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn holding_a_subscriptions_deliveries_looks_them_up_by_key() {
         let Some((client, _database)) = big_queue(20_000).await else { return };
@@ -926,6 +942,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn recording_writes_a_batch_by_key() {
         let Some((client, _database)) = big_queue(20_000).await else { return };
@@ -951,6 +971,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn purging_reads_the_finished_index() {
         let Some((client, _database)) = big_queue(20_000).await else { return };
