@@ -7,7 +7,8 @@
 // - `cfg(postgres_tls)`: the same, with a CA certificate for the TLS tests
 //   (WEBHOOKS_POSTGRES_CA beside the URL, or `openssl` to make one).
 //
-// The workspace's root package includes this file as its own build script.
+// The workspace's root package has this file as its own build script (a
+// symbolic link), for its end-to-end tests.
 
 use std::path::Path;
 
