@@ -5,6 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(not(feature = "metrics"))]
+use crate::telemetry::metrics;
+#[cfg(not(feature = "tracing"))]
+use crate::telemetry::tracing;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;

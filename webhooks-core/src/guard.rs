@@ -7,9 +7,13 @@
 //! DNS rebinding and numeric tricks like `http://0x7f000001/` fail as well as
 //! a plain `http://10.0.0.5/`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+#[cfg(feature = "dispatch")]
+use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+#[cfg(feature = "dispatch")]
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+#[cfg(feature = "dispatch")]
 use url::{Host, Url};
 
 /// Whether `ip` is a public unicast address a webhook may be sent to.
@@ -81,6 +85,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 
 /// Refuses a URL whose host is a non-public IP literal; names are checked by
 /// [`GuardedResolver`] when they resolve.
+#[cfg(feature = "dispatch")]
 pub(crate) fn check_literal(url: &Url) -> Result<(), String> {
     let ip = match url.host() {
         Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
@@ -90,6 +95,7 @@ pub(crate) fn check_literal(url: &Url) -> Result<(), String> {
     if is_public_address(ip) { Ok(()) } else { Err(refusal(&[ip])) }
 }
 
+#[cfg(feature = "dispatch")]
 fn refusal(ips: &[IpAddr]) -> String {
     let list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
     format!(
@@ -100,9 +106,11 @@ fn refusal(ips: &[IpAddr]) -> String {
 
 /// Resolves with the system resolver and keeps only public addresses; a
 /// name with none left is refused.
+#[cfg(feature = "dispatch")]
 #[derive(Debug, Default)]
 pub(crate) struct GuardedResolver;
 
+#[cfg(feature = "dispatch")]
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
@@ -175,6 +183,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "dispatch")]
     #[test]
     fn numeric_tricks_in_urls_are_seen_through() {
         for url in [
@@ -191,6 +200,7 @@ mod tests {
         assert!(check_literal(&Url::parse("https://example.com/").unwrap()).is_ok());
     }
 
+    #[cfg(feature = "dispatch")]
     #[tokio::test]
     async fn names_that_resolve_to_loopback_are_refused() {
         let error = match GuardedResolver.resolve("localhost".parse().unwrap()).await {

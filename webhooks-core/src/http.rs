@@ -22,6 +22,13 @@ pub(crate) fn client(
     connect_timeout: Duration,
     allow_private: bool,
 ) -> Result<reqwest::Client, reqwest::Error> {
+    // With `rustls-ring` alone reqwest has no provider of its own: ring
+    // becomes the process default, unless the host installed one.
+    #[cfg(all(feature = "rustls-ring", not(feature = "rustls-aws-lc")))]
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer leaves a provider in place too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let builder = builder
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
@@ -44,8 +51,10 @@ impl RetryAfter {
         if let Ok(seconds) = value.parse::<u64>() {
             return Some(Self::Delay(Duration::from_secs(seconds)));
         }
-        // HTTP dates ("Sun, 06 Nov 1994 08:49:37 GMT") are RFC 2822 dates.
-        DateTime::parse_from_rfc2822(value).ok().map(|at| Self::At(at.with_timezone(&Utc)))
+        // An HTTP date in any of the three formats RFC 9110 (5.6.7) says a
+        // recipient must accept: IMF-fixdate, RFC 850 and asctime.
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some(Self::At(DateTime::<Utc>::from(at)))
     }
 
     /// The wait it asks for, seen from `now`.
@@ -150,6 +159,9 @@ mod tests {
             Duration::ZERO,
             "a past date asks for no wait"
         );
+        for obsolete in ["Monday, 02-Mar-26 14:35:00 GMT", "Mon Mar  2 14:35:00 2026"] {
+            assert_eq!(RetryAfter::parse(obsolete), Some(at), "{obsolete}");
+        }
         assert_eq!(RetryAfter::parse("soon"), None);
         assert_eq!(RetryAfter::parse("-5"), None);
     }

@@ -27,7 +27,14 @@
 //! [`DeepSmithScheme::verify_header`], [`StandardScheme::verify_values`] or
 //! [`SignatureScheme::verify`].
 //!
-//! ```
+//! Cargo features: `dispatch` (the [`Dispatcher`], its HTTP client and
+//! address guard), `http2`, a rustls crypto provider (`rustls-aws-lc`, the
+//! default, or `rustls-ring`), `metrics` and `tracing` are on by default.
+//! Without default features the crate is the model, the signature schemes,
+//! the presets and the Store traits: enough for a receiver that verifies.
+//!
+#![cfg_attr(feature = "dispatch", doc = "```")]
+#![cfg_attr(not(feature = "dispatch"), doc = "```ignore")]
 //! use std::time::Duration;
 //! use tokio_util::sync::CancellationToken;
 //! use webhooks_core::{Preset, Subscription, Webhooks};
@@ -55,12 +62,18 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// The facade keeps the parts the dispatcher reads (wake-ups, settling)
+// whether or not the dispatcher is built.
+#![cfg_attr(not(feature = "dispatch"), allow(dead_code))]
 
 mod clock;
+#[cfg(feature = "dispatch")]
 mod dispatch;
 mod envelope;
 mod error;
 mod guard;
+#[cfg(feature = "dispatch")]
 mod http;
 pub mod micros;
 mod model;
@@ -70,13 +83,19 @@ mod retry;
 mod scheme;
 mod secret;
 #[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
 pub mod sql;
 mod store;
+#[cfg(any(not(feature = "metrics"), not(feature = "tracing")))]
+mod telemetry;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "dispatch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dispatch")))]
 pub use dispatch::{AttemptOutcome, Dispatcher, DispatcherBuilder};
 pub use envelope::{Envelope, JsonEnvelope, StandardEnvelope};
 pub use error::Error;

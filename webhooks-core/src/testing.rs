@@ -27,11 +27,26 @@ use crate::store::{AttemptRecord, DeliveryCounts, DeliveryQuery, StateFilter, St
 /// Runs every check of the suite as its own `#[tokio::test]`.
 ///
 /// `$make` is a closure returning a future of `(store, guard)`; the store must
-/// be `Clone` (handles share one queue).
+/// be `Clone` (handles share one queue). Attributes before it, ended by
+/// `;`, go on every test, for example an `ignore` where the store's server
+/// cannot be had:
+///
+/// ```ignore
+/// webhooks_core::store_suite!(
+///     #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL server")];
+///     || async { (connect().await, ()) }
+/// );
+/// ```
 #[macro_export]
 macro_rules! store_suite {
+    (#[$first:meta] $(#[$attribute:meta])* ; $make:expr) => {
+        $crate::store_suite!(@all [#[$first] $(#[$attribute])*] $make);
+    };
     ($make:expr) => {
-        $crate::store_suite!(@each $make;
+        $crate::store_suite!(@all [] $make);
+    };
+    (@all $attributes:tt $make:expr) => {
+        $crate::store_suite!(@each $attributes $make;
             subscriptions_round_trip,
             subscription_errors_are_typed,
             publish_fans_out_to_every_listening_enabled_subscription,
@@ -74,14 +89,18 @@ macro_rules! store_suite {
             idempotency_keys_are_scoped_to_the_owner_and_live_as_long_as_their_event,
         );
     };
-    (@each $make:expr; $($check:ident),* $(,)?) => {
+    (@each $attributes:tt $make:expr; $($check:ident),* $(,)?) => {
         $(
-            #[tokio::test]
-            async fn $check() {
-                let (store, _guard) = ($make)().await;
-                $crate::testing::$check(store).await;
-            }
+            $crate::store_suite!(@one $attributes $make; $check);
         )*
+    };
+    (@one [$(#[$attribute:meta])*] $make:expr; $check:ident) => {
+        $(#[$attribute])*
+        #[tokio::test]
+        async fn $check() {
+            let (store, _guard) = ($make)().await;
+            $crate::testing::$check(store).await;
+        }
     };
 }
 

@@ -5,10 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(not(feature = "metrics"))]
+use crate::telemetry::metrics;
+#[cfg(not(feature = "tracing"))]
+use crate::telemetry::tracing;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
+#[cfg(feature = "dispatch")]
 use crate::dispatch::DispatcherBuilder;
 use crate::error::Error;
 use crate::model::{
@@ -506,6 +511,8 @@ impl Webhooks {
     }
 
     /// Starts configuring a dispatcher that delivers this facade's queue.
+    #[cfg(feature = "dispatch")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dispatch")))]
     pub fn dispatcher(&self) -> DispatcherBuilder {
         DispatcherBuilder::new(self.clone())
     }

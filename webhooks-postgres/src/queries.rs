@@ -950,6 +950,10 @@ mod tests {
         rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn claiming_reads_the_claimable_index_in_order_and_locks_only_what_it_takes() {
         let Some((client, _database)) = big_queue(20_000).await else { return };
@@ -977,6 +981,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn the_next_due_time_comes_from_the_front_of_the_index() {
         let Some((client, _database)) = big_queue(20_000).await else { return };
@@ -987,6 +995,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn publishing_looks_listeners_up_by_event_type() {
         let Some((client, _database)) = big_queue(1_000).await else { return };
@@ -1001,6 +1013,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn publishing_for_one_owner_among_100_000_subscriptions_looks_its_listeners_up_by_key() {
         let Some(database) = TestDatabase::create().await.unwrap() else { return };
@@ -1050,6 +1066,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn recording_writes_a_batch_by_key() {
         let Some((client, _database)) = big_queue(20_000).await else { return };
@@ -1075,6 +1095,10 @@ mod tests {
         }
     }
 
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     #[tokio::test]
     async fn purging_reads_the_finished_index() {
         let Some((client, _database)) = big_queue(20_000).await else { return };

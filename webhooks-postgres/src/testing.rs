@@ -1,12 +1,23 @@
-//! A throwaway database per test, on the server `WEBHOOKS_POSTGRES_URL`
-//! names (feature `testing`).
+//! A throwaway database per test (feature `testing`).
 //!
-//! Without that variable there is no server: a test asks
-//! [`TestDatabase::create`], gets `None`, and returns, having said on the
-//! terminal that it was skipped, so a run without a server never looks
-//! like a run that passed.
+//! The server is the one `WEBHOOKS_POSTGRES_URL` names, or else one this
+//! module starts from the machine's PostgreSQL binaries
+//! (`/usr/lib/postgresql/*/bin`): a new cluster in a temporary directory, on
+//! a free port of 127.0.0.1, with TLS when `openssl` is there to make a
+//! certificate; one per test binary, stopped and removed when that process
+//! exits. As root it runs as the `postgres` user, since PostgreSQL refuses
+//! to run as root.
+//!
+//! Whether either can be had is decided when the crate is built: its build
+//! script sets `cfg(postgres_server)` (and `cfg(postgres_tls)` when a CA
+//! certificate can be had too), and the tests carry
+//! `#[cfg_attr(not(postgres_server), ignore = "...")]`, so a machine
+//! without PostgreSQL reports them as ignored, never as passed.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 
 use crate::{Error, PostgresStore, config, tls};
 
@@ -14,20 +25,224 @@ use crate::{Error, PostgresStore, config, tls};
 /// create databases.
 pub const URL_VARIABLE: &str = "WEBHOOKS_POSTGRES_URL";
 
-/// The server's URL, or `None` having said `skipped: WEBHOOKS_POSTGRES_URL
-/// is not set` on stderr. It is written past the test harness's output
-/// capture, so it shows even when the test passes.
+/// The variable naming the PEM file of the CA that signed the server's
+/// certificate, for the TLS tests against the server [`URL_VARIABLE`] names.
+pub const CA_VARIABLE: &str = "WEBHOOKS_POSTGRES_CA";
+
+/// The server's URL: the one [`URL_VARIABLE`] names, or else that of a
+/// server started from the machine's PostgreSQL binaries. `None`, having
+/// said `skipped: ...` on stderr, when there is neither.
+///
+/// # Panics
+///
+/// When the binaries are there but the server does not start; the message
+/// carries its log.
 pub fn server_url() -> Option<String> {
     match std::env::var(URL_VARIABLE) {
         Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let test = std::thread::current().name().map(|name| format!(" ({name})")).unwrap_or_default();
-            // One write, so the line is not split by the harness's own.
-            let line = format!("skipped: {URL_VARIABLE} is not set{test}\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
+        _ => match local_server() {
+            Some(server) => Some(server.url.clone()),
+            None => {
+                skipped(&format!("{URL_VARIABLE} is not set and there are no PostgreSQL binaries"));
+                None
+            }
+        },
     }
+}
+
+/// The CA certificate (a PEM file) that signed the server's certificate:
+/// [`CA_VARIABLE`] when [`URL_VARIABLE`] names the server, or else the
+/// started server's. `None`, having said so on stderr, when there is none.
+pub fn server_ca() -> Option<PathBuf> {
+    let ca = match std::env::var(URL_VARIABLE) {
+        Ok(url) if !url.is_empty() => {
+            std::env::var_os(CA_VARIABLE).filter(|ca| !ca.is_empty()).map(PathBuf::from)
+        }
+        _ => local_server().and_then(|server| server.ca.clone()),
+    };
+    if ca.is_none() {
+        skipped("there is no CA certificate for the server");
+    }
+    ca
+}
+
+/// Says on stderr that the current test is skipped, past the test
+/// harness's output capture, so it shows even when the test passes.
+fn skipped(why: &str) {
+    let test = std::thread::current().name().map(|name| format!(" ({name})")).unwrap_or_default();
+    // One write, so the line is not split by the harness's own.
+    let line = format!("skipped: {why}{test}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// A server this process started.
+struct LocalServer {
+    url: String,
+    ca: Option<PathBuf>,
+    /// Held open for the life of the process: when the process ends, for any
+    /// reason, the pipe closes and the watcher at its other end stops the
+    /// server and removes its directory.
+    _watcher: ChildStdin,
+}
+
+/// The server of this test binary, started at the first call; `None`
+/// without PostgreSQL binaries.
+fn local_server() -> Option<&'static LocalServer> {
+    static SERVER: OnceLock<Option<LocalServer>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let bin = binaries()?;
+            Some(start(&bin).unwrap_or_else(|error| panic!("could not start a PostgreSQL server: {error}")))
+        })
+        .as_ref()
+}
+
+/// The newest PostgreSQL server's binaries: a machine may have a client
+/// without a server.
+fn binaries() -> Option<PathBuf> {
+    let mut found: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().join("bin/initdb").is_file())
+        .map(|entry| {
+            let version = entry
+                .file_name()
+                .to_string_lossy()
+                .split('.')
+                .map(|part| part.parse().unwrap_or(0))
+                .collect();
+            (version, entry.path().join("bin"))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// A command run as the server's user: `postgres` when running as root.
+fn as_server_user(root: bool, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Runs `command`; its output is the error when it fails.
+fn run(command: &mut Command, what: &str) -> Result<(), String> {
+    let output = command.stdin(Stdio::null()).output().map_err(|error| format!("{what}: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// Makes a cluster in a new temporary directory and starts it, as
+/// `.ci/postgres` does.
+fn start(bin: &Path) -> Result<LocalServer, String> {
+    let root = is_root();
+    let dir = std::env::temp_dir().join(format!("webhooks-postgres-test-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir(&dir).map_err(|error| format!("creating {}: {error}", dir.display()))?;
+    // The watcher first, so the directory goes even if starting fails. It
+    // is a process group of its own, so Ctrl-C on the tests does not stop
+    // it before it cleans up.
+    let pg_ctl = bin.join("pg_ctl");
+    let stop = format!(
+        "read _ignored; {} {} -D {}/data -m immediate stop >/dev/null 2>&1; rm -rf {}",
+        if root { "runuser -u postgres --" } else { "" },
+        pg_ctl.display(),
+        dir.display(),
+        dir.display()
+    );
+    let mut watcher = {
+        use std::os::unix::process::CommandExt;
+        Command::new("sh")
+            .args(["-c", &stop])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|error| format!("starting the clean-up watcher: {error}"))?
+    };
+    let watcher = watcher.stdin.take().ok_or("the watcher has no stdin")?;
+    if root {
+        run(Command::new("chown").arg("postgres:").arg(&dir), "chown")?;
+    }
+    run(Command::new("chmod").arg("700").arg(&dir), "chmod")?;
+
+    let password = "webhooks-test-pw";
+    run(
+        as_server_user(root, "sh")
+            .args(["-c", &format!("echo {password} > \"$1\"/password"), "sh"])
+            .arg(&dir),
+        "writing the password",
+    )?;
+    run(
+        as_server_user(root, bin.join("initdb"))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-U", "webhooks", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"])
+            .args(["--locale=C.UTF-8", "--no-sync"])
+            .arg(format!("--pwfile={}", dir.join("password").display())),
+        "initdb",
+    )?;
+
+    // A throwaway CA and a certificate it signs for 127.0.0.1, so a client
+    // can verify the server fully, when openssl is there to make them.
+    let certificates = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=webhooks-test-ca \
+            -keyout ca.key -out ca.crt &&
+        openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout data/server.key -out server.csr &&
+        printf '%s\\n' subjectAltName=IP:127.0.0.1 basicConstraints=CA:FALSE extendedKeyUsage=serverAuth > server.ext &&
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out data/server.crt &&
+        chmod 600 data/server.key";
+    let tls = run(as_server_user(root, "sh").current_dir(&dir).args(["-c", certificates]), "openssl").is_ok();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|error| format!("finding a free port: {error}"))?
+        .port();
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off \
+         -c synchronous_commit=off -c full_page_writes=off -c ssl={}",
+        dir.display(),
+        if tls { "on" } else { "off" }
+    );
+    {
+        use std::os::unix::process::CommandExt;
+        run(
+            as_server_user(root, &pg_ctl)
+                .arg("-D")
+                .arg(dir.join("data"))
+                .arg("-l")
+                .arg(dir.join("server.log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"])
+                .stdout(Stdio::null())
+                .process_group(0),
+            "pg_ctl start",
+        )
+        .map_err(|error| {
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            format!("{error}\n{log}")
+        })?;
+    }
+    Ok(LocalServer {
+        url: format!("postgres://webhooks:{password}@127.0.0.1:{port}/postgres"),
+        ca: tls.then(|| dir.join("ca.crt")),
+        _watcher: watcher,
+    })
 }
 
 /// A new, empty database on the server, dropped (with whatever is still
@@ -40,12 +255,16 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates a database on the server [`server_url`] names; `Ok(None)`
-    /// when none is named.
+    /// Creates a database on the server [`server_url`] finds; `Ok(None)`
+    /// when there is none.
     ///
     /// # Errors
     ///
     /// When the server cannot be reached or refuses to create a database.
+    ///
+    /// # Panics
+    ///
+    /// As [`server_url`].
     pub async fn create() -> Result<Option<Self>, Error> {
         let Some(server) = server_url() else { return Ok(None) };
         Self::create_on(&server).await.map(Some)

@@ -3,7 +3,8 @@
 //! of a store that went away, migrations racing, schema versions, purging,
 //! on a real server with a fresh database per test.
 //!
-//! Without `WEBHOOKS_POSTGRES_URL` each test says it is skipped and returns.
+//! The server is the one `WEBHOOKS_POSTGRES_URL` names or one the tests
+//! start; with neither, cargo reports the tests as ignored.
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ async fn count(store: &PostgresStore, sql: &str) -> i64 {
     store.pool().get().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_stores_on_one_database_never_claim_the_same_delivery() {
     let Some((first, database)) = fresh().await else { return };
@@ -40,6 +42,7 @@ async fn three_stores_on_one_database_never_claim_the_same_delivery() {
     assert!(per_store.iter().all(|&n| n > 0), "every store claimed some: {per_store:?}");
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_claim_passes_over_rows_another_session_holds_instead_of_waiting() {
     let Some((store, _database)) = fresh().await else { return };
@@ -79,6 +82,7 @@ async fn a_claim_passes_over_rows_another_session_holds_instead_of_waiting() {
     assert_eq!(rest.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), ids[..3]);
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn the_claims_of_a_store_that_went_away_come_back_when_their_leases_end() {
     let Some((survivor, database)) = fresh().await else { return };
@@ -99,6 +103,7 @@ async fn the_claims_of_a_store_that_went_away_come_back_when_their_leases_end() 
     assert!(back.iter().all(|c| c.delivery.attempts == 0), "an expired lease is not an attempt");
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn reconnecting_keeps_subscriptions_deliveries_leases_and_logs() {
     let Some((store, database)) = fresh().await else { return };
@@ -115,6 +120,7 @@ async fn reconnecting_keeps_subscriptions_deliveries_leases_and_logs() {
     .await;
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_starting_at_once_migrate_the_database_once() {
     let Some(database) = TestDatabase::create().await.unwrap() else { return };
@@ -137,6 +143,7 @@ async fn instances_starting_at_once_migrate_the_database_once() {
     assert_eq!(stores[5].subscriptions().await.unwrap().len(), 1);
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_database_from_a_newer_schema_is_refused_and_left_alone() {
     let Some((store, database)) = fresh().await else { return };
@@ -164,6 +171,7 @@ async fn a_database_from_a_newer_schema_is_refused_and_left_alone() {
     assert_eq!(count(&store, "SELECT count(*) FROM webhooks.subscriptions").await, 1);
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_store_can_be_built_on_the_hosts_own_pool() {
     let Some(database) = TestDatabase::create().await.unwrap() else { return };
@@ -178,6 +186,7 @@ async fn a_store_can_be_built_on_the_hosts_own_pool() {
     assert_eq!(store.subscriptions().await.unwrap().len(), 1);
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn passwords_never_show_in_errors_or_debug_output() {
     let Some((store, database)) = fresh().await else { return };
@@ -202,6 +211,7 @@ async fn passwords_never_show_in_errors_or_debug_output() {
     assert!(shown.contains("127.0.0.1:1") && !shown.contains(&password), "{shown}");
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_retry_that_never_comes_round_trips() {
     let Some((store, _database)) = fresh().await else { return };
@@ -214,6 +224,7 @@ async fn a_retry_that_never_comes_round_trips() {
     assert!(store.claim_due(at(1_000_000_000), 10, never, &[]).await.unwrap().is_empty());
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn times_round_trip_to_the_microsecond() {
     let Some((store, _database)) = fresh().await else { return };
@@ -231,6 +242,7 @@ async fn times_round_trip_to_the_microsecond() {
     );
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_response_body_with_nul_is_logged_and_does_not_fail_its_batch() {
     let Some((store, _database)) = fresh().await else { return };
@@ -250,6 +262,7 @@ async fn a_response_body_with_nul_is_logged_and_does_not_fail_its_batch() {
     assert_eq!(store.attempts(second).await.unwrap()[0].result, AttemptResult::Error("reset\u{FFFD}".into()));
 }
 
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_resent_delivery_of_a_disabled_subscription_stays_held() {
     let Some((store, _database)) = fresh().await else { return };
@@ -269,6 +282,7 @@ async fn a_resent_delivery_of_a_disabled_subscription_stays_held() {
 
 /// Publishes race a disable from another store: whichever commits first,
 /// no delivery to the disabled subscription is left claimable.
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn publishes_racing_a_disable_leave_no_delivery_unheld() {
     let Some((store, database)) = fresh().await else { return };
@@ -307,6 +321,7 @@ async fn publishes_racing_a_disable_leave_no_delivery_unheld() {
 /// Three stores record failing attempts for two subscriptions at once, in
 /// batches, while publishing more, until both are disabled: locks taken in
 /// one order everywhere, so nothing fails with a deadlock.
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_recorders_publishers_and_disables_never_deadlock() {
     let Some((store, database)) = fresh().await else { return };

@@ -3,9 +3,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
-use hmac::Mac;
+use hmac::{KeyInit, Mac};
 use http::{HeaderMap, HeaderName};
-use rand::RngCore;
+use rand::Rng;
 
 use super::{HmacSha256, Message, SignatureScheme, VerifyError, fresh_timestamp, header, header_value};
 use crate::secret::Secret;

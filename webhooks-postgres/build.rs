@@ -1,0 +1,44 @@
+// Tells the tests whether a PostgreSQL server can be had, so that where
+// none can they are reported as ignored rather than passed:
+//
+// - `cfg(postgres_server)`: WEBHOOKS_POSTGRES_URL names a server, or the
+//   machine has PostgreSQL's server binaries (/usr/lib/postgresql/*/bin)
+//   for the `testing` module to start one;
+// - `cfg(postgres_tls)`: the same, with a CA certificate for the TLS tests
+//   (WEBHOOKS_POSTGRES_CA beside the URL, or `openssl` to make one).
+//
+// The workspace's root package has this file as its own build script (a
+// symbolic link), for its end-to-end tests.
+
+use std::path::Path;
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(postgres_server)");
+    println!("cargo::rustc-check-cfg=cfg(postgres_tls)");
+    println!("cargo::rerun-if-env-changed=WEBHOOKS_POSTGRES_URL");
+    println!("cargo::rerun-if-env-changed=WEBHOOKS_POSTGRES_CA");
+    println!("cargo::rerun-if-env-changed=PATH");
+    // Installing or removing PostgreSQL changes this directory, or, when it
+    // is missing, the one it would be made in (a missing path would make
+    // cargo run this script, and build the crate, every time).
+    let installs = if Path::new("/usr/lib/postgresql").exists() { "/usr/lib/postgresql" } else { "/usr/lib" };
+    println!("cargo::rerun-if-changed={installs}");
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    let (server, tls) = if set("WEBHOOKS_POSTGRES_URL") {
+        (true, set("WEBHOOKS_POSTGRES_CA"))
+    } else {
+        let binaries = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|versions| versions.filter_map(Result::ok).any(|v| v.path().join("bin/initdb").is_file()))
+            .unwrap_or(false);
+        let openssl = std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| Path::new(&dir).join("openssl").is_file())
+        });
+        (binaries, binaries && openssl)
+    };
+    if server {
+        println!("cargo::rustc-cfg=postgres_server");
+    }
+    if tls {
+        println!("cargo::rustc-cfg=postgres_tls");
+    }
+}
