@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
+
+#[cfg(not(feature = "metrics"))]
+use crate::telemetry::metrics;
+#[cfg(not(feature = "tracing"))]
+use crate::telemetry::tracing;
 use tracing::Instrument;
 
 use crate::error::Error;

@@ -5,8 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[cfg(not(feature = "metrics"))]
-use crate::telemetry::metrics;
 #[cfg(not(feature = "tracing"))]
 use crate::telemetry::tracing;
 use chrono::{DateTime, Utc};

@@ -1018,6 +1018,10 @@ mod tests {
         ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
     )]
     #[tokio::test]
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
     async fn publishing_for_one_owner_among_100_000_subscriptions_looks_its_listeners_up_by_key() {
         let Some(database) = TestDatabase::create().await.unwrap() else { return };
         let store = database.store().await.unwrap();

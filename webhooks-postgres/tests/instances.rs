@@ -379,6 +379,7 @@ async fn concurrent_recorders_publishers_and_disables_never_deadlock() {
 /// Two instances publishing one idempotency key at the same instant create
 /// one event: the unique index decides, not a read before the write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 async fn instances_racing_with_one_idempotency_key_create_one_event() {
     let Some((first, database)) = fresh().await else { return };
     let second = database.store().await.unwrap();
