@@ -1,8 +1,9 @@
 //! The dispatcher: claims due deliveries, signs, POSTs and records outcomes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 #[cfg(not(feature = "metrics"))]
@@ -10,7 +11,7 @@ use crate::telemetry::metrics;
 #[cfg(not(feature = "tracing"))]
 use crate::telemetry::tracing;
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -164,7 +165,11 @@ impl DispatcherBuilder {
     }
 
     /// Calls `hook` with every recorded attempt, e.g. to alert when an
-    /// endpoint is disabled. It runs on the attempt's task: keep it quick.
+    /// endpoint is disabled. It runs on a task of its own, one outcome after
+    /// another in the order they were recorded, never on an attempt's path:
+    /// a slow hook delays the hooks after it, not deliveries (though a hook
+    /// that blocks its thread takes that thread from the runtime). A hook
+    /// that panics is logged and still called with the next outcome.
     pub fn on_outcome(mut self, hook: impl Fn(&AttemptOutcome) + Send + Sync + 'static) -> Self {
         self.on_outcome = Some(Arc::new(hook));
         self
@@ -237,7 +242,7 @@ impl fmt::Debug for Dispatcher {
     }
 }
 
-/// What every attempt task needs.
+/// What every worker needs, for the dispatcher's whole life.
 struct Shared {
     webhooks: Webhooks,
     client: reqwest::Client,
@@ -253,12 +258,6 @@ const RECORD_BATCH: usize = 256;
 /// How often the pending-deliveries gauge is refreshed from the store.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// An attempt waiting to be recorded, and where to hand back the result.
-struct ToRecord {
-    record: AttemptRecord,
-    done: oneshot::Sender<(AttemptRecord, StoreResult<Recorded>)>,
-}
-
 impl Dispatcher {
     /// How long a claim is held: longer than the longest possible attempt
     /// (the request timeout bounds the whole exchange) plus time to record
@@ -271,143 +270,314 @@ impl Dispatcher {
     /// flight finish and be recorded (each is bounded by the request timeout)
     /// and returns. Nothing claimed is left behind: every claim is attempted
     /// and recorded, and a failed record is retried by lease expiry.
+    ///
+    /// `concurrency` workers are spawned once and each loops: take a claim,
+    /// make the attempt, record it. One worker at a time claims from the
+    /// store, for itself and for every worker waiting behind it, so the
+    /// store sees few calls under load; when nothing is due, that worker
+    /// alone watches for work (the facade's publishes, the store's
+    /// [`Store::wake_ups`], the next due time, the poll interval) while the
+    /// others wait behind it. A store that [prefers batches](Store::prefers_batches)
+    /// gets the records of many attempts in one call from a recorder task;
+    /// otherwise each worker records its own attempt. The
+    /// [outcome hook](DispatcherBuilder::on_outcome) runs on a task of its own.
     pub async fn run(self, shutdown: CancellationToken) {
         let webhooks = &self.shared.webhooks;
-        let store = webhooks.store();
-        let clock = webhooks.clock();
-        let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
-        let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
-        // A store that pays per call (a commit) claims for a quarter of the
-        // slots at a time and records through one recorder, in batches.
-        let batches = store.prefers_batches();
-        let claim_batch = if batches { (self.concurrency / 4).max(1) } else { 1 };
-        let (to_record, records) = mpsc::unbounded_channel();
-        let recorder = batches.then(|| tokio::spawn(record_in_batches(Arc::clone(store), records)));
-        let mut in_flight = JoinSet::new();
-        let mut per_endpoint: HashMap<SubscriptionId, usize> = HashMap::new();
-        // Which endpoint each task in flight serves, to free its slot however
-        // the task ends.
-        let mut endpoints: HashMap<tokio::task::Id, SubscriptionId> = HashMap::new();
-        let mut gauge_refreshed: Option<Instant> = None;
+        let store = Arc::clone(webhooks.store());
+        let (hooks, hook_runner) = match &self.shared.on_outcome {
+            Some(hook) => {
+                let (hooks, queue) = mpsc::unbounded_channel();
+                (Some(hooks), Some(tokio::spawn(run_hooks(Arc::clone(hook), queue))))
+            }
+            None => (None, None),
+        };
+        let outcomes = Outcomes { webhooks: webhooks.clone(), hooks };
+        let watch = Arc::new(Watch {
+            changes: AtomicUsize::new(0),
+            idle: AtomicBool::new(false),
+            wake: Notify::new(),
+        });
+        // Room for one record per slot: a store slower to record than the
+        // workers are to attempt holds the workers back, so at most a
+        // bounded number of attempts wait unrecorded under their leases.
+        let (to_record, recorder) = if store.prefers_batches() {
+            let (to_record, queue) = mpsc::channel(self.concurrency);
+            let recorder = tokio::spawn(record_in_batches(
+                Arc::clone(&store),
+                outcomes.clone(),
+                Arc::clone(&watch),
+                queue,
+            ));
+            (Some(to_record), Some(recorder))
+        } else {
+            (None, None)
+        };
+        let pool = Arc::new(Pool {
+            wake_ups: store.wake_ups(),
+            store,
+            shared: Arc::clone(&self.shared),
+            lease: chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX),
+            poll: chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX),
+            shutdown,
+            claimer: tokio::sync::Mutex::new(Claimer { gauge_refreshed: None, busy: Vec::new() }),
+            waiting: AtomicUsize::new(0),
+            ready: Mutex::new(VecDeque::new()),
+            shares: Arc::new(Shares { per_endpoint: self.per_endpoint, loads: Mutex::new(HashMap::new()) }),
+            watch,
+            to_record,
+            outcomes,
+        });
         tracing::info!(
             concurrency = self.concurrency,
             per_endpoint = self.per_endpoint,
             "dispatcher started"
         );
 
-        while !shutdown.is_cancelled() {
-            // Registered before looking at the store, so a publish that
-            // lands while we look still wakes us.
-            let work = webhooks.work().notified();
-            tokio::pin!(work);
-            work.as_mut().enable();
-
-            if gauge_refreshed.is_none_or(|at| at.elapsed() >= GAUGE_INTERVAL) {
-                gauge_refreshed = Some(Instant::now());
-                match store.pending_count().await {
-                    Ok(pending) => metrics::gauge!("webhooks_pending_deliveries").set(pending as f64),
-                    Err(error) => tracing::warn!(%error, "store failed to count pending deliveries"),
-                }
-            }
-
-            let free = self.concurrency - in_flight.len();
-            let now = clock.now();
-            let mut wait_until = now + poll;
-            if free >= claim_batch || in_flight.is_empty() {
-                // Endpoints with their share in flight wait in the queue.
-                let busy: Vec<SubscriptionId> = per_endpoint
-                    .iter()
-                    .filter(|(_, load)| **load >= self.per_endpoint)
-                    .map(|(id, _)| *id)
-                    .collect();
-                match store.claim_due(now, free, now + lease, &busy).await {
-                    Ok(claims) => {
-                        let more_due = claims.len() == free;
-                        let mut over_share = Vec::new();
-                        for claim in claims {
-                            let load = per_endpoint.entry(claim.subscription.id).or_default();
-                            if *load >= self.per_endpoint {
-                                over_share.push(claim.delivery.id);
-                                continue;
-                            }
-                            *load += 1;
-                            let shared = Arc::clone(&self.shared);
-                            let to_record = recorder.is_some().then(|| to_record.clone());
-                            let span = attempt_span(&claim);
-                            let endpoint = claim.subscription.id;
-                            let lease_until = now + lease;
-                            let task = in_flight.spawn(
-                                async move { shared.attempt(claim, lease_until, to_record).await }
-                                    .instrument(span),
-                            );
-                            endpoints.insert(task.id(), endpoint);
-                        }
-                        // More of one endpoint than its share came in one
-                        // batch: back at once; the next claim passes it over.
-                        if !over_share.is_empty()
-                            && let Err(error) = store.release(&over_share, now).await
-                        {
-                            tracing::error!(%error, "store failed to release claims; their leases will end");
-                        }
-                        if more_due && self.concurrency - in_flight.len() >= claim_batch {
-                            continue;
-                        }
-                        if more_due {
-                            // Every slot is taken: look again when one frees.
-                            wait_until = DateTime::<Utc>::MAX_UTC;
-                        } else {
-                            match store.next_due_at().await {
-                                // Due now yet not claimed: it is a busy endpoint's,
-                                // claimable when one of its attempts ends.
-                                Ok(Some(due)) if due <= now => {}
-                                Ok(Some(due)) => wait_until = wait_until.min(due),
-                                Ok(None) => {}
-                                Err(error) => {
-                                    tracing::error!(%error, "store failed to tell the next due time")
-                                }
-                            }
+        let mut workers = JoinSet::new();
+        for _ in 0..self.concurrency {
+            workers.spawn(Arc::clone(&pool).work());
+        }
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                done = workers.join_next() => match done {
+                    None => break,
+                    Some(Ok(())) => {}
+                    Some(Err(error)) => {
+                        // Its attempt's slot was freed as it unwound and its
+                        // claim's lease ends; a new worker keeps the
+                        // concurrency.
+                        tracing::error!(%error, "a dispatch worker failed");
+                        if !pool.shutdown.is_cancelled() {
+                            workers.spawn(Arc::clone(&pool).work());
                         }
                     }
-                    Err(error) => tracing::error!(%error, "store failed to claim deliveries"),
+                },
+                () = pool.shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    tracing::info!("dispatcher stopping; finishing attempts in flight");
                 }
-            } else {
-                wait_until = DateTime::<Utc>::MAX_UTC;
-            }
-
-            if wait_until <= clock.now() {
-                continue;
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = &mut work => {}
-                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                    finished(done, &mut endpoints, &mut per_endpoint);
-                }
-                () = clock.sleep_until(wait_until) => {}
             }
         }
-
-        tracing::info!(in_flight = in_flight.len(), "dispatcher stopping; finishing attempts in flight");
-        while let Some(done) = in_flight.join_next_with_id().await {
-            finished(done, &mut endpoints, &mut per_endpoint);
+        // Workers drain the claims taken for them before they stop; any left
+        // by a failed worker go back at once.
+        let left: Vec<DeliveryId> = pool.lock_ready().drain(..).map(|c| c.claim.delivery.id).collect();
+        if !left.is_empty()
+            && let Err(error) = pool.store.release(&left, pool.shared.webhooks.clock().now()).await
+        {
+            tracing::error!(%error, "store failed to release claims; their leases will end");
         }
-        drop(to_record);
+        // The last handles on the recorder's and the hooks' queues go with
+        // the pool: both finish what was queued and end.
+        drop(pool);
         if let Some(recorder) = recorder
             && let Err(error) = recorder.await
         {
             tracing::error!(%error, "the recorder failed");
         }
+        if let Some(hook_runner) = hook_runner
+            && let Err(error) = hook_runner.await
+        {
+            tracing::error!(%error, "the outcome hook runner failed");
+        }
         tracing::info!("dispatcher stopped");
+    }
+}
+
+/// What the workers of one [`Dispatcher::run`] share.
+struct Pool {
+    shared: Arc<Shared>,
+    store: Arc<dyn Store>,
+    wake_ups: Option<Arc<Notify>>,
+    lease: chrono::Duration,
+    poll: chrono::Duration,
+    shutdown: CancellationToken,
+    /// Held by the one worker claiming from the store (or watching for
+    /// work); the others queue behind it.
+    claimer: tokio::sync::Mutex<Claimer>,
+    /// Workers queued for a claim: the claimer claims for them too.
+    waiting: AtomicUsize,
+    watch: Arc<Watch>,
+    /// Claims taken for queued workers, each already counted in its
+    /// endpoint's share.
+    ready: Mutex<VecDeque<Claimed>>,
+    shares: Arc<Shares>,
+    /// The recorder's queue, when the store records in batches.
+    to_record: Option<mpsc::Sender<ToRecord>>,
+    outcomes: Outcomes,
+}
+
+/// How the claimer, waiting for work, learns that it should look again:
+/// a worker queued for a claim (its attempt ended: its endpoint's share is
+/// free, and a retry may be due) or the recorder recorded a batch.
+struct Watch {
+    /// Counts the changes; the claimer compares it before and after looking.
+    changes: AtomicUsize,
+    /// Whether the claimer is waiting for work; only then is it woken.
+    idle: AtomicBool,
+    wake: Notify,
+}
+
+impl Watch {
+    /// Tells an idle claimer that something changed. Costs one atomic add
+    /// and one load while the claimer is busy.
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        if self.idle.load(Ordering::SeqCst) {
+            // A permit is kept if the claimer is not polling yet.
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The claimer's own state, kept between claims.
+struct Claimer {
+    gauge_refreshed: Option<Instant>,
+    /// The endpoints to pass over, reused from claim to claim.
+    busy: Vec<SubscriptionId>,
+}
+
+/// A claim on its way to an attempt, holding its place in its endpoint's
+/// share.
+struct Claimed {
+    claim: Claim,
+    lease_until: DateTime<Utc>,
+    _share: Share,
+}
+
+/// Requests in flight (or claimed for one) per endpoint.
+struct Shares {
+    per_endpoint: usize,
+    loads: Mutex<HashMap<SubscriptionId, usize>>,
+}
+
+impl Shares {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SubscriptionId, usize>> {
+        // The map stays consistent whatever panicked while it was held.
+        self.loads.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The endpoints that have their whole share, into `busy`.
+    fn busy(&self, busy: &mut Vec<SubscriptionId>) {
+        busy.clear();
+        busy.extend(self.lock().iter().filter(|(_, load)| **load >= self.per_endpoint).map(|(id, _)| *id));
+    }
+
+    /// A place in `endpoint`'s share, if it has one free.
+    fn take(self: &Arc<Self>, endpoint: SubscriptionId) -> Option<Share> {
+        let mut loads = self.lock();
+        let load = loads.entry(endpoint).or_default();
+        if *load >= self.per_endpoint {
+            return None;
+        }
+        *load += 1;
+        Some(Share { shares: Arc::clone(self), endpoint })
+    }
+}
+
+/// A place in an endpoint's share, given back when dropped: however the
+/// attempt ends, a panic included, the slot is not lost. The worker that
+/// held it then queues for a claim, which wakes the claimer to look again.
+struct Share {
+    shares: Arc<Shares>,
+    endpoint: SubscriptionId,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut loads = self.shares.lock();
+        let Some(load) = loads.get_mut(&self.endpoint) else { return };
+        *load -= 1;
+        if *load == 0 {
+            loads.remove(&self.endpoint);
+        }
+    }
+}
+
+/// An attempt waiting to be recorded, with what its outcome needs.
+struct ToRecord {
+    record: AttemptRecord,
+    about: About,
+}
+
+/// Which delivery an attempt was, for its outcome.
+struct About {
+    subscription_id: SubscriptionId,
+    event_type: String,
+    span: tracing::Span,
+}
+
+/// What follows a recorded attempt: the waiters on settled deliveries,
+/// metrics, logs and the host's hook.
+#[derive(Clone)]
+struct Outcomes {
+    webhooks: Webhooks,
+    hooks: Option<mpsc::UnboundedSender<AttemptOutcome>>,
+}
+
+impl Outcomes {
+    fn recorded(&self, record: AttemptRecord, result: StoreResult<Recorded>, about: About) {
+        let recorded = match result {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                // The lease runs out and the delivery is attempted again:
+                // at least once, never lost.
+                tracing::error!(%error, "could not record the attempt; it will be retried when its lease ends");
+                return;
+            }
+        };
+        self.webhooks.settled().notify_waiters();
+        let verdict = record.verdict;
+        metrics::counter!("webhooks_attempts_total", "outcome" => verdict.as_str()).increment(1);
+        metrics::histogram!("webhooks_attempt_duration_seconds", "outcome" => verdict.as_str())
+            .record(record.attempt.duration.as_secs_f64());
+        if recorded.disabled_subscription {
+            metrics::counter!("webhooks_endpoints_disabled_total").increment(1);
+        }
+        match (&record.attempt.result, recorded.disabled_subscription) {
+            (_, true) => tracing::warn!(failures = recorded.consecutive_failures, "endpoint disabled"),
+            (AttemptResult::Error(error), _) => tracing::info!(%error, "attempt failed"),
+            _ => tracing::debug!("attempt recorded"),
+        }
+        if let Some(hooks) = &self.hooks {
+            let _ = hooks.send(AttemptOutcome {
+                delivery_id: record.attempt.delivery_id,
+                subscription_id: about.subscription_id,
+                event_type: about.event_type,
+                attempt: record.attempt,
+                verdict,
+                recorded,
+            });
+        }
+    }
+}
+
+/// Calls the host's hook with each outcome, in the order they were recorded,
+/// on a task of its own: a slow hook delays later hooks, not attempts. A
+/// panicking hook is logged and the next outcome is handed to it all the same.
+async fn run_hooks(hook: OutcomeHook, mut queue: mpsc::UnboundedReceiver<AttemptOutcome>) {
+    let mut outcomes = Vec::with_capacity(RECORD_BATCH);
+    while queue.recv_many(&mut outcomes, RECORD_BATCH).await > 0 {
+        for outcome in outcomes.drain(..) {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&outcome))).is_err() {
+                tracing::error!(delivery_id = %outcome.delivery_id, "the outcome hook panicked");
+            }
+        }
     }
 }
 
 /// Records attempts as they come, every one queued meanwhile in the same
 /// transaction: a durable store pays one commit for many attempts.
-async fn record_in_batches(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<ToRecord>) {
+async fn record_in_batches(
+    store: Arc<dyn Store>,
+    outcomes: Outcomes,
+    watch: Arc<Watch>,
+    mut queue: mpsc::Receiver<ToRecord>,
+) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let (records, done): (Vec<AttemptRecord>, Vec<_>) =
-            batch.drain(..).map(|t| (t.record, t.done)).unzip();
+        let (records, about): (Vec<AttemptRecord>, Vec<About>) =
+            batch.drain(..).map(|t| (t.record, t.about)).unzip();
         let results = match store.record_attempts(&records).await {
             Ok(results) if results.len() == records.len() => results,
             Ok(_) => {
@@ -418,8 +588,11 @@ async fn record_in_batches(store: Arc<dyn Store>, mut queue: mpsc::UnboundedRece
                 records.iter().map(|_| Err(StoreError::backend(message.clone()))).collect()
             }
         };
-        for ((record, result), done) in records.into_iter().zip(results).zip(done) {
-            let _ = done.send((record, result));
+        // Retries may be due now.
+        watch.changed();
+        for ((record, result), about) in records.into_iter().zip(results).zip(about) {
+            let span = about.span.clone();
+            span.in_scope(|| outcomes.recorded(record, result, about));
         }
     }
 }
@@ -437,42 +610,145 @@ fn attempt_span(claim: &Claim) -> tracing::Span {
     )
 }
 
-/// Frees the endpoint's slot of a finished attempt, even one whose task
-/// panicked (in the host's outcome hook, say): a lost slot would stall the
-/// endpoint once its share is used up.
-fn finished(
-    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
-    endpoints: &mut HashMap<tokio::task::Id, SubscriptionId>,
-    per_endpoint: &mut HashMap<SubscriptionId, usize>,
-) {
-    let task = match done {
-        Ok((task, ())) => task,
-        Err(error) => {
-            // Its lease ends and the delivery is attempted again.
-            tracing::error!(%error, "an attempt task failed");
-            error.id()
-        }
-    };
-    let Some(endpoint) = endpoints.remove(&task) else { return };
-    if let Some(load) = per_endpoint.get_mut(&endpoint) {
-        *load -= 1;
-        if *load == 0 {
-            per_endpoint.remove(&endpoint);
+impl Pool {
+    fn lock_ready(&self) -> MutexGuard<'_, VecDeque<Claimed>> {
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One worker: attempts claims until shutdown and no claim taken for it
+    /// is left.
+    async fn work(self: Arc<Self>) {
+        while let Some(claimed) = self.next_claim().await {
+            let span = attempt_span(&claimed.claim);
+            self.attempt(claimed).instrument(span).await;
         }
     }
-}
 
-impl Shared {
-    /// Makes one attempt and records it, all before `lease_until`.
-    /// `to_record` is the recorder's queue when the store records in batches.
-    async fn attempt(
-        &self,
-        claim: Claim,
-        lease_until: DateTime<Utc>,
-        to_record: Option<mpsc::UnboundedSender<ToRecord>>,
-    ) {
-        let Claim { delivery, subscription } = claim;
-        let webhooks = &self.webhooks;
+    /// The next claim to attempt: one taken for this worker already, or one
+    /// it claims itself (for the workers queued behind it too), waiting for
+    /// work if none is due. `None` once shutting down with nothing claimed.
+    async fn next_claim(&self) -> Option<Claimed> {
+        loop {
+            if let Some(claimed) = self.lock_ready().pop_front() {
+                return Some(claimed);
+            }
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            self.watch.changed();
+            let mut claimer = self.claimer.lock().await;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            // The worker before us may have claimed for us.
+            if let Some(claimed) = self.lock_ready().pop_front() {
+                return Some(claimed);
+            }
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            if let Some(claimed) = self.claim(&mut claimer).await {
+                return Some(claimed);
+            }
+        }
+    }
+
+    /// Claims for this worker and those queued behind it, waiting until
+    /// something is due; `None` at shutdown. Called with the claimer held.
+    async fn claim(&self, claimer: &mut Claimer) -> Option<Claimed> {
+        let clock = self.shared.webhooks.clock();
+        loop {
+            // Created before looking at the store, so a publish that lands
+            // while we look still wakes us: a `Notified` sees every
+            // `notify_waiters` from its creation on.
+            let work = self.shared.webhooks.work().notified();
+            let woken = async {
+                match &self.wake_ups {
+                    Some(wake_ups) => wake_ups.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let changes = self.watch.changes.load(Ordering::SeqCst);
+
+            if claimer.gauge_refreshed.is_none_or(|at| at.elapsed() >= GAUGE_INTERVAL) {
+                claimer.gauge_refreshed = Some(Instant::now());
+                match self.store.pending_count().await {
+                    Ok(pending) => metrics::gauge!("webhooks_pending_deliveries").set(pending as f64),
+                    Err(error) => tracing::warn!(%error, "store failed to count pending deliveries"),
+                }
+            }
+
+            let now = clock.now();
+            let lease_until = now + self.lease;
+            let mut wait_until = now + self.poll;
+            // Endpoints with their share in flight wait in the queue.
+            self.shares.busy(&mut claimer.busy);
+            let wanted = self.waiting.load(Ordering::Relaxed) + 1;
+            match self.store.claim_due(now, wanted, lease_until, &claimer.busy).await {
+                Ok(claims) if !claims.is_empty() => {
+                    let mut mine = None;
+                    let mut over_share = Vec::new();
+                    for claim in claims {
+                        let Some(share) = self.shares.take(claim.subscription.id) else {
+                            over_share.push(claim.delivery.id);
+                            continue;
+                        };
+                        let claimed = Claimed { claim, lease_until, _share: share };
+                        match mine {
+                            None => mine = Some(claimed),
+                            Some(_) => self.lock_ready().push_back(claimed),
+                        }
+                    }
+                    // More of one endpoint than its share came in one batch:
+                    // back at once; the next claim passes it over.
+                    if !over_share.is_empty()
+                        && let Err(error) = self.store.release(&over_share, now).await
+                    {
+                        tracing::error!(%error, "store failed to release claims; their leases will end");
+                    }
+                    if mine.is_some() {
+                        return mine;
+                    }
+                    continue;
+                }
+                Ok(_) => match self.store.next_due_at().await {
+                    // Due now yet not claimed: it is a busy endpoint's,
+                    // claimable when one of its attempts ends.
+                    Ok(Some(due)) if due <= now => {}
+                    Ok(Some(due)) => wait_until = wait_until.min(due),
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(%error, "store failed to tell the next due time"),
+                },
+                Err(error) => tracing::error!(%error, "store failed to claim deliveries"),
+            }
+            if wait_until <= clock.now() {
+                continue;
+            }
+            // Idle, then a last look at the changes: a worker or the
+            // recorder either sees us idle and wakes us, or its change is
+            // seen here.
+            self.watch.idle.store(true, Ordering::SeqCst);
+            if self.watch.changes.load(Ordering::SeqCst) == changes {
+                tokio::select! {
+                    () = self.shutdown.cancelled() => {}
+                    () = work => {}
+                    () = woken => {}
+                    () = self.watch.wake.notified() => {}
+                    () = clock.sleep_until(wait_until) => {}
+                }
+            }
+            self.watch.idle.store(false, Ordering::SeqCst);
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+        }
+    }
+
+    /// Makes one attempt and records it (or hands it to the recorder), all
+    /// before the claim's lease ends.
+    async fn attempt(&self, claimed: Claimed) {
+        let Claimed { claim: Claim { delivery, subscription }, lease_until, _share: share } = claimed;
+        let shared = &*self.shared;
+        let webhooks = &shared.webhooks;
         let preset = webhooks.preset();
         let clock = webhooks.clock();
         let number = delivery.attempts + 1;
@@ -481,9 +757,9 @@ impl Shared {
         // A claim that waited long for a busy store has less of its lease
         // left: the request gets what remains after room to record.
         let left = (lease_until - started_at).to_std().ok().and_then(|left| left.checked_sub(RECORD_MARGIN));
-        let Some(timeout) = left.filter(|left| !left.is_zero()).map(|left| left.min(self.request_timeout))
+        let Some(timeout) = left.filter(|left| !left.is_zero()).map(|left| left.min(shared.request_timeout))
         else {
-            if let Err(error) = webhooks.store().release(&[delivery.id], started_at).await {
+            if let Err(error) = self.store.release(&[delivery.id], started_at).await {
                 tracing::error!(%error, "could not release a claim whose lease ran short");
             }
             return;
@@ -497,13 +773,13 @@ impl Shared {
         let headers = preset.scheme().headers(&message, &subscription.signing_secrets(started_at));
         let timer = Instant::now();
         let exchange = http::post(
-            &self.client,
+            &shared.client,
             &subscription.url,
             headers,
             delivery.body.clone(),
             timeout,
-            self.response_body_limit,
-            self.allow_private,
+            shared.response_body_limit,
+            shared.allow_private,
         )
         .await;
         let attempt = Attempt {
@@ -544,53 +820,21 @@ impl Shared {
             disable_now: gone.then(|| "the endpoint answered 410 Gone".to_owned()),
             now,
         };
-        let recorded = match to_record {
+        let about = About { subscription_id: subscription.id, event_type: delivery.event_type, span };
+        match &self.to_record {
             Some(to_record) => {
-                let (done, recorded) = oneshot::channel();
-                match to_record.send(ToRecord { record, done }) {
-                    Ok(()) => recorded.await.ok(),
-                    Err(_) => None,
+                // The request is over: the endpoint's slot is free while the
+                // record waits for its batch.
+                drop(share);
+                if to_record.send(ToRecord { record, about }).await.is_err() {
+                    tracing::error!("the recorder stopped; the attempt will be retried when its lease ends");
                 }
             }
             None => {
-                let result = webhooks.store().record_attempt(&record).await;
-                Some((record, result))
+                let result = self.store.record_attempt(&record).await;
+                drop(share);
+                self.outcomes.recorded(record, result, about);
             }
-        };
-        let (record, recorded) = match recorded {
-            Some((record, Ok(recorded))) => (record, recorded),
-            Some((_, Err(error))) => {
-                // The lease runs out and the delivery is attempted again:
-                // at least once, never lost.
-                tracing::error!(%error, "could not record the attempt; it will be retried when its lease ends");
-                return;
-            }
-            None => {
-                tracing::error!("the recorder stopped; the attempt will be retried when its lease ends");
-                return;
-            }
-        };
-        webhooks.settled().notify_waiters();
-        metrics::counter!("webhooks_attempts_total", "outcome" => verdict.as_str()).increment(1);
-        metrics::histogram!("webhooks_attempt_duration_seconds", "outcome" => verdict.as_str())
-            .record(record.attempt.duration.as_secs_f64());
-        if recorded.disabled_subscription {
-            metrics::counter!("webhooks_endpoints_disabled_total").increment(1);
-        }
-        match (&record.attempt.result, recorded.disabled_subscription) {
-            (_, true) => tracing::warn!(failures = recorded.consecutive_failures, "endpoint disabled"),
-            (AttemptResult::Error(error), _) => tracing::info!(%error, "attempt failed"),
-            _ => tracing::debug!("attempt recorded"),
-        }
-        if let Some(hook) = &self.on_outcome {
-            hook(&AttemptOutcome {
-                delivery_id: delivery.id,
-                subscription_id: subscription.id,
-                event_type: delivery.event_type,
-                attempt: record.attempt,
-                verdict,
-                recorded,
-            });
         }
     }
 }

@@ -102,9 +102,10 @@ pub trait DeliveryQueue: Send + Sync + Debug + 'static {
 
     /// Whether one call for many deliveries costs much less than one call
     /// each, as it does for a durable store that pays a commit per call. The
-    /// dispatcher then gathers attempts for a recorder and claims for a
-    /// quarter of its slots at a time; otherwise each attempt records itself
-    /// and a slot is refilled as soon as it frees.
+    /// dispatcher then hands attempts to one recorder that records them in
+    /// batches; otherwise each worker records its own. Either way a claim
+    /// serves every worker waiting for one, so claims grow as the store
+    /// slows.
     fn prefers_batches(&self) -> bool {
         false
     }
