@@ -238,3 +238,74 @@ async fn a_proxy_cannot_carry_requests_past_the_guard() {
     assert!(target.received().is_empty());
     assert_refused(&webhooks.attempts(id).await.unwrap().remove(0).result);
 }
+
+#[tokio::test]
+async fn an_allowed_network_is_reached_and_no_other() {
+    let receiver = Receiver::start().await.unwrap();
+    let attempt = |network: &'static str| {
+        let url = receiver.url().to_owned();
+        async move {
+            let (webhooks, _clock) = webhooks(Preset::deepsmith());
+            webhooks.subscribe(Subscription::builder(url).event_type("iq.status_updated")).await.unwrap();
+            let running = Running::start(webhooks.dispatcher().allow_network(network).build().unwrap());
+            let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
+            recorded(&webhooks, id, 1).await;
+            running.stop().await;
+            webhooks.attempts(id).await.unwrap().remove(0).result
+        }
+    };
+    assert!(matches!(attempt("127.0.0.0/8").await, AttemptResult::Response { status: 204, .. }));
+    assert_refused(&attempt("10.0.0.0/8").await);
+    assert_eq!(receiver.received().len(), 1);
+
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let error = webhooks.dispatcher().allow_network("10.0.0.0/33").build().unwrap_err();
+    assert!(matches!(error, webhooks_core::Error::Invalid { field: "allowed network", .. }), "{error}");
+}
+
+#[tokio::test]
+async fn an_egress_proxy_carries_every_request_and_ip_literals_are_still_checked() {
+    // The "proxy" is a local receiver: a proxied POST reaches it in absolute
+    // form, for a name only the proxy would resolve.
+    let proxy = Receiver::start().await.unwrap();
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    webhooks
+        .subscribe(
+            Subscription::builder("http://hooks.customer.invalid/hooks").event_type("iq.status_updated"),
+        )
+        .await
+        .unwrap();
+    let running = Running::start(webhooks.dispatcher().egress_proxy(proxy.url()).build().unwrap());
+    let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
+    recorded(&webhooks, id, 1).await;
+    let first = webhooks.attempts(id).await.unwrap();
+    assert_eq!(webhooks.delivery(id).await.unwrap().unwrap().state, DeliveryState::Delivered, "{first:?}");
+    assert_eq!(proxy.received().len(), 1, "the request went through the proxy");
+
+    let literal = webhooks
+        .subscribe(Subscription::builder("http://10.1.2.3/hooks").event_type("iq.status_updated"))
+        .await
+        .unwrap();
+    let to_literal = webhooks.publish("iq.status_updated", json!({})).await.unwrap();
+    for delivery in &to_literal.deliveries {
+        recorded(&webhooks, *delivery, 1).await;
+    }
+    running.stop().await;
+    let mut refused = 0;
+    for delivery in &to_literal.deliveries {
+        if webhooks.delivery(*delivery).await.unwrap().unwrap().subscription_id == literal.id {
+            assert_refused(&webhooks.attempts(*delivery).await.unwrap().remove(0).result);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1);
+    assert_eq!(
+        proxy.received().len(),
+        2,
+        "the other delivery of the second event went through; the literal did not"
+    );
+
+    let (fresh, _clock) = common::webhooks(Preset::deepsmith());
+    let error = fresh.dispatcher().egress_proxy("not a url").build().unwrap_err();
+    assert!(matches!(error, webhooks_core::Error::Invalid { field: "egress proxy", .. }), "{error}");
+}

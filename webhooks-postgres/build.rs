@@ -12,17 +12,24 @@
 
 use std::path::Path;
 
+/// What every package install or removal on Debian changes.
+const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(postgres_server)");
     println!("cargo::rustc-check-cfg=cfg(postgres_tls)");
     println!("cargo::rerun-if-env-changed=WEBHOOKS_POSTGRES_URL");
     println!("cargo::rerun-if-env-changed=WEBHOOKS_POSTGRES_CA");
     println!("cargo::rerun-if-env-changed=PATH");
-    // Installing or removing PostgreSQL changes this directory, or, when it
-    // is missing, the one it would be made in (a missing path would make
-    // cargo run this script, and build the crate, every time).
-    let installs = if Path::new("/usr/lib/postgresql").exists() { "/usr/lib/postgresql" } else { "/usr/lib" };
-    println!("cargo::rerun-if-changed={installs}");
+    // Installing or removing a Debian package rewrites dpkg's status file:
+    // watch that, not a directory (cargo walks a watched directory, and
+    // following its links can take it through the whole filesystem). Where
+    // there is no such file, the answer stands until `cargo clean`.
+    if Path::new(DPKG_STATUS).is_file() {
+        println!("cargo::rerun-if-changed={DPKG_STATUS}");
+    } else {
+        println!("cargo::rerun-if-changed=build.rs");
+    }
     let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
     let (server, tls) = if set("WEBHOOKS_POSTGRES_URL") {
         (true, set("WEBHOOKS_POSTGRES_CA"))

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::Error;
+use crate::guard::Guard;
 use crate::http;
 use crate::model::{Attempt, AttemptResult, DeliveryId, SubscriptionId};
 use crate::scheme::Message;
@@ -65,6 +66,8 @@ pub struct DispatcherBuilder {
     concurrency: usize,
     per_endpoint: Option<usize>,
     allow_private: bool,
+    allowed_networks: Vec<String>,
+    egress_proxy: Option<String>,
     request_timeout: Duration,
     response_body_limit: usize,
     poll_interval: Duration,
@@ -77,6 +80,8 @@ impl fmt::Debug for DispatcherBuilder {
             .field("concurrency", &self.concurrency)
             .field("per_endpoint", &self.per_endpoint)
             .field("allow_private", &self.allow_private)
+            .field("allowed_networks", &self.allowed_networks)
+            .field("egress_proxy", &self.egress_proxy.is_some())
             .field("request_timeout", &self.request_timeout)
             .field("response_body_limit", &self.response_body_limit)
             .field("poll_interval", &self.poll_interval)
@@ -102,6 +107,8 @@ impl DispatcherBuilder {
             concurrency: 64,
             per_endpoint: None,
             allow_private: false,
+            allowed_networks: Vec::new(),
+            egress_proxy: None,
             request_timeout: Duration::from_secs(15),
             response_body_limit: 4096,
             poll_interval: Duration::from_secs(1),
@@ -153,12 +160,35 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Builds the HTTP client from this builder (TLS roots, pool settings,
-    /// proxies). The dispatcher still turns redirects off, sets its connect
-    /// timeout and user agent, and, unless private networks are allowed,
-    /// adds the address guard and turns proxies off (a proxy resolves names
-    /// itself, past the guard: allow private networks to use one, and let
-    /// the proxy refuse internal targets).
+    /// Allows one network besides the public internet, in CIDR notation
+    /// (`10.20.0.0/16`, `fd00:ab::/32`): the middle ground between refusing
+    /// every private address and [`allow_private_networks`], for a host
+    /// whose customers may reach one internal range. Call once per network;
+    /// a malformed one fails [`build`](DispatcherBuilder::build).
+    ///
+    /// [`allow_private_networks`]: DispatcherBuilder::allow_private_networks
+    pub fn allow_network(mut self, cidr: impl Into<String>) -> Self {
+        self.allowed_networks.push(cidr.into());
+        self
+    }
+
+    /// Sends every request through an egress proxy
+    /// (`http://egress.internal:3128`) that does its own address filtering:
+    /// the proxy resolves the endpoints' names, so the dispatcher's guard
+    /// checks only IP literals, and the proxy must refuse internal targets
+    /// (Smokescreen, or Squid with ACLs, do). An invalid URL fails
+    /// [`build`](DispatcherBuilder::build).
+    pub fn egress_proxy(mut self, url: impl Into<String>) -> Self {
+        self.egress_proxy = Some(url.into());
+        self
+    }
+
+    /// Builds the HTTP client from this builder (TLS roots, pool settings).
+    /// The dispatcher still turns redirects off, sets its connect timeout and
+    /// user agent, and, unless private networks are allowed, adds the address
+    /// guard and turns the builder's proxies off (a proxy resolves names
+    /// itself, past the guard): to send through one, use
+    /// [`egress_proxy`](DispatcherBuilder::egress_proxy).
     pub fn client_builder(mut self, builder: reqwest::ClientBuilder) -> Self {
         self.client = Some(builder);
         self
@@ -190,15 +220,30 @@ impl DispatcherBuilder {
         if per_endpoint == 0 {
             return Err(Error::invalid("per-endpoint concurrency", "must be at least 1"));
         }
-        let client = http::client(self.client.unwrap_or_default(), self.request_timeout, self.allow_private)
-            .map_err(|e| Error::invalid("http client", e.to_string()))?;
+        let networks = self
+            .allowed_networks
+            .iter()
+            .map(|cidr| {
+                cidr.parse::<ipnet::IpNet>().map_err(|_| {
+                    Error::invalid("allowed network", format!("{cidr:?} is not a network in CIDR notation"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let proxy = self
+            .egress_proxy
+            .map(|url| reqwest::Proxy::all(&url).map_err(|e| Error::invalid("egress proxy", e.to_string())))
+            .transpose()?;
+        let guard = Arc::new(Guard::new(self.allow_private, networks));
+        let client =
+            http::client(self.client.unwrap_or_default(), self.request_timeout, Arc::clone(&guard), proxy)
+                .map_err(|e| Error::invalid("http client", e.to_string()))?;
         Ok(Dispatcher {
             shared: Arc::new(Shared {
                 webhooks: self.webhooks,
                 client,
                 request_timeout: self.request_timeout,
                 response_body_limit: self.response_body_limit,
-                allow_private: self.allow_private,
+                guard,
                 on_outcome: self.on_outcome,
             }),
             concurrency: self.concurrency,
@@ -248,7 +293,8 @@ struct Shared {
     client: reqwest::Client,
     request_timeout: Duration,
     response_body_limit: usize,
-    allow_private: bool,
+    /// Which addresses requests may go to.
+    guard: Arc<Guard>,
     on_outcome: Option<OutcomeHook>,
 }
 
@@ -779,7 +825,7 @@ impl Pool {
             delivery.body.clone(),
             timeout,
             shared.response_body_limit,
-            shared.allow_private,
+            &shared.guard,
         )
         .await;
         let attempt = Attempt {

@@ -10,17 +10,20 @@ use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use url::Url;
 
-use crate::guard::{GuardedResolver, check_literal};
+use crate::guard::{Guard, GuardedResolver};
 use crate::model::AttemptResult;
 
 /// Completes the client the dispatcher uses: redirects are never followed (a
-/// 3xx is a failed attempt, and a redirect could lead anywhere), and unless
-/// private targets are allowed, names resolve through the address guard and
-/// no proxy is used: a proxy would resolve the names itself, past the guard.
+/// 3xx is a failed attempt, and a redirect could lead anywhere). Unless every
+/// target is allowed, names resolve through the address guard and no proxy
+/// is used (a proxy would resolve the names itself, past the guard), or,
+/// given an egress proxy, every request goes through it and the proxy
+/// filters the addresses names resolve to.
 pub(crate) fn client(
     builder: reqwest::ClientBuilder,
     connect_timeout: Duration,
-    allow_private: bool,
+    guard: Arc<Guard>,
+    egress_proxy: Option<reqwest::Proxy>,
 ) -> Result<reqwest::Client, reqwest::Error> {
     // With `rustls-ring` alone reqwest has no provider of its own: ring
     // becomes the process default, unless the host installed one.
@@ -33,7 +36,12 @@ pub(crate) fn client(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .user_agent(concat!("webhooks/", env!("CARGO_PKG_VERSION")));
-    if allow_private { builder } else { builder.no_proxy().dns_resolver(Arc::new(GuardedResolver)) }.build()
+    match egress_proxy {
+        Some(proxy) => builder.proxy(proxy),
+        None if guard.allows_all() => builder,
+        None => builder.no_proxy().dns_resolver(Arc::new(GuardedResolver(guard))),
+    }
+    .build()
 }
 
 /// When a receiver asked to be retried (`Retry-After` on a 429 or 503).
@@ -82,9 +90,9 @@ pub(crate) async fn post(
     body: Bytes,
     timeout: Duration,
     body_limit: usize,
-    allow_private: bool,
+    guard: &Guard,
 ) -> Exchange {
-    if !allow_private && let Err(refused) = check_literal(url) {
+    if let Err(refused) = guard.check_literal(url) {
         return Exchange { result: AttemptResult::Error(refused), retry_after: None };
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
