@@ -2,7 +2,8 @@
 //!
 //! The server is the one `WEBHOOKS_POSTGRES_URL` names, or else one this
 //! module starts from the machine's PostgreSQL binaries
-//! (`/usr/lib/postgresql/*/bin`): a new cluster in a temporary directory, on
+//! (`/usr/lib/postgresql/*/bin`; as root on Debian, installed from Debian's
+//! packages first when missing): a new cluster in a temporary directory, on
 //! a free port of 127.0.0.1, with TLS when `openssl` is there to make a
 //! certificate; one per test binary, stopped and removed when that process
 //! exits. As root it runs as the `postgres` user, since PostgreSQL refuses
@@ -91,7 +92,7 @@ fn local_server() -> Option<&'static LocalServer> {
     static SERVER: OnceLock<Option<LocalServer>> = OnceLock::new();
     SERVER
         .get_or_init(|| {
-            let bin = binaries()?;
+            let bin = binaries().or_else(install)?;
             Some(start(&bin).unwrap_or_else(|error| panic!("could not start a PostgreSQL server: {error}")))
         })
         .as_ref()
@@ -116,6 +117,32 @@ fn binaries() -> Option<PathBuf> {
         .collect();
     found.sort();
     found.pop().map(|(_, bin)| bin)
+}
+
+/// Installs PostgreSQL from Debian's packages, as root, when it is missing:
+/// once for every test binary of the run (a lock serializes them), without
+/// the cluster the package would start. `None` where it cannot.
+fn install() -> Option<PathBuf> {
+    if !is_root() || !Path::new("/usr/bin/apt-get").is_file() {
+        return None;
+    }
+    let script = "set -e
+        [ -n \"$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null)\" ] && exit 0
+        policy=''
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+            policy=/usr/sbin/policy-rc.d
+        fi
+        trap 'rm -f $policy' EXIT
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql openssl";
+    eprintln!("PostgreSQL is missing: installing it from Debian's packages for the tests");
+    let mut command = Command::new("flock");
+    command.args(["/tmp/webhooks-postgres-install.lock", "sh", "-c", script]);
+    match run(&mut command, "apt-get install postgresql") {
+        Ok(()) => binaries(),
+        Err(error) => panic!("could not install PostgreSQL: {error}"),
+    }
 }
 
 fn is_root() -> bool {
