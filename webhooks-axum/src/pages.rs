@@ -92,8 +92,15 @@ impl FromRequestParts<AppState> for Viewer {
 }
 
 impl Viewer {
+    /// A path of the portal's as the browser must ask for it. The index of
+    /// a nested router is the mount path itself, without a trailing slash.
     fn link(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        match path.strip_prefix('/') {
+            Some(rest) if !self.base.is_empty() && (rest.is_empty() || rest.starts_with('?')) => {
+                format!("{}{rest}", self.base)
+            }
+            _ => format!("{}{path}", self.base),
+        }
     }
 
     fn fail(&self, failure: impl Into<Failure>) -> PageFailure {
