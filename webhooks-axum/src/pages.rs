@@ -43,13 +43,15 @@ pre{background:#f3f4f7;padding:.6em .8em;border-radius:6px;white-space:pre-wrap;
 .badge{display:inline-block;border-radius:999px;padding:.05em .6em;font-size:.8em;font-weight:600}
 .badge.ok{background:#e3f6ee}.badge.bad{background:#fde8e6}.badge.warn{background:#fff4d6}.badge.muted{background:#eef0f3}
 form.inline{display:inline}label{display:block;margin:.4em 0}
-input[type=text],input[type=url],select{font:inherit;padding:.35em .5em;border:1px solid #c9ced8;border-radius:6px;min-width:24em}
+input[type=text],input[type=url]{font:inherit;padding:.35em .5em;border:1px solid #c9ced8;border-radius:6px;min-width:24em}
+select{font:inherit;padding:.3em .4em;border:1px solid #c9ced8;border-radius:6px;background:#fff;max-width:24em}
 button{font:inherit;padding:.35em .9em;border-radius:6px;border:1px solid #3650d6;background:#3650d6;color:#fff;cursor:pointer}
 button.plain{background:#fff;color:#3650d6}button.danger{border-color:#b42318;background:#fff;color:#b42318}
 .events{display:flex;flex-wrap:wrap;gap:.2em 1.4em}.events label{display:inline-block;margin:0}
 .secret{font-size:1.05em;background:#fff8e1;border:1px dashed #d4a017;padding:.6em .8em;border-radius:6px;display:inline-block}
 .notice{background:#e8f0ff;border:1px solid #b9cbff;padding:.6em 1em;border-radius:6px}
 .actions{display:flex;gap:.6em;flex-wrap:wrap;align-items:end}
+section.actions form{display:flex;gap:.4em;align-items:center}section.actions label{display:inline;margin:0}
 svg.chart rect.attempts{fill:#9db2ff}svg.chart rect.failures{fill:#e5484d}svg.chart text{font-size:10px;fill:#6b7280}
 "#;
 
