@@ -18,27 +18,29 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{Owner, Preset, Schedule, Webhooks};
 
+/// The status and body the receiver answers with.
+type Answer = Arc<Mutex<(u16, String)>>;
+/// Each request's headers and body.
+type Log = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
 /// A receiver on 127.0.0.1 that records each body and answers with the
 /// status and body it is set to.
 pub struct Receiver {
     pub url: String,
-    answer: Arc<Mutex<(u16, String)>>,
-    received: Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+    answer: Answer,
+    received: Log,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
-        let answer = Arc::new(Mutex::new((200, "thanks".to_owned())));
-        let received = Arc::new(Mutex::new(Vec::new()));
+        let answer: Answer = Arc::new(Mutex::new((200, "thanks".to_owned())));
+        let received: Log = Arc::default();
         let state = (answer.clone(), received.clone());
         let app = Router::new()
             .route(
                 "/hooks",
                 post(
-                    |State((answer, received)): State<(
-                        Arc<Mutex<(u16, String)>>,
-                        Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
-                    )>,
+                    |State((answer, received)): State<(Answer, Log)>,
                      headers: axum::http::HeaderMap,
                      body: axum::body::Bytes| async move {
                         received
