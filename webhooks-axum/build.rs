@@ -11,9 +11,13 @@ fn main() {
     let binary =
         std::env::var_os("CHROMIUM").filter(|path| !path.is_empty()).unwrap_or("/usr/bin/chromium".into());
     // Installing or removing it changes its directory (watching a missing
-    // file would run this script, and rebuild the tests, every time).
-    let watched = Path::new(&binary).parent().filter(|dir| dir.is_dir()).unwrap_or(Path::new("/"));
-    println!("cargo::rerun-if-changed={}", watched.display());
+    // file would run this script, and rebuild the tests, every time). A
+    // directory that is not there is not watched: cargo would walk its
+    // nearest parent, up to the whole file system.
+    match Path::new(&binary).parent().filter(|dir| dir.is_dir()) {
+        Some(dir) => println!("cargo::rerun-if-changed={}", dir.display()),
+        None => println!("cargo::rerun-if-changed=build.rs"),
+    }
     if Path::new(&binary).is_file() {
         println!("cargo::rustc-cfg=chromium");
     }
