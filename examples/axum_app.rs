@@ -8,8 +8,16 @@
 //! cargo run --example axum_app -- [--db webhooks.db] [--port 8080] [--allow-private]
 //! ```
 //!
-//! Every route is under `/customers/{customer}`; in a real service the
-//! customer comes from the login, and the library's owner is that id.
+//! Open `http://127.0.0.1:8080/` in a browser: a toy login picks the
+//! customer (no password: it is a demonstration), and `/portal` is the
+//! webhook portal of `webhooks-axum` for that customer: endpoints, secrets
+//! shown once, the delivery log, resend and recover, and the JSON API under
+//! `/portal/api`. The portal takes the customer from the login cookie; in a
+//! real service it comes from the host's session.
+//!
+//! The JSON routes below take the customer from the path instead; in a real
+//! service the customer comes from the login, and the library's owner is
+//! that id.
 //!
 //! | route | what it does |
 //! | --- | --- |
@@ -27,8 +35,9 @@
 use std::process::ExitCode;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -238,6 +247,43 @@ async fn delete_customer(
     Ok(Json(json!({ "deleted_subscriptions": deleted })))
 }
 
+/// The toy login page: pick a customer, then open the portal as them.
+async fn home() -> Html<&'static str> {
+    Html(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Shop</title></head>\
+         <body style=\"font-family:system-ui;max-width:40em;margin:3em auto\"><h1>Shop</h1>\
+         <p>A toy login: sign in as a customer to manage their webhooks.</p>\
+         <form method=\"get\" action=\"/login\"><select name=\"customer\">\
+         <option>alice</option><option>bob</option></select> <button>Sign in</button></form></body></html>",
+    )
+}
+
+#[derive(Deserialize)]
+struct Login {
+    customer: String,
+}
+
+/// Signs in as whoever is asked for (a toy: a real service checks a
+/// password or a session) and opens the portal.
+async fn login(Query(login): Query<Login>) -> Result<Response, ApiError> {
+    let owner = customer(&login.customer)?;
+    if !owner.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(bad_request("a customer id is letters, digits, - and _".into()));
+    }
+    let cookie = format!("customer={owner}; Path=/; HttpOnly; SameSite=Lax");
+    Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/portal".into())])
+        .into_response())
+}
+
+/// The customer the login cookie names: the owner the portal acts for.
+fn signed_in(parts: &Parts) -> Option<Owner> {
+    let cookies = parts.headers.get(header::COOKIE)?.to_str().ok()?;
+    cookies
+        .split(';')
+        .find_map(|cookie| cookie.trim().strip_prefix("customer="))
+        .and_then(|id| Owner::new(id).ok())
+}
+
 struct Options {
     db: String,
     port: u16,
@@ -276,7 +322,13 @@ async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{id}", get(delivery))
         .route("/deliveries/{id}/resend", post(resend));
-    let app = Router::new().nest("/customers/{customer}", customer_routes).with_state(webhooks);
+    let portal = webhooks_axum::portal(webhooks.clone(), signed_in);
+    let app = Router::new()
+        .nest("/customers/{customer}", customer_routes)
+        .with_state(webhooks)
+        .route("/", get(home))
+        .route("/login", get(login))
+        .nest("/portal", portal);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
 

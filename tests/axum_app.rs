@@ -169,3 +169,48 @@ async fn bad_input_and_unknown_ids_get_clear_errors() {
     assert_eq!(status, 400);
     assert_eq!(app.interrupt().await, Some(0));
 }
+
+#[tokio::test]
+async fn the_portal_is_mounted_behind_the_toy_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    let app = App::start(&dir.path().join("app.db")).await;
+    use reqwest::Method;
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/customers/alice/subscriptions",
+            Some(json!({"url": receiver.url(), "event_types": ["order.created"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+
+    // The login sets the cookie the portal reads, and opens the portal.
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = no_redirects.get(format!("{}/login?customer=alice", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/portal");
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(cookie, "customer=alice");
+    let as_customer = |customer: &str, path: &str| {
+        app.client.get(format!("{}{path}", app.base)).header("cookie", format!("customer={customer}")).send()
+    };
+    let page = as_customer("alice", "/portal").await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Signed in as <strong>alice</strong>") && html.contains(receiver.url()), "{html}");
+    let api = as_customer("alice", "/portal/api/endpoints").await.unwrap().text().await.unwrap();
+    let listed: Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(listed["endpoints"][0]["id"], created["id"], "{listed}");
+    let bobs: Value = serde_json::from_str(
+        &as_customer("bob", "/portal/api/endpoints").await.unwrap().text().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(bobs["endpoints"], json!([]), "Bob sees none of Alice's");
+    let anonymous = app.client.get(format!("{}/portal", app.base)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401, "nobody signed in");
+    let home = app.client.get(format!("{}/", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains(r#"action="/login""#), "{home}");
+    assert_eq!(app.interrupt().await, Some(0));
+}

@@ -1,0 +1,301 @@
+//! The portal's JSON API and its forms over real HTTP, in a real host app
+//! with a real receiver: every route scoped to the signed-in owner, errors
+//! with stable codes, CSRF and JSON-only protection, secrets shown once.
+
+mod common;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use common::{Host, Receiver, csrf_of};
+
+async fn create(host: &Host, owner: &str, url: &str) -> Value {
+    let (status, created) = host
+        .api(owner, Method::POST, "/endpoints", Some(json!({"url": url, "event_types": ["order.created"]})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+#[tokio::test]
+async fn the_api_manages_one_owners_endpoints_and_deliveries() {
+    let host = Host::start().await;
+    let receiver = Receiver::start().await;
+
+    let created = create(&host, "alice", &receiver.url).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{created}");
+
+    let (status, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["endpoints"].as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&secret), "the secret is shown at creation only: {listed}");
+    let (_, shown) = host.api("alice", Method::GET, &format!("/endpoints/{id}"), None).await;
+    assert!(!shown.to_string().contains(&secret));
+    assert_eq!(shown["enabled"], true);
+
+    let (_, catalogue) = host.api("alice", Method::GET, "/event-types", None).await;
+    assert!(catalogue["event_types"].as_array().unwrap().contains(&json!("order.created")), "{catalogue}");
+
+    // A test event, then a real one, both delivered and signed with the secret.
+    let (status, test) = host.api("alice", Method::POST, &format!("/endpoints/{id}/test"), None).await;
+    assert_eq!(status, 202, "{test}");
+    let test_id = test["delivery_id"].as_str().unwrap();
+    let delivered = host.wait_delivery("alice", test_id, |d| d["state"] == "delivered").await;
+    assert_eq!(delivered["event_type"], "webhook.test");
+    assert_eq!(delivered["log"][0]["status"], 200);
+    assert_eq!(delivered["log"][0]["response_body"], "thanks");
+    let (headers, body) = receiver.received().remove(0);
+    let signature = headers["x-webhook-signature"].to_str().unwrap();
+    webhooks_core::DeepSmithScheme
+        .verify_header(signature, &body, &webhooks_core::Secret::from(secret.clone()))
+        .unwrap();
+
+    host.webhooks.publish_for("alice", "order.created", json!({"order": 1})).await.unwrap();
+    let (status, page) = host
+        .api("alice", Method::GET, &format!("/deliveries?endpoint={id}&event_type=order.created"), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["deliveries"].as_array().unwrap().len(), 1, "{page}");
+    let (_, first) = host.api("alice", Method::GET, "/deliveries?limit=1", None).await;
+    assert_eq!(first["deliveries"][0]["id"], test_id);
+    let (_, second) = host
+        .api(
+            "alice",
+            Method::GET,
+            &format!("/deliveries?limit=1&after={}", first["next"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(second["deliveries"][0]["event_type"], "order.created", "the cursor pages on: {second}");
+
+    // Update, disable, enable, rotate.
+    let (status, updated) = host
+        .api(
+            "alice",
+            Method::PATCH,
+            &format!("/endpoints/{id}"),
+            Some(json!({"event_types": ["order.created", "content.status_updated"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["event_types"], json!(["content.status_updated", "order.created"]));
+    let (status, _) = host
+        .api(
+            "alice",
+            Method::POST,
+            &format!("/endpoints/{id}/disable"),
+            Some(json!({"reason": "maintenance"})),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, shown) = host.api("alice", Method::GET, &format!("/endpoints/{id}"), None).await;
+    assert_eq!(
+        (shown["enabled"].clone(), shown["disabled_reason"].clone()),
+        (json!(false), json!("maintenance"))
+    );
+    let (status, _) = host.api("alice", Method::POST, &format!("/endpoints/{id}/enable"), None).await;
+    assert_eq!(status, 204);
+    let (status, rotated) = host
+        .api(
+            "alice",
+            Method::POST,
+            &format!("/endpoints/{id}/rotate-secret"),
+            Some(json!({"grace_seconds": 60})),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_ne!(rotated["secret"], secret.as_str());
+
+    let (status, stats) = host.api("alice", Method::GET, &format!("/endpoints/{id}/stats"), None).await;
+    assert_eq!(status, 200, "{stats}");
+    assert!(stats["attempts"].as_u64().unwrap() >= 1, "{stats}");
+    let hours = stats["last_day"]["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 24);
+    assert_eq!(
+        hours.iter().map(|h| h["attempts"].as_u64().unwrap()).sum::<u64>(),
+        stats["attempts"].as_u64().unwrap()
+    );
+    let (_, totals) = host.api("alice", Method::GET, "/stats", None).await;
+    assert_eq!(totals["endpoints"], 1, "{totals}");
+
+    let (status, recovered) = host
+        .api(
+            "alice",
+            Method::POST,
+            &format!("/endpoints/{id}/recover"),
+            Some(json!({"since": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!((status, recovered["recovered"].clone()), (200, json!(0)), "{recovered}");
+
+    let (status, _) = host.api("alice", Method::DELETE, &format!("/endpoints/{id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, gone) = host.api("alice", Method::GET, &format!("/endpoints/{id}"), None).await;
+    assert_eq!((status, gone["code"].clone()), (404, json!("not_found")));
+}
+
+#[tokio::test]
+async fn another_owners_ids_answer_exactly_like_unknown_ids() {
+    let host = Host::start().await;
+    let receiver = Receiver::start().await;
+    let id = create(&host, "alice", &receiver.url).await["id"].as_str().unwrap().to_owned();
+    let (_, test) = host.api("alice", Method::POST, &format!("/endpoints/{id}/test"), None).await;
+    let delivery = test["delivery_id"].as_str().unwrap().to_owned();
+    host.wait_delivery("alice", &delivery, |d| d["state"] == "delivered").await;
+
+    let unknown_endpoint = webhooks_core::SubscriptionId::new().to_string();
+    let unknown_delivery = webhooks_core::DeliveryId::new().to_string();
+    let routes = |endpoint: &str, delivery: &str| {
+        vec![
+            (Method::GET, format!("/endpoints/{endpoint}"), None),
+            (Method::PATCH, format!("/endpoints/{endpoint}"), Some(json!({"url": "https://bob.example/"}))),
+            (Method::POST, format!("/endpoints/{endpoint}/enable"), None),
+            (Method::POST, format!("/endpoints/{endpoint}/disable"), None),
+            (Method::POST, format!("/endpoints/{endpoint}/rotate-secret"), None),
+            (Method::POST, format!("/endpoints/{endpoint}/test"), None),
+            (Method::GET, format!("/endpoints/{endpoint}/stats"), None),
+            (
+                Method::POST,
+                format!("/endpoints/{endpoint}/recover"),
+                Some(json!({"since": "2020-01-01T00:00:00Z"})),
+            ),
+            (Method::GET, format!("/deliveries?endpoint={endpoint}"), None),
+            (Method::DELETE, format!("/endpoints/{endpoint}"), None),
+            (Method::GET, format!("/deliveries/{delivery}"), None),
+            (Method::POST, format!("/deliveries/{delivery}/resend"), None),
+        ]
+    };
+    for ((method, alices, body), (_, unknown, _)) in
+        routes(&id, &delivery).into_iter().zip(routes(&unknown_endpoint, &unknown_delivery))
+    {
+        let as_bob = host.api("bob", method.clone(), &alices, body.clone()).await;
+        let never = host.api("bob", method.clone(), &unknown, body).await;
+        assert_eq!(as_bob.0, 404, "{method} {alices} as Bob: {}", as_bob.1);
+        assert_eq!(as_bob, never, "{method} {alices}: Alice's id and an unknown one look the same to Bob");
+    }
+    let (status, bobs) = host.api("bob", Method::GET, "/deliveries", None).await;
+    assert_eq!((status, bobs["deliveries"].clone()), (200, json!([])));
+    // And nothing of Alice's changed.
+    let (_, still) = host.api("alice", Method::GET, &format!("/endpoints/{id}"), None).await;
+    assert_eq!((still["enabled"].clone(), still["url"].clone()), (json!(true), json!(receiver.url)));
+
+    // The pages answer the same 404 for Alice's delivery and an unknown one.
+    let (status, page) = host.page("bob", &format!("/portal/deliveries/{delivery}")).await;
+    let (_, unknown_page) = host.page("bob", &format!("/portal/deliveries/{unknown_delivery}")).await;
+    assert_eq!(status, 404);
+    assert_eq!(page, unknown_page);
+    let (status, _) = host.page("bob", &format!("/portal/endpoints/{id}")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn errors_have_stable_codes() {
+    let host = Host::start().await;
+    let call = |owner: &'static str, method: Method, path: &'static str, body: Option<Value>| {
+        let host = &host;
+        async move { host.api(owner, method, path, body).await }
+    };
+    let (status, body) = call(
+        "alice",
+        Method::POST,
+        "/endpoints",
+        Some(json!({"url": "ftp://x", "event_types": ["order.created"]})),
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (400, json!("invalid_url")), "{body}");
+    let (status, body) = call(
+        "alice",
+        Method::POST,
+        "/endpoints",
+        Some(json!({"url": "https://alice.example/", "event_types": ["order.craeted"]})),
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (400, json!("unknown_event_type")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("order.craeted"));
+    let (status, body) = call("alice", Method::POST, "/endpoints", Some(json!({"url": 5}))).await;
+    assert_eq!((status, body["code"].clone()), (400, json!("invalid_request")), "{body}");
+    let (status, body) = call("alice", Method::GET, "/deliveries?state=lost", None).await;
+    assert_eq!((status, body["code"].clone()), (400, json!("invalid_request")), "{body}");
+    let (status, body) = call("alice", Method::GET, "/deliveries?created_from=yesterday", None).await;
+    assert_eq!((status, body["code"].clone()), (400, json!("invalid_request")), "{body}");
+    let (status, body) = call("alice", Method::GET, "/endpoints/not-an-id", None).await;
+    assert_eq!((status, body["code"].clone()), (404, json!("not_found")), "{body}");
+
+    // Nobody signed in.
+    let response = host.client.get(format!("{}/portal/api/endpoints", host.base)).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "unauthorized");
+    let response = host.client.get(format!("{}/portal", host.base)).send().await.unwrap();
+    assert_eq!(response.status(), 401, "the pages too");
+
+    // A state-changing call that a cross-site form could send is refused.
+    let response = host
+        .request("alice", Method::POST, "/portal/api/endpoints")
+        .header("content-type", "text/plain")
+        .body(json!({"url": "https://alice.example/", "event_types": ["order.created"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let (_, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
+    assert_eq!(listed["endpoints"], json!([]), "nothing was created");
+}
+
+#[tokio::test]
+async fn forms_need_the_owners_csrf_token_and_the_secret_is_shown_once() {
+    let host = Host::start().await;
+    let receiver = Receiver::start().await;
+    let fields = [("url", receiver.url.as_str()), ("event_type", "order.created")];
+
+    let (status, _, body) = host.submit_with("alice", "/portal/endpoints", "", &fields).await;
+    assert_eq!(status, 403, "{body}");
+    let (_, bobs_index) = host.page("bob", "/portal").await;
+    let (status, _, _) = host.submit_with("alice", "/portal/endpoints", &csrf_of(&bobs_index), &fields).await;
+    assert_eq!(status, 403, "Bob's token does not pass for Alice");
+    let (_, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
+    assert_eq!(listed["endpoints"], json!([]), "nothing was created without a token");
+
+    let (status, _, created) = host.submit("alice", "/portal/endpoints", &fields).await;
+    assert_eq!(status, 201, "{created}");
+    let at = created.find(r#"id="secret">"#).expect("the secret on the page") + r#"id="secret">"#.len();
+    let secret = &created[at..at + created[at..].find('<').unwrap()];
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert!(created.contains("X-Webhook-Signature"), "how to verify, for this preset");
+
+    let (_, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
+    let id = listed["endpoints"][0]["id"].as_str().unwrap().to_owned();
+    for page in ["/portal".to_owned(), format!("/portal/endpoints/{id}"), "/portal/deliveries".to_owned()] {
+        let (status, html) = host.page("alice", &page).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(!html.contains(secret), "{page} shows the secret again");
+    }
+
+    // A bad URL in the form is refused with the library's reason, escaped.
+    let (status, _, refused) = host
+        .submit(
+            "alice",
+            "/portal/endpoints",
+            &[("url", "javascript:<b>alert(1)</b>"), ("event_type", "order.created")],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(refused.contains("&lt;b&gt;") && !refused.contains("<b>"), "{refused}");
+
+    // Disable through the form, then recover.
+    let (status, location, _) = host.submit("alice", &format!("/portal/endpoints/{id}/disable"), &[]).await;
+    assert_eq!((status, location.as_str()), (303, format!("/portal/endpoints/{id}?done=disabled").as_str()));
+    let (_, shown) = host.api("alice", Method::GET, &format!("/endpoints/{id}"), None).await;
+    assert_eq!(shown["enabled"], false);
+    let (status, _, _) =
+        host.submit("alice", &format!("/portal/endpoints/{id}/recover"), &[("hours", "24")]).await;
+    assert_eq!(status, 303);
+    let (_, shown) = host.api("alice", Method::GET, &format!("/endpoints/{id}"), None).await;
+    assert_eq!(shown["enabled"], true);
+    let (status, _, _) = host.submit("alice", &format!("/portal/endpoints/{id}/delete"), &[]).await;
+    assert_eq!(status, 303);
+    let (_, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
+    assert_eq!(listed["endpoints"], json!([]));
+}
