@@ -45,6 +45,10 @@ pub(crate) mod tracing {
         pub(crate) fn record<V>(&self, _field: &str, _value: V) -> &Self {
             self
         }
+
+        pub(crate) fn in_scope<T>(&self, work: impl FnOnce() -> T) -> T {
+            work()
+        }
     }
 
     /// Futures run as they are: there is no span to enter.
