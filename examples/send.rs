@@ -28,6 +28,10 @@
 //! `--preset standard` (Standard Webhooks) has no fixed catalogue: without
 //! `--events` the subscription listens to every event type stdin names.
 //!
+//! `--secret-file PATH`, or the environment variables `WEBHOOKS_SECRET` and
+//! `WEBHOOKS_STORE`, keep the secret and a store URL with a password out of
+//! the process list (`ps`); a flag given wins over the environment.
+//!
 //! `--owner KEY` (the default owner without it) is whose run this is: the
 //! subscription and every event read belong to that owner, so runs of
 //! several owners on one store reach only their own endpoints. A line may
@@ -53,7 +57,7 @@ use webhooks_postgres::PostgresStore;
 use webhooks_sqlite::SqliteStore;
 
 const USAGE: &str = "usage: send --preset smartlyq|deepsmith|standard --url URL [--secret SECRET] \
-[--store memory|sqlite:PATH|postgres://URL] [--owner KEY] [--retry-scale F] [--allow-http] [--allow-private] \
+[--secret-file PATH] [--store memory|sqlite:PATH|postgres://URL] [--owner KEY] [--retry-scale F] [--allow-http] [--allow-private] \
 [--events a,b] [--concurrency N] [--timeout-ms MS] < events.jsonl";
 
 struct Args {
@@ -73,7 +77,9 @@ struct Args {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut preset = None;
     let (mut url, mut secret, mut events) = (None, None, None);
-    let mut store = "memory".to_owned();
+    // The secret and the store URL (which may hold a password) may come
+    // from the environment, out of sight of `ps`; a flag wins.
+    let mut store = std::env::var("WEBHOOKS_STORE").ok().filter(|s| !s.is_empty()).unwrap_or("memory".to_owned());
     let mut owner = Owner::default();
     let mut retry_scale = 1.0;
     let (mut allow_http, mut allow_private, mut concurrency, mut timeout_ms) = (false, false, 64, 15_000u64);
@@ -93,6 +99,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--url" => url = Some(value()?),
             "--secret" => secret = Some(value()?),
+            "--secret-file" => {
+                let path = value()?;
+                let read = std::fs::read_to_string(&path).map_err(|e| format!("--secret-file {path}: {e}"))?;
+                secret = Some(read.trim_end_matches(['\r', '\n']).to_owned());
+            }
             "--store" => store = value()?,
             "--owner" => owner = Owner::new(value()?).map_err(|e| format!("--owner: {e}"))?,
             "--retry-scale" => {
@@ -110,6 +121,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    let secret = secret.or_else(|| std::env::var("WEBHOOKS_SECRET").ok().filter(|s| !s.is_empty()));
     let mut preset = preset.ok_or("--preset is required")?;
     if allow_http {
         preset = preset.with_url_rule(UrlRule { require_https: false });
@@ -172,7 +184,7 @@ fn print_attempt(outcome: &AttemptOutcome) {
         attempt: outcome.attempt.number,
         status: outcome.attempt.status(),
         error: outcome.attempt.error(),
-        outcome: outcome.verdict.as_str(),
+        outcome: outcome.as_str(),
         duration_ms: outcome.attempt.duration.as_millis(),
     };
     if let Ok(json) = serde_json::to_string(&line) {

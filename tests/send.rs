@@ -267,6 +267,75 @@ async fn a_disabled_endpoint_ends_the_run_with_its_deliveries_held() {
     assert_eq!(summary["dropped"].as_u64(), Some(dropped));
     assert_eq!(summary["pending"].as_u64(), Some(3 - dropped), "the rest is held, not lost");
     assert!(dropped <= 2, "ten attempts drop at most two deliveries of four attempts");
+    assert_eq!(lines[9]["outcome"], "held", "the tenth failure disabled the endpoint: {:?}", lines[9]);
+    assert!(lines[..9].iter().all(|l| l["outcome"] != "held"));
+}
+
+#[tokio::test]
+async fn a_gone_endpoint_reports_its_delivery_held() {
+    let receiver = Receiver::scripted(|_, _| Reply::status(410)).await.unwrap();
+    let output = send(
+        &["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k", "--allow-private", "--retry-scale", "0"],
+        "{\"event\":\"iq.status_updated\",\"data\":{}}\n",
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    let lines = lines(&output);
+    assert_eq!((&lines[0]["status"], &lines[0]["outcome"]), (&410.into(), &"held".into()), "{lines:?}");
+    assert_eq!(lines[1]["summary"]["endpoint_disabled"], true);
+    assert_eq!(lines[1]["summary"]["pending"], 1);
+}
+
+#[tokio::test]
+async fn the_secret_and_the_store_can_stay_out_of_the_process_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "whsec_from_a_file\n").unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    let secret_path = secret_file.display().to_string();
+    let args = ["--preset", "deepsmith", "--url", receiver.url(), "--secret-file", &secret_path, "--allow-private"];
+    let output = send(&args, "{\"event\":\"iq.status_updated\",\"data\":{}}\n").await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    let request = receiver.received().remove(0);
+    DeepSmithScheme
+        .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from("whsec_from_a_file"))
+        .unwrap();
+
+    // From the environment: the secret, and a store URL that could hold a password.
+    let db = dir.path().join("env.db");
+    let mut child = tokio::process::Command::new(common::example_binary("send"))
+        .args(["--preset", "deepsmith", "--url", receiver.url(), "--allow-private"])
+        .env("WEBHOOKS_SECRET", "whsec_from_the_environment")
+        .env("WEBHOOKS_STORE", format!("sqlite:{}", db.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"{\"event\":\"iq.status_updated\",\"data\":{}}\n").await.unwrap();
+    drop(input);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    let request = receiver.received().remove(1);
+    DeepSmithScheme
+        .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from("whsec_from_the_environment"))
+        .unwrap();
+    assert!(db.exists(), "the store the environment named was used");
+
+    let missing = send(&["--preset", "deepsmith", "--url", receiver.url(), "--secret-file", "/nonexistent/secret"], "").await;
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("--secret-file /nonexistent/secret"), "{}", stderr(&missing));
+}
+
+#[tokio::test]
+async fn an_endpoint_url_over_the_limit_is_refused_at_the_door() {
+    let url = format!("https://example.com/{}", "a".repeat(5000));
+    let output = send(&["--preset", "deepsmith", "--url", &url, "--secret", "k"], "").await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr(&output);
+    assert!(stderr.contains("over the 4096-byte limit"), "{stderr}");
+    assert!(stderr.len() < 1000, "the refused URL is not echoed whole: {} bytes", stderr.len());
 }
 
 /// The `line N: ..` reports on stderr, by line number.

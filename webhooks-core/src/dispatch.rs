@@ -41,6 +41,19 @@ pub struct AttemptOutcome {
     pub recorded: Recorded,
 }
 
+impl AttemptOutcome {
+    /// What became of the delivery, by name: `delivered`, `dropped`,
+    /// `retrying`, or `held` when this attempt disabled its endpoint (a
+    /// `410 Gone`, or failures reaching the threshold) and the delivery,
+    /// still pending, waits kept until the endpoint is enabled again.
+    pub fn as_str(&self) -> &'static str {
+        match self.verdict {
+            Verdict::Retry { .. } if self.recorded.disabled_subscription => "held",
+            verdict => verdict.as_str(),
+        }
+    }
+}
+
 type OutcomeHook = Arc<dyn Fn(&AttemptOutcome) + Send + Sync>;
 
 /// Configures a [`Dispatcher`]; from [`Webhooks::dispatcher`].

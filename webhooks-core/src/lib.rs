@@ -104,7 +104,7 @@ pub use model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, InvalidKey, Owner,
     PreviousSecret, Subscription, SubscriptionId, SubscriptionStatus, UnknownState,
 };
-pub use preset::{Catalogue, DisablePolicy, Preset, UrlRule};
+pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use secret::Secret;

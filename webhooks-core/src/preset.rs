@@ -18,12 +18,27 @@ pub struct UrlRule {
     pub require_https: bool,
 }
 
+/// The longest endpoint URL accepted, in bytes as parsed: far above any
+/// real endpoint, and far below what an HTTP request line can carry.
+pub const MAX_URL_BYTES: usize = 4096;
+
 impl UrlRule {
-    /// Parses `url` and checks it: `http` or `https`, a host, no credentials,
-    /// and `https` where required.
+    /// Parses `url` and checks it: at most [`MAX_URL_BYTES`], `http` or
+    /// `https`, a host, no credentials, a URL an HTTP request can carry, and
+    /// `https` where required.
     pub fn check(&self, url: &str, preset: &str) -> Result<Url, Error> {
-        let invalid = |reason: &str| Error::InvalidUrl { url: redact(url), reason: reason.to_owned() };
+        let shown = |url: &str| if url.len() > 200 { format!("{}...", &url[..url.floor_char_boundary(200)]) } else { url.to_owned() };
+        let invalid = |reason: &str| Error::InvalidUrl { url: shown(&redact(url)), reason: reason.to_owned() };
+        if url.len() > MAX_URL_BYTES {
+            return Err(invalid(&format!("it is {} bytes long, over the {MAX_URL_BYTES}-byte limit", url.len())));
+        }
         let parsed = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+        if parsed.as_str().len() > MAX_URL_BYTES {
+            return Err(invalid(&format!("it is over the {MAX_URL_BYTES}-byte limit once encoded")));
+        }
+        if parsed.as_str().parse::<http::Uri>().is_err() {
+            return Err(invalid("an HTTP request cannot carry it"));
+        }
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(invalid("the scheme must be http or https"));
         }
