@@ -79,7 +79,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut url, mut secret, mut events) = (None, None, None);
     // The secret and the store URL (which may hold a password) may come
     // from the environment, out of sight of `ps`; a flag wins.
-    let mut store = std::env::var("WEBHOOKS_STORE").ok().filter(|s| !s.is_empty()).unwrap_or("memory".to_owned());
+    let mut store =
+        std::env::var("WEBHOOKS_STORE").ok().filter(|s| !s.is_empty()).unwrap_or("memory".to_owned());
     let mut owner = Owner::default();
     let mut retry_scale = 1.0;
     let (mut allow_http, mut allow_private, mut concurrency, mut timeout_ms) = (false, false, 64, 15_000u64);
@@ -101,7 +102,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--secret" => secret = Some(value()?),
             "--secret-file" => {
                 let path = value()?;
-                let read = std::fs::read_to_string(&path).map_err(|e| format!("--secret-file {path}: {e}"))?;
+                let read =
+                    std::fs::read_to_string(&path).map_err(|e| format!("--secret-file {path}: {e}"))?;
                 secret = Some(read.trim_end_matches(['\r', '\n']).to_owned());
             }
             "--store" => store = value()?,

@@ -176,7 +176,8 @@ async fn one_bad_event_in_a_batch_stores_none_of_it() {
 async fn an_endpoint_url_over_the_limit_is_refused_with_its_length_not_echoed() {
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
     let long = format!("https://example.com/{}", "a".repeat(webhooks_core::MAX_URL_BYTES));
-    let error = webhooks.subscribe(Subscription::builder(long).event_type("iq.status_updated")).await.unwrap_err();
+    let error =
+        webhooks.subscribe(Subscription::builder(long).event_type("iq.status_updated")).await.unwrap_err();
     match &error {
         Error::InvalidUrl { url, reason } => {
             assert!(reason.contains("over the 4096-byte limit"), "{reason}");
@@ -186,5 +187,7 @@ async fn an_endpoint_url_over_the_limit_is_refused_with_its_length_not_echoed() 
     }
     // At the limit it is accepted.
     let at_limit = format!("https://example.com/{}", "a".repeat(webhooks_core::MAX_URL_BYTES - 20));
-    assert!(webhooks.subscribe(Subscription::builder(at_limit).event_type("iq.status_updated")).await.is_ok());
+    assert!(
+        webhooks.subscribe(Subscription::builder(at_limit).event_type("iq.status_updated")).await.is_ok()
+    );
 }

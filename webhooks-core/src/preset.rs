@@ -27,10 +27,21 @@ impl UrlRule {
     /// `https`, a host, no credentials, a URL an HTTP request can carry, and
     /// `https` where required.
     pub fn check(&self, url: &str, preset: &str) -> Result<Url, Error> {
-        let shown = |url: &str| if url.len() > 200 { format!("{}...", &url[..url.floor_char_boundary(200)]) } else { url.to_owned() };
-        let invalid = |reason: &str| Error::InvalidUrl { url: shown(&redact(url)), reason: reason.to_owned() };
+        // A refused URL is shown cut: it may be megabytes long.
+        let shown = |url: &str| {
+            if url.chars().nth(200).is_some() {
+                format!("{}...", url.chars().take(200).collect::<String>())
+            } else {
+                url.to_owned()
+            }
+        };
+        let invalid =
+            |reason: &str| Error::InvalidUrl { url: shown(&redact(url)), reason: reason.to_owned() };
         if url.len() > MAX_URL_BYTES {
-            return Err(invalid(&format!("it is {} bytes long, over the {MAX_URL_BYTES}-byte limit", url.len())));
+            return Err(invalid(&format!(
+                "it is {} bytes long, over the {MAX_URL_BYTES}-byte limit",
+                url.len()
+            )));
         }
         let parsed = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
         if parsed.as_str().len() > MAX_URL_BYTES {
