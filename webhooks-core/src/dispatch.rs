@@ -335,8 +335,8 @@ impl Dispatcher {
     /// store, for itself and for every worker waiting behind it, so the
     /// store sees few calls under load; when nothing is due, that worker
     /// alone watches for work (the facade's publishes, the store's
-    /// [`Store::wake_ups`], the next due time, the poll interval) while the
-    /// others wait behind it. A store that [prefers batches](Store::prefers_batches)
+    /// [`DeliveryQueue::wake_ups`](crate::DeliveryQueue::wake_ups), the next due time, the poll interval) while the
+    /// others wait behind it. A store that [prefers batches](crate::DeliveryQueue::prefers_batches)
     /// gets the records of many attempts in one call from a recorder task;
     /// otherwise each worker records its own attempt. The
     /// [outcome hook](DispatcherBuilder::on_outcome) runs on a task of its own.
