@@ -32,6 +32,9 @@
 //! `WEBHOOKS_STORE`, keep the secret and a store URL with a password out of
 //! the process list (`ps`); a flag given wins over the environment.
 //!
+//! A store that becomes unavailable for a while (a database restarting, a
+//! file another process holds locked) is waited out, up to a minute.
+//!
 //! `--owner KEY` (the default owner without it) is whose run this is: the
 //! subscription and every event read belong to that owner, so runs of
 //! several owners on one store reach only their own endpoints. A line may
@@ -498,14 +501,37 @@ enum Look {
     Changed,
 }
 
+/// How long a run waits out a store that is unavailable (a database
+/// restarting, a file locked by another process) before it gives up.
+const STORE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs a store read again while the store is unavailable, for up to
+/// [`STORE_PATIENCE`]; publishing waits out outages in the library itself.
+async fn patiently<T, F, Fut>(mut call: F) -> Result<T, webhooks_core::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, webhooks_core::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + STORE_PATIENCE;
+    loop {
+        match call().await {
+            Err(error) if error.is_transient() && tokio::time::Instant::now() < deadline => {
+                eprintln!("store unavailable, trying again: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 async fn look(webhooks: &Webhooks, subscription: SubscriptionId) -> Result<Look, Failure> {
     let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
     // The status before and after the counts: an attempt that drops a
     // delivery and disables the endpoint commits both in one step, and may
     // land between two reads (another process's store, a server).
-    let enabled = webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled();
-    let counts = webhooks.delivery_counts(subscription).await.map_err(run_error)?;
-    if webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled() != enabled {
+    let enabled = patiently(|| webhooks.subscription(subscription)).await.map_err(run_error)?.is_enabled();
+    let counts = patiently(|| webhooks.delivery_counts(subscription)).await.map_err(run_error)?;
+    if patiently(|| webhooks.subscription(subscription)).await.map_err(run_error)?.is_enabled() != enabled {
         return Ok(Look::Changed);
     }
     Ok(if counts.pending == 0 || !enabled { Look::Done } else { Look::Pending(counts.pending) })
@@ -632,6 +658,8 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     let webhooks = Webhooks::builder()
         .shared_store(open_store(&args.store).await?)
         .preset(args.preset.clone())
+        // A run rides out a store outage of up to a minute.
+        .publish_retry(STORE_PATIENCE)
         .build()
         .map_err(|e| Failure::Usage(e.to_string()))?;
 
@@ -673,7 +701,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     let (subscription, listening) = subscription(&webhooks, &args, &named).await?;
 
     // Deliveries a run before this one left, counted before any attempt.
-    let resumed = webhooks.delivery_counts(subscription).await.map_err(run_error)?.pending;
+    let resumed = patiently(|| webhooks.delivery_counts(subscription)).await.map_err(run_error)?.pending;
     let (report, seen) = mpsc::unbounded_channel();
     let dispatcher = webhooks
         .dispatcher()
@@ -743,8 +771,8 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // after them, from the store as they left it.
     shutdown.cancel();
     running.await.map_err(|e| Failure::Run(e.to_string()))?;
-    let counts = webhooks.delivery_counts(subscription).await.map_err(run_error)?;
-    let enabled = webhooks.subscription(subscription).await.map_err(run_error)?.is_enabled();
+    let counts = patiently(|| webhooks.delivery_counts(subscription)).await.map_err(run_error)?;
+    let enabled = patiently(|| webhooks.subscription(subscription)).await.map_err(run_error)?.is_enabled();
     let summary = Summary {
         delivered: counts.delivered,
         dropped: counts.dropped,

@@ -15,8 +15,14 @@ use webhooks_postgres::testing::TestDatabase;
 use webhooks_sqlite::SqliteStore;
 
 async fn send(args: &[&str], stdin: &str) -> Output {
+    send_with_env(args, &[], stdin).await
+}
+
+/// `send` with environment variables set.
+async fn send_with_env(args: &[&str], env: &[(&str, String)], stdin: &str) -> Output {
     let mut child = tokio::process::Command::new(common::example_binary("send"))
         .args(args)
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -320,20 +326,16 @@ async fn the_secret_and_the_store_can_stay_out_of_the_process_list() {
 
     // From the environment: the secret, and a store URL that could hold a password.
     let db = dir.path().join("env.db");
-    let mut child = tokio::process::Command::new(common::example_binary("send"))
-        .args(["--preset", "deepsmith", "--url", receiver.url(), "--allow-private"])
-        .env("WEBHOOKS_SECRET", "whsec_from_the_environment")
-        .env("WEBHOOKS_STORE", format!("sqlite:{}", db.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(b"{\"event\":\"iq.status_updated\",\"data\":{}}\n").await.unwrap();
-    drop(input);
-    let output =
-        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    let env = [
+        ("WEBHOOKS_SECRET", "whsec_from_the_environment".to_owned()),
+        ("WEBHOOKS_STORE", format!("sqlite:{}", db.display())),
+    ];
+    let output = send_with_env(
+        &["--preset", "deepsmith", "--url", receiver.url(), "--allow-private"],
+        &env,
+        "{\"event\":\"iq.status_updated\",\"data\":{}}\n",
+    )
+    .await;
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     let request = receiver.received().remove(1);
     DeepSmithScheme

@@ -80,6 +80,12 @@ impl From<StoreError> for Error {
 }
 
 impl Error {
+    /// Whether the same call may succeed if made again in a moment: the
+    /// store was unavailable.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Store(error) if error.is_transient())
+    }
+
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::Invalid { field, reason: reason.into() }
     }

@@ -255,7 +255,8 @@ impl Webhooks {
         async move {
             let prepared = self.prepare(publish)?;
             tracing::Span::current().record("event_id", tracing::field::display(prepared.event.id));
-            let publication = self.inner.store.publish(&prepared.event, prepared.body).await?;
+            let store = &self.inner.store;
+            let publication = self.patiently(|| store.publish(&prepared.event, prepared.body.clone())).await?;
             self.published(std::slice::from_ref(&publication));
             tracing::debug!(
                 deliveries = publication.deliveries.len(),
@@ -282,7 +283,8 @@ impl Webhooks {
             .into_iter()
             .map(|publish| self.prepare(publish.into()).map(|p| (p.event, p.body)))
             .collect::<Result<Vec<_>, Error>>()?;
-        let publications = self.inner.store.publish_many(&prepared).await?;
+        let store = &self.inner.store;
+        let publications = self.patiently(|| store.publish_many(&prepared)).await?;
         self.published(&publications);
         Ok(publications.into_iter().map(|publication| self.handle(publication)).collect())
     }
@@ -329,6 +331,27 @@ impl Webhooks {
     /// their next poll.
     pub fn wake_dispatchers(&self) {
         self.work().notify_waiters();
+    }
+
+    /// Runs a store call, again and again while the store is unavailable,
+    /// for as long as the facade's publish retry allows, backing off from
+    /// 50 ms to 2 s between tries.
+    async fn patiently<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        use backon::{ExponentialBuilder, Retryable};
+        let deadline = tokio::time::Instant::now() + self.inner.publish_retry;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(usize::MAX)
+            .with_jitter();
+        call.retry(backoff)
+            .when(|error: &StoreError| error.is_transient() && tokio::time::Instant::now() < deadline)
+            .notify(|error, wait| tracing::warn!(%error, ?wait, "store unavailable; publishing again"))
+            .await
     }
 
     /// Counts and wakes after publications were stored.

@@ -46,6 +46,9 @@ pub struct DeliveryLog {
 /// The longest grace period of a rotated-out secret.
 const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// How long publishing retries an unavailable store by default.
+pub const DEFAULT_PUBLISH_RETRY: Duration = Duration::from_secs(30);
+
 /// The default largest body accepted at publish: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -85,6 +88,8 @@ pub(crate) struct Inner {
     pub(crate) preset: Preset,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_body_bytes: usize,
+    /// How long publishing retries a store that is unavailable.
+    pub(crate) publish_retry: Duration,
     /// Wakes idle dispatchers of this process when there is new work.
     work: Notify,
     /// Wakes outcome waits when an attempt is recorded.
@@ -108,6 +113,7 @@ pub struct WebhooksBuilder {
     preset: Option<Preset>,
     clock: Arc<dyn Clock>,
     max_body_bytes: usize,
+    publish_retry: Duration,
 }
 
 impl WebhooksBuilder {
@@ -142,6 +148,18 @@ impl WebhooksBuilder {
         self
     }
 
+    /// How long a publish keeps retrying while the store is unavailable (a
+    /// lost database connection, a restarting server, a file another
+    /// process holds locked) before it returns the error; 30 s by default,
+    /// zero for never. Only what the store calls transient is retried:
+    /// nothing of a failed call was done, so a retry publishes once (a
+    /// connection lost after a commit may still publish twice: give events
+    /// an idempotency key to rule that out).
+    pub fn publish_retry(mut self, patience: Duration) -> Self {
+        self.publish_retry = patience;
+        self
+    }
+
     /// Checks the settings and builds.
     pub fn build(self) -> Result<Webhooks, Error> {
         let store = self.store.ok_or_else(|| Error::invalid("store", "no store was given"))?;
@@ -155,6 +173,7 @@ impl WebhooksBuilder {
                 preset,
                 clock: self.clock,
                 max_body_bytes: self.max_body_bytes,
+                publish_retry: self.publish_retry,
                 work: Notify::new(),
                 settled: Notify::new(),
             }),
@@ -275,6 +294,7 @@ impl Webhooks {
             preset: None,
             clock: Arc::new(SystemClock),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            publish_retry: DEFAULT_PUBLISH_RETRY,
         }
     }
 

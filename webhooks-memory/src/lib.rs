@@ -582,14 +582,7 @@ impl Admin for MemoryStore {
         };
         let entries = state.deliveries.values().filter(|e| e.subscription_id == id);
         for attempt in entries.flat_map(|entry| &entry.log) {
-            stats.attempts += 1;
-            let last = if attempt.succeeded() {
-                stats.succeeded += 1;
-                &mut stats.last_success_at
-            } else {
-                &mut stats.last_failure_at
-            };
-            *last = (*last).max(Some(attempt.started_at));
+            stats.count(attempt);
         }
         Ok(stats)
     }

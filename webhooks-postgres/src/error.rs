@@ -86,9 +86,32 @@ pub enum Error {
     },
 }
 
+/// PostgreSQL's errors are transient when no connection could be had or
+/// the one in use was lost, or the server said it is shutting down, not yet
+/// accepting connections, or out of them: the same call may succeed once it
+/// is back.
 impl From<Error> for StoreError {
     fn from(error: Error) -> Self {
-        StoreError::backend(error)
+        let transient = match &error {
+            Error::Pool { .. } | Error::Connect { .. } => true,
+            Error::Query { source, .. } => lost_connection(source),
+            _ => false,
+        };
+        if transient { StoreError::unavailable(error) } else { StoreError::backend(error) }
+    }
+}
+
+/// Whether a query failed for the connection, not for what it asked.
+fn lost_connection(error: &tokio_postgres::Error) -> bool {
+    match error.code() {
+        // Connection exceptions, admin shutdown, cannot connect now, crash
+        // shutdown, too many connections.
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+        }
+        // No SQL state: the connection closed or its I/O failed.
+        None => error.is_closed() || std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>()),
     }
 }
 

@@ -65,8 +65,17 @@ pub enum Error {
     Stopped,
 }
 
+/// SQLite's errors are transient when another connection holds the
+/// database past the busy timeout, or the file cannot be written or opened
+/// for now (permissions, a full disk): the same call may succeed later.
 impl From<Error> for StoreError {
     fn from(error: Error) -> Self {
-        StoreError::backend(error)
+        use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly};
+        let transient = matches!(
+            &error,
+            Error::Sqlite { source: rusqlite::Error::SqliteFailure(failure, _), .. }
+                if matches!(failure.code, DatabaseBusy | DatabaseLocked | ReadOnly | CannotOpen | DiskFull)
+        );
+        if transient { StoreError::unavailable(error) } else { StoreError::backend(error) }
     }
 }

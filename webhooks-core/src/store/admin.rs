@@ -101,6 +101,18 @@ pub struct SubscriptionStats {
 }
 
 impl SubscriptionStats {
+    /// Adds one attempt from the log.
+    pub fn count(&mut self, attempt: &Attempt) {
+        self.attempts += 1;
+        let last = if attempt.succeeded() {
+            self.succeeded += 1;
+            &mut self.last_success_at
+        } else {
+            &mut self.last_failure_at
+        };
+        *last = (*last).max(Some(attempt.started_at));
+    }
+
     /// Acknowledged attempts over all attempts; `None` before the first.
     pub fn success_rate(&self) -> Option<f64> {
         (self.attempts > 0).then(|| self.succeeded as f64 / self.attempts as f64)
@@ -157,14 +169,7 @@ pub trait Admin: SubscriptionStore + DeliveryQueue {
         };
         for delivery in all_deliveries(self, id).await? {
             for attempt in self.attempts(delivery.id).await? {
-                stats.attempts += 1;
-                let last = if attempt.succeeded() {
-                    stats.succeeded += 1;
-                    &mut stats.last_success_at
-                } else {
-                    &mut stats.last_failure_at
-                };
-                *last = (*last).max(Some(attempt.started_at));
+                stats.count(&attempt);
             }
         }
         Ok(stats)

@@ -43,12 +43,27 @@ pub enum StoreError {
     /// The backend failed (I/O, database, corrupt data).
     #[error("store backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend cannot be reached for now (a lost connection, a server
+    /// restarting, a database another process holds locked): the same call
+    /// may succeed in a moment, and nothing of it was done.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {
     /// Wraps a backend's own error.
     pub fn backend(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Backend(error.into())
+    }
+
+    /// Wraps a backend's error that a retry may get past.
+    pub fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(error.into())
+    }
+
+    /// Whether the same call may succeed if made again in a moment.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
     }
 }
 
