@@ -72,7 +72,8 @@ async fn send_rides_out_a_locked_store_and_delivers_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("queue.db");
     let store = format!("sqlite:{}", path.display());
-    let receiver = Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(20))).await.unwrap();
+    let receiver =
+        Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(20))).await.unwrap();
     let mut child = tokio::process::Command::new(common::example_binary("send"))
         .args(["--store", &store, "--preset", "deepsmith", "--url", receiver.url(), "--secret", "k"])
         .args(["--allow-private", "--retry-scale", "0", "--timeout-ms", "1000", "--concurrency", "4"])
@@ -83,7 +84,9 @@ async fn send_rides_out_a_locked_store_and_delivers_everything() {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    let events: String = (0..EVENTS).map(|n| format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n")).collect();
+    let events: String = (0..EVENTS)
+        .map(|n| format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n"))
+        .collect();
     input.write_all(events.as_bytes()).await.unwrap();
     drop(input);
 
@@ -92,7 +95,8 @@ async fn send_rides_out_a_locked_store_and_delivers_everything() {
     let holder = lock_for(&path, Duration::from_secs(7));
     tokio::task::spawn_blocking(move || holder.join().unwrap()).await.unwrap();
 
-    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
+    let output =
+        tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "the run ends by itself, well: {stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -121,6 +121,6 @@ pub mod prelude {
 
 pub use publish::{Outcome, Prepared, Publish, Published};
 pub use webhooks::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage, NewSubscription, OwnerStats, SubscriptionUpdate,
-    TEST_EVENT, Webhooks, WebhooksBuilder,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage, NewSubscription, OwnerStats,
+    SubscriptionUpdate, TEST_EVENT, Webhooks, WebhooksBuilder,
 };

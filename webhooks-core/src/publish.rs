@@ -256,7 +256,8 @@ impl Webhooks {
             let prepared = self.prepare(publish)?;
             tracing::Span::current().record("event_id", tracing::field::display(prepared.event.id));
             let store = &self.inner.store;
-            let publication = self.patiently(|| store.publish(&prepared.event, prepared.body.clone())).await?;
+            let publication =
+                self.patiently(|| store.publish(&prepared.event, prepared.body.clone())).await?;
             self.published(std::slice::from_ref(&publication));
             tracing::debug!(
                 deliveries = publication.deliveries.len(),

@@ -111,7 +111,10 @@ fn lost_connection(error: &tokio_postgres::Error) -> bool {
             code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
         }
         // No SQL state: the connection closed or its I/O failed.
-        None => error.is_closed() || std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>()),
+        None => {
+            error.is_closed()
+                || std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>())
+        }
     }
 }
 
