@@ -1,12 +1,23 @@
 //! Measures the library against the machine's own limit, in one run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--store memory|sqlite:PATH] [--deliveries N] [--concurrency C] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000]
+//! cargo run --release --example bench -- [--store memory|sqlite:PATH|postgres://URL] [--deliveries N] [--concurrency C] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000] [--figures all|end-to-end]
+//! cargo run --release --example bench -- --serve
 //! ```
 //!
 //! A fast local receiver (hyper, answers 204 and discards the body) serves
 //! both a bare `reqwest` loop (the baseline: no store, no signing) and the
 //! library end to end; the report is one JSON document on stdout.
+//!
+//! With `--store postgres://URL` (a server the bench may create databases
+//! on) every PostgreSQL figure runs on a fresh database: end to end with one
+//! dispatcher and with three instances (a pool, a facade and a dispatcher
+//! each) on the same database, beside the CPU the server's processes used.
+//!
+//! `--serve` runs the receiver alone, printing its URL, until killed: the
+//! `send` example is measured against it from outside
+//! (`examples/send_vs_bench.sh`). `--figures end-to-end` measures only the
+//! baseline and the end-to-end figures.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -31,6 +42,7 @@ use webhooks_core::{
     Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
+use webhooks_postgres::testing::TestDatabase;
 use webhooks_sqlite::SqliteStore;
 
 struct Options {
@@ -40,6 +52,8 @@ struct Options {
     body_bytes: usize,
     subscriptions: usize,
     claim_sizes: Vec<usize>,
+    /// Only the baseline and the end-to-end figures.
+    end_to_end_only: bool,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -50,6 +64,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         body_bytes: 512,
         subscriptions: 1,
         claim_sizes: vec![10_000, 1_000_000],
+        end_to_end_only: false,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -60,6 +75,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--concurrency" => options.concurrency = number()?,
             "--body-bytes" => options.body_bytes = number()?,
             "--subscriptions" => options.subscriptions = number()?,
+            "--figures" => {
+                options.end_to_end_only = match value.as_str() {
+                    "all" => false,
+                    "end-to-end" => true,
+                    _ => return Err("--figures takes all or end-to-end".into()),
+                }
+            }
             "--claim-pending" => {
                 options.claim_sizes = value
                     .split(',')
@@ -161,35 +183,112 @@ fn facade(store: Arc<dyn Store>) -> Webhooks {
         .expect("valid settings")
 }
 
-/// Opens the store `spec` names, fresh: a SQLite file is recreated.
-async fn open_store(spec: &str) -> Result<Arc<dyn Store>, String> {
+fn is_postgres(spec: &str) -> bool {
+    spec.starts_with("postgres://") || spec.starts_with("postgresql://")
+}
+
+/// A store opened fresh, with the database it lives in when that is one of
+/// its own (dropped with it).
+struct Opened {
+    store: Arc<dyn Store>,
+    database: Option<TestDatabase>,
+}
+
+/// Opens the store `spec` names, fresh: a SQLite file is recreated, and
+/// on a PostgreSQL server a new database is created.
+async fn open_store(spec: &str) -> Result<Opened, String> {
+    if is_postgres(spec) {
+        let database = TestDatabase::create_on(spec).await.map_err(|e| e.to_string())?;
+        let store = database.store().await.map_err(|e| e.to_string())?;
+        return Ok(Opened { store: Arc::new(store), database: Some(database) });
+    }
     match spec.split_once(':') {
-        None if spec == "memory" => Ok(Arc::new(MemoryStore::new())),
+        None if spec == "memory" => Ok(Opened { store: Arc::new(MemoryStore::new()), database: None }),
         Some(("sqlite", path)) if !path.is_empty() => {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{path}{suffix}"));
             }
             let store = SqliteStore::open(path).await.map_err(|e| e.to_string())?;
-            Ok(Arc::new(store))
+            Ok(Opened { store: Arc::new(store), database: None })
         }
-        _ => Err(format!("unsupported --store {spec:?}: use memory or sqlite:PATH")),
+        _ => Err(format!("unsupported --store {spec:?}: use memory, sqlite:PATH or postgres://URL")),
     }
 }
 
 /// A fresh store of the same kind as `spec`, in `dir` for SQLite.
-async fn fresh_store(spec: &str, dir: &std::path::Path, name: &str) -> Result<Arc<dyn Store>, String> {
-    if spec == "memory" {
+async fn fresh_store(spec: &str, dir: &std::path::Path, name: &str) -> Result<Opened, String> {
+    if spec == "memory" || is_postgres(spec) {
         return open_store(spec).await;
     }
     open_store(&format!("sqlite:{}", dir.join(name).display())).await
 }
 
+/// CPU time used so far, in seconds: by this process, by the PostgreSQL
+/// server's processes, and by the whole machine (busy, all cores).
+#[derive(Clone, Copy, Default)]
+struct CpuTimes {
+    bench: f64,
+    postgres: f64,
+    machine: f64,
+}
+
+/// Clock ticks per second of `/proc`'s counters (`USER_HZ`, 100 on Linux).
+const TICKS: f64 = 100.0;
+
+fn stat_ticks(stat: &str) -> Option<(String, f64)> {
+    // The command name is in parentheses and may hold spaces.
+    let (head, tail) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = tail.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after `)`.
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((name, ticks))
+}
+
+fn cpu_times() -> CpuTimes {
+    let mut times = CpuTimes::default();
+    if let Some((_, ticks)) = std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(stat_ticks)
+    {
+        times.bench = ticks / TICKS;
+    }
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        if let Some((name, ticks)) = stat_ticks(&stat)
+            && name == "postgres"
+        {
+            times.postgres += ticks / TICKS;
+        }
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+        && let Some(line) = stat.lines().next()
+    {
+        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        let numbers: Vec<f64> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
+        let busy: f64 =
+            numbers.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).take(8).map(|(_, n)| n).sum();
+        times.machine = busy / TICKS;
+    }
+    times
+}
+
+/// Cores kept busy between `before` and now, over `seconds` of wall time.
+fn cores_since(before: CpuTimes, seconds: f64) -> Value {
+    let after = cpu_times();
+    json!({
+        "bench_process": (after.bench - before.bench) / seconds,
+        "postgres_server": (after.postgres - before.postgres) / seconds,
+        "whole_machine": (after.machine - before.machine) / seconds,
+    })
+}
+
 /// Publishes `deliveries / subscriptions` events through the library and
-/// waits for every delivery to be acknowledged and recorded.
-async fn end_to_end(url: &str, options: &Options, store: Arc<dyn Store>) -> Value {
-    let webhooks = facade(store);
+/// waits for every delivery to be acknowledged and recorded. With several
+/// stores (instances on one database) each has its own facade and
+/// dispatcher, and the bursts are published through them in turn.
+async fn end_to_end(url: &str, options: &Options, stores: Vec<Arc<dyn Store>>) -> Value {
+    let instances: Vec<Webhooks> = stores.into_iter().map(facade).collect();
     for _ in 0..options.subscriptions {
-        webhooks
+        instances[0]
             .subscribe(Subscription::builder(url).event_type("iq.status_updated").secret("bench-secret"))
             .await
             .expect("subscribe");
@@ -197,41 +296,47 @@ async fn end_to_end(url: &str, options: &Options, store: Arc<dyn Store>) -> Valu
     let published_at: Arc<Mutex<HashMap<DeliveryId, Instant>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let done = Arc::new((AtomicUsize::new(0), Notify::new()));
-    let dispatcher = webhooks
-        .dispatcher()
-        .concurrency(options.concurrency)
-        .per_endpoint_concurrency(options.concurrency)
-        .allow_private_networks(true)
-        .on_outcome({
-            let (published_at, latencies, done) =
-                (Arc::clone(&published_at), Arc::clone(&latencies), Arc::clone(&done));
-            move |outcome| {
-                let now = Instant::now();
-                let start = published_at.lock().expect("lock").get(&outcome.delivery_id).copied();
-                if let Some(start) = start {
-                    latencies.lock().expect("lock").push(now - start);
-                }
-                done.0.fetch_add(1, Ordering::Relaxed);
-                done.1.notify_one();
-            }
-        })
-        .build()
-        .expect("dispatcher");
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let mut running = Vec::new();
+    for webhooks in &instances {
+        let dispatcher = webhooks
+            .dispatcher()
+            .concurrency(options.concurrency)
+            .per_endpoint_concurrency(options.concurrency)
+            .allow_private_networks(true)
+            .on_outcome({
+                let (published_at, latencies, done) =
+                    (Arc::clone(&published_at), Arc::clone(&latencies), Arc::clone(&done));
+                move |outcome| {
+                    let now = Instant::now();
+                    let start = published_at.lock().expect("lock").get(&outcome.delivery_id).copied();
+                    if let Some(start) = start {
+                        latencies.lock().expect("lock").push(now - start);
+                    }
+                    done.0.fetch_add(1, Ordering::Relaxed);
+                    done.1.notify_one();
+                }
+            })
+            .build()
+            .expect("dispatcher");
+        running.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+    }
 
     let events = options.deliveries / options.subscriptions;
     let total = events * options.subscriptions;
     let data = data_of(options.body_bytes);
+    let cpu = cpu_times();
     let started = Instant::now();
     // Bursts of 100, as a busy host publishes: one store step each.
     let mut left = events;
+    let mut turn = 0;
     while left > 0 {
         let burst = left.min(100);
         left -= burst;
         let at = Instant::now();
         let batch = (0..burst).map(|_| ("iq.status_updated", data.clone()));
-        let published = webhooks.publish_many(batch).await.expect("publish");
+        let published = instances[turn % instances.len()].publish_many(batch).await.expect("publish");
+        turn += 1;
         let mut map = published_at.lock().expect("lock");
         for id in published.into_iter().flat_map(|p| p.deliveries) {
             map.insert(id, at);
@@ -241,18 +346,36 @@ async fn end_to_end(url: &str, options: &Options, store: Arc<dyn Store>) -> Valu
         let _ = tokio::time::timeout(Duration::from_millis(100), done.1.notified()).await;
     }
     let elapsed = started.elapsed();
+    let cores = cores_since(cpu, elapsed.as_secs_f64());
     shutdown.cancel();
-    running.await.expect("dispatcher stops");
+    for dispatcher in running {
+        dispatcher.await.expect("dispatcher stops");
+    }
 
     let mut latencies = std::mem::take(&mut *latencies.lock().expect("lock"));
     latencies.sort();
     json!({
         "deliveries": total,
+        "instances": instances.len(),
         "seconds": elapsed.as_secs_f64(),
         "deliveries_per_sec": total as f64 / elapsed.as_secs_f64(),
         "p50_ms": percentile(&latencies, 0.50),
         "p99_ms": percentile(&latencies, 0.99),
+        "cores_busy": cores,
     })
+}
+
+/// End to end on a fresh PostgreSQL database shared by `instances` stores,
+/// each its own pool, facade and dispatcher.
+async fn end_to_end_postgres(url: &str, options: &Options, instances: usize) -> Result<Value, String> {
+    let database = TestDatabase::create_on(&options.store).await.map_err(|e| e.to_string())?;
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..instances {
+        stores.push(Arc::new(database.store().await.map_err(|e| e.to_string())?));
+    }
+    let figure = end_to_end(url, options, stores).await;
+    drop(database);
+    Ok(figure)
 }
 
 /// Events accepted per second, one at a time, in batches of 100 and from 64
@@ -262,7 +385,8 @@ async fn publish_rate(options: &Options, dir: &std::path::Path) -> Result<Value,
     let body = Bytes::from(vec![b'x'; options.body_bytes]);
     let mut rates = serde_json::Map::new();
     for batch in [1, 100] {
-        let store = fresh_store(&options.store, dir, &format!("publish-{batch}.db")).await?;
+        let Opened { store, database: _database } =
+            fresh_store(&options.store, dir, &format!("publish-{batch}.db")).await?;
         subscribe_nowhere(&store, options.subscriptions).await?;
         let started = Instant::now();
         for _ in 0..count / batch {
@@ -276,11 +400,12 @@ async fn publish_rate(options: &Options, dir: &std::path::Path) -> Result<Value,
         let name = if batch == 1 { "single_per_sec" } else { "batch_per_sec" };
         rates.insert(name.into(), json!(count as f64 / started.elapsed().as_secs_f64()));
     }
-    let store = fresh_store(&options.store, dir, "publish-concurrent.db").await?;
+    let Opened { store, database: _database } =
+        fresh_store(&options.store, dir, "publish-concurrent.db").await?;
     subscribe_nowhere(&store, options.subscriptions).await?;
     let concurrent = publish_concurrently(store, count, &body).await?;
     rates.insert("concurrent_64_per_sec".into(), json!(concurrent));
-    if options.store != "memory" {
+    if options.store.starts_with("sqlite:") {
         let raw = raw_sqlite_batches(dir, count, options.subscriptions, &body).await?;
         let batch = rates["batch_per_sec"].as_f64().unwrap_or(0.0);
         rates.insert("raw_rusqlite_batch_per_sec".into(), json!(raw));
@@ -378,7 +503,7 @@ async fn raw_sqlite_batches(
 /// How long claiming 64 due deliveries takes with `pending` in the queue
 /// (SQLite; the median of 50 claims, each released again).
 async fn claim_cost(dir: &std::path::Path, pending: usize) -> Result<Value, String> {
-    let store = fresh_store("sqlite:", dir, &format!("claim-{pending}.db")).await?;
+    let Opened { store, .. } = fresh_store("sqlite:", dir, &format!("claim-{pending}.db")).await?;
     subscribe_nowhere(&store, 1).await?;
     let body = Bytes::from_static(b"{}");
     let mut left = pending;
@@ -487,6 +612,9 @@ async fn idle_latency() -> Value {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--serve") {
+        return serve().await;
+    }
     let options = match parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {
@@ -494,8 +622,8 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let store = match open_store(&options.store).await {
-        Ok(store) => store,
+    let Opened { store, database } = match open_store(&options.store).await {
+        Ok(opened) => opened,
         Err(message) => {
             eprintln!("error: {message}");
             return std::process::ExitCode::from(2);
@@ -508,48 +636,87 @@ async fn main() -> std::process::ExitCode {
     let sample = Event { data: data_of(options.body_bytes), ..event() };
     let body = JsonEnvelope.render(&sample).expect("renders");
     let baseline = baseline(&url, &options, body).await;
-    let end_to_end = end_to_end(&url, &options, store).await;
-    let ratio = end_to_end["deliveries_per_sec"].as_f64().unwrap_or(0.0) / baseline;
-    let publish =
-        publish_rate(&options, dir.path()).await.unwrap_or_else(|message| json!({ "error": message }));
-    let mut claim = Vec::new();
-    for pending in &options.claim_sizes {
-        claim.push(
-            claim_cost(dir.path(), *pending).await.unwrap_or_else(|message| json!({ "error": message })),
-        );
+    let mut end_to_end_figure = end_to_end(&url, &options, vec![store]).await;
+    drop(database);
+    if !is_postgres(&options.store)
+        && let Some(cores) = end_to_end_figure["cores_busy"].as_object_mut()
+    {
+        // Only the server's live processes are counted: off PostgreSQL the
+        // figure says nothing (a test server's backends come and go).
+        cores.remove("postgres_server");
     }
-    let report = json!({
-        "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) },
+    let ratio = end_to_end_figure["deliveries_per_sec"].as_f64().unwrap_or(0.0) / baseline;
+    let mut report = json!({
+        "machine": {
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        },
         "options": {
-            "store": options.store, "deliveries": options.deliveries, "concurrency": options.concurrency,
+            "store": if is_postgres(&options.store) { "postgres" } else { options.store.as_str() },
+            "deliveries": options.deliveries, "concurrency": options.concurrency,
             "body_bytes": options.body_bytes, "subscriptions": options.subscriptions,
         },
         "baseline": { "requests_per_sec": baseline },
-        "end_to_end": end_to_end,
+        "end_to_end": end_to_end_figure,
         "ratio_to_baseline": ratio,
-        "publish": publish,
-        "claim_sqlite": claim,
-        "memory": memory_per_delivery(options.body_bytes).await,
-        "idle_latency": idle_latency().await,
-        "cross_instance_postgres": cross_instance_postgres().await,
     });
+    if is_postgres(&options.store) {
+        let three = end_to_end_postgres(&url, &options, 3)
+            .await
+            .unwrap_or_else(|message| json!({ "error": message }));
+        let three_ratio = three["deliveries_per_sec"].as_f64().unwrap_or(0.0) / baseline;
+        report["end_to_end_3_instances"] = three;
+        report["ratio_3_instances_to_baseline"] = json!(three_ratio);
+    }
+    if !options.end_to_end_only {
+        report["publish"] =
+            publish_rate(&options, dir.path()).await.unwrap_or_else(|message| json!({ "error": message }));
+        let mut claim = Vec::new();
+        for pending in &options.claim_sizes {
+            claim.push(
+                claim_cost(dir.path(), *pending).await.unwrap_or_else(|message| json!({ "error": message })),
+            );
+        }
+        report["claim_sqlite"] = json!(claim);
+        report["memory"] = memory_per_delivery(options.body_bytes).await;
+        report["idle_latency"] = idle_latency().await;
+        let server = if is_postgres(&options.store) {
+            Some(options.store.clone())
+        } else {
+            std::env::var(webhooks_postgres::testing::URL_VARIABLE).ok().filter(|url| !url.is_empty())
+        };
+        report["cross_instance_postgres"] = cross_instance_postgres(server).await;
+    }
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     std::process::ExitCode::SUCCESS
 }
 
-/// Cross-instance publish to first claim on PostgreSQL: two stores (two
-/// pools, as two instances have) on a fresh database on the server
-/// `WEBHOOKS_POSTGRES_URL` names. Instance B idles until its store's
-/// wake-up fires, then claims, as a dispatcher does; instance A publishes
-/// one event at a time. The reference run hands the wake-up over in
-/// process instead (A's publish returns, then B is woken), which is what
-/// the same two round trips cost without `LISTEN`/`NOTIFY` in between.
-async fn cross_instance_postgres() -> Value {
+/// The receiver alone, for measuring a program from outside: prints its URL
+/// and serves until killed.
+async fn serve() -> std::process::ExitCode {
+    match start_receiver(None).await {
+        Ok(address) => {
+            println!("http://{address}/");
+            std::future::pending::<()>().await;
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cross-instance publish to first attempt on PostgreSQL: two instances
+/// (two pools, facades) on a fresh database. Instance B runs a dispatcher,
+/// idle; instance A publishes one event at a time and the time is taken
+/// from A's call to the receiver seeing B's request. The reference is the
+/// same publish made through B's own facade, which wakes its dispatcher in
+/// process.
+async fn cross_instance_postgres(server: Option<String>) -> Value {
     const SAMPLES: usize = 200;
-    let Some(server) =
-        std::env::var(webhooks_postgres::testing::URL_VARIABLE).ok().filter(|url| !url.is_empty())
-    else {
-        return json!({ "skipped": "WEBHOOKS_POSTGRES_URL is not set" });
+    let Some(server) = server else {
+        return json!({ "skipped": "neither --store postgres://URL nor WEBHOOKS_POSTGRES_URL is given" });
     };
     match cross_instance_on(&server, SAMPLES).await {
         Ok(figure) => figure,
@@ -558,18 +725,22 @@ async fn cross_instance_postgres() -> Value {
 }
 
 async fn cross_instance_on(server: &str, samples: usize) -> Result<Value, String> {
-    use webhooks_postgres::testing::TestDatabase;
     let database = TestDatabase::create_on(server).await.map_err(|e| e.to_string())?;
     let publisher = database.store().await.map_err(|e| e.to_string())?;
-    let claimer = database.store().await.map_err(|e| e.to_string())?;
-    facade(Arc::new(publisher.clone()))
-        .subscribe(Subscription::builder("http://127.0.0.1:9/").event_type("iq.status_updated"))
+    let pool = publisher.pool().clone();
+    let a = facade(Arc::new(publisher));
+    let b = facade(Arc::new(database.store().await.map_err(|e| e.to_string())?));
+    let (arrivals_in, mut arrivals) = mpsc::unbounded_channel();
+    let address = start_receiver(Some(arrivals_in)).await.map_err(|e| e.to_string())?;
+    a.subscribe(Subscription::builder(format!("http://{address}/")).event_type("iq.status_updated"))
         .await
         .map_err(|e| e.to_string())?;
 
-    let woken = claimer.wake_ups().ok_or("the store made by connect has no wake-ups")?;
+    let shutdown = CancellationToken::new();
+    let dispatcher = b.dispatcher().allow_private_networks(true).build().map_err(|e| e.to_string())?;
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
     // The listener is up once its backend shows in pg_stat_activity.
-    let client = publisher.pool().get().await.map_err(|e| e.to_string())?;
+    let client = pool.get().await.map_err(|e| e.to_string())?;
     let started = Instant::now();
     loop {
         let listening: i64 = client
@@ -591,82 +762,41 @@ async fn cross_instance_on(server: &str, samples: usize) -> Result<Value, String
     }
     drop(client);
 
-    let (cross, publish) =
-        publish_then_claim(&publisher, &claimer, Arc::clone(&woken), false, samples).await?;
-    let (reference, _) =
-        publish_then_claim(&publisher, &claimer, Arc::new(Notify::new()), true, samples).await?;
-    drop((publisher, claimer));
+    let cross = publish_then_arrive(&a, &mut arrivals, samples).await?;
+    let same = publish_then_arrive(&b, &mut arrivals, samples).await?;
+    shutdown.cancel();
+    running.await.map_err(|e| e.to_string())?;
+    drop((a, b));
+    drop(database);
     Ok(json!({
         "samples": samples,
         "p50_ms": percentile(&cross, 0.5),
         "p99_ms": percentile(&cross, 0.99),
-        "publish_p50_ms": percentile(&publish, 0.5),
-        "in_process_wake_p50_ms": percentile(&reference, 0.5),
-        "in_process_wake_p99_ms": percentile(&reference, 0.99),
+        "same_instance_p50_ms": percentile(&same, 0.5),
+        "same_instance_p99_ms": percentile(&same, 0.99),
     }))
 }
 
-/// `samples` times: A publishes one event, B (idle, waiting on `woken`)
-/// claims it; returns the sorted publish-to-claim and publish durations.
-/// With `hand_over`, the caller wakes B itself once the publish returned.
-async fn publish_then_claim(
-    publisher: &webhooks_postgres::PostgresStore,
-    claimer: &webhooks_postgres::PostgresStore,
-    woken: Arc<Notify>,
-    hand_over: bool,
+/// `samples` times: publishes one event through `instance` once the
+/// dispatcher has gone idle, and waits for its request at the receiver;
+/// returns the sorted publish-to-arrival times.
+async fn publish_then_arrive(
+    instance: &Webhooks,
+    arrivals: &mut mpsc::UnboundedReceiver<Instant>,
     samples: usize,
-) -> Result<(Vec<Duration>, Vec<Duration>), String> {
-    let (claimed_in, mut claimed) = mpsc::unbounded_channel::<Instant>();
-    let stop = CancellationToken::new();
-    let idle = Arc::new(Notify::new());
-    let worker = tokio::spawn({
-        let (claimer, woken, stop, idle) =
-            (claimer.clone(), Arc::clone(&woken), stop.clone(), Arc::clone(&idle));
-        async move {
-            loop {
-                // Registered before looking, as the dispatcher does: a
-                // wake-up while claiming is not lost.
-                let notified = woken.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let now = chrono::Utc::now();
-                let claims = claimer.claim_due(now, 64, now + chrono::Duration::seconds(60), &[]).await?;
-                if !claims.is_empty() {
-                    let _ = claimed_in.send(Instant::now());
-                    continue;
-                }
-                idle.notify_one();
-                tokio::select! {
-                    () = stop.cancelled() => return Ok::<_, webhooks_core::StoreError>(()),
-                    () = notified => {}
-                }
-            }
-        }
-    });
+) -> Result<Vec<Duration>, String> {
     let mut latencies = Vec::with_capacity(samples);
-    let mut publishes = Vec::with_capacity(samples);
     for _ in 0..samples {
-        idle.notified().await; // B has looked and found nothing: it waits
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Room for the last attempt to be recorded and the claimer to idle.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let start = Instant::now();
-        let ids = publisher
-            .publish(&event(), Bytes::from_static(b"{}"))
+        instance.publish("iq.status_updated", json!({})).await.map_err(|e| e.to_string())?;
+        let arrived = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
             .await
-            .map_err(|e| e.to_string())?
-            .deliveries;
-        publishes.push(start.elapsed());
-        if ids.len() != 1 {
-            return Err(format!("the publish made {} deliveries, not 1", ids.len()));
-        }
-        if hand_over {
-            woken.notify_waiters();
-        }
-        let at = claimed.recv().await.ok_or("the claiming task stopped")?;
-        latencies.push(at - start);
+            .map_err(|_| "no attempt arrived within 10 s")?
+            .ok_or("the receiver stopped")?;
+        latencies.push(arrived - start);
     }
-    stop.cancel();
-    worker.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     latencies.sort();
-    publishes.sort();
-    Ok((latencies, publishes))
+    Ok(latencies)
 }

@@ -720,9 +720,12 @@ impl Pool {
             // while we look still wakes us: a `Notified` sees every
             // `notify_waiters` from its creation on.
             let work = self.shared.webhooks.work().notified();
+            // The store's wake-ups too: one that fires while we claim must
+            // not wait for the next poll.
+            let woken = self.wake_ups.as_ref().map(|wake_ups| wake_ups.notified());
             let woken = async {
-                match &self.wake_ups {
-                    Some(wake_ups) => wake_ups.notified().await,
+                match woken {
+                    Some(woken) => woken.await,
                     None => std::future::pending().await,
                 }
             };

@@ -159,6 +159,11 @@ pub(crate) fn open(path: &Path) -> Result<Connection, Error> {
 /// Claims and releases alone commit with `NORMAL` (see `lease_write`): losing
 /// a lease only makes a delivery claimable again.
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    // Plans that do not depend on the values bound. Without this, SQLite
+    // (built with STAT4) may mark a statement to be compiled again whenever
+    // a new value is bound to it, and the store's hot statements are bound
+    // anew for every delivery.
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     connection.pragma_update(None, "synchronous", "FULL")
