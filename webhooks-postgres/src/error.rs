@@ -35,7 +35,7 @@ pub enum Error {
     PoolSetup(#[source] deadpool_postgres::BuildError),
     /// No connection to the server could be made: it is down, refused the
     /// credentials, or failed the TLS handshake.
-    #[error("could not connect to PostgreSQL at {target}: {source}")]
+    #[error("could not connect to PostgreSQL at {target}: {}", causes(source))]
     Connect {
         /// The server, without the password.
         target: String,
@@ -57,7 +57,7 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
     /// The pool gave no connection in time for an operation.
-    #[error("could not {operation}: no database connection: {source}")]
+    #[error("could not {operation}: no database connection: {}", causes(source))]
     Pool {
         /// What was being done, e.g. "claim due deliveries".
         operation: &'static str,
@@ -67,7 +67,7 @@ pub enum Error {
     },
     /// A store operation failed in PostgreSQL: a lost connection, a
     /// constraint, a deadlock that outlasted the retries.
-    #[error("could not {operation}: {source}")]
+    #[error("could not {operation}: {}", causes(source))]
     Query {
         /// What was being done, e.g. "claim due deliveries".
         operation: &'static str,
@@ -159,3 +159,21 @@ impl Abort {
 
 /// What a store step returns inside its transaction.
 pub(crate) type Outcome<T> = Result<T, Abort>;
+
+/// An error with every cause under it, as one line: the pool's and the
+/// driver's own messages say little ("db error") without the server's
+/// ("password authentication failed for user ..."). Passwords appear in
+/// none of them.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !line.contains(&said) {
+            line.push_str(": ");
+            line.push_str(&said);
+        }
+        cause = next.source();
+    }
+    line
+}

@@ -202,13 +202,19 @@ async fn passwords_never_show_in_errors_or_debug_output() {
     assert!(matches!(error, Error::Connect { .. }), "{error:?}");
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains("wrong-password-7f3a") && !shown.contains(&password), "{shown}");
-    assert!(shown.contains("password authentication failed"), "says why: {shown}");
+    assert!(error.to_string().contains("password authentication failed"), "says why: {error}");
+
+    let mut missing = url.clone();
+    missing.set_path("/no_such_database_7f3a");
+    let error = PostgresStore::connect(missing.as_str()).await.unwrap_err();
+    assert!(error.to_string().contains("does not exist"), "says why: {error}");
 
     let mut closed = url.clone();
     closed.set_port(Some(1)).unwrap();
     let error = PostgresStore::connect(closed.as_str()).await.unwrap_err();
     let shown = format!("{error} {error:?}");
     assert!(shown.contains("127.0.0.1:1") && !shown.contains(&password), "{shown}");
+    assert!(error.to_string().to_lowercase().contains("refused"), "says why: {error}");
 }
 
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
