@@ -10,22 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::time::{Instant, timeout_at};
 use webhooks_examples::{Receiver, Reply};
 
 const EVENTS: u64 = 300;
-
-fn start(args: &[&str], stdout: Stdio) -> Child {
-    Command::new(common::example_binary("send"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_mid_delivery_resumes_and_every_event_arrives() {
@@ -56,7 +44,7 @@ async fn a_run_killed_mid_delivery_resumes_and_every_event_arrives() {
 
     // First run: killed once every event is accepted and some, not all,
     // have arrived. Its stdout is not read, so it must not fill a pipe.
-    let mut first = start(&args, Stdio::null());
+    let mut first = common::spawn_send(&args, &[], Stdio::null());
     let events: String = (0..EVENTS)
         .map(|n| format!("{{\"event\":\"content.status_updated\",\"data\":{{\"n\":{n}}}}}\n"))
         .collect();
@@ -85,7 +73,7 @@ async fn a_run_killed_mid_delivery_resumes_and_every_event_arrives() {
     assert!(at_kill < EVENTS as usize, "the kill came before the end: {at_kill} requests");
 
     // Second run on the same file, nothing on stdin: it resumes.
-    let mut second = start(&args, Stdio::piped());
+    let mut second = common::spawn_send(&args, &[], Stdio::piped());
     drop(second.stdin.take());
     let output = timeout_at(deadline, second.wait_with_output())
         .await

@@ -74,15 +74,9 @@ async fn send_rides_out_a_locked_store_and_delivers_everything() {
     let store = format!("sqlite:{}", path.display());
     let receiver =
         Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(20))).await.unwrap();
-    let mut child = tokio::process::Command::new(common::example_binary("send"))
-        .args(["--store", &store, "--preset", "deepsmith", "--url", receiver.url(), "--secret", "k"])
-        .args(["--allow-private", "--retry-scale", "0", "--timeout-ms", "1000", "--concurrency", "4"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let args = ["--store", &store, "--preset", "deepsmith", "--url", receiver.url(), "--secret", "k"];
+    let options = ["--allow-private", "--retry-scale", "0", "--timeout-ms", "1000", "--concurrency", "4"];
+    let mut child = common::spawn_send(&[&args[..], &options[..]].concat(), &[], Stdio::piped());
     let mut input = child.stdin.take().unwrap();
     let events: String = (0..EVENTS)
         .map(|n| format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n"))

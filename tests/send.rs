@@ -20,15 +20,7 @@ async fn send(args: &[&str], stdin: &str) -> Output {
 
 /// `send` with environment variables set.
 async fn send_with_env(args: &[&str], env: &[(&str, String)], stdin: &str) -> Output {
-    let mut child = tokio::process::Command::new(common::example_binary("send"))
-        .args(args)
-        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_send(args, env, Stdio::piped());
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.as_bytes()).await.unwrap();
     drop(input);

@@ -112,3 +112,22 @@ pub async fn start_listening(name: &str, args: &[&std::ffi::OsStr]) -> (tokio::p
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
 }
+
+/// The `send` example started with `args` and the environment variables
+/// `env`, stdin and stderr piped, stdout where the caller says (a run whose
+/// stdout is not read must not fill a pipe).
+pub fn spawn_send(
+    args: &[&str],
+    env: &[(&str, String)],
+    stdout: std::process::Stdio,
+) -> tokio::process::Child {
+    tokio::process::Command::new(example_binary("send"))
+        .args(args)
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}

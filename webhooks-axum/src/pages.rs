@@ -119,6 +119,20 @@ impl Viewer {
         }
     }
 
+    /// The viewer's endpoint `id` and the form that acts on it, which must
+    /// carry the viewer's token; another owner's endpoint is not found.
+    async fn endpoint_form(
+        &self,
+        state: &AppState,
+        id: &str,
+        bytes: &Bytes,
+    ) -> Result<(Subscription, Form), PageFailure> {
+        let form = self.form(state, bytes)?;
+        let subscription =
+            owned_subscription(&state.webhooks, &self.owner, id).await.map_err(|e| self.fail(e))?;
+        Ok((subscription, form))
+    }
+
     /// A form that posts to `action` with the CSRF token.
     fn post_form(&self, action: &str, class: &str, fields: Markup, button: Markup) -> Markup {
         html! {
@@ -488,9 +502,7 @@ async fn update(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> PageResult {
-    let form = viewer.form(&state, &bytes)?;
-    let subscription =
-        owned_subscription(&state.webhooks, &viewer.owner, &id).await.map_err(|e| viewer.fail(e))?;
+    let (subscription, form) = viewer.endpoint_form(&state, &id, &bytes).await?;
     let mut change = SubscriptionUpdate::new().event_types(form.event_types());
     if let Some(url) = form.get("url") {
         change = change.url(url.trim());
@@ -505,9 +517,7 @@ async fn enable(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> PageResult {
-    viewer.form(&state, &bytes)?;
-    let subscription =
-        owned_subscription(&state.webhooks, &viewer.owner, &id).await.map_err(|e| viewer.fail(e))?;
+    let (subscription, _) = viewer.endpoint_form(&state, &id, &bytes).await?;
     state.webhooks.enable(subscription.id).await.map_err(|e| viewer.fail(e))?;
     Ok(redirect(viewer.link(&format!("/endpoints/{}?done=enabled", subscription.id))))
 }
@@ -518,9 +528,7 @@ async fn disable(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> PageResult {
-    viewer.form(&state, &bytes)?;
-    let subscription =
-        owned_subscription(&state.webhooks, &viewer.owner, &id).await.map_err(|e| viewer.fail(e))?;
+    let (subscription, _) = viewer.endpoint_form(&state, &id, &bytes).await?;
     state.webhooks.disable(subscription.id, "disabled by its owner").await.map_err(|e| viewer.fail(e))?;
     Ok(redirect(viewer.link(&format!("/endpoints/{}?done=disabled", subscription.id))))
 }
@@ -531,9 +539,7 @@ async fn rotate(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> PageResult {
-    viewer.form(&state, &bytes)?;
-    let subscription =
-        owned_subscription(&state.webhooks, &viewer.owner, &id).await.map_err(|e| viewer.fail(e))?;
+    let (subscription, _) = viewer.endpoint_form(&state, &id, &bytes).await?;
     let grace = std::time::Duration::from_secs(24 * 3600);
     let secret = state.webhooks.rotate_secret(subscription.id, grace).await.map_err(|e| viewer.fail(e))?;
     let content = html! {
@@ -554,9 +560,7 @@ async fn send_test(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> PageResult {
-    viewer.form(&state, &bytes)?;
-    let subscription =
-        owned_subscription(&state.webhooks, &viewer.owner, &id).await.map_err(|e| viewer.fail(e))?;
+    let (subscription, _) = viewer.endpoint_form(&state, &id, &bytes).await?;
     let delivery = state.webhooks.send_test(subscription.id).await.map_err(|e| viewer.fail(e))?;
     Ok(redirect(viewer.link(&format!("/deliveries/{delivery}?done=test"))))
 }
@@ -586,9 +590,7 @@ async fn delete(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> PageResult {
-    viewer.form(&state, &bytes)?;
-    let subscription =
-        owned_subscription(&state.webhooks, &viewer.owner, &id).await.map_err(|e| viewer.fail(e))?;
+    let (subscription, _) = viewer.endpoint_form(&state, &id, &bytes).await?;
     state.webhooks.delete_subscription(subscription.id).await.map_err(|e| viewer.fail(e))?;
     Ok(redirect(viewer.link("/?done=deleted")))
 }

@@ -98,19 +98,25 @@ async fn concurrent_publishes_share_commits_and_all_survive_a_reopen() {
     }
 }
 
+/// Makes inserting a delivery of a `job.poisoned` event fail with
+/// `RAISE(action, ..)`, after its event row is written.
+fn poison(path: &Path, action: &str) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TRIGGER poison BEFORE INSERT ON deliveries \
+             WHEN (SELECT name FROM events WHERE seq = NEW.event_seq) = 'job.poisoned' \
+             BEGIN SELECT RAISE({action}, 'poisoned event'); END;"
+        ))
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_failing_inside_a_shared_transaction_fails_alone() {
     let (store, sub, path, _dir) = fresh(&["job.completed", "job.poisoned"]).await;
     // Fails a publish after its event row is written: only the savepoint
     // can take that row back out.
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER poison BEFORE INSERT ON deliveries \
-             WHEN (SELECT name FROM events WHERE seq = NEW.event_seq) = 'job.poisoned' \
-             BEGIN SELECT RAISE(ABORT, 'poisoned event'); END;",
-        )
-        .unwrap();
+    poison(&path, "ABORT");
     let poisoned = CALLS / 2;
     let events: Vec<Event> = (0..CALLS as i64)
         .map(|n| event(if n as usize == poisoned { "job.poisoned" } else { "job.completed" }, n))
@@ -138,14 +144,7 @@ async fn a_write_that_makes_sqlite_give_up_the_transaction_takes_only_its_group_
     let (store, sub, path, _dir) = fresh(&["job.completed", "job.poisoned"]).await;
     // RAISE(ROLLBACK) ends the whole transaction, not just the statement:
     // every write sharing it is gone, and each must hear so.
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER poison BEFORE INSERT ON deliveries \
-             WHEN (SELECT name FROM events WHERE seq = NEW.event_seq) = 'job.poisoned' \
-             BEGIN SELECT RAISE(ROLLBACK, 'poisoned event'); END;",
-        )
-        .unwrap();
+    poison(&path, "ROLLBACK");
     let events: Vec<Event> =
         (0..CALLS as i64).map(|n| event(if n == 0 { "job.poisoned" } else { "job.completed" }, n)).collect();
 
