@@ -622,7 +622,7 @@ async fn keep_alive_connections_closed_at_random_lose_nothing() {
                 assert_eq!(attempts.len(), 4, "{id}: dropped before DeepSmith's 4 attempts");
                 assert!(!last.succeeded());
             }
-            DeliveryState::Pending => panic!("{id} is still pending"),
+            DeliveryState::Pending | DeliveryState::Held => panic!("{id} is still {:?}", delivery.state),
         }
     }
     println!(

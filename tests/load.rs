@@ -126,7 +126,7 @@ async fn graceful_shutdown_under_load(store: Arc<dyn Store>) {
                 assert_eq!(attempts[0].status(), Some(200));
                 delivered.insert(*id);
             }
-            DeliveryState::Pending => {
+            DeliveryState::Pending | DeliveryState::Held => {
                 assert!(attempts.is_empty(), "{id}: pending after {attempts:?}");
                 pending.insert(*id);
             }
@@ -226,7 +226,7 @@ async fn bounded_soak(store: Arc<dyn Store>) {
                 assert!(!last.succeeded(), "{id}: dropped after a 2xx");
                 dropped += 1;
             }
-            DeliveryState::Pending => panic!("{id} is still pending"),
+            DeliveryState::Pending | DeliveryState::Held => panic!("{id} is still pending"),
         }
         attempts_logged += attempts.len();
     }

@@ -264,6 +264,7 @@ fn state_badge(delivery: &Delivery, subscription_enabled: bool) -> Markup {
     match delivery.state {
         DeliveryState::Delivered => html! { span.badge.ok { "delivered" } },
         DeliveryState::Dropped => html! { span.badge.bad { "dropped" } },
+        DeliveryState::Held => html! { span.badge.muted { "held" } },
         DeliveryState::Pending if !subscription_enabled => html! { span.badge.muted { "held" } },
         DeliveryState::Pending if delivery.attempts > 0 => html! { span.badge.warn { "retrying" } },
         DeliveryState::Pending => html! { span.badge.muted { "pending" } },

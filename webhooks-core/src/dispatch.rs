@@ -846,6 +846,7 @@ impl Pool {
         .await;
         let attempt = Attempt {
             delivery_id: delivery.id,
+            cycle: delivery.cycle,
             number,
             started_at,
             duration: timer.elapsed(),

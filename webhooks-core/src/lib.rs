@@ -82,6 +82,7 @@ mod publish;
 mod retry;
 mod scheme;
 mod secret;
+mod settings;
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
 pub mod sql;
@@ -108,6 +109,7 @@ pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use secret::Secret;
+pub use settings::{CustomHeader, EndpointSettings, InvalidHeader, InvalidRateLimit, REDACTED, RateLimit};
 pub use store::{
     Admin, AttemptRecord, Changes, Claim, Current, DeliveryCounts, DeliveryQuery, DeliveryQueue, NextState,
     Publication, Recorded, Retention, StateFilter, Store, StoreError, StoreResult, SubscriptionStats,
@@ -121,6 +123,7 @@ pub mod prelude {
 
 pub use publish::{Outcome, Prepared, Publish, Published};
 pub use webhooks::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage, NewSubscription, OwnerStats,
-    SubscriptionUpdate, TEST_EVENT, Webhooks, WebhooksBuilder,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage, MAX_DESCRIPTION_BYTES,
+    MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, NewSubscription, OwnerStats, SubscriptionUpdate, TEST_EVENT,
+    Webhooks, WebhooksBuilder,
 };

@@ -12,6 +12,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::secret::Secret;
+use crate::settings::EndpointSettings;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -261,6 +262,8 @@ pub struct Subscription {
     pub status: SubscriptionStatus,
     /// Failed attempts in a row; a success resets it to zero.
     pub consecutive_failures: u32,
+    /// Headers, rate limit, in-flight cap, ordering, description, metadata.
+    pub settings: EndpointSettings,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -338,6 +341,9 @@ pub enum DeliveryState {
     Delivered,
     /// Every attempt the retry policy allows failed; it is kept with its log.
     Dropped,
+    /// Pending, but its subscription is disabled: no attempt is made until
+    /// it is enabled again. Reported, never stored: a store keeps it pending.
+    Held,
 }
 
 /// A name that is not a [`DeliveryState`]'s.
@@ -348,24 +354,26 @@ pub struct UnknownState(pub String);
 impl FromStr for DeliveryState {
     type Err = UnknownState;
 
-    /// The state named `pending`, `delivered` or `dropped`.
+    /// The state named `pending`, `delivered`, `dropped` or `held`.
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
             "pending" => Ok(Self::Pending),
             "delivered" => Ok(Self::Delivered),
             "dropped" => Ok(Self::Dropped),
+            "held" => Ok(Self::Held),
             other => Err(UnknownState(other.to_owned())),
         }
     }
 }
 
 impl DeliveryState {
-    /// Its name: `pending`, `delivered` or `dropped`.
+    /// Its name: `pending`, `delivered`, `dropped` or `held`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Delivered => "delivered",
             Self::Dropped => "dropped",
+            Self::Held => "held",
         }
     }
 }
@@ -385,9 +393,13 @@ pub struct Delivery {
     pub body: Bytes,
     /// Pending, delivered or dropped.
     pub state: DeliveryState,
-    /// Attempts made so far.
+    /// Its delivery cycle: 1, and one more for each
+    /// [`resend`](crate::Webhooks::resend).
+    pub cycle: u32,
+    /// Attempts made so far in this cycle.
     pub attempts: u32,
-    /// When the next attempt is due; `None` once delivered or dropped.
+    /// When the next attempt is due; `None` once delivered or dropped, and
+    /// while an ordered subscription's earlier delivery is pending.
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
@@ -412,7 +424,9 @@ pub enum AttemptResult {
 pub struct Attempt {
     /// The delivery it was made for.
     pub delivery_id: DeliveryId,
-    /// 1 for the first attempt.
+    /// The delivery cycle it belongs to: 1, then one more per resend.
+    pub cycle: u32,
+    /// 1 for the first attempt of its cycle.
     pub number: u32,
     /// When it started.
     pub started_at: DateTime<Utc>,

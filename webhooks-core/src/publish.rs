@@ -208,6 +208,7 @@ impl Published {
                 let outcome = match delivery.state {
                     DeliveryState::Delivered => Outcome::Delivered,
                     DeliveryState::Dropped => Outcome::Dropped,
+                    DeliveryState::Held => Outcome::Held,
                     DeliveryState::Pending => match store.subscription(delivery.subscription_id).await? {
                         Some(subscription) if !subscription.is_enabled() => Outcome::Held,
                         _ => break,

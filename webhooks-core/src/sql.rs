@@ -98,6 +98,8 @@ impl SubscriptionRow {
             secret: Secret::from(self.secret),
             previous_secret,
             status,
+            // Settings are not stored yet: every subscription has the defaults.
+            settings: Default::default(),
             consecutive_failures: count(self.consecutive_failures, "consecutive failures")?,
             created_at: micros::to_time(self.created_at),
         })
@@ -137,6 +139,8 @@ impl DeliveryRow {
             subscription_id: self.subscription_id.into(),
             body: Bytes::from(self.body),
             state: state(&self.state)?,
+            // Cycles are not stored yet: every delivery is in its first.
+            cycle: 1,
             attempts: count(self.attempts, "attempts")?,
             next_attempt_at: self.next_attempt_at.map(micros::to_time),
             created_at: micros::to_time(self.created_at),
@@ -173,6 +177,7 @@ impl AttemptRow {
         };
         Ok(Attempt {
             delivery_id: delivery,
+            cycle: 1,
             number: count(self.number, "attempt number")?,
             started_at: micros::to_time(self.started_at),
             duration: micros::to_duration(self.duration_us),

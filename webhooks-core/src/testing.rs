@@ -124,6 +124,7 @@ pub fn subscription(url: &str, events: &[&str]) -> Subscription {
         previous_secret: None,
         status: SubscriptionStatus::Enabled,
         consecutive_failures: 0,
+        settings: Default::default(),
         created_at: t0(),
     }
 }
@@ -147,6 +148,7 @@ fn body(text: &str) -> Bytes {
 fn failure(delivery_id: DeliveryId, number: u32, seconds: i64) -> Attempt {
     Attempt {
         delivery_id,
+        cycle: 1,
         number,
         started_at: at(seconds),
         duration: Duration::from_millis(12),
@@ -157,6 +159,7 @@ fn failure(delivery_id: DeliveryId, number: u32, seconds: i64) -> Attempt {
 fn success(delivery_id: DeliveryId, number: u32, seconds: i64) -> Attempt {
     Attempt {
         delivery_id,
+        cycle: 1,
         number,
         started_at: at(seconds),
         duration: Duration::from_millis(3),
@@ -169,6 +172,7 @@ fn success(delivery_id: DeliveryId, number: u32, seconds: i64) -> Attempt {
 pub fn answered(id: DeliveryId, number: u32, status: u16, verdict: Verdict, seconds: i64) -> AttemptRecord {
     let attempt = Attempt {
         delivery_id: id,
+        cycle: 1,
         number,
         started_at: at(seconds),
         duration: Duration::from_micros(12_345),
@@ -525,6 +529,7 @@ pub async fn attempt_log_keeps_every_field_in_order<S: Store>(store: S) {
     let (_, id) = one_delivery(&store).await;
     let first = Attempt {
         delivery_id: id,
+        cycle: 1,
         number: 1,
         started_at: at(0),
         duration: Duration::from_millis(15_000),
@@ -532,6 +537,7 @@ pub async fn attempt_log_keeps_every_field_in_order<S: Store>(store: S) {
     };
     let second = Attempt {
         delivery_id: id,
+        cycle: 1,
         number: 2,
         started_at: at(10),
         duration: Duration::from_millis(7),

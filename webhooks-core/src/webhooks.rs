@@ -19,7 +19,9 @@ use crate::model::{
     SubscriptionId, SubscriptionStatus,
 };
 use crate::preset::Preset;
+use crate::scheme::Message;
 use crate::secret::Secret;
+use crate::settings::{CustomHeader, EndpointSettings, InvalidHeader, RateLimit};
 use crate::store::{DeliveryCounts, DeliveryQuery, Store, StoreError, SubscriptionStats};
 
 /// The event type of [`Webhooks::send_test`].
@@ -213,6 +215,7 @@ pub struct OwnerStats {
 pub struct SubscriptionUpdate {
     url: Option<String>,
     event_types: Option<BTreeSet<String>>,
+    settings: Option<EndpointSettings>,
 }
 
 impl SubscriptionUpdate {
@@ -236,6 +239,13 @@ impl SubscriptionUpdate {
         self.event_types = Some(names.into_iter().map(Into::into).collect());
         self
     }
+
+    /// New settings, replacing the old ones whole: start from the
+    /// subscription's own to change one.
+    pub fn settings(mut self, settings: EndpointSettings) -> Self {
+        self.settings = Some(settings);
+        self
+    }
 }
 
 /// A subscription to create; see [`Subscription::builder`].
@@ -245,13 +255,24 @@ pub struct NewSubscription {
     owner: Option<String>,
     event_types: BTreeSet<String>,
     secret: Option<Secret>,
+    settings: EndpointSettings,
+    /// The first header or rate limit that was not valid, reported by
+    /// [`Webhooks::subscribe`] so the builder chain stays unbroken.
+    invalid: Option<(&'static str, String)>,
 }
 
 impl Subscription {
     /// Starts a subscription for the endpoint `url`, of the default owner
     /// unless [`NewSubscription::owner`] names one.
     pub fn builder(url: impl Into<String>) -> NewSubscription {
-        NewSubscription { url: url.into(), owner: None, event_types: BTreeSet::new(), secret: None }
+        NewSubscription {
+            url: url.into(),
+            owner: None,
+            event_types: BTreeSet::new(),
+            secret: None,
+            settings: EndpointSettings::default(),
+            invalid: None,
+        }
     }
 }
 
@@ -284,7 +305,76 @@ impl NewSubscription {
         self.secret = Some(secret.into());
         self
     }
+
+    /// Sends this header with every request (a routing header, say).
+    pub fn header(self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        let header = CustomHeader::new(name, value);
+        self.with_header(header)
+    }
+
+    /// Sends this header with every request, its value a secret (an
+    /// `Authorization` token): never logged, never in serialized admin data.
+    pub fn secret_header(self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        let header = CustomHeader::secret(name, value);
+        self.with_header(header)
+    }
+
+    fn with_header(mut self, header: Result<CustomHeader, InvalidHeader>) -> Self {
+        match header {
+            Ok(header) => self.settings.headers.push(header),
+            Err(error) => self.invalid = self.invalid.or(Some(("header", error.to_string()))),
+        }
+        self
+    }
+
+    /// At most `per_second` requests a second to it, in bursts of up to
+    /// `burst` (both at least 1). Each dispatcher enforces it on its own.
+    pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        match RateLimit::new(per_second, burst) {
+            Ok(limit) => self.settings.rate_limit = Some(limit),
+            Err(error) => self.invalid = self.invalid.or(Some(("rate_limit", error.to_string()))),
+        }
+        self
+    }
+
+    /// At most `requests` (at least 1) in flight to it at once.
+    pub fn max_in_flight(mut self, requests: u32) -> Self {
+        self.settings.max_in_flight = Some(requests);
+        self
+    }
+
+    /// Delivers in publish order, one at a time: see
+    /// [`EndpointSettings::ordered`].
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.settings.ordered = ordered;
+        self
+    }
+
+    /// A description for the host's screens.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.settings.description = text.into();
+        self
+    }
+
+    /// One metadata entry for the host's use.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// All settings at once, replacing what was set before.
+    pub fn settings(mut self, settings: EndpointSettings) -> Self {
+        self.settings = settings;
+        self
+    }
 }
+
+/// The longest description a subscription may have, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+/// The most metadata entries a subscription may have.
+pub const MAX_METADATA_ENTRIES: usize = 64;
+/// The longest metadata key or value, in bytes.
+pub const MAX_METADATA_BYTES: usize = 1024;
 
 impl Webhooks {
     /// Starts building: `.store(..)` and `.preset(..)` are required.
@@ -303,6 +393,10 @@ impl Webhooks {
     /// generated; the returned subscription holds it, for the caller to hand
     /// to the receiver.
     pub async fn subscribe(&self, new: NewSubscription) -> Result<Subscription, Error> {
+        if let Some((field, reason)) = new.invalid {
+            return Err(Error::invalid(field, reason));
+        }
+        self.check_settings(&new.settings)?;
         let preset = &self.inner.preset;
         let url = preset.url_rule().check(&new.url, preset.name())?;
         self.check_event_types(&new.event_types)?;
@@ -326,6 +420,7 @@ impl Webhooks {
             previous_secret: None,
             status: SubscriptionStatus::Enabled,
             consecutive_failures: 0,
+            settings: new.settings,
             created_at: self.inner.clock.now(),
         };
         self.inner.store.insert_subscription(&subscription).await?;
@@ -395,6 +490,10 @@ impl Webhooks {
             self.check_event_types(&event_types)?;
             subscription.event_types = event_types;
         }
+        if let Some(settings) = update.settings {
+            self.check_settings(&settings)?;
+            subscription.settings = settings;
+        }
         self.inner.store.update_subscription(&subscription).await?;
         tracing::info!(subscription_id = %id, "subscription updated");
         Ok(subscription)
@@ -439,6 +538,51 @@ impl Webhooks {
     }
 
     /// Checks a subscription's event types against the catalogue.
+    /// Checks settings against the limits and the preset: no header the
+    /// signature scheme sets (found by signing a sample message, so a custom
+    /// scheme is covered too), a cap of at least 1, bounded text.
+    fn check_settings(&self, settings: &EndpointSettings) -> Result<(), Error> {
+        let message = Message {
+            delivery_id: DeliveryId::new(),
+            event_type: "",
+            body: b"",
+            timestamp: self.inner.clock.now(),
+        };
+        let secret = self.inner.preset.scheme().new_secret();
+        let signed = self.inner.preset.scheme().headers(&message, &[&secret]);
+        for header in &settings.headers {
+            if signed.contains_key(header.header_name()) {
+                let reason = InvalidHeader::Reserved(header.name().to_owned());
+                return Err(Error::invalid("header", reason.to_string()));
+            }
+        }
+        let mut names = BTreeSet::new();
+        if let Some(twice) = settings.headers.iter().find(|header| !names.insert(header.name())) {
+            return Err(Error::invalid("header", format!("header {} is set twice", twice.name())));
+        }
+        if settings.max_in_flight == Some(0) {
+            return Err(Error::invalid("max_in_flight", "at least 1 request must be allowed in flight"));
+        }
+        if settings.description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(Error::invalid("description", format!("over {MAX_DESCRIPTION_BYTES} bytes")));
+        }
+        if settings.metadata.len() > MAX_METADATA_ENTRIES {
+            return Err(Error::invalid("metadata", format!("over {MAX_METADATA_ENTRIES} entries")));
+        }
+        if let Some((key, _)) = settings.metadata.iter().find(|(key, value)| {
+            key.is_empty() || key.len() > MAX_METADATA_BYTES || value.len() > MAX_METADATA_BYTES
+        }) {
+            let key: String = key.chars().take(64).collect();
+            return Err(Error::invalid(
+                "metadata",
+                format!(
+                    "key {key:?}: keys are 1 to {MAX_METADATA_BYTES} bytes, values at most {MAX_METADATA_BYTES}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_event_types(&self, event_types: &BTreeSet<String>) -> Result<(), Error> {
         if event_types.is_empty() {
             return Err(Error::invalid("event types", "a subscription must listen to at least one"));

@@ -120,6 +120,7 @@ impl Entry {
             subscription_id: self.subscription_id,
             body: self.body.clone(),
             state: self.state,
+            cycle: 1,
             attempts: self.attempts,
             next_attempt_at: self.next_attempt_at().map(|at| queue::time(at.micros())),
             created_at: queue::time(self.created_at),
@@ -236,7 +237,8 @@ impl State {
         let counts = self.counts.entry(subscription).or_default();
         fn slot(counts: &mut DeliveryCounts, state: DeliveryState) -> &mut u64 {
             match state {
-                DeliveryState::Pending => &mut counts.pending,
+                // Never stored: a held delivery is kept pending.
+                DeliveryState::Pending | DeliveryState::Held => &mut counts.pending,
                 DeliveryState::Delivered => &mut counts.delivered,
                 DeliveryState::Dropped => &mut counts.dropped,
             }
@@ -556,7 +558,7 @@ impl Admin for MemoryStore {
             let Some(entry) = state.deliveries.get(&id) else { continue };
             let requeue = match entry.state {
                 DeliveryState::Dropped => entry.created_at >= since,
-                DeliveryState::Pending => held,
+                DeliveryState::Pending | DeliveryState::Held => held,
                 DeliveryState::Delivered => false,
             };
             if requeue {

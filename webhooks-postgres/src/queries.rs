@@ -875,11 +875,7 @@ pub(crate) async fn delivery_counts(db: &Db<'_>, id: SubscriptionId) -> Outcome<
     let mut counts = DeliveryCounts::default();
     for row in db.query(&statement, &[&id.as_uuid()]).await? {
         let count = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
-        match codec::state(row.try_get(0)?)? {
-            DeliveryState::Pending => counts.pending = count,
-            DeliveryState::Delivered => counts.delivered = count,
-            DeliveryState::Dropped => counts.dropped = count,
-        }
+        counts.add(codec::state(row.try_get(0)?)?, count);
     }
     Ok(counts)
 }

@@ -7,9 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 use webhooks_core::sql::{AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow};
 use webhooks_core::{
-    Attempt, AttemptResult, Audience, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery,
-    DeliveryState, Event, NextState, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats,
-    SubscriptionStatus,
+    Attempt, AttemptResult, Audience, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, Event,
+    NextState, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
 };
 
 use crate::codec;
@@ -601,11 +600,7 @@ pub(crate) fn delivery_counts(db: &Connection, id: SubscriptionId) -> rusqlite::
     let mut rows = statement.query([id.as_uuid()])?;
     while let Some(row) = rows.next()? {
         let count = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
-        match codec::state(&row.get::<_, String>(0)?, 0)? {
-            DeliveryState::Pending => counts.pending = count,
-            DeliveryState::Delivered => counts.delivered = count,
-            DeliveryState::Dropped => counts.dropped = count,
-        }
+        counts.add(codec::state(&row.get::<_, String>(0)?, 0)?, count);
     }
     Ok(counts)
 }

@@ -18,6 +18,17 @@ pub struct DeliveryCounts {
     pub dropped: u64,
 }
 
+impl DeliveryCounts {
+    /// Counts `count` more deliveries in `state` (held ones as pending).
+    pub fn add(&mut self, state: DeliveryState, count: u64) {
+        match state {
+            DeliveryState::Pending | DeliveryState::Held => self.pending += count,
+            DeliveryState::Delivered => self.delivered += count,
+            DeliveryState::Dropped => self.dropped += count,
+        }
+    }
+}
+
 /// Which deliveries [`Admin::list_deliveries`] returns: every filter that is
 /// set must match. Results come in id order (creation order), after the
 /// cursor.
@@ -151,11 +162,7 @@ pub trait Admin: SubscriptionStore + DeliveryQueue {
     async fn delivery_counts(&self, subscription: SubscriptionId) -> StoreResult<DeliveryCounts> {
         let mut counts = DeliveryCounts::default();
         for delivery in all_deliveries(self, subscription).await? {
-            match delivery.state {
-                DeliveryState::Pending => counts.pending += 1,
-                DeliveryState::Delivered => counts.delivered += 1,
-                DeliveryState::Dropped => counts.dropped += 1,
-            }
+            counts.add(delivery.state, 1);
         }
         Ok(counts)
     }

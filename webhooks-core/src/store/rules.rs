@@ -186,6 +186,7 @@ mod tests {
         AttemptRecord {
             attempt: Attempt {
                 delivery_id: DeliveryId::new(),
+                cycle: 1,
                 number,
                 started_at: at(0),
                 duration: Duration::from_millis(5),

@@ -1,0 +1,297 @@
+//! Per-endpoint settings: extra headers, a rate limit, a cap on requests in
+//! flight, ordered delivery, and a description and metadata for the host's
+//! own screens.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use http::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+/// What a subscription asks of the dispatcher besides its URL and secret.
+/// Set with [`NewSubscription`](crate::NewSubscription)'s methods, changed with
+/// [`SubscriptionUpdate`](crate::SubscriptionUpdate); every store keeps it.
+///
+/// ```
+/// use webhooks_core::{EndpointSettings, RateLimit};
+///
+/// let settings = EndpointSettings::default();
+/// assert!(settings.headers.is_empty());
+/// assert_eq!(settings.rate_limit, None);
+/// assert!(!settings.ordered);
+/// assert_eq!(RateLimit::new(10, 20).unwrap().per_second(), 10);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointSettings {
+    /// Headers sent with every request, after the scheme's own.
+    pub headers: Vec<CustomHeader>,
+    /// At most this many requests per second, with a burst; none by default.
+    pub rate_limit: Option<RateLimit>,
+    /// At most this many requests in flight to it at once (each dispatcher
+    /// also caps an endpoint at its fair share of slots).
+    pub max_in_flight: Option<u32>,
+    /// Deliveries are attempted one at a time in publish order: a delivery
+    /// waits while an earlier one of the same subscription is pending. A
+    /// dropped delivery lets the next one go.
+    pub ordered: bool,
+    /// Free text for the host's screens.
+    pub description: String,
+    /// Free-form key/value pairs for the host's use; never sent.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl EndpointSettings {
+    /// The most requests in flight the dispatcher allows it: 1 when ordered.
+    pub fn in_flight_cap(&self) -> Option<u32> {
+        if self.ordered { Some(1) } else { self.max_in_flight }
+    }
+}
+
+/// A header a subscription adds to every request, e.g. an
+/// `Authorization: Bearer …` its gateway wants. A secret header's value is
+/// never shown in `Debug`, logs or serialized admin data.
+///
+/// ```
+/// use webhooks_core::CustomHeader;
+///
+/// let header = CustomHeader::secret("Authorization", "Bearer s3cr3t").unwrap();
+/// assert_eq!(header.name(), "authorization");
+/// assert!(!format!("{header:?}").contains("s3cr3t"));
+/// assert!(CustomHeader::new("Host", "elsewhere.example").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustomHeader {
+    name: HeaderName,
+    value: HeaderValue,
+    secret: bool,
+}
+
+/// Headers no subscription may set: the transport's (hop-by-hop ones,
+/// `Host`, `Content-Length`) and the body's type. The scheme's own signed
+/// headers are refused when subscribing, against the preset.
+const RESERVED: [&str; 12] = [
+    "connection",
+    "content-length",
+    "content-type",
+    "host",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl CustomHeader {
+    /// A header shown as is in admin data.
+    pub fn new(name: impl AsRef<str>, value: impl AsRef<str>) -> Result<Self, InvalidHeader> {
+        Self::checked(name.as_ref(), value.as_ref(), false)
+    }
+
+    /// A header whose value is a secret (a token, a password): redacted
+    /// everywhere it could be shown.
+    pub fn secret(name: impl AsRef<str>, value: impl AsRef<str>) -> Result<Self, InvalidHeader> {
+        Self::checked(name.as_ref(), value.as_ref(), true)
+    }
+
+    fn checked(name: &str, value: &str, secret: bool) -> Result<Self, InvalidHeader> {
+        let shown: String = name.chars().take(64).collect();
+        let parsed = HeaderName::try_from(name).map_err(|_| InvalidHeader::Name(shown.clone()))?;
+        if RESERVED.contains(&parsed.as_str()) {
+            return Err(InvalidHeader::Reserved(parsed.as_str().to_owned()));
+        }
+        let mut value =
+            HeaderValue::try_from(value).map_err(|_| InvalidHeader::Value(parsed.as_str().to_owned()))?;
+        value.set_sensitive(secret);
+        Ok(Self { name: parsed, value, secret })
+    }
+
+    /// Its name, lowercase.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// Its value as sent; handle with care when [`CustomHeader::is_secret`].
+    pub fn expose_value(&self) -> &str {
+        // Checked to be visible ASCII when made.
+        self.value.to_str().unwrap_or_default()
+    }
+
+    /// Whether its value is a secret.
+    pub fn is_secret(&self) -> bool {
+        self.secret
+    }
+
+    /// The name for an HTTP request.
+    pub fn header_name(&self) -> &HeaderName {
+        &self.name
+    }
+
+    /// The value for an HTTP request (marked sensitive when secret).
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.value
+    }
+}
+
+impl fmt::Debug for CustomHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = if self.secret { "<redacted>" } else { self.expose_value() };
+        write!(f, "CustomHeader({}: {value})", self.name)
+    }
+}
+
+/// The text shown in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// How a header is written and read: its value only when not secret.
+#[derive(Serialize, Deserialize)]
+struct HeaderData {
+    name: String,
+    value: String,
+    #[serde(default)]
+    secret: bool,
+}
+
+impl Serialize for CustomHeader {
+    /// A secret header's value is written as `<redacted>`: admin data never
+    /// carries it. Stores keep it with [`CustomHeader::expose_value`].
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let value = if self.secret { REDACTED } else { self.expose_value() };
+        HeaderData { name: self.name().to_owned(), value: value.to_owned(), secret: self.secret }
+            .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for CustomHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let data = HeaderData::deserialize(deserializer)?;
+        Self::checked(&data.name, &data.value, data.secret).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A header a subscription may not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidHeader {
+    /// Not a valid header name.
+    #[error("{0:?} is not a valid header name")]
+    Name(String),
+    /// Its value has characters a header cannot carry.
+    #[error("the value of header {0} is not visible ASCII")]
+    Value(String),
+    /// A header the transport or the signature scheme sets.
+    #[error("header {0} is set by the library and cannot be overridden")]
+    Reserved(String),
+}
+
+/// At most `per_second` requests a second, with bursts of up to `burst`
+/// after a quiet spell: a token bucket each dispatcher keeps per endpoint.
+///
+/// ```
+/// use webhooks_core::RateLimit;
+///
+/// let limit = RateLimit::new(5, 10).unwrap();
+/// assert_eq!((limit.per_second(), limit.burst()), (5, 10));
+/// assert!(RateLimit::new(0, 1).is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RateLimitData", into = "RateLimitData")]
+pub struct RateLimit {
+    per_second: u32,
+    burst: u32,
+}
+
+impl RateLimit {
+    /// `per_second` and `burst` must both be at least 1.
+    pub fn new(per_second: u32, burst: u32) -> Result<Self, InvalidRateLimit> {
+        if per_second == 0 || burst == 0 {
+            return Err(InvalidRateLimit { per_second, burst });
+        }
+        Ok(Self { per_second, burst })
+    }
+
+    /// Requests per second, sustained.
+    pub fn per_second(&self) -> u32 {
+        self.per_second
+    }
+
+    /// Requests that may go at once after a quiet spell.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RateLimitData {
+    per_second: u32,
+    burst: u32,
+}
+
+impl TryFrom<RateLimitData> for RateLimit {
+    type Error = InvalidRateLimit;
+
+    fn try_from(data: RateLimitData) -> Result<Self, Self::Error> {
+        Self::new(data.per_second, data.burst)
+    }
+}
+
+impl From<RateLimit> for RateLimitData {
+    fn from(limit: RateLimit) -> Self {
+        Self { per_second: limit.per_second, burst: limit.burst }
+    }
+}
+
+/// A rate limit of zero.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a rate limit needs at least 1 request per second and a burst of at least 1, got {per_second}/s burst {burst}"
+)]
+pub struct InvalidRateLimit {
+    /// The rate asked for.
+    pub per_second: u32,
+    /// The burst asked for.
+    pub burst: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_and_malformed_headers_are_refused() {
+        for name in ["Host", "content-length", "Connection", "Transfer-Encoding", "Content-Type"] {
+            assert!(matches!(CustomHeader::new(name, "x"), Err(InvalidHeader::Reserved(_))), "{name}");
+        }
+        assert!(matches!(CustomHeader::new("bad name", "x"), Err(InvalidHeader::Name(_))));
+        assert!(matches!(CustomHeader::new("x-ok", "line\nbreak"), Err(InvalidHeader::Value(_))));
+        assert_eq!(CustomHeader::new("X-Route", "eu-1").unwrap().name(), "x-route");
+    }
+
+    #[test]
+    fn secret_values_never_serialize_or_debug() {
+        let header = CustomHeader::secret("authorization", "Bearer hunter2").unwrap();
+        let json = serde_json::to_string(&header).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(json.contains(REDACTED));
+        assert!(!format!("{header:?}").contains("hunter2"));
+        let plain = CustomHeader::new("x-route", "eu-1").unwrap();
+        let back: CustomHeader = serde_json::from_str(&serde_json::to_string(&plain).unwrap()).unwrap();
+        assert_eq!(back, plain);
+    }
+
+    #[test]
+    fn ordered_means_one_in_flight() {
+        let mut settings = EndpointSettings { max_in_flight: Some(8), ..EndpointSettings::default() };
+        assert_eq!(settings.in_flight_cap(), Some(8));
+        settings.ordered = true;
+        assert_eq!(settings.in_flight_cap(), Some(1));
+    }
+
+    #[test]
+    fn zero_rates_are_refused_also_when_deserialized() {
+        assert!(RateLimit::new(1, 0).is_err());
+        assert!(serde_json::from_str::<RateLimit>(r#"{"per_second":0,"burst":3}"#).is_err());
+    }
+}
