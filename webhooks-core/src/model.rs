@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,9 +24,17 @@ macro_rules! id_type {
         pub struct $name(Uuid);
 
         impl $name {
-            /// A new, unique id. Ids are UUIDv7, so they sort by creation time.
+            /// A new, unique id made now by the system clock. Ids are UUIDv7,
+            /// so they sort by creation time.
             pub fn new() -> Self {
-                Self(Uuid::now_v7())
+                Self::at(Utc::now())
+            }
+
+            /// A new, unique id made at `time` (the facade passes its clock's
+            /// now, so ids and times agree under a manual clock). Ids made in
+            /// one process in the same millisecond sort in the order made.
+            pub fn at(time: DateTime<Utc>) -> Self {
+                Self(v7_at(time))
             }
 
             /// The id as a UUID.
@@ -65,6 +75,19 @@ macro_rules! id_type {
             }
         }
     };
+}
+
+/// A UUIDv7 for `time`: its millisecond, then a process-wide counter (42
+/// bits, randomly seeded) so ids of one millisecond keep the order they were
+/// made in, then 32 random bits. Unlike `Uuid::now_v7` it follows the time
+/// given, backwards too (a manual clock).
+fn v7_at(time: DateTime<Utc>) -> Uuid {
+    static NEXT: LazyLock<AtomicU64> = LazyLock::new(|| AtomicU64::new(rand::random::<u64>() >> 23));
+    let millis = u64::try_from(time.timestamp_millis()).unwrap_or(0) & ((1 << 48) - 1);
+    let count = NEXT.fetch_add(1, Ordering::Relaxed) & ((1 << 42) - 1);
+    let high = (millis << 16) | 0x7000 | (count >> 30);
+    let low = (0b10 << 62) | ((count & ((1 << 30) - 1)) << 32) | u64::from(rand::random::<u32>());
+    Uuid::from_u64_pair(high, low)
 }
 
 id_type!(
@@ -456,5 +479,26 @@ impl Attempt {
     /// Whether the receiver acknowledged it (any 2xx).
     pub fn succeeded(&self) -> bool {
         matches!(self.status(), Some(200..=299))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_the_time_given_and_sort_in_the_order_made() {
+        let at = DateTime::parse_from_rfc3339("2020-01-02T03:04:05.678Z").unwrap().with_timezone(&Utc);
+        let ids: Vec<DeliveryId> = (0..1000).map(|_| DeliveryId::at(at)).collect();
+        for id in &ids {
+            let uuid = id.as_uuid();
+            assert_eq!(uuid.get_version_num(), 7);
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+            let (seconds, nanos) = uuid.get_timestamp().unwrap().to_unix();
+            assert_eq!((seconds, nanos), (1_577_934_245, 678_000_000));
+        }
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids of one millisecond out of order");
+        let earlier = DeliveryId::at(at - chrono::Duration::milliseconds(1));
+        assert!(earlier < ids[0], "an earlier time sorts first even when made later");
     }
 }

@@ -312,12 +312,13 @@ impl Webhooks {
         if let Some(key) = &publish.idempotency_key {
             check_key(key).map_err(|error| Error::invalid("idempotency key", error.to_string()))?;
         }
+        let now = self.inner.clock.now();
         let event = Event {
-            id: EventId::new(),
+            id: EventId::at(now),
             audience,
             idempotency_key: publish.idempotency_key,
             name: publish.event_type,
-            occurred_at: self.inner.clock.now(),
+            occurred_at: now,
             data,
         };
         let body = preset.envelope().render(&event)?;

@@ -411,8 +411,9 @@ impl Webhooks {
             Some(owner) => Owner::new(owner).map_err(|error| Error::invalid("owner", error.to_string()))?,
             None => Owner::default(),
         };
+        let now = self.inner.clock.now();
         let subscription = Subscription {
-            id: SubscriptionId::new(),
+            id: SubscriptionId::at(now),
             owner,
             url,
             event_types: new.event_types,
@@ -421,7 +422,7 @@ impl Webhooks {
             status: SubscriptionStatus::Enabled,
             consecutive_failures: 0,
             settings: new.settings,
-            created_at: self.inner.clock.now(),
+            created_at: now,
         };
         self.inner.store.insert_subscription(&subscription).await?;
         tracing::info!(subscription_id = %subscription.id, url = %subscription.url, "subscription created");
@@ -652,12 +653,13 @@ impl Webhooks {
     /// it listens to, so an endpoint can be checked end to end.
     pub async fn send_test(&self, id: SubscriptionId) -> Result<DeliveryId, Error> {
         let subscription = self.subscription(id).await?;
+        let now = self.inner.clock.now();
         let event = Event {
-            id: EventId::new(),
+            id: EventId::at(now),
             audience: Audience::Owner(subscription.owner),
             idempotency_key: None,
             name: TEST_EVENT.to_owned(),
-            occurred_at: self.inner.clock.now(),
+            occurred_at: now,
             data: serde_json::json!({ "test": true }),
         };
         let body = self.inner.preset.envelope().render(&event)?;
