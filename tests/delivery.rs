@@ -84,20 +84,26 @@ async fn smartlyq_makes_six_attempts_doubling_from_two_minutes_then_drops() {
     let receiver = Receiver::scripted(|_, _| Reply::status(500).with_body("down")).await.unwrap();
     let (webhooks, clock) = webhooks(Preset::smartlyq());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("wallet.low")).await.unwrap();
-    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    let dispatcher = webhooks.dispatcher().allow_private_networks(true).build().unwrap();
+    let activity = dispatcher.activity();
+    let running = Running::start(dispatcher);
     let id = webhooks.publish("wallet.low", json!({"balance": "4.99"})).await.unwrap().deliveries[0];
+    let settled = || async { tokio::time::timeout(WAIT, activity.settled()).await.expect("settles") };
 
+    settled().await;
     for (attempt, wait_minutes) in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32)] {
-        recorded(&webhooks, id, attempt).await;
+        // Settled: every attempt due is made and recorded, nothing more.
+        assert_eq!(webhooks.attempts(id).await.unwrap().len(), attempt);
         // One second short of the wait, nothing happens.
         clock.advance(Duration::from_secs(wait_minutes * 60 - 1));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        settled().await;
         assert_eq!(receiver.received().len(), attempt, "no early retry before {wait_minutes} min");
         clock.advance(Duration::from_secs(1));
+        settled().await;
     }
-    recorded(&webhooks, id, 6).await;
+    assert_eq!(webhooks.attempts(id).await.unwrap().len(), 6);
     clock.advance(Duration::from_secs(24 * 3600));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    settled().await;
 
     assert_eq!(receiver.received().len(), 6);
     let delivery = webhooks.delivery(id).await.unwrap().unwrap();

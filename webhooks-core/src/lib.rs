@@ -97,7 +97,7 @@ mod webhooks;
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "dispatch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dispatch")))]
-pub use dispatch::{AttemptOutcome, Dispatcher, DispatcherBuilder};
+pub use dispatch::{Activity, AttemptOutcome, Dispatcher, DispatcherBuilder};
 pub use envelope::{Envelope, JsonEnvelope, StandardEnvelope};
 pub use error::Error;
 pub use guard::is_public_address;

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,11 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+mod activity;
+
+pub use activity::Activity;
+use activity::{Busy, Watch};
 
 use crate::error::Error;
 use crate::guard::Guard;
@@ -259,6 +264,7 @@ impl DispatcherBuilder {
                 guard,
                 on_outcome: self.on_outcome,
             }),
+            watch: Arc::new(Watch::new()),
             concurrency: self.concurrency,
             per_endpoint: per_endpoint.min(self.concurrency),
             poll_interval: self.poll_interval,
@@ -285,6 +291,7 @@ impl DispatcherBuilder {
 /// ```
 pub struct Dispatcher {
     shared: Arc<Shared>,
+    watch: Arc<Watch>,
     concurrency: usize,
     per_endpoint: usize,
     poll_interval: Duration,
@@ -325,6 +332,12 @@ impl Dispatcher {
         self.shared.request_timeout + LEASE_MARGIN
     }
 
+    /// Tells when this dispatcher, once running, has caught up; see
+    /// [`Activity`].
+    pub fn activity(&self) -> Activity {
+        Activity::new(Arc::clone(&self.watch))
+    }
+
     /// Delivers until `shutdown` is cancelled, then lets the attempts in
     /// flight finish and be recorded (each is bounded by the request timeout)
     /// and returns. Nothing claimed is left behind: every claim is attempted
@@ -351,11 +364,7 @@ impl Dispatcher {
             None => (None, None),
         };
         let outcomes = Outcomes { webhooks: webhooks.clone(), hooks };
-        let watch = Arc::new(Watch {
-            changes: AtomicUsize::new(0),
-            idle: AtomicBool::new(false),
-            wake: Notify::new(),
-        });
+        let watch = Arc::clone(&self.watch);
         // Room for one record per slot: a store slower to record than the
         // workers are to attempt holds the workers back, so at most a
         // bounded number of attempts wait unrecorded under their leases.
@@ -466,29 +475,6 @@ struct Pool {
     outcomes: Outcomes,
 }
 
-/// How the claimer, waiting for work, learns that it should look again:
-/// a worker queued for a claim (its attempt ended: its endpoint's share is
-/// free, and a retry may be due) or the recorder recorded a batch.
-struct Watch {
-    /// Counts the changes; the claimer compares it before and after looking.
-    changes: AtomicUsize,
-    /// Whether the claimer is waiting for work; only then is it woken.
-    idle: AtomicBool,
-    wake: Notify,
-}
-
-impl Watch {
-    /// Tells an idle claimer that something changed. Costs one atomic add
-    /// and one load while the claimer is busy.
-    fn changed(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
-        if self.idle.load(Ordering::SeqCst) {
-            // A permit is kept if the claimer is not polling yet.
-            self.wake.notify_one();
-        }
-    }
-}
-
 /// The claimer's own state, kept between claims.
 struct Claimer {
     gauge_refreshed: Option<Instant>,
@@ -502,6 +488,7 @@ struct Claimed {
     claim: Claim,
     lease_until: DateTime<Utc>,
     _share: Share,
+    busy: Busy,
 }
 
 /// Requests in flight (or claimed for one) per endpoint.
@@ -557,6 +544,7 @@ impl Drop for Share {
 struct ToRecord {
     record: AttemptRecord,
     about: About,
+    busy: Busy,
 }
 
 /// Which delivery an attempt was, for its outcome.
@@ -635,8 +623,15 @@ async fn record_in_batches(
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let (records, about): (Vec<AttemptRecord>, Vec<About>) =
-            batch.drain(..).map(|t| (t.record, t.about)).unzip();
+        // Each stays busy until its outcome is out.
+        let mut busy = Vec::with_capacity(batch.len());
+        let (records, about): (Vec<AttemptRecord>, Vec<About>) = batch
+            .drain(..)
+            .map(|t| {
+                busy.push(t.busy);
+                (t.record, t.about)
+            })
+            .unzip();
         let results = match store.record_attempts(&records).await {
             Ok(results) if results.len() == records.len() => results,
             Ok(_) => {
@@ -653,6 +648,7 @@ async fn record_in_batches(
             let span = about.span.clone();
             span.in_scope(|| outcomes.recorded(record, result, about));
         }
+        drop(busy);
     }
 }
 
@@ -754,7 +750,7 @@ impl Pool {
                             over_share.push(claim.delivery.id);
                             continue;
                         };
-                        let claimed = Claimed { claim, lease_until, _share: share };
+                        let claimed = Claimed { claim, lease_until, _share: share, busy: self.watch.busy() };
                         match mine {
                             None => mine = Some(claimed),
                             Some(_) => self.lock_ready().push_back(claimed),
@@ -790,6 +786,7 @@ impl Pool {
             // seen here.
             self.watch.idle.store(true, Ordering::SeqCst);
             if self.watch.changes.load(Ordering::SeqCst) == changes {
+                self.watch.looked_idle();
                 tokio::select! {
                     () = self.shutdown.cancelled() => {}
                     () = work => {}
@@ -808,7 +805,7 @@ impl Pool {
     /// Makes one attempt and records it (or hands it to the recorder), all
     /// before the claim's lease ends.
     async fn attempt(&self, claimed: Claimed) {
-        let Claimed { claim: Claim { delivery, subscription }, lease_until, _share: share } = claimed;
+        let Claimed { claim: Claim { delivery, subscription }, lease_until, _share: share, busy } = claimed;
         let shared = &*self.shared;
         let webhooks = &shared.webhooks;
         let preset = webhooks.preset();
@@ -889,7 +886,7 @@ impl Pool {
                 // The request is over: the endpoint's slot is free while the
                 // record waits for its batch.
                 drop(share);
-                if to_record.send(ToRecord { record, about }).await.is_err() {
+                if to_record.send(ToRecord { record, about, busy }).await.is_err() {
                     tracing::error!("the recorder stopped; the attempt will be retried when its lease ends");
                 }
             }
@@ -897,6 +894,7 @@ impl Pool {
                 let result = self.store.record_attempt(&record).await;
                 drop(share);
                 self.outcomes.recorded(record, result, about);
+                drop(busy);
             }
         }
     }

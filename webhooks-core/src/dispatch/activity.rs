@@ -1,0 +1,125 @@
+//! What the dispatcher is doing: how its claimer learns to look again, and
+//! [`Activity`], how a host learns that it has caught up.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::{Notify, watch};
+
+/// How the claimer, waiting for work, learns that it should look again (a
+/// worker queued for a claim: its endpoint's share is free, and a retry may
+/// be due; the recorder recorded a batch), and what it tells [`Activity`].
+#[derive(Debug)]
+pub(super) struct Watch {
+    /// Counts the changes; the claimer compares it before and after looking.
+    pub(super) changes: AtomicUsize,
+    /// Whether the claimer is waiting for work; only then is it woken.
+    pub(super) idle: AtomicBool,
+    pub(super) wake: Notify,
+    /// Claims taken and not yet recorded or given back.
+    busy: AtomicUsize,
+    /// Counts the claimer's looks that found nothing to do.
+    passes: watch::Sender<u64>,
+}
+
+impl Watch {
+    pub(super) fn new() -> Self {
+        Self {
+            changes: AtomicUsize::new(0),
+            idle: AtomicBool::new(false),
+            wake: Notify::new(),
+            busy: AtomicUsize::new(0),
+            passes: watch::Sender::new(0),
+        }
+    }
+
+    /// Tells an idle claimer that something changed. Costs one atomic add
+    /// and one load while the claimer is busy.
+    pub(super) fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        if self.idle.load(Ordering::SeqCst) {
+            // A permit is kept if the claimer is not polling yet.
+            self.wake.notify_one();
+        }
+    }
+
+    /// A claim was taken: busy until its [`Busy`] drops.
+    pub(super) fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(Arc::clone(self))
+    }
+
+    /// The claimer found nothing due and is about to wait: a pass, if
+    /// nothing is in flight either.
+    pub(super) fn looked_idle(&self) {
+        if self.busy.load(Ordering::SeqCst) == 0 {
+            self.passes.send_modify(|pass| *pass += 1);
+        }
+    }
+}
+
+/// A claim from when it is taken until it is recorded or given back.
+pub(super) struct Busy(Arc<Watch>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        // The claimer looks again, and may then see nothing to do.
+        self.0.changed();
+    }
+}
+
+/// Tells when a running dispatcher has caught up: nothing claimable at its
+/// clock's now, no attempt in flight and none waiting to be recorded. From
+/// [`Dispatcher::activity`](super::Dispatcher::activity), before `run`.
+///
+/// With a [`ManualClock`](crate::ManualClock) it proves that nothing happens
+/// yet without sleeping: advance the clock, await [`Activity::settled`], look.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio_util::sync::CancellationToken;
+/// use webhooks_core::{ManualClock, Preset, Webhooks};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), webhooks_core::Error> {
+/// let clock = ManualClock::default();
+/// let webhooks = Webhooks::builder()
+///     .store(webhooks_memory::MemoryStore::new())
+///     .preset(Preset::deepsmith())
+///     .clock(clock.clone())
+///     .build()?;
+/// let dispatcher = webhooks.dispatcher().build()?;
+/// let activity = dispatcher.activity();
+/// let shutdown = CancellationToken::new();
+/// let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+/// clock.advance(Duration::from_secs(60));
+/// // Every attempt due within the minute is made and recorded.
+/// activity.settled().await;
+/// shutdown.cancel();
+/// running.await.unwrap();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Activity {
+    watch: Arc<Watch>,
+}
+
+impl Activity {
+    pub(super) fn new(watch: Arc<Watch>) -> Self {
+        Self { watch }
+    }
+
+    /// Resolves once the dispatcher, looking after this call, found nothing
+    /// claimable at its clock's now with no attempt in flight or unrecorded.
+    /// Never resolves while the dispatcher is not running: bound it with a
+    /// timeout in tests.
+    pub async fn settled(&self) {
+        let mut passes = self.watch.passes.subscribe();
+        let seen = *passes.borrow_and_update();
+        self.watch.changed();
+        // The sender lives in `self.watch`: it cannot close while we wait.
+        let _ = passes.wait_for(|pass| *pass > seen).await;
+    }
+}
