@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use webhooks_core::{
-    Attempt, AttemptResult, Delivery, DeliveryId, DeliveryState, DisablePolicy, ManualClock, Preset,
+    Attempt, AttemptResult, Delivery, DeliveryId, DeliveryState, DisablePolicy, ManualClock, Preset, Publish,
     Subscription, SubscriptionId, Webhooks,
 };
 use webhooks_examples::{Receiver, Reply};
@@ -709,4 +709,87 @@ async fn a_slow_endpoint_holds_no_more_than_its_share_of_the_slots() {
     // The fast endpoint's backlog stays within its share of 2, which keeps
     // clear of the bug above.
     slow_beside_fast(6, 2).await;
+}
+
+/// Healthy endpoint's 200 deliveries at the dispatcher's defaults (64
+/// slots, 32 per endpoint, 15 s timeout) beside `hanging` endpoints that
+/// accept connections and never answer, each with 100 deliveries published
+/// first (so due, and claimed, first). Returns how long the healthy
+/// endpoint's deliveries took; fails if any waited for a hanging request's
+/// timeout.
+async fn healthy_beside_hanging(hanging: usize) -> Duration {
+    const HEALTHY: u64 = 200;
+    let webhooks = real_time(fast_retries());
+    let mut hangers = Vec::new();
+    for _ in 0..hanging {
+        let server = KeepAlive::start(|_| Answer::After(Duration::from_secs(3600), 200)).await;
+        let subscription = webhooks
+            .subscribe(Subscription::builder(server.url()).event_type("content.status_updated"))
+            .await
+            .unwrap();
+        hangers.push((server, subscription));
+    }
+    let healthy = KeepAlive::start(|_| Answer::Status(200)).await;
+    let b = webhooks
+        .subscribe(Subscription::builder(healthy.url()).event_type("topic.status_updated"))
+        .await
+        .unwrap();
+    for n in 0..100 {
+        webhooks.publish("content.status_updated", json!({ "n": n })).await.unwrap();
+    }
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    let started = Instant::now();
+    webhooks
+        .publish_many((0..HEALTHY).map(|n| Publish::new("topic.status_updated", json!({ "n": n }))))
+        .await
+        .unwrap();
+    eventually("the healthy endpoint gets all its deliveries", || async {
+        webhooks.delivery_counts(b.id).await.unwrap().delivered == HEALTHY
+    })
+    .await;
+    let took = started.elapsed();
+    // Every hanging request is still open: none has reached its 15 s
+    // timeout, so nothing the healthy endpoint got waited for one.
+    for (server, subscription) in &hangers {
+        assert_eq!(webhooks.stats(subscription.id).await.unwrap().attempts, 0);
+        assert!(server.stat(|s| &s.requests) >= 1, "a hanging endpoint was never tried");
+    }
+    assert_eq!(healthy.stat(|s| &s.requests), HEALTHY as usize);
+    // The hanging requests would hold a graceful stop for 15 s.
+    running.task.abort();
+    took
+}
+
+#[tokio::test]
+async fn hanging_endpoints_leave_a_healthy_one_its_slots() {
+    let alone = healthy_beside_hanging(0).await;
+    for hanging in [1, 2, 10] {
+        let took = healthy_beside_hanging(hanging).await;
+        println!(
+            "{hanging:>2} hanging: healthy endpoint's 200 deliveries in {took:?}, {:.2} x its {alone:?} alone",
+            took.as_secs_f64() / alone.as_secs_f64()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_never_has_more_requests_in_flight_than_its_cap() {
+    let capped = KeepAlive::start(|_| Answer::After(Duration::from_millis(20), 200)).await;
+    let webhooks = real_time(fast_retries());
+    let subscription = webhooks
+        .subscribe(Subscription::builder(capped.url()).event_type("topic.status_updated").max_in_flight(3))
+        .await
+        .unwrap();
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    webhooks
+        .publish_many((0..60).map(|n| Publish::new("topic.status_updated", json!({ "n": n }))))
+        .await
+        .unwrap();
+    eventually("every delivery is made", || async {
+        webhooks.delivery_counts(subscription.id).await.unwrap().delivered == 60
+    })
+    .await;
+    running.stop().await;
+    // Without the cap its share would grow to 32 of the 64 slots.
+    assert_eq!(capped.stat(|s| &s.max_in_flight), 3, "the cap is reached and never passed");
 }

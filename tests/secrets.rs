@@ -41,10 +41,16 @@ async fn secrets_never_reach_logs_debug_output_or_errors() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let secret = "whsec_NeverPrintThisSecretAnywhere0";
+    let token = "NeverPrintThisGatewayToken";
     let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 500 } else { 200 })).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith().with_retry_scale(0.0).unwrap());
     let subscription = webhooks
-        .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated").secret(secret))
+        .subscribe(
+            Subscription::builder(receiver.url())
+                .event_type("iq.status_updated")
+                .secret(secret)
+                .secret_header("Authorization", format!("Bearer {token}")),
+        )
         .await
         .unwrap();
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
@@ -82,7 +88,11 @@ async fn secrets_never_reach_logs_debug_output_or_errors() {
     ] {
         assert!(logs.contains(&field), "{field} in the logs:\n{logs}");
     }
-    for text in [&logs, &debug, &error.to_string(), &format!("{error:?}")] {
+    // The receiver got the header; nothing else ever shows it.
+    assert_eq!(receiver.received()[0].header("authorization"), format!("Bearer {token}"));
+    let admin = serde_json::to_string(&subscription.settings).unwrap();
+    for text in [&logs, &debug, &error.to_string(), &format!("{error:?}"), &admin] {
+        assert!(!text.contains(token), "a secret header leaked into: {text}");
         assert!(!text.contains(secret), "a secret leaked into: {text}");
         assert!(!text.contains(rotated.expose()), "a secret leaked into: {text}");
     }

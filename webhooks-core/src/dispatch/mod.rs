@@ -1,6 +1,6 @@
 //! The dispatcher: claims due deliveries, signs, POSTs and records outcomes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 mod activity;
+mod shares;
 
 pub use activity::Activity;
 use activity::{Busy, Watch};
+use shares::{Finished, Refused, Share, Shares};
 
 use crate::error::Error;
 use crate::guard::Guard;
@@ -390,7 +392,7 @@ impl Dispatcher {
             claimer: tokio::sync::Mutex::new(Claimer { gauge_refreshed: None, busy: Vec::new() }),
             waiting: AtomicUsize::new(0),
             ready: Mutex::new(VecDeque::new()),
-            shares: Arc::new(Shares { per_endpoint: self.per_endpoint, loads: Mutex::new(HashMap::new()) }),
+            shares: Arc::new(Shares::new(self.concurrency, self.per_endpoint, self.shared.request_timeout)),
             watch,
             to_record,
             outcomes,
@@ -489,55 +491,6 @@ struct Claimed {
     lease_until: DateTime<Utc>,
     _share: Share,
     busy: Busy,
-}
-
-/// Requests in flight (or claimed for one) per endpoint.
-struct Shares {
-    per_endpoint: usize,
-    loads: Mutex<HashMap<SubscriptionId, usize>>,
-}
-
-impl Shares {
-    fn lock(&self) -> MutexGuard<'_, HashMap<SubscriptionId, usize>> {
-        // The map stays consistent whatever panicked while it was held.
-        self.loads.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The endpoints that have their whole share, into `busy`.
-    fn busy(&self, busy: &mut Vec<SubscriptionId>) {
-        busy.clear();
-        busy.extend(self.lock().iter().filter(|(_, load)| **load >= self.per_endpoint).map(|(id, _)| *id));
-    }
-
-    /// A place in `endpoint`'s share, if it has one free.
-    fn take(self: &Arc<Self>, endpoint: SubscriptionId) -> Option<Share> {
-        let mut loads = self.lock();
-        let load = loads.entry(endpoint).or_default();
-        if *load >= self.per_endpoint {
-            return None;
-        }
-        *load += 1;
-        Some(Share { shares: Arc::clone(self), endpoint })
-    }
-}
-
-/// A place in an endpoint's share, given back when dropped: however the
-/// attempt ends, a panic included, the slot is not lost. The worker that
-/// held it then queues for a claim, which wakes the claimer to look again.
-struct Share {
-    shares: Arc<Shares>,
-    endpoint: SubscriptionId,
-}
-
-impl Drop for Share {
-    fn drop(&mut self) {
-        let mut loads = self.shares.lock();
-        let Some(load) = loads.get_mut(&self.endpoint) else { return };
-        *load -= 1;
-        if *load == 0 {
-            loads.remove(&self.endpoint);
-        }
-    }
 }
 
 /// An attempt waiting to be recorded, with what its outcome needs.
@@ -738,17 +691,23 @@ impl Pool {
             let now = clock.now();
             let lease_until = now + self.lease;
             let mut wait_until = now + self.poll;
-            // Endpoints with their share in flight wait in the queue.
-            self.shares.busy(&mut claimer.busy);
+            // Endpoints with their share in flight, or out of rate, wait in
+            // the queue; look again when a rate limit lets one go.
+            if let Some(next_token) = self.shares.busy(&mut claimer.busy, now) {
+                wait_until = wait_until.min(next_token);
+            }
             let wanted = self.waiting.load(Ordering::Relaxed) + 1;
             match self.store.claim_due(now, wanted, lease_until, &claimer.busy).await {
                 Ok(claims) if !claims.is_empty() => {
                     let mut mine = None;
                     let mut over_share = Vec::new();
                     for claim in claims {
-                        let Some(share) = self.shares.take(claim.subscription.id) else {
-                            over_share.push(claim.delivery.id);
-                            continue;
+                        let share = match self.shares.take(&claim.subscription, now) {
+                            Ok(share) => share,
+                            Err(Refused::Busy | Refused::Rate(_)) => {
+                                over_share.push(claim.delivery.id);
+                                continue;
+                            }
                         };
                         let claimed = Claimed { claim, lease_until, _share: share, busy: self.watch.busy() };
                         match mine {
@@ -756,8 +715,9 @@ impl Pool {
                             Some(_) => self.lock_ready().push_back(claimed),
                         }
                     }
-                    // More of one endpoint than its share came in one batch:
-                    // back at once; the next claim passes it over.
+                    // More of one endpoint than its share or its rate allows
+                    // came in one batch: back at once; the next claims pass
+                    // the endpoint over until it may have more.
                     if !over_share.is_empty()
                         && let Err(error) = self.store.release(&over_share, now).await
                     {
@@ -829,7 +789,12 @@ impl Pool {
             body: &delivery.body,
             timestamp: started_at,
         };
-        let headers = preset.scheme().headers(&message, &subscription.signing_secrets(started_at));
+        let mut headers = preset.scheme().headers(&message, &subscription.signing_secrets(started_at));
+        // The subscription's own headers, checked when it was saved never
+        // to name one the scheme sets.
+        for header in &subscription.settings.headers {
+            headers.append(header.header_name().clone(), header.header_value().clone());
+        }
         let timer = Instant::now();
         let exchange = http::post(
             &shared.client,
@@ -849,6 +814,12 @@ impl Pool {
             duration: timer.elapsed(),
             result: exchange.result,
         };
+        // The endpoint's share follows how it answered; the slot itself is
+        // freed once the attempt is handed on.
+        share.finish(match attempt.result {
+            AttemptResult::Response { .. } => Finished::Answered(attempt.duration),
+            AttemptResult::Error(_) => Finished::NoAnswer(attempt.duration),
+        });
 
         let now = clock.now();
         let retry = preset.retry();
@@ -883,16 +854,12 @@ impl Pool {
         let about = About { subscription_id: subscription.id, event_type: delivery.event_type, span };
         match &self.to_record {
             Some(to_record) => {
-                // The request is over: the endpoint's slot is free while the
-                // record waits for its batch.
-                drop(share);
                 if to_record.send(ToRecord { record, about, busy }).await.is_err() {
                     tracing::error!("the recorder stopped; the attempt will be retried when its lease ends");
                 }
             }
             None => {
                 let result = self.store.record_attempt(&record).await;
-                drop(share);
                 self.outcomes.recorded(record, result, about);
                 drop(busy);
             }

@@ -1,0 +1,131 @@
+//! Per-endpoint settings as the dispatcher applies them: headers, rate
+//! limits. (In-flight caps are in `faults.rs`, beside the server that
+//! counts requests in flight; ordering is in the store suite and
+//! `ordering.rs`.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Running, webhooks};
+use serde_json::json;
+use webhooks_core::{CustomHeader, EndpointSettings, Error, Preset, Subscription, SubscriptionUpdate};
+use webhooks_examples::Receiver;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn custom_headers_go_with_every_request_after_the_signature() {
+    let receiver = Receiver::start().await.unwrap();
+    let (webhooks, _clock) = webhooks(Preset::standard());
+    webhooks
+        .subscribe(
+            Subscription::builder(receiver.url())
+                .event_type("invoice.paid")
+                .header("X-Route", "eu-1")
+                .secret_header("Authorization", "Bearer gateway-token"),
+        )
+        .await
+        .unwrap();
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    webhooks.publish("invoice.paid", json!({"id": 1})).await.unwrap();
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    running.stop().await;
+
+    assert_eq!(request.header("x-route"), "eu-1");
+    assert_eq!(request.header("authorization"), "Bearer gateway-token");
+    assert!(!request.header("webhook-signature").is_empty(), "the scheme's headers are still there");
+    assert_eq!(request.header("content-type"), "application/json");
+}
+
+#[tokio::test]
+async fn headers_the_scheme_or_the_transport_set_are_refused() {
+    let (webhooks, _clock) = webhooks(Preset::standard());
+    for (name, refused) in [
+        ("webhook-signature", "set by the library"),
+        ("Webhook-Id", "set by the library"),
+        ("Host", "set by the library"),
+        ("Content-Length", "set by the library"),
+        ("Transfer-Encoding", "set by the library"),
+        ("bad header", "not a valid header name"),
+    ] {
+        let error = webhooks
+            .subscribe(
+                Subscription::builder("https://example.com/").event_type("invoice.paid").header(name, "x"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Invalid { field: "header", .. }), "{name}: {error}");
+        assert!(error.to_string().contains(refused), "{name}: {error}");
+    }
+    let twice = webhooks
+        .subscribe(
+            Subscription::builder("https://example.com/")
+                .event_type("invoice.paid")
+                .header("x-a", "1")
+                .header("X-A", "2"),
+        )
+        .await
+        .unwrap_err();
+    assert!(twice.to_string().contains("twice"), "{twice}");
+    let zero = webhooks
+        .subscribe(Subscription::builder("https://example.com/").event_type("invoice.paid").rate_limit(0, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(zero, Error::Invalid { field: "rate_limit", .. }), "{zero}");
+    let none_in_flight = webhooks
+        .subscribe(Subscription::builder("https://example.com/").event_type("invoice.paid").max_in_flight(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(none_in_flight, Error::Invalid { field: "max_in_flight", .. }), "{none_in_flight}");
+
+    // An update is checked the same way.
+    let subscription = webhooks
+        .subscribe(Subscription::builder("https://example.com/").event_type("invoice.paid"))
+        .await
+        .unwrap();
+    let settings = EndpointSettings {
+        headers: vec![CustomHeader::new("webhook-timestamp", "0").unwrap()],
+        ..EndpointSettings::default()
+    };
+    let error = webhooks
+        .update_subscription(subscription.id, SubscriptionUpdate::new().settings(settings))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("webhook-timestamp"), "{error}");
+}
+
+/// A limit of 2 per second with a burst of 2, on the manual clock: two go
+/// at once, then one each half second; an unlimited endpoint beside it gets
+/// everything at once. Settling (not sleeping) shows what did not happen.
+#[tokio::test]
+async fn a_rate_limit_spaces_attempts_while_an_unlimited_endpoint_runs_free() {
+    let limited = Receiver::start().await.unwrap();
+    let free = Receiver::start().await.unwrap();
+    let (webhooks, clock) = webhooks(Preset::standard());
+    webhooks
+        .subscribe(Subscription::builder(limited.url()).event_type("invoice.paid").rate_limit(2, 2))
+        .await
+        .unwrap();
+    webhooks.subscribe(Subscription::builder(free.url()).event_type("invoice.paid")).await.unwrap();
+    let dispatcher = webhooks.dispatcher().allow_private_networks(true).build().unwrap();
+    let activity = dispatcher.activity();
+    let running = Running::start(dispatcher);
+    let settled = || async { tokio::time::timeout(WAIT, activity.settled()).await.expect("settles") };
+
+    for n in 0..6 {
+        webhooks.publish("invoice.paid", json!({ "n": n })).await.unwrap();
+    }
+    settled().await;
+    assert_eq!(free.received().len(), 6, "the unlimited endpoint gets everything at once");
+    assert_eq!(limited.received().len(), 2, "the burst");
+    clock.advance(Duration::from_millis(499));
+    settled().await;
+    assert_eq!(limited.received().len(), 2, "no token before half a second");
+    for expected in 3..=6 {
+        clock.advance(Duration::from_millis(if expected == 3 { 1 } else { 500 }));
+        settled().await;
+        assert_eq!(limited.received().len(), expected);
+    }
+    running.stop().await;
+}
