@@ -376,3 +376,44 @@ async fn a_panicking_outcome_hook_does_not_stall_its_endpoint() {
     running.stop().await;
     assert_eq!(receiver.received().len(), 3);
 }
+
+/// A hook that blocks: delivery goes on, the queue holds what fits, the rest
+/// is missed (and counted), and nothing waits for the hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_outcome_hook_misses_what_its_queue_cannot_hold_and_delivery_goes_on() {
+    let receiver = Receiver::start().await.unwrap();
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let subscription = webhooks
+        .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated"))
+        .await
+        .unwrap();
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let blocked = std::sync::Mutex::new(Some(blocked));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let dispatcher = webhooks.dispatcher().allow_private_networks(true).outcome_queue(4).on_outcome({
+        let calls = std::sync::Arc::clone(&calls);
+        move |_| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // The first call blocks its thread until the test lets go.
+            if let Some(blocked) = blocked.lock().unwrap().take() {
+                let _ = blocked.recv();
+            }
+        }
+    });
+    let running = Running::start(dispatcher.build().unwrap());
+    for n in 0..20 {
+        webhooks.publish("iq.status_updated", json!({ "n": n })).await.unwrap();
+    }
+    eventually("every delivery is delivered while the hook is blocked", || async {
+        webhooks.delivery_counts(subscription.id).await.unwrap().delivered == 20
+    })
+    .await;
+    release.send(()).unwrap();
+    // Stopping waits for the hook to finish what its queue held.
+    running.stop().await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1 + 4,
+        "the blocked outcome and the 4 queued"
+    );
+}

@@ -92,7 +92,11 @@ pub struct DispatcherBuilder {
     response_body_limit: usize,
     poll_interval: Duration,
     on_outcome: Option<OutcomeHook>,
+    outcome_queue: usize,
 }
+
+/// How many outcomes may wait for the hook by default.
+const OUTCOME_QUEUE: usize = 10_000;
 
 impl fmt::Debug for DispatcherBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -105,6 +109,7 @@ impl fmt::Debug for DispatcherBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("response_body_limit", &self.response_body_limit)
             .field("poll_interval", &self.poll_interval)
+            .field("outcome_queue", &self.outcome_queue)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +138,7 @@ impl DispatcherBuilder {
             response_body_limit: 4096,
             poll_interval: Duration::from_secs(1),
             on_outcome: None,
+            outcome_queue: OUTCOME_QUEUE,
         }
     }
 
@@ -220,8 +226,21 @@ impl DispatcherBuilder {
     /// a slow hook delays the hooks after it, not deliveries (though a hook
     /// that blocks its thread takes that thread from the runtime). A hook
     /// that panics is logged and still called with the next outcome.
+    ///
+    /// Outcomes wait for the hook in a queue of
+    /// [`outcome_queue`](DispatcherBuilder::outcome_queue) places. When it is
+    /// full, delivery goes on and the hook misses the outcomes that do not
+    /// fit: each is counted in `webhooks_outcomes_dropped_total` and the first
+    /// is logged. The store's attempt log has every attempt all the same.
     pub fn on_outcome(mut self, hook: impl Fn(&AttemptOutcome) + Send + Sync + 'static) -> Self {
         self.on_outcome = Some(Arc::new(hook));
+        self
+    }
+
+    /// How many outcomes may wait for the [outcome hook](DispatcherBuilder::on_outcome);
+    /// 10 000 by default, at least 1.
+    pub fn outcome_queue(mut self, outcomes: usize) -> Self {
+        self.outcome_queue = outcomes;
         self
     }
 
@@ -235,6 +254,9 @@ impl DispatcherBuilder {
         }
         if self.poll_interval.is_zero() || self.poll_interval > Duration::from_secs(3600) {
             return Err(Error::invalid("poll interval", "must be between 1 ms and 1 hour"));
+        }
+        if self.outcome_queue == 0 {
+            return Err(Error::invalid("outcome queue", "must hold at least 1 outcome"));
         }
         let per_endpoint = self.per_endpoint.unwrap_or((self.concurrency / 2).max(1));
         if per_endpoint == 0 {
@@ -265,6 +287,7 @@ impl DispatcherBuilder {
                 response_body_limit: self.response_body_limit,
                 guard,
                 on_outcome: self.on_outcome,
+                outcome_queue: self.outcome_queue,
             }),
             watch: Arc::new(Watch::new()),
             concurrency: self.concurrency,
@@ -318,6 +341,7 @@ struct Shared {
     /// Which addresses requests may go to.
     guard: Arc<Guard>,
     on_outcome: Option<OutcomeHook>,
+    outcome_queue: usize,
 }
 
 /// The most attempt records committed in one store transaction.
@@ -360,12 +384,12 @@ impl Dispatcher {
         let store = Arc::clone(webhooks.store());
         let (hooks, hook_runner) = match &self.shared.on_outcome {
             Some(hook) => {
-                let (hooks, queue) = mpsc::unbounded_channel();
+                let (hooks, queue) = mpsc::channel(self.shared.outcome_queue);
                 (Some(hooks), Some(tokio::spawn(run_hooks(Arc::clone(hook), queue))))
             }
             None => (None, None),
         };
-        let outcomes = Outcomes { webhooks: webhooks.clone(), hooks };
+        let outcomes = Outcomes { webhooks: webhooks.clone(), hooks, missed: Arc::new(AtomicUsize::new(0)) };
         let watch = Arc::clone(&self.watch);
         // Room for one record per slot: a store slower to record than the
         // workers are to attempt holds the workers back, so at most a
@@ -512,7 +536,9 @@ struct About {
 #[derive(Clone)]
 struct Outcomes {
     webhooks: Webhooks,
-    hooks: Option<mpsc::UnboundedSender<AttemptOutcome>>,
+    hooks: Option<mpsc::Sender<AttemptOutcome>>,
+    /// Outcomes the hook missed because its queue was full.
+    missed: Arc<AtomicUsize>,
 }
 
 impl Outcomes {
@@ -540,7 +566,7 @@ impl Outcomes {
             _ => tracing::debug!("attempt recorded"),
         }
         if let Some(hooks) = &self.hooks {
-            let _ = hooks.send(AttemptOutcome {
+            let sent = hooks.try_send(AttemptOutcome {
                 delivery_id: record.attempt.delivery_id,
                 subscription_id: about.subscription_id,
                 event_type: about.event_type,
@@ -548,6 +574,16 @@ impl Outcomes {
                 verdict,
                 recorded,
             });
+            // Delivery never waits for the hook: what does not fit is missed.
+            if let Err(mpsc::error::TrySendError::Full(outcome)) = sent {
+                metrics::counter!("webhooks_outcomes_dropped_total").increment(1);
+                if self.missed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        delivery_id = %outcome.delivery_id,
+                        "the outcome hook is behind and its queue is full; outcomes that do not fit are not handed to it"
+                    );
+                }
+            }
         }
     }
 }
@@ -555,13 +591,11 @@ impl Outcomes {
 /// Calls the host's hook with each outcome, in the order they were recorded,
 /// on a task of its own: a slow hook delays later hooks, not attempts. A
 /// panicking hook is logged and the next outcome is handed to it all the same.
-async fn run_hooks(hook: OutcomeHook, mut queue: mpsc::UnboundedReceiver<AttemptOutcome>) {
-    let mut outcomes = Vec::with_capacity(RECORD_BATCH);
-    while queue.recv_many(&mut outcomes, RECORD_BATCH).await > 0 {
-        for outcome in outcomes.drain(..) {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&outcome))).is_err() {
-                tracing::error!(delivery_id = %outcome.delivery_id, "the outcome hook panicked");
-            }
+/// One at a time, so the queue's bound is all that waits.
+async fn run_hooks(hook: OutcomeHook, mut queue: mpsc::Receiver<AttemptOutcome>) {
+    while let Some(outcome) = queue.recv().await {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&outcome))).is_err() {
+            tracing::error!(delivery_id = %outcome.delivery_id, "the outcome hook panicked");
         }
     }
 }
