@@ -181,6 +181,7 @@ async fn send_rides_out_a_postgres_restart_and_delivers_every_line_once() {
     let options = ["--allow-private", "--retry-scale", "0", "--timeout-ms", "1000", "--concurrency", "4"];
     let env = [("WEBHOOKS_STORE", database.url().to_owned())];
     let mut child = common::spawn_send(&[&args[..], &options[..]].concat(), &env, Stdio::piped());
+    let started = std::time::Instant::now();
     let mut input = child.stdin.take().unwrap();
     let line = |n: usize| format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n");
     let (before, during) = (0..EVENTS / 2, EVENTS / 2..EVENTS);
@@ -201,9 +202,9 @@ async fn send_rides_out_a_postgres_restart_and_delivers_every_line_once() {
 
     let output =
         tokio::time::timeout(Duration::from_secs(180), child.wait_with_output()).await.unwrap().unwrap();
-    let run = down.elapsed();
+    let (run, after_crash) = (started.elapsed(), down.elapsed());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("outage {outage:?}; the run ended {run:?} after the server went down");
+    eprintln!("outage {outage:?}; the run took {run:?}, ending {after_crash:?} after the server went down");
     assert_eq!(output.status.code(), Some(0), "the run ends by itself, well: {stderr}");
     assert!(stderr.contains(&format!("accepted {EVENTS} events")), "no line is rejected: {stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);
