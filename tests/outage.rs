@@ -1,19 +1,21 @@
 //! A store that is unavailable for a while is waited out: publishing
 //! retries it, and the `send` example finishes with everything delivered.
-//! The outage is real: another connection holds the SQLite file's write lock
-//! past the store's busy timeout.
+//! The outages are real: on SQLite another connection holds the file's write
+//! lock past the store's busy timeout; on PostgreSQL a server of the test's
+//! own is stopped as a crash would stop it, and started again.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use webhooks_core::{Preset, Subscription, Webhooks};
 use webhooks_examples::{Receiver, Reply};
+use webhooks_postgres::testing::{StoppableServer, TestDatabase};
 use webhooks_sqlite::{SqliteStore, rusqlite};
 
 /// Holds `path`'s write lock from another connection for `held`, on a
@@ -100,4 +102,130 @@ async fn send_rides_out_a_locked_store_and_delivers_everything() {
     let arrived: std::collections::HashSet<String> =
         receiver.received().iter().map(|r| r.header("x-webhook-id").to_owned()).collect();
     assert_eq!(arrived.len(), EVENTS, "every event arrived (some perhaps twice)");
+}
+
+// ---------------------------------------------------------------------------
+// On PostgreSQL: a server of the test's own, stopped with `pg_ctl stop -m
+// immediate` (every connection cut mid-query) and started again; without
+// PostgreSQL binaries the tests are ignored or say they skipped.
+// ---------------------------------------------------------------------------
+
+/// How long the PostgreSQL server stays down: well past the 1 s outage that
+/// once ended a `send` run.
+const POSTGRES_DOWN: Duration = Duration::from_secs(5);
+
+/// Stops `server` as a crash would; returns once it is down.
+async fn crash(server: &Arc<StoppableServer>) {
+    let server = Arc::clone(server);
+    tokio::task::spawn_blocking(move || server.stop()).await.unwrap().expect("the server stops");
+}
+
+/// Starts `server` again; returns once it accepts connections.
+async fn restart(server: &Arc<StoppableServer>) {
+    let server = Arc::clone(server);
+    tokio::task::spawn_blocking(move || server.start()).await.unwrap().expect("the server starts again");
+}
+
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_on_postgres_waits_out_a_restart_and_without_patience_says_it_is_transient() {
+    let Some(server) = StoppableServer::start_new().map(Arc::new) else { return };
+    let database = TestDatabase::create_on(server.url()).await.unwrap();
+    let store = database.store().await.unwrap();
+    let facade = |patience| {
+        Webhooks::builder()
+            .store(store.clone())
+            .preset(common::over_http(Preset::deepsmith()))
+            .publish_retry(patience)
+            .build()
+            .unwrap()
+    };
+    let (impatient, patient) = (facade(Duration::ZERO), facade(Duration::from_secs(60)));
+    patient
+        .subscribe(Subscription::builder("https://example.com/hooks").event_type("iq.status_updated"))
+        .await
+        .unwrap();
+    // The pool holds a connection from before the crash: the first call
+    // finds it cut, later ones find the server refusing connections.
+    impatient.publish("iq.status_updated", json!({"n": 0})).await.unwrap();
+
+    crash(&server).await;
+    for n in 1..=2 {
+        let error = impatient.publish("iq.status_updated", json!({"n": n})).await.unwrap_err();
+        assert!(error.is_transient(), "a server that is down is a transient error: {error}");
+        assert!(!error.to_string().contains("webhooks-test-pw"), "no password shown: {error}");
+    }
+    let waiting = tokio::spawn({
+        let patient = patient.clone();
+        async move { patient.publish("iq.status_updated", json!({"n": 3})).await }
+    });
+    tokio::time::sleep(POSTGRES_DOWN).await;
+    assert!(!waiting.is_finished(), "publishing waits while the server is down");
+    restart(&server).await;
+
+    let published = waiting.await.unwrap().expect("publishing succeeds once the server is back");
+    assert_eq!(published.deliveries.len(), 1);
+    let counts = patient.delivery_counts(published_subscription(&patient).await).await.unwrap();
+    assert_eq!(counts.pending, 2, "the event before the crash and the one published through it");
+}
+
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_rides_out_a_postgres_restart_and_delivers_every_line_once() {
+    const EVENTS: usize = 200;
+    let Some(server) = StoppableServer::start_new().map(Arc::new) else { return };
+    let database = TestDatabase::create_on(server.url()).await.unwrap();
+    let receiver =
+        Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(20))).await.unwrap();
+    let args = ["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k"];
+    let options = ["--allow-private", "--retry-scale", "0", "--timeout-ms", "1000", "--concurrency", "4"];
+    let env = [("WEBHOOKS_STORE", database.url().to_owned())];
+    let mut child = common::spawn_send(&[&args[..], &options[..]].concat(), &env, Stdio::piped());
+    let started = std::time::Instant::now();
+    let mut input = child.stdin.take().unwrap();
+    let line = |n: usize| format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n");
+    let (before, during) = (0..EVENTS / 2, EVENTS / 2..EVENTS);
+    input.write_all(before.map(line).collect::<String>().as_bytes()).await.unwrap();
+    input.flush().await.unwrap();
+
+    // Mid-run the server goes down; the other half of the lines is read
+    // while it is down, and must wait for it, not be rejected.
+    receiver.wait_for(10, Duration::from_secs(60)).await;
+    let down = std::time::Instant::now();
+    crash(&server).await;
+    input.write_all(during.map(line).collect::<String>().as_bytes()).await.unwrap();
+    input.flush().await.unwrap();
+    tokio::time::sleep(POSTGRES_DOWN).await;
+    restart(&server).await;
+    let outage = down.elapsed();
+    drop(input);
+
+    let output =
+        tokio::time::timeout(Duration::from_secs(180), child.wait_with_output()).await.unwrap().unwrap();
+    let (run, after_crash) = (started.elapsed(), down.elapsed());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("outage {outage:?}; the run took {run:?}, ending {after_crash:?} after the server went down");
+    assert_eq!(output.status.code(), Some(0), "the run ends by itself, well: {stderr}");
+    assert!(stderr.contains(&format!("accepted {EVENTS} events")), "no line is rejected: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["delivered"], EVENTS, "{summary}");
+    assert_eq!(summary["summary"]["pending"], 0, "{summary}");
+
+    // Each line became one delivery, and that delivery arrived. An attempt
+    // in flight when the server went down may arrive twice, under the same
+    // delivery id (at least once: receivers drop repeats by that id).
+    let mut deliveries: std::collections::HashMap<u64, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
+    let received = receiver.received();
+    for request in &received {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let n = body["data"]["n"].as_u64().unwrap();
+        deliveries.entry(n).or_default().insert(request.header("x-webhook-id").to_owned());
+    }
+    assert_eq!(deliveries.len(), EVENTS, "every line arrived");
+    for (n, ids) in &deliveries {
+        assert_eq!(ids.len(), 1, "line {n} became one delivery, not one per publish retry: {ids:?}");
+    }
+    eprintln!("{} requests for {EVENTS} deliveries", received.len());
 }

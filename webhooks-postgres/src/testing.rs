@@ -9,6 +9,9 @@
 //! exits. As root it runs as the `postgres` user, since PostgreSQL refuses
 //! to run as root.
 //!
+//! A test that plays an outage starts a [`StoppableServer`] of its own,
+//! which it may stop and start again without disturbing the other tests.
+//!
 //! Whether either can be had is decided when the crate is built: its build
 //! script sets `cfg(postgres_server)` (and `cfg(postgres_tls)` when a CA
 //! certificate can be had too), and the tests carry
@@ -80,10 +83,132 @@ fn skipped(why: &str) {
 struct LocalServer {
     url: String,
     ca: Option<PathBuf>,
-    /// Held open for the life of the process: when the process ends, for any
-    /// reason, the pipe closes and the watcher at its other end stops the
-    /// server and removes its directory.
+    control: Control,
+    /// Held open for the life of the server: when it is dropped, or the
+    /// process ends for any reason, the pipe closes and the watcher at its
+    /// other end stops the server and removes its directory.
     _watcher: ChildStdin,
+}
+
+/// What `pg_ctl` needs to stop a started server and start it again.
+struct Control {
+    pg_ctl: PathBuf,
+    root: bool,
+    dir: PathBuf,
+    /// The server's options: its port, socket directory and settings.
+    options: String,
+}
+
+impl Control {
+    /// Starts the server on its data directory and waits until it accepts
+    /// connections; the error carries its log.
+    fn start(&self) -> Result<(), String> {
+        use std::os::unix::process::CommandExt;
+        run(
+            as_server_user(self.root, &self.pg_ctl)
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("-l")
+                .arg(self.dir.join("server.log"))
+                .args(["-w", "-t", "60", "-o", &self.options, "start"])
+                .stdout(Stdio::null())
+                // Its own process group: Ctrl-C on the tests must not stop
+                // it before the watcher cleans up.
+                .process_group(0),
+            "pg_ctl start",
+        )
+        .map_err(|error| {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            format!("{error}\n{log}")
+        })
+    }
+
+    /// Stops the server at once, as a crash would: `pg_ctl stop -m
+    /// immediate`, which cuts every connection mid-query and leaves
+    /// recovery to the next start. Waits until it is down.
+    fn stop(&self) -> Result<(), String> {
+        run(
+            as_server_user(self.root, &self.pg_ctl).arg("-D").arg(self.dir.join("data")).args([
+                "-w",
+                "-t",
+                "60",
+                "-m",
+                "immediate",
+                "stop",
+            ]),
+            "pg_ctl stop",
+        )
+    }
+}
+
+/// A server of the caller's own, which it may stop and start again to
+/// test how a store rides out an outage: [`stop`](Self::stop) is a crash of
+/// the server (`pg_ctl stop -m immediate`), [`start`](Self::start) brings it
+/// back on the same port with the same data. Started from the machine's
+/// PostgreSQL binaries as the shared server is (never the one
+/// [`URL_VARIABLE`] names: that one is not the caller's to stop), without
+/// TLS, and with `synchronous_commit` on, so that a commit acknowledged
+/// before the crash survives it; stopped and removed when dropped or when
+/// the process exits.
+pub struct StoppableServer {
+    server: LocalServer,
+}
+
+impl std::fmt::Debug for StoppableServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL holds the test password: the port is enough.
+        f.debug_struct("StoppableServer").field("options", &self.server.control.options).finish()
+    }
+}
+
+impl StoppableServer {
+    /// Makes a new cluster and starts it; `None`, having said `skipped:
+    /// ...` on stderr, without PostgreSQL binaries. Blocks for the second
+    /// or two that `initdb` and the start take.
+    ///
+    /// # Panics
+    ///
+    /// When the binaries are there but the server does not start; the
+    /// message carries its log.
+    pub fn start_new() -> Option<Self> {
+        let Some(bin) = binaries().or_else(install) else {
+            skipped("there are no PostgreSQL binaries to start a server of the test's own");
+            return None;
+        };
+        let server =
+            start(&bin, true).unwrap_or_else(|error| panic!("could not start a PostgreSQL server: {error}"));
+        Some(Self { server })
+    }
+
+    /// The server's URL, as [`server_url`]'s: its role may create databases
+    /// ([`TestDatabase::create_on`]).
+    pub fn url(&self) -> &str {
+        &self.server.url
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m
+    /// immediate`): every connection is cut mid-query. Returns once it is
+    /// down.
+    ///
+    /// # Errors
+    ///
+    /// When `pg_ctl` fails (the server was not running, say); the error
+    /// carries its output.
+    pub fn stop(&self) -> std::io::Result<()> {
+        self.server.control.stop().map_err(std::io::Error::other)
+    }
+
+    /// Starts the stopped server again, on the same port with the same
+    /// data (recovering what a crash left); returns once it accepts
+    /// connections.
+    ///
+    /// # Errors
+    ///
+    /// When `pg_ctl` fails (the port was taken meanwhile, say); the error
+    /// carries the server's log.
+    pub fn start(&self) -> std::io::Result<()> {
+        self.server.control.start().map_err(std::io::Error::other)
+    }
 }
 
 /// The server of this test binary, started at the first call; `None`
@@ -93,7 +218,10 @@ fn local_server() -> Option<&'static LocalServer> {
     SERVER
         .get_or_init(|| {
             let bin = binaries().or_else(install)?;
-            Some(start(&bin).unwrap_or_else(|error| panic!("could not start a PostgreSQL server: {error}")))
+            Some(
+                start(&bin, false)
+                    .unwrap_or_else(|error| panic!("could not start a PostgreSQL server: {error}")),
+            )
         })
         .as_ref()
 }
@@ -176,8 +304,12 @@ fn run(command: &mut Command, what: &str) -> Result<(), String> {
 }
 
 /// Makes a cluster in a new temporary directory and starts it, as
-/// `.ci/postgres` does.
-fn start(bin: &Path) -> Result<LocalServer, String> {
+/// `.ci/postgres` does: for a server shared by the tests with TLS, when
+/// `openssl` can make a certificate; for one that is to be stopped mid-run
+/// ([`StoppableServer`]) without TLS and with every commit written before
+/// it is acknowledged.
+fn start(bin: &Path, stoppable: bool) -> Result<LocalServer, String> {
+    let tls = !stoppable;
     let root = is_root();
     let dir = std::env::temp_dir().join(format!("webhooks-postgres-test-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir(&dir).map_err(|error| format!("creating {}: {error}", dir.display()))?;
@@ -235,39 +367,30 @@ fn start(bin: &Path) -> Result<LocalServer, String> {
         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
             -extfile server.ext -out data/server.crt &&
         chmod 600 data/server.key";
-    let tls = run(as_server_user(root, "sh").current_dir(&dir).args(["-c", certificates]), "openssl").is_ok();
+    let tls = tls
+        && run(as_server_user(root, "sh").current_dir(&dir).args(["-c", certificates]), "openssl").is_ok();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map_err(|error| format!("finding a free port: {error}"))?
         .port();
+    // A scratch cluster: nothing must survive a power cut. A server that
+    // is to be stopped mid-run keeps `synchronous_commit`, though: without
+    // it a commit is acknowledged before the server writes it, and an
+    // immediate stop loses the last ones.
     let options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off \
-         -c synchronous_commit=off -c full_page_writes=off -c ssl={}",
+         -c synchronous_commit={} -c full_page_writes=off -c ssl={}",
         dir.display(),
+        if stoppable { "on" } else { "off" },
         if tls { "on" } else { "off" }
     );
-    {
-        use std::os::unix::process::CommandExt;
-        run(
-            as_server_user(root, &pg_ctl)
-                .arg("-D")
-                .arg(dir.join("data"))
-                .arg("-l")
-                .arg(dir.join("server.log"))
-                .args(["-w", "-t", "60", "-o", &options, "start"])
-                .stdout(Stdio::null())
-                .process_group(0),
-            "pg_ctl start",
-        )
-        .map_err(|error| {
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            format!("{error}\n{log}")
-        })?;
-    }
+    let control = Control { pg_ctl, root, dir: dir.clone(), options };
+    control.start()?;
     Ok(LocalServer {
         url: format!("postgres://webhooks:{password}@127.0.0.1:{port}/postgres"),
         ca: tls.then(|| dir.join("ca.crt")),
+        control,
         _watcher: watcher,
     })
 }
