@@ -229,7 +229,7 @@ impl State {
     /// Pending deliveries of a subscription that are not waiting.
     fn going(&self, subscription: SubscriptionId) -> u64 {
         let pending = self.counts.get(&subscription).map_or(0, |c| c.pending);
-        pending - self.waiting.get(&subscription).map_or(0, |w| w.len() as u64)
+        pending.saturating_sub(self.waiting.get(&subscription).map_or(0, |w| w.len() as u64))
     }
 
     /// Makes an ordered subscription's earliest waiting delivery due at
