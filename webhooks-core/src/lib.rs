@@ -123,7 +123,7 @@ pub mod prelude {
 
 pub use publish::{Outcome, Prepared, Publish, Published};
 pub use webhooks::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage, MAX_DESCRIPTION_BYTES,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage, LogPage, MAX_DESCRIPTION_BYTES,
     MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, NewSubscription, OwnerStats, SubscriptionUpdate, TEST_EVENT,
     Webhooks, WebhooksBuilder,
 };

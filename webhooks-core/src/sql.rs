@@ -3,9 +3,10 @@
 //! a delivery listing. Each driver reads its rows into these and binds the
 //! values; the meaning lives here once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::micros;
@@ -13,6 +14,7 @@ use crate::model::{
     Attempt, AttemptResult, Delivery, DeliveryState, Owner, PreviousSecret, Subscription, SubscriptionStatus,
 };
 use crate::secret::Secret;
+use crate::settings::{CustomHeader, EndpointSettings, RateLimit};
 use crate::store::{DeliveryQuery, StateFilter};
 
 /// A stored value that is not one the model allows: the database was
@@ -47,6 +49,92 @@ pub fn state(name: &str) -> Result<DeliveryState, CorruptRow> {
     name.parse().map_err(|error| CorruptRow(format!("{error}")))
 }
 
+/// A subscription's settings as stored: JSON text with secret header
+/// values in the clear (the admin form redacts them; a store must not).
+#[derive(Serialize, Deserialize)]
+struct StoredSettings {
+    #[serde(default)]
+    headers: Vec<StoredHeader>,
+    #[serde(default)]
+    rate_limit: Option<StoredRate>,
+    #[serde(default)]
+    max_in_flight: Option<u32>,
+    #[serde(default)]
+    ordered: bool,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredHeader {
+    name: String,
+    value: String,
+    secret: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRate {
+    per_second: u32,
+    burst: u32,
+}
+
+/// Settings as the `settings` column keeps them, secret values included.
+pub fn settings_to_text(settings: &EndpointSettings) -> String {
+    let stored = StoredSettings {
+        headers: settings
+            .headers
+            .iter()
+            .map(|header| StoredHeader {
+                name: header.name().to_owned(),
+                value: header.expose_value().to_owned(),
+                secret: header.is_secret(),
+            })
+            .collect(),
+        rate_limit: settings
+            .rate_limit
+            .map(|limit| StoredRate { per_second: limit.per_second(), burst: limit.burst() }),
+        max_in_flight: settings.max_in_flight,
+        ordered: settings.ordered,
+        description: settings.description.clone(),
+        metadata: settings.metadata.clone(),
+    };
+    // Strings, numbers and maps with string keys always serialize.
+    serde_json::to_string(&stored).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Settings read back from the `settings` column.
+pub fn settings_from_text(text: &str) -> Result<EndpointSettings, CorruptRow> {
+    let stored: StoredSettings =
+        serde_json::from_str(text).map_err(|error| CorruptRow(format!("settings: {error}")))?;
+    let headers = stored
+        .headers
+        .into_iter()
+        .map(|header| {
+            let made = if header.secret {
+                CustomHeader::secret(&header.name, &header.value)
+            } else {
+                CustomHeader::new(&header.name, &header.value)
+            };
+            made.map_err(|error| CorruptRow(format!("settings: {error}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let rate_limit = stored
+        .rate_limit
+        .map(|rate| RateLimit::new(rate.per_second, rate.burst))
+        .transpose()
+        .map_err(|error| CorruptRow(format!("settings: {error}")))?;
+    Ok(EndpointSettings {
+        headers,
+        rate_limit,
+        max_in_flight: stored.max_in_flight,
+        ordered: stored.ordered,
+        description: stored.description,
+        metadata: stored.metadata,
+    })
+}
+
 /// A subscription's columns as stored.
 #[derive(Clone, Debug)]
 pub struct SubscriptionRow {
@@ -72,6 +160,8 @@ pub struct SubscriptionRow {
     pub event_types: Vec<String>,
     /// `owner`.
     pub owner: String,
+    /// `settings`, as [`settings_to_text`] writes them.
+    pub settings: String,
 }
 
 impl SubscriptionRow {
@@ -98,8 +188,7 @@ impl SubscriptionRow {
             secret: Secret::from(self.secret),
             previous_secret,
             status,
-            // Settings are not stored yet: every subscription has the defaults.
-            settings: Default::default(),
+            settings: settings_from_text(&self.settings)?,
             consecutive_failures: count(self.consecutive_failures, "consecutive failures")?,
             created_at: micros::to_time(self.created_at),
         })
@@ -121,10 +210,15 @@ pub struct DeliveryRow {
     pub body: Vec<u8>,
     /// `state`, by name.
     pub state: String,
+    /// `cycle`.
+    pub cycle: i64,
     /// `attempts`.
     pub attempts: i64,
     /// `next_attempt_at`, microseconds.
     pub next_attempt_at: Option<i64>,
+    /// `waiting`: behind an earlier delivery of an ordered subscription, so
+    /// not due whatever `next_attempt_at` says.
+    pub waiting: bool,
     /// When the event happened, microseconds: the delivery's creation.
     pub created_at: i64,
 }
@@ -139,10 +233,9 @@ impl DeliveryRow {
             subscription_id: self.subscription_id.into(),
             body: Bytes::from(self.body),
             state: state(&self.state)?,
-            // Cycles are not stored yet: every delivery is in its first.
-            cycle: 1,
+            cycle: count(self.cycle, "cycle")?,
             attempts: count(self.attempts, "attempts")?,
-            next_attempt_at: self.next_attempt_at.map(micros::to_time),
+            next_attempt_at: self.next_attempt_at.filter(|_| !self.waiting).map(micros::to_time),
             created_at: micros::to_time(self.created_at),
         })
     }
@@ -151,6 +244,8 @@ impl DeliveryRow {
 /// An attempt's columns as stored.
 #[derive(Clone, Debug)]
 pub struct AttemptRow {
+    /// `cycle`.
+    pub cycle: i64,
     /// `number`.
     pub number: i64,
     /// `started_at`, microseconds.
@@ -177,7 +272,7 @@ impl AttemptRow {
         };
         Ok(Attempt {
             delivery_id: delivery,
-            cycle: 1,
+            cycle: count(self.cycle, "cycle")?,
             number: count(self.number, "attempt number")?,
             started_at: micros::to_time(self.started_at),
             duration: micros::to_duration(self.duration_us),
@@ -294,6 +389,26 @@ mod tests {
     }
 
     #[test]
+    fn settings_keep_secret_header_values_and_every_field() {
+        let settings = EndpointSettings {
+            headers: vec![
+                CustomHeader::secret("Authorization", "Bearer s3cr3t").unwrap(),
+                CustomHeader::new("x-route", "eu-1").unwrap(),
+            ],
+            rate_limit: Some(RateLimit::new(10, 20).unwrap()),
+            max_in_flight: Some(3),
+            ordered: true,
+            description: "billing".into(),
+            metadata: BTreeMap::from([("team".into(), "payments".into())]),
+        };
+        let text = settings_to_text(&settings);
+        assert!(text.contains("Bearer s3cr3t"), "stored in the clear: {text}");
+        assert_eq!(settings_from_text(&text).unwrap(), settings);
+        assert_eq!(settings_from_text("{}").unwrap(), EndpointSettings::default());
+        assert!(settings_from_text(r#"{"headers":[{"name":"host","value":"x","secret":false}]}"#).is_err());
+    }
+
+    #[test]
     fn values_outside_the_model_are_corrupt_rows() {
         assert_eq!(count(4_294_967_295, "attempts").unwrap(), u32::MAX);
         assert!(count(-1, "attempts").is_err());
@@ -301,6 +416,7 @@ mod tests {
         assert_eq!(state("delivered").unwrap(), DeliveryState::Delivered);
         assert!(state("lost").is_err());
         let row = AttemptRow {
+            cycle: 1,
             number: 1,
             started_at: 0,
             duration_us: 5,

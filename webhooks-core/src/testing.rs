@@ -22,6 +22,7 @@ use crate::model::{
     Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::secret::Secret;
+use crate::settings::{CustomHeader, EndpointSettings, RateLimit};
 use crate::store::{AttemptRecord, DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError, Verdict};
 
 /// Runs every check of the suite as its own `#[tokio::test]`.
@@ -87,6 +88,16 @@ macro_rules! store_suite {
             listing_by_owner,
             a_repeated_idempotency_key_creates_nothing_and_returns_the_first_publication,
             idempotency_keys_are_scoped_to_the_owner_and_live_as_long_as_their_event,
+            settings_round_trip_with_secret_headers_and_are_replaced_by_an_update,
+            a_resend_starts_the_next_cycle_and_attempt_numbers_restart,
+            delivery_ids_carry_the_event_time,
+            ordered_deliveries_wait_and_finishing_the_head_releases_exactly_the_next,
+            a_dropped_ordered_delivery_releases_the_next,
+            a_slow_ordered_subscription_holds_back_no_other,
+            enabling_keeps_waiting_deliveries_waiting,
+            turning_ordering_off_or_on_through_an_update,
+            a_resent_ordered_delivery_takes_its_place_in_publish_order,
+            attempts_of_reads_a_page_of_logs_at_once,
         );
     };
     (@each $attributes:tt $make:expr; $($check:ident),* $(,)?) => {
@@ -1201,4 +1212,247 @@ pub async fn idempotency_keys_are_scoped_to_the_owner_and_live_as_long_as_their_
     let anew = store.publish(&keyed_event("alice", "same", 200), body("{}")).await.unwrap();
     assert!(!anew.repeated);
     assert_ne!(anew.event_id, hers.event_id);
+}
+
+/// Every setting round-trips, a secret header's value included, and an
+/// update replaces them whole.
+pub async fn settings_round_trip_with_secret_headers_and_are_replaced_by_an_update<S: Store>(store: S) {
+    let mut sub = subscription("https://example.com/a", &["job.completed"]);
+    sub.settings = EndpointSettings {
+        headers: vec![
+            CustomHeader::secret("Authorization", "Bearer s3cr3t").expect("a valid header"),
+            CustomHeader::new("X-Route", "eu-1").expect("a valid header"),
+        ],
+        rate_limit: Some(RateLimit::new(10, 20).expect("a valid limit")),
+        max_in_flight: Some(4),
+        ordered: true,
+        description: "Billing ☃".into(),
+        metadata: [("team".to_owned(), "payments".to_owned()), ("tier".to_owned(), "gold".to_owned())]
+            .into_iter()
+            .collect(),
+    };
+    store.insert_subscription(&sub).await.unwrap();
+    let read = store.subscription(sub.id).await.unwrap().expect("the subscription");
+    assert_eq!(read.settings, sub.settings);
+    assert_eq!(read.settings.headers[0].expose_value(), "Bearer s3cr3t", "a secret is kept, not redacted");
+    assert!(read.settings.headers[0].is_secret());
+    assert_eq!(store.subscriptions().await.unwrap()[0].settings, sub.settings);
+
+    sub.settings = EndpointSettings {
+        headers: vec![CustomHeader::new("x-tenant", "42").expect("a valid header")],
+        description: "renamed".into(),
+        ..EndpointSettings::default()
+    };
+    store.update_subscription(&sub).await.unwrap();
+    assert_eq!(store.subscription(sub.id).await.unwrap().expect("the subscription").settings, sub.settings);
+    let published = store.publish(&event("job.completed", 0), body("{}")).await.unwrap();
+    let claims = store.claim_due(at(0), 10, at(60), &[]).await.unwrap();
+    assert_eq!(claims.len(), published.deliveries.len());
+    assert_eq!(claims[0].subscription.settings, sub.settings, "a claim carries the settings");
+}
+
+/// A resend starts the next cycle: attempts are logged with their cycle
+/// and numbered from 1 in each; a late attempt of the old cycle changes
+/// nothing of the new one.
+pub async fn a_resend_starts_the_next_cycle_and_attempt_numbers_restart<S: Store>(store: S) {
+    let (_, id) = one_delivery(&store).await;
+    assert_eq!(store.delivery(id).await.unwrap().unwrap().cycle, 1);
+    store.record_attempt(&answered(id, 1, 500, Verdict::Dropped, 1)).await.unwrap();
+    store.resend(id, at(10)).await.unwrap();
+    let resent = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!((resent.cycle, resent.attempts, resent.state), (2, 0, DeliveryState::Pending));
+    let claims = store.claim_due(at(10), 10, at(70), &[]).await.unwrap();
+    assert_eq!(claims[0].delivery.cycle, 2, "a claim carries the cycle");
+    // A late attempt of cycle 1 is logged but leaves cycle 2 pending.
+    store.record_attempt(&answered(id, 2, 200, Verdict::Delivered, 11)).await.unwrap();
+    let still = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!((still.state, still.attempts), (DeliveryState::Pending, 0));
+    let second = Attempt { cycle: 2, ..answered(id, 1, 200, Verdict::Delivered, 12).attempt };
+    store.record_attempt(&record(second, Verdict::Delivered, 12)).await.unwrap();
+    let done = store.delivery(id).await.unwrap().unwrap();
+    assert_eq!((done.state, done.cycle, done.attempts), (DeliveryState::Delivered, 2, 1));
+    let log: Vec<(u32, u32, Option<u16>)> =
+        store.attempts(id).await.unwrap().iter().map(|a| (a.cycle, a.number, a.status())).collect();
+    assert_eq!(log, vec![(1, 1, Some(500)), (1, 2, Some(200)), (2, 1, Some(200))]);
+}
+
+/// A delivery's id carries its event's time, not the clock's.
+pub async fn delivery_ids_carry_the_event_time<S: Store>(store: S) {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    let event = event("job.completed", -86_400);
+    let id = store.publish(&event, body("{}")).await.unwrap().deliveries[0];
+    let (seconds, nanos) = id.as_uuid().get_timestamp().expect("a UUIDv7").to_unix();
+    assert_eq!((seconds as i64, nanos), (event.occurred_at.timestamp(), 0));
+    let test = store.publish_to(&Event { occurred_at: at(5), ..event }, body("{}"), sub.id).await.unwrap();
+    let (seconds, _) = test.as_uuid().get_timestamp().expect("a UUIDv7").to_unix();
+    assert_eq!(seconds as i64, at(5).timestamp());
+}
+
+/// An ordered subscription with `n` deliveries published one second apart
+/// from `t0()`, and their ids.
+async fn ordered_with<S: Store>(store: &S, n: i64) -> (Subscription, Vec<DeliveryId>) {
+    let mut sub = subscription("https://example.com/ordered", &["job.completed"]);
+    sub.settings.ordered = true;
+    store.insert_subscription(&sub).await.unwrap();
+    let mut ids = Vec::new();
+    for second in 0..n {
+        ids.extend(store.publish(&event("job.completed", second), body("{}")).await.unwrap().deliveries);
+    }
+    (sub, ids)
+}
+
+async fn claimed<S: Store>(store: &S, seconds: i64) -> Vec<DeliveryId> {
+    let claims = store.claim_due(at(seconds), 100, at(seconds + 1), &[]).await.unwrap();
+    claims.iter().map(|c| c.delivery.id).collect()
+}
+
+/// Only the head of an ordered subscription is claimed; the others wait,
+/// reported pending with no due time. Delivering the head makes exactly
+/// the next one due, at the time of the recording.
+pub async fn ordered_deliveries_wait_and_finishing_the_head_releases_exactly_the_next<S: Store>(store: S) {
+    let (sub, ids) = ordered_with(&store, 3).await;
+    for waiting in &ids[1..] {
+        let delivery = store.delivery(*waiting).await.unwrap().unwrap();
+        assert_eq!((delivery.state, delivery.next_attempt_at), (DeliveryState::Pending, None));
+    }
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap().pending, 3, "waiting ones are pending");
+    assert_eq!(claimed(&store, 100).await, vec![ids[0]], "the later ones wait");
+    // A retry keeps the head in front.
+    store.record_attempt(&answered(ids[0], 1, 500, Verdict::Retry { at: at(200) }, 101)).await.unwrap();
+    assert!(claimed(&store, 150).await.is_empty(), "nothing overtakes a retrying head");
+    assert_eq!(store.next_due_at().await.unwrap(), Some(at(200)));
+    store.record_attempt(&answered(ids[0], 2, 200, Verdict::Delivered, 201)).await.unwrap();
+    let next = store.delivery(ids[1]).await.unwrap().unwrap();
+    assert_eq!(next.next_attempt_at, Some(at(201)), "due when the head finished");
+    assert_eq!(store.delivery(ids[2]).await.unwrap().unwrap().next_attempt_at, None);
+    assert_eq!(claimed(&store, 300).await, vec![ids[1]]);
+    store.record_attempt(&answered(ids[1], 1, 200, Verdict::Delivered, 301)).await.unwrap();
+    assert_eq!(claimed(&store, 400).await, vec![ids[2]]);
+    // With nothing pending, a new delivery goes at once.
+    store.record_attempt(&answered(ids[2], 1, 200, Verdict::Delivered, 401)).await.unwrap();
+    let later = store.publish(&event("job.completed", 500), body("{}")).await.unwrap().deliveries;
+    assert_eq!(claimed(&store, 500).await, later);
+}
+
+/// A dropped head lets the next one go, as a delivered one does.
+pub async fn a_dropped_ordered_delivery_releases_the_next<S: Store>(store: S) {
+    let (_, ids) = ordered_with(&store, 2).await;
+    assert_eq!(claimed(&store, 10).await, vec![ids[0]]);
+    store.record_attempt(&answered(ids[0], 1, 500, Verdict::Dropped, 11)).await.unwrap();
+    assert_eq!(store.delivery(ids[0]).await.unwrap().unwrap().state, DeliveryState::Dropped);
+    assert_eq!(claimed(&store, 20).await, vec![ids[1]]);
+}
+
+/// Another subscription's deliveries are claimed while an ordered one's
+/// head is retrying, with many of its deliveries waiting.
+pub async fn a_slow_ordered_subscription_holds_back_no_other<S: Store>(store: S) {
+    let (ordered, ids) = ordered_with(&store, 20).await;
+    assert_eq!(store.delivery_counts(ordered.id).await.unwrap().pending, 20);
+    let other = subscription("https://example.com/other", &["job.completed"]);
+    store.insert_subscription(&other).await.unwrap();
+    let mut others = Vec::new();
+    for second in 30..33 {
+        for id in store.publish(&event("job.completed", second), body("{}")).await.unwrap().deliveries {
+            if subscription_of(&store, id).await == other.id {
+                others.push(id);
+            }
+        }
+    }
+    assert_eq!(claimed(&store, 40).await, [&ids[..1], &others[..]].concat());
+    store.record_attempt(&answered(ids[0], 1, 500, Verdict::Retry { at: at(9000) }, 41)).await.unwrap();
+    for id in &others {
+        store.record_attempt(&answered(*id, 1, 200, Verdict::Delivered, 41)).await.unwrap();
+    }
+    let more = store.publish(&event("job.completed", 50), body("{}")).await.unwrap().deliveries;
+    let mine: Vec<DeliveryId> = {
+        let mut mine = Vec::new();
+        for id in more {
+            if subscription_of(&store, id).await == other.id {
+                mine.push(id);
+            }
+        }
+        mine
+    };
+    assert_eq!(claimed(&store, 60).await, mine, "the other's delivery goes, the ordered ones wait");
+}
+
+/// Enabling an ordered subscription makes its held head due, not the
+/// deliveries waiting behind it.
+pub async fn enabling_keeps_waiting_deliveries_waiting<S: Store>(store: S) {
+    let (sub, ids) = ordered_with(&store, 3).await;
+    store.disable_subscription(sub.id, "paused", at(5)).await.unwrap();
+    assert!(claimed(&store, 10).await.is_empty());
+    store.enable_subscription(sub.id, at(20)).await.unwrap();
+    assert_eq!(claimed(&store, 20).await, vec![ids[0]]);
+    assert_eq!(store.delivery(ids[1]).await.unwrap().unwrap().next_attempt_at, None);
+    // A head finished while disabled lets the next go once enabled.
+    store.disable_subscription(sub.id, "paused", at(21)).await.unwrap();
+    store.record_attempt(&answered(ids[0], 1, 200, Verdict::Delivered, 22)).await.unwrap();
+    assert!(claimed(&store, 23).await.is_empty(), "held while disabled");
+    store.enable_subscription(sub.id, at(30)).await.unwrap();
+    assert_eq!(claimed(&store, 30).await, vec![ids[1]]);
+}
+
+/// Turning ordering off lets every waiting delivery go; turning it on
+/// keeps the earliest pending one going and makes the others wait.
+pub async fn turning_ordering_off_or_on_through_an_update<S: Store>(store: S) {
+    let (mut sub, ids) = ordered_with(&store, 3).await;
+    sub.settings.ordered = false;
+    store.update_subscription(&sub).await.unwrap();
+    assert_eq!(claimed(&store, 10).await, ids, "all due once unordered");
+    for id in &ids {
+        store.release(&[*id], at(10)).await.unwrap();
+    }
+    sub.settings.ordered = true;
+    store.update_subscription(&sub).await.unwrap();
+    assert_eq!(claimed(&store, 20).await, vec![ids[0]], "ordered again: one at a time");
+    store.record_attempt(&answered(ids[0], 1, 200, Verdict::Delivered, 21)).await.unwrap();
+    assert_eq!(claimed(&store, 30).await, vec![ids[1]]);
+}
+
+/// A resend of an ordered subscription's finished delivery puts it in its
+/// place by publish order: ahead of the later deliveries pending, and the
+/// one that was going waits behind it.
+pub async fn a_resent_ordered_delivery_takes_its_place_in_publish_order<S: Store>(store: S) {
+    let (_, ids) = ordered_with(&store, 3).await;
+    store.record_attempt(&answered(ids[0], 1, 200, Verdict::Delivered, 10)).await.unwrap();
+    assert_eq!(claimed(&store, 11).await, vec![ids[1]]);
+    store.resend(ids[0], at(12)).await.unwrap();
+    // ids[1] was claimed: its attempt is recorded, and it then waits.
+    store.record_attempt(&answered(ids[1], 1, 500, Verdict::Retry { at: at(13) }, 12)).await.unwrap();
+    assert_eq!(claimed(&store, 20).await, vec![ids[0]], "the resent one goes first");
+    let resent = Attempt { cycle: 2, ..answered(ids[0], 1, 200, Verdict::Delivered, 21).attempt };
+    store.record_attempt(&record(resent, Verdict::Delivered, 21)).await.unwrap();
+    assert_eq!(claimed(&store, 30).await, vec![ids[1]]);
+    store.record_attempt(&answered(ids[1], 2, 200, Verdict::Delivered, 31)).await.unwrap();
+    assert_eq!(claimed(&store, 40).await, vec![ids[2]]);
+    // A resend with nothing else pending goes at once.
+    store.record_attempt(&answered(ids[2], 1, 200, Verdict::Delivered, 41)).await.unwrap();
+    store.resend(ids[1], at(50)).await.unwrap();
+    assert_eq!(claimed(&store, 50).await, vec![ids[1]]);
+}
+
+/// The logs of a page of deliveries come in the order asked, each first
+/// first; a delivery without attempts, or without a row, has none.
+pub async fn attempts_of_reads_a_page_of_logs_at_once<S: Store>(store: S) {
+    let sub = subscription("https://example.com/a", &["job.completed"]);
+    store.insert_subscription(&sub).await.unwrap();
+    let mut ids = Vec::new();
+    for second in 0..3 {
+        ids.extend(store.publish(&event("job.completed", second), body("{}")).await.unwrap().deliveries);
+    }
+    store.record_attempt(&answered(ids[0], 1, 500, Verdict::Retry { at: at(9) }, 5)).await.unwrap();
+    store.record_attempt(&answered(ids[2], 1, 200, Verdict::Delivered, 6)).await.unwrap();
+    store.record_attempt(&answered(ids[0], 2, 204, Verdict::Delivered, 9)).await.unwrap();
+    let missing = DeliveryId::new();
+    let asked = [ids[2], missing, ids[0], ids[1]];
+    let logs = store.attempts_of(&asked).await.unwrap();
+    assert_eq!(logs.iter().map(|(id, _)| *id).collect::<Vec<_>>(), asked);
+    for (id, log) in &logs {
+        assert_eq!(log, &store.attempts(*id).await.unwrap(), "{id}: as attempts() reads it");
+    }
+    let numbers: Vec<Vec<u32>> = logs.iter().map(|(_, log)| log.iter().map(|a| a.number).collect()).collect();
+    assert_eq!(numbers, vec![vec![1], vec![], vec![1, 2], vec![]]);
+    assert!(store.attempts_of(&[]).await.unwrap().is_empty());
 }

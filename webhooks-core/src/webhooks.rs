@@ -45,6 +45,15 @@ pub struct DeliveryLog {
     pub attempts: Vec<Attempt>,
 }
 
+/// A page of [`Webhooks::delivery_logs`]: deliveries with their attempts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogPage {
+    /// The deliveries with their logs, in creation order.
+    pub logs: Vec<DeliveryLog>,
+    /// The cursor of the next page, when this one was full.
+    pub next: Option<DeliveryId>,
+}
+
 /// The longest grace period of a rotated-out secret.
 const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -628,6 +637,49 @@ impl Webhooks {
         let delivery = self.inner.store.delivery(id).await?.ok_or(StoreError::DeliveryNotFound(id))?;
         let attempts = self.inner.store.attempts(id).await?;
         Ok(DeliveryLog { delivery, attempts })
+    }
+
+    /// A page of deliveries matching `query`, as [`Webhooks::deliveries`]
+    /// lists them, each with its whole attempt log: two store calls
+    /// whatever the page's size ([`Admin::attempts_of`](crate::Admin::attempts_of)).
+    ///
+    /// ```
+    /// use webhooks_core::{DeliveryQuery, Preset, Subscription, Webhooks};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), webhooks_core::Error> {
+    /// let webhooks = Webhooks::builder()
+    ///     .store(webhooks_memory::MemoryStore::new())
+    ///     .preset(Preset::deepsmith())
+    ///     .build()?;
+    /// webhooks
+    ///     .subscribe(Subscription::builder("https://customer.example/").event_type("iq.status_updated"))
+    ///     .await?;
+    /// for n in 0..3 {
+    ///     webhooks.publish("iq.status_updated", serde_json::json!({ "n": n })).await?;
+    /// }
+    /// let page = webhooks.delivery_logs(DeliveryQuery { limit: 2, ..DeliveryQuery::default() }).await?;
+    /// assert_eq!(page.logs.len(), 2);
+    /// assert!(page.logs.iter().all(|log| log.attempts.is_empty()), "nothing attempted yet");
+    /// let rest = webhooks.delivery_logs(DeliveryQuery { after: page.next, ..DeliveryQuery::default() }).await?;
+    /// assert_eq!(rest.logs.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn delivery_logs(&self, query: DeliveryQuery) -> Result<LogPage, Error> {
+        let page = self.deliveries(query).await?;
+        let ids: Vec<DeliveryId> = page.deliveries.iter().map(|delivery| delivery.id).collect();
+        let mut attempts: std::collections::HashMap<DeliveryId, Vec<Attempt>> =
+            self.inner.store.attempts_of(&ids).await?.into_iter().collect();
+        let logs = page
+            .deliveries
+            .into_iter()
+            .map(|delivery| DeliveryLog {
+                attempts: attempts.remove(&delivery.id).unwrap_or_default(),
+                delivery,
+            })
+            .collect();
+        Ok(LogPage { logs, next: page.next })
     }
 
     /// Sends a delivery again: a new attempt cycle with the same id and body,

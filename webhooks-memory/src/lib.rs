@@ -21,7 +21,7 @@
 
 mod queue;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -74,6 +74,9 @@ struct State {
     keys: HashMap<(String, String), Keyed>,
     /// Each keyed event's key and how many of its deliveries are kept.
     keyed_events: HashMap<EventId, ((String, String), usize)>,
+    /// Each ordered subscription's deliveries waiting behind an earlier
+    /// one, in publish order.
+    waiting: HashMap<SubscriptionId, BTreeSet<DeliveryId>>,
 }
 
 /// The first publication of an idempotency key.
@@ -99,13 +102,17 @@ struct Entry {
     /// Its place in the claim queue, if it is queued.
     claimable_at: Option<At>,
     attempts: u32,
+    cycle: u32,
     state: DeliveryState,
+    /// Pending behind an earlier delivery of an ordered subscription: not
+    /// claimable whatever `at` says.
+    waiting: bool,
     log: Vec<Attempt>,
 }
 
 impl Entry {
     fn next_attempt_at(&self) -> Option<At> {
-        self.at.filter(|_| self.state == DeliveryState::Pending)
+        self.at.filter(|_| self.state == DeliveryState::Pending && !self.waiting)
     }
 
     fn finished_at(&self) -> Option<At> {
@@ -120,7 +127,7 @@ impl Entry {
             subscription_id: self.subscription_id,
             body: self.body.clone(),
             state: self.state,
-            cycle: 1,
+            cycle: self.cycle,
             attempts: self.attempts,
             next_attempt_at: self.next_attempt_at().map(|at| queue::time(at.micros())),
             created_at: queue::time(self.created_at),
@@ -179,17 +186,91 @@ impl State {
         Ok(())
     }
 
-    /// A new attempt cycle: pending, due at `now`, the count back to zero.
+    /// A new attempt cycle: pending, due at `now`, the next cycle, the count
+    /// back to zero. The caller puts an ordered subscription's deliveries in
+    /// order afterwards ([`State::order`]).
     fn restart(&mut self, id: DeliveryId, now: DateTime<Utc>) {
         if let Some(entry) = self.deliveries.get_mut(&id) {
             let (subscription, from) = (entry.subscription_id, entry.state);
             entry.state = DeliveryState::Pending;
             entry.attempts = 0;
+            entry.cycle = entry.cycle.saturating_add(1);
             entry.at = Some(At::new(now));
             entry.lease_until = None;
             self.count(subscription, Some(from), Some(DeliveryState::Pending));
         }
         self.reindex(id);
+    }
+
+    fn is_ordered(&self, id: SubscriptionId) -> bool {
+        self.subscriptions.get(&id).is_some_and(|s| s.settings.ordered)
+    }
+
+    /// Marks a delivery waiting or not, keeping the subscription's set.
+    fn set_waiting(&mut self, id: DeliveryId, waiting: bool) {
+        let Some(entry) = self.deliveries.get_mut(&id) else { return };
+        if entry.waiting == waiting {
+            return;
+        }
+        entry.waiting = waiting;
+        let subscription = entry.subscription_id;
+        let set = self.waiting.entry(subscription).or_default();
+        if waiting {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+            if set.is_empty() {
+                self.waiting.remove(&subscription);
+            }
+        }
+        self.reindex(id);
+    }
+
+    /// Pending deliveries of a subscription that are not waiting.
+    fn going(&self, subscription: SubscriptionId) -> u64 {
+        let pending = self.counts.get(&subscription).map_or(0, |c| c.pending);
+        pending.saturating_sub(self.waiting.get(&subscription).map_or(0, |w| w.len() as u64))
+    }
+
+    /// Makes an ordered subscription's earliest waiting delivery due at
+    /// `now`, unless one of its pending deliveries is going already.
+    fn release_next(&mut self, subscription: SubscriptionId, now: DateTime<Utc>) {
+        if self.going(subscription) > 0 {
+            return;
+        }
+        let next = self.waiting.get(&subscription).and_then(|w| w.first().copied());
+        if let Some(id) = next {
+            if let Some(entry) = self.deliveries.get_mut(&id) {
+                entry.at = Some(At::new(now));
+                entry.lease_until = None;
+            }
+            self.set_waiting(id, false);
+        }
+    }
+
+    /// Puts an ordered subscription's pending deliveries in publish order:
+    /// the earliest goes, the others wait. A scan, as every
+    /// per-subscription change is.
+    fn order(&mut self, subscription: SubscriptionId) {
+        let pending: Vec<DeliveryId> = self
+            .deliveries_of(subscription)
+            .into_iter()
+            .filter(|id| self.deliveries.get(id).is_some_and(|e| e.state == DeliveryState::Pending))
+            .collect();
+        for (n, id) in pending.into_iter().enumerate() {
+            self.set_waiting(id, n > 0);
+        }
+    }
+
+    /// Lets every waiting delivery of a subscription go, each due when it
+    /// was (its publish time, or its retry time).
+    fn release_all(&mut self, subscription: SubscriptionId) {
+        for id in self.waiting.remove(&subscription).unwrap_or_default() {
+            if let Some(entry) = self.deliveries.get_mut(&id) {
+                entry.waiting = false;
+            }
+            self.reindex(id);
+        }
     }
 
     fn event_type(&mut self, name: &str) -> Arc<str> {
@@ -202,7 +283,9 @@ impl State {
     }
 
     fn insert_delivery(&mut self, event: &Event, body: Bytes, subscription_id: SubscriptionId) -> DeliveryId {
-        let id = DeliveryId::new();
+        let id = DeliveryId::at(event.occurred_at);
+        let waits = self.is_ordered(subscription_id)
+            && self.counts.get(&subscription_id).is_some_and(|counts| counts.pending > 0);
         let due = queue::micros(event.occurred_at);
         let entry = Entry {
             event_id: event.id,
@@ -214,12 +297,17 @@ impl State {
             lease_until: None,
             claimable_at: None,
             attempts: 0,
+            cycle: 1,
             state: DeliveryState::Pending,
+            waiting: false,
             log: Vec::new(),
         };
         self.deliveries.insert(id, Box::new(entry));
         self.count(subscription_id, None, Some(DeliveryState::Pending));
         self.reindex(id);
+        if waits {
+            self.set_waiting(id, true);
+        }
         id
     }
 
@@ -253,6 +341,7 @@ impl State {
 
     /// Takes a delivery out of every index and its count.
     fn remove_delivery(&mut self, id: DeliveryId) {
+        self.set_waiting(id, false);
         let Some(entry) = self.deliveries.remove(&id) else { return };
         self.claimable.requeue(id, entry.subscription_id, entry.claimable_at.map(At::micros), None);
         self.count(entry.subscription_id, Some(entry.state), None);
@@ -305,6 +394,7 @@ impl State {
             self.remove_delivery(delivery);
         }
         self.counts.remove(&id);
+        self.waiting.remove(&id);
         true
     }
 
@@ -320,8 +410,10 @@ impl State {
         let changes = record.changes(Current {
             state: entry.state,
             attempts: entry.attempts,
+            cycle: entry.cycle,
             consecutive_failures: subscription.consecutive_failures,
             enabled: subscription.is_enabled(),
+            ordered: subscription.settings.ordered,
         });
 
         let entry = self.deliveries.get_mut(&id).ok_or(StoreError::DeliveryNotFound(id))?;
@@ -333,7 +425,13 @@ impl State {
             entry.at = next.next_attempt_at.or(next.finished_at).map(At::new);
             entry.lease_until = None;
             self.count(subscription_id, Some(from), Some(next.state));
+            if next.state != DeliveryState::Pending {
+                self.set_waiting(id, false);
+            }
             self.reindex(id);
+        }
+        if changes.release_next {
+            self.release_next(subscription_id, record.now);
         }
         self.subscription_mut(subscription_id)?.consecutive_failures = changes.consecutive_failures;
         if let Some(reason) = &changes.disable {
@@ -382,6 +480,12 @@ impl SubscriptionStore for MemoryStore {
         stored.event_types = subscription.event_types.clone();
         stored.secret = subscription.secret.clone();
         stored.previous_secret = subscription.previous_secret.clone();
+        let was_ordered = std::mem::replace(&mut stored.settings, subscription.settings.clone()).ordered;
+        match (was_ordered, subscription.settings.ordered) {
+            (false, true) => state.order(subscription.id),
+            (true, false) => state.release_all(subscription.id),
+            _ => {}
+        }
         Ok(())
     }
 
@@ -538,6 +642,11 @@ impl Admin for MemoryStore {
             return Err(StoreError::DeliveryNotFound(id));
         }
         state.restart(id, now);
+        if let Some(subscription) = state.deliveries.get(&id).map(|e| e.subscription_id)
+            && state.is_ordered(subscription)
+        {
+            state.order(subscription);
+        }
         Ok(())
     }
 
@@ -567,6 +676,9 @@ impl Admin for MemoryStore {
             } else {
                 state.reindex(id);
             }
+        }
+        if state.is_ordered(subscription) {
+            state.order(subscription);
         }
         Ok(recovered)
     }

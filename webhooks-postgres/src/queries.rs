@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
-use webhooks_core::sql::{AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow};
+use webhooks_core::sql::{
+    AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow, settings_to_text,
+};
 use webhooks_core::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
     Event, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
@@ -40,6 +42,7 @@ pub(crate) use deadpool_postgres::GenericClient;
 pub(crate) struct Progress {
     pub(crate) state: DeliveryState,
     pub(crate) attempts: u32,
+    pub(crate) cycle: u32,
     pub(crate) next_attempt_at: Option<DateTime<Utc>>,
     pub(crate) finished_at: Option<DateTime<Utc>>,
     /// Whether the batch changed it.
@@ -52,6 +55,7 @@ pub(crate) struct Progress {
 pub(crate) struct Failures {
     pub(crate) consecutive: u32,
     pub(crate) enabled: bool,
+    pub(crate) ordered: bool,
     /// The count as locked: an unchanged one (a success after a success,
     /// the usual case) is not written, sparing the row a new version.
     pub(crate) locked: u32,
@@ -64,7 +68,7 @@ macro_rules! subscription_columns {
         "s.id, s.url, s.secret, s.previous_secret, s.previous_valid_until, s.disabled_reason, \
          s.disabled_at, s.consecutive_failures, s.created_at, \
          ARRAY(SELECT t.event_type FROM webhooks.subscription_event_types t \
-               WHERE t.subscription_id = s.id ORDER BY t.event_type), s.owner"
+               WHERE t.subscription_id = s.id ORDER BY t.event_type), s.owner, s.settings"
     };
 }
 
@@ -72,7 +76,8 @@ macro_rules! subscription_columns {
 /// (deliveries) and `e` (events).
 macro_rules! delivery_columns {
     () => {
-        "d.id, e.id, e.name, d.subscription_id, e.body, d.state, d.attempts, d.next_attempt_at, e.occurred_at"
+        "d.id, e.id, e.name, d.subscription_id, e.body, d.state, d.attempts, d.next_attempt_at, e.occurred_at, \
+         d.cycle, d.waiting"
     };
 }
 
@@ -81,14 +86,14 @@ macro_rules! delivery_columns {
 /// among those: none of them is disabled, nor changes what it listens to,
 /// before the deliveries to it are committed. `KEY SHARE`: recording
 /// attempts (which counts failures) does not wait for it, nor it for them.
-pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id, t.event_type FROM webhooks.subscriptions s \
+pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered FROM webhooks.subscriptions s \
      JOIN webhooks.subscription_event_types t ON t.subscription_id = s.id \
      WHERE t.event_type = ANY($1) AND s.disabled_at IS NULL \
      ORDER BY s.id FOR KEY SHARE OF s";
 
 /// The same for pairs of an owner (`$1`) and an event type (`$2`), found
 /// by the owner's key whatever other owners have; with the owner.
-pub(crate) const LOCK_OWNER_LISTENERS: &str = "SELECT s.id, t.event_type, t.owner \
+pub(crate) const LOCK_OWNER_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered, t.owner \
      FROM unnest($1::text[], $2::text[]) AS wanted (owner, event_type) \
      JOIN webhooks.subscription_event_types t ON t.owner = wanted.owner AND t.event_type = wanted.event_type \
      JOIN webhooks.subscriptions s ON s.id = t.subscription_id \
@@ -101,7 +106,8 @@ pub(crate) const LOCK_OWNER_LISTENERS: &str = "SELECT s.id, t.event_type, t.owne
 /// and stops at the limit; `SKIP LOCKED` passes over the rows another
 /// instance is claiming or recording right now instead of waiting for it.
 pub(crate) const CLAIMABLE: &str = "SELECT d.id FROM webhooks.deliveries d \
-     WHERE d.state = 'pending' AND NOT d.held AND d.claimable_at <= $1 AND d.subscription_id <> ALL($2) \
+     WHERE d.state = 'pending' AND NOT d.held AND NOT d.waiting AND d.claimable_at <= $1 \
+     AND d.subscription_id <> ALL($2) \
      ORDER BY d.claimable_at LIMIT $3 FOR UPDATE SKIP LOCKED";
 
 /// Leases the locked deliveries `$1` until `$2` and returns them with their
@@ -115,7 +121,33 @@ pub(crate) const LEASE: &str = concat!(
 
 /// When the first claimable delivery can be claimed.
 pub(crate) const NEXT_CLAIMABLE: &str = "SELECT claimable_at FROM webhooks.deliveries \
-     WHERE state = 'pending' AND NOT held ORDER BY claimable_at LIMIT 1";
+     WHERE state = 'pending' AND NOT held AND NOT waiting ORDER BY claimable_at LIMIT 1";
+
+/// Makes the earliest waiting delivery (by id: publish order) of ordered
+/// subscription `$1` due at `$2`, unless one of its pending deliveries is
+/// going already. Both look-ups are by key: `deliveries_waiting` and
+/// `deliveries_pending`. The caller holds the subscription's row lock, as
+/// publishing to an ordered subscription does, so neither misses the
+/// other's delivery.
+pub(crate) const RELEASE_NEXT: &str = "UPDATE webhooks.deliveries SET waiting = false, next_attempt_at = $2, \
+     lease_until = NULL WHERE id = ANY(ARRAY( \
+     SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND waiting \
+     AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries g \
+                     WHERE g.subscription_id = $1 AND g.state = 'pending' AND NOT g.waiting) \
+     ORDER BY id LIMIT 1 FOR NO KEY UPDATE))";
+
+/// Puts ordered subscription `$1`'s pending deliveries in publish order:
+/// the earliest goes, the others wait. For the rare changes (a resend, a
+/// recovery, ordering turned on), never for claims or records.
+pub(crate) const PUT_IN_ORDER: &str = "UPDATE webhooks.deliveries d SET waiting = (d.id <> first.id) \
+     FROM (SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND state = 'pending' \
+           ORDER BY id LIMIT 1) AS first \
+     WHERE d.id = ANY(ARRAY(SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 \
+                            AND state = 'pending' ORDER BY id FOR NO KEY UPDATE))";
+
+/// The attempts of deliveries `$1`, each log in recording order.
+pub(crate) const ATTEMPTS_OF: &str = "SELECT number, started_at, duration_us, status, response, error, cycle, \
+     delivery_id FROM webhooks.attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, seq";
 
 /// Deletes up to `$2` deliveries finished before `$1`, oldest first,
 /// passing over any another transaction holds.
@@ -140,6 +172,7 @@ fn subscription_row(row: &Row) -> Outcome<Subscription> {
         created_at: row.try_get(8)?,
         event_types: row.try_get(9)?,
         owner: row.try_get(10)?,
+        settings: row.try_get(11)?,
     }
     .decode()?)
 }
@@ -155,6 +188,8 @@ fn delivery_row(row: &Row) -> Outcome<Delivery> {
         attempts: row.try_get(6)?,
         next_attempt_at: row.try_get(7)?,
         created_at: row.try_get(8)?,
+        cycle: row.try_get(9)?,
+        waiting: row.try_get(10)?,
     }
     .decode()?)
 }
@@ -197,8 +232,8 @@ pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription
     let statement = db
         .prepare_cached(
             "INSERT INTO webhooks.subscriptions (id, url, secret, previous_secret, previous_valid_until, \
-             disabled_reason, disabled_at, consecutive_failures, created_at, owner) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+             disabled_reason, disabled_at, consecutive_failures, created_at, owner, settings, ordered) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
         )
         .await?;
     let inserted = db
@@ -215,6 +250,8 @@ pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription
                 &i64::from(subscription.consecutive_failures),
                 &codec::micros(subscription.created_at),
                 &subscription.owner.as_str(),
+                &settings_to_text(&subscription.settings),
+                &subscription.settings.ordered,
             ],
         )
         .await?;
@@ -225,26 +262,49 @@ pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription
     Ok(true)
 }
 
-/// Replaces a locked subscription's URL, event types and secrets.
+/// Replaces a locked subscription's URL, event types, secrets and
+/// settings; puts its deliveries in order when ordering is turned on, and
+/// lets every waiting one go when it is turned off.
 pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription) -> Outcome<()> {
     let previous = subscription.previous_secret.as_ref();
     let statement = db
         .prepare_cached(
-            "UPDATE webhooks.subscriptions SET url = $2, secret = $3, previous_secret = $4, \
-             previous_valid_until = $5 WHERE id = $1",
+            "UPDATE webhooks.subscriptions s SET url = $2, secret = $3, previous_secret = $4, \
+             previous_valid_until = $5, settings = $6, ordered = $7 \
+             FROM (SELECT ordered FROM webhooks.subscriptions WHERE id = $1) AS old \
+             WHERE s.id = $1 RETURNING old.ordered",
         )
         .await?;
-    db.execute(
-        &statement,
-        &[
-            &subscription.id.as_uuid(),
-            &subscription.url.as_str(),
-            &subscription.secret.expose(),
-            &previous.map(|p| p.secret.expose()),
-            &previous.map(|p| codec::micros(p.valid_until)),
-        ],
-    )
-    .await?;
+    let was_ordered: bool = db
+        .query_one(
+            &statement,
+            &[
+                &subscription.id.as_uuid(),
+                &subscription.url.as_str(),
+                &subscription.secret.expose(),
+                &previous.map(|p| p.secret.expose()),
+                &previous.map(|p| codec::micros(p.valid_until)),
+                &settings_to_text(&subscription.settings),
+                &subscription.settings.ordered,
+            ],
+        )
+        .await?
+        .try_get(0)?;
+    match (was_ordered, subscription.settings.ordered) {
+        (false, true) => put_in_order(db, subscription.id).await?,
+        // Each due when it was: its publish time or its retry time.
+        (true, false) => {
+            let statement = db
+                .prepare_cached(
+                    "UPDATE webhooks.deliveries SET waiting = false WHERE id = ANY(ARRAY( \
+                     SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND waiting \
+                     ORDER BY id FOR NO KEY UPDATE))",
+                )
+                .await?;
+            db.execute(&statement, &[&subscription.id.as_uuid()]).await?;
+        }
+        _ => {}
+    }
     let statement =
         db.prepare_cached("DELETE FROM webhooks.subscription_event_types WHERE subscription_id = $1").await?;
     db.execute(&statement, &[&subscription.id.as_uuid()]).await?;
@@ -385,9 +445,14 @@ pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: Da
 }
 
 /// Locks the enabled subscriptions listening to any of `event_types` (see
-/// [`LOCK_LISTENERS`]) and returns them by event type, in id order.
-pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) -> Outcome<Listeners> {
+/// [`LOCK_LISTENERS`]) and returns them by event type, in id order, with
+/// the ordered ones among them.
+pub(crate) async fn lock_listeners<C: GenericClient>(
+    db: &C,
+    events: &[&Event],
+) -> Outcome<(Listeners, Vec<Uuid>)> {
     let mut listeners = Listeners::new();
+    let mut ordered = Vec::new();
     let mut everyone: Vec<&str> = events
         .iter()
         .filter(|event| event.audience == Audience::EveryOwner)
@@ -399,6 +464,9 @@ pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) 
         let statement = db.prepare_cached(LOCK_LISTENERS).await?;
         for row in db.query(&statement, &[&everyone]).await? {
             listeners.entry((row.try_get(1)?, String::new())).or_default().push(uuid(&row, 0)?);
+            if row.try_get(2)? {
+                ordered.push(uuid(&row, 0)?);
+            }
         }
     }
     let mut pairs: Vec<(&str, &str)> = events
@@ -411,10 +479,33 @@ pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) 
         let (owners, names): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
         let statement = db.prepare_cached(LOCK_OWNER_LISTENERS).await?;
         for row in db.query(&statement, &[&owners, &names]).await? {
-            listeners.entry((row.try_get(1)?, row.try_get(2)?)).or_default().push(uuid(&row, 0)?);
+            listeners.entry((row.try_get(1)?, row.try_get(3)?)).or_default().push(uuid(&row, 0)?);
+            if row.try_get(2)? {
+                ordered.push(uuid(&row, 0)?);
+            }
         }
     }
-    Ok(listeners)
+    ordered.sort_unstable();
+    ordered.dedup();
+    Ok((listeners, ordered))
+}
+
+/// Takes the row locks of the ordered ones among `subscriptions` (all
+/// locked `KEY SHARE` already) in id order, `NO KEY UPDATE` as recording
+/// takes them: a publish and a recording to one ordered subscription take
+/// turns, so a delivery made to wait always sees the recording that would
+/// release it, and the other way round.
+pub(crate) async fn lock_ordered<C: GenericClient>(db: &C, subscriptions: &[Uuid]) -> Outcome<()> {
+    if subscriptions.is_empty() {
+        return Ok(());
+    }
+    let statement = db
+        .prepare_cached(
+            "SELECT id FROM webhooks.subscriptions WHERE id = ANY($1) AND ordered ORDER BY id FOR NO KEY UPDATE",
+        )
+        .await?;
+    db.execute(&statement, &[&subscriptions]).await?;
+    Ok(())
 }
 
 /// Listeners by event type and audience ([`Audience::stored_key`]).
@@ -457,7 +548,7 @@ pub(crate) async fn publish<C: GenericClient>(
     if listeners.is_empty() {
         return Ok(Publication { event_id: event.id, deliveries: Vec::new(), repeated: false });
     }
-    let deliveries: Vec<DeliveryId> = listeners.iter().map(|_| DeliveryId::new()).collect();
+    let deliveries: Vec<DeliveryId> = listeners.iter().map(|_| DeliveryId::at(event.occurred_at)).collect();
     if insert_deliveries(db, event, body, &deliveries, listeners, false).await? == 0
         && let Some(key) = &event.idempotency_key
         && let Some(first) = keyed_event(db, event.audience.stored_key(), key).await?
@@ -468,7 +559,8 @@ pub(crate) async fn publish<C: GenericClient>(
 }
 
 /// Stores the event and one delivery of it per `(deliveries, subscriptions)`
-/// pair, in one statement.
+/// pair, in one statement; one for an ordered subscription that has a
+/// pending delivery waits.
 async fn insert_deliveries<C: GenericClient>(
     db: &C,
     event: &Event,
@@ -486,8 +578,11 @@ async fn insert_deliveries<C: GenericClient>(
                  RETURNING seq
              )
              INSERT INTO webhooks.deliveries
-                 (id, event_seq, subscription_id, state, attempts, next_attempt_at, held)
-             SELECT d.id, event.seq, d.subscription_id, 'pending', 0, $3, $7
+                 (id, event_seq, subscription_id, state, attempts, next_attempt_at, held, waiting)
+             SELECT d.id, event.seq, d.subscription_id, 'pending', 0, $3, $7,
+                    coalesce((SELECT s.ordered FROM webhooks.subscriptions s WHERE s.id = d.subscription_id), false)
+                    AND EXISTS (SELECT 1 FROM webhooks.deliveries p
+                                WHERE p.subscription_id = d.subscription_id AND p.state = 'pending')
              FROM event, unnest($5::uuid[], $6::uuid[]) AS d (id, subscription_id)",
         )
         .await?;
@@ -527,7 +622,8 @@ pub(crate) async fn publish_to(
     let Some(row) = db.query_opt(&statement, &[&subscription.as_uuid()]).await? else {
         return Ok(None);
     };
-    let id = DeliveryId::new();
+    lock_ordered(db, &[subscription.as_uuid()]).await?;
+    let id = DeliveryId::at(event.occurred_at);
     insert_deliveries(db, event, body, &[id], &[subscription.as_uuid()], row.try_get(0)?).await?;
     Ok(Some(id))
 }
@@ -599,26 +695,54 @@ pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Outco
 }
 
 /// Starts a new attempt cycle, due at `now`, for one delivery, held if its
-/// subscription is disabled; `false` when there is none. The subscription
-/// is locked first (`KEY SHARE`), so a disable cannot slip in between.
+/// subscription is disabled, in its place among an ordered subscription's;
+/// `false` when there is none. The subscription is locked first (`NO KEY
+/// UPDATE`, as recording locks it), so neither a disable nor a publish or
+/// recording to it can slip in between.
 pub(crate) async fn resend(db: &Db<'_>, id: DeliveryId, now: DateTime<Utc>) -> Outcome<bool> {
     let statement = db
         .prepare_cached(
-            "SELECT s.disabled_at IS NOT NULL FROM webhooks.subscriptions s \
-             WHERE s.id = (SELECT subscription_id FROM webhooks.deliveries WHERE id = $1) FOR KEY SHARE",
+            "SELECT s.id, s.disabled_at IS NOT NULL, s.ordered FROM webhooks.subscriptions s \
+             WHERE s.id = (SELECT subscription_id FROM webhooks.deliveries WHERE id = $1) FOR NO KEY UPDATE",
         )
         .await?;
     let Some(row) = db.query_opt(&statement, &[&id.as_uuid()]).await? else {
         return Ok(false);
     };
-    let held: bool = row.try_get(0)?;
+    let (subscription, held, ordered): (Uuid, bool, bool) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     let statement = db
         .prepare_cached(
-            "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, \
-             lease_until = NULL, finished_at = NULL, held = $3 WHERE id = $1",
+            "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, cycle = cycle + 1, \
+             next_attempt_at = $2, lease_until = NULL, finished_at = NULL, held = $3, waiting = false \
+             WHERE id = $1",
         )
         .await?;
-    Ok(db.execute(&statement, &[&id.as_uuid(), &codec::micros(now), &held]).await? > 0)
+    if db.execute(&statement, &[&id.as_uuid(), &codec::micros(now), &held]).await? == 0 {
+        return Ok(false);
+    }
+    if ordered {
+        put_in_order(db, subscription.into()).await?;
+    }
+    Ok(true)
+}
+
+/// See [`PUT_IN_ORDER`].
+async fn put_in_order(db: &Db<'_>, subscription: SubscriptionId) -> Outcome<()> {
+    let statement = db.prepare_cached(PUT_IN_ORDER).await?;
+    db.execute(&statement, &[&subscription.as_uuid()]).await?;
+    Ok(())
+}
+
+/// See [`RELEASE_NEXT`].
+pub(crate) async fn release_next(
+    db: &Db<'_>,
+    subscription: SubscriptionId,
+    now: DateTime<Utc>,
+) -> Outcome<()> {
+    let statement = db.prepare_cached(RELEASE_NEXT).await?;
+    db.execute(&statement, &[&subscription.as_uuid(), &codec::micros(now)]).await?;
+    Ok(())
 }
 
 /// Restarts, due at `now`, a locked subscription's held deliveries and
@@ -631,8 +755,8 @@ pub(crate) async fn recover(
 ) -> Outcome<u64> {
     let statement = db
         .prepare_cached(
-            "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, \
-             lease_until = NULL, finished_at = NULL WHERE id = ANY(ARRAY( \
+            "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, cycle = cycle + 1, \
+             next_attempt_at = $2, lease_until = NULL, finished_at = NULL WHERE id = ANY(ARRAY( \
              SELECT d.id FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq \
              WHERE d.subscription_id = $1 \
                AND ((d.state = 'dropped' AND e.occurred_at >= $3) OR (d.state = 'pending' AND d.held)) \
@@ -642,6 +766,10 @@ pub(crate) async fn recover(
     let restarted =
         db.execute(&statement, &[&id.as_uuid(), &codec::micros(now), &codec::micros(since)]).await?;
     enable_subscription(db, id, now).await?;
+    let statement = db.prepare_cached("SELECT ordered FROM webhooks.subscriptions WHERE id = $1").await?;
+    if db.query_one(&statement, &[&id.as_uuid()]).await?.try_get(0)? {
+        put_in_order(db, id).await?;
+    }
     Ok(restarted)
 }
 
@@ -716,7 +844,7 @@ pub(crate) async fn lock_subscriptions_to_count(
 ) -> Outcome<HashMap<SubscriptionId, Failures>> {
     let statement = db
         .prepare_cached(
-            "SELECT id, consecutive_failures, disabled_at IS NULL FROM webhooks.subscriptions \
+            "SELECT id, consecutive_failures, disabled_at IS NULL, ordered FROM webhooks.subscriptions \
              WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
         )
         .await?;
@@ -726,7 +854,12 @@ pub(crate) async fn lock_subscriptions_to_count(
             let consecutive = codec::count(row.try_get(1)?, "consecutive failures")?;
             Ok((
                 uuid(row, 0)?.into(),
-                Failures { consecutive, enabled: row.try_get(2)?, locked: consecutive },
+                Failures {
+                    consecutive,
+                    enabled: row.try_get(2)?,
+                    ordered: row.try_get(3)?,
+                    locked: consecutive,
+                },
             ))
         })
         .collect()
@@ -740,7 +873,7 @@ pub(crate) async fn lock_deliveries(
 ) -> Outcome<HashMap<DeliveryId, Progress>> {
     let statement = db
         .prepare_cached(
-            "SELECT id, state, attempts, next_attempt_at, finished_at FROM webhooks.deliveries \
+            "SELECT id, state, attempts, next_attempt_at, finished_at, cycle FROM webhooks.deliveries \
              WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
         )
         .await?;
@@ -750,6 +883,7 @@ pub(crate) async fn lock_deliveries(
             let progress = Progress {
                 state: codec::state(row.try_get(1)?)?,
                 attempts: codec::count(row.try_get(2)?, "attempts")?,
+                cycle: codec::count(row.try_get(5)?, "cycle")?,
                 next_attempt_at: row.try_get::<_, Option<i64>>(3)?.map(codec::time),
                 finished_at: row.try_get::<_, Option<i64>>(4)?.map(codec::time),
                 changed: false,
@@ -765,6 +899,7 @@ pub(crate) async fn insert_attempts(db: &Db<'_>, attempts: &[&Attempt]) -> Outco
         return Ok(());
     }
     let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut cycles = Vec::with_capacity(attempts.len());
     for attempt in attempts {
         let (status, response, error) = match &attempt.result {
             AttemptResult::Response { status, body } => {
@@ -779,18 +914,22 @@ pub(crate) async fn insert_attempts(db: &Db<'_>, attempts: &[&Attempt]) -> Outco
         columns.4.push(status);
         columns.5.push(response);
         columns.6.push(error);
+        cycles.push(i64::from(attempt.cycle));
     }
     let statement = db
         .prepare_cached(
-            "INSERT INTO webhooks.attempts (delivery_id, number, started_at, duration_us, status, response, error) \
-             SELECT a.delivery_id, a.number, a.started_at, a.duration_us, a.status, a.response, a.error \
-             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::text[]) \
-                  WITH ORDINALITY AS a (delivery_id, number, started_at, duration_us, status, response, error, n) \
+            "INSERT INTO webhooks.attempts \
+                 (delivery_id, number, started_at, duration_us, status, response, error, cycle) \
+             SELECT a.delivery_id, a.number, a.started_at, a.duration_us, a.status, a.response, a.error, a.cycle \
+             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::text[], \
+                         $8::bigint[]) \
+                  WITH ORDINALITY AS a (delivery_id, number, started_at, duration_us, status, response, error, \
+                                        cycle, n) \
              ORDER BY a.n",
         )
         .await?;
     let (ids, numbers, started, durations, statuses, responses, errors) = &columns;
-    db.execute(&statement, &[ids, numbers, started, durations, statuses, responses, errors]).await?;
+    db.execute(&statement, &[ids, numbers, started, durations, statuses, responses, errors, &cycles]).await?;
     Ok(())
 }
 
@@ -816,7 +955,7 @@ pub(crate) async fn write_progress(db: &Db<'_>, progress: &HashMap<DeliveryId, P
 /// See [`write_progress`].
 pub(crate) const WRITE_PROGRESS: &str = "UPDATE webhooks.deliveries d SET attempts = v.attempts, \
      lease_until = NULL, state = v.state, next_attempt_at = v.next_attempt_at, finished_at = v.finished_at, \
-     held = d.held AND v.state = 'pending' \
+     held = d.held AND v.state = 'pending', waiting = d.waiting AND v.state = 'pending' \
      FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) \
           AS v (id, attempts, state, next_attempt_at, finished_at) \
      WHERE d.id = v.id AND d.id = ANY($1)";
@@ -841,28 +980,41 @@ pub(crate) async fn write_failures(db: &Db<'_>, failures: &HashMap<SubscriptionI
     Ok(())
 }
 
+fn attempt_row(row: &Row, id: DeliveryId) -> Outcome<Attempt> {
+    Ok(AttemptRow {
+        number: row.try_get(0)?,
+        started_at: row.try_get(1)?,
+        duration_us: row.try_get(2)?,
+        status: row.try_get::<_, Option<i32>>(3)?.map(i64::from),
+        response: row.try_get(4)?,
+        error: row.try_get(5)?,
+        cycle: row.try_get(6)?,
+    }
+    .decode(id)?)
+}
+
 /// A delivery's attempts in the order they were recorded.
 pub(crate) async fn attempts(db: &Db<'_>, id: DeliveryId) -> Outcome<Vec<Attempt>> {
     let statement = db
         .prepare_cached(
-            "SELECT number, started_at, duration_us, status, response, error FROM webhooks.attempts \
+            "SELECT number, started_at, duration_us, status, response, error, cycle FROM webhooks.attempts \
              WHERE delivery_id = $1 ORDER BY seq",
         )
         .await?;
     let rows = db.query(&statement, &[&id.as_uuid()]).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(AttemptRow {
-                number: row.try_get(0)?,
-                started_at: row.try_get(1)?,
-                duration_us: row.try_get(2)?,
-                status: row.try_get::<_, Option<i32>>(3)?.map(i64::from),
-                response: row.try_get(4)?,
-                error: row.try_get(5)?,
-            }
-            .decode(id)?)
-        })
-        .collect()
+    rows.iter().map(|row| attempt_row(row, id)).collect()
+}
+
+/// The attempts of deliveries `ids`, in one statement, in the order of
+/// `ids`, each log in recording order.
+pub(crate) async fn attempts_of(db: &Db<'_>, ids: &[DeliveryId]) -> Outcome<Vec<(DeliveryId, Vec<Attempt>)>> {
+    let statement = db.prepare_cached(ATTEMPTS_OF).await?;
+    let mut logs: HashMap<DeliveryId, Vec<Attempt>> = HashMap::new();
+    for row in db.query(&statement, &[&ids.uuids()]).await? {
+        let id = DeliveryId::from(uuid(&row, 7)?);
+        logs.entry(id).or_default().push(attempt_row(&row, id)?);
+    }
+    Ok(ids.iter().map(|id| (*id, logs.get(id).cloned().unwrap_or_default())).collect())
 }
 
 /// A subscription's deliveries counted by state.
@@ -1092,6 +1244,69 @@ mod tests {
             let plan = plan(&client, WRITE_PROGRESS, &arguments, generic).await;
             assert!(plan.contains("on deliveries_pkey"), "{plan}");
             assert!(!plan.contains("Seq Scan"), "{plan}");
+        }
+    }
+
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
+    #[tokio::test]
+    async fn releasing_the_next_ordered_delivery_finds_it_by_key() {
+        let Some((client, _database)) = big_queue(20_000).await else { return };
+        // Every subscription ordered, half of the claimable deliveries waiting.
+        client
+            .batch_execute(
+                "UPDATE webhooks.subscriptions SET ordered = true;
+                 UPDATE webhooks.deliveries SET waiting = true
+                     WHERE state = 'pending' AND NOT held AND event_seq % 2 = 0;
+                 ANALYZE;",
+            )
+            .await
+            .unwrap();
+        let subscription: String = client
+            .query_one("SELECT subscription_id::text FROM webhooks.deliveries WHERE waiting LIMIT 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        for generic in [false, true] {
+            let found = plan(&client, RELEASE_NEXT, &format!("('{subscription}', 90000)"), generic).await;
+            assert!(found.contains("deliveries_waiting"), "{found}");
+            assert!(found.contains("deliveries_pending"), "{found}");
+            assert!(found.contains("on deliveries_pkey"), "{found}");
+            assert!(!found.contains("Seq Scan"), "{found}");
+            let claimable = plan(&client, CLAIMABLE, "(90000, '{}', 64)", generic).await;
+            assert!(claimable.contains("Index Scan using deliveries_claimable on deliveries"), "{claimable}");
+            assert!(!claimable.contains("Seq Scan") && !claimable.contains("Sort"), "{claimable}");
+        }
+    }
+
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
+    #[tokio::test]
+    async fn a_page_of_attempt_logs_is_read_by_key() {
+        let Some((client, _database)) = big_queue(20_000).await else { return };
+        client
+            .batch_execute(
+                "INSERT INTO webhooks.attempts (delivery_id, number, started_at, duration_us, status, response)
+                 SELECT id, 1, 0, 5, 200, '' FROM webhooks.deliveries;
+                 ANALYZE webhooks.attempts;",
+            )
+            .await
+            .unwrap();
+        let ids: Vec<String> = client
+            .query("SELECT id::text FROM webhooks.deliveries LIMIT 50", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for generic in [false, true] {
+            let found = plan(&client, ATTEMPTS_OF, &format!("('{{{}}}')", ids.join(",")), generic).await;
+            assert!(found.contains("attempts_by_delivery"), "{found}");
+            assert!(!found.contains("Seq Scan"), "{found}");
         }
     }
 

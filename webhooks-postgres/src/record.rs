@@ -27,6 +27,7 @@ pub(crate) async fn record_all(
 
     let mut logged = Vec::with_capacity(records.len());
     let mut disables: Vec<(SubscriptionId, String, DateTime<Utc>)> = Vec::new();
+    let mut releases: Vec<(SubscriptionId, DateTime<Utc>)> = Vec::new();
     let mut results = Vec::with_capacity(records.len());
     for record in records {
         let id = record.attempt.delivery_id;
@@ -40,9 +41,14 @@ pub(crate) async fn record_all(
         let changes = record.changes(Current {
             state: delivery.state,
             attempts: delivery.attempts,
+            cycle: delivery.cycle,
             consecutive_failures: count.consecutive,
             enabled: count.enabled,
+            ordered: count.ordered,
         });
+        if changes.release_next {
+            releases.push((subscription, record.now));
+        }
         if let Some(next) = changes.delivery {
             (delivery.state, delivery.attempts) = (next.state, next.attempts);
             (delivery.next_attempt_at, delivery.finished_at) = (next.next_attempt_at, next.finished_at);
@@ -65,6 +71,12 @@ pub(crate) async fn record_all(
         // holds the deliveries written above.
         queries::lock_subscription(db, subscription).await?;
         queries::disable_subscription(db, subscription, &reason, now).await?;
+    }
+    // After the finished deliveries are written, so the next one sees them
+    // gone; the subscriptions are locked above, as publishing to an ordered
+    // one locks it.
+    for (subscription, now) in releases {
+        queries::release_next(db, subscription, now).await?;
     }
     Ok(results)
 }

@@ -18,7 +18,7 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b73;
 
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`.
 /// Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -143,6 +143,31 @@ ALTER TABLE webhooks.events ADD COLUMN audience TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE webhooks.events ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX events_by_idempotency_key ON webhooks.events (audience, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+";
+
+/// Endpoint settings, delivery cycles and ordered delivery. `settings` is
+/// JSON text (secret header values included); `ordered` repeats its flag
+/// for the statements that need it. Attempts carry their delivery's cycle.
+/// A `waiting` delivery is pending behind an earlier one of its ordered
+/// subscription: the claim index leaves it out, and `deliveries_waiting`
+/// finds a subscription's earliest one when the one before finishes. Its
+/// `next_attempt_at` stays set (the table's checks want it for every
+/// pending delivery) and is not reported while it waits.
+const V4: &str = "
+ALTER TABLE webhooks.subscriptions ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE webhooks.subscriptions ADD COLUMN ordered BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE webhooks.deliveries ADD COLUMN cycle BIGINT NOT NULL DEFAULT 1
+    CHECK (cycle BETWEEN 1 AND 4294967295);
+ALTER TABLE webhooks.deliveries ADD COLUMN waiting BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE webhooks.deliveries ADD CONSTRAINT deliveries_only_pending_wait CHECK (state = 'pending' OR NOT waiting);
+ALTER TABLE webhooks.attempts ADD COLUMN cycle BIGINT NOT NULL DEFAULT 1
+    CHECK (cycle BETWEEN 1 AND 4294967295);
+DROP INDEX webhooks.deliveries_claimable;
+CREATE INDEX deliveries_claimable ON webhooks.deliveries (claimable_at)
+    WHERE state = 'pending' AND NOT held AND NOT waiting;
+DROP INDEX webhooks.deliveries_pending;
+CREATE INDEX deliveries_pending ON webhooks.deliveries (subscription_id, waiting) WHERE state = 'pending';
+CREATE INDEX deliveries_waiting ON webhooks.deliveries (subscription_id, id) WHERE waiting;
 ";
 
 /// Brings the schema up to date, or refuses a database a newer version of

@@ -123,7 +123,8 @@ fn found_subscription<T>(found: Option<T>, id: SubscriptionId) -> Outcome<T> {
 /// takes its subscription locks at once, in id order.
 async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
     let all: Vec<&Event> = events.iter().map(|(event, _)| event).collect();
-    let listeners = queries::lock_listeners(db, &all).await?;
+    let (listeners, ordered) = queries::lock_listeners(db, &all).await?;
+    queries::lock_ordered(db, &ordered).await?;
     let mut published: Vec<Publication> = Vec::with_capacity(events.len());
     for (event, body) in events {
         let audience = event.audience.stored_key();
@@ -349,6 +350,11 @@ impl DeliveryQueue for PostgresStore {
 impl Admin for PostgresStore {
     async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
         self.transaction("read an attempt log", &id, |db, id| Box::pin(queries::attempts(db, *id))).await
+    }
+
+    /// One statement for the whole page.
+    async fn attempts_of(&self, ids: &[DeliveryId]) -> StoreResult<Vec<(DeliveryId, Vec<Attempt>)>> {
+        self.transaction("read attempt logs", ids, |db, ids| Box::pin(queries::attempts_of(db, ids))).await
     }
 
     async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {

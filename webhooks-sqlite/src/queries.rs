@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
-use webhooks_core::sql::{AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow};
+use webhooks_core::sql::{
+    AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow, settings_to_text,
+};
 use webhooks_core::{
     Attempt, AttemptResult, Audience, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, Event,
     NextState, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
@@ -20,7 +22,7 @@ macro_rules! subscription_columns {
         "s.id, s.url, s.secret, s.previous_secret, s.previous_valid_until, s.disabled_reason, \
          s.disabled_at, s.consecutive_failures, s.created_at, \
          (SELECT json_group_array(t.event_type) FROM subscription_event_types t \
-          WHERE t.subscription_id = s.id), s.owner"
+          WHERE t.subscription_id = s.id), s.owner, s.settings"
     };
 }
 
@@ -28,7 +30,7 @@ macro_rules! subscription_columns {
 macro_rules! delivery_select {
     () => {
         "SELECT d.id, e.id, e.name, d.subscription_id, e.body, d.state, d.attempts, d.next_attempt_at, \
-         e.occurred_at FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+         e.occurred_at, d.cycle, d.waiting FROM deliveries d JOIN events e ON e.seq = d.event_seq"
     };
 }
 
@@ -54,14 +56,21 @@ pub(crate) const OWNER_LISTENERS: &str = "SELECT t.subscription_id FROM subscrip
 /// deliveries are passed over one index entry each.
 pub(crate) const CLAIMABLE: &str = concat!(
     delivery_select!(),
-    " WHERE d.state = 'pending' AND d.held = 0 AND d.claimable_at <= ?1",
+    " WHERE d.state = 'pending' AND d.held = 0 AND d.waiting = 0 AND d.claimable_at <= ?1",
     " AND d.subscription_id NOT IN (SELECT unhex(value) FROM json_each(?3))",
     " ORDER BY d.claimable_at LIMIT ?2"
 );
 
 /// When the first claimable delivery can be claimed.
 pub(crate) const NEXT_CLAIMABLE: &str = "SELECT claimable_at FROM deliveries \
-     WHERE state = 'pending' AND held = 0 ORDER BY claimable_at LIMIT 1";
+     WHERE state = 'pending' AND held = 0 AND waiting = 0 ORDER BY claimable_at LIMIT 1";
+
+/// The earliest waiting delivery of subscription `?1`, by id: publish order.
+pub(crate) const EARLIEST_WAITING: &str =
+    "SELECT id FROM deliveries WHERE subscription_id = ?1 AND waiting = 1 ORDER BY id LIMIT 1";
+
+/// Whether subscription `?1` has a pending delivery that is not waiting.
+pub(crate) const ONE_GOING: &str = "SELECT EXISTS (SELECT 1 FROM deliveries WHERE subscription_id = ?1 AND state = 'pending' AND waiting = 0)";
 
 /// Deletes up to `?2` deliveries finished before `?1`, oldest first.
 pub(crate) const PURGE_FINISHED: &str = "DELETE FROM deliveries WHERE rowid IN \
@@ -81,6 +90,7 @@ fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
         created_at: row.get(8)?,
         event_types: serde_json::from_str(&event_types).map_err(|error| codec::corrupt(9, error))?,
         owner: row.get(10)?,
+        settings: row.get(11)?,
     }
     .decode()
     .map_err(|error| codec::corrupt(0, error))
@@ -97,6 +107,8 @@ fn delivery_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         attempts: row.get(6)?,
         next_attempt_at: row.get(7)?,
         created_at: row.get(8)?,
+        cycle: row.get(9)?,
+        waiting: row.get(10)?,
     }
     .decode()
     .map_err(|error| codec::corrupt(0, error))
@@ -117,8 +129,8 @@ pub(crate) fn insert_subscription(db: &Connection, subscription: &Subscription) 
     let previous = subscription.previous_secret.as_ref();
     db.prepare_cached(
         "INSERT INTO subscriptions (id, url, secret, previous_secret, previous_valid_until, \
-         disabled_reason, disabled_at, consecutive_failures, created_at, owner) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         disabled_reason, disabled_at, consecutive_failures, created_at, owner, settings, ordered) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         subscription.id.as_uuid(),
@@ -131,28 +143,47 @@ pub(crate) fn insert_subscription(db: &Connection, subscription: &Subscription) 
         subscription.consecutive_failures,
         codec::micros(subscription.created_at),
         subscription.owner.as_str(),
+        settings_to_text(&subscription.settings),
+        subscription.settings.ordered,
     ])?;
     insert_event_types(db, subscription)
 }
 
-/// Replaces a subscription's URL, event types and secrets; `false` when
-/// there is no such subscription.
+/// Replaces a subscription's URL, event types, secrets and settings, and
+/// puts its deliveries in order when ordering is turned on or lets them all
+/// go when it is turned off; `false` when there is no such subscription.
 pub(crate) fn update_subscription(db: &Connection, subscription: &Subscription) -> rusqlite::Result<bool> {
-    let previous = subscription.previous_secret.as_ref();
-    let updated = db
-        .prepare_cached(
-            "UPDATE subscriptions SET url = ?2, secret = ?3, previous_secret = ?4, \
-             previous_valid_until = ?5 WHERE id = ?1",
-        )?
-        .execute(params![
-            subscription.id.as_uuid(),
-            subscription.url.as_str(),
-            subscription.secret.expose(),
-            previous.map(|p| p.secret.expose()),
-            previous.map(|p| codec::micros(p.valid_until)),
-        ])?;
-    if updated == 0 {
+    let Some(was_ordered) = db
+        .prepare_cached("SELECT ordered FROM subscriptions WHERE id = ?1")?
+        .query_row([subscription.id.as_uuid()], |row| row.get::<_, bool>(0))
+        .optional()?
+    else {
         return Ok(false);
+    };
+    let previous = subscription.previous_secret.as_ref();
+    db.prepare_cached(
+        "UPDATE subscriptions SET url = ?2, secret = ?3, previous_secret = ?4, \
+         previous_valid_until = ?5, settings = ?6, ordered = ?7 WHERE id = ?1",
+    )?
+    .execute(params![
+        subscription.id.as_uuid(),
+        subscription.url.as_str(),
+        subscription.secret.expose(),
+        previous.map(|p| p.secret.expose()),
+        previous.map(|p| codec::micros(p.valid_until)),
+        settings_to_text(&subscription.settings),
+        subscription.settings.ordered,
+    ])?;
+    match (was_ordered, subscription.settings.ordered) {
+        (false, true) => put_in_order(db, subscription.id)?,
+        // Each due when it was: its publish time or its retry time.
+        (true, false) => {
+            db.prepare_cached(
+                "UPDATE deliveries SET waiting = 0 WHERE subscription_id = ?1 AND waiting = 1",
+            )?
+            .execute([subscription.id.as_uuid()])?;
+        }
+        _ => {}
     }
     db.prepare_cached("DELETE FROM subscription_event_types WHERE subscription_id = ?1")?
         .execute([subscription.id.as_uuid()])?;
@@ -314,14 +345,18 @@ pub(crate) fn insert_event(
         return Ok(first);
     }
     let event_seq = db.last_insert_rowid();
+    // Behind a pending delivery of an ordered subscription, it waits.
     let mut insert = db.prepare_cached(
-        "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at) \
-         VALUES (?1, ?2, ?3, 'pending', 0, ?4)",
+        "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, waiting) \
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, \
+                 CASE WHEN (SELECT s.ordered FROM subscriptions s WHERE s.id = ?3) \
+                      THEN EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = ?3 AND p.state = 'pending') \
+                      ELSE 0 END)",
     )?;
     let deliveries = listeners
         .iter()
         .map(|subscription| {
-            let id = DeliveryId::new();
+            let id = DeliveryId::at(event.occurred_at);
             insert.execute(params![id.as_uuid(), event_seq, subscription, due])?;
             Ok(id)
         })
@@ -370,7 +405,8 @@ pub(crate) fn list_deliveries(db: &Connection, query: &DeliveryQuery) -> rusqlit
 
 /// Starts a new attempt cycle for the deliveries `filter` picks (an SQL
 /// term over `deliveries` with `?1` the subscription or delivery id and
-/// `?3` a time); returns how many.
+/// `?3` a time); returns how many. The caller puts an ordered
+/// subscription's deliveries in order afterwards.
 fn restart(
     db: &Connection,
     filter: &str,
@@ -379,16 +415,66 @@ fn restart(
     since: i64,
 ) -> rusqlite::Result<usize> {
     db.prepare_cached(&format!(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?2, lease_until = NULL, \
-         finished_at = NULL, held = (SELECT disabled_at IS NOT NULL FROM subscriptions s \
+        "UPDATE deliveries SET state = 'pending', attempts = 0, cycle = cycle + 1, next_attempt_at = ?2, \
+         lease_until = NULL, finished_at = NULL, held = (SELECT disabled_at IS NOT NULL FROM subscriptions s \
          WHERE s.id = deliveries.subscription_id) WHERE {filter}"
     ))?
     .execute(params![id, codec::micros(now), since])
 }
 
-/// A new attempt cycle for one delivery; `false` when there is none.
+/// A new attempt cycle for one delivery, in its place among an ordered
+/// subscription's; `false` when there is none.
 pub(crate) fn resend(db: &Connection, id: DeliveryId, now: DateTime<Utc>) -> rusqlite::Result<bool> {
-    Ok(restart(db, "id = ?1 AND ?3 = ?3", id.as_uuid().as_bytes(), now, 0)? > 0)
+    if restart(db, "id = ?1 AND ?3 = ?3", id.as_uuid().as_bytes(), now, 0)? == 0 {
+        return Ok(false);
+    }
+    let (subscription, ordered) = db
+        .prepare_cached(
+            "SELECT s.id, s.ordered FROM subscriptions s \
+             WHERE s.id = (SELECT subscription_id FROM deliveries WHERE id = ?1)",
+        )?
+        .query_row([id.as_uuid()], |row| Ok((SubscriptionId::from(row.get::<_, Uuid>(0)?), row.get(1)?)))?;
+    if ordered {
+        put_in_order(db, subscription)?;
+    }
+    Ok(true)
+}
+
+/// Puts an ordered subscription's pending deliveries in publish order: the
+/// earliest goes, the others wait. One statement over its pending ones, by
+/// the `deliveries_pending` index; for the rare changes (a resend, a
+/// recovery, ordering turned on), never for claims or records.
+fn put_in_order(db: &Connection, subscription: SubscriptionId) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE deliveries SET waiting = (id <> (SELECT p.id FROM deliveries p \
+             WHERE p.subscription_id = ?1 AND p.state = 'pending' ORDER BY p.id LIMIT 1)) \
+         WHERE subscription_id = ?1 AND state = 'pending'",
+    )?
+    .execute([subscription.as_uuid()])?;
+    Ok(())
+}
+
+/// Makes the earliest waiting delivery of an ordered subscription due at
+/// `now`, unless one of its pending deliveries is going already.
+pub(crate) fn release_next(
+    db: &Connection,
+    subscription: SubscriptionId,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    if db.prepare_cached(ONE_GOING)?.query_row([subscription.as_uuid()], |row| row.get::<_, bool>(0))? {
+        return Ok(());
+    }
+    let next: Option<Uuid> = db
+        .prepare_cached(EARLIEST_WAITING)?
+        .query_row([subscription.as_uuid()], |row| row.get(0))
+        .optional()?;
+    if let Some(next) = next {
+        db.prepare_cached(
+            "UPDATE deliveries SET waiting = 0, next_attempt_at = ?2, lease_until = NULL WHERE id = ?1",
+        )?
+        .execute(params![next, codec::micros(now)])?;
+    }
+    Ok(())
 }
 
 /// Enables a subscription and restarts its held deliveries and those
@@ -421,6 +507,12 @@ pub(crate) fn recover(
         codec::micros(since),
     )?;
     enable_subscription(db, id, now)?;
+    if db
+        .prepare_cached("SELECT ordered FROM subscriptions WHERE id = ?1")?
+        .query_row([id.as_uuid()], |row| row.get(0))?
+    {
+        put_in_order(db, id)?;
+    }
     Ok(Some(dropped + held))
 }
 
@@ -511,8 +603,8 @@ pub(crate) fn insert_attempt(db: &Connection, attempt: &Attempt) -> rusqlite::Re
         AttemptResult::Error(error) => (None, None, Some(error.as_str())),
     };
     db.prepare_cached(
-        "INSERT INTO attempts (delivery_id, number, started_at, duration_us, status, response, error) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_us, status, response, error, cycle) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         attempt.delivery_id.as_uuid(),
@@ -522,6 +614,7 @@ pub(crate) fn insert_attempt(db: &Connection, attempt: &Attempt) -> rusqlite::Re
         status,
         response,
         error,
+        attempt.cycle,
     ])?;
     Ok(())
 }
@@ -532,15 +625,17 @@ pub(crate) fn current(
     id: DeliveryId,
 ) -> rusqlite::Result<Option<(SubscriptionId, Current)>> {
     db.prepare_cached(
-        "SELECT d.subscription_id, d.state, d.attempts, s.consecutive_failures, s.disabled_at IS NULL \
-         FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id = ?1",
+        "SELECT d.subscription_id, d.state, d.attempts, s.consecutive_failures, s.disabled_at IS NULL, \
+         d.cycle, s.ordered FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id = ?1",
     )?
     .query_row([id.as_uuid()], |row| {
         let current = Current {
             state: codec::state(&row.get::<_, String>(1)?, 1)?,
             attempts: row.get(2)?,
+            cycle: row.get(5)?,
             consecutive_failures: row.get(3)?,
             enabled: row.get(4)?,
+            ordered: row.get(6)?,
         };
         Ok((row.get::<_, Uuid>(0)?.into(), current))
     })
@@ -548,11 +643,11 @@ pub(crate) fn current(
 }
 
 /// Writes a delivery's state after an attempt and ends its lease; a
-/// delivery that is no longer pending is no longer held.
+/// delivery that is no longer pending is no longer held, nor waiting.
 pub(crate) fn write_next_state(db: &Connection, id: DeliveryId, next: &NextState) -> rusqlite::Result<()> {
     db.prepare_cached(
         "UPDATE deliveries SET attempts = ?2, lease_until = NULL, state = ?3, next_attempt_at = ?4, \
-         finished_at = ?5, held = held * (?3 = 'pending') WHERE id = ?1",
+         finished_at = ?5, held = held * (?3 = 'pending'), waiting = waiting * (?3 = 'pending') WHERE id = ?1",
     )?
     .execute(params![
         id.as_uuid(),
@@ -571,26 +666,64 @@ pub(crate) fn set_failures(db: &Connection, id: SubscriptionId, failures: u32) -
     Ok(())
 }
 
+/// An attempt's columns, as [`attempt_row`] reads them.
+macro_rules! attempt_columns {
+    () => {
+        "number, started_at, duration_us, status, response, error, cycle"
+    };
+}
+
+fn attempt_row(row: &Row<'_>, id: DeliveryId) -> rusqlite::Result<Attempt> {
+    AttemptRow {
+        number: row.get(0)?,
+        started_at: row.get(1)?,
+        duration_us: row.get(2)?,
+        status: row.get(3)?,
+        response: row.get(4)?,
+        error: row.get(5)?,
+        cycle: row.get(6)?,
+    }
+    .decode(id)
+    .map_err(|error| codec::corrupt(0, error))
+}
+
 /// A delivery's attempts in the order they were recorded.
 pub(crate) fn attempts(db: &Connection, id: DeliveryId) -> rusqlite::Result<Vec<Attempt>> {
-    db.prepare_cached(
-        "SELECT number, started_at, duration_us, status, response, error FROM attempts \
-         WHERE delivery_id = ?1 ORDER BY seq",
-    )?
-    .query_map([id.as_uuid()], |row| {
-        AttemptRow {
-            number: row.get(0)?,
-            started_at: row.get(1)?,
-            duration_us: row.get(2)?,
-            status: row.get(3)?,
-            response: row.get(4)?,
-            error: row.get(5)?,
-        }
-        .decode(id)
-        .map_err(|error| codec::corrupt(0, error))
-    })?
+    db.prepare_cached(concat!(
+        "SELECT ",
+        attempt_columns!(),
+        " FROM attempts WHERE delivery_id = ?1 ORDER BY seq"
+    ))?
+    .query_map([id.as_uuid()], |row| attempt_row(row, id))?
     .collect()
 }
+
+/// The attempts of deliveries `ids`, in one statement (the ids as a JSON
+/// array of hex strings, read by the `attempts_by_delivery` index), each
+/// log in recording order, in the order of `ids`.
+pub(crate) fn attempts_of(
+    db: &Connection,
+    ids: &[DeliveryId],
+) -> rusqlite::Result<Vec<(DeliveryId, Vec<Attempt>)>> {
+    let hex: Vec<String> = ids.iter().map(|id| id.as_uuid().simple().to_string()).collect();
+    let hex = serde_json::to_string(&hex).map_err(|error| codec::corrupt(0, error))?;
+    let mut logs: std::collections::HashMap<DeliveryId, Vec<Attempt>> = std::collections::HashMap::new();
+    let mut statement = db.prepare_cached(ATTEMPTS_OF)?;
+    let mut rows = statement.query([hex])?;
+    while let Some(row) = rows.next()? {
+        let id = DeliveryId::from(row.get::<_, Uuid>(7)?);
+        logs.entry(id).or_default().push(attempt_row(row, id)?);
+    }
+    Ok(ids.iter().map(|id| (*id, logs.get(id).cloned().unwrap_or_default())).collect())
+}
+
+/// See [`attempts_of`].
+pub(crate) const ATTEMPTS_OF: &str = concat!(
+    "SELECT ",
+    attempt_columns!(),
+    ", delivery_id FROM attempts WHERE delivery_id IN (SELECT unhex(value) FROM json_each(?1)) \
+     ORDER BY delivery_id, seq"
+);
 
 /// A subscription's deliveries counted by state.
 pub(crate) fn delivery_counts(db: &Connection, id: SubscriptionId) -> rusqlite::Result<DeliveryCounts> {
@@ -759,6 +892,67 @@ mod tests {
         }
         let statement = db.prepare_cached(LISTENERS).unwrap();
         assert_eq!(statement.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
+
+    /// A big queue where every third pending delivery waits behind an
+    /// earlier one of its (ordered) subscription.
+    fn queue_with_waiting(pending: i64, analyzed: bool) -> Connection {
+        let db = queue_without_statistics(pending);
+        db.execute_batch(
+            "UPDATE subscriptions SET ordered = 1;
+             UPDATE deliveries SET waiting = 1 WHERE state = 'pending' AND rowid % 3 = 0;",
+        )
+        .unwrap();
+        if analyzed {
+            db.execute_batch("ANALYZE").unwrap();
+        }
+        db
+    }
+
+    #[test]
+    fn the_earliest_waiting_delivery_of_a_subscription_is_found_by_key() {
+        for db in [queue_with_waiting(20_000, true), queue_with_waiting(1_000, false)] {
+            let found = plan(&db, EARLIEST_WAITING);
+            assert!(found.contains("USING COVERING INDEX deliveries_waiting (subscription_id=?)"), "{found}");
+            assert!(!found.contains("SCAN") && !found.contains("TEMP B-TREE"), "{found}");
+            let found = plan(&db, ONE_GOING);
+            assert!(
+                found.contains("USING COVERING INDEX deliveries_pending (subscription_id=? AND waiting=?)"),
+                "{found}"
+            );
+            assert!(!found.contains("SCAN deliveries"), "{found}");
+            let found = plan(&db, CLAIMABLE);
+            assert!(found.contains("USING INDEX deliveries_claimable (claimable_at<?)"), "{found}");
+            assert!(!found.contains("TEMP B-TREE"), "{found}");
+        }
+    }
+
+    #[test]
+    fn a_page_of_attempt_logs_is_read_by_key() {
+        for db in [big_queue(1_000), queue_without_statistics(1_000)] {
+            let found = plan(&db, ATTEMPTS_OF);
+            assert!(found.contains("USING INDEX attempts_by_delivery (delivery_id=?)"), "{found}");
+            assert!(!found.contains("SCAN attempts"), "{found}");
+        }
+    }
+
+    #[test]
+    fn waiting_deliveries_are_never_claimed() {
+        let db = queue_with_waiting(1_000, false);
+        let waiting: i64 = db
+            .query_row("SELECT count(*) FROM deliveries WHERE waiting = 1 AND held = 0", [], |row| row.get(0))
+            .unwrap();
+        assert!(waiting > 0);
+        let due = claimable(&db, codec::time(i64::MAX / 2), 10_000, &[]).unwrap();
+        let claimable: i64 = db
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE state = 'pending' AND held = 0 AND waiting = 0",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(due.len() as i64, claimable);
+        assert!(due.iter().all(|d| d.next_attempt_at.is_some()));
     }
 
     #[test]

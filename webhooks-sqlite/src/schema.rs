@@ -19,7 +19,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`.
 /// Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -131,6 +131,27 @@ ALTER TABLE events ADD COLUMN audience TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE events ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX events_by_idempotency_key ON events (audience, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+";
+
+/// Endpoint settings, delivery cycles and ordered delivery. `settings` is
+/// JSON (secret header values included); `ordered` repeats its flag for the
+/// statements that need it. Attempts carry their delivery's cycle. A
+/// `waiting` delivery is pending behind an earlier one of its ordered
+/// subscription: the claim index leaves it out, and `deliveries_waiting`
+/// finds a subscription's earliest one when the one before finishes. Its
+/// `next_attempt_at` stays set (the table's checks want it for every
+/// pending delivery) and is not reported while it waits.
+const V4: &str = "
+ALTER TABLE subscriptions ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE subscriptions ADD COLUMN ordered INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN cycle INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE deliveries ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN cycle INTEGER NOT NULL DEFAULT 1;
+DROP INDEX deliveries_claimable;
+CREATE INDEX deliveries_claimable ON deliveries (claimable_at) WHERE state = 'pending' AND held = 0 AND waiting = 0;
+DROP INDEX deliveries_pending;
+CREATE INDEX deliveries_pending ON deliveries (subscription_id, waiting) WHERE state = 'pending';
+CREATE INDEX deliveries_waiting ON deliveries (subscription_id, id) WHERE waiting = 1;
 ";
 
 /// Opens `path` (creating it if missing), sets the connection up and

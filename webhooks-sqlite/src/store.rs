@@ -239,6 +239,9 @@ fn record(db: &Transaction<'_>, record: &AttemptRecord) -> Outcome<Recorded> {
     if let Some(reason) = &changes.disable {
         queries::disable_subscription(db, subscription, reason, record.now)?;
     }
+    if changes.release_next {
+        queries::release_next(db, subscription, record.now)?;
+    }
     Ok(changes.recorded())
 }
 
@@ -419,6 +422,12 @@ impl DeliveryQueue for SqliteStore {
 impl Admin for SqliteStore {
     async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
         self.read("read an attempt log", move |db| Ok(queries::attempts(db, id)?)).await
+    }
+
+    /// One statement for the whole page.
+    async fn attempts_of(&self, ids: &[DeliveryId]) -> StoreResult<Vec<(DeliveryId, Vec<Attempt>)>> {
+        let ids = ids.to_vec();
+        self.read("read attempt logs", move |db| Ok(queries::attempts_of(db, &ids)?)).await
     }
 
     async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {

@@ -139,18 +139,38 @@ pub trait Admin: SubscriptionStore + DeliveryQueue {
     /// A delivery's attempts, first first.
     async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>>;
 
+    /// The attempts of each of `ids`, first first, in the order of `ids`
+    /// (a delivery that does not exist has none): a page of deliveries with
+    /// their logs. The default asks [`Admin::attempts`] once per delivery;
+    /// a store that pays per call reads them all in one.
+    async fn attempts_of(&self, ids: &[DeliveryId]) -> StoreResult<Vec<(DeliveryId, Vec<Attempt>)>> {
+        let mut all = Vec::with_capacity(ids.len());
+        for id in ids {
+            all.push((*id, self.attempts(*id).await?));
+        }
+        Ok(all)
+    }
+
     /// Deliveries matching `query`, in id order, at most `query.limit`.
     async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>>;
 
     /// Starts a new attempt cycle for a delivery, whatever its state: pending
-    /// again, due at `now`, its attempt count back to zero (the retry policy
-    /// starts over), its id, body and log kept. A disabled subscription's
-    /// delivery stays held until it is enabled.
+    /// again, due at `now`, its cycle one more and its attempt count back to
+    /// zero (the retry policy starts over), its id, body and log kept. A
+    /// disabled subscription's delivery stays held until it is enabled.
+    ///
+    /// For an ordered subscription the delivery takes its place in publish
+    /// order: the earliest pending delivery (by id) goes, the others wait.
+    /// Resending an old delivery while later ones are pending therefore
+    /// puts it at the head, and the one that was going waits behind it (an
+    /// attempt of it already in flight is recorded, and it then waits).
     async fn resend(&self, id: DeliveryId, now: DateTime<Utc>) -> StoreResult<()>;
 
     /// Recovers a subscription in one step: enables it, and starts a new
     /// attempt cycle, due at `now`, for each of its held deliveries and its
-    /// dropped deliveries created at or after `since`. Returns how many.
+    /// dropped deliveries created at or after `since`. Returns how many. An
+    /// ordered subscription's pending deliveries then go one at a time in
+    /// publish order, as after [`Admin::resend`].
     async fn recover(
         &self,
         subscription: SubscriptionId,

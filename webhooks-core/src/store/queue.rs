@@ -49,7 +49,14 @@ pub trait DeliveryQueue: Send + Sync + Debug + 'static {
     /// event's publication, marked repeated. The store enforces keys itself
     /// (a unique index), so two processes racing with one key create one
     /// event. An event that reached no subscription is not kept, and neither
-    /// is its key; a key lives as long as its event's deliveries.
+    /// is its key; a key lives as long as its event's deliveries. Delivery
+    /// ids are made with [`DeliveryId::at`] from `event.occurred_at`.
+    ///
+    /// A delivery for an [ordered](crate::EndpointSettings::ordered)
+    /// subscription that has a pending delivery already is stored waiting:
+    /// pending, never claimed, reported with no `next_attempt_at`, until
+    /// recording finishes the ones before it (see
+    /// [`Changes::release_next`](super::Changes::release_next)).
     async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Publication>>;
 
     /// Publishes one event, as [`DeliveryQueue::publish_many`] does.
@@ -68,7 +75,8 @@ pub trait DeliveryQueue: Send + Sync + Debug + 'static {
         subscription: SubscriptionId,
     ) -> StoreResult<DeliveryId>;
 
-    /// Leases up to `limit` pending deliveries that are due at `now`, whose
+    /// Leases up to `limit` pending deliveries that are due at `now` (never a
+    /// waiting one), whose
     /// subscription is enabled and not in `skip`, and which no live lease
     /// holds, until `lease_until`; earliest due first. A lease that runs out
     /// makes the delivery claimable again, so a crashed worker's claims come
@@ -87,8 +95,10 @@ pub trait DeliveryQueue: Send + Sync + Debug + 'static {
     async fn release(&self, ids: &[DeliveryId], claimable_at: DateTime<Utc>) -> StoreResult<()>;
 
     /// Records attempts, in order, each in one step: appends the attempt to
-    /// its delivery's log and writes the [`Changes`](super::Changes) that
-    /// [`AttemptRecord::changes`] computes from the state read in that step.
+    /// its delivery's log (with its cycle) and writes the
+    /// [`Changes`](super::Changes) that [`AttemptRecord::changes`] computes
+    /// from the state read in that step, releasing the next delivery of an
+    /// ordered subscription when they say so.
     /// A store that can should record the batch in one transaction. A record
     /// that cannot apply (its delivery was deleted) gets its own error and
     /// leaves the others be; the outer error says the batch as a whole failed.

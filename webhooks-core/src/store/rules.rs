@@ -56,12 +56,17 @@ pub struct AttemptRecord {
 pub struct Current {
     /// The delivery's state.
     pub state: DeliveryState,
-    /// The attempts the delivery has had.
+    /// The attempts the delivery has had in its cycle.
     pub attempts: u32,
+    /// The delivery's cycle: an attempt of an earlier one (made before a
+    /// resend) is logged but changes nothing of the delivery.
+    pub cycle: u32,
     /// The subscription's failed attempts in a row.
     pub consecutive_failures: u32,
     /// Whether the subscription is enabled.
     pub enabled: bool,
+    /// Whether the subscription delivers in order, one delivery at a time.
+    pub ordered: bool,
 }
 
 /// A delivery's columns after an attempt; its lease ends.
@@ -89,6 +94,11 @@ pub struct Changes {
     /// Disable the subscription, holding its pending deliveries, with this
     /// reason.
     pub disable: Option<String>,
+    /// The delivery finished and its subscription is ordered: the store
+    /// makes the subscription's earliest waiting delivery (by id, which is
+    /// publish order) due at `now`, in the same step, unless another of its
+    /// pending deliveries is not waiting (that one goes first).
+    pub release_next: bool,
 }
 
 impl Changes {
@@ -116,7 +126,10 @@ impl AttemptRecord {
     ///
     /// - a pending delivery takes the verdict (delivered, retry at a time, or
     ///   dropped), its attempt count never going down; any other keeps its
-    ///   state;
+    ///   state, and so does one whose cycle is not the attempt's (a late
+    ///   attempt from before a resend);
+    /// - a delivery of an ordered subscription that finishes (delivered or
+    ///   dropped) lets the next one go;
     /// - a success resets the subscription's failure count, a failure adds
     ///   one;
     /// - an enabled subscription is disabled when the record says so at
@@ -131,6 +144,7 @@ impl AttemptRecord {
     /// let failed = AttemptRecord {
     ///     attempt: Attempt {
     ///         delivery_id: DeliveryId::new(),
+    ///         cycle: 1,
     ///         number: 3,
     ///         started_at: now,
     ///         duration: Duration::from_millis(40),
@@ -141,14 +155,23 @@ impl AttemptRecord {
     ///     disable_now: None,
     ///     now,
     /// };
-    /// let current = Current { state: DeliveryState::Pending, attempts: 2, consecutive_failures: 2, enabled: true };
+    /// let current = Current {
+    ///     state: DeliveryState::Pending,
+    ///     attempts: 2,
+    ///     cycle: 1,
+    ///     consecutive_failures: 2,
+    ///     enabled: true,
+    ///     ordered: true,
+    /// };
     /// let changes = failed.changes(current);
     /// assert_eq!(changes.delivery.unwrap().state, DeliveryState::Dropped);
+    /// assert!(changes.release_next, "the next delivery of an ordered subscription may go");
     /// assert_eq!(changes.consecutive_failures, 3);
     /// assert_eq!(changes.disable.as_deref(), Some("3 consecutive failed attempts"));
     /// ```
     pub fn changes(&self, current: Current) -> Changes {
-        let delivery = (current.state == DeliveryState::Pending).then(|| {
+        let in_cycle = current.state == DeliveryState::Pending && current.cycle == self.attempt.cycle;
+        let delivery = in_cycle.then(|| {
             let attempts = current.attempts.max(self.attempt.number);
             let (state, next_attempt_at, finished_at) = match self.verdict {
                 Verdict::Delivered => (DeliveryState::Delivered, None, Some(self.now)),
@@ -167,7 +190,9 @@ impl AttemptRecord {
             }
             _ => None,
         };
-        Changes { delivery, consecutive_failures, disable }
+        let release_next =
+            current.ordered && delivery.is_some_and(|next| next.state != DeliveryState::Pending);
+        Changes { delivery, consecutive_failures, disable, release_next }
     }
 }
 
@@ -228,8 +253,10 @@ mod tests {
                                             let current = Current {
                                                 state,
                                                 attempts,
+                                                cycle: 1,
                                                 consecutive_failures: failures,
                                                 enabled,
+                                                ordered: enabled,
                                             };
                                             check(&record, current, record.changes(current));
                                             checked += 1;
@@ -248,8 +275,12 @@ mod tests {
     fn check(record: &AttemptRecord, current: Current, changes: Changes) {
         let succeeded = matches!(record.attempt.status(), Some(200..=299));
         match changes.delivery {
-            None => assert_ne!(current.state, DeliveryState::Pending),
+            None => {
+                assert_ne!(current.state, DeliveryState::Pending);
+                assert!(!changes.release_next);
+            }
             Some(next) => {
+                assert_eq!(changes.release_next, current.ordered && next.state != DeliveryState::Pending);
                 assert_eq!(current.state, DeliveryState::Pending);
                 assert_eq!(next.attempts, current.attempts.max(record.attempt.number));
                 match record.verdict {
@@ -291,8 +322,10 @@ mod tests {
         let current = |failures| Current {
             state: DeliveryState::Pending,
             attempts: 0,
+            cycle: 1,
             consecutive_failures: failures,
             enabled: true,
+            ordered: false,
         };
         assert_eq!(record.changes(current(8)).disable, None);
         assert_eq!(record.changes(current(9)).disable.as_deref(), Some("10 consecutive failed attempts"));
@@ -303,10 +336,49 @@ mod tests {
     fn a_success_never_disables_without_a_reason_given() {
         let mut record = record(Some(200), 2, Verdict::Delivered);
         record.disable_after = Some(1);
-        let current =
-            Current { state: DeliveryState::Pending, attempts: 1, consecutive_failures: 7, enabled: true };
+        let current = Current {
+            state: DeliveryState::Pending,
+            attempts: 1,
+            cycle: 1,
+            consecutive_failures: 7,
+            enabled: true,
+            ordered: false,
+        };
         let changes = record.changes(current);
         assert_eq!(changes.consecutive_failures, 0);
         assert_eq!(changes.disable, None);
+    }
+
+    #[test]
+    fn an_attempt_of_an_earlier_cycle_changes_nothing_of_the_delivery() {
+        let late = record(Some(200), 3, Verdict::Delivered);
+        let current = Current {
+            state: DeliveryState::Pending,
+            attempts: 0,
+            cycle: 2,
+            consecutive_failures: 1,
+            enabled: true,
+            ordered: true,
+        };
+        let changes = late.changes(current);
+        assert_eq!(changes.delivery, None, "the resent cycle keeps its state");
+        assert!(!changes.release_next, "nothing finished");
+        assert_eq!(changes.consecutive_failures, 0, "the endpoint did answer");
+    }
+
+    #[test]
+    fn only_a_finished_delivery_of_an_ordered_subscription_releases_the_next() {
+        let current = |ordered| Current {
+            state: DeliveryState::Pending,
+            attempts: 0,
+            cycle: 1,
+            consecutive_failures: 0,
+            enabled: true,
+            ordered,
+        };
+        assert!(record(Some(200), 1, Verdict::Delivered).changes(current(true)).release_next);
+        assert!(record(Some(500), 1, Verdict::Dropped).changes(current(true)).release_next);
+        assert!(!record(Some(500), 1, Verdict::Retry { at: at(9) }).changes(current(true)).release_next);
+        assert!(!record(Some(200), 1, Verdict::Delivered).changes(current(false)).release_next);
     }
 }

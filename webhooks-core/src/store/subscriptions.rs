@@ -14,7 +14,10 @@ pub trait SubscriptionStore: Send + Sync + Debug + 'static {
     /// Adds a subscription; `DuplicateSubscription` when its id is taken.
     async fn insert_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
 
-    /// Replaces a subscription's URL, event types and secrets.
+    /// Replaces a subscription's URL, event types, secrets and settings.
+    /// Turning [`ordered`](crate::EndpointSettings::ordered) off makes its
+    /// waiting deliveries due; turning it on leaves the earliest pending
+    /// delivery going and makes the others wait behind it.
     async fn update_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
 
     /// One subscription.
@@ -50,6 +53,7 @@ pub trait SubscriptionStore: Send + Sync + Debug + 'static {
 
     /// Enables a subscription again and resets its failure count; its held
     /// deliveries become due by `now` (retries of one that was never
-    /// disabled keep their schedule).
+    /// disabled keep their schedule). Deliveries waiting behind an earlier
+    /// one of an ordered subscription keep waiting.
     async fn enable_subscription(&self, id: SubscriptionId, now: DateTime<Utc>) -> StoreResult<()>;
 }
