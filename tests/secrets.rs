@@ -41,10 +41,16 @@ async fn secrets_never_reach_logs_debug_output_or_errors() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let secret = "whsec_NeverPrintThisSecretAnywhere0";
+    let header_value = "Bearer NeverPrintThisHeaderEither";
     let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 500 } else { 200 })).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith().with_retry_scale(0.0).unwrap());
     let subscription = webhooks
-        .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated").secret(secret))
+        .subscribe(
+            Subscription::builder(receiver.url())
+                .event_type("iq.status_updated")
+                .secret(secret)
+                .secret_header("authorization", header_value),
+        )
         .await
         .unwrap();
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
@@ -85,6 +91,7 @@ async fn secrets_never_reach_logs_debug_output_or_errors() {
     for text in [&logs, &debug, &error.to_string(), &format!("{error:?}")] {
         assert!(!text.contains(secret), "a secret leaked into: {text}");
         assert!(!text.contains(rotated.expose()), "a secret leaked into: {text}");
+        assert!(!text.contains(header_value), "a secret header leaked into: {text}");
     }
     assert!(!logs.contains("payload-text"), "bodies stay out of logs:\n{logs}");
 }

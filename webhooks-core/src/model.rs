@@ -579,7 +579,7 @@ pub enum AttemptResult {
 
 /// One HTTP request made for a delivery, as kept in its log. Serialized
 /// with its duration as `duration_ms` (fractional milliseconds, to the
-/// microsecond) and its result as a `response` or an `error` field.
+/// nanosecond) and its result as a `response` or an `error` field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Attempt {
@@ -655,7 +655,8 @@ mod json_body {
     }
 }
 
-/// A duration in admin data: fractional milliseconds, to the microsecond.
+/// A duration in admin data: fractional milliseconds. Below 100 days (far
+/// beyond any attempt's) it reads back to the nanosecond.
 #[cfg(feature = "serde")]
 mod millis {
     use std::time::Duration;
@@ -663,7 +664,7 @@ mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(duration.as_micros() as f64 / 1000.0)
+        serializer.serialize_f64(duration.as_nanos() as f64 / 1e6)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -671,8 +672,8 @@ mod millis {
         if !millis.is_finite() || millis < 0.0 {
             return Err(serde::de::Error::custom(format!("{millis} is not a duration in milliseconds")));
         }
-        // Saturates past 584 000 years.
-        Ok(Duration::from_micros((millis * 1000.0).round() as u64))
+        // Saturates past 584 years.
+        Ok(Duration::from_nanos((millis * 1e6).round() as u64))
     }
 }
 
@@ -829,7 +830,7 @@ mod tests {
                 cycle: 2,
                 number: 1,
                 started_at: at("2026-03-02T14:00:00Z"),
-                duration: Duration::from_micros(1_500),
+                duration: Duration::from_nanos(1_500_000),
                 result: AttemptResult::Response { status: 503, body: "busy".into() },
             };
             let value = serde_json::to_value(&answered).unwrap();
@@ -837,6 +838,11 @@ mod tests {
             assert_eq!(value["response"], json!({"status": 503, "body": "busy"}));
             assert_eq!(value.get("duration"), None);
             assert_eq!(serde_json::from_value::<Attempt>(value).unwrap(), answered);
+            for nanos in [0, 1, 2_205_413, 4_646_512_999, 86_400_000_000_123] {
+                let attempt = Attempt { duration: Duration::from_nanos(nanos), ..answered.clone() };
+                let back: Attempt = serde_json::from_str(&serde_json::to_string(&attempt).unwrap()).unwrap();
+                assert_eq!(back.duration, attempt.duration);
+            }
             let failed = Attempt {
                 result: AttemptResult::Error("connection refused".into()),
                 duration: Duration::from_secs(30),
