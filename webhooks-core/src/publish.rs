@@ -173,6 +173,21 @@ impl fmt::Debug for Published {
     }
 }
 
+/// Written as its event id, deliveries and `repeated`, for a route that
+/// answers a publish.
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl Serialize for Published {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut published = serializer.serialize_struct("Published", 3)?;
+        published.serialize_field("event_id", &self.event_id)?;
+        published.serialize_field("deliveries", &self.deliveries)?;
+        published.serialize_field("repeated", &self.repeated)?;
+        published.end()
+    }
+}
+
 /// How a delivery ended, as [`Published::outcomes`] reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
