@@ -21,19 +21,25 @@
 //!
 //! | route | what it does |
 //! | --- | --- |
-//! | `POST /subscriptions` `{"url", "event_types", "secret"?}` | 201 `{"id", "secret"}` |
-//! | `GET /subscriptions` | 200, the customer's endpoints |
+//! | `POST /subscriptions` `{"url", "event_types", "secret"?}` | 201, the endpoint with its secret, shown this once |
+//! | `GET /subscriptions` | 200 `{"subscriptions"}`, the customer's endpoints, secrets redacted |
 //! | `POST /orders` `{"id", "total"}` | 202 `{"event_id", "deliveries", "repeated"}`: `order.created` for this customer, keyed by the order id |
-//! | `GET /deliveries?state=&event_type=&after=&limit=` | 200 `{"deliveries", "next"}`, the customer's only |
-//! | `GET /deliveries/{id}` | 200, the delivery with its attempts |
+//! | `GET /deliveries?state=&event_type=&subscription=&created_from=&created_until=&after=&limit=` | 200 `{"deliveries", "next"}`, the customer's only |
+//! | `GET /deliveries/{id}` | 200 `{"delivery", "attempts"}`: the delivery, its body as JSON, with its attempts |
 //! | `POST /deliveries/{id}/resend` | 202 |
+//! | `GET /stats` | 200, what the customer's endpoints add up to |
 //! | `DELETE /` | 200 `{"deleted_subscriptions"}`: the customer's account is gone, with its endpoints and logs |
 //!
-//! Errors are `{"error": "..."}` with 400 for bad input, 404 for an unknown
-//! id (another customer's ids are unknown here) and 500 for a store failure.
+//! The answers are the library's own types serialized (`Subscription`,
+//! `Published`, `DeliveryPage`, `DeliveryLog`, `OwnerStats`): secrets read
+//! `<redacted>` except in the answer that creates an endpoint, which asks
+//! for them with `with_secrets`. Errors are `{"error": "..."}` with 400 for
+//! bad input, 404 for an unknown id (another customer's ids are unknown
+//! here) and 500 for a store failure.
 
 use std::process::ExitCode;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -41,10 +47,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    Delivery, DeliveryId, DeliveryQuery, Error, Owner, Preset, Publish, StateFilter, Subscription, Webhooks,
+    DeliveryId, DeliveryLog, DeliveryPage, DeliveryQuery, Error, Owner, OwnerStats, Preset, Publish,
+    Published, Subscription, Webhooks,
 };
 use webhooks_sqlite::SqliteStore;
 
@@ -95,20 +102,22 @@ async fn create_subscription(
         builder = builder.secret(secret);
     }
     let subscription = webhooks.subscribe(builder).await?;
-    let body = json!({ "id": subscription.id, "secret": subscription.secret.expose() });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    // The one answer that carries the secret: the customer's receiver needs it.
+    Ok((StatusCode::CREATED, Json(subscription.with_secrets())).into_response())
+}
+
+/// The customer's endpoints, secrets redacted.
+#[derive(Serialize)]
+struct Subscriptions {
+    subscriptions: Vec<Subscription>,
 }
 
 async fn list_subscriptions(
     State(webhooks): State<Webhooks>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Subscriptions>, ApiError> {
     let subscriptions = webhooks.subscriptions(&customer(&id)?).await?;
-    let listed: Vec<Value> = subscriptions
-        .iter()
-        .map(|s| json!({ "id": s.id, "url": s.url, "event_types": s.event_types, "enabled": s.is_enabled() }))
-        .collect();
-    Ok(Json(json!({ "subscriptions": listed })))
+    Ok(Json(Subscriptions { subscriptions }))
 }
 
 /// An order, as the event's data.
@@ -122,70 +131,25 @@ async fn place_order(
     State(webhooks): State<Webhooks>,
     Path(id): Path<String>,
     Json(order): Json<Order>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<Published>), ApiError> {
     let owner = customer(&id)?;
     let key = order.id.clone();
     let published = webhooks
         .publish_event(Publish::new("order.created", &order).owner(owner).idempotency_key(key))
         .await?;
-    let body = json!({
-        "event_id": published.event_id,
-        "deliveries": published.deliveries,
-        "repeated": published.repeated,
-    });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok((StatusCode::ACCEPTED, Json(published)))
 }
 
-#[derive(Deserialize)]
-struct Listing {
-    state: Option<String>,
-    event_type: Option<String>,
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
-fn delivery_json(delivery: &Delivery) -> Value {
-    json!({
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "event_type": delivery.event_type,
-        "subscription_id": delivery.subscription_id,
-        "state": delivery.state.as_str(),
-        "attempts": delivery.attempts,
-        "next_attempt_at": delivery.next_attempt_at,
-        "created_at": delivery.created_at,
-    })
-}
-
+/// The query string is the library's `DeliveryQuery`; the owner is always
+/// the customer of the path, whatever the query says.
 async fn list_deliveries(
     State(webhooks): State<Webhooks>,
     Path(id): Path<String>,
-    Query(listing): Query<Listing>,
-) -> Result<Json<Value>, ApiError> {
-    let state = match listing.state.as_deref() {
-        None => None,
-        Some("pending") => Some(StateFilter::Pending),
-        Some("held") => Some(StateFilter::Held),
-        Some("delivered") => Some(StateFilter::Delivered),
-        Some("dropped") => Some(StateFilter::Dropped),
-        Some(other) => return Err(bad_request(format!("unknown state {other:?}"))),
-    };
-    let after = listing
-        .after
-        .map(|id| id.parse::<DeliveryId>())
-        .transpose()
-        .map_err(|error| bad_request(format!("after: {error}")))?;
-    let query = DeliveryQuery {
-        owner: Some(customer(&id)?),
-        state,
-        event_type: listing.event_type,
-        after,
-        limit: listing.limit.unwrap_or(0),
-        ..DeliveryQuery::default()
-    };
-    let page = webhooks.deliveries(query).await?;
-    let deliveries: Vec<Value> = page.deliveries.iter().map(delivery_json).collect();
-    Ok(Json(json!({ "deliveries": deliveries, "next": page.next })))
+    query: Result<Query<DeliveryQuery>, QueryRejection>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let Query(mut query) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
+    query.owner = Some(customer(&id)?);
+    Ok(Json(webhooks.deliveries(query).await?))
 }
 
 /// A delivery of the customer's, or not found: another customer's delivery
@@ -209,25 +173,9 @@ async fn customers_delivery(
 async fn delivery(
     State(webhooks): State<Webhooks>,
     Path((customer_id, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryLog>, ApiError> {
     let id = customers_delivery(&webhooks, &customer_id, &id).await?;
-    let log = webhooks.delivery_log(id).await?;
-    let attempts: Vec<Value> = log
-        .attempts
-        .iter()
-        .map(|a| {
-            json!({
-                "number": a.number,
-                "started_at": a.started_at,
-                "duration_ms": a.duration.as_millis() as u64,
-                "status": a.status(),
-                "error": a.error(),
-            })
-        })
-        .collect();
-    let mut body = delivery_json(&log.delivery);
-    body["log"] = Value::Array(attempts);
-    Ok(Json(body))
+    Ok(Json(webhooks.delivery_log(id).await?))
 }
 
 async fn resend(
@@ -239,10 +187,17 @@ async fn resend(
     Ok(StatusCode::ACCEPTED)
 }
 
+async fn stats(
+    State(webhooks): State<Webhooks>,
+    Path(id): Path<String>,
+) -> Result<Json<OwnerStats>, ApiError> {
+    Ok(Json(webhooks.owner_stats(&customer(&id)?).await?))
+}
+
 async fn delete_customer(
     State(webhooks): State<Webhooks>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let deleted = webhooks.delete_owner(&customer(&id)?).await?;
     Ok(Json(json!({ "deleted_subscriptions": deleted })))
 }
@@ -321,7 +276,8 @@ async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         .route("/orders", post(place_order))
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{id}", get(delivery))
-        .route("/deliveries/{id}/resend", post(resend));
+        .route("/deliveries/{id}/resend", post(resend))
+        .route("/stats", get(stats));
     let portal = webhooks_axum::portal(webhooks.clone(), signed_in);
     let app = Router::new()
         .nest("/customers/{customer}", customer_routes)

@@ -61,8 +61,13 @@ async fn each_customer_sees_and_receives_only_its_own() {
             )
             .await;
         assert_eq!(status, 201, "{created}");
+        assert_eq!(created["owner"], customer, "{created}");
         secrets.push(created["secret"].as_str().unwrap().to_owned());
     }
+    // Listed, an endpoint's secret is redacted.
+    let (_, listed) = app.call(Method::GET, "/customers/alice/subscriptions", None).await;
+    assert_eq!(listed["subscriptions"][0]["secret"], "<redacted>", "{listed}");
+    assert!(!listed.to_string().contains(&secrets[0]), "{listed}");
 
     // Alice orders twice (the second a retried request): one event, to her.
     let order = json!({"id": "o-1", "total": 1200});
@@ -106,11 +111,34 @@ async fn each_customer_sees_and_receives_only_its_own() {
     }
     assert_eq!(listed["deliveries"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["deliveries"][0]["id"], delivery.as_str(), "{listed}");
+    assert_eq!(listed["deliveries"][0]["body"]["data"]["total"], 1200, "the body as JSON: {listed}");
+    let (_, filtered) = app
+        .call(Method::GET, "/customers/alice/deliveries?state=delivered&event_type=order.created", None)
+        .await;
+    assert_eq!(filtered["deliveries"][0]["id"], delivery.as_str(), "{filtered}");
+    let (_, none) = app.call(Method::GET, "/customers/alice/deliveries?state=held", None).await;
+    assert_eq!(none["deliveries"], json!([]), "{none}");
+    let (_, not_bobs) = app.call(Method::GET, "/customers/bob/deliveries?owner=alice", None).await;
+    assert_eq!(
+        not_bobs["deliveries"].as_array().unwrap().len(),
+        1,
+        "a query names no other owner: {not_bobs}"
+    );
+    assert_ne!(not_bobs["deliveries"][0]["id"], delivery.as_str(), "{not_bobs}");
 
     let (status, shown) =
         app.call(Method::GET, &format!("/customers/alice/deliveries/{delivery}"), None).await;
     assert_eq!(status, 200);
-    assert_eq!(shown["log"][0]["status"], 204, "{shown}");
+    assert_eq!(shown["delivery"]["state"], "delivered", "{shown}");
+    assert_eq!(shown["attempts"][0]["response"]["status"], 204, "{shown}");
+    assert_eq!(shown["attempts"][0]["cycle"], 1, "{shown}");
+    assert!(shown["attempts"][0]["duration_ms"].is_number(), "{shown}");
+    let (status, stats) = app.call(Method::GET, "/customers/alice/stats", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (stats["subscriptions"].clone(), stats["deliveries"]["delivered"].clone()),
+        (json!(1), json!(1))
+    );
     // Bob cannot read or resend Alice's delivery: it does not exist for him.
     let (status, _) = app.call(Method::GET, &format!("/customers/bob/deliveries/{delivery}"), None).await;
     assert_eq!(status, 404);
@@ -165,8 +193,11 @@ async fn bad_input_and_unknown_ids_get_clear_errors() {
     let (status, _) =
         app.call(Method::POST, &format!("/customers/alice/deliveries/{missing}/resend"), None).await;
     assert_eq!(status, 404);
-    let (status, _) = app.call(Method::GET, "/customers/alice/deliveries?state=lost", None).await;
+    let (status, body) = app.call(Method::GET, "/customers/alice/deliveries?state=lost", None).await;
     assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("lost"), "{body}");
+    let (status, body) = app.call(Method::GET, "/customers/alice/deliveries?after=yesterday", None).await;
+    assert_eq!(status, 400, "{body}");
     assert_eq!(app.interrupt().await, Some(0));
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{Running, eventually, over_http, recorded, start};
 use serde_json::json;
 use webhooks_core::{
-    AttemptResult, DeliveryQuery, DeliveryState, ManualClock, Preset, StateFilter, Subscription,
-    SubscriptionId, TEST_EVENT, Webhooks, prelude::*,
+    AttemptResult, DeliveryLog, DeliveryPage, DeliveryQuery, DeliveryState, ManualClock, Preset, StateFilter,
+    Subscription, SubscriptionId, TEST_EVENT, Webhooks, prelude::*,
 };
 use webhooks_examples::{Receiver, Reply};
 
@@ -168,6 +168,106 @@ async fn disabled_endpoints_hold_until_enabled(store: Arc<dyn Store>) {
     assert_eq!(webhooks.delivery(queued).await.unwrap().unwrap().state, DeliveryState::Delivered);
 }
 
+async fn pending_deliveries_of_a_disabled_endpoint_read_held(store: Arc<dyn Store>) {
+    let (webhooks, clock) = facade(store, Preset::deepsmith());
+    let paused = subscribe(&webhooks, "https://paused.example/").await;
+    let active = subscribe(&webhooks, "https://active.example/").await;
+    for n in 0..3 {
+        clock.advance(Duration::from_secs(1));
+        webhooks.publish("iq.status_updated", json!({"n": n})).await.unwrap();
+    }
+    webhooks.disable(paused, "customer asked for a pause").await.unwrap();
+    let states = |page: &DeliveryPage| -> Vec<(SubscriptionId, DeliveryState)> {
+        page.deliveries.iter().map(|d| (d.subscription_id, d.state)).collect()
+    };
+
+    let all = webhooks.deliveries(DeliveryQuery::default()).await.unwrap();
+    let mut expected = Vec::new();
+    for _ in 0..3 {
+        expected.extend([(paused, DeliveryState::Held), (active, DeliveryState::Pending)]);
+    }
+    let mut seen = states(&all);
+    seen.sort_by_key(|(subscription, _)| *subscription != paused);
+    expected.sort_by_key(|(subscription, _)| *subscription != paused);
+    assert_eq!(seen, expected, "the paused endpoint's deliveries read held, the other's pending");
+    let held = webhooks
+        .deliveries(DeliveryQuery { state: Some(StateFilter::Held), ..DeliveryQuery::default() })
+        .await
+        .unwrap();
+    assert_eq!(states(&held), vec![(paused, DeliveryState::Held); 3]);
+    let pending = webhooks
+        .deliveries(DeliveryQuery { state: Some(StateFilter::Pending), ..DeliveryQuery::default() })
+        .await
+        .unwrap();
+    assert_eq!(states(&pending), vec![(active, DeliveryState::Pending); 3]);
+
+    let one = held.deliveries[0].id;
+    assert_eq!(webhooks.delivery(one).await.unwrap().unwrap().state, DeliveryState::Held);
+    let log = webhooks.delivery_log(one).await.unwrap();
+    assert_eq!(log.delivery.state, DeliveryState::Held);
+    assert_eq!(serde_json::to_value(&log).unwrap()["delivery"]["state"], "held");
+    assert_eq!(serde_json::to_value(&held).unwrap()["deliveries"][2]["state"], "held");
+
+    webhooks.enable(paused).await.unwrap();
+    assert_eq!(webhooks.delivery(one).await.unwrap().unwrap().state, DeliveryState::Pending);
+    assert_eq!(webhooks.delivery_log(one).await.unwrap().delivery.state, DeliveryState::Pending);
+}
+
+async fn admin_data_serializes_without_secrets(store: Arc<dyn Store>) {
+    let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 503 } else { 200 })).await.unwrap();
+    let (webhooks, clock) = facade(store, Preset::deepsmith());
+    let secret = "whsec_OperationsSecretNeverSerialized";
+    let subscription = webhooks
+        .subscribe(
+            Subscription::builder(receiver.url())
+                .event_type("iq.status_updated")
+                .secret(secret)
+                .secret_header("authorization", "Bearer header-token-never-serialized"),
+        )
+        .await
+        .unwrap();
+    let running = running(&webhooks);
+    let id = webhooks.publish("iq.status_updated", json!({"job": "j1"})).await.unwrap().deliveries[0];
+    recorded(&webhooks, id, 1).await;
+    clock.advance(Duration::from_secs(10));
+    recorded(&webhooks, id, 2).await;
+    running.stop().await;
+    let rotated = webhooks.rotate_secret(subscription.id, Duration::from_secs(60)).await.unwrap();
+
+    let log = webhooks.delivery_log(id).await.unwrap();
+    let page = webhooks.deliveries(DeliveryQuery::default()).await.unwrap();
+    let stored = webhooks.subscription(subscription.id).await.unwrap();
+    let stats = webhooks.stats(subscription.id).await.unwrap();
+    let owner = webhooks.owner_stats(&stored.owner).await.unwrap();
+    let written = [
+        serde_json::to_string(&log).unwrap(),
+        serde_json::to_string(&page).unwrap(),
+        serde_json::to_string(&subscription).unwrap(),
+        serde_json::to_string(&stored).unwrap(),
+        serde_json::to_string(&webhooks.all_subscriptions().await.unwrap()).unwrap(),
+        serde_json::to_string(&stats).unwrap(),
+        serde_json::to_string(&owner).unwrap(),
+    ];
+    for text in &written {
+        for secret in [secret, rotated.expose(), "header-token-never-serialized"] {
+            assert!(!text.contains(secret), "{secret} serialized in {text}");
+        }
+    }
+    let log: serde_json::Value = serde_json::from_str(&written[0]).unwrap();
+    assert_eq!(log["delivery"]["body"]["data"], json!({"job": "j1"}), "the body as JSON: {log}");
+    assert_eq!(log["attempts"][0]["response"]["status"], 503, "{log}");
+    assert_eq!(log["attempts"][1]["response"]["status"], 200, "{log}");
+    assert!(log["attempts"][1]["duration_ms"].as_f64().unwrap() >= 0.0, "{log}");
+    let back: DeliveryLog = serde_json::from_str(&written[0]).unwrap();
+    assert_eq!(back, webhooks.delivery_log(id).await.unwrap());
+
+    // Asked for explicitly, the secrets are there and read back.
+    let revealed = serde_json::to_string(&stored.with_secrets()).unwrap();
+    assert!(revealed.contains(rotated.expose()) && revealed.contains(secret), "{revealed}");
+    assert_eq!(serde_json::from_str::<Subscription>(&revealed).unwrap(), stored);
+    assert!(serde_json::from_str::<Subscription>(&written[3]).is_err(), "redacted data is refused");
+}
+
 async fn stats_sum_up_an_endpoint(store: Arc<dyn Store>) {
     let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 500 } else { 204 })).await.unwrap();
     let (webhooks, _clock) = facade(store, Preset::deepsmith().with_retry_scale(0.0).unwrap());
@@ -220,5 +320,7 @@ on_every_store!(
     recover_requeues_what_an_outage_dropped_or_held,
     a_test_event_reaches_one_endpoint,
     disabled_endpoints_hold_until_enabled,
+    pending_deliveries_of_a_disabled_endpoint_read_held,
+    admin_data_serializes_without_secrets,
     stats_sum_up_an_endpoint,
 );

@@ -190,7 +190,7 @@ async fn gone_disables_the_endpoint_at_once_with_the_reason() {
         matches!(status, SubscriptionStatus::Disabled { ref reason, .. } if reason.contains("410")),
         "{status:?}"
     );
-    assert_eq!(webhooks.delivery(id).await.unwrap().unwrap().state, DeliveryState::Pending, "held, not lost");
+    assert_eq!(webhooks.delivery(id).await.unwrap().unwrap().state, DeliveryState::Held, "held, not lost");
 }
 
 #[tokio::test]

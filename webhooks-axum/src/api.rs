@@ -123,6 +123,7 @@ fn delivery_json(delivery: &Delivery) -> Value {
         "event_type": delivery.event_type,
         "endpoint_id": delivery.subscription_id,
         "state": delivery.state.as_str(),
+        "cycle": delivery.cycle,
         "attempts": delivery.attempts,
         "next_attempt_at": delivery.next_attempt_at,
         "created_at": delivery.created_at,
@@ -135,6 +136,7 @@ fn attempt_json(attempt: &Attempt) -> Value {
         AttemptResult::Error(_) => None,
     };
     json!({
+        "cycle": attempt.cycle,
         "number": attempt.number,
         "started_at": attempt.started_at,
         "duration_ms": attempt.duration.as_millis() as u64,

@@ -29,7 +29,9 @@
 //!
 //! Cargo features: `dispatch` (the [`Dispatcher`], its HTTP client and
 //! address guard), `http2`, a rustls crypto provider (`rustls-aws-lc`, the
-//! default, or `rustls-ring`), `metrics` and `tracing` are on by default.
+//! default, or `rustls-ring`), `metrics`, `tracing` and `serde` (the model
+//! and admin types serialize for an admin API, secrets redacted) are on by
+//! default.
 //! Without default features the crate is the model, the signature schemes,
 //! the presets and the Store traits: enough for a receiver that verifies.
 //!

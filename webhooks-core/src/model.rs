@@ -14,7 +14,11 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::secret::Secret;
+#[cfg(feature = "serde")]
+use crate::secret::{SecretOut, Secrets};
 use crate::settings::EndpointSettings;
+#[cfg(feature = "serde")]
+use crate::settings::SettingsOut;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -201,8 +205,10 @@ pub(crate) fn check_key(key: &str) -> Result<(), InvalidKey> {
     Ok(())
 }
 
-/// Which owners an event is for.
+/// Which owners an event is for. Serialized as `{"owner": "account-42"}` or
+/// `"every_owner"`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "snake_case"))]
 pub enum Audience {
     /// One owner's subscriptions.
     Owner(Owner),
@@ -266,7 +272,15 @@ impl Audience {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// With the `serde` feature it serializes for an admin API with every secret
+/// written as `<redacted>`: its secret, its previous secret and the values of
+/// its secret headers. [`Subscription::with_secrets`] writes them, for the
+/// host's own storage or a screen that shows a new secret once. Reading
+/// redacted data back fails (see [`Secret`]): only what `with_secrets` wrote
+/// makes a subscription again.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Deserialize))]
 pub struct Subscription {
     /// Its id.
     pub id: SubscriptionId,
@@ -308,10 +322,88 @@ impl Subscription {
     pub fn is_enabled(&self) -> bool {
         matches!(self.status, SubscriptionStatus::Enabled)
     }
+
+    /// The subscription to serialize with its secrets as they are (the
+    /// secret, the previous secret, secret header values): for the host's own
+    /// storage or a screen that shows a new secret once, never for a list.
+    ///
+    /// ```
+    /// use webhooks_core::{Preset, Subscription, Webhooks};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let webhooks = Webhooks::builder()
+    /// #     .store(webhooks_memory::MemoryStore::new())
+    /// #     .preset(Preset::deepsmith())
+    /// #     .build()?;
+    /// let subscription = webhooks
+    ///     .subscribe(Subscription::builder("https://customer.example/").event_type("iq.status_updated"))
+    ///     .await?;
+    /// let listed = serde_json::to_value(&subscription)?;
+    /// assert_eq!(listed["secret"], "<redacted>");
+    /// let kept = serde_json::to_string(&subscription.with_secrets())?;
+    /// assert!(kept.contains(subscription.secret.expose()));
+    /// assert_eq!(serde_json::from_str::<Subscription>(&kept)?, subscription);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    pub fn with_secrets(&self) -> impl Serialize + '_ {
+        SubscriptionOut::new(self, Secrets::Revealed)
+    }
 }
 
-/// A rotated-out secret, still valid for a grace period.
+/// How a subscription is written, secrets redacted or not. The fields are
+/// `Subscription`'s own, which `Deserialize` reads back.
+#[cfg(feature = "serde")]
+#[derive(Serialize)]
+struct SubscriptionOut<'a> {
+    id: SubscriptionId,
+    owner: &'a Owner,
+    url: &'a Url,
+    event_types: &'a BTreeSet<String>,
+    secret: SecretOut<'a>,
+    previous_secret: Option<PreviousSecretOut<'a>>,
+    status: &'a SubscriptionStatus,
+    consecutive_failures: u32,
+    settings: SettingsOut<'a>,
+    created_at: DateTime<Utc>,
+}
+
+#[cfg(feature = "serde")]
+impl<'a> SubscriptionOut<'a> {
+    fn new(subscription: &'a Subscription, secrets: Secrets) -> Self {
+        Self {
+            id: subscription.id,
+            owner: &subscription.owner,
+            url: &subscription.url,
+            event_types: &subscription.event_types,
+            secret: SecretOut(&subscription.secret, secrets),
+            previous_secret: subscription
+                .previous_secret
+                .as_ref()
+                .map(|p| PreviousSecretOut::new(p, secrets)),
+            status: &subscription.status,
+            consecutive_failures: subscription.consecutive_failures,
+            settings: SettingsOut::new(&subscription.settings, secrets),
+            created_at: subscription.created_at,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl Serialize for Subscription {
+    /// Every secret is written as `<redacted>`; see [`Subscription::with_secrets`].
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SubscriptionOut::new(self, Secrets::Redacted).serialize(serializer)
+    }
+}
+
+/// A rotated-out secret, still valid for a grace period. Serialized with the
+/// secret redacted, as [`Subscription`] is.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Deserialize))]
 pub struct PreviousSecret {
     /// The old secret.
     pub secret: Secret,
@@ -319,8 +411,37 @@ pub struct PreviousSecret {
     pub valid_until: DateTime<Utc>,
 }
 
-/// Whether a subscription receives attempts.
+/// How a previous secret is written.
+#[cfg(feature = "serde")]
+#[derive(Serialize)]
+struct PreviousSecretOut<'a> {
+    secret: SecretOut<'a>,
+    valid_until: DateTime<Utc>,
+}
+
+#[cfg(feature = "serde")]
+impl<'a> PreviousSecretOut<'a> {
+    fn new(previous: &'a PreviousSecret, secrets: Secrets) -> Self {
+        Self { secret: SecretOut(&previous.secret, secrets), valid_until: previous.valid_until }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl Serialize for PreviousSecret {
+    /// The secret is written as `<redacted>`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        PreviousSecretOut::new(self, Secrets::Redacted).serialize(serializer)
+    }
+}
+
+/// Whether a subscription receives attempts. Serialized as
+/// `{"state": "enabled"}` or `{"state": "disabled", "reason": "...", "at": "..."}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(tag = "state", rename_all = "snake_case")
+)]
 pub enum SubscriptionStatus {
     /// Attempts are made.
     Enabled,
@@ -337,6 +458,7 @@ pub enum SubscriptionStatus {
 /// Something that happened in the host application, published to every
 /// subscription of its audience that listens to its name.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Event {
     /// Its id.
     pub id: EventId,
@@ -402,7 +524,16 @@ impl DeliveryState {
 }
 
 /// One event on its way to one subscription.
+///
+/// With the `serde` feature its `body` is written as the JSON it is, the
+/// exact bytes sent embedded as a value (`"body": {"type": ...}`), so an
+/// admin screen shows it without parsing a string. A body that is not JSON,
+/// or is a JSON string, is written as a string of its text instead. Read
+/// back from JSON text it is the same bytes (through a `serde_json::Value`,
+/// the same JSON with the value's spacing); a body that is not UTF-8, which
+/// no built-in envelope makes, is written with replacement characters.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Delivery {
     /// Its id, sent with every attempt.
     pub id: DeliveryId,
@@ -413,8 +544,10 @@ pub struct Delivery {
     /// Where it goes.
     pub subscription_id: SubscriptionId,
     /// The exact bytes signed and sent on every attempt, rendered once.
+    #[cfg_attr(feature = "serde", serde(with = "json_body"))]
     pub body: Bytes,
-    /// Pending, delivered or dropped.
+    /// Pending, delivered or dropped, as stored; the facade reports a pending
+    /// delivery of a disabled subscription as held.
     pub state: DeliveryState,
     /// Its delivery cycle: 1, and one more for each
     /// [`resend`](crate::Webhooks::resend).
@@ -428,8 +561,10 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
 }
 
-/// How one attempt ended.
+/// How one attempt ended. In a serialized [`Attempt`] it is a field
+/// `"response": {"status": 200, "body": "..."}` or `"error": "..."`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "snake_case"))]
 pub enum AttemptResult {
     /// The receiver answered.
     Response {
@@ -442,8 +577,11 @@ pub enum AttemptResult {
     Error(String),
 }
 
-/// One HTTP request made for a delivery, as kept in its log.
+/// One HTTP request made for a delivery, as kept in its log. Serialized
+/// with its duration as `duration_ms` (fractional milliseconds, to the
+/// nanosecond) and its result as a `response` or an `error` field.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Attempt {
     /// The delivery it was made for.
     pub delivery_id: DeliveryId,
@@ -454,8 +592,10 @@ pub struct Attempt {
     /// When it started.
     pub started_at: DateTime<Utc>,
     /// How long the whole exchange took.
+    #[cfg_attr(feature = "serde", serde(rename = "duration_ms", with = "millis"))]
     pub duration: Duration,
     /// The response or the error.
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub result: AttemptResult,
 }
 
@@ -482,6 +622,61 @@ impl Attempt {
     }
 }
 
+/// A body in admin data: the JSON it is, or its text.
+#[cfg(feature = "serde")]
+mod json_body {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::value::RawValue;
+
+    /// The body as a JSON value when it is exactly one (no surrounding
+    /// space, which a raw value drops) and not a string, which would read
+    /// back as text.
+    fn embeddable(body: &[u8]) -> Option<&RawValue> {
+        let text = std::str::from_utf8(body).ok()?;
+        let raw: &RawValue = serde_json::from_str(text).ok()?;
+        (raw.get().len() == text.len() && !text.starts_with('"')).then_some(raw)
+    }
+
+    pub(super) fn serialize<S: Serializer>(body: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        match embeddable(body) {
+            Some(raw) => raw.serialize(serializer),
+            None => serializer.serialize_str(&String::from_utf8_lossy(body)),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        if raw.get().starts_with('"') {
+            let text: String = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+            return Ok(Bytes::from(text));
+        }
+        Ok(Bytes::copy_from_slice(raw.get().as_bytes()))
+    }
+}
+
+/// A duration in admin data: fractional milliseconds. Below 100 days (far
+/// beyond any attempt's) it reads back to the nanosecond.
+#[cfg(feature = "serde")]
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(duration.as_nanos() as f64 / 1e6)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let millis = f64::deserialize(deserializer)?;
+        if !millis.is_finite() || millis < 0.0 {
+            return Err(serde::de::Error::custom(format!("{millis} is not a duration in milliseconds")));
+        }
+        // Saturates past 584 years.
+        Ok(Duration::from_nanos((millis * 1e6).round() as u64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,5 +695,188 @@ mod tests {
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids of one millisecond out of order");
         let earlier = DeliveryId::at(at - chrono::Duration::milliseconds(1));
         assert!(earlier < ids[0], "an earlier time sorts first even when made later");
+    }
+
+    #[cfg(feature = "serde")]
+    mod serialized {
+        use super::*;
+        use crate::settings::{CustomHeader, RateLimit};
+        use serde_json::json;
+
+        fn at(text: &str) -> DateTime<Utc> {
+            DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        }
+
+        fn subscription() -> Subscription {
+            let mut settings = EndpointSettings {
+                headers: vec![
+                    CustomHeader::secret("authorization", "Bearer header-hunter2").unwrap(),
+                    CustomHeader::new("x-route", "eu-1").unwrap(),
+                ],
+                rate_limit: Some(RateLimit::new(10, 20).unwrap()),
+                description: "billing".into(),
+                ..EndpointSettings::default()
+            };
+            settings.metadata.insert("team".into(), "payments".into());
+            Subscription {
+                id: SubscriptionId::new(),
+                owner: Owner::new("account-42").unwrap(),
+                url: Url::parse("https://customer.example/hooks").unwrap(),
+                event_types: BTreeSet::from(["job.completed".to_owned()]),
+                secret: Secret::from("whsec_current-hunter2"),
+                previous_secret: Some(PreviousSecret {
+                    secret: Secret::from("whsec_previous-hunter2"),
+                    valid_until: at("2026-03-02T15:00:00Z"),
+                }),
+                status: SubscriptionStatus::Disabled {
+                    reason: "10 consecutive failed attempts".into(),
+                    at: at("2026-03-02T14:00:00.123456Z"),
+                },
+                consecutive_failures: 10,
+                settings,
+                created_at: at("2026-03-01T09:00:00Z"),
+            }
+        }
+
+        #[test]
+        fn a_subscription_serializes_without_any_secret() {
+            let subscription = subscription();
+            let json = serde_json::to_string(&subscription).unwrap();
+            assert!(!json.contains("hunter2"), "{json}");
+            let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(value["secret"], REDACTED_TEXT);
+            assert_eq!(value["previous_secret"]["secret"], REDACTED_TEXT);
+            assert_eq!(
+                value["settings"]["headers"][0],
+                json!({"name": "authorization", "value": REDACTED_TEXT, "secret": true})
+            );
+            assert_eq!(value["settings"]["headers"][1]["value"], "eu-1");
+            assert_eq!(
+                value["status"],
+                json!({"state": "disabled", "reason": "10 consecutive failed attempts", "at": "2026-03-02T14:00:00.123456Z"})
+            );
+            assert_eq!(value["owner"], "account-42");
+            let error = serde_json::from_str::<Subscription>(&json).unwrap_err();
+            assert!(error.to_string().contains("redacted"), "redacted data is not a subscription: {error}");
+        }
+
+        #[test]
+        fn with_secrets_writes_them_and_reads_back_whole() {
+            let subscription = subscription();
+            let json = serde_json::to_string(&subscription.with_secrets()).unwrap();
+            for secret in ["whsec_current-hunter2", "whsec_previous-hunter2", "Bearer header-hunter2"] {
+                assert!(json.contains(secret), "{secret} in {json}");
+            }
+            assert_eq!(serde_json::from_str::<Subscription>(&json).unwrap(), subscription);
+            let enabled =
+                Subscription { status: SubscriptionStatus::Enabled, previous_secret: None, ..subscription };
+            let json = serde_json::to_value(enabled.with_secrets()).unwrap();
+            assert_eq!(json["status"], json!({"state": "enabled"}));
+            assert_eq!(serde_json::from_value::<Subscription>(json).unwrap(), enabled);
+        }
+
+        const REDACTED_TEXT: &str = crate::settings::REDACTED;
+
+        fn delivery(body: &'static [u8]) -> Delivery {
+            Delivery {
+                id: DeliveryId::new(),
+                event_id: EventId::new(),
+                event_type: "job.completed".into(),
+                subscription_id: SubscriptionId::new(),
+                body: Bytes::from_static(body),
+                state: DeliveryState::Held,
+                cycle: 2,
+                attempts: 1,
+                next_attempt_at: Some(at("2026-03-02T14:00:05Z")),
+                created_at: at("2026-03-02T14:00:00Z"),
+            }
+        }
+
+        #[test]
+        fn a_json_body_is_embedded_with_its_exact_bytes() {
+            let body = br#"{"type":"job.completed","data":{"z":1,  "a":[1.50,2]}}"#;
+            let original = delivery(body);
+            let json = serde_json::to_string(&original).unwrap();
+            assert!(
+                json.contains(r#""body":{"type":"job.completed","data":{"z":1,  "a":[1.50,2]}}"#),
+                "{json}"
+            );
+            let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!((value["state"].clone(), value["cycle"].clone()), (json!("held"), json!(2)));
+            let back: Delivery = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, original, "the same bytes, key order and spacing included");
+            // Through a `serde_json::Value` the JSON is the same, its spacing not.
+            let through_value = serde_json::from_value::<Delivery>(value).unwrap().body;
+            let same = serde_json::from_slice::<serde_json::Value>(&through_value).unwrap();
+            assert_eq!(same, serde_json::from_slice::<serde_json::Value>(body).unwrap());
+        }
+
+        #[test]
+        fn other_bodies_are_text_and_read_back_the_same() {
+            for body in [&b"plain=text&not=json"[..], b"\"a json string\"", b" {\"spaced\":true}\n", b""] {
+                let original = delivery(body);
+                let value = serde_json::to_value(&original).unwrap();
+                assert_eq!(value["body"], json!(std::str::from_utf8(body).unwrap()), "written as its text");
+                let back: Delivery =
+                    serde_json::from_str(&serde_json::to_string(&original).unwrap()).unwrap();
+                assert_eq!(back.body, original.body);
+            }
+        }
+
+        #[test]
+        fn attempts_write_milliseconds_and_a_response_or_an_error() {
+            let answered = Attempt {
+                delivery_id: DeliveryId::new(),
+                cycle: 2,
+                number: 1,
+                started_at: at("2026-03-02T14:00:00Z"),
+                duration: Duration::from_nanos(1_500_000),
+                result: AttemptResult::Response { status: 503, body: "busy".into() },
+            };
+            let value = serde_json::to_value(&answered).unwrap();
+            assert_eq!(value["duration_ms"], json!(1.5));
+            assert_eq!(value["response"], json!({"status": 503, "body": "busy"}));
+            assert_eq!(value.get("duration"), None);
+            assert_eq!(serde_json::from_value::<Attempt>(value).unwrap(), answered);
+            for nanos in [0, 1, 2_205_413, 4_646_512_999, 86_400_000_000_123] {
+                let attempt = Attempt { duration: Duration::from_nanos(nanos), ..answered.clone() };
+                let back: Attempt = serde_json::from_str(&serde_json::to_string(&attempt).unwrap()).unwrap();
+                assert_eq!(back.duration, attempt.duration);
+            }
+            let failed = Attempt {
+                result: AttemptResult::Error("connection refused".into()),
+                duration: Duration::from_secs(30),
+                ..answered
+            };
+            let value = serde_json::to_value(&failed).unwrap();
+            assert_eq!(
+                (value["error"].clone(), value["duration_ms"].clone()),
+                (json!("connection refused"), json!(30000.0))
+            );
+            assert_eq!(serde_json::from_value::<Attempt>(value.clone()).unwrap(), failed);
+            let mut negative = value;
+            negative["duration_ms"] = json!(-1);
+            assert!(serde_json::from_value::<Attempt>(negative).is_err());
+        }
+
+        #[test]
+        fn events_and_audiences_round_trip() {
+            for audience in [Audience::Owner(Owner::new("alice").unwrap()), Audience::EveryOwner] {
+                let event = Event {
+                    id: EventId::new(),
+                    audience,
+                    idempotency_key: Some("order-1".into()),
+                    name: "order.created".into(),
+                    occurred_at: at("2026-03-02T14:00:00Z"),
+                    data: json!({"total": 1200}),
+                };
+                let value = serde_json::to_value(&event).unwrap();
+                assert_eq!(serde_json::from_value::<Event>(value).unwrap(), event);
+            }
+            let owner = serde_json::to_value(Audience::Owner(Owner::new("alice").unwrap())).unwrap();
+            assert_eq!(owner, json!({"owner": "alice"}));
+            assert_eq!(serde_json::to_value(Audience::EveryOwner).unwrap(), json!("every_owner"));
+            assert!(serde_json::from_value::<Audience>(json!({"owner": ""})).is_err(), "owners are checked");
+        }
     }
 }

@@ -173,8 +173,24 @@ impl fmt::Debug for Published {
     }
 }
 
+/// Written as its event id, deliveries and `repeated`, for a route that
+/// answers a publish.
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl Serialize for Published {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut published = serializer.serialize_struct("Published", 3)?;
+        published.serialize_field("event_id", &self.event_id)?;
+        published.serialize_field("deliveries", &self.deliveries)?;
+        published.serialize_field("repeated", &self.repeated)?;
+        published.end()
+    }
+}
+
 /// How a delivery ended, as [`Published::outcomes`] reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
 pub enum Outcome {
     /// A receiver acknowledged it.
     Delivered,
@@ -202,21 +218,24 @@ impl Published {
             let settled = self.webhooks.settled().notified();
             tokio::pin!(settled);
             settled.as_mut().enable();
-            let mut outcomes = Vec::with_capacity(self.deliveries.len());
+            let mut deliveries = Vec::with_capacity(self.deliveries.len());
             for id in &self.deliveries {
-                let delivery = store.delivery(*id).await?.ok_or(StoreError::DeliveryNotFound(*id))?;
-                let outcome = match delivery.state {
-                    DeliveryState::Delivered => Outcome::Delivered,
-                    DeliveryState::Dropped => Outcome::Dropped,
-                    DeliveryState::Held => Outcome::Held,
-                    DeliveryState::Pending => match store.subscription(delivery.subscription_id).await? {
-                        Some(subscription) if !subscription.is_enabled() => Outcome::Held,
-                        _ => break,
-                    },
-                };
-                outcomes.push((*id, outcome));
+                deliveries.push(store.delivery(*id).await?.ok_or(StoreError::DeliveryNotFound(*id))?);
             }
-            if outcomes.len() == self.deliveries.len() {
+            self.webhooks.report_held(&mut deliveries, None).await?;
+            let outcomes: Option<Vec<_>> = deliveries
+                .iter()
+                .map(|delivery| {
+                    let outcome = match delivery.state {
+                        DeliveryState::Delivered => Outcome::Delivered,
+                        DeliveryState::Dropped => Outcome::Dropped,
+                        DeliveryState::Held => Outcome::Held,
+                        DeliveryState::Pending => return None,
+                    };
+                    Some((delivery.id, outcome))
+                })
+                .collect();
+            if let Some(outcomes) = outcomes {
                 return Ok(outcomes);
             }
             let _ = tokio::time::timeout(OUTCOME_POLL, settled).await;

@@ -4,11 +4,22 @@ use std::fmt;
 
 use rand::RngExt;
 use rand::distr::Alphanumeric;
+#[cfg(feature = "serde")]
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "serde")]
+use crate::settings::REDACTED;
 
 /// A subscription's signing secret.
 ///
 /// Its `Debug` output is redacted and it has no `Display`, so it cannot end up
 /// in logs or error messages by accident; read it with [`Secret::expose`].
+///
+/// With the `serde` feature it serializes as `<redacted>`, always: admin data
+/// never carries it unless the host asks with
+/// [`Subscription::with_secrets`](crate::Subscription::with_secrets). Reading
+/// `<redacted>` back is an error rather than a secret of that text, so
+/// redacted data cannot turn into a subscription signing with a known key.
 ///
 /// ```
 /// use webhooks_core::Secret;
@@ -55,6 +66,52 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Whether serialized output carries secrets: redacted unless the host asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Secrets {
+    /// Every secret is written as [`REDACTED`].
+    Redacted,
+    /// Secrets are written as they are: for the host's own storage or a
+    /// screen that shows a secret once.
+    Revealed,
+}
+
+/// A secret as serialized output writes it.
+#[cfg(feature = "serde")]
+pub(crate) struct SecretOut<'a>(pub &'a Secret, pub Secrets);
+
+#[cfg(feature = "serde")]
+impl Serialize for SecretOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.1 {
+            Secrets::Redacted => serializer.serialize_str(REDACTED),
+            Secrets::Revealed => serializer.serialize_str(self.0.expose()),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl Serialize for Secret {
+    /// Writes `<redacted>`: see [`Secret`].
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SecretOut(self, Secrets::Redacted).serialize(serializer)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> Deserialize<'de> for Secret {
+    /// Reads the secret's text; `<redacted>` is refused: see [`Secret`].
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == REDACTED {
+            return Err(serde::de::Error::custom(
+                "a redacted secret cannot be read back: serialize with `with_secrets` to keep secrets",
+            ));
+        }
+        Ok(Self(text))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +129,16 @@ mod tests {
     fn debug_never_shows_the_secret() {
         let secret = Secret::from("hunter2");
         assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serialized_secrets_are_redacted_and_redacted_ones_are_refused() {
+        let secret = Secret::from("hunter2");
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"<redacted>\"");
+        let revealed = serde_json::to_string(&SecretOut(&secret, Secrets::Revealed)).unwrap();
+        assert_eq!(serde_json::from_str::<Secret>(&revealed).unwrap(), secret);
+        let error = serde_json::from_str::<Secret>("\"<redacted>\"").unwrap_err();
+        assert!(error.to_string().contains("redacted"), "{error}");
     }
 }

@@ -8,6 +8,8 @@ use std::fmt;
 use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Secrets;
+
 /// What a subscription asks of the dispatcher besides its URL and secret.
 /// Set with [`NewSubscription`](crate::NewSubscription)'s methods, changed with
 /// [`SubscriptionUpdate`](crate::SubscriptionUpdate); every store keeps it.
@@ -21,7 +23,10 @@ use serde::{Deserialize, Serialize};
 /// assert!(!settings.ordered);
 /// assert_eq!(RateLimit::new(10, 20).unwrap().per_second(), 10);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialized, a secret header's value reads `<redacted>`;
+/// [`EndpointSettings::with_secrets`] writes it (what a store keeps).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct EndpointSettings {
     /// Headers sent with every request, after the scheme's own.
@@ -45,6 +50,56 @@ impl EndpointSettings {
     /// The most requests in flight the dispatcher allows it: 1 when ordered.
     pub fn in_flight_cap(&self) -> Option<u32> {
         if self.ordered { Some(1) } else { self.max_in_flight }
+    }
+
+    /// The settings to serialize with secret header values as they are: for
+    /// a store to keep, never for a screen.
+    ///
+    /// ```
+    /// use webhooks_core::{CustomHeader, EndpointSettings};
+    ///
+    /// let settings = EndpointSettings {
+    ///     headers: vec![CustomHeader::secret("authorization", "Bearer s3cr3t").unwrap()],
+    ///     ..EndpointSettings::default()
+    /// };
+    /// assert!(!serde_json::to_string(&settings).unwrap().contains("s3cr3t"));
+    /// let kept = serde_json::to_string(&settings.with_secrets()).unwrap();
+    /// assert_eq!(serde_json::from_str::<EndpointSettings>(&kept).unwrap(), settings);
+    /// ```
+    pub fn with_secrets(&self) -> impl Serialize + '_ {
+        SettingsOut::new(self, Secrets::Revealed)
+    }
+}
+
+/// How settings are written, secret header values redacted or not. The
+/// fields are `EndpointSettings`' own, which `Deserialize` reads back.
+#[derive(Serialize)]
+pub(crate) struct SettingsOut<'a> {
+    headers: Vec<HeaderOut<'a>>,
+    rate_limit: Option<RateLimit>,
+    max_in_flight: Option<u32>,
+    ordered: bool,
+    description: &'a str,
+    metadata: &'a BTreeMap<String, String>,
+}
+
+impl<'a> SettingsOut<'a> {
+    pub(crate) fn new(settings: &'a EndpointSettings, secrets: Secrets) -> Self {
+        Self {
+            headers: settings.headers.iter().map(|header| HeaderOut(header, secrets)).collect(),
+            rate_limit: settings.rate_limit,
+            max_in_flight: settings.max_in_flight,
+            ordered: settings.ordered,
+            description: &settings.description,
+            metadata: &settings.metadata,
+        }
+    }
+}
+
+impl Serialize for EndpointSettings {
+    /// Secret header values are written as `<redacted>`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SettingsOut::new(self, Secrets::Redacted).serialize(serializer)
     }
 }
 
@@ -146,8 +201,8 @@ impl fmt::Debug for CustomHeader {
 /// The text shown in place of a secret.
 pub const REDACTED: &str = "<redacted>";
 
-/// How a header is written and read: its value only when not secret.
-#[derive(Serialize, Deserialize)]
+/// How a header is read.
+#[derive(Deserialize)]
 struct HeaderData {
     name: String,
     value: String,
@@ -155,19 +210,47 @@ struct HeaderData {
     secret: bool,
 }
 
+/// How a header is written: a secret value as `<redacted>` unless revealed.
+#[derive(Serialize)]
+struct HeaderOutData<'a> {
+    name: &'a str,
+    value: &'a str,
+    secret: bool,
+}
+
+/// A header as serialized output writes it.
+pub(crate) struct HeaderOut<'a>(&'a CustomHeader, Secrets);
+
+impl Serialize for HeaderOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Self(header, secrets) = self;
+        let value = match (header.secret, secrets) {
+            (true, Secrets::Redacted) => REDACTED,
+            _ => header.expose_value(),
+        };
+        HeaderOutData { name: header.name(), value, secret: header.secret }.serialize(serializer)
+    }
+}
+
 impl Serialize for CustomHeader {
     /// A secret header's value is written as `<redacted>`: admin data never
-    /// carries it. Stores keep it with [`CustomHeader::expose_value`].
+    /// carries it. [`EndpointSettings::with_secrets`] writes it.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let value = if self.secret { REDACTED } else { self.expose_value() };
-        HeaderData { name: self.name().to_owned(), value: value.to_owned(), secret: self.secret }
-            .serialize(serializer)
+        HeaderOut(self, Secrets::Redacted).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for CustomHeader {
+    /// Checks the header as [`CustomHeader::new`] does, and refuses a secret
+    /// header whose value was redacted: it would send `<redacted>`.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let data = HeaderData::deserialize(deserializer)?;
+        if data.secret && data.value == REDACTED {
+            return Err(serde::de::Error::custom(format!(
+                "the value of secret header {} was redacted and cannot be read back",
+                data.name.chars().take(64).collect::<String>()
+            )));
+        }
         Self::checked(&data.name, &data.value, data.secret).map_err(serde::de::Error::custom)
     }
 }
@@ -279,6 +362,29 @@ mod tests {
         let plain = CustomHeader::new("x-route", "eu-1").unwrap();
         let back: CustomHeader = serde_json::from_str(&serde_json::to_string(&plain).unwrap()).unwrap();
         assert_eq!(back, plain);
+        let error = serde_json::from_str::<CustomHeader>(&json).unwrap_err();
+        assert!(error.to_string().contains("redacted"), "{error}");
+    }
+
+    #[test]
+    fn settings_keep_secret_values_only_when_revealed() {
+        let settings = EndpointSettings {
+            headers: vec![
+                CustomHeader::secret("authorization", "Bearer hunter2").unwrap(),
+                CustomHeader::new("x-route", "eu-1").unwrap(),
+            ],
+            rate_limit: Some(RateLimit::new(5, 10).unwrap()),
+            max_in_flight: Some(3),
+            ordered: true,
+            description: "billing".into(),
+            metadata: BTreeMap::from([("team".into(), "payments".into())]),
+        };
+        let shown = serde_json::to_string(&settings).unwrap();
+        assert!(!shown.contains("hunter2") && shown.contains("eu-1"), "{shown}");
+        assert!(serde_json::from_str::<EndpointSettings>(&shown).is_err(), "a redacted header is refused");
+        let kept = serde_json::to_string(&settings.with_secrets()).unwrap();
+        assert_eq!(serde_json::from_str::<EndpointSettings>(&kept).unwrap(), settings);
+        assert_eq!(serde_json::from_str::<EndpointSettings>("{}").unwrap(), EndpointSettings::default());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The facade a host holds: subscribe, publish, manage.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,8 @@ use std::time::Duration;
 #[cfg(not(feature = "tracing"))]
 use crate::telemetry::tracing;
 use chrono::{DateTime, Utc};
+#[cfg(feature = "serde")]
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
@@ -15,20 +17,21 @@ use crate::clock::{Clock, SystemClock};
 use crate::dispatch::DispatcherBuilder;
 use crate::error::Error;
 use crate::model::{
-    Attempt, Audience, Delivery, DeliveryId, Event, EventId, Owner, PreviousSecret, Subscription,
-    SubscriptionId, SubscriptionStatus,
+    Attempt, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, Owner, PreviousSecret,
+    Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::preset::Preset;
 use crate::scheme::Message;
 use crate::secret::Secret;
 use crate::settings::{CustomHeader, EndpointSettings, InvalidHeader, RateLimit};
-use crate::store::{DeliveryCounts, DeliveryQuery, Store, StoreError, SubscriptionStats};
+use crate::store::{DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError, SubscriptionStats};
 
 /// The event type of [`Webhooks::send_test`].
 pub const TEST_EVENT: &str = "webhook.test";
 
 /// A page of [`Webhooks::deliveries`].
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct DeliveryPage {
     /// The deliveries, in creation order.
     pub deliveries: Vec<Delivery>,
@@ -38,6 +41,7 @@ pub struct DeliveryPage {
 
 /// A delivery with its attempt log.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct DeliveryLog {
     /// The delivery.
     pub delivery: Delivery,
@@ -194,6 +198,7 @@ impl WebhooksBuilder {
 
 /// What an owner's subscriptions add up to; from [`Webhooks::owner_stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct OwnerStats {
     /// Its subscriptions.
     pub subscriptions: u64,
@@ -603,9 +608,50 @@ impl Webhooks {
         Ok(())
     }
 
-    /// One delivery, if it exists.
+    /// One delivery, if it exists; held when pending while its subscription
+    /// is disabled.
     pub async fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, Error> {
-        Ok(self.inner.store.delivery(id).await?)
+        let Some(delivery) = self.inner.store.delivery(id).await? else { return Ok(None) };
+        let mut one = [delivery];
+        self.report_held(&mut one, None).await?;
+        let [delivery] = one;
+        Ok(Some(delivery))
+    }
+
+    /// Marks pending deliveries whose subscription is disabled as
+    /// [`DeliveryState::Held`], the state a store never keeps: one
+    /// subscription lookup per distinct subscription, none when the store
+    /// already filtered by `filter`.
+    pub(crate) async fn report_held(
+        &self,
+        deliveries: &mut [Delivery],
+        filter: Option<StateFilter>,
+    ) -> Result<(), Error> {
+        let pending = deliveries.iter_mut().filter(|d| d.state == DeliveryState::Pending);
+        match filter {
+            // The store found exactly the held ones.
+            Some(StateFilter::Held) => pending.for_each(|d| d.state = DeliveryState::Held),
+            Some(StateFilter::Pending | StateFilter::Delivered | StateFilter::Dropped) => {}
+            None => {
+                let mut disabled = HashMap::new();
+                for delivery in pending {
+                    let held = match disabled.get(&delivery.subscription_id) {
+                        Some(held) => *held,
+                        None => {
+                            let subscription =
+                                self.inner.store.subscription(delivery.subscription_id).await?;
+                            let held = subscription.is_some_and(|s| !s.is_enabled());
+                            disabled.insert(delivery.subscription_id, held);
+                            held
+                        }
+                    };
+                    if held {
+                        delivery.state = DeliveryState::Held;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A delivery's attempt log, first first.
@@ -620,21 +666,24 @@ impl Webhooks {
 
     /// A page of deliveries matching `query`, in creation order; pass
     /// `page.next` as `query.after` for the page after. A `limit` of 0 means
-    /// 100; more than 1000 is refused.
+    /// 100; more than 1000 is refused. Pending deliveries of a disabled
+    /// subscription are reported held.
     pub async fn deliveries(&self, mut query: DeliveryQuery) -> Result<DeliveryPage, Error> {
         match query.limit {
             0 => query.limit = 100,
             1..=1000 => {}
             _ => return Err(Error::invalid("limit", "must be at most 1000")),
         }
-        let deliveries = self.inner.store.list_deliveries(&query).await?;
+        let mut deliveries = self.inner.store.list_deliveries(&query).await?;
+        self.report_held(&mut deliveries, query.state).await?;
         let next = (deliveries.len() == query.limit).then(|| deliveries.last().map(|d| d.id)).flatten();
         Ok(DeliveryPage { deliveries, next })
     }
 
-    /// One delivery with its whole attempt log.
+    /// One delivery with its whole attempt log; held when pending while its
+    /// subscription is disabled.
     pub async fn delivery_log(&self, id: DeliveryId) -> Result<DeliveryLog, Error> {
-        let delivery = self.inner.store.delivery(id).await?.ok_or(StoreError::DeliveryNotFound(id))?;
+        let delivery = self.delivery(id).await?.ok_or(StoreError::DeliveryNotFound(id))?;
         let attempts = self.inner.store.attempts(id).await?;
         Ok(DeliveryLog { delivery, attempts })
     }

@@ -3,12 +3,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+#[cfg(feature = "serde")]
+use serde::{Deserialize, Serialize};
 
 use super::{DeliveryQueue, StoreError, StoreResult, SubscriptionStore};
 use crate::model::{Attempt, Delivery, DeliveryId, DeliveryState, Owner, SubscriptionId};
 
 /// How many of a subscription's deliveries are in each state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct DeliveryCounts {
     /// Waiting for an attempt, or held while the subscription is disabled.
     pub pending: u64,
@@ -62,7 +65,11 @@ impl DeliveryCounts {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// With the `serde` feature it reads from a query string or JSON, every
+/// field optional (`?state=held&limit=50`); a host sets `owner` itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(default))]
 pub struct DeliveryQuery {
     /// Only this owner's subscriptions'.
     pub owner: Option<Owner>,
@@ -85,6 +92,7 @@ pub struct DeliveryQuery {
 /// A delivery state to filter by; `Held` is a pending delivery whose
 /// subscription is disabled, and `Pending` excludes those.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(rename_all = "snake_case"))]
 pub enum StateFilter {
     /// Waiting for an attempt at an enabled subscription.
     Pending,
@@ -98,6 +106,7 @@ pub enum StateFilter {
 
 /// What a subscription's attempts add up to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct SubscriptionStats {
     /// Attempts made to it, kept in the log.
     pub attempts: u64,
