@@ -332,6 +332,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let received_at = Instant::now();
     let verification = lock(&shared.verification).clone();
     let verified = verification.map(|v| v.preset.scheme().verify(&headers, &body, &v.secrets, v.clock.now()));
     let request = Received {
@@ -340,7 +341,7 @@ async fn receive(
         query: uri.query().map(str::to_owned),
         headers,
         body,
-        received_at: Instant::now(),
+        received_at,
         verified,
     };
     let index = {
