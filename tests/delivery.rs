@@ -7,10 +7,10 @@ use std::time::Duration;
 use common::{Running, eventually, recorded, start, webhooks};
 use serde_json::json;
 use webhooks_core::{
-    AttemptResult, Clock, DeepSmithScheme, DeliveryState, Error, Preset, SignatureScheme, SmartlyQScheme,
-    Subscription, SubscriptionStatus, Webhooks,
+    AttemptResult, Clock, DeepSmithScheme, DeliveryState, Error, Preset, SmartlyQScheme, Subscription,
+    SubscriptionStatus, Webhooks,
 };
-use webhooks_examples::{Receiver, Reply};
+use webhooks_examples::{Outcomes, Receiver, Reply};
 use webhooks_memory::MemoryStore;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -36,9 +36,10 @@ async fn smartlyq_requests_carry_its_headers_and_a_verifiable_signature() {
     assert_eq!(request.header("x-smartlyq-event"), "job.completed");
     assert_eq!(request.header("x-smartlyq-delivery"), published.deliveries[0].to_string());
     assert!(request.header("x-smartlyq-signature").starts_with("t=1772461800,v1="));
-    SmartlyQScheme::default()
-        .verify(&request.headers, &request.body, std::slice::from_ref(&subscription.secret), clock.now())
+    request
+        .verify(&SmartlyQScheme::default(), std::slice::from_ref(&subscription.secret), clock.now())
         .unwrap();
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/hooks"));
 
     let delivery = webhooks.delivery(published.deliveries[0]).await.unwrap().unwrap();
     assert_eq!(delivery.body, request.body, "the stored bytes are the bytes sent");
@@ -73,9 +74,7 @@ async fn deepsmith_requests_carry_its_headers_and_a_verifiable_signature() {
         request.header("x-webhook-signature"),
         DeepSmithScheme.signature(&request.body, &subscription.secret)
     );
-    DeepSmithScheme
-        .verify(&request.headers, &request.body, std::slice::from_ref(&subscription.secret), clock.now())
-        .unwrap();
+    request.verify(&DeepSmithScheme, std::slice::from_ref(&subscription.secret), clock.now()).unwrap();
     running.stop().await;
 }
 
@@ -84,26 +83,20 @@ async fn smartlyq_makes_six_attempts_doubling_from_two_minutes_then_drops() {
     let receiver = Receiver::scripted(|_, _| Reply::status(500).with_body("down")).await.unwrap();
     let (webhooks, clock) = webhooks(Preset::smartlyq());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("wallet.low")).await.unwrap();
-    let dispatcher = webhooks.dispatcher().allow_private_networks(true).build().unwrap();
-    let activity = dispatcher.activity();
-    let running = Running::start(dispatcher);
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("wallet.low", json!({"balance": "4.99"})).await.unwrap().deliveries[0];
-    let settled = || async { tokio::time::timeout(WAIT, activity.settled()).await.expect("settles") };
 
-    settled().await;
+    running.settle().await;
     for (attempt, wait_minutes) in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32)] {
         // Settled: every attempt due is made and recorded, nothing more.
         assert_eq!(webhooks.attempts(id).await.unwrap().len(), attempt);
         // One second short of the wait, nothing happens.
-        clock.advance(Duration::from_secs(wait_minutes * 60 - 1));
-        settled().await;
+        running.advance(&clock, Duration::from_secs(wait_minutes * 60 - 1)).await;
         assert_eq!(receiver.received().len(), attempt, "no early retry before {wait_minutes} min");
-        clock.advance(Duration::from_secs(1));
-        settled().await;
+        running.advance(&clock, Duration::from_secs(1)).await;
     }
     assert_eq!(webhooks.attempts(id).await.unwrap().len(), 6);
-    clock.advance(Duration::from_secs(24 * 3600));
-    settled().await;
+    running.advance(&clock, Duration::from_secs(24 * 3600)).await;
 
     assert_eq!(receiver.received().len(), 6);
     let delivery = webhooks.delivery(id).await.unwrap().unwrap();
@@ -125,13 +118,14 @@ async fn deepsmith_makes_four_attempts_at_10_s_60_s_and_5_min() {
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
 
+    running.settle().await;
     for (attempt, wait) in [(1, 10), (2, 60), (3, 300)] {
-        recorded(&webhooks, id, attempt).await;
-        clock.advance(Duration::from_secs(wait));
+        assert_eq!(webhooks.attempts(id).await.unwrap().len(), attempt);
+        running.advance(&clock, Duration::from_secs(wait - 1)).await;
+        assert_eq!(receiver.received().len(), attempt, "no early retry before {wait} s");
+        running.advance(&clock, Duration::from_secs(1)).await;
     }
-    recorded(&webhooks, id, 4).await;
-    clock.advance(Duration::from_secs(3600));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    running.advance(&clock, Duration::from_secs(3600)).await;
 
     let attempts = webhooks.attempts(id).await.unwrap();
     let offsets: Vec<i64> = attempts.iter().map(|a| (a.started_at - start()).num_seconds()).collect();
@@ -149,13 +143,11 @@ async fn a_2xx_after_failures_stops_the_retries() {
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
 
-    for (attempt, wait) in [(1, 10), (2, 60)] {
-        recorded(&webhooks, id, attempt).await;
-        clock.advance(Duration::from_secs(wait));
+    running.settle().await;
+    for wait in [10, 60] {
+        running.advance(&clock, Duration::from_secs(wait)).await;
     }
-    recorded(&webhooks, id, 3).await;
-    clock.advance(Duration::from_secs(3600));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    running.advance(&clock, Duration::from_secs(3600)).await;
 
     assert_eq!(receiver.received().len(), 3);
     let delivery = webhooks.delivery(id).await.unwrap().unwrap();
@@ -271,11 +263,9 @@ async fn deepsmith_disables_after_ten_failures_and_holds_the_rest_until_enabled(
     for n in 0..3 {
         ids.extend(webhooks.publish("iq.status_updated", json!({"n": n})).await.unwrap().deliveries);
     }
-    eventually("the endpoint is disabled", || async {
-        !webhooks.subscription(subscription.id).await.unwrap().is_enabled()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Retries are due at once: settled, the endpoint has failed its last.
+    running.settle().await;
+    assert!(!webhooks.subscription(subscription.id).await.unwrap().is_enabled());
     assert_eq!(receiver.received().len(), 10, "no attempt after the tenth failure");
     let status = webhooks.subscription(subscription.id).await.unwrap().status;
     assert!(
@@ -309,7 +299,8 @@ async fn an_idle_dispatcher_is_woken_by_a_publish() {
             .build()
             .unwrap(),
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Settled: the dispatcher has looked and is waiting.
+    running.settle().await;
     webhooks.publish("iq.status_updated", json!({})).await.unwrap();
     assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1);
     running.stop().await;
@@ -335,14 +326,12 @@ async fn outcomes_reach_the_hosts_hook() {
     let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 500 } else { 200 })).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith().with_retry_scale(0.0).unwrap());
     webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
-    let (sender, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
-    let dispatcher = webhooks.dispatcher().allow_private_networks(true).on_outcome(move |outcome| {
-        let _ = sender.send((outcome.attempt.number, outcome.verdict.as_str()));
-    });
+    let (dispatcher, mut outcomes) = Outcomes::collect(webhooks.dispatcher().allow_private_networks(true));
     let running = Running::start(dispatcher.build().unwrap());
     webhooks.publish("iq.status_updated", json!({})).await.unwrap();
-    assert_eq!(outcomes.recv().await, Some((1, "retrying")));
-    assert_eq!(outcomes.recv().await, Some((2, "delivered")));
+    let mut next = async || outcomes.next(WAIT).await.map(|o| (o.attempt.number, o.verdict.as_str()));
+    assert_eq!(next().await, Some((1, "retrying")));
+    assert_eq!(next().await, Some((2, "delivered")));
     running.stop().await;
 }
 

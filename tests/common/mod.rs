@@ -6,9 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use webhooks_core::{DeliveryId, Dispatcher, ManualClock, Preset, UrlRule, Webhooks};
+use webhooks_core::{DeliveryId, ManualClock, Preset, UrlRule, Webhooks};
 use webhooks_memory::MemoryStore;
 
 /// When the manual clock starts: 2026-03-02T14:30:00Z.
@@ -33,25 +31,10 @@ pub fn webhooks(preset: Preset) -> (Webhooks, ManualClock) {
     (webhooks, clock)
 }
 
-/// A dispatcher running in the background until the guard is dropped or stopped.
-pub struct Running {
-    pub shutdown: CancellationToken,
-    pub task: JoinHandle<()>,
-}
-
-impl Running {
-    pub fn start(dispatcher: Dispatcher) -> Self {
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(dispatcher.run(shutdown.clone()));
-        Self { shutdown, task }
-    }
-
-    /// Cancels and waits for the dispatcher to return.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("stops in time").unwrap();
-    }
-}
+/// A dispatcher running in the background: cancelled when dropped, with
+/// `stop`, `settle` and `advance`.
+#[allow(unused_imports)] // as dead_code above: not every test file runs a dispatcher
+pub use webhooks_testkit::TestDispatcher as Running;
 
 /// Polls `check` until it is true, failing the test after 10 s.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
