@@ -756,7 +756,7 @@ async fn healthy_beside_hanging(hanging: usize) -> Duration {
     }
     assert_eq!(healthy.stat(|s| &s.requests), HEALTHY as usize);
     // The hanging requests would hold a graceful stop for 15 s.
-    running.task.abort();
+    running.abort();
     took
 }
 

@@ -3,10 +3,9 @@
 //! a delivery listing. Each driver reads its rows into these and binds the
 //! values; the meaning lives here once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::micros;
@@ -14,7 +13,7 @@ use crate::model::{
     Attempt, AttemptResult, Delivery, DeliveryState, Owner, PreviousSecret, Subscription, SubscriptionStatus,
 };
 use crate::secret::Secret;
-use crate::settings::{CustomHeader, EndpointSettings, RateLimit};
+use crate::settings::EndpointSettings;
 use crate::store::{DeliveryQuery, StateFilter};
 
 /// A stored value that is not one the model allows: the database was
@@ -49,90 +48,17 @@ pub fn state(name: &str) -> Result<DeliveryState, CorruptRow> {
     name.parse().map_err(|error| CorruptRow(format!("{error}")))
 }
 
-/// A subscription's settings as stored: JSON text with secret header
-/// values in the clear (the admin form redacts them; a store must not).
-#[derive(Serialize, Deserialize)]
-struct StoredSettings {
-    #[serde(default)]
-    headers: Vec<StoredHeader>,
-    #[serde(default)]
-    rate_limit: Option<StoredRate>,
-    #[serde(default)]
-    max_in_flight: Option<u32>,
-    #[serde(default)]
-    ordered: bool,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredHeader {
-    name: String,
-    value: String,
-    secret: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredRate {
-    per_second: u32,
-    burst: u32,
-}
-
-/// Settings as the `settings` column keeps them, secret values included.
+/// Settings as the `settings` column keeps them, secret values included
+/// (the admin form redacts them; a store must not).
 pub fn settings_to_text(settings: &EndpointSettings) -> String {
-    let stored = StoredSettings {
-        headers: settings
-            .headers
-            .iter()
-            .map(|header| StoredHeader {
-                name: header.name().to_owned(),
-                value: header.expose_value().to_owned(),
-                secret: header.is_secret(),
-            })
-            .collect(),
-        rate_limit: settings
-            .rate_limit
-            .map(|limit| StoredRate { per_second: limit.per_second(), burst: limit.burst() }),
-        max_in_flight: settings.max_in_flight,
-        ordered: settings.ordered,
-        description: settings.description.clone(),
-        metadata: settings.metadata.clone(),
-    };
     // Strings, numbers and maps with string keys always serialize.
-    serde_json::to_string(&stored).unwrap_or_else(|_| "{}".to_owned())
+    serde_json::to_string(&settings.with_secrets()).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// Settings read back from the `settings` column.
+/// Settings read back from the `settings` column, checked as when they were
+/// set.
 pub fn settings_from_text(text: &str) -> Result<EndpointSettings, CorruptRow> {
-    let stored: StoredSettings =
-        serde_json::from_str(text).map_err(|error| CorruptRow(format!("settings: {error}")))?;
-    let headers = stored
-        .headers
-        .into_iter()
-        .map(|header| {
-            let made = if header.secret {
-                CustomHeader::secret(&header.name, &header.value)
-            } else {
-                CustomHeader::new(&header.name, &header.value)
-            };
-            made.map_err(|error| CorruptRow(format!("settings: {error}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let rate_limit = stored
-        .rate_limit
-        .map(|rate| RateLimit::new(rate.per_second, rate.burst))
-        .transpose()
-        .map_err(|error| CorruptRow(format!("settings: {error}")))?;
-    Ok(EndpointSettings {
-        headers,
-        rate_limit,
-        max_in_flight: stored.max_in_flight,
-        ordered: stored.ordered,
-        description: stored.description,
-        metadata: stored.metadata,
-    })
+    serde_json::from_str(text).map_err(|error| CorruptRow(format!("settings: {error}")))
 }
 
 /// A subscription's columns as stored.
@@ -363,7 +289,8 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DeliveryId, SubscriptionId};
+    use crate::{CustomHeader, DeliveryId, RateLimit, SubscriptionId};
+    use std::collections::BTreeMap;
 
     #[test]
     fn filters_number_their_placeholders_in_each_dialect() {
