@@ -1,16 +1,19 @@
 //! Per-endpoint settings as the dispatcher applies them: headers, rate
-//! limits. (In-flight caps are in `faults.rs`, beside the server that
-//! counts requests in flight; ordering is in the store suite and
-//! `ordering.rs`.)
+//! limits, ordered delivery, on every store. (In-flight caps are in
+//! `faults.rs`, beside the server that counts requests in flight.)
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Running, webhooks};
+use common::{Running, over_http, start, webhooks};
 use serde_json::json;
-use webhooks_core::{CustomHeader, EndpointSettings, Error, Preset, Subscription, SubscriptionUpdate};
-use webhooks_examples::Receiver;
+use webhooks_core::{
+    CustomHeader, EndpointSettings, Error, ManualClock, Preset, Schedule, Store, Subscription,
+    SubscriptionUpdate, Webhooks,
+};
+use webhooks_examples::{Received, Receiver, Reply, TestDispatcher};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -129,3 +132,115 @@ async fn a_rate_limit_spaces_attempts_while_an_unlimited_endpoint_runs_free() {
     }
     running.stop().await;
 }
+
+/// A facade on `store` with `clock`, retrying after 10 s then 20 s.
+fn on(store: Arc<dyn Store>, clock: &ManualClock) -> Webhooks {
+    let retries = Schedule::new([Duration::from_secs(10), Duration::from_secs(20)]).unwrap();
+    Webhooks::builder()
+        .shared_store(store)
+        .preset(over_http(Preset::standard()).with_retry(retries))
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+fn number(request: &Received) -> u64 {
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    body["data"]["n"].as_u64().unwrap()
+}
+
+/// An ordered endpoint that fails the first event twice still sees the
+/// events in publish order: the later ones wait, not retried around it;
+/// an unordered endpoint beside it gets them at once.
+async fn ordered_delivery_waits_for_the_earlier_event(store: Arc<dyn Store>) {
+    let clock = ManualClock::new(start());
+    let webhooks = on(store, &clock);
+    let ordered = Receiver::scripted(|n, _| Reply::status(if n < 2 { 500 } else { 200 })).await.unwrap();
+    let free = Receiver::start().await.unwrap();
+    webhooks
+        .subscribe(Subscription::builder(ordered.url()).event_type("job.updated").ordered(true))
+        .await
+        .unwrap();
+    webhooks.subscribe(Subscription::builder(free.url()).event_type("job.updated")).await.unwrap();
+    let dispatcher =
+        TestDispatcher::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    for n in 0..3 {
+        webhooks.publish("job.updated", json!({ "n": n })).await.unwrap();
+    }
+    dispatcher.settle().await;
+    assert_eq!(free.received().iter().map(number).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(ordered.received().iter().map(number).collect::<Vec<_>>(), [0], "1 and 2 wait behind 0");
+    dispatcher.advance(&clock, Duration::from_secs(10)).await;
+    assert_eq!(ordered.received().iter().map(number).collect::<Vec<_>>(), [0, 0]);
+    dispatcher.advance(&clock, Duration::from_secs(20)).await;
+    assert_eq!(ordered.received().iter().map(number).collect::<Vec<_>>(), [0, 0, 0, 1, 2]);
+    dispatcher.stop().await;
+}
+
+/// A dropped delivery lets the next one go.
+async fn a_dropped_delivery_unblocks_the_next(store: Arc<dyn Store>) {
+    let clock = ManualClock::new(start());
+    let webhooks = on(store, &clock);
+    // Event 0 fails all three attempts; the rest are acknowledged.
+    let ordered = Receiver::scripted(|n, _| Reply::status(if n < 3 { 500 } else { 200 })).await.unwrap();
+    webhooks
+        .subscribe(Subscription::builder(ordered.url()).event_type("job.updated").ordered(true))
+        .await
+        .unwrap();
+    let dispatcher =
+        TestDispatcher::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    for n in 0..2 {
+        webhooks.publish("job.updated", json!({ "n": n })).await.unwrap();
+    }
+    dispatcher.settle().await;
+    dispatcher.advance(&clock, Duration::from_secs(10)).await;
+    dispatcher.advance(&clock, Duration::from_secs(20)).await;
+    assert_eq!(ordered.received().iter().map(number).collect::<Vec<_>>(), [0, 0, 0, 1]);
+    dispatcher.stop().await;
+}
+
+/// A rate limit is each dispatcher's own: two instances on one store each
+/// send their burst, so the endpoint sees up to twice the limit.
+async fn a_rate_limit_holds_per_dispatcher(store: Arc<dyn Store>) {
+    let clock = ManualClock::new(start());
+    let first = on(Arc::clone(&store), &clock);
+    let second = on(store, &clock);
+    let limited = Receiver::start().await.unwrap();
+    first
+        .subscribe(Subscription::builder(limited.url()).event_type("job.updated").rate_limit(1, 2))
+        .await
+        .unwrap();
+    let instances: Vec<TestDispatcher> = [&first, &second]
+        .into_iter()
+        .map(|webhooks| {
+            TestDispatcher::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap())
+        })
+        .collect();
+    for n in 0..10 {
+        first.publish("job.updated", json!({ "n": n })).await.unwrap();
+    }
+    for _ in 0..2 {
+        // The first instance settles with its burst spent; the second then
+        // spends its own on what is left.
+        for instance in &instances {
+            instance.settle().await;
+        }
+    }
+    assert_eq!(limited.received().len(), 4, "a burst of 2 from each of the 2 dispatchers");
+    clock.advance(Duration::from_secs(1));
+    for _ in 0..2 {
+        for instance in &instances {
+            instance.settle().await;
+        }
+    }
+    assert_eq!(limited.received().len(), 6, "one token each per second");
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+on_every_store!(
+    ordered_delivery_waits_for_the_earlier_event,
+    a_dropped_delivery_unblocks_the_next,
+    a_rate_limit_holds_per_dispatcher,
+);

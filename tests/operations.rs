@@ -118,6 +118,8 @@ async fn recover_requeues_what_an_outage_dropped_or_held(store: Arc<dyn Store>) 
         !webhooks.subscription(subscription).await.unwrap().is_enabled()
     })
     .await;
+    // An attempt claimed before the disable may still be on its way.
+    running.settle().await;
     let before = webhooks.delivery_counts(subscription).await.unwrap();
     assert_eq!(before.pending + before.dropped, 3);
     let held = webhooks
@@ -282,35 +284,6 @@ async fn stats_sum_up_an_endpoint(store: Arc<dyn Store>) {
     assert_eq!((stats.last_success_at, stats.last_failure_at), (Some(start()), Some(start())));
     let log = webhooks.delivery_log(id).await.unwrap();
     assert!(matches!(log.attempts[0].result, AttemptResult::Response { status: 500, .. }));
-}
-
-async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = webhooks_sqlite::SqliteStore::open(dir.path().join("webhooks.db")).await.unwrap();
-    (Arc::new(store), dir)
-}
-
-/// Each check as a test on the memory store and on SQLite.
-macro_rules! on_every_store {
-    ($($check:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    super::$check(std::sync::Arc::new(webhooks_memory::MemoryStore::new())).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let (store, _dir) = super::sqlite().await;
-                    super::$check(store).await;
-                }
-            )*
-        }
-    };
 }
 
 on_every_store!(

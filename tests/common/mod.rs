@@ -114,3 +114,48 @@ pub fn spawn_send(
         .spawn()
         .unwrap()
 }
+
+/// A SQLite store in a new temporary directory, kept as long as the guard.
+pub async fn sqlite_store() -> (std::sync::Arc<dyn webhooks_core::Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = webhooks_sqlite::SqliteStore::open(dir.path().join("webhooks.db")).await.unwrap();
+    (std::sync::Arc::new(store), dir)
+}
+
+/// Each check (an `async fn(Arc<dyn Store>)` of the calling file) as a test
+/// on the memory store, on SQLite and on PostgreSQL (reported ignored where
+/// no server can be had).
+#[macro_export]
+macro_rules! on_every_store {
+    ($($check:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(std::sync::Arc::new(webhooks_memory::MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let (store, _dir) = super::common::sqlite_store().await;
+                    super::$check(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
+                #[tokio::test]
+                async fn $check() {
+                    let Some(database) = webhooks_postgres::testing::TestDatabase::create().await.unwrap() else {
+                        return;
+                    };
+                    super::$check(std::sync::Arc::new(database.store().await.unwrap())).await;
+                }
+            )*
+        }
+    };
+}

@@ -79,6 +79,7 @@ mod guard;
 mod http;
 pub mod micros;
 mod model;
+mod patience;
 mod preset;
 mod publish;
 mod retry;

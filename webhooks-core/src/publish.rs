@@ -363,17 +363,7 @@ impl Webhooks {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        use backon::{ExponentialBuilder, Retryable};
-        let deadline = tokio::time::Instant::now() + self.inner.publish_retry;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(usize::MAX)
-            .with_jitter();
-        call.retry(backoff)
-            .when(|error: &StoreError| error.is_transient() && tokio::time::Instant::now() < deadline)
-            .notify(|error, wait| tracing::warn!(%error, ?wait, "store unavailable; publishing again"))
-            .await
+        crate::patience::while_unavailable(self.inner.publish_retry, "publishing", call).await
     }
 
     /// Counts and wakes after publications were stored.

@@ -75,8 +75,13 @@ pub(crate) async fn record_all(
     // After the finished deliveries are written, so the next one sees them
     // gone; the subscriptions are locked above, as publishing to an ordered
     // one locks it.
+    let released = !releases.is_empty();
     for (subscription, now) in releases {
         queries::release_next(db, subscription, now).await?;
+    }
+    // A delivery that waited is due now: every instance may take it.
+    if released {
+        crate::listen::announce(db).await?;
     }
     Ok(results)
 }

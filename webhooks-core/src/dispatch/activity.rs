@@ -83,7 +83,7 @@ impl Drop for Busy {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), webhooks_core::Error> {
-/// let clock = ManualClock::default();
+/// let clock = ManualClock::new(chrono::Utc::now());
 /// let webhooks = Webhooks::builder()
 ///     .store(webhooks_memory::MemoryStore::new())
 ///     .preset(Preset::deepsmith())

@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::guard::Guard;
 use crate::http;
 use crate::model::{Attempt, AttemptResult, DeliveryId, SubscriptionId};
+use crate::patience::while_unavailable;
 use crate::scheme::Message;
 use crate::store::{AttemptRecord, Claim, Recorded, Store, StoreError, StoreResult, Verdict};
 use crate::webhooks::Webhooks;
@@ -123,6 +124,9 @@ const LEASE_MARGIN: Duration = Duration::from_secs(15);
 /// What an attempt leaves of its lease for recording its outcome: the
 /// request is cut short rather than let the lease run out under it.
 const RECORD_MARGIN: Duration = Duration::from_secs(10);
+
+/// How long recording waits out an unavailable store, within the margin.
+const RECORD_PATIENCE: Duration = Duration::from_secs(8);
 
 impl DispatcherBuilder {
     pub(crate) fn new(webhooks: Webhooks) -> Self {
@@ -619,16 +623,20 @@ async fn record_in_batches(
                 (t.record, t.about)
             })
             .unzip();
-        let results = match store.record_attempts(&records).await {
-            Ok(results) if results.len() == records.len() => results,
-            Ok(_) => {
-                records.iter().map(|_| Err(StoreError::backend("the store recorded a short batch"))).collect()
-            }
-            Err(error) => {
-                let message = error.to_string();
-                records.iter().map(|_| Err(StoreError::backend(message.clone()))).collect()
-            }
-        };
+        // A store unavailable for a moment (a restart) is waited out within
+        // the leases, so the attempts are not made again.
+        let results =
+            match while_unavailable(RECORD_PATIENCE, "recording", || store.record_attempts(&records)).await {
+                Ok(results) if results.len() == records.len() => results,
+                Ok(_) => records
+                    .iter()
+                    .map(|_| Err(StoreError::backend("the store recorded a short batch")))
+                    .collect(),
+                Err(error) => {
+                    let message = error.to_string();
+                    records.iter().map(|_| Err(StoreError::backend(message.clone()))).collect()
+                }
+            };
         // Retries may be due now.
         watch.changed();
         for ((record, result), about) in records.into_iter().zip(results).zip(about) {
@@ -893,7 +901,9 @@ impl Pool {
                 }
             }
             None => {
-                let result = self.store.record_attempt(&record).await;
+                let result =
+                    while_unavailable(RECORD_PATIENCE, "recording", || self.store.record_attempt(&record))
+                        .await;
                 self.outcomes.recorded(record, result, about);
                 drop(busy);
             }
