@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-use webhooks_core::{Preset, Subscription, Webhooks};
+use webhooks_core::{Preset, Store, Subscription, Webhooks};
 use webhooks_examples::{Receiver, Reply};
 use webhooks_postgres::testing::{StoppableServer, TestDatabase};
 use webhooks_sqlite::{SqliteStore, rusqlite};
@@ -35,11 +35,9 @@ fn lock_for(path: &Path, held: Duration) -> std::thread::JoinHandle<()> {
     holder
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishing_waits_out_a_locked_store_and_without_patience_says_it_is_transient() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+/// Two facades on `store`: one that returns a store error at once, one that
+/// waits `patience`; with a subscription, so publishing reaches the store.
+async fn impatient_and_patient<S: Store + Clone>(store: S, patience: Duration) -> (Webhooks, Webhooks) {
     let facade = |patience| {
         Webhooks::builder()
             .store(store.clone())
@@ -48,11 +46,20 @@ async fn publishing_waits_out_a_locked_store_and_without_patience_says_it_is_tra
             .build()
             .unwrap()
     };
-    let (impatient, patient) = (facade(Duration::ZERO), facade(Duration::from_secs(30)));
+    let (impatient, patient) = (facade(Duration::ZERO), facade(patience));
     patient
         .subscribe(Subscription::builder("https://example.com/hooks").event_type("iq.status_updated"))
         .await
         .unwrap();
+    (impatient, patient)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_waits_out_a_locked_store_and_without_patience_says_it_is_transient() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (impatient, patient) = impatient_and_patient(store, Duration::from_secs(30)).await;
 
     // Longer than the store's 5 s busy timeout.
     let holder = lock_for(&path, Duration::from_secs(7));
@@ -132,19 +139,7 @@ async fn publishing_on_postgres_waits_out_a_restart_and_without_patience_says_it
     let Some(server) = StoppableServer::start_new().map(Arc::new) else { return };
     let database = TestDatabase::create_on(server.url()).await.unwrap();
     let store = database.store().await.unwrap();
-    let facade = |patience| {
-        Webhooks::builder()
-            .store(store.clone())
-            .preset(common::over_http(Preset::deepsmith()))
-            .publish_retry(patience)
-            .build()
-            .unwrap()
-    };
-    let (impatient, patient) = (facade(Duration::ZERO), facade(Duration::from_secs(60)));
-    patient
-        .subscribe(Subscription::builder("https://example.com/hooks").event_type("iq.status_updated"))
-        .await
-        .unwrap();
+    let (impatient, patient) = impatient_and_patient(store, Duration::from_secs(60)).await;
     // The pool holds a connection from before the crash: the first call
     // finds it cut, later ones find the server refusing connections.
     impatient.publish("iq.status_updated", json!({"n": 0})).await.unwrap();
