@@ -11,8 +11,9 @@ use crate::store::StoreError;
 use crate::telemetry::tracing;
 
 /// Runs `call` again and again while it fails with a transient error
-/// ([`StoreError::is_transient`]) and `patience` has not run out, backing off
-/// from 50 ms to 2 s between tries; `doing` names the call in the logs.
+/// ([`StoreError::is_transient`]), backing off from 50 ms to 2 s between
+/// tries, never starting a try after `patience` has run out; `doing` names
+/// the call in the logs.
 pub(crate) async fn while_unavailable<T, F, Fut>(
     patience: Duration,
     doing: &'static str,
@@ -29,7 +30,9 @@ where
         .with_max_times(usize::MAX)
         .with_jitter();
     call.retry(backoff)
-        .when(|error: &StoreError| error.is_transient() && tokio::time::Instant::now() < deadline)
+        .when(StoreError::is_transient)
+        // A wait that would end past the deadline is not taken.
+        .adjust(move |_, wait| wait.filter(|wait| tokio::time::Instant::now() + *wait <= deadline))
         .notify(|error, wait| tracing::warn!(%error, ?wait, "store unavailable; {doing} again"))
         .await
 }

@@ -38,7 +38,9 @@ pub struct EndpointSettings {
     pub max_in_flight: Option<u32>,
     /// Deliveries are attempted one at a time in publish order: a delivery
     /// waits while an earlier one of the same subscription is pending. A
-    /// dropped delivery lets the next one go.
+    /// dropped delivery lets the next one go. Publish order is delivery id
+    /// order: the order of publishing within one process, and of the
+    /// publishing instances' clocks between processes.
     pub ordered: bool,
     /// Free text for the host's screens.
     pub description: String,
@@ -157,6 +159,11 @@ impl CustomHeader {
         let parsed = HeaderName::try_from(name).map_err(|_| InvalidHeader::Name(shown.clone()))?;
         if RESERVED.contains(&parsed.as_str()) {
             return Err(InvalidHeader::Reserved(parsed.as_str().to_owned()));
+        }
+        // Visible ASCII and spaces only: what `to_str` reads back, so the
+        // value a store keeps is the value sent.
+        if !value.bytes().all(|byte| byte == b' ' || byte == b'\t' || byte.is_ascii_graphic()) {
+            return Err(InvalidHeader::Value(parsed.as_str().to_owned()));
         }
         let mut value =
             HeaderValue::try_from(value).map_err(|_| InvalidHeader::Value(parsed.as_str().to_owned()))?;
@@ -349,6 +356,11 @@ mod tests {
         }
         assert!(matches!(CustomHeader::new("bad name", "x"), Err(InvalidHeader::Name(_))));
         assert!(matches!(CustomHeader::new("x-ok", "line\nbreak"), Err(InvalidHeader::Value(_))));
+        // Bytes a header may carry but not read back as text.
+        assert!(matches!(
+            CustomHeader::secret("authorization", "Bearer tökén"),
+            Err(InvalidHeader::Value(_))
+        ));
         assert_eq!(CustomHeader::new("X-Route", "eu-1").unwrap().name(), "x-route");
     }
 

@@ -18,8 +18,9 @@ pub(super) struct Watch {
     pub(super) wake: Notify,
     /// Claims taken and not yet recorded or given back.
     busy: AtomicUsize,
-    /// Counts the claimer's looks that found nothing to do.
-    passes: watch::Sender<u64>,
+    /// The latest look that found nothing to do, as the count of changes
+    /// when it started: a look that started after a change saw it.
+    passes: watch::Sender<usize>,
 }
 
 impl Watch {
@@ -33,14 +34,16 @@ impl Watch {
         }
     }
 
-    /// Tells an idle claimer that something changed. Costs one atomic add
-    /// and one load while the claimer is busy.
-    pub(super) fn changed(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
+    /// Tells an idle claimer that something changed; returns the count of
+    /// changes with this one. Costs one atomic add and one load while the
+    /// claimer is busy.
+    pub(super) fn changed(&self) -> usize {
+        let count = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
         if self.idle.load(Ordering::SeqCst) {
             // A permit is kept if the claimer is not polling yet.
             self.wake.notify_one();
         }
+        count
     }
 
     /// A claim was taken: busy until its [`Busy`] drops.
@@ -49,11 +52,16 @@ impl Watch {
         Busy(Arc::clone(self))
     }
 
-    /// The claimer found nothing due and is about to wait: a pass, if
+    /// The claimer's look that started when the count of changes was
+    /// `started` found nothing due, and it is about to wait: a pass, if
     /// nothing is in flight either.
-    pub(super) fn looked_idle(&self) {
+    pub(super) fn looked_idle(&self, started: usize) {
         if self.busy.load(Ordering::SeqCst) == 0 {
-            self.passes.send_modify(|pass| *pass += 1);
+            self.passes.send_if_modified(|pass| {
+                let newer = started > *pass;
+                *pass = (*pass).max(started);
+                newer
+            });
         }
     }
 }
@@ -63,9 +71,11 @@ pub(super) struct Busy(Arc<Watch>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::SeqCst);
-        // The claimer looks again, and may then see nothing to do.
+        // Counted as a change first: a look that started before it (and did
+        // not see what the attempt's record made due) is not a pass, even if
+        // it ends after the claim is no longer busy.
         self.0.changed();
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -117,9 +127,10 @@ impl Activity {
     /// timeout in tests.
     pub async fn settled(&self) {
         let mut passes = self.watch.passes.subscribe();
-        let seen = *passes.borrow_and_update();
-        self.watch.changed();
+        // A change the claimer wakes for; a look that started after it saw
+        // everything done before this call.
+        let after = self.watch.changed();
         // The sender lives in `self.watch`: it cannot close while we wait.
-        let _ = passes.wait_for(|pass| *pass > seen).await;
+        let _ = passes.wait_for(|pass| *pass >= after).await;
     }
 }

@@ -739,6 +739,9 @@ impl Pool {
                 wait_until = wait_until.min(next_token);
             }
             let wanted = self.waiting.load(Ordering::Relaxed) + 1;
+            // Whether the store answered both questions: only then is finding
+            // nothing a pass.
+            let mut looked = true;
             match self.store.claim_due(now, wanted, lease_until, &claimer.busy).await {
                 Ok(claims) if !claims.is_empty() => {
                     let mut mine = None;
@@ -776,9 +779,15 @@ impl Pool {
                     Ok(Some(due)) if due <= now => {}
                     Ok(Some(due)) => wait_until = wait_until.min(due),
                     Ok(None) => {}
-                    Err(error) => tracing::error!(%error, "store failed to tell the next due time"),
+                    Err(error) => {
+                        looked = false;
+                        tracing::error!(%error, "store failed to tell the next due time");
+                    }
                 },
-                Err(error) => tracing::error!(%error, "store failed to claim deliveries"),
+                Err(error) => {
+                    looked = false;
+                    tracing::error!(%error, "store failed to claim deliveries");
+                }
             }
             if wait_until <= clock.now() {
                 continue;
@@ -788,7 +797,9 @@ impl Pool {
             // seen here.
             self.watch.idle.store(true, Ordering::SeqCst);
             if self.watch.changes.load(Ordering::SeqCst) == changes {
-                self.watch.looked_idle();
+                if looked {
+                    self.watch.looked_idle(changes);
+                }
                 tokio::select! {
                     () = self.shutdown.cancelled() => {}
                     () = work => {}
@@ -833,9 +844,12 @@ impl Pool {
         };
         let mut headers = preset.scheme().headers(&message, &subscription.signing_secrets(started_at));
         // The subscription's own headers, checked when it was saved never
-        // to name one the scheme sets.
+        // to name one the scheme sets; one the scheme sets only sometimes
+        // (a custom scheme) still never gets a second value.
         for header in &subscription.settings.headers {
-            headers.append(header.header_name().clone(), header.header_value().clone());
+            if !headers.contains_key(header.header_name()) {
+                headers.insert(header.header_name().clone(), header.header_value().clone());
+            }
         }
         let timer = Instant::now();
         let exchange = http::post(

@@ -3,10 +3,11 @@
 //! answer, and the per-endpoint limits a subscription sets (in-flight cap,
 //! rate).
 //!
-//! - An endpoint's **share** starts at one request (until it has answered)
-//!   and doubles with each quick answer up to the per-endpoint cap; each
-//!   attempt that ends without an answer after a long wait (a timeout) halves
-//!   it. Endpoints that hang soon hold one slot each.
+//! - An endpoint's **share** starts at one request (until it has answered),
+//!   doubles with each quick answer and grows by one with each slow one, up
+//!   to the per-endpoint cap; each attempt that ends without an answer after
+//!   a long wait (a timeout) halves it. Endpoints that hang soon hold one
+//!   slot each; endpoints that answer slowly still get many.
 //! - An endpoint is **quick** while its last answer came within the quick
 //!   threshold and none of its requests in flight is older than that. A
 //!   **reserve** of slots (a quarter of them) serves only quick endpoints:
@@ -172,7 +173,11 @@ impl Shares {
                 endpoint.answered_quickly = true;
                 endpoint.share = (endpoint.share * 2).min(endpoint.cap);
             }
-            Some(Finished::Answered(_)) => endpoint.answered_quickly = false,
+            // A slow answer is an answer: the share grows, by one.
+            Some(Finished::Answered(_)) => {
+                endpoint.answered_quickly = false;
+                endpoint.share = (endpoint.share + 1).min(endpoint.cap);
+            }
             Some(Finished::NoAnswer(took)) if took >= self.quick_within => {
                 endpoint.answered_quickly = false;
                 endpoint.share = (endpoint.share / 2).max(1);
@@ -323,6 +328,18 @@ mod tests {
         let one = shares.take(&flaky, now()).unwrap();
         assert_eq!(shares.take(&flaky, now()).err(), Some(Refused::Busy));
         drop(one);
+    }
+
+    #[test]
+    fn slow_answers_grow_a_share_by_one() {
+        let shares = Arc::new(Shares::new(64, 32, Duration::from_secs(15)));
+        let slow = endpoint("https://slow.example/");
+        for expected in 1..=4 {
+            let mut held: Vec<Share> = (0..expected).map(|_| shares.take(&slow, now()).unwrap()).collect();
+            assert!(shares.take(&slow, now()).is_err(), "a share of {expected}");
+            // One slow answer (the others end unanswered-for): one more.
+            held.pop().unwrap().finish(Finished::Answered(Duration::from_secs(3)));
+        }
     }
 
     #[test]

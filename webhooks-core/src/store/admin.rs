@@ -67,11 +67,13 @@ impl DeliveryCounts {
 /// ```
 ///
 /// With the `serde` feature it reads from a query string or JSON, every
-/// field optional (`?state=held&limit=50`); a host sets `owner` itself.
+/// field optional (`?state=held&limit=50`); `owner` is never read from
+/// outside (a customer must not pick another's): the host sets it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(default))]
 pub struct DeliveryQuery {
     /// Only this owner's subscriptions'.
+    #[cfg_attr(feature = "serde", serde(skip_deserializing))]
     pub owner: Option<Owner>,
     /// Only this subscription's.
     pub subscription: Option<SubscriptionId>,
