@@ -685,6 +685,11 @@ impl Pool {
             if self.shutdown.is_cancelled() {
                 return None;
             }
+            if !self.store.prefers_batches()
+                && let Some(claimed) = self.claim_alone().await
+            {
+                return Some(claimed);
+            }
             self.waiting.fetch_add(1, Ordering::Relaxed);
             self.watch.changed();
             let mut claimer = self.claimer.lock().await;
@@ -698,6 +703,27 @@ impl Pool {
             }
             if let Some(claimed) = self.claim(&mut claimer).await {
                 return Some(claimed);
+            }
+        }
+    }
+
+    /// Claims one delivery for this worker alone, if one is due: how workers
+    /// take work from a store that costs little per call (the memory
+    /// store), with no hand-over between workers while work is due. When
+    /// none is, the worker queues behind the claimer, who waits for work.
+    async fn claim_alone(&self) -> Option<Claimed> {
+        let now = self.shared.webhooks.clock().now();
+        let lease_until = now + self.lease;
+        let mut busy = Vec::new();
+        self.shares.busy(&mut busy, now);
+        let claim = self.store.claim_due(now, 1, lease_until, &busy).await.ok()?.into_iter().next()?;
+        match self.shares.take(&claim.subscription, now) {
+            Ok(share) => Some(Claimed { claim, lease_until, _share: share, busy: self.watch.busy() }),
+            Err(_) => {
+                if let Err(error) = self.store.release(&[claim.delivery.id], now).await {
+                    tracing::error!(%error, "store failed to release a claim; its lease will end");
+                }
+                None
             }
         }
     }
