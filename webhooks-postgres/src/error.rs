@@ -75,6 +75,23 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The connection was lost while the transaction committed: PostgreSQL
+    /// may or may not have made the change, so it is not tried again on its
+    /// own (a publish could be made twice, an attempt recorded twice). Not
+    /// transient: a publish with an idempotency key can be repeated safely;
+    /// an attempt whose record is unconfirmed is made again when its lease
+    /// ends.
+    #[error(
+        "could not {operation}: the connection was lost while committing, so whether it took effect is unknown: {}",
+        causes(source)
+    )]
+    Unconfirmed {
+        /// What was being done.
+        operation: &'static str,
+        /// What the driver said.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// A stored value does not decode into the model (a count out of range,
     /// an unknown state): the data was changed outside this crate.
     #[error("could not {operation}: corrupt data: {detail}")]
@@ -102,7 +119,7 @@ impl From<Error> for StoreError {
 }
 
 /// Whether a query failed for the connection, not for what it asked.
-fn lost_connection(error: &tokio_postgres::Error) -> bool {
+pub(crate) fn lost_connection(error: &tokio_postgres::Error) -> bool {
     match error.code() {
         // Connection exceptions, admin shutdown, cannot connect now, crash
         // shutdown, too many connections.
@@ -124,6 +141,8 @@ fn lost_connection(error: &tokio_postgres::Error) -> bool {
 #[derive(Debug)]
 pub(crate) enum Abort {
     Postgres(tokio_postgres::Error),
+    /// The commit's outcome is unknown: the connection went during it.
+    Unconfirmed(tokio_postgres::Error),
     Corrupt(String),
     Store(StoreError),
 }
@@ -151,6 +170,7 @@ impl Abort {
     pub(crate) fn into_store_error(self, operation: &'static str) -> StoreError {
         match self {
             Self::Postgres(source) => Error::Query { operation, source }.into(),
+            Self::Unconfirmed(source) => Error::Unconfirmed { operation, source }.into(),
             Self::Corrupt(detail) => Error::Corrupt { operation, detail }.into(),
             Self::Store(error) => error,
         }

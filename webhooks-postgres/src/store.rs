@@ -14,7 +14,7 @@ use webhooks_core::{
     SubscriptionId, SubscriptionStats, SubscriptionStore,
 };
 
-use crate::error::{Abort, Error, Outcome};
+use crate::error::{Abort, Error, Outcome, lost_connection};
 use crate::queries::{self, Db, GenericClient};
 use crate::{PostgresStore, listen, record};
 
@@ -94,7 +94,9 @@ impl PostgresStore {
             let outcome = async {
                 let transaction = client.transaction().await?;
                 let value = work(&transaction, args).await?;
-                transaction.commit().await?;
+                // A connection lost during the commit leaves its outcome
+                // unknown: never retried as if nothing had happened.
+                transaction.commit().await.map_err(commit_failed)?;
                 Ok(value)
             }
             .await;
@@ -105,6 +107,12 @@ impl PostgresStore {
             }
         }
     }
+}
+
+/// Why a commit failed: with the connection lost during it, whether it took
+/// effect is unknown.
+fn commit_failed(error: tokio_postgres::Error) -> Abort {
+    if lost_connection(&error) { Abort::Unconfirmed(error) } else { Abort::Postgres(error) }
 }
 
 /// Whether PostgreSQL aborted the transaction only to break a deadlock or a
@@ -417,5 +425,36 @@ impl Retention for PostgresStore {
             Box::pin(queries::purge_finished(db, *older_than, *limit))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDatabase;
+
+    /// A commit on a connection the server ended is unconfirmed, and not
+    /// transient: it is never retried as if nothing had happened. One the
+    /// server refused is an ordinary failure.
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
+    #[tokio::test]
+    async fn a_commit_on_a_lost_connection_is_unconfirmed() {
+        let Some(database) = TestDatabase::create().await.unwrap() else { return };
+        let store = database.store().await.unwrap();
+        let doomed = store.pool().get().await.unwrap();
+        let pid: i32 = doomed.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        doomed.batch_execute("BEGIN").await.unwrap();
+        let killer = store.pool().get().await.unwrap();
+        killer.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
+        let lost = doomed.batch_execute("COMMIT").await.unwrap_err();
+        let error = commit_failed(lost).into_store_error("publish events");
+        assert!(!error.is_transient(), "{error}");
+        assert!(error.to_string().contains("whether it took effect is unknown"), "{error}");
+
+        let refused = killer.batch_execute("COMMIT TO NOWHERE").await.unwrap_err();
+        assert!(matches!(commit_failed(refused), Abort::Postgres(_)));
     }
 }
