@@ -97,8 +97,12 @@ impl Shares {
         busy.clear();
         let mut endpoints = self.lock();
         let instant = Instant::now();
+        // A bucket still refilling is kept too: forgotten, it would come
+        // back full.
         endpoints.retain(|_, endpoint| {
-            !endpoint.in_flight.is_empty() || instant.duration_since(endpoint.last_used) < FORGET_AFTER
+            !endpoint.in_flight.is_empty()
+                || instant.duration_since(endpoint.last_used) < FORGET_AFTER
+                || endpoint.bucket.as_mut().is_some_and(|bucket| !bucket.is_full(now))
         });
         let slow_full = self.slow_load(&endpoints, instant) >= self.concurrency - self.reserve;
         let mut next_token = None;
@@ -234,6 +238,12 @@ impl Bucket {
         self.tokens =
             (self.tokens + elapsed * f64::from(self.limit.per_second())).min(f64::from(self.limit.burst()));
         self.at = self.at.max(now);
+    }
+
+    /// Whether it has its whole burst at `now`.
+    fn is_full(&mut self, now: DateTime<Utc>) -> bool {
+        self.refill(now);
+        self.tokens >= f64::from(self.limit.burst())
     }
 
     /// When the next token comes, if there is none now.
