@@ -38,8 +38,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    Audience, DeliveryId, Envelope, Event, EventId, JsonEnvelope, Owner, Preset, Subscription, UrlRule,
-    Webhooks, prelude::*,
+    Audience, ClaimRequest, DeliveryId, Envelope, Event, EventId, JsonEnvelope, Owner, Preset, Subscription,
+    UrlRule, Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::testing::TestDatabase;
@@ -517,7 +517,12 @@ async fn claim_cost(dir: &std::path::Path, pending: usize) -> Result<Value, Stri
         let now = chrono::Utc::now();
         let started = Instant::now();
         let claims = store
-            .claim_due(now, 64, now + chrono::Duration::seconds(60), &[])
+            .claim_due(&ClaimRequest {
+                now,
+                limit: 64,
+                lease_until: now + chrono::Duration::seconds(60),
+                skip: &[],
+            })
             .await
             .map_err(|e| e.to_string())?;
         samples.push(started.elapsed());

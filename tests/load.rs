@@ -15,7 +15,8 @@ use common::over_http;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    AttemptResult, DeliveryId, DeliveryState, DisablePolicy, Preset, Subscription, Webhooks, prelude::*,
+    AttemptResult, ClaimRequest, DeliveryId, DeliveryState, DisablePolicy, Preset, Subscription, Webhooks,
+    prelude::*,
 };
 use webhooks_examples::{Receiver, Reply};
 use webhooks_memory::MemoryStore;
@@ -135,7 +136,7 @@ async fn graceful_shutdown_under_load(store: Arc<dyn Store>) {
     }
     let now = webhooks.clock().now();
     let claimable: HashSet<DeliveryId> = store
-        .claim_due(now, DELIVERIES * 2, now + lease, &[])
+        .claim_due(&ClaimRequest { now, limit: DELIVERIES * 2, lease_until: now + lease, skip: &[] })
         .await
         .unwrap()
         .into_iter()

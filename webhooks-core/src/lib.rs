@@ -114,9 +114,9 @@ pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, Stan
 pub use secret::Secret;
 pub use settings::{CustomHeader, EndpointSettings, InvalidHeader, InvalidRateLimit, REDACTED, RateLimit};
 pub use store::{
-    Admin, AttemptRecord, Changes, Claim, Current, DeliveryCounts, DeliveryQuery, DeliveryQueue, NextState,
-    Publication, Recorded, Retention, StateFilter, Store, StoreError, StoreResult, SubscriptionStats,
-    SubscriptionStore, Verdict,
+    Admin, AttemptRecord, Changes, Claim, ClaimRequest, Current, DeliveryCounts, DeliveryQuery,
+    DeliveryQueue, NextState, Publication, Recorded, Retention, StateFilter, Store, StoreError, StoreResult,
+    SubscriptionStats, SubscriptionStore, Verdict,
 };
 /// The store traits, for calling a store's methods on a concrete store:
 /// `use webhooks_core::prelude::*;`.

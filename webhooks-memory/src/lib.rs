@@ -28,10 +28,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use webhooks_core::{
-    Admin, Attempt, AttemptRecord, Claim, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery,
-    DeliveryQueue, DeliveryState, Event, EventId, Owner, Publication, Recorded, Retention, StateFilter,
-    StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
-    SubscriptionStore,
+    Admin, Attempt, AttemptRecord, Claim, ClaimRequest, Current, Delivery, DeliveryCounts, DeliveryId,
+    DeliveryQuery, DeliveryQueue, DeliveryState, Event, EventId, Owner, Publication, Recorded, Retention,
+    StateFilter, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
+    SubscriptionStatus, SubscriptionStore,
 };
 
 use crate::queue::{At, ClaimQueue, Micros};
@@ -566,19 +566,13 @@ impl DeliveryQueue for MemoryStore {
         Ok(state.insert_delivery(event, body, subscription))
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_until: DateTime<Utc>,
-        skip: &[SubscriptionId],
-    ) -> StoreResult<Vec<Claim>> {
+    async fn claim_due(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<Claim>> {
         let mut state = self.lock();
-        let due = state.claimable.due(queue::micros(now), limit, skip);
+        let due = state.claimable.due(queue::micros(request.now), request.limit, request.skip);
         let mut claims = Vec::with_capacity(due.len());
         for id in due {
             let Some(entry) = state.deliveries.get_mut(&id) else { continue };
-            entry.lease_until = Some(At::new(lease_until));
+            entry.lease_until = Some(At::new(request.lease_until));
             let delivery = entry.delivery(id);
             state.reindex(id);
             if let Some(subscription) = state.subscriptions.get(&delivery.subscription_id) {

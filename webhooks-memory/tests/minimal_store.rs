@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use webhooks_core::{
-    Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryId, DeliveryQuery, DeliveryQueue, Event, Owner,
-    Publication, Recorded, Retention, StoreResult, Subscription, SubscriptionId, SubscriptionStore,
+    Admin, Attempt, AttemptRecord, Claim, ClaimRequest, Delivery, DeliveryId, DeliveryQuery, DeliveryQueue,
+    Event, Owner, Publication, Recorded, Retention, StoreResult, Subscription, SubscriptionId,
+    SubscriptionStore,
 };
 use webhooks_memory::MemoryStore;
 
@@ -70,14 +71,8 @@ impl DeliveryQueue for Minimal {
         self.0.publish_to(event, body, subscription).await
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_until: DateTime<Utc>,
-        skip: &[SubscriptionId],
-    ) -> StoreResult<Vec<Claim>> {
-        self.0.claim_due(now, limit, lease_until, skip).await
+    async fn claim_due(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<Claim>> {
+        self.0.claim_due(request).await
     }
 
     async fn release(&self, ids: &[DeliveryId], claimable_at: DateTime<Utc>) -> StoreResult<()> {

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use webhooks_core::{
-    Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryQueue,
-    Event, Owner, Prepared, Publication, Recorded, Retention, StoreError, StoreResult, Subscription,
-    SubscriptionId, SubscriptionStats, SubscriptionStore,
+    Admin, Attempt, AttemptRecord, Claim, ClaimRequest, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery,
+    DeliveryQueue, Event, Owner, Prepared, Publication, Recorded, Retention, StoreError, StoreResult,
+    Subscription, SubscriptionId, SubscriptionStats, SubscriptionStore,
 };
 
 use crate::error::{Abort, Error, Outcome, lost_connection};
@@ -153,12 +153,9 @@ async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Out
 
 /// Leases due deliveries and pairs each with its subscription, read once
 /// per claim batch.
-async fn claim(
-    db: &Db<'_>,
-    (now, limit, lease_until, skip): &(DateTime<Utc>, usize, DateTime<Utc>, &[SubscriptionId]),
-) -> Outcome<Vec<Claim>> {
-    let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
-    let deliveries = queries::claim(db, *now, limit, *lease_until, skip).await?;
+async fn claim(db: &Db<'_>, request: &ClaimRequest<'_>) -> Outcome<Vec<Claim>> {
+    let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+    let deliveries = queries::claim(db, request.now, limit, request.lease_until, request.skip).await?;
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
@@ -303,17 +300,8 @@ impl DeliveryQueue for PostgresStore {
         .await
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_until: DateTime<Utc>,
-        skip: &[SubscriptionId],
-    ) -> StoreResult<Vec<Claim>> {
-        self.transaction("claim due deliveries", &(now, limit, lease_until, skip), |db, args| {
-            Box::pin(claim(db, args))
-        })
-        .await
+    async fn claim_due(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<Claim>> {
+        self.transaction("claim due deliveries", request, |db, request| Box::pin(claim(db, request))).await
     }
 
     async fn release(&self, ids: &[DeliveryId], claimable_at: DateTime<Utc>) -> StoreResult<()> {

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use webhooks_core::{
-    Admin, Attempt, AttemptRecord, Claim, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryQueue,
-    Event, Owner, Prepared, Publication, Recorded, Retention, StoreError, StoreResult, Subscription,
-    SubscriptionId, SubscriptionStats, SubscriptionStore,
+    Admin, Attempt, AttemptRecord, Claim, ClaimRequest, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery,
+    DeliveryQueue, Event, Owner, Prepared, Publication, Recorded, Retention, StoreError, StoreResult,
+    Subscription, SubscriptionId, SubscriptionStats, SubscriptionStore,
 };
 
 use crate::error::Error;
@@ -342,13 +342,8 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_until: DateTime<Utc>,
-        skip: &[SubscriptionId],
-    ) -> StoreResult<Vec<Claim>> {
+    async fn claim_due(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<Claim>> {
+        let ClaimRequest { now, limit, lease_until, skip } = *request;
         let skip = skip.to_vec();
         self.grouped_lease_write("claim due deliveries", move |db| {
             let mut subscriptions = HashMap::new();

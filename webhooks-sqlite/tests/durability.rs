@@ -122,15 +122,3 @@ async fn an_events_body_goes_with_its_last_delivery() {
     assert_eq!(count(&path, "SELECT count(*) FROM events"), 0);
     assert_eq!(count(&path, "SELECT count(*) FROM attempts"), 0);
 }
-
-#[tokio::test]
-async fn a_retry_that_never_comes_round_trips() {
-    let (store, _path, _dir) = fresh().await;
-    store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
-    let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap().deliveries[0];
-    let never = DateTime::<Utc>::MAX_UTC;
-    store.record_attempt(&answered(id, 1, 500, Verdict::Retry { at: never }, 1)).await.unwrap();
-    assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(never));
-    assert_eq!(store.next_due_at().await.unwrap(), Some(never));
-    assert!(store.claim_due(at(1_000_000_000), 10, never, &[]).await.unwrap().is_empty());
-}

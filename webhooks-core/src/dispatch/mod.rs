@@ -29,7 +29,7 @@ use crate::http;
 use crate::model::{Attempt, AttemptResult, DeliveryId, SubscriptionId};
 use crate::patience::while_unavailable;
 use crate::scheme::Message;
-use crate::store::{AttemptRecord, Claim, Recorded, Store, StoreError, StoreResult, Verdict};
+use crate::store::{AttemptRecord, Claim, ClaimRequest, Recorded, Store, StoreError, StoreResult, Verdict};
 use crate::webhooks::Webhooks;
 
 /// An attempt as recorded, handed to [`DispatcherBuilder::on_outcome`].
@@ -716,7 +716,13 @@ impl Pool {
         let lease_until = now + self.lease;
         let mut busy = Vec::new();
         self.shares.busy(&mut busy, now);
-        let claim = self.store.claim_due(now, 1, lease_until, &busy).await.ok()?.into_iter().next()?;
+        let claim = self
+            .store
+            .claim_due(&ClaimRequest { now, limit: 1, lease_until, skip: &busy })
+            .await
+            .ok()?
+            .into_iter()
+            .next()?;
         match self.shares.take(&claim.subscription, now) {
             Ok(share) => Some(Claimed { claim, lease_until, _share: share, busy: self.watch.busy() }),
             Err(_) => {
@@ -768,7 +774,11 @@ impl Pool {
             // Whether the store answered both questions: only then is finding
             // nothing a pass.
             let mut looked = true;
-            match self.store.claim_due(now, wanted, lease_until, &claimer.busy).await {
+            match self
+                .store
+                .claim_due(&ClaimRequest { now, limit: wanted, lease_until, skip: &claimer.busy })
+                .await
+            {
                 Ok(claims) if !claims.is_empty() => {
                     let mut mine = None;
                     let mut over_share = Vec::new();

@@ -22,7 +22,7 @@ mod subscriptions;
 use crate::model::{DeliveryId, SubscriptionId};
 
 pub use admin::{Admin, DeliveryCounts, DeliveryQuery, StateFilter, SubscriptionStats};
-pub use queue::{Claim, DeliveryQueue, Publication};
+pub use queue::{Claim, ClaimRequest, DeliveryQueue, Publication};
 pub use retention::Retention;
 pub use rules::{AttemptRecord, Changes, Current, NextState, Recorded, Verdict};
 pub use subscriptions::SubscriptionStore;

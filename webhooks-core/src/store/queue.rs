@@ -21,6 +21,22 @@ pub struct Claim {
     pub subscription: Arc<Subscription>,
 }
 
+/// What [`DeliveryQueue::claim_due`] asks of the store: which deliveries
+/// to lease, how many, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimRequest<'a> {
+    /// The time at which a delivery must be due (and its lease run out) to
+    /// be claimed.
+    pub now: DateTime<Utc>,
+    /// The most deliveries to lease.
+    pub limit: usize,
+    /// When the leases taken end and the deliveries become claimable again.
+    pub lease_until: DateTime<Utc>,
+    /// Subscriptions whose deliveries are left in the queue: the endpoints
+    /// that have their share of requests in flight already.
+    pub skip: &'a [SubscriptionId],
+}
+
 /// What publishing one event did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Publication {
@@ -75,20 +91,14 @@ pub trait DeliveryQueue: Send + Sync + Debug + 'static {
         subscription: SubscriptionId,
     ) -> StoreResult<DeliveryId>;
 
-    /// Leases up to `limit` pending deliveries that are due at `now` (never a
-    /// waiting one), whose
-    /// subscription is enabled and not in `skip`, and which no live lease
-    /// holds, until `lease_until`; earliest due first. A lease that runs out
-    /// makes the delivery claimable again, so a crashed worker's claims come
-    /// back. `skip` holds the endpoints that have their share of requests in
-    /// flight already; what they have due waits in the queue.
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_until: DateTime<Utc>,
-        skip: &[SubscriptionId],
-    ) -> StoreResult<Vec<Claim>>;
+    /// Leases up to `request.limit` pending deliveries that are due at
+    /// `request.now` (never a waiting one), whose subscription is enabled and
+    /// not in `request.skip`, and which no live lease holds, until
+    /// `request.lease_until`; earliest due first. A lease that runs out makes
+    /// the delivery claimable again, so a crashed worker's claims come back.
+    /// `request.skip` holds the endpoints that have their share of requests
+    /// in flight already; what they have due waits in the queue.
+    async fn claim_due(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<Claim>>;
 
     /// Gives claims back unattempted: each lease is cut to end at
     /// `claimable_at` (now, or a little later to let a busy endpoint be).
