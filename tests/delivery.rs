@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Running, eventually, recorded, start, webhooks};
+use common::{Running, delivered, recorded, start, webhooks};
 use serde_json::json;
 use webhooks_core::{
     AttemptResult, Clock, DeepSmithScheme, DeliveryState, Error, Preset, SmartlyQScheme, Subscription,
@@ -277,10 +277,7 @@ async fn deepsmith_disables_after_ten_failures_and_holds_the_rest_until_enabled(
 
     receiver.rescript(|_, _| Reply::status(200));
     webhooks.enable(subscription.id).await.unwrap();
-    eventually("the held deliveries are delivered", || async {
-        webhooks.delivery_counts(subscription.id).await.unwrap().delivered == held.pending
-    })
-    .await;
+    delivered(&webhooks, subscription.id, held.pending).await;
     assert_eq!(receiver.received().len(), 10 + held.pending as usize);
     running.stop().await;
 }
@@ -358,10 +355,7 @@ async fn a_panicking_outcome_hook_does_not_stall_its_endpoint() {
     for n in 0..3 {
         webhooks.publish("iq.status_updated", json!({ "n": n })).await.unwrap();
     }
-    eventually("every delivery is delivered", || async {
-        webhooks.delivery_counts(subscription.id).await.unwrap().delivered == 3
-    })
-    .await;
+    delivered(&webhooks, subscription.id, 3).await;
     running.stop().await;
     assert_eq!(receiver.received().len(), 3);
 }
@@ -393,10 +387,7 @@ async fn a_blocked_outcome_hook_misses_what_its_queue_cannot_hold_and_delivery_g
     for n in 0..20 {
         webhooks.publish("iq.status_updated", json!({ "n": n })).await.unwrap();
     }
-    eventually("every delivery is delivered while the hook is blocked", || async {
-        webhooks.delivery_counts(subscription.id).await.unwrap().delivered == 20
-    })
-    .await;
+    delivered(&webhooks, subscription.id, 20).await;
     release.send(()).unwrap();
     // Stopping waits for the hook to finish what its queue held.
     running.stop().await;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{Running, eventually, over_http, recorded, start, webhooks};
+use common::{Running, delivered, eventually, over_http, recorded, start, webhooks};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -675,10 +675,7 @@ async fn slow_beside_fast(slow_events: u64, fast_events: u64) {
         webhooks.publish("topic.status_updated", json!({ "n": n })).await.unwrap();
     }
 
-    eventually("the fast endpoint gets all its deliveries", || async {
-        webhooks.delivery_counts(b.id).await.unwrap().delivered == fast_events
-    })
-    .await;
+    delivered(&webhooks, b.id, fast_events).await;
     let fast_done = started.elapsed();
     println!("the fast endpoint had all {fast_events} after {fast_done:?}");
     assert!(fast_done < Duration::from_secs(2), "the fast endpoint took {fast_done:?}");
@@ -743,10 +740,7 @@ async fn healthy_beside_hanging(hanging: usize) -> Duration {
         .publish_many((0..HEALTHY).map(|n| Publish::new("topic.status_updated", json!({ "n": n }))))
         .await
         .unwrap();
-    eventually("the healthy endpoint gets all its deliveries", || async {
-        webhooks.delivery_counts(b.id).await.unwrap().delivered == HEALTHY
-    })
-    .await;
+    delivered(&webhooks, b.id, HEALTHY).await;
     let took = started.elapsed();
     // Every hanging request is still open: none has reached its 15 s
     // timeout, so nothing the healthy endpoint got waited for one.
@@ -785,10 +779,7 @@ async fn an_endpoint_never_has_more_requests_in_flight_than_its_cap() {
         .publish_many((0..60).map(|n| Publish::new("topic.status_updated", json!({ "n": n }))))
         .await
         .unwrap();
-    eventually("every delivery is made", || async {
-        webhooks.delivery_counts(subscription.id).await.unwrap().delivered == 60
-    })
-    .await;
+    delivered(&webhooks, subscription.id, 60).await;
     running.stop().await;
     // Without the cap its share would grow to 32 of the 64 slots.
     assert_eq!(capped.stat(|s| &s.max_in_flight), 3, "the cap is reached and never passed");

@@ -18,6 +18,14 @@ async fn send(args: &[&str], stdin: &str) -> Output {
     send_with_env(args, &[], stdin).await
 }
 
+/// `send` with DeepSmith to `url`, secret `k`, private addresses allowed and
+/// no wait between retries, then `extra` arguments.
+async fn send_deepsmith(url: &str, extra: &[&str], stdin: &str) -> Output {
+    let common =
+        ["--preset", "deepsmith", "--url", url, "--secret", "k", "--allow-private", "--retry-scale", "0"];
+    send(&[&common[..], extra].concat(), stdin).await
+}
+
 /// `send` with environment variables set.
 async fn send_with_env(args: &[&str], env: &[(&str, String)], stdin: &str) -> Output {
     let mut child = common::spawn_send(args, env, Stdio::piped());
@@ -38,21 +46,7 @@ fn lines(output: &Output) -> Vec<Value> {
 async fn deepsmith_retries_then_delivers_and_reports_every_attempt() {
     let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 500 } else { 200 })).await.unwrap();
     let stdin = "{\"event\":\"content.status_updated\",\"data\":{\"id\":1}}\n";
-    let output = send(
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            receiver.url(),
-            "--secret",
-            "k",
-            "--allow-private",
-            "--retry-scale",
-            "0",
-        ],
-        stdin,
-    )
-    .await;
+    let output = send_deepsmith(receiver.url(), &[], stdin).await;
     assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
 
     let lines = lines(&output);
@@ -136,11 +130,7 @@ async fn a_refused_connection_reports_a_null_status_and_the_error() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hooks", closed.local_addr().unwrap());
     drop(closed);
-    let output = send(
-        &["--preset", "deepsmith", "--url", &url, "--secret", "k", "--allow-private", "--retry-scale", "0"],
-        "{\"event\":\"iq.status_updated\",\"data\":{}}\n",
-    )
-    .await;
+    let output = send_deepsmith(&url, &[], "{\"event\":\"iq.status_updated\",\"data\":{}}\n").await;
     let lines = lines(&output);
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[0]["status"], Value::Null);
@@ -239,23 +229,7 @@ async fn only_the_chosen_event_types_are_sent() {
 async fn a_disabled_endpoint_ends_the_run_with_its_deliveries_held() {
     let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
     let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(3);
-    let output = send(
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            receiver.url(),
-            "--secret",
-            "k",
-            "--allow-private",
-            "--retry-scale",
-            "0",
-            "--concurrency",
-            "1",
-        ],
-        &stdin,
-    )
-    .await;
+    let output = send_deepsmith(receiver.url(), &["--concurrency", "1"], &stdin).await;
     assert_eq!(output.status.code(), Some(0));
     let lines = lines(&output);
     assert_eq!(lines.len(), 11, "ten attempts, then the summary");
@@ -274,21 +248,7 @@ async fn a_disabled_endpoint_ends_the_run_with_its_deliveries_held() {
 #[tokio::test]
 async fn a_gone_endpoint_reports_its_delivery_held() {
     let receiver = Receiver::scripted(|_, _| Reply::status(410)).await.unwrap();
-    let output = send(
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            receiver.url(),
-            "--secret",
-            "k",
-            "--allow-private",
-            "--retry-scale",
-            "0",
-        ],
-        "{\"event\":\"iq.status_updated\",\"data\":{}}\n",
-    )
-    .await;
+    let output = send_deepsmith(receiver.url(), &[], "{\"event\":\"iq.status_updated\",\"data\":{}}\n").await;
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     let lines = lines(&output);
     assert_eq!((&lines[0]["status"], &lines[0]["outcome"]), (&410.into(), &"held".into()), "{lines:?}");

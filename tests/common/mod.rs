@@ -159,3 +159,11 @@ macro_rules! on_every_store {
         }
     };
 }
+
+/// Waits until `count` deliveries of `subscription` are delivered.
+pub async fn delivered(webhooks: &Webhooks, subscription: webhooks_core::SubscriptionId, count: u64) {
+    eventually(&format!("{count} deliveries delivered"), || async {
+        webhooks.delivery_counts(subscription).await.unwrap().delivered == count
+    })
+    .await;
+}

@@ -572,14 +572,12 @@ async fn recover(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> PageResult {
-    let form = viewer.form(&state, &bytes)?;
+    let (subscription, form) = viewer.endpoint_form(&state, &id, &bytes).await?;
     let hours: i64 = form
         .get("hours")
         .and_then(|hours| hours.parse().ok())
         .filter(|hours| (1..=24 * 30).contains(hours))
         .ok_or_else(|| viewer.fail(Failure::BadRequest("pick how far back to recover".into())))?;
-    let subscription =
-        owned_subscription(&state.webhooks, &viewer.owner, &id).await.map_err(|e| viewer.fail(e))?;
     let since = state.webhooks.clock().now() - Duration::hours(hours);
     state.webhooks.recover(subscription.id, since).await.map_err(|e| viewer.fail(e))?;
     Ok(redirect(viewer.link(&format!("/endpoints/{}?done=recovered", subscription.id))))

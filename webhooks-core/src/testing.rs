@@ -24,7 +24,8 @@ use crate::model::{
 use crate::secret::Secret;
 use crate::settings::{CustomHeader, EndpointSettings, RateLimit};
 use crate::store::{
-    AttemptRecord, ClaimRequest, DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError, Verdict,
+    AttemptRecord, Claim, ClaimRequest, DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError,
+    Verdict,
 };
 
 /// Runs every check of the suite as its own `#[tokio::test]`.
@@ -125,6 +126,13 @@ pub fn t0() -> DateTime<Utc> {
 
 fn at(seconds: i64) -> DateTime<Utc> {
     t0() + chrono::Duration::seconds(seconds)
+}
+
+/// Up to `limit` deliveries due at `t0() + now` seconds, leased until
+/// `t0() + until` seconds, no endpoint skipped.
+async fn claim_at<S: Store + ?Sized>(store: &S, now: i64, limit: usize, until: i64) -> Vec<Claim> {
+    let request = ClaimRequest { now: at(now), limit, lease_until: at(until), skip: &[] };
+    store.claim_due(&request).await.unwrap()
 }
 
 /// A subscription to `url` listening to `events`.
@@ -290,13 +298,7 @@ pub async fn publish_without_listeners_creates_nothing<S: Store>(store: S) {
     store.insert_subscription(&a).await.unwrap();
     let ids = store.publish(&event("job.completed", 0), body("{}")).await.unwrap().deliveries;
     assert!(ids.is_empty());
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(10), limit: 10, lease_until: at(70), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_at(&store, 10, 10, 70).await.is_empty());
 }
 
 /// Claims come earliest due first, at most `limit`, with their subscription.
@@ -311,17 +313,11 @@ pub async fn claims_due_deliveries_earliest_first_up_to_the_limit<S: Store>(stor
         ));
     }
     published.sort();
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(10), limit: 2, lease_until: at(70), skip: &[] })
-        .await
-        .unwrap();
+    let claims = claim_at(&store, 10, 2, 70).await;
     let claimed: Vec<_> = claims.iter().map(|c| c.delivery.id).collect();
     assert_eq!(claimed, vec![published[0].1, published[1].1]);
     assert_eq!(*claims[0].subscription, sub, "a claim carries its subscription");
-    let rest = store
-        .claim_due(&ClaimRequest { now: at(10), limit: 10, lease_until: at(70), skip: &[] })
-        .await
-        .unwrap();
+    let rest = claim_at(&store, 10, 10, 70).await;
     assert_eq!(rest.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![published[2].1]);
 }
 
@@ -330,53 +326,18 @@ pub async fn future_deliveries_are_not_claimed<S: Store>(store: S) {
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
     store.publish(&event("job.completed", 100), body("{}")).await.unwrap();
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(99), limit: 10, lease_until: at(160), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .claim_due(&ClaimRequest { now: at(100), limit: 10, lease_until: at(160), skip: &[] })
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert!(claim_at(&store, 99, 10, 160).await.is_empty());
+    assert_eq!(claim_at(&store, 100, 10, 160).await.len(), 1);
 }
 
 /// A lease keeps a delivery from other workers until it ends; then the
 /// delivery comes back, as after a crash.
 pub async fn a_leased_delivery_is_not_claimed_again_until_its_lease_ends<S: Store>(store: S) {
     let (_, id) = one_delivery(&store).await;
-    assert_eq!(
-        store
-            .claim_due(&ClaimRequest { now: at(1), limit: 10, lease_until: at(61), skip: &[] })
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(2), limit: 10, lease_until: at(62), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(60), limit: 10, lease_until: at(120), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let again = store
-        .claim_due(&ClaimRequest { now: at(61), limit: 10, lease_until: at(121), skip: &[] })
-        .await
-        .unwrap();
+    assert_eq!(claim_at(&store, 1, 10, 61).await.len(), 1);
+    assert!(claim_at(&store, 2, 10, 62).await.is_empty());
+    assert!(claim_at(&store, 60, 10, 120).await.is_empty());
+    let again = claim_at(&store, 61, 10, 121).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.id, id);
     assert_eq!(again[0].delivery.attempts, 0, "an expired lease is not an attempt");
@@ -385,38 +346,15 @@ pub async fn a_leased_delivery_is_not_claimed_again_until_its_lease_ends<S: Stor
 /// Released claims can be claimed again from the time given, not before.
 pub async fn released_claims_are_claimable_from_the_time_given<S: Store>(store: S) {
     let (_, id) = one_delivery(&store).await;
-    assert_eq!(
-        store
-            .claim_due(&ClaimRequest { now: at(1), limit: 10, lease_until: at(61), skip: &[] })
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(claim_at(&store, 1, 10, 61).await.len(), 1);
     store.release(&[id], at(2)).await.unwrap();
-    let again = store
-        .claim_due(&ClaimRequest { now: at(2), limit: 10, lease_until: at(62), skip: &[] })
-        .await
-        .unwrap();
+    let again = claim_at(&store, 2, 10, 62).await;
     assert_eq!(again.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
 
     store.release(&[id], at(5)).await.unwrap();
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(4), limit: 10, lease_until: at(64), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_at(&store, 4, 10, 64).await.is_empty());
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(5)));
-    assert_eq!(
-        store
-            .claim_due(&ClaimRequest { now: at(5), limit: 10, lease_until: at(65), skip: &[] })
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(claim_at(&store, 5, 10, 65).await.len(), 1);
     assert_eq!(store.delivery(id).await.unwrap().unwrap().attempts, 0, "a release is not an attempt");
 }
 
@@ -479,10 +417,7 @@ pub async fn concurrent_claims_never_share_a_delivery<S: Store + Clone>(store: S
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let claims = store
-                        .claim_due(&ClaimRequest { now: at(10), limit: 7, lease_until: at(70), skip: &[] })
-                        .await
-                        .unwrap();
+                    let claims = claim_at(&store, 10, 7, 70).await;
                     if claims.is_empty() {
                         return mine;
                     }
@@ -504,11 +439,11 @@ pub async fn concurrent_claims_never_share_a_delivery<S: Store + Clone>(store: S
 /// A success delivers, ends the schedule and resets the failure count.
 pub async fn success_delivers_and_resets_the_failure_count<S: Store>(store: S) {
     let (sub, id) = one_delivery(&store).await;
-    store.claim_due(&ClaimRequest { now: at(0), limit: 1, lease_until: at(60), skip: &[] }).await.unwrap();
+    claim_at(&store, 0, 1, 60).await;
     let recorded =
         store.record_attempt(&record(failure(id, 1, 0), Verdict::Retry { at: at(10) }, 0)).await.unwrap();
     assert_eq!(recorded.consecutive_failures, 1);
-    store.claim_due(&ClaimRequest { now: at(10), limit: 1, lease_until: at(70), skip: &[] }).await.unwrap();
+    claim_at(&store, 10, 1, 70).await;
     let recorded = store.record_attempt(&record(success(id, 2, 10), Verdict::Delivered, 10)).await.unwrap();
     assert_eq!(recorded.consecutive_failures, 0);
     assert!(!recorded.disabled_subscription);
@@ -518,13 +453,7 @@ pub async fn success_delivers_and_resets_the_failure_count<S: Store>(store: S) {
     assert_eq!(delivery.attempts, 2);
     assert_eq!(delivery.next_attempt_at, None);
     assert_eq!(store.subscription(sub.id).await.unwrap().unwrap().consecutive_failures, 0);
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(10_000), limit: 10, lease_until: at(10_060), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_at(&store, 10_000, 10, 10_060).await.is_empty());
     let counts = store.delivery_counts(sub.id).await.unwrap();
     assert_eq!((counts.pending, counts.delivered, counts.dropped), (0, 1, 0));
 }
@@ -532,24 +461,14 @@ pub async fn success_delivers_and_resets_the_failure_count<S: Store>(store: S) {
 /// A retry verdict makes the delivery due again at its time, not before.
 pub async fn retry_reschedules_the_delivery<S: Store>(store: S) {
     let (_, id) = one_delivery(&store).await;
-    store.claim_due(&ClaimRequest { now: at(0), limit: 1, lease_until: at(60), skip: &[] }).await.unwrap();
+    claim_at(&store, 0, 1, 60).await;
     store.record_attempt(&record(failure(id, 1, 0), Verdict::Retry { at: at(10) }, 0)).await.unwrap();
     let delivery = store.delivery(id).await.unwrap().unwrap();
     assert_eq!(delivery.state, DeliveryState::Pending);
     assert_eq!(delivery.attempts, 1);
     assert_eq!(delivery.next_attempt_at, Some(at(10)));
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(9), limit: 1, lease_until: at(69), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty(),
-        "recording ends the lease but not the wait"
-    );
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(10), limit: 1, lease_until: at(70), skip: &[] })
-        .await
-        .unwrap();
+    assert!(claim_at(&store, 9, 1, 69).await.is_empty(), "recording ends the lease but not the wait");
+    let claims = claim_at(&store, 10, 1, 70).await;
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].delivery.attempts, 1);
 }
@@ -557,19 +476,13 @@ pub async fn retry_reschedules_the_delivery<S: Store>(store: S) {
 /// A dropped delivery is never claimed again and keeps its log.
 pub async fn dropped_delivery_keeps_its_attempt_log<S: Store>(store: S) {
     let (sub, id) = one_delivery(&store).await;
-    store.claim_due(&ClaimRequest { now: at(0), limit: 1, lease_until: at(60), skip: &[] }).await.unwrap();
+    claim_at(&store, 0, 1, 60).await;
     store.record_attempt(&record(failure(id, 1, 0), Verdict::Dropped, 0)).await.unwrap();
     let delivery = store.delivery(id).await.unwrap().unwrap();
     assert_eq!(delivery.state, DeliveryState::Dropped);
     assert_eq!(delivery.next_attempt_at, None);
     assert_eq!(store.attempts(id).await.unwrap().len(), 1);
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(10_000), limit: 10, lease_until: at(10_060), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_at(&store, 10_000, 10, 10_060).await.is_empty());
     let counts = store.delivery_counts(sub.id).await.unwrap();
     assert_eq!((counts.pending, counts.delivered, counts.dropped), (0, 0, 1));
 }
@@ -605,13 +518,7 @@ pub async fn auto_disable_at_exactly_the_threshold<S: Store>(store: S) {
 pub async fn disabled_subscription_deliveries_are_held_not_lost<S: Store>(store: S) {
     let (sub, id) = one_delivery(&store).await;
     store.disable_subscription(sub.id, "maintenance", at(1)).await.unwrap();
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(1000), limit: 10, lease_until: at(1060), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_at(&store, 1000, 10, 1060).await.is_empty());
     assert_eq!(store.next_due_at().await.unwrap(), None);
     assert_eq!(store.delivery(id).await.unwrap().unwrap().state, DeliveryState::Pending);
     assert_eq!(store.delivery_counts(sub.id).await.unwrap().pending, 1);
@@ -626,22 +533,13 @@ pub async fn enabling_resumes_held_deliveries_and_resets_failures<S: Store>(stor
     let mut record = record(failure(id, 1, 0), Verdict::Retry { at: at(3600) }, 0);
     record.disable_after = Some(1);
     assert!(store.record_attempt(&record).await.unwrap().disabled_subscription);
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(5000), limit: 10, lease_until: at(5060), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_at(&store, 5000, 10, 5060).await.is_empty());
 
     store.enable_subscription(sub.id, at(50)).await.unwrap();
     let enabled = store.subscription(sub.id).await.unwrap().unwrap();
     assert_eq!(enabled.status, SubscriptionStatus::Enabled);
     assert_eq!(enabled.consecutive_failures, 0);
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(50), limit: 10, lease_until: at(110), skip: &[] })
-        .await
-        .unwrap();
+    let claims = claim_at(&store, 50, 10, 110).await;
     assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
 }
 
@@ -695,9 +593,9 @@ pub async fn next_due_at_tracks_due_times_and_leases<S: Store>(store: S) {
     store.publish(&event("job.completed", 40), body("{}")).await.unwrap();
     store.publish(&event("job.completed", 30), body("{}")).await.unwrap();
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(30)));
-    store.claim_due(&ClaimRequest { now: at(30), limit: 1, lease_until: at(90), skip: &[] }).await.unwrap();
+    claim_at(&store, 30, 1, 90).await;
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(40)));
-    store.claim_due(&ClaimRequest { now: at(40), limit: 1, lease_until: at(80), skip: &[] }).await.unwrap();
+    claim_at(&store, 40, 1, 80).await;
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(80)), "a lease end is when a claim comes back");
 }
 
@@ -720,13 +618,7 @@ pub async fn deleting_a_subscription_removes_its_deliveries<S: Store>(store: S) 
     assert!(store.delete_subscription(sub.id).await.unwrap());
     assert_eq!(store.delivery(id).await.unwrap(), None);
     assert!(store.attempts(id).await.unwrap().is_empty());
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(100), limit: 10, lease_until: at(160), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_at(&store, 100, 10, 160).await.is_empty());
 }
 
 /// Skipped subscriptions' deliveries stay queued; the others are claimed,
@@ -745,10 +637,7 @@ pub async fn claims_pass_over_skipped_subscriptions<S: Store>(store: S) {
         .await
         .unwrap();
     assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), wanted);
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(40), limit: 5, lease_until: at(100), skip: &[] })
-        .await
-        .unwrap();
+    let claims = claim_at(&store, 40, 5, 100).await;
     assert_eq!(claims.len(), 5);
     assert!(claims.iter().all(|c| c.subscription.id == busy.id));
     assert_eq!(claims[0].delivery.created_at, at(0), "earliest first");
@@ -835,10 +724,7 @@ pub async fn resend_starts_a_new_cycle_with_the_same_body<S: Store>(store: S) {
         (DeliveryState::Pending, 0, Some(at(100)))
     );
     assert_eq!(delivery.body, body("{}"));
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(100), limit: 10, lease_until: at(160), skip: &[] })
-        .await
-        .unwrap();
+    let claims = claim_at(&store, 100, 10, 160).await;
     assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
     assert_eq!(store.attempts(id).await.unwrap().len(), 1, "the log is kept");
     assert!(matches!(store.resend(DeliveryId::new(), at(0)).await, Err(StoreError::DeliveryNotFound(_))));
@@ -862,13 +748,7 @@ pub async fn recover_requeues_held_and_recently_dropped_deliveries<S: Store>(sto
 
     assert_eq!(store.recover(sub.id, at(5), at(60)).await.unwrap(), 2);
     assert!(store.subscription(sub.id).await.unwrap().unwrap().is_enabled());
-    let claimed: HashSet<_> = store
-        .claim_due(&ClaimRequest { now: at(60), limit: 10, lease_until: at(120), skip: &[] })
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.delivery.id)
-        .collect();
+    let claimed: HashSet<_> = claim_at(&store, 60, 10, 120).await.iter().map(|c| c.delivery.id).collect();
     assert_eq!(claimed, HashSet::from([recent_drop, held]));
     assert_eq!(store.delivery(held).await.unwrap().unwrap().attempts, 0);
     assert_eq!(store.delivery(old_drop).await.unwrap().unwrap().state, DeliveryState::Dropped);
@@ -934,19 +814,9 @@ pub async fn a_resend_while_disabled_is_held_until_enabled<S: Store>(store: S) {
     store.record_attempt(&record(failure(id, 1, 0), Verdict::Dropped, 0)).await.unwrap();
     store.disable_subscription(sub.id, "paused", at(1)).await.unwrap();
     store.resend(id, at(2)).await.unwrap();
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(100), limit: 10, lease_until: at(160), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty(),
-        "held while disabled"
-    );
+    assert!(claim_at(&store, 100, 10, 160).await.is_empty(), "held while disabled");
     store.enable_subscription(sub.id, at(200)).await.unwrap();
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(200), limit: 10, lease_until: at(260), skip: &[] })
-        .await
-        .unwrap();
+    let claims = claim_at(&store, 200, 10, 260).await;
     assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
 }
 
@@ -954,15 +824,12 @@ pub async fn a_resend_while_disabled_is_held_until_enabled<S: Store>(store: S) {
 /// once the subscription is enabled again.
 pub async fn a_delivery_finished_while_disabled_resends_after_enable<S: Store>(store: S) {
     let (sub, id) = one_delivery(&store).await;
-    store.claim_due(&ClaimRequest { now: at(0), limit: 1, lease_until: at(60), skip: &[] }).await.unwrap();
+    claim_at(&store, 0, 1, 60).await;
     store.disable_subscription(sub.id, "paused", at(1)).await.unwrap();
     store.record_attempt(&record(success(id, 1, 2), Verdict::Delivered, 2)).await.unwrap();
     store.enable_subscription(sub.id, at(3)).await.unwrap();
     store.resend(id, at(10)).await.unwrap();
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(10), limit: 10, lease_until: at(70), skip: &[] })
-        .await
-        .unwrap();
+    let claims = claim_at(&store, 10, 10, 70).await;
     assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![id]);
 }
 
@@ -972,13 +839,7 @@ pub async fn enabling_an_enabled_subscription_keeps_retry_times<S: Store>(store:
     store.record_attempt(&record(failure(id, 1, 0), Verdict::Retry { at: at(600) }, 0)).await.unwrap();
     store.enable_subscription(sub.id, at(5)).await.unwrap();
     assert_eq!(store.delivery(id).await.unwrap().unwrap().next_attempt_at, Some(at(600)));
-    assert!(
-        store
-            .claim_due(&ClaimRequest { now: at(10), limit: 10, lease_until: at(70), skip: &[] })
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_at(&store, 10, 10, 70).await.is_empty());
 }
 
 /// Purging deletes what finished before the time given, in batches, with its
@@ -1087,10 +948,7 @@ where
     let mut attempt = failure(retried, 1, 2);
     attempt.duration = Duration::from_micros(12_345);
     store.record_attempt(&record(attempt, Verdict::Retry { at: at(60) }, 2)).await.unwrap();
-    let leased = store
-        .claim_due(&ClaimRequest { now: at(10), limit: 10, lease_until: at(70), skip: &[] })
-        .await
-        .unwrap();
+    let leased = claim_at(&store, 10, 10, 70).await;
     assert_eq!(leased.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), later);
 
     let before = snapshot(&store, retried, later[0], b.id).await;
@@ -1105,21 +963,11 @@ where
     assert_eq!(after.5, Some(at(60)), "the retry is due before the lease ends");
 
     // The lease survived: nothing is claimable before it ends but the retry.
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(69), limit: 10, lease_until: at(130), skip: &[] })
-        .await
-        .unwrap();
+    let claims = claim_at(&store, 69, 10, 130).await;
     assert_eq!(claims.iter().map(|c| c.delivery.id).collect::<Vec<_>>(), vec![retried]);
     assert_eq!(*claims[0].subscription, after.0[0], "the claim carries the subscription with its secrets");
     assert_eq!(claims[0].subscription.previous_secret, a.previous_secret);
-    assert_eq!(
-        store
-            .claim_due(&ClaimRequest { now: at(70), limit: 10, lease_until: at(130), skip: &[] })
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(claim_at(&store, 70, 10, 130).await.len(), 1);
 }
 
 type Snapshot = (
@@ -1169,10 +1017,7 @@ pub async fn separate_handles_never_claim_the_same_delivery<S: Store + Clone>(
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let claims = store
-                        .claim_due(&ClaimRequest { now: at(20), limit: 5, lease_until: at(80), skip: &[] })
-                        .await
-                        .unwrap();
+                    let claims = claim_at(&store, 20, 5, 80).await;
                     if claims.is_empty() {
                         return mine;
                     }
@@ -1423,10 +1268,7 @@ pub async fn settings_round_trip_with_secret_headers_and_are_replaced_by_an_upda
     store.update_subscription(&sub).await.unwrap();
     assert_eq!(store.subscription(sub.id).await.unwrap().expect("the subscription").settings, sub.settings);
     let published = store.publish(&event("job.completed", 0), body("{}")).await.unwrap();
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(0), limit: 10, lease_until: at(60), skip: &[] })
-        .await
-        .unwrap();
+    let claims = claim_at(&store, 0, 10, 60).await;
     assert_eq!(claims.len(), published.deliveries.len());
     assert_eq!(claims[0].subscription.settings, sub.settings, "a claim carries the settings");
 }
@@ -1441,10 +1283,7 @@ pub async fn a_resend_starts_the_next_cycle_and_attempt_numbers_restart<S: Store
     store.resend(id, at(10)).await.unwrap();
     let resent = store.delivery(id).await.unwrap().unwrap();
     assert_eq!((resent.cycle, resent.attempts, resent.state), (2, 0, DeliveryState::Pending));
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(10), limit: 10, lease_until: at(70), skip: &[] })
-        .await
-        .unwrap();
+    let claims = claim_at(&store, 10, 10, 70).await;
     assert_eq!(claims[0].delivery.cycle, 2, "a claim carries the cycle");
     // A late attempt of cycle 1 is logged but leaves cycle 2 pending.
     store.record_attempt(&answered(id, 2, 200, Verdict::Delivered, 11)).await.unwrap();

@@ -28,6 +28,10 @@ use crate::settings::RateLimit;
 /// and whether it is quick.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
+/// How often the endpoints are looked over for ones to forget: not on every
+/// claim, which would walk them all each time.
+const FORGET_EVERY: Duration = Duration::from_secs(10);
+
 /// The slots, the endpoints' shares of them, and their limits.
 pub(super) struct Shares {
     /// The most requests in flight in all.
@@ -38,7 +42,13 @@ pub(super) struct Shares {
     reserve: usize,
     /// An answer within this is quick.
     quick_within: Duration,
-    endpoints: Mutex<HashMap<SubscriptionId, Endpoint>>,
+    state: Mutex<State>,
+}
+
+/// The endpoints the dispatcher knows, and when it last forgot idle ones.
+struct State {
+    endpoints: HashMap<SubscriptionId, Endpoint>,
+    forgot_at: Instant,
 }
 
 /// What the dispatcher knows of one endpoint.
@@ -81,13 +91,13 @@ impl Shares {
             // A quarter of the slots, none when there is only one.
             reserve: if concurrency > 1 { (concurrency / 4).max(1) } else { 0 },
             quick_within: (request_timeout / 2).min(Duration::from_secs(1)),
-            endpoints: Mutex::new(HashMap::new()),
+            state: Mutex::new(State { endpoints: HashMap::new(), forgot_at: Instant::now() }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<SubscriptionId, Endpoint>> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // The map stays consistent whatever panicked while it was held.
-        self.endpoints.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The endpoints that may not have another request now, into `busy`;
@@ -95,16 +105,20 @@ impl Shares {
     /// Forgets endpoints idle for long.
     pub(super) fn busy(&self, busy: &mut Vec<SubscriptionId>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         busy.clear();
-        let mut endpoints = self.lock();
+        let mut state = self.lock();
         let instant = Instant::now();
-        // A bucket still refilling is kept too: forgotten, it would come
-        // back full.
-        endpoints.retain(|_, endpoint| {
-            !endpoint.in_flight.is_empty()
-                || instant.duration_since(endpoint.last_used) < FORGET_AFTER
-                || endpoint.bucket.as_mut().is_some_and(|bucket| !bucket.is_full(now))
-        });
-        let slow_full = self.slow_load(&endpoints, instant) >= self.concurrency - self.reserve;
+        if instant.duration_since(state.forgot_at) >= FORGET_EVERY {
+            state.forgot_at = instant;
+            // A bucket still refilling is kept too: forgotten, it would come
+            // back full.
+            state.endpoints.retain(|_, endpoint| {
+                !endpoint.in_flight.is_empty()
+                    || instant.duration_since(endpoint.last_used) < FORGET_AFTER
+                    || endpoint.bucket.as_mut().is_some_and(|bucket| !bucket.is_full(now))
+            });
+        }
+        let endpoints = &mut state.endpoints;
+        let slow_full = self.slow_load(endpoints, instant) >= self.concurrency - self.reserve;
         let mut next_token = None;
         for (id, endpoint) in endpoints.iter_mut() {
             let refused =
@@ -127,8 +141,11 @@ impl Shares {
         now: DateTime<Utc>,
     ) -> Result<Share, Refused> {
         let instant = Instant::now();
-        let mut endpoints = self.lock();
-        let slow_full = self.slow_load(&endpoints, instant) >= self.concurrency - self.reserve;
+        let mut state = self.lock();
+        let endpoints = &mut state.endpoints;
+        // Only an endpoint that is not quick needs the slow endpoints' load.
+        let quick = endpoints.get(&subscription.id).is_some_and(|e| e.is_quick(instant, self.quick_within));
+        let slow_full = !quick && self.slow_load(endpoints, instant) >= self.concurrency - self.reserve;
         let cap = subscription
             .settings
             .in_flight_cap()
@@ -146,8 +163,7 @@ impl Shares {
         endpoint.share = endpoint.share.min(cap);
         endpoint.last_used = instant;
         Bucket::follow(&mut endpoint.bucket, subscription.settings.rate_limit, now);
-        let slow = !endpoint.is_quick(instant, self.quick_within);
-        if let Some(refused) = endpoint.refusal(slow_full && slow, now) {
+        if let Some(refused) = endpoint.refusal(slow_full, now) {
             return Err(refused);
         }
         if let Some(bucket) = &mut endpoint.bucket {
@@ -167,8 +183,8 @@ impl Shares {
     }
 
     fn release(&self, id: SubscriptionId, started: Instant, finished: Option<Finished>) {
-        let mut endpoints = self.lock();
-        let Some(endpoint) = endpoints.get_mut(&id) else { return };
+        let mut state = self.lock();
+        let Some(endpoint) = state.endpoints.get_mut(&id) else { return };
         if let Some(at) = endpoint.in_flight.iter().position(|start| *start == started) {
             endpoint.in_flight.remove(at);
         }
