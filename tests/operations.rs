@@ -286,6 +286,29 @@ async fn stats_sum_up_an_endpoint(store: Arc<dyn Store>) {
     assert!(matches!(log.attempts[0].result, AttemptResult::Response { status: 500, .. }));
 }
 
+/// Ids and times come from the facade's one clock: under a manual clock set
+/// years back, every id carries the clock's time, not the machine's.
+async fn ids_and_times_come_from_one_clock(store: Arc<dyn Store>) {
+    let (webhooks, clock) = facade(store, Preset::deepsmith());
+    clock.advance(Duration::from_millis(1_234));
+    let millis = |uuid: uuid::Uuid| {
+        let (seconds, nanos) = uuid.get_timestamp().unwrap().to_unix();
+        seconds as i64 * 1000 + i64::from(nanos / 1_000_000)
+    };
+    let subscription = webhooks
+        .subscribe(Subscription::builder("https://example.com/hooks").event_type("iq.status_updated"))
+        .await
+        .unwrap();
+    let published = webhooks.publish("iq.status_updated", json!({})).await.unwrap();
+    let delivery = webhooks.delivery(published.deliveries[0]).await.unwrap().unwrap();
+    let now = webhooks.clock().now().timestamp_millis();
+    assert_eq!(subscription.created_at.timestamp_millis(), now);
+    assert_eq!(delivery.created_at.timestamp_millis(), now);
+    for uuid in [subscription.id.as_uuid(), published.event_id.as_uuid(), delivery.id.as_uuid()] {
+        assert_eq!(millis(uuid), now, "{uuid}");
+    }
+}
+
 on_every_store!(
     deliveries_page_in_creation_order,
     a_delivery_comes_with_its_whole_log,
@@ -296,4 +319,5 @@ on_every_store!(
     pending_deliveries_of_a_disabled_endpoint_read_held,
     admin_data_serializes_without_secrets,
     stats_sum_up_an_endpoint,
+    ids_and_times_come_from_one_clock,
 );
