@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     pub(crate) max_body_bytes: usize,
     /// How long publishing retries a store that is unavailable.
     pub(crate) publish_retry: Duration,
+    /// The headers the preset's scheme sets, which no subscription may.
+    scheme_headers: http::HeaderMap,
     /// Wakes idle dispatchers of this process when there is new work.
     work: Notify,
     /// Wakes outcome waits when an attempt is recorded.
@@ -182,6 +184,14 @@ impl WebhooksBuilder {
         if self.max_body_bytes == 0 {
             return Err(Error::invalid("max body bytes", "must be more than zero"));
         }
+        // Found by signing a sample, so a custom scheme's are known too.
+        let sample = Message {
+            delivery_id: DeliveryId::new(),
+            event_type: "",
+            body: b"",
+            timestamp: self.clock.now(),
+        };
+        let scheme_headers = preset.scheme().headers(&sample, &[&preset.scheme().new_secret()]);
         Ok(Webhooks {
             inner: Arc::new(Inner {
                 store,
@@ -189,6 +199,7 @@ impl WebhooksBuilder {
                 clock: self.clock,
                 max_body_bytes: self.max_body_bytes,
                 publish_retry: self.publish_retry,
+                scheme_headers,
                 work: Notify::new(),
                 settled: Notify::new(),
             }),
@@ -554,19 +565,10 @@ impl Webhooks {
 
     /// Checks a subscription's event types against the catalogue.
     /// Checks settings against the limits and the preset: no header the
-    /// signature scheme sets (found by signing a sample message, so a custom
-    /// scheme is covered too), a cap of at least 1, bounded text.
+    /// signature scheme sets, a cap of at least 1, bounded text.
     fn check_settings(&self, settings: &EndpointSettings) -> Result<(), Error> {
-        let message = Message {
-            delivery_id: DeliveryId::new(),
-            event_type: "",
-            body: b"",
-            timestamp: self.inner.clock.now(),
-        };
-        let secret = self.inner.preset.scheme().new_secret();
-        let signed = self.inner.preset.scheme().headers(&message, &[&secret]);
         for header in &settings.headers {
-            if signed.contains_key(header.header_name()) {
+            if self.inner.scheme_headers.contains_key(header.header_name()) {
                 let reason = InvalidHeader::Reserved(header.name().to_owned());
                 return Err(Error::invalid("header", reason.to_string()));
             }
