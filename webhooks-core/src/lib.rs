@@ -106,7 +106,7 @@ pub use error::Error;
 pub use guard::is_public_address;
 pub use model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, InvalidKey, Owner,
-    PreviousSecret, Subscription, SubscriptionId, SubscriptionStatus, UnknownState,
+    PreviousSecret, SigningSecrets, Subscription, SubscriptionId, SubscriptionStatus, UnknownState,
 };
 pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};

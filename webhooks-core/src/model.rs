@@ -305,6 +305,38 @@ pub struct Subscription {
     pub created_at: DateTime<Utc>,
 }
 
+/// The secrets a subscription signs with at one time, current first; from
+/// [`Subscription::signing_secrets`]. Reads as a slice.
+///
+/// ```
+/// use chrono::Utc;
+/// # use webhooks_core::{Preset, Subscription, Webhooks};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), webhooks_core::Error> {
+/// # let webhooks = Webhooks::builder().store(webhooks_memory::MemoryStore::new()).preset(Preset::deepsmith()).build()?;
+/// let subscription = webhooks
+///     .subscribe(Subscription::builder("https://shop.example/hooks").event_type("content.status_updated"))
+///     .await?;
+/// let secrets = subscription.signing_secrets(Utc::now());
+/// assert_eq!(secrets.len(), 1);
+/// assert_eq!(secrets[0], &subscription.secret);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct SigningSecrets<'a> {
+    secrets: [&'a Secret; 2],
+    len: usize,
+}
+
+impl<'a> std::ops::Deref for SigningSecrets<'a> {
+    type Target = [&'a Secret];
+
+    fn deref(&self) -> &Self::Target {
+        &self.secrets[..self.len]
+    }
+}
+
 impl Subscription {
     /// Whether it listens to `event_type`.
     pub fn listens_to(&self, event_type: &str) -> bool {
@@ -312,10 +344,13 @@ impl Subscription {
     }
 
     /// The secrets to sign with at `now`: the current one first, then the
-    /// previous one while its grace period lasts.
-    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&Secret> {
-        let previous = self.previous_secret.as_ref().filter(|p| p.valid_until > now).map(|p| &p.secret);
-        std::iter::once(&self.secret).chain(previous).collect()
+    /// previous one while its grace period lasts. A slice borrowed from the
+    /// subscription: every attempt asks, so nothing is allocated.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> SigningSecrets<'_> {
+        match self.previous_secret.as_ref().filter(|p| p.valid_until > now) {
+            Some(previous) => SigningSecrets { secrets: [&self.secret, &previous.secret], len: 2 },
+            None => SigningSecrets { secrets: [&self.secret, &self.secret], len: 1 },
+        }
     }
 
     /// Whether it is enabled (receives attempts).

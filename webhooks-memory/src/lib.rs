@@ -407,6 +407,7 @@ impl State {
             .subscriptions
             .get(&subscription_id)
             .ok_or(StoreError::SubscriptionNotFound(subscription_id))?;
+        let failures_before = subscription.consecutive_failures;
         let changes = record.changes(Current {
             state: entry.state,
             attempts: entry.attempts,
@@ -433,7 +434,11 @@ impl State {
         if changes.release_next {
             self.release_next(subscription_id, record.now);
         }
-        self.subscription_mut(subscription_id)?.consecutive_failures = changes.consecutive_failures;
+        // Writing copies a subscription that claims in flight still share
+        // (`Arc::make_mut`): only a count that changed is written.
+        if changes.consecutive_failures != failures_before {
+            self.subscription_mut(subscription_id)?.consecutive_failures = changes.consecutive_failures;
+        }
         if let Some(reason) = &changes.disable {
             self.disable(subscription_id, reason, record.now)?;
         }

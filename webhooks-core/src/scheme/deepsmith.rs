@@ -2,7 +2,10 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use http::{HeaderMap, HeaderName};
 
-use super::{Message, SignatureScheme, VerifyError, decode_digest, header, header_value, hmac};
+use super::{
+    Message, SignatureScheme, VerifyError, decode_digest, header, header_value, hmac, id_value,
+    request_headers,
+};
 use crate::secret::Secret;
 
 /// DeepSmith's scheme: `X-Webhook-Signature: sha256=<hex>`, the HMAC-SHA256
@@ -23,6 +26,11 @@ use crate::secret::Secret;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeepSmithScheme;
 
+const PREFIX: &str = "sha256=";
+
+/// `sha256=` and 64 hex digits.
+const SIGNATURE_LEN: usize = PREFIX.len() + 64;
+
 impl DeepSmithScheme {
     /// The signature header.
     pub const SIGNATURE: &'static str = "x-webhook-signature";
@@ -33,8 +41,18 @@ impl DeepSmithScheme {
 
     /// The `X-Webhook-Signature` value for `body`.
     pub fn signature(&self, body: &[u8], secret: &Secret) -> String {
+        let mut buffer = [0; SIGNATURE_LEN];
+        Self::sign_into(body, secret, &mut buffer).to_owned()
+    }
+
+    /// `sha256=` and the hex digest, written into `buffer`: signing an
+    /// attempt allocates nothing.
+    fn sign_into<'b>(body: &[u8], secret: &Secret, buffer: &'b mut [u8; SIGNATURE_LEN]) -> &'b str {
         let digest = hmac(secret, &[body]).finalize().into_bytes();
-        format!("sha256={}", hex::encode(digest))
+        let (prefix, hex_digest) = buffer.split_at_mut(PREFIX.len());
+        prefix.copy_from_slice(PREFIX.as_bytes());
+        hex::encode_to_slice(digest, hex_digest).unwrap_or_else(|_| unreachable!("64 hex digits fit"));
+        std::str::from_utf8(buffer).unwrap_or_else(|_| unreachable!("ASCII"))
     }
 
     /// Verifies an `X-Webhook-Signature` value against the raw body, in
@@ -69,15 +87,15 @@ impl DeepSmithScheme {
 
 impl SignatureScheme for DeepSmithScheme {
     fn headers(&self, message: &Message<'_>, secrets: &[&Secret]) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(3);
+        let mut headers = request_headers();
         // One signature fits the header: the current secret's. Receivers
         // mid-rotation verify with either secret they hold.
+        let mut buffer = [0; SIGNATURE_LEN];
         let signature =
-            secrets.first().map(|secret| self.signature(message.body, secret)).unwrap_or_default();
-        headers.insert(HeaderName::from_static(Self::SIGNATURE), header_value(&signature));
+            secrets.first().map_or("", |secret| Self::sign_into(message.body, secret, &mut buffer));
+        headers.insert(HeaderName::from_static(Self::SIGNATURE), header_value(signature));
         headers.insert(HeaderName::from_static(Self::EVENT), header_value(message.event_type));
-        headers
-            .insert(HeaderName::from_static(Self::DELIVERY), header_value(&message.delivery_id.to_string()));
+        headers.insert(HeaderName::from_static(Self::DELIVERY), id_value(message.delivery_id));
         headers
     }
 

@@ -152,6 +152,19 @@ fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Ver
         .map_err(|_| VerifyError::MalformedHeader { name, reason: "not visible ASCII" })
 }
 
+/// A map for one request's headers, with room for the scheme's own, the
+/// `Content-Type` the dispatcher adds and a few of the endpoint's: filled
+/// without growing.
+fn request_headers() -> HeaderMap {
+    HeaderMap::with_capacity(8)
+}
+
+/// A delivery id as a header value, formatted on the stack.
+fn id_value(id: DeliveryId) -> http::HeaderValue {
+    let mut buffer = uuid::Uuid::encode_buffer();
+    header_value(id.as_uuid().hyphenated().encode_lower(&mut buffer))
+}
+
 fn header_value(value: &str) -> http::HeaderValue {
     // Every value built here is ASCII (hex, digits, ids, catalogue names);
     // an event name outside ASCII is refused when published.

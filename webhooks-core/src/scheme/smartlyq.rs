@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderName};
 
 use super::{
     Message, SignatureScheme, VerifyError, decode_digest, fresh_timestamp, header, header_value, hmac,
+    id_value, request_headers,
 };
 use crate::secret::Secret;
 
@@ -128,12 +129,11 @@ impl SmartlyQScheme {
 
 impl SignatureScheme for SmartlyQScheme {
     fn headers(&self, message: &Message<'_>, secrets: &[&Secret]) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(3);
+        let mut headers = request_headers();
         let signature = self.signatures(message.body, message.timestamp, secrets);
         headers.insert(HeaderName::from_static(Self::SIGNATURE), header_value(&signature));
         headers.insert(HeaderName::from_static(Self::EVENT), header_value(message.event_type));
-        headers
-            .insert(HeaderName::from_static(Self::DELIVERY), header_value(&message.delivery_id.to_string()));
+        headers.insert(HeaderName::from_static(Self::DELIVERY), id_value(message.delivery_id));
         headers
     }
 

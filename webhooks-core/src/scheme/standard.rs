@@ -7,7 +7,9 @@ use hmac::{KeyInit, Mac};
 use http::{HeaderMap, HeaderName};
 use rand::Rng;
 
-use super::{HmacSha256, Message, SignatureScheme, VerifyError, fresh_timestamp, header, header_value};
+use super::{
+    HmacSha256, Message, SignatureScheme, VerifyError, fresh_timestamp, header, header_value, request_headers,
+};
 use crate::secret::Secret;
 
 /// The [Standard Webhooks](https://www.standardwebhooks.com) scheme:
@@ -144,7 +146,7 @@ impl SignatureScheme for StandardScheme {
             .iter()
             .filter_map(|secret| self.signature(&id, message.timestamp, message.body, secret))
             .collect();
-        let mut headers = HeaderMap::with_capacity(3);
+        let mut headers = request_headers();
         headers.insert(HeaderName::from_static(Self::ID), header_value(&id));
         headers.insert(
             HeaderName::from_static(Self::TIMESTAMP),
