@@ -55,7 +55,7 @@ impl Envelope for JsonEnvelope {
             timestamp: event.occurred_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             data: &event.data,
         };
-        serde_json::to_vec(&body).map(Bytes::from).map_err(Error::Render)
+        to_json(&body)
     }
 }
 
@@ -94,6 +94,59 @@ impl Envelope for StandardEnvelope {
             timestamp: event.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
             data: &event.data,
         };
-        serde_json::to_vec(&body).map(Bytes::from).map_err(Error::Render)
+        to_json(&body)
+    }
+}
+
+/// Serializes `body` into a buffer the thread keeps, then copies it into a
+/// body of exactly its size: one allocation per event, where a fresh `Vec`
+/// would grow (and copy) several times and keep its slack for as long as
+/// the delivery waits.
+fn to_json(body: &impl Serialize) -> Result<Bytes, Error> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| {
+        // A body being rendered on this thread already (a `Serialize` that
+        // renders another event) gets a buffer of its own.
+        let mut own = Vec::new();
+        let mut kept = buffer.try_borrow_mut().ok();
+        let buffer = kept.as_deref_mut().unwrap_or(&mut own);
+        buffer.clear();
+        let rendered = serde_json::to_writer(&mut *buffer, body).map(|()| Bytes::copy_from_slice(buffer));
+        // A rare huge body does not stay with the thread.
+        if buffer.capacity() > KEPT_BUFFER {
+            *buffer = Vec::new();
+        }
+        rendered.map_err(Error::Render)
+    })
+}
+
+/// The most a rendering buffer keeps between events.
+const KEPT_BUFFER: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use serde::Serializer;
+
+    use super::*;
+
+    /// Renders another body while it is itself being rendered.
+    struct Nested;
+
+    impl Serialize for Nested {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let inner = to_json(&"inner").map_err(serde::ser::Error::custom)?;
+            serializer.serialize_str(std::str::from_utf8(&inner).map_err(serde::ser::Error::custom)?)
+        }
+    }
+
+    #[test]
+    fn bodies_come_out_whole_whatever_was_rendered_before() {
+        let huge = "x".repeat(KEPT_BUFFER * 2);
+        assert_eq!(to_json(&huge).unwrap().len(), huge.len() + 2);
+        assert_eq!(&to_json(&[1, 2]).unwrap()[..], b"[1,2]");
+        assert_eq!(&to_json(&Nested).unwrap()[..], br#""\"inner\"""#);
+        assert_eq!(&to_json(&"after").unwrap()[..], br#""after""#);
     }
 }

@@ -229,7 +229,9 @@ impl DispatcherBuilder {
     /// another in the order they were recorded, never on an attempt's path:
     /// a slow hook delays the hooks after it, not deliveries (though a hook
     /// that blocks its thread takes that thread from the runtime). A hook
-    /// that panics is logged and still called with the next outcome.
+    /// that panics is logged and still called with the next outcome. Under
+    /// load the task takes the outcomes waiting in batches and lets the next
+    /// ones gather for a millisecond, rather than waking for each one.
     ///
     /// Outcomes wait for the hook in a queue of
     /// [`outcome_queue`](DispatcherBuilder::outcome_queue) places. When it is
