@@ -227,14 +227,33 @@ pub(crate) fn owner_subscriptions(db: &Connection, owner: &Owner) -> rusqlite::R
 /// Deletes an owner's subscriptions with all that goes with them; returns
 /// how many.
 pub(crate) fn delete_owner(db: &Connection, owner: &Owner) -> rusqlite::Result<usize> {
-    db.prepare_cached("DELETE FROM subscriptions WHERE owner = ?1")?.execute([owner.as_str()])
+    db.prepare_cached(DELETE_OWNER)?.execute([owner.as_str()])
 }
+
+/// See [`delete_owner`]; `?1` is the owner.
+pub(crate) const DELETE_OWNER: &str = "DELETE FROM subscriptions WHERE owner = ?1";
 
 /// Deletes a subscription; its event types, deliveries, their attempts and
 /// events go with it (foreign keys and a trigger). `false` when there was none.
+///
+/// The foreign keys find what goes by index (`deliveries_by_subscription`
+/// among them): no table is read whole.
 pub(crate) fn delete_subscription(db: &Connection, id: SubscriptionId) -> rusqlite::Result<bool> {
-    Ok(db.prepare_cached("DELETE FROM subscriptions WHERE id = ?1")?.execute([id.as_uuid()])? > 0)
+    Ok(db.prepare_cached(DELETE_SUBSCRIPTION)?.execute([id.as_uuid()])? > 0)
 }
+
+/// See [`delete_subscription`]; `?1` is the subscription.
+pub(crate) const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = ?1";
+
+/// Holds the pending deliveries of subscription `?1`.
+pub(crate) const HOLD_PENDING: &str =
+    "UPDATE deliveries SET held = 1 WHERE subscription_id = ?1 AND state = 'pending'";
+
+/// Makes the held deliveries of subscription `?1` due by `?2` and lets all
+/// its pending ones be claimed. Only what was held becomes due at once;
+/// retries keep their schedule.
+pub(crate) const RELEASE_HELD: &str = "UPDATE deliveries SET next_attempt_at = CASE WHEN held = 1 THEN min(next_attempt_at, ?2) \
+     ELSE next_attempt_at END, held = 0 WHERE subscription_id = ?1 AND state = 'pending'";
 
 /// Disables a subscription and holds its pending deliveries; `false` when
 /// there is no such subscription.
@@ -247,8 +266,7 @@ pub(crate) fn disable_subscription(
     let updated = db
         .prepare_cached("UPDATE subscriptions SET disabled_reason = ?2, disabled_at = ?3 WHERE id = ?1")?
         .execute(params![id.as_uuid(), reason, codec::micros(now)])?;
-    db.prepare_cached("UPDATE deliveries SET held = 1 WHERE subscription_id = ?1 AND state = 'pending'")?
-        .execute([id.as_uuid()])?;
+    db.prepare_cached(HOLD_PENDING)?.execute([id.as_uuid()])?;
     Ok(updated > 0)
 }
 
@@ -265,12 +283,7 @@ pub(crate) fn enable_subscription(
              WHERE id = ?1",
         )?
         .execute([id.as_uuid()])?;
-    // Only what was held becomes due at once; retries keep their schedule.
-    db.prepare_cached(
-        "UPDATE deliveries SET next_attempt_at = CASE WHEN held = 1 THEN min(next_attempt_at, ?2) \
-         ELSE next_attempt_at END, held = 0 WHERE subscription_id = ?1 AND state = 'pending'",
-    )?
-    .execute(params![id.as_uuid(), codec::micros(now)])?;
+    db.prepare_cached(RELEASE_HELD)?.execute(params![id.as_uuid(), codec::micros(now)])?;
     Ok(updated > 0)
 }
 
@@ -316,6 +329,14 @@ pub(crate) fn keyed_event(
     Ok(Some(Publication { event_id: id.into(), deliveries, repeated: true }))
 }
 
+/// A pending delivery `?1` of event `?2` for subscription `?3`, due at
+/// `?4`, waiting if the subscription is ordered and has a pending one.
+pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, waiting) \
+     VALUES (?1, ?2, ?3, 'pending', 0, ?4, \
+             CASE WHEN (SELECT s.ordered FROM subscriptions s WHERE s.id = ?3) \
+                  THEN EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = ?3 AND p.state = 'pending') \
+                  ELSE 0 END)";
+
 /// Stores an event's body once and a pending delivery of it, due when it
 /// occurred, for each of `listeners`; none of either when there are no
 /// listeners. The unique index on idempotency keys has the last word: an
@@ -346,13 +367,7 @@ pub(crate) fn insert_event(
     }
     let event_seq = db.last_insert_rowid();
     // Behind a pending delivery of an ordered subscription, it waits.
-    let mut insert = db.prepare_cached(
-        "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, waiting) \
-         VALUES (?1, ?2, ?3, 'pending', 0, ?4, \
-                 CASE WHEN (SELECT s.ordered FROM subscriptions s WHERE s.id = ?3) \
-                      THEN EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = ?3 AND p.state = 'pending') \
-                      ELSE 0 END)",
-    )?;
+    let mut insert = db.prepare_cached(INSERT_DELIVERY)?;
     let deliveries = listeners
         .iter()
         .map(|subscription| {
@@ -380,6 +395,12 @@ pub(crate) fn claimable(
 
 /// Deliveries matching `query`, in id order.
 pub(crate) fn list_deliveries(db: &Connection, query: &DeliveryQuery) -> rusqlite::Result<Vec<Delivery>> {
+    let (sql, values) = listing(query);
+    db.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(values), delivery_row)?.collect()
+}
+
+/// The statement [`list_deliveries`] runs for `query`, and its values.
+fn listing(query: &DeliveryQuery) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
     let filter = Filter::deliveries(query, Placeholder::Question);
     let mut values: Vec<Value> = filter
@@ -400,7 +421,7 @@ pub(crate) fn list_deliveries(db: &Connection, query: &DeliveryQuery) -> rusqlit
         filter.condition,
         values.len()
     );
-    db.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(values), delivery_row)?.collect()
+    (sql, values)
 }
 
 /// Starts a new attempt cycle for the deliveries `filter` picks (an SQL
@@ -414,12 +435,16 @@ fn restart(
     now: DateTime<Utc>,
     since: i64,
 ) -> rusqlite::Result<usize> {
-    db.prepare_cached(&format!(
+    db.prepare_cached(&restart_statement(filter))?.execute(params![id, codec::micros(now), since])
+}
+
+/// The statement [`restart`] runs.
+fn restart_statement(filter: &str) -> String {
+    format!(
         "UPDATE deliveries SET state = 'pending', attempts = 0, cycle = cycle + 1, next_attempt_at = ?2, \
          lease_until = NULL, finished_at = NULL, held = (SELECT disabled_at IS NOT NULL FROM subscriptions s \
          WHERE s.id = deliveries.subscription_id) WHERE {filter}"
-    ))?
-    .execute(params![id, codec::micros(now), since])
+    )
 }
 
 /// A new attempt cycle for one delivery, in its place among an ordered
@@ -445,14 +470,14 @@ pub(crate) fn resend(db: &Connection, id: DeliveryId, now: DateTime<Utc>) -> rus
 /// the `deliveries_pending` index; for the rare changes (a resend, a
 /// recovery, ordering turned on), never for claims or records.
 fn put_in_order(db: &Connection, subscription: SubscriptionId) -> rusqlite::Result<()> {
-    db.prepare_cached(
-        "UPDATE deliveries SET waiting = (id <> (SELECT p.id FROM deliveries p \
-             WHERE p.subscription_id = ?1 AND p.state = 'pending' ORDER BY p.id LIMIT 1)) \
-         WHERE subscription_id = ?1 AND state = 'pending'",
-    )?
-    .execute([subscription.as_uuid()])?;
+    db.prepare_cached(PUT_IN_ORDER)?.execute([subscription.as_uuid()])?;
     Ok(())
 }
+
+/// See [`put_in_order`]; `?1` is the subscription.
+pub(crate) const PUT_IN_ORDER: &str = "UPDATE deliveries SET waiting = (id <> (SELECT p.id FROM deliveries p \
+         WHERE p.subscription_id = ?1 AND p.state = 'pending' ORDER BY p.id LIMIT 1)) \
+     WHERE subscription_id = ?1 AND state = 'pending'";
 
 /// Makes the earliest waiting delivery of an ordered subscription due at
 /// `now`, unless one of its pending deliveries is going already.
@@ -477,6 +502,15 @@ pub(crate) fn release_next(
     Ok(())
 }
 
+/// The held deliveries of subscription `?1`, as [`restart`] takes them.
+pub(crate) const RESTART_HELD: &str = "subscription_id = ?1 AND state = 'pending' AND held = 1 AND ?3 = ?3";
+
+/// The deliveries of subscription `?1` dropped whose events occurred at or
+/// after `?3`, as [`restart`] takes them: by the subscription's
+/// deliveries, each event looked up by key.
+pub(crate) const RESTART_DROPPED: &str = "subscription_id = ?1 AND state = 'dropped' \
+     AND (SELECT e.occurred_at FROM events e WHERE e.seq = deliveries.event_seq) >= ?3";
+
 /// Enables a subscription and restarts its held deliveries and those
 /// dropped since `since`; `None` when there is no such subscription.
 pub(crate) fn recover(
@@ -487,25 +521,8 @@ pub(crate) fn recover(
 ) -> rusqlite::Result<Option<usize>> {
     let Some(held) = subscription_disabled(db, id)? else { return Ok(None) };
     // Held ones first: the dropped ones about to restart are pending too.
-    let held = if held {
-        restart(
-            db,
-            "subscription_id = ?1 AND state = 'pending' AND held = 1 AND ?3 = ?3",
-            id.as_uuid().as_bytes(),
-            now,
-            0,
-        )?
-    } else {
-        0
-    };
-    let dropped = restart(
-        db,
-        "subscription_id = ?1 AND state = 'dropped' \
-         AND event_seq IN (SELECT seq FROM events WHERE occurred_at >= ?3)",
-        id.as_uuid().as_bytes(),
-        now,
-        codec::micros(since),
-    )?;
+    let held = if held { restart(db, RESTART_HELD, id.as_uuid().as_bytes(), now, 0)? } else { 0 };
+    let dropped = restart(db, RESTART_DROPPED, id.as_uuid().as_bytes(), now, codec::micros(since))?;
     enable_subscription(db, id, now)?;
     if db
         .prepare_cached("SELECT ordered FROM subscriptions WHERE id = ?1")?
@@ -541,6 +558,13 @@ fn subscription_disabled(db: &Connection, id: SubscriptionId) -> rusqlite::Resul
         .optional()
 }
 
+/// What the attempts to subscription `?1` add up to.
+pub(crate) const ATTEMPT_STATS: &str = "SELECT count(*), \
+         coalesce(sum(a.status BETWEEN 200 AND 299), 0), \
+         max(CASE WHEN a.status BETWEEN 200 AND 299 THEN a.started_at END), \
+         max(CASE WHEN a.status BETWEEN 200 AND 299 THEN NULL ELSE a.started_at END) \
+     FROM deliveries d JOIN attempts a ON a.delivery_id = d.id WHERE d.subscription_id = ?1";
+
 /// What a subscription's attempts add up to; `None` when there is no such
 /// subscription.
 pub(crate) fn subscription_stats(
@@ -554,14 +578,7 @@ pub(crate) fn subscription_stats(
     else {
         return Ok(None);
     };
-    db.prepare_cached(
-        "SELECT count(*), \
-                coalesce(sum(a.status BETWEEN 200 AND 299), 0), \
-                max(CASE WHEN a.status BETWEEN 200 AND 299 THEN a.started_at END), \
-                max(CASE WHEN a.status BETWEEN 200 AND 299 THEN NULL ELSE a.started_at END) \
-         FROM deliveries d JOIN attempts a ON a.delivery_id = d.id WHERE d.subscription_id = ?1",
-    )?
-    .query_row([id.as_uuid()], |row| {
+    db.prepare_cached(ATTEMPT_STATS)?.query_row([id.as_uuid()], |row| {
         Ok(Some(SubscriptionStats {
             attempts: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
             succeeded: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
@@ -725,11 +742,17 @@ pub(crate) const ATTEMPTS_OF: &str = concat!(
      ORDER BY delivery_id, seq"
 );
 
+/// Subscription `?1`'s deliveries counted by state, each row read once by
+/// `deliveries_by_subscription`. Counting the pending ones apart, from
+/// `deliveries_pending` alone, would spare nothing: that index has no
+/// state, so finding the finished ones reads all the rows anyway.
+pub(crate) const DELIVERY_COUNTS: &str =
+    "SELECT state, count(*) FROM deliveries WHERE subscription_id = ?1 GROUP BY state";
+
 /// A subscription's deliveries counted by state.
 pub(crate) fn delivery_counts(db: &Connection, id: SubscriptionId) -> rusqlite::Result<DeliveryCounts> {
     let mut counts = DeliveryCounts::default();
-    let mut statement = db
-        .prepare_cached("SELECT state, count(*) FROM deliveries WHERE subscription_id = ?1 GROUP BY state")?;
+    let mut statement = db.prepare_cached(DELIVERY_COUNTS)?;
     let mut rows = statement.query([id.as_uuid()])?;
     while let Some(row) = rows.next()? {
         let count = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
@@ -756,6 +779,8 @@ pub(crate) fn purge_finished(db: &Connection, before: DateTime<Utc>, limit: i64)
 mod tests {
     use super::*;
     use crate::schema;
+    use rusqlite::StatementStatus;
+    use webhooks_core::StateFilter;
 
     /// A migrated database shaped like a busy one, with statistics gathered
     /// so the planner sees it for what it is: a thousand subscriptions with two
@@ -971,5 +996,164 @@ mod tests {
         // Pending and not held: i % 3 == 0, so 3, 6 and 9 are due by 10.
         let times: Vec<_> = due.iter().map(|d| d.next_attempt_at.map(codec::micros)).collect();
         assert_eq!(times, vec![Some(3), Some(6), Some(9)]);
+    }
+
+    /// The lines of a plan that read a whole table or index.
+    fn scans(plan: &str) -> Vec<&str> {
+        plan.lines().filter(|line| line.starts_with("SCAN")).collect()
+    }
+
+    #[test]
+    fn statements_over_one_subscriptions_deliveries_read_them_by_index() {
+        let pending = "deliveries_pending (subscription_id=?)";
+        let by_subscription = "deliveries_by_subscription (subscription_id=?)";
+        let restart_held = restart_statement(RESTART_HELD);
+        let restart_dropped = restart_statement(RESTART_DROPPED);
+        // What the foreign key looks up when a subscription is deleted.
+        let referencing = "SELECT 1 FROM deliveries WHERE subscription_id = ?1";
+        let statements: [(&str, &[&str]); 9] = [
+            (HOLD_PENDING, &[pending]),
+            (RELEASE_HELD, &[pending]),
+            (PUT_IN_ORDER, &[pending]),
+            (INSERT_DELIVERY, &["COVERING INDEX deliveries_pending (subscription_id=?)"]),
+            (&restart_held, &[pending]),
+            (&restart_dropped, &[by_subscription, "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"]),
+            (ATTEMPT_STATS, &[by_subscription, "attempts_by_delivery (delivery_id=?)"]),
+            (DELIVERY_COUNTS, &[by_subscription]),
+            (referencing, &["COVERING INDEX deliveries_by_subscription (subscription_id=?)"]),
+        ];
+        for db in [big_queue(20_000), queue_without_statistics(1_000)] {
+            for (sql, indexes) in statements {
+                let found = plan(&db, sql);
+                for index in indexes {
+                    assert!(found.contains(index), "{index} in {sql}:\n{found}");
+                }
+                assert!(scans(&found).is_empty(), "{sql}:\n{found}");
+            }
+        }
+    }
+
+    /// Deletes what `sql` picks by `value` in `db` and returns how many
+    /// deliveries went and how many steps SQLite took reading a table or
+    /// an index from end to end, the foreign keys' reads included.
+    fn full_scan_steps_deleting(db: &Connection, sql: &str, value: &dyn rusqlite::ToSql) -> (i64, i32) {
+        let deliveries = |db: &Connection| -> i64 {
+            db.query_row("SELECT count(*) FROM deliveries", [], |row| row.get(0)).unwrap()
+        };
+        let before = deliveries(db);
+        let mut statement = db.prepare(sql).unwrap();
+        assert!(statement.execute([value]).unwrap() > 0, "{sql}");
+        let steps = statement.get_status(StatementStatus::FullscanStep);
+        (before - deliveries(db), steps)
+    }
+
+    #[test]
+    fn deleting_a_subscription_or_an_owner_reads_no_whole_table() {
+        let db = big_queue(20_000);
+        db.pragma_update(None, "foreign_keys", "ON").unwrap();
+        db.execute_batch("UPDATE subscriptions SET owner = 'acme' WHERE rowid % 100 = 0").unwrap();
+        let subscription = |rowid: i64| -> Uuid {
+            db.query_row("SELECT id FROM subscriptions WHERE rowid = ?1", [rowid], |row| row.get(0)).unwrap()
+        };
+        let (deleted, steps) = full_scan_steps_deleting(&db, DELETE_SUBSCRIPTION, &subscription(7));
+        assert!(deleted > 0);
+        assert_eq!(steps, 0, "deleting a subscription");
+        let (deleted, steps) = full_scan_steps_deleting(&db, DELETE_OWNER, &"acme");
+        assert!(deleted > 0);
+        assert_eq!(steps, 0, "deleting an owner");
+        // The count sees the foreign key's reads: without the index, each
+        // subscription deleted reads the whole table.
+        db.execute_batch("DROP INDEX deliveries_by_subscription").unwrap();
+        let (deleted, steps) = full_scan_steps_deleting(&db, DELETE_SUBSCRIPTION, &subscription(8));
+        let remaining: i32 = db.query_row("SELECT count(*) FROM deliveries", [], |row| row.get(0)).unwrap();
+        assert!(deleted > 0);
+        assert!(steps >= remaining, "{steps} steps, {remaining} deliveries");
+    }
+
+    #[test]
+    fn listing_one_subscriptions_or_owners_deliveries_reads_their_indexes() {
+        let db = big_queue(20_000);
+        let owner = Owner::new("default").unwrap();
+        let states = [
+            None,
+            Some(StateFilter::Pending),
+            Some(StateFilter::Held),
+            Some(StateFilter::Delivered),
+            Some(StateFilter::Dropped),
+        ];
+        for state in states {
+            let by_subscription = DeliveryQuery {
+                subscription: Some(SubscriptionId::new()),
+                state,
+                limit: 10,
+                ..DeliveryQuery::default()
+            };
+            let by_owner = DeliveryQuery {
+                owner: Some(owner.clone()),
+                state,
+                after: Some(DeliveryId::new()),
+                event_type: Some("type.1".into()),
+                limit: 10,
+                ..DeliveryQuery::default()
+            };
+            for query in [by_subscription, by_owner] {
+                let found = plan(&db, &listing(&query).0);
+                // The pending ones may be read by their own index.
+                let read = ["deliveries_by_subscription", "deliveries_pending"]
+                    .map(|index| format!("SEARCH d USING INDEX {index} (subscription_id=?)"));
+                assert!(read.iter().any(|search| found.contains(search.as_str())), "{query:?}:\n{found}");
+                assert!(scans(&found).is_empty(), "{query:?}:\n{found}");
+            }
+        }
+    }
+
+    /// A big queue where some finished deliveries were dropped and every
+    /// delivery has had an attempt.
+    fn queue_with_attempts() -> Connection {
+        let db = queue_without_statistics(10_000);
+        db.execute_batch(
+            "UPDATE deliveries SET state = 'dropped' WHERE state = 'delivered' AND event_seq % 7 < 3;
+             INSERT INTO attempts (delivery_id, number, started_at, duration_us, status, response, error)
+             SELECT id, 1, event_seq, 1, CASE state WHEN 'delivered' THEN 200 ELSE 500 END, '', NULL
+             FROM deliveries;",
+        )
+        .unwrap();
+        db
+    }
+
+    #[test]
+    fn reading_a_subscription_by_its_indexes_finds_all_its_deliveries() {
+        let db = queue_with_attempts();
+        let subscription: Uuid =
+            db.query_row("SELECT id FROM subscriptions WHERE rowid = 7", [], |row| row.get(0)).unwrap();
+        let id = SubscriptionId::from(subscription);
+        let count = |condition: &str| -> u64 {
+            db.query_row(
+                &format!(
+                    "SELECT count(*) FROM deliveries NOT INDEXED WHERE subscription_id = ?1 AND {condition}"
+                ),
+                [subscription],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap())
+            .unwrap()
+        };
+        let counts = delivery_counts(&db, id).unwrap();
+        let expected = DeliveryCounts {
+            pending: count("state = 'pending'"),
+            delivered: count("state = 'delivered'"),
+            dropped: count("state = 'dropped'"),
+        };
+        assert!(expected.pending > 0 && expected.delivered > 0 && expected.dropped > 0, "{expected:?}");
+        assert_eq!(counts, expected);
+        assert_eq!(subscription_stats(&db, id).unwrap().unwrap().attempts, count("TRUE"));
+        let listed = |state| {
+            let query =
+                DeliveryQuery { subscription: Some(id), state, limit: 1_000, ..DeliveryQuery::default() };
+            list_deliveries(&db, &query).unwrap().len() as u64
+        };
+        assert_eq!(listed(None), count("TRUE"));
+        assert_eq!(listed(Some(StateFilter::Held)), count("state = 'pending' AND held = 1"));
+        assert_eq!(listed(Some(StateFilter::Dropped)), expected.dropped);
     }
 }

@@ -20,7 +20,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`,
 /// each the SQL file of its name in `migrations/`. Append only: a released
 /// migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -49,6 +49,15 @@ const V3: &str = include_str!("../migrations/V3.sql");
 /// `next_attempt_at` stays set (the table's checks want it for every
 /// pending delivery) and is not reported while it waits.
 const V4: &str = include_str!("../migrations/V4.sql");
+
+/// Every delivery by subscription alone, in place of the index by
+/// subscription and state, whose entry moved (a delete and an insert) each
+/// time a delivery finished: writing pages is what bounds this store. The
+/// new entry is written once, at publish. It still serves the foreign key,
+/// so deleting a subscription reads no whole table, and the statements over
+/// one subscription's deliveries; its pending ones are found by
+/// `deliveries_pending`.
+const V5: &str = include_str!("../migrations/V5.sql");
 
 /// Opens `path` (creating it if missing), sets the connection up and
 /// brings the schema up to date.
@@ -108,4 +117,80 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), Error> {
             .map_err(|source| Error::Migrate { version, source })?;
     }
     transaction.commit().map_err(|source| Error::Migrate { version: VERSION, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables, indexes and triggers of `connection`, as SQLite keeps them.
+    fn schema(connection: &Connection) -> Vec<(String, String)> {
+        connection
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A database at schema `version`, as this crate wrote it then.
+    fn at_version(version: usize) -> Connection {
+        let connection = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..version] {
+            connection.execute_batch(sql).unwrap();
+        }
+        connection.pragma_update(None, "user_version", version as i64).unwrap();
+        connection
+    }
+
+    #[test]
+    fn every_older_schema_migrates_to_the_one_a_new_file_gets() {
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        for version in 1..MIGRATIONS.len() {
+            let mut older = at_version(version);
+            migrate(&mut older).unwrap();
+            let found: i64 = older.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+            assert_eq!(found, VERSION);
+            assert_eq!(schema(&older), schema(&fresh), "from version {version}");
+        }
+    }
+
+    #[test]
+    fn version_4_deliveries_are_in_the_version_5_index() {
+        let mut db = at_version(4);
+        db.execute_batch(
+            "INSERT INTO subscriptions (id, url, secret, consecutive_failures, created_at)
+             VALUES (x'01', 'https://example.com/', 's', 0, 0);
+             INSERT INTO events (seq, id, name, occurred_at, body) VALUES (1, x'02', 'job.completed', 0, x'7b7d');
+             INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, finished_at)
+             VALUES (x'0a', 1, x'01', 'pending', 0, 5, NULL),
+                    (x'0b', 1, x'01', 'delivered', 1, NULL, 6),
+                    (x'0c', 1, x'01', 'dropped', 3, NULL, 7);",
+        )
+        .unwrap();
+        migrate(&mut db).unwrap();
+        let index: Vec<String> = db
+            .prepare("SELECT name FROM pragma_index_info('deliveries_by_subscription')")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(index, ["subscription_id"]);
+        let states: Vec<String> = db
+            .prepare(
+                "SELECT state FROM deliveries INDEXED BY deliveries_by_subscription \
+                 WHERE subscription_id = x'01' ORDER BY state",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(states, ["delivered", "dropped", "pending"]);
+        let check: String = db.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+        assert_eq!(check, "ok");
+    }
 }
