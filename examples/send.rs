@@ -193,8 +193,26 @@ fn print_attempt(outcome: &AttemptOutcome) {
         duration_ms: outcome.attempt.duration.as_millis(),
     };
     if let Ok(json) = serde_json::to_string(&line) {
-        let _ = writeln!(std::io::stdout().lock(), "{json}");
+        print_line(&json);
     }
+}
+
+/// Stdout, buffered: a line per attempt written straight out would cost a
+/// system call each. The buffer is flushed every few milliseconds while
+/// the run goes on, and once more before the process exits.
+static OUT: std::sync::LazyLock<std::sync::Mutex<std::io::BufWriter<std::io::Stdout>>> =
+    std::sync::LazyLock::new(|| std::sync::Mutex::new(std::io::BufWriter::new(std::io::stdout())));
+
+/// How long a printed line may wait in the buffer.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+fn print_line(json: &str) {
+    let mut out = OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ = writeln!(out, "{json}");
+}
+
+fn flush_lines() {
+    let _ = OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).flush();
 }
 
 #[tokio::main]
@@ -206,7 +224,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args).await {
+    let flusher = tokio::spawn(async {
+        let mut every = tokio::time::interval(FLUSH_EVERY);
+        loop {
+            every.tick().await;
+            flush_lines();
+        }
+    });
+    let result = run(args).await;
+    flusher.abort();
+    flush_lines();
+    match result {
         Ok(code) => code,
         Err(Failure::Usage(message)) => {
             eprintln!("error: {message}");
@@ -781,7 +809,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     };
 
     if let Ok(json) = serde_json::to_string(&SummaryLine { summary }) {
-        let _ = writeln!(std::io::stdout().lock(), "{json}");
+        print_line(&json);
     }
     Ok(if malformed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
