@@ -40,12 +40,16 @@ macro_rules! delivery_select {
 /// a join or an `ORDER BY`, SQLite (built with STAT4) re-prepares the
 /// statement at every run, even with no statistics gathered (the store
 /// gathers none), which costs a parse and a plan per published event.
-pub(crate) const LISTENERS: &str = "SELECT t.subscription_id FROM subscription_event_types t \
+pub(crate) const LISTENERS: &str = "SELECT t.subscription_id, \
+     (SELECT s.ordered FROM subscriptions s WHERE s.id = t.subscription_id) \
+     FROM subscription_event_types t \
      WHERE t.event_type = ?1 \
      AND (SELECT s.disabled_at IS NULL FROM subscriptions s WHERE s.id = t.subscription_id)";
 
 /// The same for one owner, `?2`, found by the owner's key.
-pub(crate) const OWNER_LISTENERS: &str = "SELECT t.subscription_id FROM subscription_event_types t \
+pub(crate) const OWNER_LISTENERS: &str = "SELECT t.subscription_id, \
+     (SELECT s.ordered FROM subscriptions s WHERE s.id = t.subscription_id) \
+     FROM subscription_event_types t \
      WHERE t.owner = ?2 AND t.event_type = ?1 \
      AND (SELECT s.disabled_at IS NULL FROM subscriptions s WHERE s.id = t.subscription_id)";
 
@@ -287,20 +291,29 @@ pub(crate) fn enable_subscription(
     Ok(updated > 0)
 }
 
+/// A subscription an event goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Listener {
+    pub(crate) id: Uuid,
+    /// Its deliveries go one at a time: a new one may wait.
+    pub(crate) ordered: bool,
+}
+
 /// The enabled subscriptions listening to `event_type`.
 pub(crate) fn listeners(
     db: &Connection,
     event_type: &str,
     audience: &Audience,
-) -> rusqlite::Result<Vec<Uuid>> {
-    let mut listeners: Vec<Uuid> = match audience {
+) -> rusqlite::Result<Vec<Listener>> {
+    let listener = |row: &rusqlite::Row<'_>| Ok(Listener { id: row.get(0)?, ordered: row.get(1)? });
+    let mut listeners: Vec<Listener> = match audience {
         Audience::Owner(owner) => db
             .prepare_cached(OWNER_LISTENERS)?
-            .query_map(params![event_type, owner.as_str()], |row| row.get(0))?
+            .query_map(params![event_type, owner.as_str()], listener)?
             .collect::<rusqlite::Result<_>>()?,
         Audience::EveryOwner => db
             .prepare_cached(LISTENERS)?
-            .query_map([event_type], |row| row.get(0))?
+            .query_map([event_type], listener)?
             .collect::<rusqlite::Result<_>>()?,
     };
     // By id, as the deliveries have always been made.
@@ -330,10 +343,11 @@ pub(crate) fn keyed_event(
 }
 
 /// A pending delivery `?1` of event `?2` for subscription `?3`, due at
-/// `?4`, waiting if the subscription is ordered and has a pending one.
+/// `?4`, waiting if the subscription is ordered (`?5`, as read with its
+/// listeners in the same transaction) and has a pending one.
 pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, waiting) \
      VALUES (?1, ?2, ?3, 'pending', 0, ?4, \
-             CASE WHEN (SELECT s.ordered FROM subscriptions s WHERE s.id = ?3) \
+             CASE WHEN ?5 \
                   THEN EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = ?3 AND p.state = 'pending') \
                   ELSE 0 END)";
 
@@ -346,7 +360,7 @@ pub(crate) fn insert_event(
     db: &Connection,
     event: &Event,
     body: &[u8],
-    listeners: &[Uuid],
+    listeners: &[Listener],
 ) -> rusqlite::Result<Publication> {
     if listeners.is_empty() {
         return Ok(Publication { event_id: event.id, deliveries: Vec::new(), repeated: false });
@@ -370,9 +384,9 @@ pub(crate) fn insert_event(
     let mut insert = db.prepare_cached(INSERT_DELIVERY)?;
     let deliveries = listeners
         .iter()
-        .map(|subscription| {
+        .map(|listener| {
             let id = DeliveryId::at(event.occurred_at);
-            insert.execute(params![id.as_uuid(), event_seq, subscription, due])?;
+            insert.execute(params![id.as_uuid(), event_seq, listener.id, due, listener.ordered])?;
             Ok(id)
         })
         .collect::<rusqlite::Result<_>>()?;
@@ -543,7 +557,11 @@ pub(crate) fn publish_to(
     subscription: SubscriptionId,
 ) -> rusqlite::Result<Option<DeliveryId>> {
     let Some(disabled) = subscription_disabled(db, subscription)? else { return Ok(None) };
-    let id = insert_event(db, event, body, &[subscription.as_uuid()])?.deliveries.pop();
+    let ordered: bool = db
+        .prepare_cached("SELECT ordered FROM subscriptions WHERE id = ?1")?
+        .query_row([subscription.as_uuid()], |row| row.get(0))?;
+    let listener = Listener { id: subscription.as_uuid(), ordered };
+    let id = insert_event(db, event, body, &[listener])?.deliveries.pop();
     if let Some(id) = id.filter(|_| disabled) {
         db.prepare_cached("UPDATE deliveries SET held = 1 WHERE id = ?1")?.execute([id.as_uuid()])?;
     }
