@@ -599,10 +599,6 @@ impl Outcomes {
     }
 }
 
-/// Calls the host's hook with each outcome, in the order they were recorded,
-/// on a task of its own: a slow hook delays later hooks, not attempts. A
-/// panicking hook is logged and the next outcome is handed to it all the same.
-/// One at a time, so the queue's bound is all that waits.
 /// Counts an attempt by its outcome. The label values are literals, so the
 /// keys are static and counting allocates nothing.
 fn count_attempt(verdict: Verdict, duration: Duration) {
@@ -620,6 +616,11 @@ fn count_attempt(verdict: Verdict, duration: Duration) {
     }
 }
 
+/// Calls the host's hook with each outcome, in the order they were recorded,
+/// on a task of its own: a slow hook delays later hooks, not attempts. A
+/// panicking hook is logged and the next outcome is handed to it all the same.
+/// Outcomes are taken from the queue a batch at a time, so what waits is
+/// bounded by the queue and one batch.
 async fn run_hooks(hook: OutcomeHook, mut queue: mpsc::Receiver<AttemptOutcome>) {
     let mut batch = Vec::with_capacity(HOOK_BATCH);
     while queue.recv_many(&mut batch, HOOK_BATCH).await > 0 {
