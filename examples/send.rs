@@ -52,8 +52,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, Owner, Preset, Publish, Store, Subscription, SubscriptionId,
-    SubscriptionStatus, SubscriptionUpdate, UrlRule, Verdict, Webhooks,
+    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, DeliveryId, Owner, Preset, Publish, Store, Subscription,
+    SubscriptionId, SubscriptionStatus, SubscriptionUpdate, UrlRule, Verdict, Webhooks,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::PostgresStore;
@@ -159,7 +159,7 @@ struct Line {
 /// One output line per attempt; the fields in the order of the contract.
 #[derive(Serialize)]
 struct AttemptLine<'a> {
-    delivery_id: String,
+    delivery_id: DeliveryId,
     event: &'a str,
     attempt: u32,
     status: Option<u16>,
@@ -184,7 +184,7 @@ struct Summary {
 
 fn print_attempt(outcome: &AttemptOutcome) {
     let line = AttemptLine {
-        delivery_id: outcome.delivery_id.to_string(),
+        delivery_id: outcome.delivery_id,
         event: &outcome.event_type,
         attempt: outcome.attempt.number,
         status: outcome.attempt.status(),
@@ -192,9 +192,7 @@ fn print_attempt(outcome: &AttemptOutcome) {
         outcome: outcome.as_str(),
         duration_ms: outcome.attempt.duration.as_millis(),
     };
-    if let Ok(json) = serde_json::to_string(&line) {
-        print_line(&json);
-    }
+    print_json(&line);
 }
 
 /// Stdout, buffered: a line per attempt written straight out would cost a
@@ -206,9 +204,12 @@ static OUT: std::sync::LazyLock<std::sync::Mutex<std::io::BufWriter<std::io::Std
 /// How long a printed line may wait in the buffer.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
-fn print_line(json: &str) {
+/// `value` as one JSON line, serialized straight into the buffer.
+fn print_json(value: &impl Serialize) {
     let mut out = OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let _ = writeln!(out, "{json}");
+    if serde_json::to_writer(&mut *out, value).is_ok() {
+        let _ = out.write_all(b"\n");
+    }
 }
 
 fn flush_lines() {
@@ -808,8 +809,6 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
         endpoint_disabled: !enabled,
     };
 
-    if let Ok(json) = serde_json::to_string(&SummaryLine { summary }) {
-        print_line(&json);
-    }
+    print_json(&SummaryLine { summary });
     Ok(if malformed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
