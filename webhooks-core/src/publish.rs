@@ -75,12 +75,11 @@ impl Publish {
     /// An event of `event_type` with `data` (any JSON object, array or
     /// value but `null`), for the default owner.
     pub fn new(event_type: impl Into<String>, data: impl Serialize) -> Self {
-        Self {
-            event_type: event_type.into(),
-            data: serde_json::to_value(data).map_err(|error| error.to_string()),
-            audience: Target::Owner(Owner::default().into()),
-            idempotency_key: None,
-        }
+        Self::with_data(event_type.into(), serde_json::to_value(data).map_err(|error| error.to_string()))
+    }
+
+    fn with_data(event_type: String, data: Result<serde_json::Value, String>) -> Self {
+        Self { event_type, data, audience: Target::Owner(Owner::default().into()), idempotency_key: None }
     }
 
     /// For this owner's subscriptions only.
@@ -106,9 +105,11 @@ impl Publish {
     }
 }
 
+/// An event of a type and a JSON value, for the default owner: the value is
+/// taken as it is, where [`Publish::new`] would serialize it into a copy.
 impl<S: Into<String>> From<(S, serde_json::Value)> for Publish {
     fn from((event_type, data): (S, serde_json::Value)) -> Self {
-        Self::new(event_type, data)
+        Self::with_data(event_type.into(), Ok(data))
     }
 }
 
