@@ -197,7 +197,8 @@ fn print_attempt(outcome: &AttemptOutcome) {
 
 /// Stdout, buffered: a line per attempt written straight out would cost a
 /// system call each. The buffer is flushed every few milliseconds while
-/// the run goes on, and once more before the process exits.
+/// the run goes on, on an interrupt (Ctrl-C), and once more before the
+/// process exits.
 static OUT: std::sync::LazyLock<std::sync::Mutex<std::io::BufWriter<std::io::Stdout>>> =
     std::sync::LazyLock::new(|| std::sync::Mutex::new(std::io::BufWriter::new(std::io::stdout())));
 
@@ -216,8 +217,7 @@ fn flush_lines() {
     let _ = OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).flush();
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(message) => {
@@ -225,15 +225,34 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let flusher = tokio::spawn(async {
-        let mut every = tokio::time::interval(FLUSH_EVERY);
-        loop {
-            every.tick().await;
-            flush_lines();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::from(1);
         }
+    };
+    let result = runtime.block_on(async {
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(FLUSH_EVERY);
+            let interrupted = tokio::signal::ctrl_c();
+            tokio::pin!(interrupted);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => flush_lines(),
+                    // Interrupted: what was printed is not lost.
+                    _ = &mut interrupted => {
+                        flush_lines();
+                        std::process::exit(130);
+                    }
+                }
+            }
+        });
+        run(args).await
     });
-    let result = run(args).await;
-    flusher.abort();
+    // With the runtime gone, no task writes a line any more (a run that
+    // failed may have left the dispatcher running): the last flush has all.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     flush_lines();
     match result {
         Ok(code) => code,

@@ -113,12 +113,14 @@ fn to_json(body: &impl Serialize) -> Result<Bytes, Error> {
         let mut kept = buffer.try_borrow_mut().ok();
         let buffer = kept.as_deref_mut().unwrap_or(&mut own);
         buffer.clear();
-        let rendered = serde_json::to_writer(&mut *buffer, body).map(|()| Bytes::copy_from_slice(buffer));
-        // A rare huge body does not stay with the thread.
+        let rendered = serde_json::to_writer(&mut *buffer, body).map_err(Error::Render);
+        // A rare huge body does not stay with the thread: it leaves as the
+        // body itself, uncopied.
         if buffer.capacity() > KEPT_BUFFER {
-            *buffer = Vec::new();
+            let huge = std::mem::take(buffer);
+            return rendered.map(|()| Bytes::from(huge));
         }
-        rendered.map_err(Error::Render)
+        rendered.map(|()| Bytes::copy_from_slice(buffer))
     })
 }
 

@@ -309,6 +309,8 @@ pub struct Subscription {
 /// [`Subscription::signing_secrets`]. Reads as a slice.
 ///
 /// ```
+/// use std::time::Duration;
+///
 /// use chrono::Utc;
 /// # use webhooks_core::{Preset, Subscription, Webhooks};
 /// # #[tokio::main(flavor = "current_thread")]
@@ -320,6 +322,12 @@ pub struct Subscription {
 /// let secrets = subscription.signing_secrets(Utc::now());
 /// assert_eq!(secrets.len(), 1);
 /// assert_eq!(secrets[0], &subscription.secret);
+///
+/// // Mid-rotation: the new secret first, then the previous one.
+/// let new_secret = webhooks.rotate_secret(subscription.id, Duration::from_secs(3600)).await?;
+/// let rotated = webhooks.subscription(subscription.id).await?;
+/// let secrets: Vec<_> = rotated.signing_secrets(Utc::now()).into_iter().collect();
+/// assert_eq!(secrets, [&new_secret, &subscription.secret]);
 /// # Ok(())
 /// # }
 /// ```
@@ -334,6 +342,15 @@ impl<'a> std::ops::Deref for SigningSecrets<'a> {
 
     fn deref(&self) -> &Self::Target {
         &self.secrets[..self.len]
+    }
+}
+
+impl<'a> IntoIterator for SigningSecrets<'a> {
+    type Item = &'a Secret;
+    type IntoIter = std::iter::Take<std::array::IntoIter<&'a Secret, 2>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.secrets.into_iter().take(self.len)
     }
 }
 

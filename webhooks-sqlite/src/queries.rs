@@ -157,11 +157,7 @@ pub(crate) fn insert_subscription(db: &Connection, subscription: &Subscription) 
 /// puts its deliveries in order when ordering is turned on or lets them all
 /// go when it is turned off; `false` when there is no such subscription.
 pub(crate) fn update_subscription(db: &Connection, subscription: &Subscription) -> rusqlite::Result<bool> {
-    let Some(was_ordered) = db
-        .prepare_cached("SELECT ordered FROM subscriptions WHERE id = ?1")?
-        .query_row([subscription.id.as_uuid()], |row| row.get::<_, bool>(0))
-        .optional()?
-    else {
+    let Some(Standing { ordered: was_ordered, .. }) = standing(db, subscription.id)? else {
         return Ok(false);
     };
     let previous = subscription.previous_secret.as_ref();
@@ -533,15 +529,12 @@ pub(crate) fn recover(
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<usize>> {
-    let Some(held) = subscription_disabled(db, id)? else { return Ok(None) };
+    let Some(Standing { disabled, ordered }) = standing(db, id)? else { return Ok(None) };
     // Held ones first: the dropped ones about to restart are pending too.
-    let held = if held { restart(db, RESTART_HELD, id.as_uuid().as_bytes(), now, 0)? } else { 0 };
+    let held = if disabled { restart(db, RESTART_HELD, id.as_uuid().as_bytes(), now, 0)? } else { 0 };
     let dropped = restart(db, RESTART_DROPPED, id.as_uuid().as_bytes(), now, codec::micros(since))?;
     enable_subscription(db, id, now)?;
-    if db
-        .prepare_cached("SELECT ordered FROM subscriptions WHERE id = ?1")?
-        .query_row([id.as_uuid()], |row| row.get(0))?
-    {
+    if ordered {
         put_in_order(db, id)?;
     }
     Ok(Some(dropped + held))
@@ -556,10 +549,7 @@ pub(crate) fn publish_to(
     body: &[u8],
     subscription: SubscriptionId,
 ) -> rusqlite::Result<Option<DeliveryId>> {
-    let Some(disabled) = subscription_disabled(db, subscription)? else { return Ok(None) };
-    let ordered: bool = db
-        .prepare_cached("SELECT ordered FROM subscriptions WHERE id = ?1")?
-        .query_row([subscription.as_uuid()], |row| row.get(0))?;
+    let Some(Standing { disabled, ordered }) = standing(db, subscription)? else { return Ok(None) };
     let listener = Listener { id: subscription.as_uuid(), ordered };
     let id = insert_event(db, event, body, &[listener])?.deliveries.pop();
     if let Some(id) = id.filter(|_| disabled) {
@@ -568,11 +558,17 @@ pub(crate) fn publish_to(
     Ok(id)
 }
 
-/// Whether subscription `id` is disabled; `None` when there is no such
+/// Whether a subscription is disabled and whether it is ordered.
+struct Standing {
+    disabled: bool,
+    ordered: bool,
+}
+
+/// Subscription `id`'s [`Standing`]; `None` when there is no such
 /// subscription.
-fn subscription_disabled(db: &Connection, id: SubscriptionId) -> rusqlite::Result<Option<bool>> {
-    db.prepare_cached("SELECT disabled_at IS NOT NULL FROM subscriptions WHERE id = ?1")?
-        .query_row([id.as_uuid()], |row| row.get::<_, bool>(0))
+fn standing(db: &Connection, id: SubscriptionId) -> rusqlite::Result<Option<Standing>> {
+    db.prepare_cached("SELECT disabled_at IS NOT NULL, ordered FROM subscriptions WHERE id = ?1")?
+        .query_row([id.as_uuid()], |row| Ok(Standing { disabled: row.get(0)?, ordered: row.get(1)? }))
         .optional()
 }
 

@@ -229,9 +229,7 @@ impl DispatcherBuilder {
     /// another in the order they were recorded, never on an attempt's path:
     /// a slow hook delays the hooks after it, not deliveries (though a hook
     /// that blocks its thread takes that thread from the runtime). A hook
-    /// that panics is logged and still called with the next outcome. Under
-    /// load the task takes the outcomes waiting in batches and lets the next
-    /// ones gather for a millisecond, rather than waking for each one.
+    /// that panics is logged and still called with the next outcome.
     ///
     /// Outcomes wait for the hook in a queue of
     /// [`outcome_queue`](DispatcherBuilder::outcome_queue) places. When it is
@@ -352,13 +350,6 @@ struct Shared {
 
 /// The most attempt records committed in one store transaction.
 const RECORD_BATCH: usize = 256;
-
-/// Outcomes handed to the hook per wake-up at most.
-const HOOK_BATCH: usize = 256;
-
-/// How long the hook's task lets outcomes gather when they come in quick
-/// succession.
-const HOOK_LINGER: Duration = Duration::from_millis(1);
 
 /// How often the pending-deliveries gauge is refreshed from the store.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
@@ -619,21 +610,18 @@ fn count_attempt(verdict: Verdict, duration: Duration) {
 /// Calls the host's hook with each outcome, in the order they were recorded,
 /// on a task of its own: a slow hook delays later hooks, not attempts. A
 /// panicking hook is logged and the next outcome is handed to it all the same.
-/// Outcomes are taken from the queue a batch at a time, so what waits is
-/// bounded by the queue and one batch.
+/// One outcome out of the queue at a time, so the queue's bound is all that
+/// waits; each wake-up hands on every outcome already queued.
 async fn run_hooks(hook: OutcomeHook, mut queue: mpsc::Receiver<AttemptOutcome>) {
-    let mut batch = Vec::with_capacity(HOOK_BATCH);
-    while queue.recv_many(&mut batch, HOOK_BATCH).await > 0 {
-        let busy = batch.len() > 1;
-        for outcome in batch.drain(..) {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&outcome))).is_err() {
-                tracing::error!(delivery_id = %outcome.delivery_id, "the outcome hook panicked");
-            }
+    let call = |outcome: AttemptOutcome| {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&outcome))).is_err() {
+            tracing::error!(delivery_id = %outcome.delivery_id, "the outcome hook panicked");
         }
-        // Under load, let outcomes gather for a moment rather than wake
-        // this task for each one; alone, an outcome is handed on at once.
-        if busy {
-            tokio::time::sleep(HOOK_LINGER).await;
+    };
+    while let Some(outcome) = queue.recv().await {
+        call(outcome);
+        while let Ok(outcome) = queue.try_recv() {
+            call(outcome);
         }
     }
 }
