@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Running, delivered, recorded, start, webhooks};
+use common::{Running, delivered, listening, recorded, start, webhooks};
 use serde_json::json;
 use webhooks_core::{
     AttemptResult, Clock, DeepSmithScheme, DeliveryState, Error, Preset, SmartlyQScheme, Subscription,
@@ -114,7 +114,7 @@ async fn smartlyq_makes_six_attempts_doubling_from_two_minutes_then_drops() {
 async fn deepsmith_makes_four_attempts_at_10_s_60_s_and_5_min() {
     let receiver = Receiver::scripted(|_, _| Reply::status(503)).await.unwrap();
     let (webhooks, clock) = webhooks(Preset::deepsmith());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
 
@@ -139,7 +139,7 @@ async fn deepsmith_makes_four_attempts_at_10_s_60_s_and_5_min() {
 async fn a_2xx_after_failures_stops_the_retries() {
     let receiver = Receiver::scripted(|n, _| Reply::status(if n < 2 { 500 } else { 202 })).await.unwrap();
     let (webhooks, clock) = webhooks(Preset::deepsmith());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
 
@@ -205,7 +205,7 @@ async fn the_response_body_is_read_only_up_to_the_cap() {
     let receiver =
         Receiver::scripted(|_, _| Reply::status(500).with_body("x".repeat(200_000))).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     let running = Running::start(
         webhooks.dispatcher().allow_private_networks(true).response_body_limit(100).build().unwrap(),
     );
@@ -253,10 +253,7 @@ async fn an_extended_catalogue_accepts_the_hosts_own_event_types() {
 async fn deepsmith_disables_after_ten_failures_and_holds_the_rest_until_enabled() {
     let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith().with_retry_scale(0.0).unwrap());
-    let subscription = webhooks
-        .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated"))
-        .await
-        .unwrap();
+    let subscription = listening(&webhooks, receiver.url()).await;
     let running =
         Running::start(webhooks.dispatcher().allow_private_networks(true).concurrency(1).build().unwrap());
     let mut ids = Vec::new();
@@ -286,7 +283,7 @@ async fn deepsmith_disables_after_ten_failures_and_holds_the_rest_until_enabled(
 async fn an_idle_dispatcher_is_woken_by_a_publish() {
     let receiver = Receiver::start().await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     // An hour-long poll interval: only the wake-up can bring the request.
     let running = Running::start(
         webhooks
@@ -308,7 +305,7 @@ async fn shutdown_lets_the_attempt_in_flight_finish_and_be_recorded() {
     let receiver =
         Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(300))).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
     receiver.wait_for(1, WAIT).await;
@@ -322,7 +319,7 @@ async fn shutdown_lets_the_attempt_in_flight_finish_and_be_recorded() {
 async fn outcomes_reach_the_hosts_hook() {
     let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 500 } else { 200 })).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith().with_retry_scale(0.0).unwrap());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     let (dispatcher, mut outcomes) = Outcomes::collect(webhooks.dispatcher().allow_private_networks(true));
     let running = Running::start(dispatcher.build().unwrap());
     webhooks.publish("iq.status_updated", json!({})).await.unwrap();
@@ -336,10 +333,7 @@ async fn outcomes_reach_the_hosts_hook() {
 async fn a_panicking_outcome_hook_does_not_stall_its_endpoint() {
     let receiver = Receiver::start().await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
-    let subscription = webhooks
-        .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated"))
-        .await
-        .unwrap();
+    let subscription = listening(&webhooks, receiver.url()).await;
     let panicked = std::sync::atomic::AtomicBool::new(false);
     let dispatcher = webhooks
         .dispatcher()
@@ -366,10 +360,7 @@ async fn a_panicking_outcome_hook_does_not_stall_its_endpoint() {
 async fn a_blocked_outcome_hook_misses_what_its_queue_cannot_hold_and_delivery_goes_on() {
     let receiver = Receiver::start().await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
-    let subscription = webhooks
-        .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated"))
-        .await
-        .unwrap();
+    let subscription = listening(&webhooks, receiver.url()).await;
     let (release, blocked) = std::sync::mpsc::channel::<()>();
     let blocked = std::sync::Mutex::new(Some(blocked));
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -5,11 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Running, webhooks};
+use common::{Running, listening, webhooks};
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use serde_json::json;
-use webhooks_core::{Preset, Subscription};
+use webhooks_core::Preset;
 use webhooks_examples::{Receiver, Reply};
 
 #[tokio::test]
@@ -20,7 +20,7 @@ async fn attempts_outcomes_latency_and_disables_are_recorded() {
 
     let receiver = Receiver::scripted(|n, _| Reply::status(if n == 0 { 500 } else { 410 })).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith().with_retry_scale(0.0).unwrap());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let published = webhooks.publish("iq.status_updated", json!({})).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), published.outcomes()).await.unwrap().unwrap();

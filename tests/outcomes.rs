@@ -4,9 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Running, webhooks};
+use common::{Running, listening, webhooks};
 use serde_json::json;
-use webhooks_core::{Outcome, Preset, Subscription};
+use webhooks_core::{Outcome, Preset};
 use webhooks_examples::{Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -18,10 +18,7 @@ async fn the_handle_reports_delivered_dropped_and_held() {
     let gone = Receiver::scripted(|_, _| Reply::status(410)).await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith().with_retry_scale(0.0).unwrap());
     for receiver in [&ok, &failing, &gone] {
-        webhooks
-            .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated"))
-            .await
-            .unwrap();
+        listening(&webhooks, receiver.url()).await;
     }
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
 
@@ -49,7 +46,7 @@ async fn the_handle_reports_delivered_dropped_and_held() {
 async fn the_handle_waits_while_retries_are_pending() {
     let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
     let (webhooks, clock) = webhooks(Preset::deepsmith());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let published = webhooks.publish("iq.status_updated", json!({})).await.unwrap();
     let waiting = tokio::spawn({

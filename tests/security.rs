@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Running, recorded, start, webhooks};
+use common::{Running, listening, recorded, start, webhooks};
 use serde_json::json;
 use webhooks_core::{
     AttemptResult, Clock, DeepSmithScheme, DeliveryState, DisablePolicy, Preset, Secret, SmartlyQScheme,
@@ -72,7 +72,7 @@ async fn the_cloud_metadata_address_is_refused_without_a_connection() {
 async fn private_targets_can_be_allowed_explicitly() {
     let receiver = Receiver::start().await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
     recorded(&webhooks, id, 1).await;
@@ -113,10 +113,7 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {
 async fn deepsmith_signs_with_the_new_secret_and_receivers_may_hold_both() {
     let receiver = Receiver::start().await.unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
-    let subscription = webhooks
-        .subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated"))
-        .await
-        .unwrap();
+    let subscription = listening(&webhooks, receiver.url()).await;
     let new = webhooks.rotate_secret(subscription.id, Duration::from_secs(3600)).await.unwrap();
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     webhooks.publish("iq.status_updated", json!({})).await.unwrap();
@@ -134,7 +131,7 @@ async fn retry_wait_after(first: Reply) -> i64 {
         .await
         .unwrap();
     let (webhooks, _clock) = webhooks(Preset::deepsmith());
-    webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();
+    listening(&webhooks, receiver.url()).await;
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let id = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
     recorded(&webhooks, id, 1).await;

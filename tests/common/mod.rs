@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use webhooks_core::{DeliveryId, ManualClock, Preset, UrlRule, Webhooks};
+use webhooks_core::{DeliveryId, ManualClock, Preset, Subscription, UrlRule, Webhooks};
 use webhooks_memory::MemoryStore;
 
 /// When the manual clock starts: 2026-03-02T14:30:00Z.
@@ -29,6 +29,11 @@ pub fn webhooks(preset: Preset) -> (Webhooks, ManualClock) {
         .build()
         .unwrap();
     (webhooks, clock)
+}
+
+/// A subscription of `url` to `iq.status_updated`, the tests' event.
+pub async fn listening(webhooks: &Webhooks, url: &str) -> Subscription {
+    webhooks.subscribe(Subscription::builder(url).event_type("iq.status_updated")).await.unwrap()
 }
 
 /// A dispatcher running in the background: cancelled when dropped, with
