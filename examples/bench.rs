@@ -325,8 +325,7 @@ async fn end_to_end(url: &str, options: &Options, stores: Vec<Arc<dyn Store>>) -
         running.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     }
 
-    let events = options.deliveries / options.subscriptions;
-    let total = events * options.subscriptions;
+    let events = total / options.subscriptions;
     let data = data_of(options.body_bytes);
     let cpu = cpu_times();
     let started = Instant::now();

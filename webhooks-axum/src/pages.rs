@@ -260,12 +260,12 @@ fn status_badge(subscription: &Subscription) -> Markup {
     }
 }
 
-fn state_badge(delivery: &Delivery, subscription_enabled: bool) -> Markup {
+/// The facade reports a delivery waiting for a disabled endpoint as held.
+fn state_badge(delivery: &Delivery) -> Markup {
     match delivery.state {
         DeliveryState::Delivered => html! { span.badge.ok { "delivered" } },
         DeliveryState::Dropped => html! { span.badge.bad { "dropped" } },
         DeliveryState::Held => html! { span.badge.muted { "held" } },
-        DeliveryState::Pending if !subscription_enabled => html! { span.badge.muted { "held" } },
         DeliveryState::Pending if delivery.attempts > 0 => html! { span.badge.warn { "retrying" } },
         DeliveryState::Pending => html! { span.badge.muted { "pending" } },
     }
@@ -650,7 +650,7 @@ async fn deliveries(
                                 td { a href=(viewer.link(&format!("/deliveries/{}", delivery.id))) { (when(delivery.created_at)) } }
                                 td { code { (delivery.event_type) } }
                                 td.url.small { @if let Some(subscription) = subscription { (subscription.url) } }
-                                td { (state_badge(delivery, subscription.is_none_or(Subscription::is_enabled))) }
+                                td { (state_badge(delivery)) }
                                 td { (delivery.attempts) }
                                 td { (optional_time(delivery.next_attempt_at, "—")) }
                             }
@@ -684,7 +684,7 @@ async fn delivery(
                 tr { th { "Delivery" } td { code { (delivery.id) } } }
                 tr { th { "Event" } td { code { (delivery.event_type) } " " span.small.muted { (delivery.event_id) } } }
                 tr { th { "Endpoint" } td { a.url href=(viewer.link(&format!("/endpoints/{}", subscription.id))) { (subscription.url) } } }
-                tr { th { "State" } td { (state_badge(&delivery, subscription.is_enabled())) } }
+                tr { th { "State" } td { (state_badge(&delivery)) } }
                 tr { th { "Next attempt" } td { (optional_time(delivery.next_attempt_at, "none")) } }
                 tr { th { "Created" } td { (when(delivery.created_at)) } }
             }

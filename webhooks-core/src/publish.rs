@@ -219,24 +219,21 @@ impl Published {
             let settled = self.webhooks.settled().notified();
             tokio::pin!(settled);
             settled.as_mut().enable();
-            let mut deliveries = Vec::with_capacity(self.deliveries.len());
+            // In order, stopping at the first still going: this runs at
+            // every recorded attempt, so it reads no more than it must.
+            let mut outcomes = Vec::with_capacity(self.deliveries.len());
             for id in &self.deliveries {
-                deliveries.push(store.delivery(*id).await?.ok_or(StoreError::DeliveryNotFound(*id))?);
+                let mut delivery = [store.delivery(*id).await?.ok_or(StoreError::DeliveryNotFound(*id))?];
+                self.webhooks.report_held(&mut delivery, None).await?;
+                let outcome = match delivery[0].state {
+                    DeliveryState::Delivered => Outcome::Delivered,
+                    DeliveryState::Dropped => Outcome::Dropped,
+                    DeliveryState::Held => Outcome::Held,
+                    DeliveryState::Pending => break,
+                };
+                outcomes.push((*id, outcome));
             }
-            self.webhooks.report_held(&mut deliveries, None).await?;
-            let outcomes: Option<Vec<_>> = deliveries
-                .iter()
-                .map(|delivery| {
-                    let outcome = match delivery.state {
-                        DeliveryState::Delivered => Outcome::Delivered,
-                        DeliveryState::Dropped => Outcome::Dropped,
-                        DeliveryState::Held => Outcome::Held,
-                        DeliveryState::Pending => return None,
-                    };
-                    Some((delivery.id, outcome))
-                })
-                .collect();
-            if let Some(outcomes) = outcomes {
+            if outcomes.len() == self.deliveries.len() {
                 return Ok(outcomes);
             }
             let _ = tokio::time::timeout(OUTCOME_POLL, settled).await;

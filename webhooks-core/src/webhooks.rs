@@ -563,7 +563,6 @@ impl Webhooks {
         Ok(stats)
     }
 
-    /// Checks a subscription's event types against the catalogue.
     /// Checks settings against the limits and the preset: no header the
     /// signature scheme sets, a cap of at least 1, bounded text.
     fn check_settings(&self, settings: &EndpointSettings) -> Result<(), Error> {
@@ -600,6 +599,7 @@ impl Webhooks {
         Ok(())
     }
 
+    /// Checks a subscription's event types against the catalogue.
     fn check_event_types(&self, event_types: &BTreeSet<String>) -> Result<(), Error> {
         if event_types.is_empty() {
             return Err(Error::invalid("event types", "a subscription must listen to at least one"));
@@ -691,8 +691,9 @@ impl Webhooks {
     }
 
     /// A page of deliveries matching `query`, as [`Webhooks::deliveries`]
-    /// lists them, each with its whole attempt log: two store calls
-    /// whatever the page's size ([`Admin::attempts_of`](crate::Admin::attempts_of)).
+    /// lists them, each with its whole attempt log: the attempts of the
+    /// whole page in one store call ([`Admin::attempts_of`](crate::Admin::attempts_of)),
+    /// besides the listing's own.
     ///
     /// ```
     /// use webhooks_core::{DeliveryQuery, Preset, Subscription, Webhooks};

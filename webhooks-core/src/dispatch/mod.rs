@@ -690,7 +690,9 @@ impl Pool {
     /// One worker: attempts claims until shutdown and no claim taken for it
     /// is left.
     async fn work(self: Arc<Self>) {
-        while let Some(claimed) = self.next_claim().await {
+        // The endpoints this worker's claims pass over, kept between claims.
+        let mut skip = Vec::new();
+        while let Some(claimed) = self.next_claim(&mut skip).await {
             let span = attempt_span(&claimed.claim);
             self.attempt(claimed).instrument(span).await;
         }
@@ -699,7 +701,7 @@ impl Pool {
     /// The next claim to attempt: one taken for this worker already, or one
     /// it claims itself (for the workers queued behind it too), waiting for
     /// work if none is due. `None` once shutting down with nothing claimed.
-    async fn next_claim(&self) -> Option<Claimed> {
+    async fn next_claim(&self, skip: &mut Vec<SubscriptionId>) -> Option<Claimed> {
         loop {
             if let Some(claimed) = self.lock_ready().pop_front() {
                 return Some(claimed);
@@ -707,8 +709,8 @@ impl Pool {
             if self.shutdown.is_cancelled() {
                 return None;
             }
-            if !self.store.prefers_batches()
-                && let Some(claimed) = self.claim_alone().await
+            if self.to_record.is_none()
+                && let Some(claimed) = self.claim_alone(skip).await
             {
                 return Some(claimed);
             }
@@ -733,14 +735,13 @@ impl Pool {
     /// take work from a store that costs little per call (the memory
     /// store), with no hand-over between workers while work is due. When
     /// none is, the worker queues behind the claimer, who waits for work.
-    async fn claim_alone(&self) -> Option<Claimed> {
+    async fn claim_alone(&self, skip: &mut Vec<SubscriptionId>) -> Option<Claimed> {
         let now = self.shared.webhooks.clock().now();
         let lease_until = now + self.lease;
-        let mut busy = Vec::new();
-        self.shares.busy(&mut busy, now);
+        self.shares.busy(skip, now);
         let claim = self
             .store
-            .claim_due(&ClaimRequest { now, limit: 1, lease_until, skip: &busy })
+            .claim_due(&ClaimRequest { now, limit: 1, lease_until, skip })
             .await
             .ok()?
             .into_iter()
