@@ -13,7 +13,7 @@ use webhooks_core::{
     CustomHeader, EndpointSettings, Error, ManualClock, Preset, Schedule, Store, Subscription,
     SubscriptionUpdate, Webhooks,
 };
-use webhooks_examples::{Received, Receiver, Reply, TestDispatcher};
+use webhooks_examples::{Received, Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -111,23 +111,18 @@ async fn a_rate_limit_spaces_attempts_while_an_unlimited_endpoint_runs_free() {
         .await
         .unwrap();
     webhooks.subscribe(Subscription::builder(free.url()).event_type("invoice.paid")).await.unwrap();
-    let dispatcher = webhooks.dispatcher().allow_private_networks(true).build().unwrap();
-    let activity = dispatcher.activity();
-    let running = Running::start(dispatcher);
-    let settled = || async { tokio::time::timeout(WAIT, activity.settled()).await.expect("settles") };
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
 
     for n in 0..6 {
         webhooks.publish("invoice.paid", json!({ "n": n })).await.unwrap();
     }
-    settled().await;
+    running.settle().await;
     assert_eq!(free.received().len(), 6, "the unlimited endpoint gets everything at once");
     assert_eq!(limited.received().len(), 2, "the burst");
-    clock.advance(Duration::from_millis(499));
-    settled().await;
+    running.advance(&clock, Duration::from_millis(499)).await;
     assert_eq!(limited.received().len(), 2, "no token before half a second");
     for expected in 3..=6 {
-        clock.advance(Duration::from_millis(if expected == 3 { 1 } else { 500 }));
-        settled().await;
+        running.advance(&clock, Duration::from_millis(if expected == 3 { 1 } else { 500 })).await;
         assert_eq!(limited.received().len(), expected);
     }
     running.stop().await;
@@ -162,8 +157,7 @@ async fn ordered_delivery_waits_for_the_earlier_event(store: Arc<dyn Store>) {
         .await
         .unwrap();
     webhooks.subscribe(Subscription::builder(free.url()).event_type("job.updated")).await.unwrap();
-    let dispatcher =
-        TestDispatcher::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    let dispatcher = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     for n in 0..3 {
         webhooks.publish("job.updated", json!({ "n": n })).await.unwrap();
     }
@@ -191,8 +185,7 @@ async fn a_dropped_delivery_unblocks_the_next(store: Arc<dyn Store>) {
         .subscribe(Subscription::builder(ordered.url()).event_type("job.updated").ordered(true))
         .await
         .unwrap();
-    let dispatcher =
-        TestDispatcher::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    let dispatcher = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     for n in 0..2 {
         webhooks.publish("job.updated", json!({ "n": n })).await.unwrap();
     }
@@ -214,11 +207,9 @@ async fn a_rate_limit_holds_per_dispatcher(store: Arc<dyn Store>) {
         .subscribe(Subscription::builder(limited.url()).event_type("job.updated").rate_limit(1, 2))
         .await
         .unwrap();
-    let instances: Vec<TestDispatcher> = [&first, &second]
+    let instances: Vec<Running> = [&first, &second]
         .into_iter()
-        .map(|webhooks| {
-            TestDispatcher::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap())
-        })
+        .map(|webhooks| Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap()))
         .collect();
     for n in 0..10 {
         first.publish("job.updated", json!({ "n": n })).await.unwrap();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::over_http;
+use common::{over_http, sqlite_store};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
@@ -305,27 +305,21 @@ async fn memory_store_backlog_drains_at_the_endpoints_pace() {
 // On the SQLite store, a real file in a temporary directory
 // ---------------------------------------------------------------------------
 
-async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = webhooks_sqlite::SqliteStore::open(dir.path().join("webhooks.db")).await.unwrap();
-    (Arc::new(store), dir)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_graceful_shutdown_under_load() {
-    let (store, _dir) = sqlite().await;
+    let (store, _dir) = sqlite_store().await;
     graceful_shutdown_under_load(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_bounded_soak() {
-    let (store, _dir) = sqlite().await;
+    let (store, _dir) = sqlite_store().await;
     bounded_soak(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_backlog_drains_at_the_endpoints_pace() {
-    let (store, _dir) = sqlite().await;
+    let (store, _dir) = sqlite_store().await;
     backlog_drains_at_the_endpoints_pace(store).await;
 }
 
