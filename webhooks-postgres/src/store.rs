@@ -143,7 +143,7 @@ async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Out
             continue;
         }
         let to = listeners.get(&(event.name.clone(), audience.to_owned())).map_or(&[][..], Vec::as_slice);
-        published.push(queries::publish(db, event, body, to).await?);
+        published.push(queries::publish(db, event, body, to, &ordered).await?);
     }
     if published.iter().any(|p| !p.repeated && !p.deliveries.is_empty()) {
         listen::announce(db).await?;
@@ -379,8 +379,8 @@ impl Admin for PostgresStore {
     ) -> StoreResult<u64> {
         self.transaction("recover a subscription", &(subscription, since, now), |db, (id, since, now)| {
             Box::pin(async move {
-                found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
-                let restarted = queries::recover(db, *id, *since, *now).await?;
+                let standing = found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
+                let restarted = queries::recover(db, *id, standing.ordered, *since, *now).await?;
                 listen::announce(db).await?;
                 Ok(restarted)
             })
