@@ -86,6 +86,35 @@ async fn a_delivery_comes_with_its_whole_log(store: Arc<dyn Store>) {
     assert!(webhooks.delivery_log(webhooks_core::DeliveryId::new()).await.is_err());
 }
 
+async fn a_page_of_deliveries_comes_with_each_ones_log(store: Arc<dyn Store>) {
+    // The first attempt of each event fails at one endpoint; the other
+    // endpoint takes everything at once.
+    let failing = Receiver::scripted(|n, _| Reply::status(if n < 2 { 503 } else { 200 })).await.unwrap();
+    let healthy = Receiver::start().await.unwrap();
+    let (webhooks, clock) = facade(store, Preset::deepsmith());
+    let to_failing = subscribe(&webhooks, failing.url()).await;
+    subscribe(&webhooks, healthy.url()).await;
+    let running = running(&webhooks);
+    for n in 0..2 {
+        webhooks.publish("iq.status_updated", json!({ "n": n })).await.unwrap();
+    }
+    running.settle().await;
+    running.advance(&clock, Duration::from_secs(10)).await;
+    running.stop().await;
+
+    let page = webhooks.delivery_logs(DeliveryQuery::default()).await.unwrap();
+    assert_eq!(page.logs.len(), 4);
+    for log in &page.logs {
+        assert!(log.attempts.iter().all(|a| a.delivery_id == log.delivery.id), "{log:?}");
+        let statuses: Vec<_> = log.attempts.iter().map(|a| a.status()).collect();
+        if log.delivery.subscription_id == to_failing {
+            assert_eq!(statuses, [Some(503), Some(200)]);
+        } else {
+            assert_eq!(statuses, [Some(204)]);
+        }
+    }
+}
+
 async fn resend_sends_the_same_delivery_again(store: Arc<dyn Store>) {
     let receiver = Receiver::start().await.unwrap();
     let (webhooks, _clock) = facade(store, Preset::deepsmith());
@@ -312,6 +341,7 @@ async fn ids_and_times_come_from_one_clock(store: Arc<dyn Store>) {
 on_every_store!(
     deliveries_page_in_creation_order,
     a_delivery_comes_with_its_whole_log,
+    a_page_of_deliveries_comes_with_each_ones_log,
     resend_sends_the_same_delivery_again,
     recover_requeues_what_an_outage_dropped_or_held,
     a_test_event_reaches_one_endpoint,

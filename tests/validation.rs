@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use common::webhooks;
 use serde_json::json;
-use webhooks_core::{Error, Exponential, Preset, Schedule, Subscription, Webhooks};
+use webhooks_core::{
+    Error, Exponential, MAX_DESCRIPTION_BYTES, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, Preset, Schedule,
+    Subscription, Webhooks,
+};
 use webhooks_memory::MemoryStore;
 
 fn invalid_field(error: &Error) -> &'static str {
@@ -101,6 +104,45 @@ async fn a_subscription_needs_event_types_and_a_non_empty_secret() {
         .await
         .unwrap_err();
     assert_eq!(invalid_field(&error), "secret");
+}
+
+#[tokio::test]
+async fn descriptions_and_metadata_over_their_limits_are_refused_by_name() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let endpoint = || Subscription::builder("https://example.com/").event_type("iq.status_updated");
+    let at_the_limits = (0..MAX_METADATA_ENTRIES).fold(
+        endpoint().description("d".repeat(MAX_DESCRIPTION_BYTES)),
+        |builder, n| {
+            builder
+                .metadata(format!("{n:0>width$}", width = MAX_METADATA_BYTES), "v".repeat(MAX_METADATA_BYTES))
+        },
+    );
+    assert!(webhooks.subscribe(at_the_limits).await.is_ok());
+
+    let error =
+        webhooks.subscribe(endpoint().description("d".repeat(MAX_DESCRIPTION_BYTES + 1))).await.unwrap_err();
+    assert_eq!(invalid_field(&error), "description");
+    let too_many =
+        (0..=MAX_METADATA_ENTRIES).fold(endpoint(), |builder, n| builder.metadata(n.to_string(), "v"));
+    assert_eq!(invalid_field(&webhooks.subscribe(too_many).await.unwrap_err()), "metadata");
+    for (key, value) in [
+        (String::new(), "v".to_owned()),
+        ("k".repeat(MAX_METADATA_BYTES + 1), "v".to_owned()),
+        ("k".to_owned(), "v".repeat(MAX_METADATA_BYTES + 1)),
+    ] {
+        let error = webhooks.subscribe(endpoint().metadata(key, value)).await.unwrap_err();
+        assert_eq!(invalid_field(&error), "metadata");
+    }
+}
+
+#[tokio::test]
+async fn event_data_may_be_any_json_but_null() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    for data in [json!({"id": 7}), json!([1, 2]), json!("text"), json!(42), json!(true)] {
+        assert!(webhooks.publish("iq.status_updated", data.clone()).await.is_ok(), "{data}");
+    }
+    let error = webhooks.publish("iq.status_updated", serde_json::Value::Null).await.unwrap_err();
+    assert_eq!(invalid_field(&error), "data");
 }
 
 #[tokio::test]
