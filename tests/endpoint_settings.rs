@@ -17,10 +17,10 @@ use webhooks_examples::{Received, Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn custom_headers_go_with_every_request_after_the_signature() {
+/// Custom headers, as each store keeps them, reach the endpoint.
+async fn custom_headers_go_with_every_request_after_the_signature(store: Arc<dyn Store>) {
     let receiver = Receiver::start().await.unwrap();
-    let (webhooks, _clock) = webhooks(Preset::standard());
+    let webhooks = on(store, &ManualClock::new(start()));
     webhooks
         .subscribe(
             Subscription::builder(receiver.url())
@@ -235,6 +235,7 @@ async fn a_rate_limit_holds_per_dispatcher(store: Arc<dyn Store>) {
 }
 
 on_every_store!(
+    custom_headers_go_with_every_request_after_the_signature,
     ordered_delivery_waits_for_the_earlier_event,
     a_dropped_delivery_unblocks_the_next,
     a_rate_limit_holds_per_dispatcher,

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use webhooks_core::{
     Attempt, AttemptResult, Delivery, DeliveryId, DeliveryState, DisablePolicy, ManualClock, Preset, Publish,
-    Subscription, SubscriptionId, Webhooks,
+    Store, Subscription, SubscriptionId, Webhooks,
 };
 use webhooks_examples::{Receiver, Reply};
 use webhooks_memory::MemoryStore;
@@ -766,10 +766,10 @@ async fn hanging_endpoints_leave_a_healthy_one_its_slots() {
     }
 }
 
-#[tokio::test]
-async fn an_endpoint_never_has_more_requests_in_flight_than_its_cap() {
+/// The cap, as each store keeps it, holds.
+async fn an_endpoint_never_has_more_requests_in_flight_than_its_cap(store: Arc<dyn Store>) {
     let capped = KeepAlive::start(|_| Answer::After(Duration::from_millis(20), 200)).await;
-    let webhooks = real_time(fast_retries());
+    let webhooks = Webhooks::builder().shared_store(store).preset(over_http(fast_retries())).build().unwrap();
     let subscription = webhooks
         .subscribe(Subscription::builder(capped.url()).event_type("topic.status_updated").max_in_flight(3))
         .await
@@ -784,3 +784,5 @@ async fn an_endpoint_never_has_more_requests_in_flight_than_its_cap() {
     // Without the cap its share would grow to 32 of the 64 slots.
     assert_eq!(capped.stat(|s| &s.max_in_flight), 3, "the cap is reached and never passed");
 }
+
+on_every_store!(an_endpoint_never_has_more_requests_in_flight_than_its_cap);
