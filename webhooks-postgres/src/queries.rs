@@ -822,9 +822,11 @@ pub(crate) async fn subscription_stats(
 }
 
 /// Pending deliveries in the store, held ones included.
+/// Every pending delivery, counted in the partial index of them alone.
+pub(crate) const PENDING_COUNT: &str = "SELECT count(*) FROM webhooks.deliveries WHERE state = 'pending'";
+
 pub(crate) async fn pending_count(db: &Db<'_>) -> Outcome<u64> {
-    let statement =
-        db.prepare_cached("SELECT count(*) FROM webhooks.deliveries WHERE state = 'pending'").await?;
+    let statement = db.prepare_cached(PENDING_COUNT).await?;
     Ok(u64::try_from(db.query_one(&statement, &[]).await?.try_get::<_, i64>(0)?).unwrap_or(0))
 }
 
@@ -1034,12 +1036,12 @@ pub(crate) async fn attempts_of(db: &Db<'_>, ids: &[DeliveryId]) -> Outcome<Vec<
 }
 
 /// A subscription's deliveries counted by state.
+/// Subscription `$1`'s deliveries counted by state, from its index entries.
+pub(crate) const DELIVERY_COUNTS: &str =
+    "SELECT state, count(*) FROM webhooks.deliveries WHERE subscription_id = $1 GROUP BY state";
+
 pub(crate) async fn delivery_counts(db: &Db<'_>, id: SubscriptionId) -> Outcome<DeliveryCounts> {
-    let statement = db
-        .prepare_cached(
-            "SELECT state, count(*) FROM webhooks.deliveries WHERE subscription_id = $1 GROUP BY state",
-        )
-        .await?;
+    let statement = db.prepare_cached(DELIVERY_COUNTS).await?;
     let mut counts = DeliveryCounts::default();
     for row in db.query(&statement, &[&id.as_uuid()]).await? {
         let count = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
@@ -1204,6 +1206,41 @@ mod tests {
             assert!(!found.contains("Seq Scan"), "{found}");
             let found = plan(&client, OWNER_SUBSCRIPTIONS, "('owner-7')", generic).await;
             assert!(found.contains("subscriptions_by_owner"), "{found}");
+            assert!(!found.contains("Seq Scan"), "{found}");
+        }
+    }
+
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
+    #[tokio::test]
+    async fn counting_reads_indexes_not_the_table() {
+        let Some((client, _database)) = big_queue(20_000).await else { return };
+        // As a queue is kept: most deliveries finished, the pending ones few.
+        client
+            .batch_execute(
+                "UPDATE webhooks.deliveries SET state = 'delivered', next_attempt_at = NULL, lease_until = NULL,
+                     held = false, waiting = false, finished_at = 0
+                 WHERE state = 'pending' AND random() < 0.95;
+                 ANALYZE webhooks.deliveries;",
+            )
+            .await
+            .unwrap();
+        let subscription: String = client
+            .query_one("SELECT id::text FROM webhooks.subscriptions LIMIT 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        for generic in [false, true] {
+            let found = plan(&client, PENDING_COUNT, "", generic).await;
+            assert!(
+                found.contains("deliveries_pending") || found.contains("deliveries_claimable"),
+                "{found}"
+            );
+            assert!(!found.contains("Seq Scan"), "{found}");
+            let found = plan(&client, DELIVERY_COUNTS, &format!("('{subscription}')"), generic).await;
+            assert!(found.contains("deliveries_by_subscription"), "{found}");
             assert!(!found.contains("Seq Scan"), "{found}");
         }
     }
