@@ -398,8 +398,7 @@ pub(crate) fn claimable(
     skip: &[SubscriptionId],
 ) -> rusqlite::Result<Vec<Delivery>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let skip: Vec<String> = skip.iter().map(|id| id.as_uuid().simple().to_string()).collect();
-    let skip = serde_json::to_string(&skip).map_err(|error| codec::corrupt(2, error))?;
+    let skip = codec::hex_ids(skip.iter().map(SubscriptionId::as_uuid));
     db.prepare_cached(CLAIMABLE)?.query_map(params![codec::micros(now), limit, skip], delivery_row)?.collect()
 }
 
@@ -736,8 +735,7 @@ pub(crate) fn attempts_of(
     db: &Connection,
     ids: &[DeliveryId],
 ) -> rusqlite::Result<Vec<(DeliveryId, Vec<Attempt>)>> {
-    let hex: Vec<String> = ids.iter().map(|id| id.as_uuid().simple().to_string()).collect();
-    let hex = serde_json::to_string(&hex).map_err(|error| codec::corrupt(0, error))?;
+    let hex = codec::hex_ids(ids.iter().map(DeliveryId::as_uuid));
     let mut logs: std::collections::HashMap<DeliveryId, Vec<Attempt>> = std::collections::HashMap::new();
     let mut statement = db.prepare_cached(ATTEMPTS_OF)?;
     let mut rows = statement.query([hex])?;
