@@ -490,11 +490,7 @@ pub async fn dropped_delivery_keeps_its_attempt_log<S: Store>(store: S) {
 /// The tenth failure in a row disables the subscription; the ninth does not.
 pub async fn auto_disable_at_exactly_the_threshold<S: Store>(store: S) {
     let sub = subscription("https://example.com/a", &["job.completed"]);
-    store.insert_subscription(&sub).await.unwrap();
-    let mut ids = Vec::new();
-    for n in 0..10 {
-        ids.extend(store.publish(&event("job.completed", n), body("{}")).await.unwrap().deliveries);
-    }
+    let ids = stored_with(&store, &sub, 0..10).await;
     for (n, id) in ids.iter().enumerate() {
         let recorded = store
             .record_attempt(&record(failure(*id, 1, 20), Verdict::Retry { at: at(100) }, 20))
@@ -734,11 +730,7 @@ pub async fn resend_starts_a_new_cycle_with_the_same_body<S: Store>(store: S) {
 /// those dropped since the given time; older drops and delivered ones stay.
 pub async fn recover_requeues_held_and_recently_dropped_deliveries<S: Store>(store: S) {
     let sub = subscription("https://example.com/a", &["job.completed"]);
-    store.insert_subscription(&sub).await.unwrap();
-    let mut ids = Vec::new();
-    for n in [0, 10, 20, 30] {
-        ids.extend(store.publish(&event("job.completed", n), body("{}")).await.unwrap().deliveries);
-    }
+    let ids = stored_with(&store, &sub, [0, 10, 20, 30]).await;
     let (old_drop, recent_drop, delivered, held) = (ids[0], ids[1], ids[2], ids[3]);
     store.record_attempt(&record(failure(old_drop, 1, 40), Verdict::Dropped, 40)).await.unwrap();
     store.record_attempt(&record(failure(recent_drop, 1, 40), Verdict::Dropped, 40)).await.unwrap();
@@ -1316,20 +1308,28 @@ pub async fn delivery_ids_carry_the_event_time<S: Store>(store: S) {
 async fn ordered_with<S: Store>(store: &S, n: i64) -> (Subscription, Vec<DeliveryId>) {
     let mut sub = subscription("https://example.com/ordered", &["job.completed"]);
     sub.settings.ordered = true;
-    store.insert_subscription(&sub).await.unwrap();
-    let mut ids = Vec::new();
-    for second in 0..n {
-        ids.extend(store.publish(&event("job.completed", second), body("{}")).await.unwrap().deliveries);
-    }
+    let ids = stored_with(store, &sub, 0..n).await;
     (sub, ids)
 }
 
+/// Stores `sub` and publishes a `job.completed` event at each of `seconds`;
+/// the deliveries made.
+async fn stored_with<S: Store + ?Sized>(
+    store: &S,
+    sub: &Subscription,
+    seconds: impl IntoIterator<Item = i64>,
+) -> Vec<DeliveryId> {
+    store.insert_subscription(sub).await.unwrap();
+    let mut ids = Vec::new();
+    for second in seconds {
+        ids.extend(store.publish(&event("job.completed", second), body("{}")).await.unwrap().deliveries);
+    }
+    ids
+}
+
+/// The ids of what is due at `t0() + seconds`, leased for a second.
 async fn claimed<S: Store>(store: &S, seconds: i64) -> Vec<DeliveryId> {
-    let claims = store
-        .claim_due(&ClaimRequest { now: at(seconds), limit: 100, lease_until: at(seconds + 1), skip: &[] })
-        .await
-        .unwrap();
-    claims.iter().map(|c| c.delivery.id).collect()
+    claim_at(store, seconds, 100, seconds + 1).await.iter().map(|c| c.delivery.id).collect()
 }
 
 /// Only the head of an ordered subscription is claimed; the others wait,
@@ -1462,11 +1462,7 @@ pub async fn a_resent_ordered_delivery_takes_its_place_in_publish_order<S: Store
 /// first; a delivery without attempts, or without a row, has none.
 pub async fn attempts_of_reads_a_page_of_logs_at_once<S: Store>(store: S) {
     let sub = subscription("https://example.com/a", &["job.completed"]);
-    store.insert_subscription(&sub).await.unwrap();
-    let mut ids = Vec::new();
-    for second in 0..3 {
-        ids.extend(store.publish(&event("job.completed", second), body("{}")).await.unwrap().deliveries);
-    }
+    let ids = stored_with(&store, &sub, 0..3).await;
     store.record_attempt(&answered(ids[0], 1, 500, Verdict::Retry { at: at(9) }, 5)).await.unwrap();
     store.record_attempt(&answered(ids[2], 1, 200, Verdict::Delivered, 6)).await.unwrap();
     store.record_attempt(&answered(ids[0], 2, 204, Verdict::Delivered, 9)).await.unwrap();
