@@ -62,7 +62,7 @@ impl From<&str> for Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        write!(f, "Secret({REDACTED})")
     }
 }
 
@@ -76,6 +76,16 @@ pub(crate) enum Secrets {
     Revealed,
 }
 
+impl Secrets {
+    /// What output shows of a secret `value`.
+    pub(crate) fn show(self, value: &str) -> &str {
+        match self {
+            Self::Redacted => REDACTED,
+            Self::Revealed => value,
+        }
+    }
+}
+
 /// A secret as serialized output writes it.
 #[cfg(feature = "serde")]
 pub(crate) struct SecretOut<'a>(pub &'a Secret, pub Secrets);
@@ -83,10 +93,7 @@ pub(crate) struct SecretOut<'a>(pub &'a Secret, pub Secrets);
 #[cfg(feature = "serde")]
 impl Serialize for SecretOut<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.1 {
-            Secrets::Redacted => serializer.serialize_str(REDACTED),
-            Secrets::Revealed => serializer.serialize_str(self.0.expose()),
-        }
+        serializer.serialize_str(self.1.show(self.0.expose()))
     }
 }
 

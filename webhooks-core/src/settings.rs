@@ -200,7 +200,7 @@ impl CustomHeader {
 
 impl fmt::Debug for CustomHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = if self.secret { "<redacted>" } else { self.expose_value() };
+        let value = if self.secret { REDACTED } else { self.expose_value() };
         write!(f, "CustomHeader({}: {value})", self.name)
     }
 }
@@ -231,10 +231,7 @@ pub(crate) struct HeaderOut<'a>(&'a CustomHeader, Secrets);
 impl Serialize for HeaderOut<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let Self(header, secrets) = self;
-        let value = match (header.secret, secrets) {
-            (true, Secrets::Redacted) => REDACTED,
-            _ => header.expose_value(),
-        };
+        let value = if header.secret { secrets.show(header.expose_value()) } else { header.expose_value() };
         HeaderOutData { name: header.name(), value, secret: header.secret }.serialize(serializer)
     }
 }
