@@ -7,7 +7,6 @@ use rand::distr::Alphanumeric;
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "serde")]
 use crate::settings::REDACTED;
 
 /// A subscription's signing secret.
