@@ -1210,6 +1210,12 @@ mod tests {
         }
     }
 
+    /// The id of one of the queue's subscriptions, as text for a plan's
+    /// parameters.
+    async fn some_subscription(client: &tokio_postgres::Client) -> String {
+        client.query_one("SELECT id::text FROM webhooks.subscriptions LIMIT 1", &[]).await.unwrap().get(0)
+    }
+
     #[cfg_attr(
         not(postgres_server),
         ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
@@ -1227,11 +1233,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let subscription: String = client
-            .query_one("SELECT id::text FROM webhooks.subscriptions LIMIT 1", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let subscription = some_subscription(&client).await;
         for generic in [false, true] {
             let found = plan(&client, PENDING_COUNT, "", generic).await;
             assert!(
@@ -1252,11 +1254,7 @@ mod tests {
     #[tokio::test]
     async fn holding_a_subscriptions_deliveries_looks_them_up_by_key() {
         let Some((client, _database)) = big_queue(20_000).await else { return };
-        let subscription: String = client
-            .query_one("SELECT id::text FROM webhooks.subscriptions LIMIT 1", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let subscription = some_subscription(&client).await;
         for generic in [false, true] {
             let plan = plan(&client, HOLD_PENDING, &format!("('{subscription}')"), generic).await;
             assert!(
