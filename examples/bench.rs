@@ -1,7 +1,7 @@
 //! Measures the library against the machine's own limit, in one run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--store memory|sqlite:PATH|postgres://URL] [--deliveries N] [--concurrency C] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000] [--figures all|end-to-end]
+//! cargo run --release --example bench -- [--store memory|sqlite:PATH|postgres://URL] [--deliveries N] [--concurrency C] [--per-endpoint P] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000] [--scale 4000,400] [--figures all|end-to-end|scale]
 //! cargo run --release --example bench -- --serve
 //! ```
 //!
@@ -13,6 +13,18 @@
 //! on) every PostgreSQL figure runs on a fresh database: end to end with one
 //! dispatcher and with three instances (a pool, a facade and a dispatcher
 //! each) on the same database, beside the CPU the server's processes used.
+//!
+//! The dispatcher runs with its defaults: `--concurrency` and
+//! `--per-endpoint` override them (the baseline uses as many requests at
+//! once as the dispatcher has workers).
+//!
+//! The scale figures (`--scale QUICK,SLOW`, `--figures scale` for them
+//! alone) compare runs of the same total on the same store kind: QUICK
+//! endpoints (one owner each) against one; QUICK beside SLOW endpoints that
+//! answer in 3 s against QUICK alone; one endpoint with the defaults against
+//! one with a per-endpoint share of every worker; and a healthy endpoint's
+//! latency beside 50 and 200 endpoints that never answer, all of them new
+//! to the dispatcher (as after a restart).
 //!
 //! `--serve` runs the receiver alone, printing its URL, until killed: the
 //! `send` example is measured against it from outside
@@ -38,33 +50,71 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    Audience, ClaimRequest, DeliveryId, Envelope, Event, EventId, JsonEnvelope, Owner, Preset, Subscription,
-    UrlRule, Webhooks, prelude::*,
+    Audience, ClaimRequest, DeliveryId, Envelope, Event, EventId, JsonEnvelope, Owner, Preset, Publish,
+    Subscription, UrlRule, Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::testing::TestDatabase;
 use webhooks_sqlite::SqliteStore;
 
+#[derive(Clone)]
 struct Options {
     store: String,
     deliveries: usize,
-    concurrency: usize,
+    /// Workers, when not the dispatcher's default.
+    concurrency: Option<usize>,
+    /// Requests per endpoint, when not the dispatcher's default.
+    per_endpoint: Option<usize>,
     body_bytes: usize,
     subscriptions: usize,
     claim_sizes: Vec<usize>,
+    /// Quick and slow endpoints of the scale figures.
+    scale: (usize, usize),
+    figures: Figures,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Figures {
+    All,
     /// Only the baseline and the end-to-end figures.
-    end_to_end_only: bool,
+    EndToEnd,
+    /// Only the scale figures.
+    Scale,
+}
+
+/// The dispatcher's default number of workers, which the baseline matches
+/// when `--concurrency` is not given.
+const DEFAULT_WORKERS: usize = 64;
+
+impl Options {
+    fn workers(&self) -> usize {
+        self.concurrency.unwrap_or(DEFAULT_WORKERS)
+    }
+
+    /// The dispatcher, with the defaults but for what the options override.
+    fn dispatcher(&self, webhooks: &Webhooks) -> webhooks_core::DispatcherBuilder {
+        let mut builder = webhooks.dispatcher().allow_private_networks(true);
+        if let Some(concurrency) = self.concurrency {
+            builder = builder.concurrency(concurrency);
+        }
+        if let Some(per_endpoint) = self.per_endpoint {
+            builder = builder.per_endpoint_concurrency(per_endpoint);
+        }
+        builder
+    }
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
         store: "memory".into(),
         deliveries: 20_000,
-        concurrency: 64,
+        concurrency: None,
+        per_endpoint: None,
         body_bytes: 512,
         subscriptions: 1,
         claim_sizes: vec![10_000, 1_000_000],
-        end_to_end_only: false,
+        scale: (4000, 400),
+        figures: Figures::All,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -72,14 +122,23 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         match flag.as_str() {
             "--store" => options.store = value.clone(),
             "--deliveries" => options.deliveries = number()?,
-            "--concurrency" => options.concurrency = number()?,
+            "--concurrency" => options.concurrency = Some(number()?),
+            "--per-endpoint" => options.per_endpoint = Some(number()?),
+            "--scale" => {
+                let numbers: Vec<usize> = value.split(',').filter_map(|n| n.trim().parse().ok()).collect();
+                match numbers[..] {
+                    [quick, slow] if quick > 0 => options.scale = (quick, slow),
+                    _ => return Err("--scale takes QUICK,SLOW endpoint counts, e.g. 4000,400".into()),
+                }
+            }
             "--body-bytes" => options.body_bytes = number()?,
             "--subscriptions" => options.subscriptions = number()?,
             "--figures" => {
-                options.end_to_end_only = match value.as_str() {
-                    "all" => false,
-                    "end-to-end" => true,
-                    _ => return Err("--figures takes all or end-to-end".into()),
+                options.figures = match value.as_str() {
+                    "all" => Figures::All,
+                    "end-to-end" => Figures::EndToEnd,
+                    "scale" => Figures::Scale,
+                    _ => return Err("--figures takes all, end-to-end or scale".into()),
                 }
             }
             "--claim-pending" => {
@@ -95,8 +154,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if options.deliveries == 0 || options.concurrency == 0 || options.subscriptions == 0 {
-        return Err("--deliveries, --concurrency and --subscriptions must be at least 1".into());
+    if options.deliveries == 0
+        || options.concurrency == Some(0)
+        || options.per_endpoint == Some(0)
+        || options.subscriptions == 0
+    {
+        return Err(
+            "--deliveries, --concurrency, --per-endpoint and --subscriptions must be at least 1".into()
+        );
     }
     Ok(options)
 }
@@ -104,6 +169,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
 /// The receiver: 204 to everything, body read and discarded. Reports each
 /// request's arrival on `arrivals` when one is given.
 async fn start_receiver(arrivals: Option<mpsc::UnboundedSender<Instant>>) -> std::io::Result<SocketAddr> {
+    start_receiver_after(arrivals, Duration::ZERO).await
+}
+
+/// The receiver, answering each request `delay` after reading it.
+async fn start_receiver_after(
+    arrivals: Option<mpsc::UnboundedSender<Instant>>,
+    delay: Duration,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(async move {
@@ -117,6 +190,9 @@ async fn start_receiver(arrivals: Option<mpsc::UnboundedSender<Instant>>) -> std
                             let _ = arrivals.send(Instant::now());
                         }
                         let _ = request.into_body().collect().await;
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
                         let mut response = Response::new(Empty::<Bytes>::new());
                         *response.status_mut() = StatusCode::NO_CONTENT;
                         Ok::<_, Infallible>(response)
@@ -151,7 +227,7 @@ async fn baseline(url: &str, options: &Options, body: Bytes) -> f64 {
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let workers: Vec<_> = (0..options.concurrency)
+    let workers: Vec<_> = (0..options.workers())
         .map(|_| {
             let (client, next, body, url) = (client.clone(), Arc::clone(&next), body.clone(), url.to_owned());
             let total = options.deliveries;
@@ -300,11 +376,8 @@ async fn end_to_end(url: &str, options: &Options, stores: Vec<Arc<dyn Store>>) -
     let shutdown = CancellationToken::new();
     let mut running = Vec::new();
     for webhooks in &instances {
-        let dispatcher = webhooks
-            .dispatcher()
-            .concurrency(options.concurrency)
-            .per_endpoint_concurrency(options.concurrency)
-            .allow_private_networks(true)
+        let dispatcher = options
+            .dispatcher(webhooks)
             .on_outcome({
                 let (published_at, latencies, done) =
                     (Arc::clone(&published_at), Arc::clone(&latencies), Arc::clone(&done));
@@ -640,30 +713,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let Opened { store, database } = match open_store(&options.store).await {
-        Ok(opened) => opened,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return std::process::ExitCode::from(2);
-        }
-    };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let address = start_receiver(None).await.expect("receiver");
     let url = format!("http://{address}/");
-    // The baseline sends the very body the library renders for its events.
-    let sample = Event { data: data_of(options.body_bytes), ..event() };
-    let body = JsonEnvelope.render(&sample).expect("renders");
-    let baseline = baseline(&url, &options, body).await;
-    let mut end_to_end_figure = end_to_end(&url, &options, vec![store]).await;
-    drop(database);
-    if !is_postgres(&options.store)
-        && let Some(cores) = end_to_end_figure["cores_busy"].as_object_mut()
-    {
-        // Only the server's live processes are counted: off PostgreSQL the
-        // figure says nothing (a test server's backends come and go).
-        cores.remove("postgres_server");
-    }
-    let ratio = end_to_end_figure["deliveries_per_sec"].as_f64().unwrap_or(0.0) / baseline;
     let mut report = json!({
         "machine": {
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -671,22 +723,46 @@ async fn main() -> std::process::ExitCode {
         },
         "options": {
             "store": if is_postgres(&options.store) { "postgres" } else { options.store.as_str() },
-            "deliveries": options.deliveries, "concurrency": options.concurrency,
+            "deliveries": options.deliveries, "concurrency": options.workers(),
+            "per_endpoint": options.per_endpoint.map_or(json!("default"), |p| json!(p)),
             "body_bytes": options.body_bytes, "subscriptions": options.subscriptions,
         },
-        "baseline": { "requests_per_sec": baseline },
-        "end_to_end": end_to_end_figure,
-        "ratio_to_baseline": ratio,
     });
-    if is_postgres(&options.store) {
-        let three = end_to_end_postgres(&url, &options, 3)
-            .await
-            .unwrap_or_else(|message| json!({ "error": message }));
-        let three_ratio = three["deliveries_per_sec"].as_f64().unwrap_or(0.0) / baseline;
-        report["end_to_end_3_instances"] = three;
-        report["ratio_3_instances_to_baseline"] = json!(three_ratio);
+    if options.figures != Figures::Scale {
+        let Opened { store, database } = match open_store(&options.store).await {
+            Ok(opened) => opened,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        // The baseline sends the very body the library renders for its events.
+        let sample = Event { data: data_of(options.body_bytes), ..event() };
+        let body = JsonEnvelope.render(&sample).expect("renders");
+        let baseline = baseline(&url, &options, body).await;
+        let mut end_to_end_figure = end_to_end(&url, &options, vec![store]).await;
+        drop(database);
+        if !is_postgres(&options.store)
+            && let Some(cores) = end_to_end_figure["cores_busy"].as_object_mut()
+        {
+            // Only the server's live processes are counted: off PostgreSQL the
+            // figure says nothing (a test server's backends come and go).
+            cores.remove("postgres_server");
+        }
+        let ratio = end_to_end_figure["deliveries_per_sec"].as_f64().unwrap_or(0.0) / baseline;
+        report["baseline"] = json!({ "requests_per_sec": baseline });
+        report["end_to_end"] = end_to_end_figure;
+        report["ratio_to_baseline"] = json!(ratio);
+        if is_postgres(&options.store) {
+            let three = end_to_end_postgres(&url, &options, 3)
+                .await
+                .unwrap_or_else(|message| json!({ "error": message }));
+            let three_ratio = three["deliveries_per_sec"].as_f64().unwrap_or(0.0) / baseline;
+            report["end_to_end_3_instances"] = three;
+            report["ratio_3_instances_to_baseline"] = json!(three_ratio);
+        }
     }
-    if !options.end_to_end_only {
+    if options.figures == Figures::All {
         report["publish"] =
             publish_rate(&options, dir.path()).await.unwrap_or_else(|message| json!({ "error": message }));
         let mut claim = Vec::new();
@@ -704,6 +780,10 @@ async fn main() -> std::process::ExitCode {
             std::env::var(webhooks_postgres::testing::URL_VARIABLE).ok().filter(|url| !url.is_empty())
         };
         report["cross_instance_postgres"] = cross_instance_postgres(server).await;
+    }
+    if options.figures != Figures::EndToEnd {
+        report["scale"] =
+            scale(&options, dir.path(), &url).await.unwrap_or_else(|message| json!({ "error": message }));
     }
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     std::process::ExitCode::SUCCESS
@@ -817,4 +897,204 @@ async fn publish_then_arrive(
     }
     latencies.sort();
     Ok(latencies)
+}
+
+/// Events each slow endpoint has, published before the quick ones.
+const SLOW_EVENTS: usize = 10;
+
+/// The scale figures, each a ratio of two runs of the same total on fresh
+/// stores of the options' kind.
+async fn scale(options: &Options, dir: &std::path::Path, quick_url: &str) -> Result<Value, String> {
+    let (quick, slow) = options.scale;
+    let slow_url = format!(
+        "http://{}/",
+        start_receiver_after(None, Duration::from_secs(3)).await.map_err(|e| e.to_string())?
+    );
+    let total = options.deliveries / quick * quick;
+    let run = |name: &'static str, endpoints: usize, slow: usize, per_endpoint: Option<usize>| {
+        let slow_url = slow_url.clone();
+        async move {
+            let store = fresh_store(&options.store, dir, name).await?;
+            let options = Options { per_endpoint: per_endpoint.or(options.per_endpoint), ..options.clone() };
+            scale_run(store, &options, quick_url, &slow_url, endpoints, slow, total).await
+        }
+    };
+    let one = run("scale-one.db", 1, 0, None).await?;
+    let many = run("scale-many.db", quick, 0, None).await?;
+    let beside_slow = run("scale-slow.db", quick, slow, None).await?;
+    let full_share = run("scale-full-share.db", 1, 0, Some(options.workers())).await?;
+    let rate = |figure: &Value| figure["deliveries_per_sec"].as_f64().unwrap_or(0.0);
+    let hanging_url = format!(
+        "http://{}/",
+        start_receiver_after(None, Duration::from_secs(3600)).await.map_err(|e| e.to_string())?
+    );
+    let mut after_restart = Vec::new();
+    for hanging in [50, 200] {
+        let store =
+            fresh_store(&options.store, dir, if hanging == 50 { "restart-50.db" } else { "restart-200.db" })
+                .await?;
+        after_restart.push(healthy_after_restart(store, quick_url, &hanging_url, hanging).await?);
+    }
+    Ok(json!({
+        "one_endpoint": one,
+        "endpoints": many,
+        "endpoints_beside_slow": beside_slow,
+        "one_endpoint_full_share": full_share,
+        "ratio_endpoints_to_one": rate(&many) / rate(&one),
+        "ratio_beside_slow_to_alone": rate(&beside_slow) / rate(&many),
+        "ratio_defaults_to_full_share": rate(&one) / rate(&full_share),
+        "healthy_beside_hanging_after_restart": after_restart,
+    }))
+}
+
+/// `total` deliveries to `quick` endpoints (one owner each), published in
+/// bursts of 100 while the dispatcher runs, beside `slow` endpoints on the
+/// slow receiver with [`SLOW_EVENTS`] each published first (so due first).
+/// The figure is the quick deliveries' rate; the slow ones are still going
+/// when it is taken.
+async fn scale_run(
+    opened: Opened,
+    options: &Options,
+    quick_url: &str,
+    slow_url: &str,
+    quick: usize,
+    slow: usize,
+    total: usize,
+) -> Result<Value, String> {
+    let Opened { store, database } = opened;
+    let webhooks = facade(store);
+    let subscribe = |url: &str, owner: String| {
+        webhooks.subscribe(
+            Subscription::builder(url).owner(owner).event_type("iq.status_updated").secret("bench-secret"),
+        )
+    };
+    let mut quick_ids = std::collections::HashSet::new();
+    for n in 0..quick {
+        quick_ids.insert(subscribe(quick_url, format!("quick-{n}")).await.map_err(|e| e.to_string())?.id);
+    }
+    for n in 0..slow {
+        subscribe(slow_url, format!("slow-{n}")).await.map_err(|e| e.to_string())?;
+    }
+    let data = data_of(options.body_bytes);
+    let publish = |owners: Vec<String>| {
+        webhooks.publish_many(
+            owners.into_iter().map(|owner| Publish::new("iq.status_updated", &data).owner(owner)),
+        )
+    };
+    let slow_owners: Vec<String> =
+        (0..slow * SLOW_EVENTS).map(|n| format!("slow-{}", n % slow.max(1))).collect();
+    for burst in slow_owners.chunks(100) {
+        publish(burst.to_vec()).await.map_err(|e| e.to_string())?;
+    }
+    let done = Arc::new((AtomicUsize::new(0), Notify::new()));
+    let dispatcher = options
+        .dispatcher(&webhooks)
+        .on_outcome({
+            let done = Arc::clone(&done);
+            move |outcome| {
+                if quick_ids.contains(&outcome.subscription_id)
+                    && done.0.fetch_add(1, Ordering::Relaxed) + 1 >= total
+                {
+                    done.1.notify_one();
+                }
+            }
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let cpu = cpu_times();
+    let started = Instant::now();
+    let quick_owners: Vec<String> = (0..total).map(|n| format!("quick-{}", n % quick)).collect();
+    for burst in quick_owners.chunks(100) {
+        publish(burst.to_vec()).await.map_err(|e| e.to_string())?;
+    }
+    while done.0.load(Ordering::Relaxed) < total {
+        let _ = tokio::time::timeout(Duration::from_millis(100), done.1.notified()).await;
+    }
+    let elapsed = started.elapsed();
+    let cores = cores_since(cpu, elapsed.as_secs_f64());
+    // Slow requests would hold a graceful stop for seconds.
+    shutdown.cancel();
+    running.abort();
+    drop(database);
+    Ok(json!({
+        "quick_endpoints": quick,
+        "slow_endpoints": slow,
+        "deliveries": total,
+        "seconds": elapsed.as_secs_f64(),
+        "deliveries_per_sec": total as f64 / elapsed.as_secs_f64(),
+        "cores_busy": cores["bench_process"],
+    }))
+}
+
+/// A healthy endpoint's 200 deliveries beside `hanging` endpoints that
+/// accept and never answer, each with 5 deliveries published first, all
+/// pending when a fresh dispatcher starts (none has answered it yet): the
+/// healthy deliveries' latency from the start.
+async fn healthy_after_restart(
+    opened: Opened,
+    quick_url: &str,
+    hanging_url: &str,
+    hanging: usize,
+) -> Result<Value, String> {
+    const HEALTHY: usize = 200;
+    let Opened { store, database } = opened;
+    let webhooks = facade(store);
+    for n in 0..hanging {
+        let owner = format!("hanging-{n}");
+        webhooks
+            .subscribe(
+                Subscription::builder(hanging_url).owner(owner.as_str()).event_type("iq.status_updated"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        webhooks
+            .publish_many((0..5).map(|_| Publish::new("iq.status_updated", json!({})).owner(owner.as_str())))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let healthy = webhooks
+        .subscribe(Subscription::builder(quick_url).owner("healthy").event_type("iq.status_updated"))
+        .await
+        .map_err(|e| e.to_string())?;
+    webhooks
+        .publish_many((0..HEALTHY).map(|_| Publish::new("iq.status_updated", json!({})).owner("healthy")))
+        .await
+        .map_err(|e| e.to_string())?;
+    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let done = Arc::new(Notify::new());
+    let started = Instant::now();
+    let dispatcher = webhooks
+        .dispatcher()
+        .allow_private_networks(true)
+        .on_outcome({
+            let (latencies, done) = (Arc::clone(&latencies), Arc::clone(&done));
+            move |outcome| {
+                if outcome.subscription_id == healthy.id && outcome.attempt.succeeded() {
+                    let mut latencies = latencies.lock().expect("lock");
+                    latencies.push(started.elapsed());
+                    if latencies.len() == HEALTHY {
+                        done.notify_one();
+                    }
+                }
+            }
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    // The hanging requests' 15 s timeout bounds the wait.
+    let _ = tokio::time::timeout(Duration::from_secs(30), done.notified()).await;
+    shutdown.cancel();
+    running.abort();
+    drop(database);
+    let mut latencies = std::mem::take(&mut *latencies.lock().expect("lock"));
+    latencies.sort();
+    Ok(json!({
+        "hanging_endpoints": hanging,
+        "healthy_delivered": latencies.len(),
+        "p50_ms": percentile(&latencies, 0.5),
+        "p99_ms": percentile(&latencies, 0.99),
+    }))
 }

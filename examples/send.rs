@@ -754,8 +754,6 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     let dispatcher = webhooks
         .dispatcher()
         .concurrency(args.concurrency)
-        // One endpoint: it may have every slot.
-        .per_endpoint_concurrency(args.concurrency)
         .allow_private_networks(args.allow_private)
         .request_timeout(args.timeout)
         .on_outcome(move |outcome| {

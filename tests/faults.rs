@@ -709,31 +709,34 @@ async fn a_slow_endpoint_holds_no_more_than_its_share_of_the_slots() {
 }
 
 /// Healthy endpoint's 200 deliveries at the dispatcher's defaults (64
-/// slots, 32 per endpoint, 15 s timeout) beside `hanging` endpoints that
-/// accept connections and never answer, each with 100 deliveries published
-/// first (so due, and claimed, first). Returns how long the healthy
-/// endpoint's deliveries took; fails if any waited for a hanging request's
-/// timeout.
+/// workers, 512 waiting requests, 15 s timeout) beside `hanging` endpoints
+/// that accept connections and never answer, each with 20 deliveries
+/// published first (so due, and claimed, first), on a dispatcher that has
+/// heard from none of them (as after a restart). Returns how long the
+/// healthy endpoint's deliveries took; fails if any waited for a hanging
+/// request's timeout.
 async fn healthy_beside_hanging(hanging: usize) -> Duration {
     const HEALTHY: u64 = 200;
     let webhooks = real_time(fast_retries());
     let mut hangers = Vec::new();
+    // Every hanging endpoint on one server: its own subscription each.
+    let server = Arc::new(KeepAlive::start(|_| Answer::After(Duration::from_secs(3600), 200)).await);
     for _ in 0..hanging {
-        let server = KeepAlive::start(|_| Answer::After(Duration::from_secs(3600), 200)).await;
         let subscription = webhooks
             .subscribe(Subscription::builder(server.url()).event_type("content.status_updated"))
             .await
             .unwrap();
-        hangers.push((server, subscription));
+        hangers.push((Arc::clone(&server), subscription));
     }
     let healthy = KeepAlive::start(|_| Answer::Status(200)).await;
     let b = webhooks
         .subscribe(Subscription::builder(healthy.url()).event_type("topic.status_updated"))
         .await
         .unwrap();
-    for n in 0..100 {
-        webhooks.publish("content.status_updated", json!({ "n": n })).await.unwrap();
-    }
+    webhooks
+        .publish_many((0..20).map(|n| Publish::new("content.status_updated", json!({ "n": n }))))
+        .await
+        .unwrap();
     let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
     let started = Instant::now();
     webhooks
@@ -744,10 +747,13 @@ async fn healthy_beside_hanging(hanging: usize) -> Duration {
     let took = started.elapsed();
     // Every hanging request is still open: none has reached its 15 s
     // timeout, so nothing the healthy endpoint got waited for one.
-    for (server, subscription) in &hangers {
+    for (_, subscription) in &hangers {
         assert_eq!(webhooks.stats(subscription.id).await.unwrap().attempts, 0);
-        assert!(server.stat(|s| &s.requests) >= 1, "a hanging endpoint was never tried");
     }
+    // Every hanging endpoint gets its first try, one request each, well
+    // before the first of them times out.
+    eventually("every hanging endpoint tried", || async { server.stat(|s| &s.requests) == hanging }).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(healthy.stat(|s| &s.requests), HEALTHY as usize);
     // The hanging requests would hold a graceful stop for 15 s.
     running.abort();
@@ -757,13 +763,65 @@ async fn healthy_beside_hanging(hanging: usize) -> Duration {
 #[tokio::test]
 async fn hanging_endpoints_leave_a_healthy_one_its_slots() {
     let alone = healthy_beside_hanging(0).await;
-    for hanging in [1, 2, 10] {
+    for hanging in [1, 2, 10, 50, 200] {
         let took = healthy_beside_hanging(hanging).await;
         println!(
             "{hanging:>2} hanging: healthy endpoint's 200 deliveries in {took:?}, {:.2} x its {alone:?} alone",
             took.as_secs_f64() / alone.as_secs_f64()
         );
     }
+}
+
+/// 400 endpoints that answer in 3 s, each with two deliveries published
+/// first, beside 50 quick endpoints with four each: the quick endpoints'
+/// deliveries all go out while every slow endpoint has a request waiting
+/// (off the workers: there are 64 of those) and none has answered yet.
+#[tokio::test]
+async fn quick_endpoints_are_served_while_400_slow_ones_wait() {
+    let slow = KeepAlive::start(|_| Answer::After(Duration::from_secs(3), 200)).await;
+    let quick = KeepAlive::start(|_| Answer::Status(200)).await;
+    let webhooks = real_time(fast_retries());
+    let mut slow_ones = Vec::new();
+    for _ in 0..400 {
+        let subscription =
+            webhooks.subscribe(Subscription::builder(slow.url()).event_type("content.status_updated")).await;
+        slow_ones.push(subscription.unwrap().id);
+    }
+    let mut quick_ones = Vec::new();
+    for n in 0..50 {
+        let subscription = webhooks
+            .subscribe(Subscription::builder(quick.url()).owner(format!("quick-{n}")).event_type(EVENT))
+            .await;
+        quick_ones.push(subscription.unwrap().id);
+    }
+    webhooks
+        .publish_many((0..2).map(|n| Publish::new("content.status_updated", json!({ "n": n }))))
+        .await
+        .unwrap();
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    eventually("every slow endpoint has a request waiting", || async { slow.stat(|s| &s.in_flight) == 400 })
+        .await;
+    let started = Instant::now();
+    webhooks
+        .publish_many(
+            (0..200).map(|n| Publish::new(EVENT, json!({ "n": n })).owner(format!("quick-{}", n % 50))),
+        )
+        .await
+        .unwrap();
+    for id in &quick_ones {
+        delivered(&webhooks, *id, 4).await;
+    }
+    let took = started.elapsed();
+    println!("quick endpoints' 200 deliveries beside 400 waiting slow requests: {took:?}");
+    // None of the slow answers has come: the quick deliveries waited for none.
+    assert_eq!(slow.stat(|s| &s.ok_answers), 0, "a slow answer came first: {took:?}");
+    assert_eq!(quick.stat(|s| &s.requests), 200);
+    assert_eq!(slow.stat(|s| &s.max_in_flight), 400, "one request per slow endpoint, no more yet");
+    // The slow endpoints' deliveries go out too.
+    for id in &slow_ones {
+        delivered(&webhooks, *id, 2).await;
+    }
+    running.stop().await;
 }
 
 /// The cap, as each store keeps it, holds.

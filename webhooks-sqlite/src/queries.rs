@@ -2,6 +2,8 @@
 //! transaction and returns SQLite's error as it is; the caller names the
 //! operation.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
@@ -53,16 +55,40 @@ pub(crate) const OWNER_LISTENERS: &str = "SELECT t.subscription_id, \
      WHERE t.owner = ?2 AND t.event_type = ?1 \
      AND (SELECT s.disabled_at IS NULL FROM subscriptions s WHERE s.id = t.subscription_id)";
 
-/// Up to `?2` deliveries claimable at `?1`, earliest first, none of the
-/// subscriptions in the JSON array of hex ids `?3`. The terms match the
-/// partial index `deliveries_claimable` word for word, so SQLite reads the
-/// index from the front and stops at the limit; a skipped subscription's
-/// deliveries are passed over one index entry each.
+/// Up to `?2` deliveries claimable at `?1`, earliest first. The terms
+/// match the partial index `deliveries_claimable` word for word, so SQLite
+/// reads the index from the front and stops at the limit.
 pub(crate) const CLAIMABLE: &str = concat!(
     delivery_select!(),
     " WHERE d.state = 'pending' AND d.held = 0 AND d.waiting = 0 AND d.claimable_at <= ?1",
-    " AND d.subscription_id NOT IN (SELECT unhex(value) FROM json_each(?3))",
     " ORDER BY d.claimable_at LIMIT ?2"
+);
+
+/// The first `?2` deliveries claimable at `?1` as row and subscription:
+/// the window a claim that passes over busy endpoints looks through.
+pub(crate) const CLAIMABLE_WINDOW: &str = "SELECT rowid, subscription_id FROM deliveries \
+     WHERE state = 'pending' AND held = 0 AND waiting = 0 AND claimable_at <= ?1 \
+     ORDER BY claimable_at LIMIT ?2";
+
+/// One delivery by row.
+pub(crate) const DELIVERY_AT_ROW: &str = concat!(delivery_select!(), " WHERE d.rowid = ?1");
+
+/// The first subscription after `?1` (by id; an empty blob sorts first)
+/// that has a pending delivery: one step of a walk over the subscriptions
+/// with work, through `deliveries_pending`, whatever their backlogs.
+pub(crate) const PENDING_SUBSCRIPTION_AFTER: &str = "SELECT subscription_id FROM deliveries \
+     INDEXED BY deliveries_pending \
+     WHERE state = 'pending' AND subscription_id > ?1 ORDER BY subscription_id LIMIT 1";
+
+/// Up to `?3` deliveries of subscription `?1` claimable at `?2`, earliest
+/// first: read through the subscription's own pending entries, never
+/// another subscription's.
+pub(crate) const SUBSCRIPTION_CLAIMABLE: &str = concat!(
+    "SELECT d.id, e.id, e.name, d.subscription_id, e.body, d.state, d.attempts, d.next_attempt_at, \
+     e.occurred_at, d.cycle, d.waiting FROM deliveries d INDEXED BY deliveries_pending \
+     JOIN events e ON e.seq = d.event_seq",
+    " WHERE d.subscription_id = ?1 AND d.state = 'pending' AND d.waiting = 0",
+    " AND d.held = 0 AND d.claimable_at <= ?2 ORDER BY d.claimable_at LIMIT ?3"
 );
 
 /// When the first claimable delivery can be claimed.
@@ -389,17 +415,85 @@ pub(crate) fn insert_event(
     Ok(Publication { event_id: event.id, deliveries, repeated: false })
 }
 
-/// Up to `limit` deliveries claimable at `now`, earliest first, none of
-/// `skip`'s.
+/// How many claimable deliveries, per delivery wanted, a claim that
+/// passes over busy endpoints looks through before it walks the
+/// subscriptions with work instead.
+const WINDOW_PER_CLAIM: usize = 4;
+
+/// The most subscriptions with pending deliveries that one claim walks.
+const WALK_AT_MOST: usize = 10_000;
+
+/// Up to `limit` deliveries claimable at `now`, none of `skip`'s; earliest
+/// first, but for what a walk over the subscriptions adds.
+///
+/// With nothing to skip, one read from the front of the claimable index.
+/// Otherwise the front of the index is read up to a window a few times the
+/// limit; when busy endpoints' deliveries fill the window (a deep backlog
+/// of one endpoint at its share), the subscriptions with pending
+/// deliveries are walked instead, each read through its own entries, so a
+/// claim never passes over a busy endpoint's backlog row by row.
 pub(crate) fn claimable(
     db: &Connection,
     now: DateTime<Utc>,
     limit: usize,
     skip: &[SubscriptionId],
 ) -> rusqlite::Result<Vec<Delivery>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let skip = codec::hex_ids(skip.iter().map(SubscriptionId::as_uuid));
-    db.prepare_cached(CLAIMABLE)?.query_map(params![codec::micros(now), limit, skip], delivery_row)?.collect()
+    let now = codec::micros(now);
+    let sql_limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    if skip.is_empty() {
+        return db
+            .prepare_cached(CLAIMABLE)?
+            .query_map(params![now, sql_limit(limit)], delivery_row)?
+            .collect();
+    }
+    let skip: HashSet<SubscriptionId> = skip.iter().copied().collect();
+    let window = limit.saturating_mul(WINDOW_PER_CLAIM).max(64);
+    let mut rows = Vec::new();
+    let mut looked = 0;
+    {
+        let mut statement = db.prepare_cached(CLAIMABLE_WINDOW)?;
+        let mut found = statement.query(params![now, sql_limit(window)])?;
+        while let Some(row) = found.next()? {
+            looked += 1;
+            let subscription = SubscriptionId::from(row.get::<_, Uuid>(1)?);
+            if rows.len() < limit && !skip.contains(&subscription) {
+                rows.push(row.get::<_, i64>(0)?);
+            }
+        }
+    }
+    let mut at_row = db.prepare_cached(DELIVERY_AT_ROW)?;
+    let mut claimable = rows
+        .into_iter()
+        .map(|row| at_row.query_row([row], delivery_row))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if claimable.len() == limit || looked < window {
+        return Ok(claimable);
+    }
+    let mut taken: HashSet<DeliveryId> = claimable.iter().map(|d| d.id).collect();
+    let mut after = Vec::new();
+    let mut next = db.prepare_cached(PENDING_SUBSCRIPTION_AFTER)?;
+    let mut fronts = db.prepare_cached(SUBSCRIPTION_CLAIMABLE)?;
+    for _ in 0..WALK_AT_MOST {
+        let Some(subscription) = next.query_row([&after], |row| row.get::<_, Uuid>(0)).optional()? else {
+            break;
+        };
+        let id = SubscriptionId::from(subscription);
+        after = subscription.as_bytes().to_vec();
+        if skip.contains(&id) {
+            continue;
+        }
+        let wanted = sql_limit(limit - claimable.len() + taken.len());
+        for delivery in fronts.query_map(params![id.as_uuid(), now, wanted], delivery_row)? {
+            let delivery = delivery?;
+            if claimable.len() < limit && taken.insert(delivery.id) {
+                claimable.push(delivery);
+            }
+        }
+        if claimable.len() == limit {
+            break;
+        }
+    }
+    Ok(claimable)
 }
 
 /// Deliveries matching `query`, in id order.
@@ -1008,6 +1102,93 @@ mod tests {
         // Pending and not held: i % 3 == 0, so 3, 6 and 9 are due by 10.
         let times: Vec<_> = due.iter().map(|d| d.next_attempt_at.map(codec::micros)).collect();
         assert_eq!(times, vec![Some(3), Some(6), Some(9)]);
+    }
+
+    /// A queue where subscription A has `backlog` due deliveries, every one
+    /// earlier than B's ten.
+    fn queue_with_backlog(backlog: i64) -> (Connection, SubscriptionId, SubscriptionId) {
+        let mut db = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut db).unwrap();
+        let (a, b) = (SubscriptionId::new(), SubscriptionId::new());
+        for (id, n) in [(a, 1), (b, 2)] {
+            db.execute(
+                "INSERT INTO subscriptions (id, url, secret, consecutive_failures, created_at) \
+                 VALUES (?1, 'https://example.com/' || ?2, 's', 0, 0)",
+                params![id.as_uuid(), n],
+            )
+            .unwrap();
+        }
+        db.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {total})
+             INSERT INTO events (seq, id, name, occurred_at, body)
+             SELECT i, randomblob(16), 'type.1', 0, x'7b7d' FROM n;",
+            total = backlog + 10
+        ))
+        .unwrap();
+        db.execute(
+            "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at) \
+             SELECT randomblob(16), seq, CASE WHEN seq <= ?3 THEN ?1 ELSE ?2 END, 'pending', 0, seq FROM events",
+            params![a.as_uuid(), b.as_uuid(), backlog],
+        )
+        .unwrap();
+        (db, a, b)
+    }
+
+    /// Virtual machine steps the claim statements have taken on `db`.
+    fn claim_steps(db: &Connection) -> i64 {
+        [CLAIMABLE, CLAIMABLE_WINDOW, DELIVERY_AT_ROW, PENDING_SUBSCRIPTION_AFTER, SUBSCRIPTION_CLAIMABLE]
+            .into_iter()
+            .map(|sql| db.prepare_cached(sql).unwrap().get_status(StatementStatus::VmStep) as i64)
+            .sum()
+    }
+
+    #[test]
+    fn a_claim_passing_over_a_busy_endpoint_never_reads_its_backlog() {
+        let mut steps = Vec::new();
+        for backlog in [1_000, 50_000] {
+            let (db, a, b) = queue_with_backlog(backlog);
+            let due = claimable(&db, codec::time(i64::MAX / 2), 64, &[a]).unwrap();
+            assert_eq!(due.len(), 10, "every delivery of B, none of A's");
+            assert!(due.iter().all(|d| d.subscription_id == b));
+            steps.push(claim_steps(&db));
+            // With nothing skipped the front of the queue is A's.
+            let due = claimable(&db, codec::time(i64::MAX / 2), 64, &[]).unwrap();
+            assert!(due.iter().all(|d| d.subscription_id == a) && due.len() == 64);
+            // The statement of old, skipping in SQL, reads the backlog.
+            let old = concat!(
+                delivery_select!(),
+                " WHERE d.state = 'pending' AND d.held = 0 AND d.waiting = 0 AND d.claimable_at <= ?1",
+                " AND d.subscription_id NOT IN (SELECT unhex(value) FROM json_each(?3))",
+                " ORDER BY d.claimable_at LIMIT ?2"
+            );
+            let mut statement = db.prepare(old).unwrap();
+            let skip = codec::hex_ids([a.as_uuid()]);
+            let found = statement.query_map(params![i64::MAX / 2, 64, skip], delivery_row).unwrap().count();
+            assert_eq!(found, 10);
+            steps.push(statement.get_status(StatementStatus::VmStep) as i64);
+        }
+        let [new_small, old_small, new_big, old_big] = steps[..] else { unreachable!() };
+        println!("steps: backlog 1 000: {new_small} (old {old_small}); 50 000: {new_big} (old {old_big})");
+        assert!(old_big > 20 * old_small, "the old statement read the backlog: {old_small} -> {old_big}");
+        assert!(new_big < new_small * 3 / 2, "the claim read the backlog: {new_small} -> {new_big}");
+    }
+
+    #[test]
+    fn walking_subscriptions_with_work_reads_their_own_entries() {
+        for db in [big_queue(20_000), queue_without_statistics(1_000)] {
+            let walk = plan(&db, PENDING_SUBSCRIPTION_AFTER);
+            assert!(walk.contains("deliveries_pending (subscription_id>?)"), "{walk}");
+            assert!(scans(&walk).is_empty() && !walk.contains("TEMP B-TREE"), "{walk}");
+            let fronts = plan(&db, SUBSCRIPTION_CLAIMABLE);
+            assert!(
+                fronts.contains("SEARCH d USING INDEX deliveries_pending (subscription_id=? AND waiting=?)"),
+                "{fronts}"
+            );
+            assert!(scans(&fronts).is_empty(), "{fronts}");
+            let window = plan(&db, CLAIMABLE_WINDOW);
+            assert!(window.contains("deliveries_claimable (claimable_at<?)"), "{window}");
+            assert!(scans(&window).is_empty() && !window.contains("TEMP B-TREE"), "{window}");
+        }
     }
 
     /// The lines of a plan that read a whole table or index.

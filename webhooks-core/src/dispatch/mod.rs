@@ -86,6 +86,7 @@ pub struct DispatcherBuilder {
     client: Option<reqwest::ClientBuilder>,
     concurrency: usize,
     per_endpoint: Option<usize>,
+    slow_requests: usize,
     allow_private: bool,
     allowed_networks: Vec<String>,
     egress_proxy: Option<String>,
@@ -99,11 +100,16 @@ pub struct DispatcherBuilder {
 /// How many outcomes may wait for the hook by default.
 const OUTCOME_QUEUE: usize = 10_000;
 
+/// How many requests may wait on slow endpoints, off the workers, by
+/// default: well under a process's usual limit of 1 024 open files.
+const SLOW_REQUESTS: usize = 512;
+
 impl fmt::Debug for DispatcherBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DispatcherBuilder")
             .field("concurrency", &self.concurrency)
             .field("per_endpoint", &self.per_endpoint)
+            .field("slow_requests", &self.slow_requests)
             .field("allow_private", &self.allow_private)
             .field("allowed_networks", &self.allowed_networks)
             .field("egress_proxy", &self.egress_proxy.is_some())
@@ -135,6 +141,7 @@ impl DispatcherBuilder {
             client: None,
             concurrency: 64,
             per_endpoint: None,
+            slow_requests: SLOW_REQUESTS,
             allow_private: false,
             allowed_networks: Vec::new(),
             egress_proxy: None,
@@ -146,7 +153,12 @@ impl DispatcherBuilder {
         }
     }
 
-    /// Requests in flight at most (1 to 10 000); 64 by default.
+    /// Workers (1 to 10 000); 64 by default. A worker claims, signs, sends
+    /// to an endpoint that answers quickly and records: the work that takes
+    /// CPU and store round trips. A request to an endpoint that is slow,
+    /// hangs or has not answered yet waits off the workers, in the room that
+    /// [`slow_requests`](DispatcherBuilder::slow_requests) sizes, so such
+    /// endpoints take no worker from the quick ones.
     pub fn concurrency(mut self, requests: usize) -> Self {
         self.concurrency = requests;
         self
@@ -173,12 +185,25 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Requests in flight to one endpoint at most, so one slow endpoint
-    /// cannot take every slot; half the concurrency by default (at least 1).
-    /// What an endpoint has due past its share waits in the queue while
-    /// other endpoints' deliveries are claimed.
+    /// Requests in flight to one endpoint at most; the concurrency by
+    /// default, so one endpoint that answers quickly may use every worker.
+    /// Slow and hanging endpoints are held back by their shares and the
+    /// room for waiting requests instead. What an endpoint has due past its
+    /// share waits in the queue while other endpoints' deliveries are
+    /// claimed.
     pub fn per_endpoint_concurrency(mut self, requests: usize) -> Self {
         self.per_endpoint = Some(requests);
+        self
+    }
+
+    /// Requests that may wait on endpoints that are not known to answer
+    /// quickly (slow ones, hanging ones until they time out, new ones until
+    /// their first answer), off the workers; 512 by default, 0 to 100 000.
+    /// Each costs a socket (an open file) and a few KiB, not a worker. While
+    /// the room is full, such endpoints wait in the queue and quick ones go
+    /// on. 0 keeps every request on a worker.
+    pub fn slow_requests(mut self, requests: usize) -> Self {
+        self.slow_requests = requests;
         self
     }
 
@@ -262,9 +287,12 @@ impl DispatcherBuilder {
         if self.outcome_queue == 0 {
             return Err(Error::invalid("outcome queue", "must hold at least 1 outcome"));
         }
-        let per_endpoint = self.per_endpoint.unwrap_or((self.concurrency / 2).max(1));
+        let per_endpoint = self.per_endpoint.unwrap_or(self.concurrency);
         if per_endpoint == 0 {
             return Err(Error::invalid("per-endpoint concurrency", "must be at least 1"));
+        }
+        if self.slow_requests > 100_000 {
+            return Err(Error::invalid("slow requests", "must be between 0 and 100000"));
         }
         let networks = self
             .allowed_networks
@@ -296,6 +324,7 @@ impl DispatcherBuilder {
             watch: Arc::new(Watch::new()),
             concurrency: self.concurrency,
             per_endpoint: per_endpoint.min(self.concurrency),
+            slow_requests: self.slow_requests,
             poll_interval: self.poll_interval,
         })
     }
@@ -323,6 +352,7 @@ pub struct Dispatcher {
     watch: Arc<Watch>,
     concurrency: usize,
     per_endpoint: usize,
+    slow_requests: usize,
     poll_interval: Duration,
 }
 
@@ -331,6 +361,7 @@ impl fmt::Debug for Dispatcher {
         f.debug_struct("Dispatcher")
             .field("concurrency", &self.concurrency)
             .field("per_endpoint", &self.per_endpoint)
+            .field("slow_requests", &self.slow_requests)
             .field("request_timeout", &self.shared.request_timeout)
             .finish_non_exhaustive()
     }
@@ -420,7 +451,8 @@ impl Dispatcher {
             claimer: tokio::sync::Mutex::new(Claimer { gauge_refreshed: None, busy: Vec::new() }),
             waiting: AtomicUsize::new(0),
             ready: Mutex::new(VecDeque::new()),
-            shares: Arc::new(Shares::new(self.concurrency, self.per_endpoint, self.shared.request_timeout)),
+            shares: Arc::new(Shares::new(self.per_endpoint, self.slow_requests, self.shared.request_timeout)),
+            off_workers: OffWorkers::default(),
             watch,
             to_record,
             outcomes,
@@ -428,6 +460,7 @@ impl Dispatcher {
         tracing::info!(
             concurrency = self.concurrency,
             per_endpoint = self.per_endpoint,
+            slow_requests = self.slow_requests,
             "dispatcher started"
         );
 
@@ -457,6 +490,8 @@ impl Dispatcher {
                 }
             }
         }
+        // Requests that left their workers finish and are recorded too.
+        pool.off_workers.all_done().await;
         // Workers drain the claims taken for them before they stop; any left
         // by a failed worker go back at once.
         let left: Vec<DeliveryId> = pool.lock_ready().drain(..).map(|c| c.claim.delivery.id).collect();
@@ -500,9 +535,48 @@ struct Pool {
     /// endpoint's share.
     ready: Mutex<VecDeque<Claimed>>,
     shares: Arc<Shares>,
+    /// Attempts whose requests wait off the workers.
+    off_workers: OffWorkers,
     /// The recorder's queue, when the store records in batches.
     to_record: Option<mpsc::Sender<ToRecord>>,
     outcomes: Outcomes,
+}
+
+/// Attempts whose requests wait off the workers, each on a task of its own,
+/// counted so that a stopping dispatcher waits for them.
+#[derive(Default)]
+struct OffWorkers {
+    running: Arc<(AtomicUsize, Notify)>,
+}
+
+impl OffWorkers {
+    fn spawn(&self, attempt: impl Future<Output = ()> + Send + 'static) {
+        /// Counts the task out however it ends, a panic included.
+        struct Running(Arc<(AtomicUsize, Notify)>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                if self.0.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    self.0.1.notify_waiters();
+                }
+            }
+        }
+        self.running.0.fetch_add(1, Ordering::SeqCst);
+        let running = Running(Arc::clone(&self.running));
+        tokio::spawn(async move {
+            let _running = running;
+            attempt.await;
+        });
+    }
+
+    async fn all_done(&self) {
+        loop {
+            let done = self.running.1.notified();
+            if self.running.0.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
 }
 
 /// The claimer's own state, kept between claims.
@@ -694,7 +768,27 @@ impl Pool {
         let mut skip = Vec::new();
         while let Some(claimed) = self.next_claim(&mut skip).await {
             let span = attempt_span(&claimed.claim);
-            self.attempt(claimed).instrument(span).await;
+            let quick = claimed._share.quick();
+            let mover = claimed._share.mover();
+            let mut attempt = Box::pin(Arc::clone(&self).attempt(claimed).instrument(span));
+            // A request to an endpoint not known to be quick waits off the
+            // workers from the start; one to a quick endpoint leaves its
+            // worker once it has waited longer than a quick answer takes.
+            if !quick && mover.leave_worker() {
+                self.off_workers.spawn(attempt);
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = &mut attempt => {}
+                () = tokio::time::sleep(self.shares.quick_within()) => {
+                    if mover.leave_worker() {
+                        self.off_workers.spawn(attempt);
+                    } else {
+                        attempt.await;
+                    }
+                }
+            }
         }
     }
 
@@ -876,7 +970,7 @@ impl Pool {
 
     /// Makes one attempt and records it (or hands it to the recorder), all
     /// before the claim's lease ends.
-    async fn attempt(&self, claimed: Claimed) {
+    async fn attempt(self: Arc<Self>, claimed: Claimed) {
         let Claimed { claim: Claim { delivery, subscription }, lease_until, _share: share, busy } = claimed;
         let shared = &*self.shared;
         let webhooks = &shared.webhooks;

@@ -1,21 +1,28 @@
-//! Fair shares of the dispatcher's slots: how many requests each endpoint
-//! may have in flight, so that endpoints that hang cannot starve those that
-//! answer, and the per-endpoint limits a subscription sets (in-flight cap,
-//! rate).
+//! Fair shares of the dispatcher's requests: how many each endpoint may
+//! have in flight, which of them may wait off the workers, and the
+//! per-endpoint limits a subscription sets (in-flight cap, rate).
 //!
 //! - An endpoint's **share** starts at one request (until it has answered),
 //!   doubles with each quick answer and grows by one with each slow one, up
 //!   to the per-endpoint cap; each attempt that ends without an answer after
 //!   a long wait (a timeout) halves it. Endpoints that hang soon hold one
-//!   slot each; endpoints that answer slowly still get many.
-//! - An endpoint is **quick** while its last answer came within the quick
-//!   threshold and none of its requests in flight is older than that. A
-//!   **reserve** of slots (a quarter of them) serves only quick endpoints:
-//!   however many endpoints hang, those that answer keep slots.
+//!   request each; endpoints that answer slowly still get many.
+//! - An endpoint is **quick** once an answer came within the quick
+//!   threshold, until an answer comes slowly, none comes, or a request waits
+//!   past the threshold. Requests to quick endpoints run on the workers;
+//!   requests to every other endpoint (new ones included) **wait off the
+//!   workers**, in a room of their own: a slow endpoint costs a socket, not
+//!   a worker, and a new endpoint always gets its first try however many
+//!   others hang. While the room is full, endpoints that are not quick wait
+//!   in the queue.
+//! - What a claim must pass over (the busy endpoints) is kept as requests
+//!   start and end, never found by walking every endpoint: a claim costs the
+//!   same with ten endpoints known or a hundred thousand.
 //! - A subscription's **in-flight cap** lowers its cap (ordered delivery means
 //!   one); its **rate limit** is a token bucket on the dispatcher's clock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,35 +39,42 @@ const FORGET_AFTER: Duration = Duration::from_secs(600);
 /// claim, which would walk them all each time.
 const FORGET_EVERY: Duration = Duration::from_secs(10);
 
-/// The slots, the endpoints' shares of them, and their limits.
+/// The requests, the endpoints' shares of them, and their limits.
 pub(super) struct Shares {
-    /// The most requests in flight in all.
-    concurrency: usize,
     /// The most any one endpoint may have in flight.
     per_endpoint: usize,
-    /// Slots only quick endpoints may use.
-    reserve: usize,
-    /// An answer within this is quick.
+    /// The most requests waiting off the workers.
+    waiting_room: usize,
+    /// An answer within this is quick; a request to a quick endpoint that
+    /// waits longer leaves its worker.
     quick_within: Duration,
     state: Mutex<State>,
 }
 
-/// The endpoints the dispatcher knows, and when it last forgot idle ones.
+/// The endpoints the dispatcher knows, and the sets a claim reads, each kept
+/// as requests start and end.
 struct State {
     endpoints: HashMap<SubscriptionId, Endpoint>,
+    /// Endpoints with their share in flight.
+    full: HashSet<SubscriptionId>,
+    /// Endpoints out of rate, with when their next token comes.
+    limited: HashMap<SubscriptionId, DateTime<Utc>>,
+    /// Endpoints known and not quick: they wait while the room is full.
+    slow: HashSet<SubscriptionId>,
+    /// Requests waiting off the workers now.
+    waiting: usize,
     forgot_at: Instant,
 }
 
 /// What the dispatcher knows of one endpoint.
 struct Endpoint {
-    /// When each request in flight started, oldest first.
-    in_flight: VecDeque<Instant>,
+    in_flight: usize,
     /// How many requests it may have in flight now.
     share: usize,
     /// Its cap: the per-endpoint cap, or lower if its subscription says.
     cap: usize,
-    /// Whether its last answer came quickly; false until it has answered.
-    answered_quickly: bool,
+    /// Whether it answers quickly; false until it has answered.
+    quick: bool,
     bucket: Option<Bucket>,
     last_used: Instant,
 }
@@ -68,7 +82,8 @@ struct Endpoint {
 /// Why a claim's endpoint may not have another request now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Refused {
-    /// It has its share in flight, or the slots it may use are taken.
+    /// It has its share in flight, or it is not quick and the room for
+    /// waiting requests is full.
     Busy,
     /// Its rate limit allows the next request at this time.
     Rate(DateTime<Utc>),
@@ -83,144 +98,181 @@ pub(super) enum Finished {
     NoAnswer(Duration),
 }
 
+/// Where a request is: on its worker, waiting off the workers, or over.
+const ON_WORKER: u8 = 0;
+const WAITING: u8 = 1;
+const RELEASED: u8 = 2;
+
 impl Shares {
-    pub(super) fn new(concurrency: usize, per_endpoint: usize, request_timeout: Duration) -> Self {
+    pub(super) fn new(per_endpoint: usize, waiting_room: usize, request_timeout: Duration) -> Self {
         Self {
-            concurrency,
-            per_endpoint: per_endpoint.clamp(1, concurrency),
-            // A quarter of the slots, none when there is only one.
-            reserve: if concurrency > 1 { (concurrency / 4).max(1) } else { 0 },
+            per_endpoint: per_endpoint.max(1),
+            waiting_room,
             quick_within: (request_timeout / 2).min(Duration::from_secs(1)),
-            state: Mutex::new(State { endpoints: HashMap::new(), forgot_at: Instant::now() }),
+            state: Mutex::new(State {
+                endpoints: HashMap::new(),
+                full: HashSet::new(),
+                limited: HashMap::new(),
+                slow: HashSet::new(),
+                waiting: 0,
+                forgot_at: Instant::now(),
+            }),
         }
     }
 
+    /// How long a request to a quick endpoint may keep its worker.
+    pub(super) fn quick_within(&self) -> Duration {
+        self.quick_within
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
-        // The map stays consistent whatever panicked while it was held.
+        // The sets stay consistent whatever panicked while they were held.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The endpoints that may not have another request now, into `busy`;
     /// returns the earliest time a rate limit lets one of them go again.
-    /// Forgets endpoints idle for long.
+    /// Costs what is busy, not what is known.
     pub(super) fn busy(&self, busy: &mut Vec<SubscriptionId>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         busy.clear();
         let mut state = self.lock();
-        let instant = Instant::now();
-        if instant.duration_since(state.forgot_at) >= FORGET_EVERY {
-            state.forgot_at = instant;
-            // A bucket still refilling is kept too: forgotten, it would come
-            // back full.
-            state.endpoints.retain(|_, endpoint| {
-                !endpoint.in_flight.is_empty()
-                    || instant.duration_since(endpoint.last_used) < FORGET_AFTER
-                    || endpoint.bucket.as_mut().is_some_and(|bucket| !bucket.is_full(now))
-            });
-        }
-        let endpoints = &mut state.endpoints;
-        let slow_full = self.slow_load(endpoints, instant) >= self.concurrency - self.reserve;
-        let mut next_token = None;
-        for (id, endpoint) in endpoints.iter_mut() {
-            let refused =
-                match endpoint.refusal(slow_full && !endpoint.is_quick(instant, self.quick_within), now) {
-                    None => continue,
-                    Some(refused) => refused,
-                };
-            if let Refused::Rate(at) = refused {
-                next_token = Some(next_token.map_or(at, |next: DateTime<Utc>| next.min(at)));
-            }
-            busy.push(*id);
+        state.forget_idle(now);
+        busy.extend(state.full.iter().copied());
+        state.limited.retain(|_, at| *at > now);
+        let next_token = state.limited.values().min().copied();
+        busy.extend(state.limited.keys().copied());
+        if state.waiting >= self.waiting_room {
+            busy.extend(state.slow.iter().copied());
         }
         next_token
     }
 
-    /// A slot for a request to `subscription`, if it may have one now.
+    /// A request to `subscription`, if it may have one now.
     pub(super) fn take(
         self: &Arc<Self>,
         subscription: &Subscription,
         now: DateTime<Utc>,
     ) -> Result<Share, Refused> {
         let instant = Instant::now();
-        let mut state = self.lock();
-        let endpoints = &mut state.endpoints;
-        // Only an endpoint that is not quick needs the slow endpoints' load.
-        let quick = endpoints.get(&subscription.id).is_some_and(|e| e.is_quick(instant, self.quick_within));
-        let slow_full = !quick && self.slow_load(endpoints, instant) >= self.concurrency - self.reserve;
         let cap = subscription
             .settings
             .in_flight_cap()
             .map_or(self.per_endpoint, |cap| (cap as usize).clamp(1, self.per_endpoint));
-        let endpoint = endpoints.entry(subscription.id).or_insert_with(|| Endpoint {
-            in_flight: VecDeque::new(),
-            share: 1,
-            cap,
-            answered_quickly: false,
-            bucket: None,
-            last_used: instant,
+        let mut state = self.lock();
+        let room_full = state.waiting >= self.waiting_room;
+        let State { endpoints, full, limited, slow, .. } = &mut *state;
+        let id = subscription.id;
+        let endpoint = endpoints.entry(id).or_insert_with(|| {
+            slow.insert(id);
+            Endpoint { in_flight: 0, share: 1, cap, quick: false, bucket: None, last_used: instant }
         });
         // Settings can change between claims: the latest claim's apply.
         endpoint.cap = cap;
         endpoint.share = endpoint.share.min(cap);
         endpoint.last_used = instant;
         Bucket::follow(&mut endpoint.bucket, subscription.settings.rate_limit, now);
-        if let Some(refused) = endpoint.refusal(slow_full, now) {
-            return Err(refused);
+        if endpoint.in_flight >= endpoint.share {
+            full.insert(id);
+            return Err(Refused::Busy);
+        }
+        if room_full && !endpoint.quick {
+            return Err(Refused::Busy);
         }
         if let Some(bucket) = &mut endpoint.bucket {
+            if let Some(at) = bucket.next_token(now) {
+                limited.insert(id, at);
+                return Err(Refused::Rate(at));
+            }
             bucket.take(now);
         }
-        endpoint.in_flight.push_back(instant);
-        Ok(Share { shares: Arc::clone(self), endpoint: subscription.id, started: instant, finished: None })
-    }
-
-    /// Requests in flight to endpoints that are not quick.
-    fn slow_load(&self, endpoints: &HashMap<SubscriptionId, Endpoint>, now: Instant) -> usize {
-        endpoints
-            .values()
-            .filter(|endpoint| !endpoint.is_quick(now, self.quick_within))
-            .map(|endpoint| endpoint.in_flight.len())
-            .sum()
-    }
-
-    fn release(&self, id: SubscriptionId, started: Instant, finished: Option<Finished>) {
-        let mut state = self.lock();
-        let Some(endpoint) = state.endpoints.get_mut(&id) else { return };
-        if let Some(at) = endpoint.in_flight.iter().position(|start| *start == started) {
-            endpoint.in_flight.remove(at);
+        endpoint.in_flight += 1;
+        if endpoint.in_flight >= endpoint.share {
+            full.insert(id);
         }
+        Ok(Share {
+            shares: Arc::clone(self),
+            endpoint: id,
+            quick: endpoint.quick,
+            place: Arc::new(AtomicU8::new(ON_WORKER)),
+            finished: None,
+        })
+    }
+
+    /// Moves a request off its worker if the room has space; the endpoint
+    /// is not quick from now on. Returns whether it moved.
+    fn leave_worker(&self, endpoint: SubscriptionId, place: &AtomicU8) -> bool {
+        let mut state = self.lock();
+        if let Some(known) = state.endpoints.get_mut(&endpoint) {
+            known.quick = false;
+            state.slow.insert(endpoint);
+        }
+        if state.waiting >= self.waiting_room || place.load(Ordering::Relaxed) != ON_WORKER {
+            return false;
+        }
+        place.store(WAITING, Ordering::Relaxed);
+        state.waiting += 1;
+        true
+    }
+
+    fn release(&self, id: SubscriptionId, place: &AtomicU8, finished: Option<Finished>) {
+        let mut state = self.lock();
+        if place.swap(RELEASED, Ordering::Relaxed) == WAITING {
+            state.waiting -= 1;
+        }
+        let State { endpoints, full, slow, .. } = &mut *state;
+        let Some(endpoint) = endpoints.get_mut(&id) else { return };
+        endpoint.in_flight = endpoint.in_flight.saturating_sub(1);
         match finished {
             Some(Finished::Answered(took)) if took < self.quick_within => {
-                endpoint.answered_quickly = true;
+                endpoint.quick = true;
                 endpoint.share = (endpoint.share * 2).min(endpoint.cap);
             }
             // A slow answer is an answer: the share grows, by one.
             Some(Finished::Answered(_)) => {
-                endpoint.answered_quickly = false;
+                endpoint.quick = false;
                 endpoint.share = (endpoint.share + 1).min(endpoint.cap);
             }
             Some(Finished::NoAnswer(took)) if took >= self.quick_within => {
-                endpoint.answered_quickly = false;
+                endpoint.quick = false;
                 endpoint.share = (endpoint.share / 2).max(1);
             }
             // A quick failure (a refused connection) holds no slot for long.
             Some(Finished::NoAnswer(_)) | None => {}
         }
+        if endpoint.quick {
+            slow.remove(&id);
+        } else {
+            slow.insert(id);
+        }
+        if endpoint.in_flight >= endpoint.share {
+            full.insert(id);
+        } else {
+            full.remove(&id);
+        }
     }
 }
 
-impl Endpoint {
-    fn is_quick(&self, now: Instant, quick_within: Duration) -> bool {
-        self.answered_quickly
-            && self.in_flight.front().is_none_or(|start| now.duration_since(*start) < quick_within)
-    }
-
-    /// Why it may not have another request now, if it may not.
-    fn refusal(&mut self, slow_and_full: bool, now: DateTime<Utc>) -> Option<Refused> {
-        if slow_and_full || self.in_flight.len() >= self.share {
-            return Some(Refused::Busy);
+impl State {
+    /// Forgets endpoints idle for long, every so often. A bucket still
+    /// refilling is kept too: forgotten, it would come back full.
+    fn forget_idle(&mut self, now: DateTime<Utc>) {
+        let instant = Instant::now();
+        if instant.duration_since(self.forgot_at) < FORGET_EVERY {
+            return;
         }
-        let bucket = self.bucket.as_mut()?;
-        bucket.next_token(now).map(Refused::Rate)
+        self.forgot_at = instant;
+        let State { endpoints, full, limited, slow, .. } = self;
+        endpoints.retain(|id, endpoint| {
+            let keep = endpoint.in_flight > 0
+                || instant.duration_since(endpoint.last_used) < FORGET_AFTER
+                || endpoint.bucket.as_mut().is_some_and(|bucket| !bucket.is_full(now));
+            if !keep {
+                full.remove(id);
+                limited.remove(id);
+                slow.remove(id);
+            }
+            keep
+        });
     }
 }
 
@@ -278,13 +330,16 @@ impl Bucket {
     }
 }
 
-/// A slot held by one request, given back when dropped: however the attempt
-/// ends, a panic included, the slot is not lost. The worker that held it then
-/// queues for a claim, which wakes the claimer to look again.
+/// A request's place in its endpoint's share, given back when dropped:
+/// however the attempt ends, a panic included, it is not lost. The worker
+/// that held it then queues for a claim, which wakes the claimer to look
+/// again.
 pub(super) struct Share {
     shares: Arc<Shares>,
     endpoint: SubscriptionId,
-    started: Instant,
+    /// Whether the endpoint was quick when the request was taken.
+    quick: bool,
+    place: Arc<AtomicU8>,
     finished: Option<Finished>,
 }
 
@@ -293,11 +348,38 @@ impl Share {
     pub(super) fn finish(mut self, finished: Finished) {
         self.finished = Some(finished);
     }
+
+    /// Whether the request may start on its worker: its endpoint answers
+    /// quickly.
+    pub(super) fn quick(&self) -> bool {
+        self.quick
+    }
+
+    /// A handle that moves the request off its worker, for the worker to
+    /// keep while the attempt (which owns the share) runs.
+    pub(super) fn mover(&self) -> Mover {
+        Mover { shares: Arc::clone(&self.shares), endpoint: self.endpoint, place: Arc::clone(&self.place) }
+    }
 }
 
 impl Drop for Share {
     fn drop(&mut self) {
-        self.shares.release(self.endpoint, self.started, self.finished);
+        self.shares.release(self.endpoint, &self.place, self.finished);
+    }
+}
+
+/// Moves one request off its worker into the room for waiting requests.
+pub(super) struct Mover {
+    shares: Arc<Shares>,
+    endpoint: SubscriptionId,
+    place: Arc<AtomicU8>,
+}
+
+impl Mover {
+    /// Moves the request if the room has space (a request already over
+    /// stays where it was); the endpoint is not quick from now on.
+    pub(super) fn leave_worker(&self) -> bool {
+        self.shares.leave_worker(self.endpoint, &self.place)
     }
 }
 
@@ -326,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_new_endpoint_gets_one_slot_and_doubles_with_quick_answers() {
-        let shares = Arc::new(Shares::new(64, 32, Duration::from_secs(15)));
+        let shares = Arc::new(Shares::new(32, 512, Duration::from_secs(15)));
         let quick = endpoint("https://quick.example/");
         let first = shares.take(&quick, now()).unwrap();
         assert_eq!(shares.take(&quick, now()).err(), Some(Refused::Busy));
@@ -342,7 +424,7 @@ mod tests {
 
     #[test]
     fn timeouts_halve_a_share_down_to_one() {
-        let shares = Arc::new(Shares::new(64, 32, Duration::from_secs(15)));
+        let shares = Arc::new(Shares::new(32, 512, Duration::from_secs(15)));
         let flaky = endpoint("https://flaky.example/");
         for _ in 0..5 {
             shares.take(&flaky, now()).unwrap().finish(Finished::Answered(Duration::from_millis(1)));
@@ -358,7 +440,7 @@ mod tests {
 
     #[test]
     fn slow_answers_grow_a_share_by_one() {
-        let shares = Arc::new(Shares::new(64, 32, Duration::from_secs(15)));
+        let shares = Arc::new(Shares::new(32, 512, Duration::from_secs(15)));
         let slow = endpoint("https://slow.example/");
         for expected in 1..=4 {
             let mut held: Vec<Share> = (0..expected).map(|_| shares.take(&slow, now()).unwrap()).collect();
@@ -368,28 +450,82 @@ mod tests {
         }
     }
 
+    /// Takes a request and says how it ended.
+    fn answered(shares: &Arc<Shares>, endpoint: &Subscription, took: Duration) {
+        shares.take(endpoint, now()).unwrap().finish(Finished::Answered(took));
+    }
+
     #[test]
-    fn hanging_endpoints_never_take_the_reserve() {
-        let shares = Arc::new(Shares::new(8, 4, Duration::from_secs(15)));
+    fn endpoints_not_known_quick_wait_off_the_workers_and_only_while_the_room_has_space() {
+        let shares = Arc::new(Shares::new(4, 3, Duration::from_secs(15)));
         let healthy = endpoint("https://healthy.example/");
-        shares.take(&healthy, now()).unwrap().finish(Finished::Answered(Duration::from_millis(2)));
-        // Endpoints never answered are not quick: they share 8 - 2 slots.
+        answered(&shares, &healthy, Duration::from_millis(2));
+        // Endpoints never answered are not quick: their requests leave the
+        // workers at once, three at most.
         let hanging: Vec<Subscription> =
-            (0..10).map(|n| endpoint(&format!("https://hang{n}.example/"))).collect();
-        let held: Vec<Share> = hanging.iter().filter_map(|h| shares.take(h, now()).ok()).collect();
-        assert_eq!(held.len(), 6);
+            (0..5).map(|n| endpoint(&format!("https://hang{n}.example/"))).collect();
+        let mut held = Vec::new();
+        for h in &hanging {
+            let Ok(share) = shares.take(h, now()) else { continue };
+            assert!(!share.quick());
+            if share.mover().leave_worker() {
+                held.push(share);
+            }
+        }
+        assert_eq!(held.len(), 3, "the room holds three");
+        assert_eq!(shares.take(&hanging[4], now()).err(), Some(Refused::Busy), "room full");
         let mut busy = Vec::new();
         shares.busy(&mut busy, now());
-        assert!(hanging.iter().all(|h| busy.contains(&h.id)));
+        assert!(hanging.iter().all(|h| busy.contains(&h.id)), "every endpoint not quick waits");
         assert!(!busy.contains(&healthy.id));
-        // The quick endpoint still gets the reserve.
-        let reserve: Vec<Share> = (0..2).map(|_| shares.take(&healthy, now()).unwrap()).collect();
-        assert_eq!(reserve.len(), 2);
+        // The quick endpoint's requests run on the workers, room full or not.
+        let quick: Vec<Share> = (0..2).map(|_| shares.take(&healthy, now()).unwrap()).collect();
+        assert!(quick.iter().all(Share::quick));
+        // One request leaves the room: endpoints not quick may go again.
+        drop(held.pop());
+        shares.busy(&mut busy, now());
+        assert!(!busy.contains(&hanging[4].id));
+        assert!(shares.take(&hanging[4], now()).is_ok());
+    }
+
+    #[test]
+    fn a_request_that_waits_long_makes_its_endpoint_not_quick() {
+        let shares = Arc::new(Shares::new(8, 16, Duration::from_secs(15)));
+        let turning = endpoint("https://turning.example/");
+        answered(&shares, &turning, Duration::from_millis(2));
+        let share = shares.take(&turning, now()).unwrap();
+        assert!(share.quick());
+        let mover = share.mover();
+        assert!(mover.leave_worker());
+        assert!(!mover.leave_worker(), "a request leaves its worker once");
+        let next = shares.take(&turning, now()).unwrap();
+        assert!(!next.quick(), "the next request starts off the workers");
+        // Released, a moved request gives its place in the room back.
+        drop(share);
+        assert!(!mover.leave_worker(), "a request that is over does not move");
+        assert_eq!(shares.lock().waiting, 0);
+        drop(next);
+    }
+
+    #[test]
+    fn a_claim_reads_what_is_busy_not_every_endpoint_known() {
+        let shares = Arc::new(Shares::new(8, 16, Duration::from_secs(15)));
+        for n in 0..100_000 {
+            answered(&shares, &endpoint(&format!("https://e{n}.example/")), Duration::from_millis(1));
+        }
+        let capped = endpoint("https://capped.example/");
+        let held: Vec<Share> = (0..1).map(|_| shares.take(&capped, now()).unwrap()).collect();
+        let mut busy = Vec::new();
+        shares.busy(&mut busy, now());
+        assert_eq!(busy, vec![capped.id]);
+        drop(held);
+        shares.busy(&mut busy, now());
+        assert!(busy.is_empty());
     }
 
     #[test]
     fn a_subscription_cap_and_ordering_bound_its_requests() {
-        let shares = Arc::new(Shares::new(64, 32, Duration::from_secs(15)));
+        let shares = Arc::new(Shares::new(32, 512, Duration::from_secs(15)));
         let mut ordered = endpoint("https://ordered.example/");
         ordered.settings.ordered = true;
         ordered.settings.max_in_flight = Some(10);
@@ -403,7 +539,7 @@ mod tests {
 
     #[test]
     fn a_rate_limit_spends_its_burst_then_one_token_per_interval() {
-        let shares = Arc::new(Shares::new(64, 32, Duration::from_secs(15)));
+        let shares = Arc::new(Shares::new(32, 512, Duration::from_secs(15)));
         let mut limited = endpoint("https://limited.example/");
         limited.settings.rate_limit = Some(RateLimit::new(4, 2).unwrap());
         limited.settings.max_in_flight = None;
