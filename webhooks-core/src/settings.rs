@@ -34,7 +34,7 @@ pub struct EndpointSettings {
     /// At most this many requests per second, with a burst; none by default.
     pub rate_limit: Option<RateLimit>,
     /// At most this many requests in flight to it at once (each dispatcher
-    /// also caps an endpoint at its fair share of slots).
+    /// also caps an endpoint at its fair share of requests).
     pub max_in_flight: Option<u32>,
     /// Deliveries are attempted one at a time in publish order: a delivery
     /// waits while an earlier one of the same subscription is pending. A

@@ -49,7 +49,7 @@ mod worker;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -72,6 +72,8 @@ pub use rusqlite;
 pub struct SqliteStore {
     worker: Worker,
     path: Arc<Path>,
+    /// Where the last claim's walk over the subscriptions with work stopped.
+    walked: Arc<Mutex<Vec<u8>>>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -100,7 +102,7 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path: PathBuf = path.as_ref().to_owned();
         let worker = Worker::start(path.clone()).await?;
-        Ok(Self { worker, path: path.into() })
+        Ok(Self { worker, path: path.into(), walked: Arc::default() })
     }
 
     /// The database file.

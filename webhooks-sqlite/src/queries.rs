@@ -74,21 +74,21 @@ pub(crate) const CLAIMABLE_WINDOW: &str = "SELECT rowid, subscription_id FROM de
 pub(crate) const DELIVERY_AT_ROW: &str = concat!(delivery_select!(), " WHERE d.rowid = ?1");
 
 /// The first subscription after `?1` (by id; an empty blob sorts first)
-/// that has a pending delivery: one step of a walk over the subscriptions
-/// with work, through `deliveries_pending`, whatever their backlogs.
-pub(crate) const PENDING_SUBSCRIPTION_AFTER: &str = "SELECT subscription_id FROM deliveries \
-     INDEXED BY deliveries_pending \
-     WHERE state = 'pending' AND subscription_id > ?1 ORDER BY subscription_id LIMIT 1";
+/// that has a claimable delivery: one step of a walk over the subscriptions
+/// with work, one index entry each, whatever their backlogs.
+pub(crate) const CLAIMABLE_SUBSCRIPTION_AFTER: &str = "SELECT subscription_id FROM deliveries \
+     INDEXED BY deliveries_claimable_by_subscription \
+     WHERE state = 'pending' AND held = 0 AND waiting = 0 AND subscription_id > ?1 \
+     ORDER BY subscription_id LIMIT 1";
 
 /// Up to `?3` deliveries of subscription `?1` claimable at `?2`, earliest
-/// first: read through the subscription's own pending entries, never
-/// another subscription's.
+/// first, read from the front of the subscription's own claimable entries.
 pub(crate) const SUBSCRIPTION_CLAIMABLE: &str = concat!(
     "SELECT d.id, e.id, e.name, d.subscription_id, e.body, d.state, d.attempts, d.next_attempt_at, \
-     e.occurred_at, d.cycle, d.waiting FROM deliveries d INDEXED BY deliveries_pending \
+     e.occurred_at, d.cycle, d.waiting FROM deliveries d INDEXED BY deliveries_claimable_by_subscription \
      JOIN events e ON e.seq = d.event_seq",
-    " WHERE d.subscription_id = ?1 AND d.state = 'pending' AND d.waiting = 0",
-    " AND d.held = 0 AND d.claimable_at <= ?2 ORDER BY d.claimable_at LIMIT ?3"
+    " WHERE d.subscription_id = ?1 AND d.state = 'pending' AND d.held = 0 AND d.waiting = 0",
+    " AND d.claimable_at <= ?2 ORDER BY d.claimable_at LIMIT ?3"
 );
 
 /// When the first claimable delivery can be claimed.
@@ -420,7 +420,8 @@ pub(crate) fn insert_event(
 /// subscriptions with work instead.
 const WINDOW_PER_CLAIM: usize = 4;
 
-/// The most subscriptions with pending deliveries that one claim walks.
+/// The most subscriptions with claimable deliveries that one claim walks;
+/// the next claim's walk goes on from where it stopped.
 const WALK_AT_MOST: usize = 10_000;
 
 /// Up to `limit` deliveries claimable at `now`, none of `skip`'s; earliest
@@ -429,14 +430,17 @@ const WALK_AT_MOST: usize = 10_000;
 /// With nothing to skip, one read from the front of the claimable index.
 /// Otherwise the front of the index is read up to a window a few times the
 /// limit; when busy endpoints' deliveries fill the window (a deep backlog
-/// of one endpoint at its share), the subscriptions with pending
-/// deliveries are walked instead, each read through its own entries, so a
-/// claim never passes over a busy endpoint's backlog row by row.
+/// of one endpoint at its share), the subscriptions with claimable
+/// deliveries are walked instead, in turn from where the last walk stopped
+/// (`walked`), each read from the front of its own entries: a claim never
+/// passes over a busy endpoint's backlog row by row, and every endpoint
+/// with work gets its turn.
 pub(crate) fn claimable(
     db: &Connection,
     now: DateTime<Utc>,
     limit: usize,
     skip: &[SubscriptionId],
+    walked: &mut Vec<u8>,
 ) -> rusqlite::Result<Vec<Delivery>> {
     let now = codec::micros(now);
     let sql_limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
@@ -470,20 +474,28 @@ pub(crate) fn claimable(
         return Ok(claimable);
     }
     let mut taken: HashSet<DeliveryId> = claimable.iter().map(|d| d.id).collect();
-    let mut after = Vec::new();
-    let mut next = db.prepare_cached(PENDING_SUBSCRIPTION_AFTER)?;
+    let mut next = db.prepare_cached(CLAIMABLE_SUBSCRIPTION_AFTER)?;
     let mut fronts = db.prepare_cached(SUBSCRIPTION_CLAIMABLE)?;
+    let mut wrapped = walked.is_empty();
     for _ in 0..WALK_AT_MOST {
-        let Some(subscription) = next.query_row([&after], |row| row.get::<_, Uuid>(0)).optional()? else {
-            break;
+        let subscription = match next.query_row([&*walked], |row| row.get::<_, Uuid>(0)).optional()? {
+            Some(subscription) => subscription,
+            // Past the last: once more from the first.
+            None if !wrapped => {
+                wrapped = true;
+                walked.clear();
+                continue;
+            }
+            None => break,
         };
+        walked.clear();
+        walked.extend_from_slice(subscription.as_bytes());
         let id = SubscriptionId::from(subscription);
-        after = subscription.as_bytes().to_vec();
         if skip.contains(&id) {
             continue;
         }
         let wanted = sql_limit(limit - claimable.len() + taken.len());
-        for delivery in fronts.query_map(params![id.as_uuid(), now, wanted], delivery_row)? {
+        for delivery in fronts.query_map(params![subscription, now, wanted], delivery_row)? {
             let delivery = delivery?;
             if claimable.len() < limit && taken.insert(delivery.id) {
                 claimable.push(delivery);
@@ -1074,7 +1086,7 @@ mod tests {
             .query_row("SELECT count(*) FROM deliveries WHERE waiting = 1 AND held = 0", [], |row| row.get(0))
             .unwrap();
         assert!(waiting > 0);
-        let due = claimable(&db, codec::time(i64::MAX / 2), 10_000, &[]).unwrap();
+        let due = claimable(&db, codec::time(i64::MAX / 2), 10_000, &[], &mut Vec::new()).unwrap();
         let claimable: i64 = db
             .query_row(
                 "SELECT count(*) FROM deliveries WHERE state = 'pending' AND held = 0 AND waiting = 0",
@@ -1098,14 +1110,14 @@ mod tests {
     #[test]
     fn claiming_takes_the_earliest_and_skips_held_and_finished_ones() {
         let db = big_queue(1_000);
-        let due = claimable(&db, codec::time(10), 100, &[]).unwrap();
+        let due = claimable(&db, codec::time(10), 100, &[], &mut Vec::new()).unwrap();
         // Pending and not held: i % 3 == 0, so 3, 6 and 9 are due by 10.
         let times: Vec<_> = due.iter().map(|d| d.next_attempt_at.map(codec::micros)).collect();
         assert_eq!(times, vec![Some(3), Some(6), Some(9)]);
     }
 
     /// A queue where subscription A has `backlog` due deliveries, every one
-    /// earlier than B's ten.
+    /// earlier than B's ten, and B as many again due only far later.
     fn queue_with_backlog(backlog: i64) -> (Connection, SubscriptionId, SubscriptionId) {
         let mut db = Connection::open_in_memory().unwrap();
         schema::migrate(&mut db).unwrap();
@@ -1122,21 +1134,26 @@ mod tests {
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {total})
              INSERT INTO events (seq, id, name, occurred_at, body)
              SELECT i, randomblob(16), 'type.1', 0, x'7b7d' FROM n;",
-            total = backlog + 10
+            total = 2 * backlog + 10
         ))
         .unwrap();
         db.execute(
             "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at) \
-             SELECT randomblob(16), seq, CASE WHEN seq <= ?3 THEN ?1 ELSE ?2 END, 'pending', 0, seq FROM events",
+             SELECT randomblob(16), seq, CASE WHEN seq <= ?3 THEN ?1 ELSE ?2 END, 'pending', 0, \
+                    CASE WHEN seq <= ?3 + 10 THEN seq ELSE 1000000000000000 END FROM events",
             params![a.as_uuid(), b.as_uuid(), backlog],
         )
         .unwrap();
         (db, a, b)
     }
 
+    /// A time after A's and B's first deliveries are due, long before B's
+    /// others.
+    const LATER: i64 = 1_000_000_000_000;
+
     /// Virtual machine steps the claim statements have taken on `db`.
     fn claim_steps(db: &Connection) -> i64 {
-        [CLAIMABLE, CLAIMABLE_WINDOW, DELIVERY_AT_ROW, PENDING_SUBSCRIPTION_AFTER, SUBSCRIPTION_CLAIMABLE]
+        [CLAIMABLE, CLAIMABLE_WINDOW, DELIVERY_AT_ROW, CLAIMABLE_SUBSCRIPTION_AFTER, SUBSCRIPTION_CLAIMABLE]
             .into_iter()
             .map(|sql| db.prepare_cached(sql).unwrap().get_status(StatementStatus::VmStep) as i64)
             .sum()
@@ -1147,12 +1164,12 @@ mod tests {
         let mut steps = Vec::new();
         for backlog in [1_000, 50_000] {
             let (db, a, b) = queue_with_backlog(backlog);
-            let due = claimable(&db, codec::time(i64::MAX / 2), 64, &[a]).unwrap();
+            let due = claimable(&db, codec::time(LATER), 64, &[a], &mut Vec::new()).unwrap();
             assert_eq!(due.len(), 10, "every delivery of B, none of A's");
             assert!(due.iter().all(|d| d.subscription_id == b));
             steps.push(claim_steps(&db));
             // With nothing skipped the front of the queue is A's.
-            let due = claimable(&db, codec::time(i64::MAX / 2), 64, &[]).unwrap();
+            let due = claimable(&db, codec::time(LATER), 64, &[], &mut Vec::new()).unwrap();
             assert!(due.iter().all(|d| d.subscription_id == a) && due.len() == 64);
             // The statement of old, skipping in SQL, reads the backlog.
             let old = concat!(
@@ -1163,7 +1180,7 @@ mod tests {
             );
             let mut statement = db.prepare(old).unwrap();
             let skip = codec::hex_ids([a.as_uuid()]);
-            let found = statement.query_map(params![i64::MAX / 2, 64, skip], delivery_row).unwrap().count();
+            let found = statement.query_map(params![LATER, 64, skip], delivery_row).unwrap().count();
             assert_eq!(found, 10);
             steps.push(statement.get_status(StatementStatus::VmStep) as i64);
         }
@@ -1176,15 +1193,20 @@ mod tests {
     #[test]
     fn walking_subscriptions_with_work_reads_their_own_entries() {
         for db in [big_queue(20_000), queue_without_statistics(1_000)] {
-            let walk = plan(&db, PENDING_SUBSCRIPTION_AFTER);
-            assert!(walk.contains("deliveries_pending (subscription_id>?)"), "{walk}");
+            let walk = plan(&db, CLAIMABLE_SUBSCRIPTION_AFTER);
+            assert!(
+                walk.contains("INDEX deliveries_claimable_by_subscription (subscription_id>?)"),
+                "{walk}"
+            );
             assert!(scans(&walk).is_empty() && !walk.contains("TEMP B-TREE"), "{walk}");
             let fronts = plan(&db, SUBSCRIPTION_CLAIMABLE);
             assert!(
-                fronts.contains("SEARCH d USING INDEX deliveries_pending (subscription_id=? AND waiting=?)"),
+                fronts.contains(
+                    "SEARCH d USING INDEX deliveries_claimable_by_subscription (subscription_id=? AND claimable_at<?)"
+                ),
                 "{fronts}"
             );
-            assert!(scans(&fronts).is_empty(), "{fronts}");
+            assert!(scans(&fronts).is_empty() && !fronts.contains("TEMP B-TREE"), "{fronts}");
             let window = plan(&db, CLAIMABLE_WINDOW);
             assert!(window.contains("deliveries_claimable (claimable_at<?)"), "{window}");
             assert!(scans(&window).is_empty() && !window.contains("TEMP B-TREE"), "{window}");

@@ -20,7 +20,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`,
 /// each the SQL file of its name in `migrations/`. Append only: a released
 /// migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -58,6 +58,11 @@ const V4: &str = include_str!("../migrations/V4.sql");
 /// one subscription's deliveries; its pending ones are found by
 /// `deliveries_pending`.
 const V5: &str = include_str!("../migrations/V5.sql");
+
+/// Each subscription's claimable deliveries by when they can be claimed, so
+/// a claim that passes over busy endpoints reads the others' fronts and
+/// never a busy endpoint's backlog.
+const V6: &str = include_str!("../migrations/V6.sql");
 
 /// Opens `path` (creating it if missing), sets the connection up and
 /// brings the schema up to date.

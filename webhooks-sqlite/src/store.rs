@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -345,10 +345,12 @@ impl DeliveryQueue for SqliteStore {
     async fn claim_due(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<Claim>> {
         let ClaimRequest { now, limit, lease_until, skip } = *request;
         let skip = skip.to_vec();
+        let walked = Arc::clone(&self.walked);
         self.grouped_lease_write("claim due deliveries", move |db| {
             let mut subscriptions = HashMap::new();
             let mut claims = Vec::new();
-            for delivery in queries::claimable(db, now, limit, &skip)? {
+            let mut walked = walked.lock().unwrap_or_else(PoisonError::into_inner);
+            for delivery in queries::claimable(db, now, limit, &skip, &mut walked)? {
                 queries::lease(db, delivery.id, lease_until)?;
                 let subscription = match subscriptions.entry(delivery.subscription_id) {
                     Entry::Occupied(known) => known.into_mut(),

@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -405,7 +407,11 @@ impl Dispatcher {
     /// and recorded, and a failed record is retried by lease expiry.
     ///
     /// `concurrency` workers are spawned once and each loops: take a claim,
-    /// make the attempt, record it. One worker at a time claims from the
+    /// make the attempt, record it. An attempt to an endpoint not known to
+    /// answer quickly, or one still waiting for its answer after a quick
+    /// answer's time, goes on off the worker, on a task this future owns
+    /// (up to [`slow_requests`](DispatcherBuilder::slow_requests) of them),
+    /// and the worker takes its next claim. One worker at a time claims from the
     /// store, for itself and for every worker waiting behind it, so the
     /// store sees few calls under load; when nothing is due, that worker
     /// alone watches for work (the facade's publishes, the store's
@@ -441,6 +447,7 @@ impl Dispatcher {
         } else {
             (None, None)
         };
+        let (off_workers, mut moved) = mpsc::unbounded_channel();
         let pool = Arc::new(Pool {
             wake_ups: store.wake_ups(),
             store,
@@ -452,7 +459,7 @@ impl Dispatcher {
             waiting: AtomicUsize::new(0),
             ready: Mutex::new(VecDeque::new()),
             shares: Arc::new(Shares::new(self.per_endpoint, self.slow_requests, self.shared.request_timeout)),
-            off_workers: OffWorkers::default(),
+            off_workers,
             watch,
             to_record,
             outcomes,
@@ -468,9 +475,20 @@ impl Dispatcher {
         for _ in 0..self.concurrency {
             workers.spawn(Arc::clone(&pool).work());
         }
+        // Attempts waiting off the workers: owned here, so a dispatcher's
+        // future dropped (or aborted) stops them with the workers.
+        let mut waiting = JoinSet::new();
         let mut stopping = false;
         loop {
             tokio::select! {
+                Some(attempt) = moved.recv() => {
+                    waiting.spawn(attempt);
+                }
+                Some(done) = waiting.join_next(), if !waiting.is_empty() => {
+                    if let Err(error) = done {
+                        tracing::error!(%error, "an attempt waiting off the workers failed");
+                    }
+                }
                 done = workers.join_next() => match done {
                     None => break,
                     Some(Ok(())) => {}
@@ -490,8 +508,15 @@ impl Dispatcher {
                 }
             }
         }
-        // Requests that left their workers finish and are recorded too.
-        pool.off_workers.all_done().await;
+        // Attempts that left their workers finish and are recorded too.
+        while let Ok(attempt) = moved.try_recv() {
+            waiting.spawn(attempt);
+        }
+        while let Some(done) = waiting.join_next().await {
+            if let Err(error) = done {
+                tracing::error!(%error, "an attempt waiting off the workers failed");
+            }
+        }
         // Workers drain the claims taken for them before they stop; any left
         // by a failed worker go back at once.
         let left: Vec<DeliveryId> = pool.lock_ready().drain(..).map(|c| c.claim.delivery.id).collect();
@@ -535,49 +560,16 @@ struct Pool {
     /// endpoint's share.
     ready: Mutex<VecDeque<Claimed>>,
     shares: Arc<Shares>,
-    /// Attempts whose requests wait off the workers.
-    off_workers: OffWorkers,
+    /// Where workers hand the attempts whose requests wait off the workers.
+    off_workers: mpsc::UnboundedSender<MovedAttempt>,
     /// The recorder's queue, when the store records in batches.
     to_record: Option<mpsc::Sender<ToRecord>>,
     outcomes: Outcomes,
 }
 
-/// Attempts whose requests wait off the workers, each on a task of its own,
-/// counted so that a stopping dispatcher waits for them.
-#[derive(Default)]
-struct OffWorkers {
-    running: Arc<(AtomicUsize, Notify)>,
-}
-
-impl OffWorkers {
-    fn spawn(&self, attempt: impl Future<Output = ()> + Send + 'static) {
-        /// Counts the task out however it ends, a panic included.
-        struct Running(Arc<(AtomicUsize, Notify)>);
-        impl Drop for Running {
-            fn drop(&mut self) {
-                if self.0.0.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    self.0.1.notify_waiters();
-                }
-            }
-        }
-        self.running.0.fetch_add(1, Ordering::SeqCst);
-        let running = Running(Arc::clone(&self.running));
-        tokio::spawn(async move {
-            let _running = running;
-            attempt.await;
-        });
-    }
-
-    async fn all_done(&self) {
-        loop {
-            let done = self.running.1.notified();
-            if self.running.0.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            done.await;
-        }
-    }
-}
+/// An attempt whose request waits off the workers, handed to
+/// [`Dispatcher::run`] to run on a task of its own.
+type MovedAttempt = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The claimer's own state, kept between claims.
 struct Claimer {
@@ -768,14 +760,14 @@ impl Pool {
         let mut skip = Vec::new();
         while let Some(claimed) = self.next_claim(&mut skip).await {
             let span = attempt_span(&claimed.claim);
-            let quick = claimed._share.quick();
+            let off_worker = claimed._share.off_worker();
             let mover = claimed._share.mover();
-            let mut attempt = Box::pin(Arc::clone(&self).attempt(claimed).instrument(span));
+            let mut attempt: MovedAttempt = Box::pin(Arc::clone(&self).attempt(claimed).instrument(span));
             // A request to an endpoint not known to be quick waits off the
             // workers from the start; one to a quick endpoint leaves its
             // worker once it has waited longer than a quick answer takes.
-            if !quick && mover.leave_worker() {
-                self.off_workers.spawn(attempt);
+            if off_worker {
+                self.move_off(attempt).await;
                 continue;
             }
             tokio::select! {
@@ -783,12 +775,20 @@ impl Pool {
                 () = &mut attempt => {}
                 () = tokio::time::sleep(self.shares.quick_within()) => {
                     if mover.leave_worker() {
-                        self.off_workers.spawn(attempt);
+                        self.move_off(attempt).await;
                     } else {
                         attempt.await;
                     }
                 }
             }
+        }
+    }
+
+    /// Hands an attempt to the dispatcher's task for attempts off the
+    /// workers; runs it here should that task be gone.
+    async fn move_off(&self, attempt: MovedAttempt) {
+        if let Err(mpsc::error::SendError(attempt)) = self.off_workers.send(attempt) {
+            attempt.await;
         }
     }
 

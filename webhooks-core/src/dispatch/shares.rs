@@ -11,13 +11,14 @@
 //!   threshold, until an answer comes slowly, none comes, or a request waits
 //!   past the threshold. Requests to quick endpoints run on the workers;
 //!   requests to every other endpoint (new ones included) **wait off the
-//!   workers**, in a room of their own: a slow endpoint costs a socket, not
-//!   a worker, and a new endpoint always gets its first try however many
-//!   others hang. While the room is full, endpoints that are not quick wait
-//!   in the queue.
+//!   workers**, in a room of their own whose place is taken with the
+//!   request: a slow endpoint costs a socket, not a worker, and a new
+//!   endpoint gets its first try however many others hang, as long as the
+//!   room has a place. While it is full, endpoints that are not quick wait
+//!   in the queue. A room of no places keeps every request on a worker.
 //! - What a claim must pass over (the busy endpoints) is kept as requests
-//!   start and end, never found by walking every endpoint: a claim costs the
-//!   same with ten endpoints known or a hundred thousand.
+//!   start and end, never found by walking every endpoint: a claim costs
+//!   what is busy, the same with ten endpoints known or a hundred thousand.
 //! - A subscription's **in-flight cap** lowers its cap (ordered delivery means
 //!   one); its **rate limit** is a token bucket on the dispatcher's clock.
 
@@ -59,8 +60,9 @@ struct State {
     full: HashSet<SubscriptionId>,
     /// Endpoints out of rate, with when their next token comes.
     limited: HashMap<SubscriptionId, DateTime<Utc>>,
-    /// Endpoints known and not quick: they wait while the room is full.
-    slow: HashSet<SubscriptionId>,
+    /// Endpoints refused for want of a place in the room: passed over while
+    /// it is full.
+    roomless: HashSet<SubscriptionId>,
     /// Requests waiting off the workers now.
     waiting: usize,
     forgot_at: Instant,
@@ -113,7 +115,7 @@ impl Shares {
                 endpoints: HashMap::new(),
                 full: HashSet::new(),
                 limited: HashMap::new(),
-                slow: HashSet::new(),
+                roomless: HashSet::new(),
                 waiting: 0,
                 forgot_at: Instant::now(),
             }),
@@ -141,8 +143,10 @@ impl Shares {
         state.limited.retain(|_, at| *at > now);
         let next_token = state.limited.values().min().copied();
         busy.extend(state.limited.keys().copied());
-        if state.waiting >= self.waiting_room {
-            busy.extend(state.slow.iter().copied());
+        if self.room_full(&state) {
+            busy.extend(state.roomless.iter().copied());
+        } else {
+            state.roomless.clear();
         }
         next_token
     }
@@ -159,12 +163,16 @@ impl Shares {
             .in_flight_cap()
             .map_or(self.per_endpoint, |cap| (cap as usize).clamp(1, self.per_endpoint));
         let mut state = self.lock();
-        let room_full = state.waiting >= self.waiting_room;
-        let State { endpoints, full, limited, slow, .. } = &mut *state;
+        let room_full = self.room_full(&state);
+        let State { endpoints, full, limited, roomless, waiting, .. } = &mut *state;
         let id = subscription.id;
-        let endpoint = endpoints.entry(id).or_insert_with(|| {
-            slow.insert(id);
-            Endpoint { in_flight: 0, share: 1, cap, quick: false, bucket: None, last_used: instant }
+        let endpoint = endpoints.entry(id).or_insert_with(|| Endpoint {
+            in_flight: 0,
+            share: 1,
+            cap,
+            quick: false,
+            bucket: None,
+            last_used: instant,
         });
         // Settings can change between claims: the latest claim's apply.
         endpoint.cap = cap;
@@ -175,7 +183,9 @@ impl Shares {
             full.insert(id);
             return Err(Refused::Busy);
         }
-        if room_full && !endpoint.quick {
+        let off_worker = !endpoint.quick && self.waiting_room > 0;
+        if off_worker && room_full {
+            roomless.insert(id);
             return Err(Refused::Busy);
         }
         if let Some(bucket) = &mut endpoint.bucket {
@@ -189,24 +199,35 @@ impl Shares {
         if endpoint.in_flight >= endpoint.share {
             full.insert(id);
         }
+        // The room's place is taken with the request, so one claim's batch
+        // cannot overfill it.
+        if off_worker {
+            *waiting += 1;
+        }
         Ok(Share {
             shares: Arc::clone(self),
             endpoint: id,
-            quick: endpoint.quick,
-            place: Arc::new(AtomicU8::new(ON_WORKER)),
+            place: Arc::new(AtomicU8::new(if off_worker { WAITING } else { ON_WORKER })),
             finished: None,
         })
     }
 
-    /// Moves a request off its worker if the room has space; the endpoint
-    /// is not quick from now on. Returns whether it moved.
+    fn room_full(&self, state: &State) -> bool {
+        self.waiting_room > 0 && state.waiting >= self.waiting_room
+    }
+
+    /// Moves a request still on its worker and still waiting for its answer
+    /// off the worker, if the room has a place; its endpoint is not quick
+    /// from then on. Returns whether it moved.
     fn leave_worker(&self, endpoint: SubscriptionId, place: &AtomicU8) -> bool {
         let mut state = self.lock();
+        if place.load(Ordering::Relaxed) != ON_WORKER {
+            return false;
+        }
         if let Some(known) = state.endpoints.get_mut(&endpoint) {
             known.quick = false;
-            state.slow.insert(endpoint);
         }
-        if state.waiting >= self.waiting_room || place.load(Ordering::Relaxed) != ON_WORKER {
+        if self.waiting_room == 0 || self.room_full(&state) {
             return false;
         }
         place.store(WAITING, Ordering::Relaxed);
@@ -219,7 +240,7 @@ impl Shares {
         if place.swap(RELEASED, Ordering::Relaxed) == WAITING {
             state.waiting -= 1;
         }
-        let State { endpoints, full, slow, .. } = &mut *state;
+        let State { endpoints, full, .. } = &mut *state;
         let Some(endpoint) = endpoints.get_mut(&id) else { return };
         endpoint.in_flight = endpoint.in_flight.saturating_sub(1);
         match finished {
@@ -239,11 +260,6 @@ impl Shares {
             // A quick failure (a refused connection) holds no slot for long.
             Some(Finished::NoAnswer(_)) | None => {}
         }
-        if endpoint.quick {
-            slow.remove(&id);
-        } else {
-            slow.insert(id);
-        }
         if endpoint.in_flight >= endpoint.share {
             full.insert(id);
         } else {
@@ -261,7 +277,7 @@ impl State {
             return;
         }
         self.forgot_at = instant;
-        let State { endpoints, full, limited, slow, .. } = self;
+        let State { endpoints, full, limited, roomless, .. } = self;
         endpoints.retain(|id, endpoint| {
             let keep = endpoint.in_flight > 0
                 || instant.duration_since(endpoint.last_used) < FORGET_AFTER
@@ -269,7 +285,7 @@ impl State {
             if !keep {
                 full.remove(id);
                 limited.remove(id);
-                slow.remove(id);
+                roomless.remove(id);
             }
             keep
         });
@@ -337,8 +353,6 @@ impl Bucket {
 pub(super) struct Share {
     shares: Arc<Shares>,
     endpoint: SubscriptionId,
-    /// Whether the endpoint was quick when the request was taken.
-    quick: bool,
     place: Arc<AtomicU8>,
     finished: Option<Finished>,
 }
@@ -349,10 +363,11 @@ impl Share {
         self.finished = Some(finished);
     }
 
-    /// Whether the request may start on its worker: its endpoint answers
-    /// quickly.
-    pub(super) fn quick(&self) -> bool {
-        self.quick
+    /// Whether the request has a place in the room for waiting requests
+    /// (its endpoint is not known to be quick): it waits off the workers
+    /// from the start.
+    pub(super) fn off_worker(&self) -> bool {
+        self.place.load(Ordering::Relaxed) == WAITING
     }
 
     /// A handle that moves the request off its worker, for the worker to
@@ -456,36 +471,46 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_not_known_quick_wait_off_the_workers_and_only_while_the_room_has_space() {
+    fn endpoints_not_known_quick_wait_off_the_workers_and_only_while_the_room_has_a_place() {
         let shares = Arc::new(Shares::new(4, 3, Duration::from_secs(15)));
         let healthy = endpoint("https://healthy.example/");
         answered(&shares, &healthy, Duration::from_millis(2));
-        // Endpoints never answered are not quick: their requests leave the
-        // workers at once, three at most.
+        // Endpoints never answered are not quick: each request takes a
+        // place in the room as it is taken, so one batch cannot overfill it.
         let hanging: Vec<Subscription> =
             (0..5).map(|n| endpoint(&format!("https://hang{n}.example/"))).collect();
-        let mut held = Vec::new();
-        for h in &hanging {
-            let Ok(share) = shares.take(h, now()) else { continue };
-            assert!(!share.quick());
-            if share.mover().leave_worker() {
-                held.push(share);
-            }
-        }
+        let held: Vec<Share> = hanging.iter().filter_map(|h| shares.take(h, now()).ok()).collect();
         assert_eq!(held.len(), 3, "the room holds three");
-        assert_eq!(shares.take(&hanging[4], now()).err(), Some(Refused::Busy), "room full");
+        assert!(held.iter().all(Share::off_worker));
         let mut busy = Vec::new();
         shares.busy(&mut busy, now());
-        assert!(hanging.iter().all(|h| busy.contains(&h.id)), "every endpoint not quick waits");
+        busy.sort();
+        // Three at their share of one, two refused for want of a place.
+        let mut expected: Vec<SubscriptionId> = hanging.iter().map(|h| h.id).collect();
+        expected.sort();
+        assert_eq!(busy, expected);
         assert!(!busy.contains(&healthy.id));
         // The quick endpoint's requests run on the workers, room full or not.
         let quick: Vec<Share> = (0..2).map(|_| shares.take(&healthy, now()).unwrap()).collect();
-        assert!(quick.iter().all(Share::quick));
-        // One request leaves the room: endpoints not quick may go again.
-        drop(held.pop());
+        assert!(quick.iter().all(|share| !share.off_worker()));
+        // Places free: endpoints not quick may go again.
+        drop(held);
+        drop(quick);
         shares.busy(&mut busy, now());
-        assert!(!busy.contains(&hanging[4].id));
-        assert!(shares.take(&hanging[4], now()).is_ok());
+        assert!(busy.is_empty(), "{busy:?}");
+        assert!(shares.take(&hanging[4], now()).unwrap().off_worker());
+    }
+
+    #[test]
+    fn a_room_of_no_places_keeps_every_request_on_a_worker() {
+        let shares = Arc::new(Shares::new(4, 0, Duration::from_secs(15)));
+        let new = endpoint("https://new.example/");
+        let share = shares.take(&new, now()).unwrap();
+        assert!(!share.off_worker());
+        assert!(!share.mover().leave_worker());
+        let mut busy = Vec::new();
+        shares.busy(&mut busy, now());
+        assert_eq!(busy, vec![new.id], "at its share of one, nothing else");
     }
 
     #[test]
@@ -494,17 +519,28 @@ mod tests {
         let turning = endpoint("https://turning.example/");
         answered(&shares, &turning, Duration::from_millis(2));
         let share = shares.take(&turning, now()).unwrap();
-        assert!(share.quick());
+        assert!(!share.off_worker());
         let mover = share.mover();
         assert!(mover.leave_worker());
         assert!(!mover.leave_worker(), "a request leaves its worker once");
         let next = shares.take(&turning, now()).unwrap();
-        assert!(!next.quick(), "the next request starts off the workers");
-        // Released, a moved request gives its place in the room back.
+        assert!(next.off_worker(), "the next request starts off the workers");
         drop(share);
-        assert!(!mover.leave_worker(), "a request that is over does not move");
-        assert_eq!(shares.lock().waiting, 0);
         drop(next);
+        assert_eq!(shares.lock().waiting, 0, "released, moved requests give their places back");
+    }
+
+    #[test]
+    fn a_request_already_answered_does_not_make_its_endpoint_slow() {
+        let shares = Arc::new(Shares::new(8, 16, Duration::from_secs(15)));
+        let quick = endpoint("https://quick.example/");
+        answered(&shares, &quick, Duration::from_millis(2));
+        let share = shares.take(&quick, now()).unwrap();
+        let mover = share.mover();
+        // Answered quickly; the worker is still recording when its timer fires.
+        share.finish(Finished::Answered(Duration::from_millis(3)));
+        assert!(!mover.leave_worker());
+        assert!(!shares.take(&quick, now()).unwrap().off_worker(), "still quick");
     }
 
     #[test]
