@@ -1,7 +1,7 @@
 //! Measures the library against the machine's own limit, in one run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--store memory|sqlite:PATH|postgres://URL] [--deliveries N] [--concurrency C] [--per-endpoint P] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000] [--scale 4000,400] [--figures all|end-to-end|scale]
+//! cargo run --release --example bench -- [--store memory|sqlite:PATH|postgres://URL] [--deliveries N] [--concurrency C] [--per-endpoint P] [--slow-requests R] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000] [--scale 4000,400] [--figures all|end-to-end|scale]
 //! cargo run --release --example bench -- --serve
 //! ```
 //!
@@ -14,8 +14,8 @@
 //! dispatcher and with three instances (a pool, a facade and a dispatcher
 //! each) on the same database, beside the CPU the server's processes used.
 //!
-//! The dispatcher runs with its defaults: `--concurrency` and
-//! `--per-endpoint` override them (the baseline uses as many requests at
+//! The dispatcher runs with its defaults: `--concurrency`,
+//! `--per-endpoint` and `--slow-requests` override them (the baseline uses as many requests at
 //! once as the dispatcher has workers).
 //!
 //! The scale figures (`--scale QUICK,SLOW`, `--figures scale` for them
@@ -65,6 +65,8 @@ struct Options {
     concurrency: Option<usize>,
     /// Requests per endpoint, when not the dispatcher's default.
     per_endpoint: Option<usize>,
+    /// Requests waiting off the workers, when not the dispatcher's default.
+    slow_requests: Option<usize>,
     body_bytes: usize,
     subscriptions: usize,
     claim_sizes: Vec<usize>,
@@ -100,6 +102,9 @@ impl Options {
         if let Some(per_endpoint) = self.per_endpoint {
             builder = builder.per_endpoint_concurrency(per_endpoint);
         }
+        if let Some(slow_requests) = self.slow_requests {
+            builder = builder.slow_requests(slow_requests);
+        }
         builder
     }
 }
@@ -110,6 +115,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         deliveries: 20_000,
         concurrency: None,
         per_endpoint: None,
+        slow_requests: None,
         body_bytes: 512,
         subscriptions: 1,
         claim_sizes: vec![10_000, 1_000_000],
@@ -124,6 +130,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--deliveries" => options.deliveries = number()?,
             "--concurrency" => options.concurrency = Some(number()?),
             "--per-endpoint" => options.per_endpoint = Some(number()?),
+            "--slow-requests" => options.slow_requests = Some(number()?),
             "--scale" => {
                 let numbers: Vec<usize> = value.split(',').filter_map(|n| n.trim().parse().ok()).collect();
                 match numbers[..] {
@@ -1009,6 +1016,7 @@ async fn scale_run(
     for burst in quick_owners.chunks(100) {
         publish(burst.to_vec()).await.map_err(|e| e.to_string())?;
     }
+    let published_in = started.elapsed();
     while done.0.load(Ordering::Relaxed) < total {
         let _ = tokio::time::timeout(Duration::from_millis(100), done.1.notified()).await;
     }
@@ -1024,6 +1032,7 @@ async fn scale_run(
         "deliveries": total,
         "seconds": elapsed.as_secs_f64(),
         "deliveries_per_sec": total as f64 / elapsed.as_secs_f64(),
+        "published_in_seconds": published_in.as_secs_f64(),
         "cores_busy": cores["bench_process"],
     }))
 }

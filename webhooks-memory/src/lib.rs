@@ -59,6 +59,9 @@ impl MemoryStore {
 struct State {
     /// By id; UUIDv7 ids make this oldest first. Shared with claims.
     subscriptions: BTreeMap<SubscriptionId, Arc<Subscription>>,
+    /// Each owner's subscriptions, so publishing for one owner looks at
+    /// theirs alone, however many owners there are.
+    by_owner: HashMap<Owner, BTreeSet<SubscriptionId>>,
     /// By id, so listing pages in creation order. Boxed: a B-tree node holds
     /// eleven slots, and a large value would be paid for in all of them.
     deliveries: BTreeMap<DeliveryId, Box<Entry>>,
@@ -364,12 +367,18 @@ impl State {
                 held.deliveries.iter().filter(|id| self.deliveries.contains_key(id)).copied().collect();
             return Publication { event_id: held.event_id, deliveries, repeated: true };
         }
-        let targets: Vec<SubscriptionId> = self
-            .subscriptions
-            .values()
-            .filter(|s| s.is_enabled() && s.listens_to(&event.name) && event.audience.includes(&s.owner))
-            .map(|s| s.id)
-            .collect();
+        let listens = |s: &Subscription| s.is_enabled() && s.listens_to(&event.name);
+        let targets: Vec<SubscriptionId> = match event.audience.owner() {
+            Some(owner) => self
+                .by_owner
+                .get(owner)
+                .into_iter()
+                .flatten()
+                .filter(|id| self.subscriptions.get(id).is_some_and(|s| listens(s)))
+                .copied()
+                .collect(),
+            None => self.subscriptions.values().filter(|s| listens(s)).map(|s| s.id).collect(),
+        };
         let mut ids = Vec::with_capacity(targets.len());
         if let Some((last, rest)) = targets.split_last() {
             for target in rest {
@@ -387,8 +396,14 @@ impl State {
 
     /// Removes a subscription with its deliveries; `false` when there was none.
     fn delete_subscription(&mut self, id: SubscriptionId) -> bool {
-        if self.subscriptions.remove(&id).is_none() {
+        let Some(subscription) = self.subscriptions.remove(&id) else {
             return false;
+        };
+        if let Some(theirs) = self.by_owner.get_mut(&subscription.owner) {
+            theirs.remove(&id);
+            if theirs.is_empty() {
+                self.by_owner.remove(&subscription.owner);
+            }
         }
         for delivery in self.deliveries_of(id) {
             self.remove_delivery(delivery);
@@ -475,6 +490,7 @@ impl SubscriptionStore for MemoryStore {
             return Err(StoreError::DuplicateSubscription(subscription.id));
         }
         state.subscriptions.insert(subscription.id, Arc::new(subscription.clone()));
+        state.by_owner.entry(subscription.owner.clone()).or_default().insert(subscription.id);
         Ok(())
     }
 
@@ -508,8 +524,7 @@ impl SubscriptionStore for MemoryStore {
 
     async fn delete_owner(&self, owner: &Owner) -> StoreResult<u64> {
         let mut state = self.lock();
-        let theirs: Vec<SubscriptionId> =
-            state.subscriptions.values().filter(|s| &s.owner == owner).map(|s| s.id).collect();
+        let theirs: Vec<SubscriptionId> = state.by_owner.get(owner).into_iter().flatten().copied().collect();
         for id in &theirs {
             state.delete_subscription(*id);
         }

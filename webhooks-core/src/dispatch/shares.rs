@@ -14,8 +14,11 @@
 //!   workers**, in a room of their own whose place is taken with the
 //!   request: a slow endpoint costs a socket, not a worker, and a new
 //!   endpoint gets its first try however many others hang, as long as the
-//!   room has a place. While it is full, endpoints that are not quick wait
-//!   in the queue. A room of no places keeps every request on a worker.
+//!   room has a place. Endpoints already tried (slow or hanging ones) fill
+//!   at most three quarters of it, so the last quarter is kept for first
+//!   tries: a new endpoint is not stuck behind slow ones whose shares have
+//!   grown. While their part is full, endpoints that are not quick wait in
+//!   the queue. A room of no places keeps every request on a worker.
 //! - What a claim must pass over (the busy endpoints) is kept as requests
 //!   start and end, never found by walking every endpoint: a claim costs
 //!   what is busy, the same with ten endpoints known or a hundred thousand.
@@ -61,11 +64,19 @@ struct State {
     /// Endpoints out of rate, with when their next token comes.
     limited: HashMap<SubscriptionId, DateTime<Utc>>,
     /// Endpoints refused for want of a place in the room: passed over while
-    /// it is full.
-    roomless: HashSet<SubscriptionId>,
+    /// their part of it is full.
+    roomless: Roomless,
     /// Requests waiting off the workers now.
     waiting: usize,
     forgot_at: Instant,
+}
+
+/// Endpoints refused for want of a place in the room, by whether they had
+/// been tried.
+#[derive(Default)]
+struct Roomless {
+    untried: HashSet<SubscriptionId>,
+    tried: HashSet<SubscriptionId>,
 }
 
 /// What the dispatcher knows of one endpoint.
@@ -77,6 +88,8 @@ struct Endpoint {
     cap: usize,
     /// Whether it answers quickly; false until it has answered.
     quick: bool,
+    /// Whether a request to it has ended (answered or not).
+    tried: bool,
     bucket: Option<Bucket>,
     last_used: Instant,
 }
@@ -115,7 +128,7 @@ impl Shares {
                 endpoints: HashMap::new(),
                 full: HashSet::new(),
                 limited: HashMap::new(),
-                roomless: HashSet::new(),
+                roomless: Roomless::default(),
                 waiting: 0,
                 forgot_at: Instant::now(),
             }),
@@ -143,10 +156,14 @@ impl Shares {
         state.limited.retain(|_, at| *at > now);
         let next_token = state.limited.values().min().copied();
         busy.extend(state.limited.keys().copied());
-        if self.room_full(&state) {
-            busy.extend(state.roomless.iter().copied());
-        } else {
-            state.roomless.clear();
+        let (room_full, tried_full) = self.room_full(&state);
+        let roomless = &mut state.roomless;
+        for (set, full) in [(&mut roomless.untried, room_full), (&mut roomless.tried, tried_full)] {
+            if full {
+                busy.extend(set.iter().copied());
+            } else {
+                set.clear();
+            }
         }
         next_token
     }
@@ -163,7 +180,7 @@ impl Shares {
             .in_flight_cap()
             .map_or(self.per_endpoint, |cap| (cap as usize).clamp(1, self.per_endpoint));
         let mut state = self.lock();
-        let room_full = self.room_full(&state);
+        let (room_full, tried_full) = self.room_full(&state);
         let State { endpoints, full, limited, roomless, waiting, .. } = &mut *state;
         let id = subscription.id;
         let endpoint = endpoints.entry(id).or_insert_with(|| Endpoint {
@@ -171,6 +188,7 @@ impl Shares {
             share: 1,
             cap,
             quick: false,
+            tried: false,
             bucket: None,
             last_used: instant,
         });
@@ -184,8 +202,12 @@ impl Shares {
             return Err(Refused::Busy);
         }
         let off_worker = !endpoint.quick && self.waiting_room > 0;
+        if off_worker && endpoint.tried && tried_full {
+            roomless.tried.insert(id);
+            return Err(Refused::Busy);
+        }
         if off_worker && room_full {
-            roomless.insert(id);
+            roomless.untried.insert(id);
             return Err(Refused::Busy);
         }
         if let Some(bucket) = &mut endpoint.bucket {
@@ -212,8 +234,11 @@ impl Shares {
         })
     }
 
-    fn room_full(&self, state: &State) -> bool {
-        self.waiting_room > 0 && state.waiting >= self.waiting_room
+    /// Whether the room is full, and whether the part endpoints already
+    /// tried may fill is.
+    fn room_full(&self, state: &State) -> (bool, bool) {
+        let room = self.waiting_room;
+        (room > 0 && state.waiting >= room, room > 0 && state.waiting >= room - room / 4)
     }
 
     /// Moves a request still on its worker and still waiting for its answer
@@ -227,7 +252,7 @@ impl Shares {
         if let Some(known) = state.endpoints.get_mut(&endpoint) {
             known.quick = false;
         }
-        if self.waiting_room == 0 || self.room_full(&state) {
+        if self.waiting_room == 0 || self.room_full(&state).1 {
             return false;
         }
         place.store(WAITING, Ordering::Relaxed);
@@ -243,6 +268,7 @@ impl Shares {
         let State { endpoints, full, .. } = &mut *state;
         let Some(endpoint) = endpoints.get_mut(&id) else { return };
         endpoint.in_flight = endpoint.in_flight.saturating_sub(1);
+        endpoint.tried |= finished.is_some();
         match finished {
             Some(Finished::Answered(took)) if took < self.quick_within => {
                 endpoint.quick = true;
@@ -285,7 +311,8 @@ impl State {
             if !keep {
                 full.remove(id);
                 limited.remove(id);
-                roomless.remove(id);
+                roomless.untried.remove(id);
+                roomless.tried.remove(id);
             }
             keep
         });
