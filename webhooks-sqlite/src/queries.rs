@@ -476,8 +476,17 @@ pub(crate) fn claimable(
     let mut taken: HashSet<DeliveryId> = claimable.iter().map(|d| d.id).collect();
     let mut next = db.prepare_cached(CLAIMABLE_SUBSCRIPTION_AFTER)?;
     let mut fronts = db.prepare_cached(SUBSCRIPTION_CLAIMABLE)?;
-    let mut wrapped = walked.is_empty();
+    // First one delivery from each subscription in turn (fair, and none
+    // beyond what an endpoint's share is likely to take); then, should a
+    // whole turn leave room, more from those that had one.
+    let mut had_one = Vec::new();
+    // Where this turn started: the last claim's walk stopped there.
+    let start = walked.clone();
+    let mut wrapped = start.is_empty();
     for _ in 0..WALK_AT_MOST {
+        if claimable.len() == limit {
+            break;
+        }
         let subscription = match next.query_row([&*walked], |row| row.get::<_, Uuid>(0)).optional()? {
             Some(subscription) => subscription,
             // Past the last: once more from the first.
@@ -488,11 +497,28 @@ pub(crate) fn claimable(
             }
             None => break,
         };
+        if wrapped && !start.is_empty() && subscription.as_bytes().as_slice() > start.as_slice() {
+            // A whole turn.
+            break;
+        }
         walked.clear();
         walked.extend_from_slice(subscription.as_bytes());
-        let id = SubscriptionId::from(subscription);
-        if skip.contains(&id) {
+        if skip.contains(&SubscriptionId::from(subscription)) {
             continue;
+        }
+        let wanted = sql_limit(1 + taken.len());
+        for delivery in fronts.query_map(params![subscription, now, wanted], delivery_row)? {
+            let delivery = delivery?;
+            if claimable.len() < limit && taken.insert(delivery.id) {
+                claimable.push(delivery);
+                had_one.push(subscription);
+                break;
+            }
+        }
+    }
+    for subscription in had_one {
+        if claimable.len() == limit {
+            break;
         }
         let wanted = sql_limit(limit - claimable.len() + taken.len());
         for delivery in fronts.query_map(params![subscription, now, wanted], delivery_row)? {
@@ -500,9 +526,6 @@ pub(crate) fn claimable(
             if claimable.len() < limit && taken.insert(delivery.id) {
                 claimable.push(delivery);
             }
-        }
-        if claimable.len() == limit {
-            break;
         }
     }
     Ok(claimable)
@@ -1191,6 +1214,38 @@ mod tests {
     }
 
     #[test]
+    fn the_walk_takes_one_delivery_per_subscription_in_turn_from_where_it_stopped() {
+        let (db, a, b) = queue_with_backlog(1_000);
+        let (c, d) = (SubscriptionId::new(), SubscriptionId::new());
+        for (id, n) in [(c, 3), (d, 4)] {
+            db.execute(
+                "INSERT INTO subscriptions (id, url, secret, consecutive_failures, created_at) \
+                 VALUES (?1, 'https://example.com/' || ?2, 's', 0, 0)",
+                params![id.as_uuid(), n],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at) \
+                 SELECT randomblob(16), seq, ?1, 'pending', 0, seq FROM events WHERE seq BETWEEN 1001 AND 1005",
+                params![id.as_uuid()],
+            )
+            .unwrap();
+        }
+        let mut walked = Vec::new();
+        let mut turns = Vec::new();
+        for _ in 0..3 {
+            let due = claimable(&db, codec::time(LATER), 2, &[a], &mut walked).unwrap();
+            turns.push(due.iter().map(|d| d.subscription_id).collect::<Vec<_>>());
+        }
+        assert_eq!(turns, [vec![b, c], vec![d, b], vec![c, d]]);
+        // A lone subscription with work gets a whole claim.
+        let (db, a, b) = queue_with_backlog(1_000);
+        let due = claimable(&db, codec::time(LATER), 8, &[a], &mut Vec::new()).unwrap();
+        assert_eq!(due.len(), 8);
+        assert!(due.iter().all(|d| d.subscription_id == b));
+    }
+
+    #[test]
     fn walking_subscriptions_with_work_reads_their_own_entries() {
         for db in [big_queue(20_000), queue_without_statistics(1_000)] {
             let walk = plan(&db, CLAIMABLE_SUBSCRIPTION_AFTER);
@@ -1208,7 +1263,7 @@ mod tests {
             );
             assert!(scans(&fronts).is_empty() && !fronts.contains("TEMP B-TREE"), "{fronts}");
             let window = plan(&db, CLAIMABLE_WINDOW);
-            assert!(window.contains("deliveries_claimable (claimable_at<?)"), "{window}");
+            assert!(window.contains("INDEX deliveries_claimable (claimable_at<?)"), "{window}");
             assert!(scans(&window).is_empty() && !window.contains("TEMP B-TREE"), "{window}");
         }
     }
