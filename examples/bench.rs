@@ -1,7 +1,7 @@
 //! Measures the library against the machine's own limit, in one run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--store memory|sqlite:PATH|postgres://URL] [--deliveries N] [--concurrency C] [--per-endpoint P] [--slow-requests R] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000] [--scale 4000,400] [--figures all|end-to-end|scale]
+//! cargo run --release --example bench -- [--store memory|sqlite:PATH|postgres://URL] [--deliveries N] [--concurrency C] [--per-endpoint P] [--slow-requests R] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000] [--scale 4000,400] [--backlog 300000] [--figures all|end-to-end|scale]
 //! cargo run --release --example bench -- --serve
 //! ```
 //!
@@ -24,7 +24,10 @@
 //! answer in 3 s against QUICK alone; one endpoint with the defaults against
 //! one with a per-endpoint share of every worker; and a healthy endpoint's
 //! latency beside 50 and 200 endpoints that never answer, all of them new
-//! to the dispatcher (as after a restart).
+//! to the dispatcher (as after a restart); a healthy customer's 1 000
+//! events on SQLite beside another's backlog (`--backlog`) to an endpoint
+//! that never answers, against the same with no backlog; and the memory
+//! store's claim with 100 000 endpoints that have work against 10.
 //!
 //! `--serve` runs the receiver alone, printing its URL, until killed: the
 //! `send` example is measured against it from outside
@@ -72,6 +75,8 @@ struct Options {
     claim_sizes: Vec<usize>,
     /// Quick and slow endpoints of the scale figures.
     scale: (usize, usize),
+    /// The hanging endpoint's backlog beside a healthy customer (SQLite).
+    backlog: usize,
     figures: Figures,
 }
 
@@ -120,6 +125,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         subscriptions: 1,
         claim_sizes: vec![10_000, 1_000_000],
         scale: (4000, 400),
+        backlog: 300_000,
         figures: Figures::All,
     };
     while let Some(flag) = args.next() {
@@ -131,6 +137,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--concurrency" => options.concurrency = Some(number()?),
             "--per-endpoint" => options.per_endpoint = Some(number()?),
             "--slow-requests" => options.slow_requests = Some(number()?),
+            "--backlog" => options.backlog = number()?,
             "--scale" => {
                 let numbers: Vec<usize> = value.split(',').filter_map(|n| n.trim().parse().ok()).collect();
                 match numbers[..] {
@@ -942,7 +949,19 @@ async fn scale(options: &Options, dir: &std::path::Path, quick_url: &str) -> Res
                 .await?;
         after_restart.push(healthy_after_restart(store, quick_url, &hanging_url, hanging).await?);
     }
+    let no_backlog = healthy_beside_backlog(dir, quick_url, &hanging_url, 0, "backlog-0.db").await?;
+    let backlog = healthy_beside_backlog(dir, quick_url, &hanging_url, options.backlog, "backlog.db").await?;
+    let seconds = |figure: &Value| figure["seconds"].as_f64().unwrap_or(f64::NAN);
+    let claim_10 = claim_among_endpoints(10).await?;
+    let claim_100k = claim_among_endpoints(100_000).await?;
+    let claim_ms = |figure: &Value| figure["claim_4_p50_ms"].as_f64().unwrap_or(f64::NAN);
     Ok(json!({
+        "sqlite_healthy_no_backlog": no_backlog,
+        "sqlite_healthy_beside_backlog": backlog,
+        "ratio_time_beside_backlog_to_none": seconds(&backlog) / seconds(&no_backlog),
+        "memory_claim_10_endpoints": claim_10,
+        "memory_claim_100000_endpoints": claim_100k,
+        "ratio_claim_100000_to_10_endpoints": claim_ms(&claim_100k) / claim_ms(&claim_10),
         "one_endpoint": one,
         "endpoints": many,
         "endpoints_beside_slow": beside_slow,
@@ -1106,4 +1125,124 @@ async fn healthy_after_restart(
         "p50_ms": percentile(&latencies, 0.5),
         "p99_ms": percentile(&latencies, 0.99),
     }))
+}
+
+/// A healthy customer's 1 000 events on SQLite, published once the
+/// dispatcher runs, beside another customer's `backlog` deliveries to an
+/// endpoint that never answers, all published before: how long until the
+/// healthy ones are delivered.
+async fn healthy_beside_backlog(
+    dir: &std::path::Path,
+    quick_url: &str,
+    hanging_url: &str,
+    backlog: usize,
+    name: &str,
+) -> Result<Value, String> {
+    const HEALTHY: usize = 1_000;
+    let Opened { store, .. } = open_store(&format!("sqlite:{}", dir.join(name).display())).await?;
+    let webhooks = facade(store);
+    webhooks
+        .subscribe(Subscription::builder(hanging_url).owner("stuck").event_type("iq.status_updated"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let healthy = webhooks
+        .subscribe(Subscription::builder(quick_url).owner("healthy").event_type("iq.status_updated"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut left = backlog;
+    while left > 0 {
+        let burst = left.min(1_000);
+        left -= burst;
+        webhooks
+            .publish_many((0..burst).map(|_| Publish::new("iq.status_updated", json!({})).owner("stuck")))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let done = Arc::new((AtomicUsize::new(0), Notify::new()));
+    let dispatcher = webhooks
+        .dispatcher()
+        .allow_private_networks(true)
+        .on_outcome({
+            let done = Arc::clone(&done);
+            move |outcome| {
+                if outcome.subscription_id == healthy.id
+                    && outcome.attempt.succeeded()
+                    && done.0.fetch_add(1, Ordering::Relaxed) + 1 == HEALTHY
+                {
+                    done.1.notify_one();
+                }
+            }
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    // The hanging endpoint's first requests are out before the healthy
+    // customer publishes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    for _ in 0..HEALTHY / 100 {
+        webhooks
+            .publish_many((0..100).map(|_| Publish::new("iq.status_updated", json!({})).owner("healthy")))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(120), done.1.notified()).await;
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    running.abort();
+    Ok(json!({
+        "backlog": backlog,
+        "healthy_delivered": done.0.load(Ordering::Relaxed),
+        "seconds": elapsed.as_secs_f64(),
+    }))
+}
+
+/// How long the memory store takes to claim 4 due deliveries, passing over
+/// 4 busy endpoints, when `endpoints` endpoints each have one due (the
+/// median of 50 claims, each released again).
+async fn claim_among_endpoints(endpoints: usize) -> Result<Value, String> {
+    let store = MemoryStore::new();
+    let webhooks = facade(Arc::new(store.clone()));
+    let mut ids = Vec::with_capacity(endpoints);
+    for n in 0..endpoints {
+        let subscription = webhooks
+            .subscribe(
+                Subscription::builder("https://example.com/")
+                    .owner(format!("o{n}"))
+                    .event_type("iq.status_updated"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        ids.push(subscription.id);
+    }
+    let owners: Vec<String> = (0..endpoints).map(|n| format!("o{n}")).collect();
+    for chunk in owners.chunks(1_000) {
+        webhooks
+            .publish_many(
+                chunk.iter().map(|owner| Publish::new("iq.status_updated", json!({})).owner(owner.as_str())),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let busy: Vec<_> = ids.iter().take(4).copied().collect();
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        let now = chrono::Utc::now();
+        let started = Instant::now();
+        let claims = store
+            .claim_due(&ClaimRequest {
+                now,
+                limit: 64,
+                lease_until: now + chrono::Duration::seconds(60),
+                skip: &busy,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        samples.push(started.elapsed());
+        let claimed: Vec<DeliveryId> = claims.iter().map(|c| c.delivery.id).collect();
+        store.release(&claimed, now).await.map_err(|e| e.to_string())?;
+    }
+    samples.sort();
+    Ok(json!({ "endpoints": endpoints, "claim_4_p50_ms": percentile(&samples, 0.5) }))
 }

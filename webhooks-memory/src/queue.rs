@@ -116,10 +116,12 @@ impl ClaimQueue {
         let mut next = BinaryHeap::new();
         let mut due = Vec::new();
         while due.len() < limit {
-            // Bring in every queue whose front may come before what we hold.
+            // Bring in every queue whose front comes before what we hold (a
+            // tie waits: either is earliest first, and a burst published at
+            // one time must not bring in every queue at once).
             while let Some(&&(at, subscription)) = fronts.peek() {
                 if next.peek().is_some_and(
-                    |Reverse((held, _, _)): &Reverse<(Micros, DeliveryId, SubscriptionId)>| *held < at,
+                    |Reverse((held, _, _)): &Reverse<(Micros, DeliveryId, SubscriptionId)>| *held <= at,
                 ) {
                     break;
                 }
