@@ -1086,25 +1086,11 @@ async fn healthy_after_restart(
     let webhooks = facade(store);
     for n in 0..hanging {
         let owner = format!("hanging-{n}");
-        webhooks
-            .subscribe(
-                Subscription::builder(hanging_url).owner(owner.as_str()).event_type("iq.status_updated"),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        webhooks
-            .publish_many((0..5).map(|_| Publish::new("iq.status_updated", json!({})).owner(owner.as_str())))
-            .await
-            .map_err(|e| e.to_string())?;
+        subscribe_owner(&webhooks, hanging_url, &owner).await?;
+        publish_for(&webhooks, &owner, 5).await?;
     }
-    let healthy = webhooks
-        .subscribe(Subscription::builder(quick_url).owner("healthy").event_type("iq.status_updated"))
-        .await
-        .map_err(|e| e.to_string())?;
-    webhooks
-        .publish_many((0..HEALTHY).map(|_| Publish::new("iq.status_updated", json!({})).owner("healthy")))
-        .await
-        .map_err(|e| e.to_string())?;
+    let healthy = subscribe_owner(&webhooks, quick_url, "healthy").await?;
+    publish_for(&webhooks, "healthy", HEALTHY).await?;
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let done = Arc::new(Notify::new());
     let started = Instant::now();
@@ -1156,22 +1142,13 @@ async fn healthy_beside_backlog(
     const HEALTHY: usize = 1_000;
     let Opened { store, .. } = open_store(&format!("sqlite:{}", dir.join(name).display())).await?;
     let webhooks = facade(store);
-    webhooks
-        .subscribe(Subscription::builder(hanging_url).owner("stuck").event_type("iq.status_updated"))
-        .await
-        .map_err(|e| e.to_string())?;
-    let healthy = webhooks
-        .subscribe(Subscription::builder(quick_url).owner("healthy").event_type("iq.status_updated"))
-        .await
-        .map_err(|e| e.to_string())?;
+    subscribe_owner(&webhooks, hanging_url, "stuck").await?;
+    let healthy = subscribe_owner(&webhooks, quick_url, "healthy").await?;
     let mut left = backlog;
     while left > 0 {
         let burst = left.min(1_000);
         left -= burst;
-        webhooks
-            .publish_many((0..burst).map(|_| Publish::new("iq.status_updated", json!({})).owner("stuck")))
-            .await
-            .map_err(|e| e.to_string())?;
+        publish_for(&webhooks, "stuck", burst).await?;
     }
     let done = Arc::new((AtomicUsize::new(0), Notify::new()));
     let dispatcher = webhooks
@@ -1197,10 +1174,7 @@ async fn healthy_beside_backlog(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     for _ in 0..HEALTHY / 100 {
-        webhooks
-            .publish_many((0..100).map(|_| Publish::new("iq.status_updated", json!({})).owner("healthy")))
-            .await
-            .map_err(|e| e.to_string())?;
+        publish_for(&webhooks, "healthy", 100).await?;
     }
     let _ = tokio::time::timeout(Duration::from_secs(120), done.1.notified()).await;
     let elapsed = started.elapsed();
@@ -1243,4 +1217,21 @@ async fn claim_among_endpoints(endpoints: usize) -> Result<Value, String> {
     let busy: Vec<_> = ids.iter().take(4).copied().collect();
     let claim = median_claim_ms(&store, 4, &busy).await?;
     Ok(json!({ "endpoints": endpoints, "claim_4_p50_ms": claim }))
+}
+
+/// Subscribes one endpoint of `owner` at `url` to the bench's event type.
+async fn subscribe_owner(webhooks: &Webhooks, url: &str, owner: &str) -> Result<Subscription, String> {
+    webhooks
+        .subscribe(Subscription::builder(url).owner(owner).event_type("iq.status_updated"))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Publishes `count` empty events for `owner`, in one step.
+async fn publish_for(webhooks: &Webhooks, owner: &str, count: usize) -> Result<(), String> {
+    webhooks
+        .publish_many((0..count).map(|_| Publish::new("iq.status_updated", json!({})).owner(owner)))
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }

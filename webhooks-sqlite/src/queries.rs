@@ -1139,20 +1139,24 @@ mod tests {
         assert_eq!(times, vec![Some(3), Some(6), Some(9)]);
     }
 
+    /// A new subscription's row, the `n`th of the test's.
+    fn subscription_row(db: &Connection, n: i64) -> SubscriptionId {
+        let id = SubscriptionId::new();
+        db.execute(
+            "INSERT INTO subscriptions (id, url, secret, consecutive_failures, created_at) \
+             VALUES (?1, 'https://example.com/' || ?2, 's', 0, 0)",
+            params![id.as_uuid(), n],
+        )
+        .unwrap();
+        id
+    }
+
     /// A queue where subscription A has `backlog` due deliveries, every one
     /// earlier than B's ten, and B as many again due only far later.
     fn queue_with_backlog(backlog: i64) -> (Connection, SubscriptionId, SubscriptionId) {
         let mut db = Connection::open_in_memory().unwrap();
         schema::migrate(&mut db).unwrap();
-        let (a, b) = (SubscriptionId::new(), SubscriptionId::new());
-        for (id, n) in [(a, 1), (b, 2)] {
-            db.execute(
-                "INSERT INTO subscriptions (id, url, secret, consecutive_failures, created_at) \
-                 VALUES (?1, 'https://example.com/' || ?2, 's', 0, 0)",
-                params![id.as_uuid(), n],
-            )
-            .unwrap();
-        }
+        let (a, b) = (subscription_row(&db, 1), subscription_row(&db, 2));
         db.execute_batch(&format!(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {total})
              INSERT INTO events (seq, id, name, occurred_at, body)
@@ -1216,14 +1220,8 @@ mod tests {
     #[test]
     fn the_walk_takes_one_delivery_per_subscription_in_turn_from_where_it_stopped() {
         let (db, a, b) = queue_with_backlog(1_000);
-        let (c, d) = (SubscriptionId::new(), SubscriptionId::new());
-        for (id, n) in [(c, 3), (d, 4)] {
-            db.execute(
-                "INSERT INTO subscriptions (id, url, secret, consecutive_failures, created_at) \
-                 VALUES (?1, 'https://example.com/' || ?2, 's', 0, 0)",
-                params![id.as_uuid(), n],
-            )
-            .unwrap();
+        let (c, d) = (subscription_row(&db, 3), subscription_row(&db, 4));
+        for id in [c, d] {
             db.execute(
                 "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at) \
                  SELECT randomblob(16), seq, ?1, 'pending', 0, seq FROM events WHERE seq BETWEEN 1001 AND 1005",

@@ -583,7 +583,7 @@ struct Claimer {
 struct Claimed {
     claim: Claim,
     lease_until: DateTime<Utc>,
-    _share: Share,
+    share: Share,
     busy: Busy,
 }
 
@@ -760,8 +760,8 @@ impl Pool {
         let mut skip = Vec::new();
         while let Some(claimed) = self.next_claim(&mut skip).await {
             let span = attempt_span(&claimed.claim);
-            let off_worker = claimed._share.off_worker();
-            let mover = claimed._share.mover();
+            let off_worker = claimed.share.off_worker();
+            let mover = claimed.share.mover();
             let mut attempt: MovedAttempt = Box::pin(Arc::clone(&self).attempt(claimed).instrument(span));
             // A request to an endpoint not known to be quick waits off the
             // workers from the start; one to a quick endpoint leaves its
@@ -841,7 +841,7 @@ impl Pool {
             .into_iter()
             .next()?;
         match self.shares.take(&claim.subscription, now) {
-            Ok(share) => Some(Claimed { claim, lease_until, _share: share, busy: self.watch.busy() }),
+            Ok(share) => Some(Claimed { claim, lease_until, share, busy: self.watch.busy() }),
             Err(_) => {
                 if let Err(error) = self.store.release(&[claim.delivery.id], now).await {
                     tracing::error!(%error, "store failed to release a claim; its lease will end");
@@ -907,7 +907,7 @@ impl Pool {
                                 continue;
                             }
                         };
-                        let claimed = Claimed { claim, lease_until, _share: share, busy: self.watch.busy() };
+                        let claimed = Claimed { claim, lease_until, share, busy: self.watch.busy() };
                         match mine {
                             None => mine = Some(claimed),
                             Some(_) => self.lock_ready().push_back(claimed),
@@ -971,7 +971,7 @@ impl Pool {
     /// Makes one attempt and records it (or hands it to the recorder), all
     /// before the claim's lease ends.
     async fn attempt(self: Arc<Self>, claimed: Claimed) {
-        let Claimed { claim: Claim { delivery, subscription }, lease_until, _share: share, busy } = claimed;
+        let Claimed { claim: Claim { delivery, subscription }, lease_until, share, busy } = claimed;
         let shared = &*self.shared;
         let webhooks = &shared.webhooks;
         let preset = webhooks.preset();
