@@ -97,6 +97,7 @@ macro_rules! store_suite {
             delivery_ids_carry_the_event_time,
             ordered_deliveries_wait_and_finishing_the_head_releases_exactly_the_next,
             a_dropped_ordered_delivery_releases_the_next,
+            ordered_deliveries_published_in_one_batch_wait_too,
             a_slow_ordered_subscription_holds_back_no_other,
             enabling_keeps_waiting_deliveries_waiting,
             turning_ordering_off_or_on_through_an_update,
@@ -384,10 +385,19 @@ pub async fn batches_publish_and_record_like_single_calls<S: Store>(store: S) {
         (event("job.failed", 1), body("two")),
         (event("wallet.low", 2), body("three")),
     ];
+    let also = subscription("https://example.com/c", &["job.completed"]);
+    store.insert_subscription(&also).await.unwrap();
     let published = store.publish_many(&events).await.unwrap();
-    assert_eq!(published.iter().map(|p| p.deliveries.len()).collect::<Vec<_>>(), vec![1, 1, 0]);
-    let first = store.delivery(published[0].deliveries[0]).await.unwrap().unwrap();
-    assert_eq!((first.subscription_id, first.body.clone()), (sub.id, body("one")));
+    assert_eq!(published.iter().map(|p| p.deliveries.len()).collect::<Vec<_>>(), vec![2, 1, 0]);
+    let mut firsts = Vec::new();
+    for id in &published[0].deliveries {
+        let delivery = store.delivery(*id).await.unwrap().unwrap();
+        assert_eq!((delivery.event_id, delivery.body.clone()), (events[0].0.id, body("one")));
+        firsts.push(delivery);
+    }
+    firsts.sort_by_key(|d| d.subscription_id != sub.id);
+    assert_eq!(firsts.iter().map(|d| d.subscription_id).collect::<Vec<_>>(), vec![sub.id, also.id]);
+    let first = firsts.remove(0);
     let second = store.delivery(published[1].deliveries[0]).await.unwrap().unwrap();
     assert_eq!((second.subscription_id, second.body.clone()), (other.id, body("two")));
 
@@ -1358,6 +1368,30 @@ pub async fn ordered_deliveries_wait_and_finishing_the_head_releases_exactly_the
     store.record_attempt(&answered(ids[2], 1, 200, Verdict::Delivered, 401)).await.unwrap();
     let later = store.publish(&event("job.completed", 500), body("{}")).await.unwrap().deliveries;
     assert_eq!(claimed(&store, 500).await, later);
+}
+
+/// Deliveries to an ordered subscription published in one batch wait as
+/// they would published one by one, beside an unordered listener's in the
+/// same batch that all go at once.
+pub async fn ordered_deliveries_published_in_one_batch_wait_too<S: Store>(store: S) {
+    let mut ordered = subscription("https://example.com/ordered", &["job.completed"]);
+    ordered.settings.ordered = true;
+    store.insert_subscription(&ordered).await.unwrap();
+    let free = subscription("https://example.com/free", &["job.failed"]);
+    store.insert_subscription(&free).await.unwrap();
+    let events: Vec<_> = (0..3)
+        .flat_map(|n| [(event("job.completed", n), body("{}")), (event("job.failed", n), body("{}"))])
+        .collect();
+    let published = store.publish_many(&events).await.unwrap();
+    let ids: Vec<DeliveryId> = published.iter().map(|p| p.deliveries[0]).collect();
+    let mut claimed = claimed(&store, 100).await;
+    claimed.sort();
+    let mut expected = vec![ids[0], ids[1], ids[3], ids[5]];
+    expected.sort();
+    assert_eq!(claimed, expected, "the ordered head and every unordered delivery");
+    for waiting in [ids[2], ids[4]] {
+        assert_eq!(store.delivery(waiting).await.unwrap().unwrap().next_attempt_at, None);
+    }
 }
 
 /// A dropped head lets the next one go, as a delivered one does.

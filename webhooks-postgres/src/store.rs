@@ -15,7 +15,7 @@ use webhooks_core::{
 };
 
 use crate::error::{Abort, Error, Outcome, lost_connection};
-use crate::queries::{self, Db, GenericClient};
+use crate::queries::{self, Db, GenericClient, PublishBatch};
 use crate::{PostgresStore, listen, record};
 
 /// A store step: a future over the transaction and the step's arguments.
@@ -134,17 +134,23 @@ async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Out
     let (listeners, ordered) = queries::lock_listeners(db, &all).await?;
     queries::lock_ordered(db, &ordered).await?;
     let mut published: Vec<Publication> = Vec::with_capacity(events.len());
+    let mut batch = PublishBatch::default();
     for (event, body) in events {
         let audience = event.audience.stored_key();
+        let to = listeners.get(&(event.name.clone(), audience.to_owned())).map_or(&[][..], Vec::as_slice);
+        if PublishBatch::fits(event, to, &ordered) {
+            published.push(batch.add(event, body, to));
+            continue;
+        }
         if let Some(key) = &event.idempotency_key
             && let Some(first) = queries::keyed_event(db, audience, key).await?
         {
             published.push(first);
             continue;
         }
-        let to = listeners.get(&(event.name.clone(), audience.to_owned())).map_or(&[][..], Vec::as_slice);
         published.push(queries::publish(db, event, body, to, &ordered).await?);
     }
+    batch.insert(db).await?;
     if published.iter().any(|p| !p.repeated && !p.deliveries.is_empty()) {
         listen::announce(db).await?;
     }
