@@ -187,16 +187,25 @@ async fn disabled_endpoints_hold_until_enabled(store: Arc<dyn Store>) {
     let receiver = Receiver::start().await.unwrap();
     let (webhooks, _clock) = facade(store, Preset::deepsmith());
     let subscription = subscribe(&webhooks, receiver.url()).await;
-    let queued = webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries[0];
+    let queued = webhooks.publish("iq.status_updated", json!({"n": 1})).await.unwrap().deliveries[0];
     webhooks.disable(subscription, "customer asked for a pause").await.unwrap();
-    assert!(webhooks.publish("iq.status_updated", json!({})).await.unwrap().deliveries.is_empty());
+    let meanwhile = webhooks.publish("iq.status_updated", json!({"n": 2})).await.unwrap().deliveries;
+    assert_eq!(meanwhile.len(), 1, "published while disabled, kept");
     let running = running(&webhooks);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    running.settle().await;
     assert!(receiver.received().is_empty(), "no attempt while disabled");
     webhooks.enable(subscription).await.unwrap();
-    recorded(&webhooks, queued, 1).await;
+    recorded(&webhooks, meanwhile[0], 1).await;
     running.stop().await;
-    assert_eq!(webhooks.delivery(queued).await.unwrap().unwrap().state, DeliveryState::Delivered);
+    for id in [queued, meanwhile[0]] {
+        assert_eq!(webhooks.delivery(id).await.unwrap().unwrap().state, DeliveryState::Delivered);
+    }
+    let bodies: Vec<String> =
+        receiver.received().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    assert_eq!(bodies.len(), 2);
+    for n in [r#""n":1"#, r#""n":2"#] {
+        assert!(bodies.iter().any(|body| body.contains(n)), "{n} went: {bodies:?}");
+    }
 }
 
 async fn pending_deliveries_of_a_disabled_endpoint_read_held(store: Arc<dyn Store>) {

@@ -20,8 +20,8 @@
 //! the stored bytes, POSTs them, and records each [`Attempt`] together with
 //! its consequence: delivered, retry at a time the policy picks, or dropped;
 //! and the subscription's failure count, which disables it at the preset's
-//! threshold. A disabled subscription's deliveries are held until it is
-//! enabled again.
+//! threshold. A disabled subscription's deliveries, those published while
+//! it is disabled too, are held until it is enabled again.
 //!
 //! Receivers verify with the same schemes: [`SmartlyQScheme::verify_header`],
 //! [`DeepSmithScheme::verify_header`], [`StandardScheme::verify_values`] or

@@ -497,8 +497,8 @@ impl Serialize for PreviousSecret {
 pub enum SubscriptionStatus {
     /// Attempts are made.
     Enabled,
-    /// No attempts are made; its pending deliveries are held until it is
-    /// enabled again.
+    /// No attempts are made; its pending deliveries, and those published
+    /// meanwhile, are held until it is enabled again.
     Disabled {
         /// Why, e.g. "10 consecutive failed attempts".
         reason: String,

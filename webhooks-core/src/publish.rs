@@ -244,8 +244,8 @@ impl Published {
 impl Webhooks {
     /// Publishes an event for the default owner: the call of a host with one
     /// customer. Renders its body once and queues one delivery for every
-    /// enabled subscription of the default owner that listens to
-    /// `event_type`. A multi-customer host names the owner with
+    /// subscription of the default owner that listens to `event_type`
+    /// (held while the subscription is disabled). A multi-customer host names the owner with
     /// [`Webhooks::publish_for`].
     pub async fn publish(&self, event_type: &str, data: impl Serialize) -> Result<Published, Error> {
         self.publish_event(Publish::new(event_type, data)).await

@@ -53,7 +53,7 @@ macro_rules! store_suite {
         $crate::store_suite!(@each $attributes $make;
             subscriptions_round_trip,
             subscription_errors_are_typed,
-            publish_fans_out_to_every_listening_enabled_subscription,
+            publish_fans_out_to_every_listening_subscription,
             publish_without_listeners_creates_nothing,
             claims_due_deliveries_earliest_first_up_to_the_limit,
             future_deliveries_are_not_claimed,
@@ -261,9 +261,9 @@ pub async fn subscription_errors_are_typed<S: Store>(store: S) {
     ));
 }
 
-/// One delivery per enabled subscription listening to the event, each with
-/// the exact body.
-pub async fn publish_fans_out_to_every_listening_enabled_subscription<S: Store>(store: S) {
+/// One delivery per subscription listening to the event, each with the
+/// exact body; a disabled subscription's is held, not claimed.
+pub async fn publish_fans_out_to_every_listening_subscription<S: Store>(store: S) {
     let a = subscription("https://example.com/a", &["job.completed"]);
     let b = subscription("https://example.com/b", &["job.completed", "job.failed"]);
     let c = subscription("https://example.com/c", &["job.failed"]);
@@ -276,7 +276,7 @@ pub async fn publish_fans_out_to_every_listening_enabled_subscription<S: Store>(
     let event = event("job.completed", 5);
     let sent = body(r#"{"event":"job.completed","data":{"ünï":"☃"}}"#);
     let ids = store.publish(&event, sent.clone()).await.unwrap().deliveries;
-    assert_eq!(ids.len(), 2);
+    assert_eq!(ids.len(), 3);
 
     let mut reached = HashSet::new();
     for id in ids {
@@ -290,7 +290,10 @@ pub async fn publish_fans_out_to_every_listening_enabled_subscription<S: Store>(
         assert_eq!(delivery.next_attempt_at, Some(event.occurred_at));
         reached.insert(delivery.subscription_id);
     }
-    assert_eq!(reached, HashSet::from([a.id, b.id]));
+    assert_eq!(reached, HashSet::from([a.id, b.id, d.id]));
+    let claimed: HashSet<_> =
+        claim_at(&store, 5, 10, 65).await.iter().map(|c| c.delivery.subscription_id).collect();
+    assert_eq!(claimed, HashSet::from([a.id, b.id]), "the disabled one's is held");
 }
 
 /// An event nobody listens to creates no delivery.
@@ -520,7 +523,9 @@ pub async fn auto_disable_at_exactly_the_threshold<S: Store>(store: S) {
     }
 }
 
-/// While disabled, nothing is claimed and nothing is lost.
+/// While disabled, nothing is claimed and nothing is lost: what was
+/// pending and what is published meanwhile is held, and goes out in
+/// publish order once the subscription is enabled.
 pub async fn disabled_subscription_deliveries_are_held_not_lost<S: Store>(store: S) {
     let (sub, id) = one_delivery(&store).await;
     store.disable_subscription(sub.id, "maintenance", at(1)).await.unwrap();
@@ -530,7 +535,17 @@ pub async fn disabled_subscription_deliveries_are_held_not_lost<S: Store>(store:
     assert_eq!(store.delivery_counts(sub.id).await.unwrap().pending, 1);
     let status = store.subscription(sub.id).await.unwrap().unwrap().status;
     assert_eq!(status, SubscriptionStatus::Disabled { reason: "maintenance".into(), at: at(1) });
-    assert!(store.publish(&event("job.completed", 2), body("{}")).await.unwrap().deliveries.is_empty());
+    let published = store.publish(&event("job.completed", 2), body("{}")).await.unwrap().deliveries;
+    assert_eq!(published.len(), 1, "a delivery published while disabled is kept");
+    let meanwhile = store.publish_to(&event("job.completed", 3), body("{}"), sub.id).await.unwrap();
+    assert!(claim_at(&store, 1000, 10, 1060).await.is_empty(), "and held");
+    assert_eq!(store.delivery(published[0]).await.unwrap().unwrap().state, DeliveryState::Pending);
+    assert_eq!(store.delivery_counts(sub.id).await.unwrap().pending, 3);
+
+    store.enable_subscription(sub.id, at(1000)).await.unwrap();
+    let claimed: Vec<DeliveryId> =
+        claim_at(&store, 1000, 10, 1060).await.iter().map(|c| c.delivery.id).collect();
+    assert_eq!(claimed, vec![id, published[0], meanwhile]);
 }
 
 /// Enabling resets the failure count and makes held deliveries due at once.

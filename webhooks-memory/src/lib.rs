@@ -367,7 +367,8 @@ impl State {
                 held.deliveries.iter().filter(|id| self.deliveries.contains_key(id)).copied().collect();
             return Publication { event_id: held.event_id, deliveries, repeated: true };
         }
-        let listens = |s: &Subscription| s.is_enabled() && s.listens_to(&event.name);
+        // A disabled subscription's delivery is kept, held until it is enabled.
+        let listens = |s: &Subscription| s.listens_to(&event.name);
         let targets: Vec<SubscriptionId> = match event.audience.owner() {
             Some(owner) => self
                 .by_owner

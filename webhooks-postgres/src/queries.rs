@@ -81,23 +81,25 @@ macro_rules! delivery_columns {
     };
 }
 
-/// Locks the enabled subscriptions listening to any of the event types
-/// `$1`, in id order, and returns them with the event types they listen to
-/// among those: none of them is disabled, nor changes what it listens to,
-/// before the deliveries to it are committed. `KEY SHARE`: recording
-/// attempts (which counts failures) does not wait for it, nor it for them.
-pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered FROM webhooks.subscriptions s \
+/// Locks the subscriptions listening to any of the event types `$1`, in
+/// id order, and returns them with the event types they listen to among
+/// those and whether each is disabled (its delivery is held): none of them
+/// is disabled or enabled, nor changes what it listens to, before the
+/// deliveries to it are committed. `KEY SHARE`: recording attempts (which
+/// counts failures) does not wait for it, nor it for them.
+pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered, s.disabled_at IS NOT NULL \
+     FROM webhooks.subscriptions s \
      JOIN webhooks.subscription_event_types t ON t.subscription_id = s.id \
-     WHERE t.event_type = ANY($1) AND s.disabled_at IS NULL \
+     WHERE t.event_type = ANY($1) \
      ORDER BY s.id FOR KEY SHARE OF s";
 
 /// The same for pairs of an owner (`$1`) and an event type (`$2`), found
 /// by the owner's key whatever other owners have; with the owner.
-pub(crate) const LOCK_OWNER_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered, t.owner \
+pub(crate) const LOCK_OWNER_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered, s.disabled_at IS NOT NULL, \
+     t.owner \
      FROM unnest($1::text[], $2::text[]) AS wanted (owner, event_type) \
      JOIN webhooks.subscription_event_types t ON t.owner = wanted.owner AND t.event_type = wanted.event_type \
      JOIN webhooks.subscriptions s ON s.id = t.subscription_id \
-     WHERE s.disabled_at IS NULL \
      ORDER BY s.id FOR KEY SHARE OF s";
 
 /// Locks up to `$3` deliveries claimable at `$1`, earliest first, none of
@@ -455,15 +457,36 @@ pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: Da
     Ok(())
 }
 
-/// Locks the enabled subscriptions listening to any of `event_types` (see
+/// The subscriptions a publish reaches, locked.
+#[derive(Default)]
+pub(crate) struct Reached {
+    /// By event type and audience, in id order.
+    pub(crate) listeners: Listeners,
+    /// The ordered ones among them, sorted.
+    pub(crate) ordered: Vec<Uuid>,
+    /// The disabled ones among them, sorted: their deliveries are held.
+    pub(crate) held: Vec<Uuid>,
+}
+
+impl Reached {
+    fn add(&mut self, row: &Row, event_type: String, audience: String) -> Outcome<()> {
+        let id = uuid(row, 0)?;
+        self.listeners.entry((event_type, audience)).or_default().push(id);
+        if row.try_get(2)? {
+            self.ordered.push(id);
+        }
+        if row.try_get(3)? {
+            self.held.push(id);
+        }
+        Ok(())
+    }
+}
+
+/// Locks the subscriptions listening to any of `event_types` (see
 /// [`LOCK_LISTENERS`]) and returns them by event type, in id order, with
-/// the ordered ones among them.
-pub(crate) async fn lock_listeners<C: GenericClient>(
-    db: &C,
-    events: &[&Event],
-) -> Outcome<(Listeners, Vec<Uuid>)> {
-    let mut listeners = Listeners::new();
-    let mut ordered = Vec::new();
+/// the ordered and the disabled ones among them.
+pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) -> Outcome<Reached> {
+    let mut reached = Reached::default();
     let mut everyone: Vec<&str> = events
         .iter()
         .filter(|event| event.audience == Audience::EveryOwner)
@@ -474,10 +497,7 @@ pub(crate) async fn lock_listeners<C: GenericClient>(
     if !everyone.is_empty() {
         let statement = db.prepare_cached(LOCK_LISTENERS).await?;
         for row in db.query(&statement, &[&everyone]).await? {
-            listeners.entry((row.try_get(1)?, String::new())).or_default().push(uuid(&row, 0)?);
-            if row.try_get(2)? {
-                ordered.push(uuid(&row, 0)?);
-            }
+            reached.add(&row, row.try_get(1)?, String::new())?;
         }
     }
     let mut pairs: Vec<(&str, &str)> = events
@@ -490,15 +510,14 @@ pub(crate) async fn lock_listeners<C: GenericClient>(
         let (owners, names): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
         let statement = db.prepare_cached(LOCK_OWNER_LISTENERS).await?;
         for row in db.query(&statement, &[&owners, &names]).await? {
-            listeners.entry((row.try_get(1)?, row.try_get(3)?)).or_default().push(uuid(&row, 0)?);
-            if row.try_get(2)? {
-                ordered.push(uuid(&row, 0)?);
-            }
+            reached.add(&row, row.try_get(1)?, row.try_get(4)?)?;
         }
     }
-    ordered.sort_unstable();
-    ordered.dedup();
-    Ok((listeners, ordered))
+    for ids in [&mut reached.ordered, &mut reached.held] {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    Ok(reached)
 }
 
 /// Takes the row locks of the ordered ones among `subscriptions` (all
@@ -555,13 +574,13 @@ pub(crate) async fn publish<C: GenericClient>(
     event: &Event,
     body: &[u8],
     listeners: &[Uuid],
-    ordered: &[Uuid],
+    reached: &Reached,
 ) -> Outcome<Publication> {
     if listeners.is_empty() {
         return Ok(Publication { event_id: event.id, deliveries: Vec::new(), repeated: false });
     }
     let deliveries: Vec<DeliveryId> = listeners.iter().map(|_| DeliveryId::at(event.occurred_at)).collect();
-    if insert_deliveries(db, event, body, &deliveries, listeners, ordered, false).await? == 0
+    if insert_deliveries(db, event, body, &deliveries, listeners, &reached.ordered, &reached.held).await? == 0
         && let Some(key) = &event.idempotency_key
         && let Some(first) = keyed_event(db, event.audience.stored_key(), key).await?
     {
@@ -584,6 +603,8 @@ pub(crate) struct PublishBatch<'a> {
     /// The position in the events above, from 1, of each delivery's event.
     of_event: Vec<i64>,
     subscriptions: Vec<Uuid>,
+    /// Each delivery's subscription is disabled.
+    held: Vec<bool>,
 }
 
 impl<'a> PublishBatch<'a> {
@@ -594,9 +615,15 @@ impl<'a> PublishBatch<'a> {
         event.idempotency_key.is_none() && !listeners.iter().any(|id| ordered.binary_search(id).is_ok())
     }
 
-    /// Adds `event` with one delivery per listener; an event nobody
-    /// listens to is not stored.
-    pub(crate) fn add(&mut self, event: &'a Event, body: &'a [u8], listeners: &[Uuid]) -> Publication {
+    /// Adds `event` with one delivery per listener, held for those among
+    /// `held` (sorted); an event nobody listens to is not stored.
+    pub(crate) fn add(
+        &mut self,
+        event: &'a Event,
+        body: &'a [u8],
+        listeners: &[Uuid],
+        held: &[Uuid],
+    ) -> Publication {
         let deliveries: Vec<DeliveryId> =
             listeners.iter().map(|_| DeliveryId::at(event.occurred_at)).collect();
         if !deliveries.is_empty() {
@@ -610,6 +637,7 @@ impl<'a> PublishBatch<'a> {
                 self.deliveries.push(delivery.as_uuid());
                 self.of_event.push(position);
                 self.subscriptions.push(*subscription);
+                self.held.push(held.binary_search(subscription).is_ok());
             }
         }
         Publication { event_id: event.id, deliveries, repeated: false }
@@ -636,8 +664,8 @@ impl<'a> PublishBatch<'a> {
                  )
                  INSERT INTO webhooks.deliveries
                      (id, event_seq, subscription_id, state, attempts, next_attempt_at, held, waiting)
-                 SELECT d.id, input.seq, d.subscription_id, 'pending', 0, input.occurred_at, false, false
-                 FROM unnest($6::uuid[], $7::bigint[], $8::uuid[]) AS d (id, position, subscription_id)
+                 SELECT d.id, input.seq, d.subscription_id, 'pending', 0, input.occurred_at, d.held, false
+                 FROM unnest($6::uuid[], $7::bigint[], $8::uuid[], $9::bool[]) AS d (id, position, subscription_id, held)
                  JOIN input ON input.position = d.position",
             )
             .await?;
@@ -652,6 +680,7 @@ impl<'a> PublishBatch<'a> {
                 &self.deliveries,
                 &self.of_event,
                 &self.subscriptions,
+                &self.held,
             ],
         )
         .await?;
@@ -669,7 +698,7 @@ async fn insert_deliveries<C: GenericClient>(
     deliveries: &[DeliveryId],
     subscriptions: &[Uuid],
     ordered: &[Uuid],
-    held: bool,
+    held: &[Uuid],
 ) -> Outcome<u64> {
     let statement = db
         .prepare_cached(
@@ -681,7 +710,7 @@ async fn insert_deliveries<C: GenericClient>(
              )
              INSERT INTO webhooks.deliveries
                  (id, event_seq, subscription_id, state, attempts, next_attempt_at, held, waiting)
-             SELECT d.id, event.seq, d.subscription_id, 'pending', 0, $3, $7,
+             SELECT d.id, event.seq, d.subscription_id, 'pending', 0, $3, d.subscription_id = ANY($7::uuid[]),
                     d.subscription_id = ANY($10::uuid[])
                     AND EXISTS (SELECT 1 FROM webhooks.deliveries p
                                 WHERE p.subscription_id = d.subscription_id AND p.state = 'pending')
@@ -726,10 +755,12 @@ pub(crate) async fn publish_to(
         return Ok(None);
     };
     let Standing { disabled, ordered } = standing(&row)?;
-    let ordered: &[Uuid] = if ordered { &[subscription.as_uuid()] } else { &[] };
+    let only = [subscription.as_uuid()];
+    let ordered: &[Uuid] = if ordered { &only } else { &[] };
+    let held: &[Uuid] = if disabled { &only } else { &[] };
     lock_ordered(db, ordered).await?;
     let id = DeliveryId::at(event.occurred_at);
-    insert_deliveries(db, event, body, &[id], &[subscription.as_uuid()], ordered, disabled).await?;
+    insert_deliveries(db, event, body, &[id], &only, ordered, held).await?;
     Ok(Some(id))
 }
 

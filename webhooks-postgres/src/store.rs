@@ -131,15 +131,16 @@ fn found_subscription<T>(found: Option<T>, id: SubscriptionId) -> Outcome<T> {
 /// takes its subscription locks at once, in id order.
 async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
     let all: Vec<&Event> = events.iter().map(|(event, _)| event).collect();
-    let (listeners, ordered) = queries::lock_listeners(db, &all).await?;
-    queries::lock_ordered(db, &ordered).await?;
+    let reached = queries::lock_listeners(db, &all).await?;
+    queries::lock_ordered(db, &reached.ordered).await?;
     let mut published: Vec<Publication> = Vec::with_capacity(events.len());
     let mut batch = PublishBatch::default();
     for (event, body) in events {
         let audience = event.audience.stored_key();
-        let to = listeners.get(&(event.name.clone(), audience.to_owned())).map_or(&[][..], Vec::as_slice);
-        if PublishBatch::fits(event, to, &ordered) {
-            published.push(batch.add(event, body, to));
+        let to =
+            reached.listeners.get(&(event.name.clone(), audience.to_owned())).map_or(&[][..], Vec::as_slice);
+        if PublishBatch::fits(event, to, &reached.ordered) {
+            published.push(batch.add(event, body, to, &reached.held));
             continue;
         }
         if let Some(key) = &event.idempotency_key
@@ -148,7 +149,7 @@ async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Out
             published.push(first);
             continue;
         }
-        published.push(queries::publish(db, event, body, to, &ordered).await?);
+        published.push(queries::publish(db, event, body, to, &reached).await?);
     }
     batch.insert(db).await?;
     if published.iter().any(|p| !p.repeated && !p.deliveries.is_empty()) {

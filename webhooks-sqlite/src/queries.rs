@@ -36,24 +36,25 @@ macro_rules! delivery_select {
     };
 }
 
-/// The enabled subscriptions listening to event type `?1`, in no order.
+/// The subscriptions listening to event type `?1`, in no order, with
+/// whether each is ordered and whether it is disabled.
 ///
 /// Written so that its plan does not depend on the value bound to `?1`: with
 /// a join or an `ORDER BY`, SQLite (built with STAT4) re-prepares the
 /// statement at every run, even with no statistics gathered (the store
 /// gathers none), which costs a parse and a plan per published event.
 pub(crate) const LISTENERS: &str = "SELECT t.subscription_id, \
-     (SELECT s.ordered FROM subscriptions s WHERE s.id = t.subscription_id) \
+     (SELECT s.ordered FROM subscriptions s WHERE s.id = t.subscription_id), \
+     (SELECT s.disabled_at IS NOT NULL FROM subscriptions s WHERE s.id = t.subscription_id) \
      FROM subscription_event_types t \
-     WHERE t.event_type = ?1 \
-     AND (SELECT s.disabled_at IS NULL FROM subscriptions s WHERE s.id = t.subscription_id)";
+     WHERE t.event_type = ?1";
 
 /// The same for one owner, `?2`, found by the owner's key.
 pub(crate) const OWNER_LISTENERS: &str = "SELECT t.subscription_id, \
-     (SELECT s.ordered FROM subscriptions s WHERE s.id = t.subscription_id) \
+     (SELECT s.ordered FROM subscriptions s WHERE s.id = t.subscription_id), \
+     (SELECT s.disabled_at IS NOT NULL FROM subscriptions s WHERE s.id = t.subscription_id) \
      FROM subscription_event_types t \
-     WHERE t.owner = ?2 AND t.event_type = ?1 \
-     AND (SELECT s.disabled_at IS NULL FROM subscriptions s WHERE s.id = t.subscription_id)";
+     WHERE t.owner = ?2 AND t.event_type = ?1";
 
 /// Up to `?2` deliveries claimable at `?1`, earliest first. The terms
 /// match the partial index `deliveries_claimable` word for word, so SQLite
@@ -319,15 +320,18 @@ pub(crate) struct Listener {
     pub(crate) id: Uuid,
     /// Its deliveries go one at a time: a new one may wait.
     pub(crate) ordered: bool,
+    /// It is disabled: its new delivery is held until it is enabled.
+    pub(crate) held: bool,
 }
 
-/// The enabled subscriptions listening to `event_type`.
+/// The subscriptions listening to `event_type`, disabled ones too.
 pub(crate) fn listeners(
     db: &Connection,
     event_type: &str,
     audience: &Audience,
 ) -> rusqlite::Result<Vec<Listener>> {
-    let listener = |row: &rusqlite::Row<'_>| Ok(Listener { id: row.get(0)?, ordered: row.get(1)? });
+    let listener =
+        |row: &rusqlite::Row<'_>| Ok(Listener { id: row.get(0)?, ordered: row.get(1)?, held: row.get(2)? });
     let mut listeners: Vec<Listener> = match audience {
         Audience::Owner(owner) => db
             .prepare_cached(OWNER_LISTENERS)?
@@ -365,10 +369,11 @@ pub(crate) fn keyed_event(
 }
 
 /// A pending delivery `?1` of event `?2` for subscription `?3`, due at
-/// `?4`, waiting if the subscription is ordered (`?5`, as read with its
-/// listeners in the same transaction) and has a pending one.
-pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, waiting) \
-     VALUES (?1, ?2, ?3, 'pending', 0, ?4, \
+/// `?4`, held if the subscription is disabled (`?6`), waiting if it is
+/// ordered (`?5`; both as read with its listeners in the same transaction)
+/// and has a pending one.
+pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, held, waiting) \
+     VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?6, \
              CASE WHEN ?5 \
                   THEN EXISTS (SELECT 1 FROM deliveries p WHERE p.subscription_id = ?3 AND p.state = 'pending') \
                   ELSE 0 END)";
@@ -408,7 +413,14 @@ pub(crate) fn insert_event(
         .iter()
         .map(|listener| {
             let id = DeliveryId::at(event.occurred_at);
-            insert.execute(params![id.as_uuid(), event_seq, listener.id, due, listener.ordered])?;
+            insert.execute(params![
+                id.as_uuid(),
+                event_seq,
+                listener.id,
+                due,
+                listener.ordered,
+                listener.held
+            ])?;
             Ok(id)
         })
         .collect::<rusqlite::Result<_>>()?;
@@ -678,12 +690,8 @@ pub(crate) fn publish_to(
     subscription: SubscriptionId,
 ) -> rusqlite::Result<Option<DeliveryId>> {
     let Some(Standing { disabled, ordered }) = standing(db, subscription)? else { return Ok(None) };
-    let listener = Listener { id: subscription.as_uuid(), ordered };
-    let id = insert_event(db, event, body, &[listener])?.deliveries.pop();
-    if let Some(id) = id.filter(|_| disabled) {
-        db.prepare_cached("UPDATE deliveries SET held = 1 WHERE id = ?1")?.execute([id.as_uuid()])?;
-    }
-    Ok(id)
+    let listener = Listener { id: subscription.as_uuid(), ordered, held: disabled };
+    Ok(insert_event(db, event, body, &[listener])?.deliveries.pop())
 }
 
 /// Whether a subscription is disabled and whether it is ordered.

@@ -58,8 +58,9 @@ pub struct Publication {
 pub trait DeliveryQueue: Send + Sync + Debug + 'static {
     /// Publishes events in one step where the store can (one transaction):
     /// records each event and creates one pending delivery of its body, due
-    /// at `event.occurred_at`, for every enabled subscription of
-    /// `event.audience` that listens to `event.name`. An event whose
+    /// at `event.occurred_at`, for every subscription of
+    /// `event.audience` that listens to `event.name`; a disabled one's is
+    /// held until it is enabled. An event whose
     /// idempotency key the store holds for the same audience (an earlier
     /// event, or one before it in `events`) creates nothing and returns that
     /// event's publication, marked repeated. The store enforces keys itself

@@ -43,7 +43,8 @@ pub trait SubscriptionStore: Send + Sync + Debug + 'static {
     /// when there was none.
     async fn delete_subscription(&self, id: SubscriptionId) -> StoreResult<bool>;
 
-    /// Disables a subscription: its pending deliveries are held, not lost.
+    /// Disables a subscription: its pending deliveries are held, not lost,
+    /// and so are those published to it until it is enabled.
     async fn disable_subscription(
         &self,
         id: SubscriptionId,
