@@ -973,18 +973,53 @@ pub(crate) async fn subscriptions_of(
     rows.iter().map(|row| Ok((uuid(row, 0)?.into(), uuid(row, 1)?.into()))).collect()
 }
 
-/// Locks subscriptions `ids` in id order against other recorders and
-/// against changes (`NO KEY UPDATE`: publishes go on), and returns the
-/// failure counts and status of those that exist.
+/// Locks subscriptions `ids` and returns the failure counts and status of
+/// those that exist. Those `counts` says are counted (read first without
+/// a lock) are locked `NO KEY UPDATE` against other recorders, in id
+/// order; the others only `KEY SHARE` (no change of status, ordering or
+/// listeners meanwhile), after them, and never more: a share lock that
+/// waited for nothing stronger than itself cannot close a cycle. A shared
+/// one is read with no failures: every attempt of it in the batch
+/// succeeded, so the batch comes before any failure recorded meanwhile,
+/// and there is nothing to write.
 pub(crate) async fn lock_subscriptions_to_count(
     db: &Db<'_>,
     ids: &[SubscriptionId],
+    counts: impl Fn(SubscriptionId, &Failures) -> bool,
 ) -> Outcome<HashMap<SubscriptionId, Failures>> {
+    let (counted, shared): (Vec<_>, Vec<_>) =
+        failures(db, ids, "").await?.into_iter().partition(|(id, failures)| counts(*id, failures));
+    let counted: Vec<SubscriptionId> = counted.into_iter().map(|(id, _)| id).collect();
+    let shared: Vec<SubscriptionId> = shared.into_iter().map(|(id, _)| id).collect();
+    let mut found = failures(db, &counted, "FOR NO KEY UPDATE").await?;
+    let mut late = Vec::new();
+    for (id, failures) in failures(db, &shared, "FOR KEY SHARE").await? {
+        if failures.ordered {
+            // Ordered since the first read: the rare case worth a stronger lock.
+            late.push(id);
+        } else {
+            found.insert(id, Failures { consecutive: 0, locked: 0, ..failures });
+        }
+    }
+    found.extend(failures(db, &late, "FOR NO KEY UPDATE").await?);
+    Ok(found)
+}
+
+/// The failure counts and status of subscriptions `ids`, locked as `lock`
+/// says, in id order.
+async fn failures(
+    db: &Db<'_>,
+    ids: &[SubscriptionId],
+    lock: &str,
+) -> Outcome<HashMap<SubscriptionId, Failures>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let statement = db
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT id, consecutive_failures, disabled_at IS NULL, ordered FROM webhooks.subscriptions \
-             WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-        )
+             WHERE id = ANY($1) ORDER BY id {lock}"
+        ))
         .await?;
     let rows = db.query(&statement, &[&ids.uuids()]).await?;
     rows.iter()

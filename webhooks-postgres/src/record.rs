@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use webhooks_core::{AttemptRecord, Current, DeliveryId, Recorded, StoreError, StoreResult, SubscriptionId};
 
 use crate::error::Outcome;
-use crate::queries::{self, Db};
+use crate::queries::{self, Db, Failures};
 
 /// Applies attempt records in order inside the caller's transaction: logs
 /// each and applies the changes core's rules make of it, to the rows as the
@@ -21,7 +21,21 @@ pub(crate) async fn record_all(
     let deliveries: Vec<DeliveryId> = records.iter().map(|r| r.attempt.delivery_id).collect();
     let subscription_of = queries::subscriptions_of(db, &deliveries).await?;
     let subscriptions: Vec<SubscriptionId> = subscription_of.values().copied().collect();
-    let mut failures = queries::lock_subscriptions_to_count(db, &subscriptions).await?;
+    // A subscription with no failures counted, every attempt of which in
+    // the batch succeeded (none disables it), and that releases nothing
+    // (not ordered) has nothing written: it is only share-locked, so recorders of a busy endpoint on
+    // several instances do not queue behind each other's commits.
+    let counts = |subscription: SubscriptionId, failures: &Failures| {
+        failures.ordered
+            || failures.consecutive != 0
+            || records.iter().any(|record| {
+                subscription_of.get(&record.attempt.delivery_id) == Some(&subscription)
+                    && (!record.attempt.succeeded()
+                        || record.disable_now.is_some()
+                        || record.disable_after == Some(0))
+            })
+    };
+    let mut failures = queries::lock_subscriptions_to_count(db, &subscriptions, counts).await?;
     // Locked, so read again: one deleted since the look-up is missing here.
     let mut progress = queries::lock_deliveries(db, &deliveries).await?;
 
