@@ -120,6 +120,10 @@ async fn deepsmith_signs_with_the_new_secret_and_receivers_may_hold_both() {
     let request = receiver.wait_for(1, WAIT).await.remove(0);
     let header = request.header("x-webhook-signature");
     DeepSmithScheme.verify_header(header, &request.body, &new).unwrap();
+    assert!(
+        DeepSmithScheme.verify_header(header, &request.body, &subscription.secret).is_err(),
+        "the header carries one signature: a receiver on the old secret alone fails during the grace"
+    );
     DeepSmithScheme.verify_header_any(header, &request.body, &[subscription.secret.clone(), new]).unwrap();
     running.stop().await;
 }

@@ -547,7 +547,11 @@ async fn rotate(
         section {
             p { "The new signing secret of " code.url { (subscription.url) } ", shown only this once:" }
             p { code.secret id="secret" { (secret.expose()) } }
-            p { "Requests are signed with the old secret too for the next 24 hours, so the receiver can switch over." }
+            @if state.webhooks.preset().scheme().signs_with_every_secret() {
+                p { "Requests are signed with the old secret too for the next 24 hours, so the receiver can switch over." }
+            } @else {
+                p { "Requests are signed with the new secret from now on: this format carries one signature. Until the receiver has the new secret, have it accept a signature made with either." }
+            }
             (verify_help(state.webhooks.preset().name()))
             p { a href=(viewer.link(&format!("/endpoints/{}", subscription.id))) { "Back to the endpoint" } }
         }

@@ -284,6 +284,13 @@ async fn forms_need_the_owners_csrf_token_and_the_secret_is_shown_once() {
     assert_eq!(status, 400);
     assert!(refused.contains("&lt;b&gt;") && !refused.contains("<b>"), "{refused}");
 
+    // Rotating shows the new secret once and says how DeepSmith signs
+    // during the grace: with the new secret alone.
+    let (status, _, rotated) = host.submit("alice", &format!("/portal/endpoints/{id}/rotate"), &[]).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert!(rotated.contains("signed with the new secret from now on"), "{rotated}");
+    assert!(!rotated.contains("signed with the old secret too"), "{rotated}");
+
     // Disable through the form, then recover.
     let (status, location, _) = host.submit("alice", &format!("/portal/endpoints/{id}/disable"), &[]).await;
     assert_eq!((status, location.as_str()), (303, format!("/portal/endpoints/{id}?done=disabled").as_str()));

@@ -455,9 +455,13 @@ impl Webhooks {
     }
 
     /// Replaces a subscription's secret with a new generated one and returns
-    /// it. The old secret stays valid for `grace`: requests are signed with
-    /// both where the scheme allows several signatures, so receivers can
-    /// switch over at their pace.
+    /// it. The old secret stays valid for `grace`. Where the scheme carries
+    /// a signature per secret ([`SignatureScheme::signs_with_every_secret`]:
+    /// SmartlyQ, Standard Webhooks) requests are signed with both, so
+    /// receivers switch over at their pace. DeepSmith's header carries one
+    /// signature: requests are signed with the new secret at once, and its
+    /// receivers must accept either secret during the grace
+    /// ([`DeepSmithScheme::verify_header_any`](crate::DeepSmithScheme::verify_header_any)).
     pub async fn rotate_secret(&self, id: SubscriptionId, grace: Duration) -> Result<Secret, Error> {
         if grace > MAX_GRACE {
             return Err(Error::invalid("grace period", "must be at most 30 days"));

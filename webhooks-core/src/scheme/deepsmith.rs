@@ -86,6 +86,10 @@ impl DeepSmithScheme {
 }
 
 impl SignatureScheme for DeepSmithScheme {
+    fn signs_with_every_secret(&self) -> bool {
+        false
+    }
+
     fn headers(&self, message: &Message<'_>, secrets: &[&Secret]) -> HeaderMap {
         let mut headers = request_headers();
         // One signature fits the header: the current secret's. Receivers

@@ -52,6 +52,22 @@ pub trait SignatureScheme: Send + Sync + Debug {
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError>;
 
+    /// Whether a request carries a signature per valid secret, so a
+    /// receiver still on a rotated-out secret verifies it until the grace
+    /// period ends. A scheme whose header carries one signature (DeepSmith)
+    /// signs with the new secret only: its receivers hold both secrets
+    /// during the grace.
+    ///
+    /// ```
+    /// use webhooks_core::{DeepSmithScheme, SignatureScheme, SmartlyQScheme};
+    ///
+    /// assert!(SmartlyQScheme::default().signs_with_every_secret());
+    /// assert!(!DeepSmithScheme.signs_with_every_secret());
+    /// ```
+    fn signs_with_every_secret(&self) -> bool {
+        true
+    }
+
     /// A new secret for a subscription; `whsec_` and 32 random
     /// alphanumerics unless the scheme needs another form.
     fn new_secret(&self) -> Secret {
