@@ -112,7 +112,10 @@ pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use secret::Secret;
-pub use settings::{CustomHeader, EndpointSettings, InvalidHeader, InvalidRateLimit, REDACTED, RateLimit};
+pub use settings::{
+    CustomHeader, EndpointSettings, InvalidHeader, InvalidRateLimit, MAX_OWN_WAIT, MAX_OWN_WAITS, REDACTED,
+    RateLimit, RetryChoice,
+};
 pub use store::{
     Admin, AttemptRecord, Changes, Claim, ClaimRequest, Current, DeliveryCounts, DeliveryQuery,
     DeliveryQueue, NextState, Publication, Recorded, Retention, StateFilter, Store, StoreError, StoreResult,

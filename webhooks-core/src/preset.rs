@@ -373,6 +373,11 @@ impl Preset {
         &*self.retry
     }
 
+    /// Its retry policy, shared.
+    pub(crate) fn shared_retry(&self) -> Arc<dyn RetryPolicy> {
+        Arc::clone(&self.retry)
+    }
+
     /// Its URL rule.
     pub fn url_rule(&self) -> UrlRule {
         self.url_rule

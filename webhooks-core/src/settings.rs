@@ -46,6 +46,69 @@ pub struct EndpointSettings {
     pub description: String,
     /// Free-form key/value pairs for the host's use; never sent.
     pub metadata: BTreeMap<String, String>,
+    /// The retry policy its failed attempts follow, whichever instance
+    /// makes them. Set at subscribe (the instance's preset's policy, by
+    /// name, unless chosen); `None` only on subscriptions stored before
+    /// this setting existed, which follow the preset of the instance that
+    /// attempts them.
+    pub retry: Option<RetryChoice>,
+}
+
+/// Which retry policy a subscription follows.
+///
+/// ```
+/// use webhooks_core::RetryChoice;
+///
+/// let own = RetryChoice::waits_ms([1_000, 60_000]).unwrap();
+/// assert_eq!(serde_json::to_string(&own).unwrap(), r#"{"waits_ms":[1000,60000]}"#);
+/// let named = RetryChoice::named("premium");
+/// assert_eq!(serde_json::to_string(&named).unwrap(), r#"{"named":"premium"}"#);
+/// assert!(RetryChoice::waits_ms([31 * 24 * 3_600_000]).is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RetryChoice {
+    /// A policy registered with
+    /// [`WebhooksBuilder::retry_policy`](crate::WebhooksBuilder::retry_policy),
+    /// or a preset's (`"SmartlyQ"`, `"DeepSmith"`, `"Standard Webhooks"`),
+    /// which every instance knows.
+    Named(String),
+    /// Its own waits, in milliseconds, one per retry: at most
+    /// [`MAX_OWN_WAITS`], each at most [`MAX_OWN_WAIT`].
+    WaitsMs(Vec<u64>),
+}
+
+/// The most waits a subscription's own retry schedule may have.
+pub const MAX_OWN_WAITS: usize = 100;
+/// The longest wait in a subscription's own retry schedule.
+pub const MAX_OWN_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+impl RetryChoice {
+    /// The registered policy `name`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self::Named(name.into())
+    }
+
+    /// Its own waits, in milliseconds; checked against the bounds.
+    pub fn waits_ms(waits: impl IntoIterator<Item = u64>) -> Result<Self, crate::Error> {
+        let choice = Self::WaitsMs(waits.into_iter().collect());
+        choice.check()?;
+        Ok(choice)
+    }
+
+    /// Whether its own waits are within the bounds (a named one is checked
+    /// against the instance's policies when subscribing).
+    pub(crate) fn check(&self) -> Result<(), crate::Error> {
+        let Self::WaitsMs(waits) = self else { return Ok(()) };
+        if waits.len() > MAX_OWN_WAITS {
+            return Err(crate::Error::invalid("retry", format!("at most {MAX_OWN_WAITS} waits")));
+        }
+        if waits.iter().any(|wait| u128::from(*wait) > MAX_OWN_WAIT.as_millis()) {
+            return Err(crate::Error::invalid("retry", "every wait must be at most 30 days"));
+        }
+        Ok(())
+    }
 }
 
 impl EndpointSettings {
@@ -83,6 +146,7 @@ pub(crate) struct SettingsOut<'a> {
     ordered: bool,
     description: &'a str,
     metadata: &'a BTreeMap<String, String>,
+    retry: &'a Option<RetryChoice>,
 }
 
 impl<'a> SettingsOut<'a> {
@@ -94,6 +158,7 @@ impl<'a> SettingsOut<'a> {
             ordered: settings.ordered,
             description: &settings.description,
             metadata: &settings.metadata,
+            retry: &settings.retry,
         }
     }
 }
@@ -387,6 +452,7 @@ mod tests {
             ordered: true,
             description: "billing".into(),
             metadata: BTreeMap::from([("team".into(), "payments".into())]),
+            retry: Some(crate::RetryChoice::named("premium")),
         };
         let shown = serde_json::to_string(&settings).unwrap();
         assert!(!shown.contains("hunter2") && shown.contains("eu-1"), "{shown}");

@@ -327,6 +327,7 @@ mod tests {
             ordered: true,
             description: "billing".into(),
             metadata: BTreeMap::from([("team".into(), "payments".into())]),
+            retry: Some(crate::RetryChoice::named("premium")),
         };
         let text = settings_to_text(&settings);
         assert!(text.contains("Bearer s3cr3t"), "stored in the clear: {text}");

@@ -22,7 +22,7 @@ use crate::model::{
     Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::secret::Secret;
-use crate::settings::{CustomHeader, EndpointSettings, RateLimit};
+use crate::settings::{CustomHeader, EndpointSettings, RateLimit, RetryChoice};
 use crate::store::{
     AttemptRecord, Claim, ClaimRequest, DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError,
     Verdict,
@@ -1269,6 +1269,7 @@ pub async fn settings_round_trip_with_secret_headers_and_are_replaced_by_an_upda
         metadata: [("team".to_owned(), "payments".to_owned()), ("tier".to_owned(), "gold".to_owned())]
             .into_iter()
             .collect(),
+        retry: Some(RetryChoice::WaitsMs(vec![1_000, 60_000])),
     };
     store.insert_subscription(&sub).await.unwrap();
     let read = store.subscription(sub.id).await.unwrap().expect("the subscription");
@@ -1280,6 +1281,7 @@ pub async fn settings_round_trip_with_secret_headers_and_are_replaced_by_an_upda
     sub.settings = EndpointSettings {
         headers: vec![CustomHeader::new("x-tenant", "42").expect("a valid header")],
         description: "renamed".into(),
+        retry: Some(RetryChoice::named("premium")),
         ..EndpointSettings::default()
     };
     store.update_subscription(&sub).await.unwrap();

@@ -1,6 +1,6 @@
 //! The facade a host holds: subscribe, publish, manage.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +21,10 @@ use crate::model::{
     Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::preset::Preset;
+use crate::retry::{RetryPolicy, Schedule};
 use crate::scheme::Message;
 use crate::secret::Secret;
-use crate::settings::{CustomHeader, EndpointSettings, InvalidHeader, RateLimit};
+use crate::settings::{CustomHeader, EndpointSettings, InvalidHeader, RateLimit, RetryChoice};
 use crate::store::{DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError, SubscriptionStats};
 
 /// The event type of [`Webhooks::send_test`].
@@ -107,6 +108,8 @@ pub(crate) struct Inner {
     pub(crate) publish_retry: Duration,
     /// The headers the preset's scheme sets, which no subscription may.
     scheme_headers: http::HeaderMap,
+    /// Retry policies by name: the presets', then the host's.
+    policies: BTreeMap<String, Arc<dyn RetryPolicy>>,
     /// Wakes idle dispatchers of this process when there is new work.
     work: Notify,
     /// Wakes outcome waits when an attempt is recorded.
@@ -131,6 +134,7 @@ pub struct WebhooksBuilder {
     clock: Arc<dyn Clock>,
     max_body_bytes: usize,
     publish_retry: Duration,
+    policies: BTreeMap<String, Arc<dyn RetryPolicy>>,
 }
 
 impl WebhooksBuilder {
@@ -177,6 +181,33 @@ impl WebhooksBuilder {
         self
     }
 
+    /// Registers a retry policy under `name`, for subscriptions to choose
+    /// ([`NewSubscription::retry`]). Every instance on one store should
+    /// register the same names: a subscription naming a policy an instance
+    /// does not know is not attempted by it (the delivery stays pending;
+    /// the error is logged and counted in
+    /// `webhooks_unknown_retry_policy_total`). The presets' policies are
+    /// known by their names (`"SmartlyQ"`, `"DeepSmith"`, `"Standard
+    /// Webhooks"`) without registering; the instance's own preset's name
+    /// names its policy as built.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webhooks_core::{Preset, Schedule, Webhooks};
+    ///
+    /// let premium = Schedule::new([1, 5, 30, 120].map(Duration::from_secs)).unwrap();
+    /// let webhooks = Webhooks::builder()
+    ///     .store(webhooks_memory::MemoryStore::new())
+    ///     .preset(Preset::deepsmith())
+    ///     .retry_policy("premium", premium)
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn retry_policy(mut self, name: impl Into<String>, policy: impl RetryPolicy + 'static) -> Self {
+        self.policies.insert(name.into(), Arc::new(policy));
+        self
+    }
+
     /// Checks the settings and builds.
     pub fn build(self) -> Result<Webhooks, Error> {
         let store = self.store.ok_or_else(|| Error::invalid("store", "no store was given"))?;
@@ -192,6 +223,12 @@ impl WebhooksBuilder {
             timestamp: self.clock.now(),
         };
         let scheme_headers = preset.scheme().headers(&sample, &[&preset.scheme().new_secret()]);
+        let mut policies: BTreeMap<String, Arc<dyn RetryPolicy>> =
+            [Preset::smartlyq(), Preset::deepsmith(), Preset::standard(), preset.clone()]
+                .into_iter()
+                .map(|preset| (preset.name().to_owned(), preset.shared_retry()))
+                .collect();
+        policies.extend(self.policies);
         Ok(Webhooks {
             inner: Arc::new(Inner {
                 store,
@@ -200,6 +237,7 @@ impl WebhooksBuilder {
                 max_body_bytes: self.max_body_bytes,
                 publish_retry: self.publish_retry,
                 scheme_headers,
+                policies,
                 work: Notify::new(),
                 settled: Notify::new(),
             }),
@@ -387,6 +425,15 @@ impl NewSubscription {
         self
     }
 
+    /// The retry policy its failed attempts follow, on every instance: a
+    /// registered one by name ([`WebhooksBuilder::retry_policy`]) or its
+    /// own waits ([`RetryChoice::waits_ms`]). Without it, the preset's, by
+    /// name.
+    pub fn retry(mut self, choice: RetryChoice) -> Self {
+        self.settings.retry = Some(choice);
+        self
+    }
+
     /// All settings at once, replacing what was set before.
     pub fn settings(mut self, settings: EndpointSettings) -> Self {
         self.settings = settings;
@@ -410,6 +457,7 @@ impl Webhooks {
             clock: Arc::new(SystemClock),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             publish_retry: DEFAULT_PUBLISH_RETRY,
+            policies: BTreeMap::new(),
         }
     }
 
@@ -421,7 +469,9 @@ impl Webhooks {
         if let Some((field, reason)) = new.invalid {
             return Err(Error::invalid(field, reason));
         }
-        self.check_settings(&new.settings)?;
+        let mut settings = new.settings;
+        settings.retry = settings.retry.or_else(|| Some(self.default_retry()));
+        self.check_settings(&settings)?;
         let preset = &self.inner.preset;
         let url = preset.url_rule().check(&new.url, preset.name())?;
         self.check_event_types(&new.event_types)?;
@@ -446,7 +496,7 @@ impl Webhooks {
             previous_secret: None,
             status: SubscriptionStatus::Enabled,
             consecutive_failures: 0,
-            settings: new.settings,
+            settings,
             created_at: now,
         };
         self.inner.store.insert_subscription(&subscription).await?;
@@ -520,7 +570,8 @@ impl Webhooks {
             self.check_event_types(&event_types)?;
             subscription.event_types = event_types;
         }
-        if let Some(settings) = update.settings {
+        if let Some(mut settings) = update.settings {
+            settings.retry = settings.retry.or_else(|| Some(self.default_retry()));
             self.check_settings(&settings)?;
             subscription.settings = settings;
         }
@@ -579,6 +630,14 @@ impl Webhooks {
         let mut names = BTreeSet::new();
         if let Some(twice) = settings.headers.iter().find(|header| !names.insert(header.name())) {
             return Err(Error::invalid("header", format!("header {} is set twice", twice.name())));
+        }
+        if let Some(choice) = &settings.retry {
+            choice.check()?;
+            if let RetryChoice::Named(name) = choice
+                && !self.inner.policies.contains_key(name)
+            {
+                return Err(Error::invalid("retry", format!("no retry policy is registered as {name:?}")));
+            }
         }
         if settings.max_in_flight == Some(0) {
             return Err(Error::invalid("max_in_flight", "at least 1 request must be allowed in flight"));
@@ -797,6 +856,30 @@ impl Webhooks {
     /// The preset.
     pub fn preset(&self) -> &Preset {
         &self.inner.preset
+    }
+
+    /// What a subscription that chooses no retry policy follows: this
+    /// instance's preset's, by name, so every instance follows the same
+    /// schedule whatever preset it was built with.
+    fn default_retry(&self) -> RetryChoice {
+        RetryChoice::named(self.inner.preset.name())
+    }
+
+    /// The retry policy `subscription` follows: the one it names or its own
+    /// waits; the preset's when it has none. An error naming the policy
+    /// when this instance does not know it.
+    pub(crate) fn retry_for(&self, subscription: &Subscription) -> Result<Arc<dyn RetryPolicy>, Error> {
+        match &subscription.settings.retry {
+            None => Ok(self.inner.preset.shared_retry()),
+            Some(RetryChoice::Named(name)) => {
+                self.inner.policies.get(name).cloned().ok_or_else(|| {
+                    Error::invalid("retry", format!("no retry policy is registered as {name:?}"))
+                })
+            }
+            Some(RetryChoice::WaitsMs(waits)) => {
+                Ok(Arc::new(Schedule::new(waits.iter().map(|ms| Duration::from_millis(*ms)))?))
+            }
+        }
     }
 
     /// The clock.

@@ -692,6 +692,10 @@ async fn run_hooks(hook: OutcomeHook, mut queue: mpsc::Receiver<AttemptOutcome>)
     }
 }
 
+/// How long a delivery whose subscription names a retry policy this
+/// instance does not know waits before it is looked at again.
+const UNKNOWN_POLICY_WAIT: Duration = Duration::from_secs(60);
+
 /// Records attempts as they come, every one queued meanwhile in the same
 /// transaction: a durable store pays one commit for many attempts.
 async fn record_in_batches(
@@ -979,6 +983,21 @@ impl Pool {
         let number = delivery.attempts + 1;
 
         let started_at = clock.now();
+        // A policy this instance does not know is not guessed at: the
+        // delivery stays pending for an instance that knows it (or this one,
+        // once redeployed), looked at again after a while.
+        let retry = match webhooks.retry_for(&subscription) {
+            Ok(retry) => retry,
+            Err(error) => {
+                metrics::counter!("webhooks_unknown_retry_policy_total").increment(1);
+                tracing::error!(%error, subscription_id = %subscription.id, "delivery not attempted");
+                let later = started_at + chrono::Duration::from_std(UNKNOWN_POLICY_WAIT).unwrap_or_default();
+                if let Err(error) = self.store.release(&[delivery.id], later).await {
+                    tracing::error!(%error, "could not release a claim; its lease will end");
+                }
+                return;
+            }
+        };
         // A claim that waited long for a busy store has less of its lease
         // left: the request gets what remains after room to record.
         let left = (lease_until - started_at).to_std().ok().and_then(|left| left.checked_sub(RECORD_MARGIN));
@@ -1031,7 +1050,6 @@ impl Pool {
         });
 
         let now = clock.now();
-        let retry = preset.retry();
         let verdict = if attempt.succeeded() {
             Verdict::Delivered
         } else {
