@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::{Running, over_http, start};
 use serde_json::json;
 use webhooks_core::{
-    DeliveryState, ManualClock, Preset, RetryChoice, Schedule, Store, Subscription, SubscriptionUpdate,
-    Webhooks,
+    DeliveryState, DisablePolicy, ManualClock, Preset, RetryChoice, Schedule, Store, Subscription,
+    SubscriptionUpdate, Webhooks,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_testkit::{Receiver, Reply};
@@ -126,4 +126,49 @@ async fn an_instance_that_does_not_know_the_policy_leaves_the_delivery_pending()
     let failed_at = knows.attempts(id).await.unwrap()[0].started_at;
     assert_eq!((delivery.next_attempt_at.unwrap() - failed_at).num_seconds(), 5);
     assert!(RetryChoice::waits_ms(vec![1; webhooks_core::MAX_OWN_WAITS + 1]).is_err());
+}
+
+#[tokio::test]
+async fn a_subscriptions_own_disable_rule_wins_over_the_presets() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(start());
+    let webhooks = instance(&store, Preset::deepsmith(), &clock, None);
+    let failing = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
+    let gone = Receiver::scripted(|_, _| Reply::status(410)).await.unwrap();
+    let quick = || RetryChoice::waits_ms([1_000; 5]).unwrap();
+    let subscribe = |url: &str, rule: Option<DisablePolicy>| {
+        let mut new = Subscription::builder(url).event_type("iq.status_updated").retry(quick());
+        if let Some(rule) = rule {
+            new = new.disable_policy(rule);
+        }
+        webhooks.subscribe(new)
+    };
+    // DeepSmith disables after 10 failures in a row, and on 410 Gone.
+    let after_two =
+        subscribe(failing.url(), Some(DisablePolicy::after_consecutive_failures(2))).await.unwrap();
+    let keeps_gone =
+        subscribe(gone.url(), Some(DisablePolicy::never().disable_on_gone(false))).await.unwrap();
+    let preset_rule = subscribe(gone.url(), None).await.unwrap();
+    assert!(
+        subscribe(
+            failing.url(),
+            Some(serde_json::from_str(r#"{"after_consecutive_failures":0,"on_gone":true}"#).unwrap())
+        )
+        .await
+        .is_err()
+    );
+
+    webhooks.publish("iq.status_updated", json!({})).await.unwrap();
+    let running = Running::start(webhooks.dispatcher().allow_private_networks(true).build().unwrap());
+    running.settle().await;
+    running.advance(&clock, Duration::from_secs(1)).await;
+    running.stop().await;
+    let mut enabled = Vec::new();
+    for id in [after_two.id, keeps_gone.id, preset_rule.id] {
+        enabled.push(webhooks.subscription(id).await.unwrap().is_enabled());
+    }
+    // Two failures disable the first (not ten); 410 Gone does not disable
+    // the second; the preset's rule disables the third on 410 Gone.
+    assert_eq!(enabled, vec![false, true, false]);
+    assert_eq!(webhooks.stats(keeps_gone.id).await.unwrap().attempts, 2, "and it is tried again");
 }

@@ -87,8 +87,12 @@ fn redact(url: &str) -> String {
 /// assert_eq!(policy.threshold(), Some(20));
 /// assert!(!policy.on_gone());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Serialized (a subscription's own rule, kept by every store) as
+/// `{"after_consecutive_failures": 20, "on_gone": false}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DisablePolicy {
+    #[serde(rename = "after_consecutive_failures")]
     after: Option<u32>,
     on_gone: bool,
 }

@@ -52,6 +52,9 @@ pub struct EndpointSettings {
     /// this setting existed, which follow the preset of the instance that
     /// attempts them.
     pub retry: Option<RetryChoice>,
+    /// When failures disable it: after how many in a row, and whether a
+    /// `410 Gone` does; `None`: the preset's rule.
+    pub disable: Option<crate::DisablePolicy>,
 }
 
 /// Which retry policy a subscription follows.
@@ -147,6 +150,7 @@ pub(crate) struct SettingsOut<'a> {
     description: &'a str,
     metadata: &'a BTreeMap<String, String>,
     retry: &'a Option<RetryChoice>,
+    disable: Option<crate::DisablePolicy>,
 }
 
 impl<'a> SettingsOut<'a> {
@@ -159,6 +163,7 @@ impl<'a> SettingsOut<'a> {
             description: &settings.description,
             metadata: &settings.metadata,
             retry: &settings.retry,
+            disable: settings.disable,
         }
     }
 }
@@ -453,6 +458,7 @@ mod tests {
             description: "billing".into(),
             metadata: BTreeMap::from([("team".into(), "payments".into())]),
             retry: Some(crate::RetryChoice::named("premium")),
+            disable: Some(crate::DisablePolicy::after_consecutive_failures(3).disable_on_gone(false)),
         };
         let shown = serde_json::to_string(&settings).unwrap();
         assert!(!shown.contains("hunter2") && shown.contains("eu-1"), "{shown}");

@@ -328,6 +328,7 @@ mod tests {
             description: "billing".into(),
             metadata: BTreeMap::from([("team".into(), "payments".into())]),
             retry: Some(crate::RetryChoice::named("premium")),
+            disable: Some(crate::DisablePolicy::after_consecutive_failures(3).disable_on_gone(false)),
         };
         let text = settings_to_text(&settings);
         assert!(text.contains("Bearer s3cr3t"), "stored in the clear: {text}");

@@ -21,6 +21,7 @@ use crate::model::{
     Attempt, AttemptResult, Audience, DeliveryId, DeliveryState, Event, EventId, Owner, PreviousSecret,
     Subscription, SubscriptionId, SubscriptionStatus,
 };
+use crate::preset::DisablePolicy;
 use crate::secret::Secret;
 use crate::settings::{CustomHeader, EndpointSettings, RateLimit, RetryChoice};
 use crate::store::{
@@ -1270,6 +1271,7 @@ pub async fn settings_round_trip_with_secret_headers_and_are_replaced_by_an_upda
             .into_iter()
             .collect(),
         retry: Some(RetryChoice::WaitsMs(vec![1_000, 60_000])),
+        disable: Some(DisablePolicy::after_consecutive_failures(3).disable_on_gone(false)),
     };
     store.insert_subscription(&sub).await.unwrap();
     let read = store.subscription(sub.id).await.unwrap().expect("the subscription");

@@ -20,7 +20,7 @@ use crate::model::{
     Attempt, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, Owner, PreviousSecret,
     Subscription, SubscriptionId, SubscriptionStatus,
 };
-use crate::preset::Preset;
+use crate::preset::{DisablePolicy, Preset};
 use crate::retry::{RetryPolicy, Schedule};
 use crate::scheme::Message;
 use crate::secret::Secret;
@@ -434,6 +434,14 @@ impl NewSubscription {
         self
     }
 
+    /// When failures disable it, instead of the preset's rule: e.g.
+    /// `DisablePolicy::after_consecutive_failures(50)` for a customer whose
+    /// endpoint has long maintenance windows.
+    pub fn disable_policy(mut self, policy: DisablePolicy) -> Self {
+        self.settings.disable = Some(policy);
+        self
+    }
+
     /// All settings at once, replacing what was set before.
     pub fn settings(mut self, settings: EndpointSettings) -> Self {
         self.settings = settings;
@@ -638,6 +646,9 @@ impl Webhooks {
             {
                 return Err(Error::invalid("retry", format!("no retry policy is registered as {name:?}")));
             }
+        }
+        if settings.disable.is_some_and(|rule| rule.threshold() == Some(0)) {
+            return Err(Error::invalid("disable", "a failure threshold must be at least 1"));
         }
         if settings.max_in_flight == Some(0) {
             return Err(Error::invalid("max_in_flight", "at least 1 request must be allowed in flight"));

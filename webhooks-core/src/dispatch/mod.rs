@@ -1063,7 +1063,8 @@ impl Pool {
                 None => Verdict::Dropped,
             }
         };
-        let gone = attempt.status() == Some(410) && preset.disable_policy().on_gone();
+        let disable = subscription.settings.disable.unwrap_or_else(|| preset.disable_policy());
+        let gone = attempt.status() == Some(410) && disable.on_gone();
         let span = tracing::Span::current();
         if let Some(status) = attempt.status() {
             span.record("status", status);
@@ -1074,7 +1075,7 @@ impl Pool {
         let record = AttemptRecord {
             attempt,
             verdict,
-            disable_after: preset.disable_policy().threshold(),
+            disable_after: disable.threshold(),
             disable_now: gone.then(|| "the endpoint answered 410 Gone".to_owned()),
             now,
         };
