@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use webhooks_core::{
-    Attempt, AttemptResult, Catalogue, Delivery, DeliveryId, DeliveryQuery, Owner, StateFilter, Subscription,
-    SubscriptionStatus, SubscriptionUpdate,
+    Attempt, AttemptResult, Catalogue, Delivery, DeliveryId, DeliveryQuery, DisablePolicy, Owner,
+    RetryChoice, StateFilter, Subscription, SubscriptionStatus, SubscriptionUpdate,
 };
 
 use crate::health::health;
@@ -113,6 +113,8 @@ pub(crate) fn endpoint_json(subscription: &Subscription) -> Value {
         "disabled_at": disabled_at,
         "consecutive_failures": subscription.consecutive_failures,
         "created_at": subscription.created_at,
+        "retry": subscription.settings.retry,
+        "disable": subscription.settings.disable,
     })
 }
 
@@ -214,6 +216,10 @@ async fn endpoint(
 struct EndpointChange {
     url: Option<String>,
     event_types: Option<Vec<String>>,
+    /// One of the policies the host offers.
+    retry_policy: Option<String>,
+    /// Failures in a row that disable the endpoint.
+    disable_after_failures: Option<u32>,
 }
 
 async fn update_endpoint(
@@ -230,6 +236,25 @@ async fn update_endpoint(
     }
     if let Some(event_types) = change.event_types {
         update = update.event_types(event_types);
+    }
+    if change.retry_policy.is_some() || change.disable_after_failures.is_some() {
+        let mut settings = subscription.settings.clone();
+        if let Some(name) = change.retry_policy {
+            if !state.offered.contains(&name) {
+                return Err(Failure::BadRequest(format!("retry_policy: {name:?} is not offered")).into());
+            }
+            settings.retry = Some(RetryChoice::named(name));
+        }
+        if let Some(failures) = change.disable_after_failures {
+            if failures == 0 {
+                return Err(Failure::BadRequest("disable_after_failures: must be at least 1".into()).into());
+            }
+            let on_gone =
+                settings.disable.unwrap_or_else(|| state.webhooks.preset().disable_policy()).on_gone();
+            settings.disable =
+                Some(DisablePolicy::after_consecutive_failures(failures).disable_on_gone(on_gone));
+        }
+        update = update.settings(settings);
     }
     let updated = state.webhooks.update_subscription(subscription.id, update).await?;
     Ok(json(StatusCode::OK, endpoint_json(&updated)))

@@ -85,6 +85,7 @@ pub struct Portal {
     who: Arc<Who>,
     csrf_key: Vec<u8>,
     title: String,
+    offered: Vec<String>,
 }
 
 impl fmt::Debug for Portal {
@@ -103,7 +104,7 @@ impl Portal {
         W: Fn(&Parts) -> Option<Owner> + Send + Sync + 'static,
     {
         let csrf_key: Vec<u8> = (0..32).map(|_| rand::rng().random::<u8>()).collect();
-        Self { webhooks, who: Arc::new(who), csrf_key, title: "Webhooks".to_owned() }
+        Self { webhooks, who: Arc::new(who), csrf_key, title: "Webhooks".to_owned(), offered: Vec::new() }
     }
 
     /// The key CSRF tokens are signed with; random per process by default.
@@ -120,6 +121,30 @@ impl Portal {
         self
     }
 
+    /// The retry policies (registered with
+    /// `WebhooksBuilder::retry_policy`, or a preset's name) an owner may
+    /// pick for an endpoint through the API's `retry_policy`; none by
+    /// default, so only the host changes policies.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use webhooks_core::{Owner, Preset, Schedule, Webhooks};
+    /// # let premium = Schedule::new([Duration::from_secs(5)]).unwrap();
+    /// # let webhooks = Webhooks::builder().store(webhooks_memory::MemoryStore::new()).preset(Preset::deepsmith()).retry_policy("premium", premium).build().unwrap();
+    /// let router = webhooks_axum::Portal::new(webhooks, |_: &axum::http::request::Parts| Owner::new("acct_42").ok())
+    ///     .offer_retry_policies(["DeepSmith", "premium"])
+    ///     .into_router();
+    /// # let _: axum::Router = router;
+    /// ```
+    pub fn offer_retry_policies<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.offered = names.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The router: the pages at its root, the JSON API under `/api`.
     pub fn into_router(self) -> Router {
         let shared = Arc::new(Shared {
@@ -127,6 +152,7 @@ impl Portal {
             who: self.who,
             csrf_key: self.csrf_key,
             title: self.title,
+            offered: self.offered,
         });
         pages::routes().nest("/api", api::routes()).with_state(shared)
     }
@@ -138,6 +164,8 @@ pub(crate) struct Shared {
     who: Arc<Who>,
     csrf_key: Vec<u8>,
     pub(crate) title: String,
+    /// The retry policies an owner may pick.
+    pub(crate) offered: Vec<String>,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -282,7 +310,13 @@ mod tests {
             .preset(webhooks_core::Preset::deepsmith())
             .build()
             .unwrap();
-        Shared { webhooks, who: Arc::new(|_: &Parts| None), csrf_key: key.to_vec(), title: String::new() }
+        Shared {
+            webhooks,
+            who: Arc::new(|_: &Parts| None),
+            csrf_key: key.to_vec(),
+            title: String::new(),
+            offered: Vec::new(),
+        }
     }
 
     #[test]

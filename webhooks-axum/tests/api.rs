@@ -306,3 +306,28 @@ async fn forms_need_the_owners_csrf_token_and_the_secret_is_shown_once() {
     let (_, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
     assert_eq!(listed["endpoints"], json!([]));
 }
+
+#[tokio::test]
+async fn owners_pick_an_offered_retry_policy_and_a_disable_threshold() {
+    let host = Host::start().await;
+    let created = create(&host, "alice", "https://alice.example/hooks").await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["retry"], json!({"named": "DeepSmith"}), "{created}");
+    assert_eq!(created["disable"], json!(null), "the preset's rule");
+
+    let path = format!("/endpoints/{id}");
+    let change = json!({"retry_policy": "premium", "disable_after_failures": 3});
+    let (status, changed) = host.api("alice", Method::PATCH, &path, Some(change)).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["retry"], json!({"named": "premium"}));
+    assert_eq!(changed["disable"], json!({"after_consecutive_failures": 3, "on_gone": true}));
+    let subscription = host.webhooks.subscription(id.parse().unwrap()).await.unwrap();
+    assert_eq!(subscription.settings.retry, Some(webhooks_core::RetryChoice::named("premium")));
+
+    for refused in [json!({"retry_policy": "Standard Webhooks"}), json!({"disable_after_failures": 0})] {
+        let (status, error) = host.api("alice", Method::PATCH, &path, Some(refused.clone())).await;
+        assert_eq!(status, 400, "{refused}: {error}");
+    }
+    let (_, shown) = host.api("alice", Method::GET, &path, None).await;
+    assert_eq!(shown["retry"], json!({"named": "premium"}), "a refused change changes nothing");
+}

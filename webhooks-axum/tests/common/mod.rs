@@ -120,13 +120,19 @@ impl Drop for Host {
 
 impl Host {
     /// The host on 127.0.0.1: DeepSmith with `order.created` added, one
-    /// retry after 200 ms, so a failing receiver drops a delivery quickly.
+    /// retry after 200 ms, so a failing receiver drops a delivery quickly;
+    /// owners may pick its policy or "premium" (two retries).
     pub async fn start() -> Self {
         let preset = Preset::deepsmith()
             .with_event_types(["order.created"])
             .with_retry(Schedule::new([Duration::from_millis(200)]).unwrap());
-        let webhooks =
-            Webhooks::builder().store(webhooks_memory::MemoryStore::new()).preset(preset).build().unwrap();
+        let premium = Schedule::new([Duration::from_millis(100), Duration::from_millis(200)]).unwrap();
+        let webhooks = Webhooks::builder()
+            .store(webhooks_memory::MemoryStore::new())
+            .preset(preset)
+            .retry_policy("premium", premium)
+            .build()
+            .unwrap();
         let shutdown = CancellationToken::new();
         let dispatcher = webhooks
             .dispatcher()
@@ -135,10 +141,12 @@ impl Host {
             .build()
             .unwrap();
         tokio::spawn(dispatcher.run(shutdown.clone()));
-        let app = Router::new()
-            .route("/login", get(login))
-            .route("/unsafe", get(unsafe_page))
-            .nest("/portal", webhooks_axum::portal(webhooks.clone(), owner_of));
+        let app = Router::new().route("/login", get(login)).route("/unsafe", get(unsafe_page)).nest(
+            "/portal",
+            webhooks_axum::Portal::new(webhooks.clone(), owner_of)
+                .offer_retry_policies(["DeepSmith", "premium"])
+                .into_router(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = shutdown.clone();
