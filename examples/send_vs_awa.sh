@@ -54,23 +54,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 port=18098
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $work/body;
-    server {
-        listen 127.0.0.1:$port;
-        keepalive_requests 1000000;
-        location / { return 204; }
-    }
-}
-CONF
-nginx -c "$work/nginx.conf" -p "$work"
-sleep 0.5
+. "$(dirname "$0")/nginx_204.sh"
+nginx_204 "$port"
 
 # The server's postmaster: the parent of a backend, read while it lives.
 postmaster=$(printf '%s\n' 'SELECT pg_backend_pid() AS backend \gset' '\setenv BACKEND :backend' \
