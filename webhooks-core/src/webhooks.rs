@@ -514,7 +514,7 @@ impl Webhooks {
 
     /// Replaces a subscription's secret with a new generated one and returns
     /// it. The old secret stays valid for `grace`. Where the scheme carries
-    /// a signature per secret ([`SignatureScheme::signs_with_every_secret`]:
+    /// a signature per secret ([`SignatureScheme::signs_with_every_secret`](crate::SignatureScheme::signs_with_every_secret):
     /// SmartlyQ, Standard Webhooks) requests are signed with both, so
     /// receivers switch over at their pace. DeepSmith's header carries one
     /// signature: requests are signed with the new secret at once, and its
