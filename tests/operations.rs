@@ -208,6 +208,38 @@ async fn disabled_endpoints_hold_until_enabled(store: Arc<dyn Store>) {
     }
 }
 
+async fn a_disabled_endpoints_oldest_held_deliveries_past_its_limit_are_dropped(store: Arc<dyn Store>) {
+    let (webhooks, clock) = facade(store, Preset::deepsmith());
+    let new = Subscription::builder("https://paused.example/").event_type("iq.status_updated").held_limit(3);
+    let paused = webhooks.subscribe(new).await.unwrap().id;
+    let mut published = Vec::new();
+    for n in 0..2 {
+        clock.advance(Duration::from_secs(1));
+        published.extend(webhooks.publish("iq.status_updated", json!({"n": n})).await.unwrap().deliveries);
+    }
+    assert_eq!(webhooks.trim_held().await.unwrap(), 0, "nothing is held while enabled");
+    webhooks.disable(paused, "customer asked for a pause").await.unwrap();
+    for n in 2..5 {
+        clock.advance(Duration::from_secs(1));
+        published.extend(webhooks.publish("iq.status_updated", json!({"n": n})).await.unwrap().deliveries);
+    }
+    assert_eq!(webhooks.trim_held().await.unwrap(), 2, "five held, three kept");
+    assert_eq!(webhooks.trim_held().await.unwrap(), 0, "and no more");
+    for (n, id) in published.iter().enumerate() {
+        let delivery = webhooks.delivery(*id).await.unwrap().unwrap();
+        let expected = if n < 2 { DeliveryState::Dropped } else { DeliveryState::Held };
+        assert_eq!(delivery.state, expected, "delivery {n}");
+    }
+    let log = webhooks.attempts(published[0]).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert!(
+        matches!(&log[0].result, AttemptResult::Error(reason) if reason.contains("over 3 deliveries held")),
+        "{log:?}"
+    );
+    webhooks.enable(paused).await.unwrap();
+    assert_eq!(webhooks.delivery_counts(paused).await.unwrap().pending, 3, "the newest three go out");
+}
+
 async fn pending_deliveries_of_a_disabled_endpoint_read_held(store: Arc<dyn Store>) {
     let (webhooks, clock) = facade(store, Preset::deepsmith());
     let paused = subscribe(&webhooks, "https://paused.example/").await;
@@ -355,6 +387,7 @@ on_every_store!(
     recover_requeues_what_an_outage_dropped_or_held,
     a_test_event_reaches_one_endpoint,
     disabled_endpoints_hold_until_enabled,
+    a_disabled_endpoints_oldest_held_deliveries_past_its_limit_are_dropped,
     pending_deliveries_of_a_disabled_endpoint_read_held,
     admin_data_serializes_without_secrets,
     stats_sum_up_an_endpoint,

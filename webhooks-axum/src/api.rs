@@ -115,6 +115,7 @@ pub(crate) fn endpoint_json(subscription: &Subscription) -> Value {
         "created_at": subscription.created_at,
         "retry": subscription.settings.retry,
         "disable": subscription.settings.disable,
+        "held_limit": subscription.settings.held_limit.unwrap_or(webhooks_core::DEFAULT_HELD_LIMIT),
     })
 }
 

@@ -314,6 +314,7 @@ async fn owners_pick_an_offered_retry_policy_and_a_disable_threshold() {
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["retry"], json!({"named": "DeepSmith"}), "{created}");
     assert_eq!(created["disable"], json!(null), "the preset's rule");
+    assert_eq!(created["held_limit"], 10_000);
 
     let path = format!("/endpoints/{id}");
     let change = json!({"retry_policy": "premium", "disable_after_failures": 3});

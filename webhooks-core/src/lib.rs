@@ -113,8 +113,8 @@ pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use secret::Secret;
 pub use settings::{
-    CustomHeader, EndpointSettings, InvalidHeader, InvalidRateLimit, MAX_OWN_WAIT, MAX_OWN_WAITS, REDACTED,
-    RateLimit, RetryChoice,
+    CustomHeader, DEFAULT_HELD_LIMIT, EndpointSettings, InvalidHeader, InvalidRateLimit, MAX_OWN_WAIT,
+    MAX_OWN_WAITS, REDACTED, RateLimit, RetryChoice,
 };
 pub use store::{
     Admin, AttemptRecord, Changes, Claim, ClaimRequest, Current, DeliveryCounts, DeliveryQuery,

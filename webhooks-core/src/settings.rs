@@ -55,7 +55,15 @@ pub struct EndpointSettings {
     /// When failures disable it: after how many in a row, and whether a
     /// `410 Gone` does; `None`: the preset's rule.
     pub disable: Option<crate::DisablePolicy>,
+    /// The most deliveries kept held while it is disabled; past it the
+    /// oldest are dropped, unsent, with the reason in their logs.
+    /// [`DEFAULT_HELD_LIMIT`] unless set.
+    pub held_limit: Option<u32>,
 }
+
+/// How many deliveries a disabled subscription keeps held unless its
+/// settings say otherwise: a dead endpoint's queue stays bounded.
+pub const DEFAULT_HELD_LIMIT: u32 = 10_000;
 
 /// Which retry policy a subscription follows.
 ///
@@ -151,6 +159,7 @@ pub(crate) struct SettingsOut<'a> {
     metadata: &'a BTreeMap<String, String>,
     retry: &'a Option<RetryChoice>,
     disable: Option<crate::DisablePolicy>,
+    held_limit: Option<u32>,
 }
 
 impl<'a> SettingsOut<'a> {
@@ -164,6 +173,7 @@ impl<'a> SettingsOut<'a> {
             metadata: &settings.metadata,
             retry: &settings.retry,
             disable: settings.disable,
+            held_limit: settings.held_limit,
         }
     }
 }
@@ -459,6 +469,7 @@ mod tests {
             metadata: BTreeMap::from([("team".into(), "payments".into())]),
             retry: Some(crate::RetryChoice::named("premium")),
             disable: Some(crate::DisablePolicy::after_consecutive_failures(3).disable_on_gone(false)),
+            held_limit: Some(500),
         };
         let shown = serde_json::to_string(&settings).unwrap();
         assert!(!shown.contains("hunter2") && shown.contains("eu-1"), "{shown}");

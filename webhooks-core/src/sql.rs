@@ -329,6 +329,7 @@ mod tests {
             metadata: BTreeMap::from([("team".into(), "payments".into())]),
             retry: Some(crate::RetryChoice::named("premium")),
             disable: Some(crate::DisablePolicy::after_consecutive_failures(3).disable_on_gone(false)),
+            held_limit: Some(500),
         };
         let text = settings_to_text(&settings);
         assert!(text.contains("Bearer s3cr3t"), "stored in the clear: {text}");

@@ -1272,6 +1272,7 @@ pub async fn settings_round_trip_with_secret_headers_and_are_replaced_by_an_upda
             .collect(),
         retry: Some(RetryChoice::WaitsMs(vec![1_000, 60_000])),
         disable: Some(DisablePolicy::after_consecutive_failures(3).disable_on_gone(false)),
+        held_limit: Some(500),
     };
     store.insert_subscription(&sub).await.unwrap();
     let read = store.subscription(sub.id).await.unwrap().expect("the subscription");

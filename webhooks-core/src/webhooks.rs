@@ -17,15 +17,19 @@ use crate::clock::{Clock, SystemClock};
 use crate::dispatch::DispatcherBuilder;
 use crate::error::Error;
 use crate::model::{
-    Attempt, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, Owner, PreviousSecret,
-    Subscription, SubscriptionId, SubscriptionStatus,
+    Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, Owner,
+    PreviousSecret, Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::preset::{DisablePolicy, Preset};
 use crate::retry::{RetryPolicy, Schedule};
 use crate::scheme::Message;
 use crate::secret::Secret;
-use crate::settings::{CustomHeader, EndpointSettings, InvalidHeader, RateLimit, RetryChoice};
-use crate::store::{DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError, SubscriptionStats};
+use crate::settings::{
+    CustomHeader, DEFAULT_HELD_LIMIT, EndpointSettings, InvalidHeader, RateLimit, RetryChoice,
+};
+use crate::store::{
+    AttemptRecord, DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError, SubscriptionStats, Verdict,
+};
 
 /// The event type of [`Webhooks::send_test`].
 pub const TEST_EVENT: &str = "webhook.test";
@@ -442,6 +446,13 @@ impl NewSubscription {
         self
     }
 
+    /// Keeps at most `deliveries` held while it is disabled (past that the
+    /// oldest are dropped, unsent); [`DEFAULT_HELD_LIMIT`] unless set.
+    pub fn held_limit(mut self, deliveries: u32) -> Self {
+        self.settings.held_limit = Some(deliveries);
+        self
+    }
+
     /// All settings at once, replacing what was set before.
     pub fn settings(mut self, settings: EndpointSettings) -> Self {
         self.settings = settings;
@@ -738,6 +749,81 @@ impl Webhooks {
     /// A subscription's deliveries counted by state.
     pub async fn delivery_counts(&self, id: SubscriptionId) -> Result<DeliveryCounts, Error> {
         Ok(self.inner.store.delivery_counts(id).await?)
+    }
+
+    /// Drops, unsent, the oldest held deliveries of every disabled
+    /// subscription past its held limit ([`EndpointSettings::held_limit`],
+    /// [`DEFAULT_HELD_LIMIT`] unless set), each with a log entry saying
+    /// why; returns how many. Dispatchers call it every minute; a host may
+    /// call it too.
+    pub async fn trim_held(&self) -> Result<u64, Error> {
+        let store = &self.inner.store;
+        // The usual case, nothing held anywhere, costs one look-up.
+        let any_held = DeliveryQuery { state: Some(StateFilter::Held), limit: 1, ..DeliveryQuery::default() };
+        if store.list_deliveries(&any_held).await?.is_empty() {
+            return Ok(0);
+        }
+        let mut dropped = 0;
+        for subscription in store.subscriptions().await? {
+            if subscription.is_enabled() {
+                continue;
+            }
+            let limit = subscription.settings.held_limit.unwrap_or(DEFAULT_HELD_LIMIT);
+            let mut excess =
+                store.delivery_counts(subscription.id).await?.pending.saturating_sub(u64::from(limit));
+            while excess > 0 {
+                let trimmed = self.drop_oldest_held(&subscription, limit, excess).await?;
+                if trimmed == 0 {
+                    break;
+                }
+                dropped += trimmed;
+                excess = excess.saturating_sub(trimmed);
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Drops up to `count` (at most a thousand) of `subscription`'s oldest
+    /// held deliveries, saying why in each log; how many it dropped.
+    async fn drop_oldest_held(
+        &self,
+        subscription: &Subscription,
+        limit: u32,
+        count: u64,
+    ) -> Result<u64, Error> {
+        let store = &self.inner.store;
+        let now = self.inner.clock.now();
+        // Oldest first: a page in creation order.
+        let query = DeliveryQuery {
+            subscription: Some(subscription.id),
+            state: Some(StateFilter::Held),
+            limit: usize::try_from(count).unwrap_or(usize::MAX).min(1000),
+            ..DeliveryQuery::default()
+        };
+        let reason = format!("not sent: over {limit} deliveries held while the endpoint was disabled");
+        let records: Vec<AttemptRecord> = store
+            .list_deliveries(&query)
+            .await?
+            .iter()
+            .map(|delivery| AttemptRecord {
+                attempt: Attempt {
+                    delivery_id: delivery.id,
+                    cycle: delivery.cycle,
+                    number: delivery.attempts + 1,
+                    started_at: now,
+                    duration: Duration::ZERO,
+                    result: AttemptResult::Error(reason.clone()),
+                },
+                verdict: Verdict::Dropped,
+                disable_after: None,
+                disable_now: None,
+                now,
+            })
+            .collect();
+        let dropped =
+            store.record_attempts(&records).await?.iter().filter(|recorded| recorded.is_ok()).count();
+        tracing::warn!(subscription_id = %subscription.id, dropped, limit, "held deliveries dropped");
+        Ok(dropped as u64)
     }
 
     /// A page of deliveries matching `query`, in creation order; pass

@@ -471,6 +471,9 @@ impl Dispatcher {
             "dispatcher started"
         );
 
+        // A disabled endpoint's held deliveries stay bounded.
+        let trimmer =
+            tokio::spawn(trim_held_every(webhooks.clone(), HELD_TRIM_INTERVAL, pool.shutdown.clone()));
         let mut workers = JoinSet::new();
         for _ in 0..self.concurrency {
             workers.spawn(Arc::clone(&pool).work());
@@ -508,6 +511,7 @@ impl Dispatcher {
                 }
             }
         }
+        trimmer.abort();
         // Attempts that left their workers finish and are recorded too.
         while let Ok(attempt) = moved.try_recv() {
             waiting.spawn(attempt);
@@ -688,6 +692,23 @@ async fn run_hooks(hook: OutcomeHook, mut queue: mpsc::Receiver<AttemptOutcome>)
         call(outcome);
         while let Ok(outcome) = queue.try_recv() {
             call(outcome);
+        }
+    }
+}
+
+/// How often a dispatcher trims disabled endpoints' held deliveries.
+const HELD_TRIM_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Calls [`Webhooks::trim_held`] every `interval` until `shutdown`.
+async fn trim_held_every(webhooks: Webhooks, interval: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = webhooks.trim_held().await {
+            tracing::error!(%error, "could not trim held deliveries");
         }
     }
 }
