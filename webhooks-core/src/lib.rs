@@ -79,6 +79,7 @@ mod guard;
 mod http;
 pub mod micros;
 mod model;
+mod operational;
 mod patience;
 mod preset;
 mod publish;
@@ -108,6 +109,7 @@ pub use model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, InvalidKey, Owner,
     PreviousSecret, SigningSecrets, Subscription, SubscriptionId, SubscriptionStatus, UnknownState,
 };
+pub use operational::{FAILING_AFTER, OperationalEvent};
 pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};

@@ -20,6 +20,7 @@ use crate::model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, Owner,
     PreviousSecret, Subscription, SubscriptionId, SubscriptionStatus,
 };
+use crate::operational::{OperationalEvent, OperationalHook};
 use crate::preset::{DisablePolicy, Preset};
 use crate::retry::{RetryPolicy, Schedule};
 use crate::scheme::Message;
@@ -114,6 +115,8 @@ pub(crate) struct Inner {
     scheme_headers: http::HeaderMap,
     /// Retry policies by name: the presets', then the host's.
     policies: BTreeMap<String, Arc<dyn RetryPolicy>>,
+    /// The host's hook for operational events.
+    operational: Option<OperationalHook>,
     /// Wakes idle dispatchers of this process when there is new work.
     work: Notify,
     /// Wakes outcome waits when an attempt is recorded.
@@ -139,6 +142,7 @@ pub struct WebhooksBuilder {
     max_body_bytes: usize,
     publish_retry: Duration,
     policies: BTreeMap<String, Arc<dyn RetryPolicy>>,
+    operational: Option<OperationalHook>,
 }
 
 impl WebhooksBuilder {
@@ -212,6 +216,31 @@ impl WebhooksBuilder {
         self
     }
 
+    /// Calls `hook` with every [`OperationalEvent`] this instance makes
+    /// happen: an endpoint disabled, enabled or failing, a delivery dropped
+    /// after its last retry, held deliveries dropped past their limit. The
+    /// hook runs on the task that made it happen: keep it quick (send to a
+    /// channel).
+    ///
+    /// ```
+    /// use webhooks_core::{OperationalEvent, Preset, Webhooks};
+    ///
+    /// let (tell, mut heard) = tokio::sync::mpsc::unbounded_channel::<OperationalEvent>();
+    /// let webhooks = Webhooks::builder()
+    ///     .store(webhooks_memory::MemoryStore::new())
+    ///     .preset(Preset::deepsmith())
+    ///     .on_operational_event(move |event| {
+    ///         let _ = tell.send(event.clone());
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = (webhooks, heard.try_recv());
+    /// ```
+    pub fn on_operational_event(mut self, hook: impl Fn(&OperationalEvent) + Send + Sync + 'static) -> Self {
+        self.operational = Some(OperationalHook(Arc::new(hook)));
+        self
+    }
+
     /// Checks the settings and builds.
     pub fn build(self) -> Result<Webhooks, Error> {
         let store = self.store.ok_or_else(|| Error::invalid("store", "no store was given"))?;
@@ -242,6 +271,7 @@ impl WebhooksBuilder {
                 publish_retry: self.publish_retry,
                 scheme_headers,
                 policies,
+                operational: self.operational,
                 work: Notify::new(),
                 settled: Notify::new(),
             }),
@@ -477,6 +507,7 @@ impl Webhooks {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             publish_retry: DEFAULT_PUBLISH_RETRY,
             policies: BTreeMap::new(),
+            operational: None,
         }
     }
 
@@ -547,14 +578,26 @@ impl Webhooks {
 
     /// Enables a subscription again; its held deliveries are attempted at once.
     pub async fn enable(&self, id: SubscriptionId) -> Result<(), Error> {
-        self.inner.store.enable_subscription(id, self.inner.clock.now()).await?;
+        let at = self.inner.clock.now();
+        self.inner.store.enable_subscription(id, at).await?;
         self.inner.work.notify_waiters();
+        self.tell(OperationalEvent::EndpointEnabled { subscription_id: id, at });
         Ok(())
     }
 
     /// Disables a subscription; its deliveries are held, not lost.
     pub async fn disable(&self, id: SubscriptionId, reason: &str) -> Result<(), Error> {
-        Ok(self.inner.store.disable_subscription(id, reason, self.inner.clock.now()).await?)
+        let at = self.inner.clock.now();
+        self.inner.store.disable_subscription(id, reason, at).await?;
+        self.tell(OperationalEvent::EndpointDisabled { subscription_id: id, reason: reason.to_owned(), at });
+        Ok(())
+    }
+
+    /// Hands `event` to the host's hook, if it gave one.
+    pub(crate) fn tell(&self, event: OperationalEvent) {
+        if let Some(hook) = &self.inner.operational {
+            (hook.0)(&event);
+        }
     }
 
     /// One subscription.
@@ -823,7 +866,16 @@ impl Webhooks {
         let dropped =
             store.record_attempts(&records).await?.iter().filter(|recorded| recorded.is_ok()).count();
         tracing::warn!(subscription_id = %subscription.id, dropped, limit, "held deliveries dropped");
-        Ok(dropped as u64)
+        let dropped = dropped as u64;
+        if dropped > 0 {
+            self.tell(OperationalEvent::HeldDropped {
+                subscription_id: subscription.id,
+                dropped,
+                limit,
+                at: now,
+            });
+        }
+        Ok(dropped)
     }
 
     /// A page of deliveries matching `query`, in creation order; pass
@@ -907,8 +959,10 @@ impl Webhooks {
     /// held deliveries and every delivery dropped since `since`, in one step.
     /// Returns how many deliveries were re-queued.
     pub async fn recover(&self, id: SubscriptionId, since: DateTime<Utc>) -> Result<u64, Error> {
-        let recovered = self.inner.store.recover(id, since, self.inner.clock.now()).await?;
+        let at = self.inner.clock.now();
+        let recovered = self.inner.store.recover(id, since, at).await?;
         self.inner.work.notify_waiters();
+        self.tell(OperationalEvent::EndpointEnabled { subscription_id: id, at });
         tracing::info!(subscription_id = %id, recovered, "subscription recovered");
         Ok(recovered)
     }

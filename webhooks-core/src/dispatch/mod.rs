@@ -29,6 +29,7 @@ use crate::error::Error;
 use crate::guard::Guard;
 use crate::http;
 use crate::model::{Attempt, AttemptResult, DeliveryId, SubscriptionId};
+use crate::operational::{FAILING_AFTER, OperationalEvent};
 use crate::patience::while_unavailable;
 use crate::scheme::Message;
 use crate::store::{AttemptRecord, Claim, ClaimRequest, Recorded, Store, StoreError, StoreResult, Verdict};
@@ -616,6 +617,30 @@ struct Outcomes {
 }
 
 impl Outcomes {
+    /// The operational events a recorded attempt makes: each comes from
+    /// the one instance that recorded it.
+    fn tell_what_changed(&self, record: &AttemptRecord, recorded: Recorded, subscription_id: SubscriptionId) {
+        let at = record.now;
+        if recorded.disabled_subscription {
+            let reason = record
+                .disable_now
+                .clone()
+                .unwrap_or_else(|| format!("{} consecutive failed attempts", recorded.consecutive_failures));
+            self.webhooks.tell(OperationalEvent::EndpointDisabled { subscription_id, reason, at });
+        } else if recorded.consecutive_failures == FAILING_AFTER {
+            let consecutive_failures = recorded.consecutive_failures;
+            self.webhooks.tell(OperationalEvent::EndpointFailing {
+                subscription_id,
+                consecutive_failures,
+                at,
+            });
+        }
+        if record.verdict == Verdict::Dropped {
+            let delivery_id = record.attempt.delivery_id;
+            self.webhooks.tell(OperationalEvent::DeliveryDropped { subscription_id, delivery_id, at });
+        }
+    }
+
     fn recorded(&self, record: AttemptRecord, result: StoreResult<Recorded>, about: About) {
         let recorded = match result {
             Ok(recorded) => recorded,
@@ -632,6 +657,7 @@ impl Outcomes {
         if recorded.disabled_subscription {
             metrics::counter!("webhooks_endpoints_disabled_total").increment(1);
         }
+        self.tell_what_changed(&record, recorded, about.subscription_id);
         match (&record.attempt.result, recorded.disabled_subscription) {
             (_, true) => tracing::warn!(failures = recorded.consecutive_failures, "endpoint disabled"),
             (AttemptResult::Error(error), _) => tracing::info!(%error, "attempt failed"),
