@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use webhooks_core::{
-    AttemptResult, Catalogue, Delivery, DeliveryState, Owner, Subscription, SubscriptionStatus,
+    AttemptResult, Catalogue, Delivery, DeliveryState, Owner, RetryChoice, Subscription, SubscriptionStatus,
     SubscriptionUpdate,
 };
 
@@ -316,6 +316,29 @@ fn chart(last_day: &LastDay, width: u32, height: u32) -> Markup {
 
 /// The event types to pick from: the preset's catalogue as checkboxes, or a
 /// text field when any name is accepted.
+/// A subscription's retry policy, as the owner reads it.
+fn retry_text(choice: Option<&RetryChoice>, preset: &str) -> String {
+    match choice {
+        Some(RetryChoice::Named(name)) => format!("the {name} schedule"),
+        Some(RetryChoice::WaitsMs(waits)) => {
+            let waits: Vec<String> = waits.iter().map(|ms| format!("{} s", ms / 1000)).collect();
+            format!("after {}", waits.join(", "))
+        }
+        Some(_) | None => format!("the {preset} schedule"),
+    }
+}
+
+/// When failures disable a subscription, as the owner reads it.
+fn disable_text(subscription: &Subscription, preset: &webhooks_core::Preset) -> String {
+    let rule = subscription.settings.disable.unwrap_or_else(|| preset.disable_policy());
+    let failures = match rule.threshold() {
+        Some(failures) => format!("{failures} failed attempts in a row"),
+        None => "never for failures".to_owned(),
+    };
+    let gone = if rule.on_gone() { "; at once on 410 Gone" } else { "" };
+    format!("{failures}{gone}")
+}
+
 fn event_type_picker(catalogue: &Catalogue, chosen: &[String]) -> Markup {
     match catalogue {
         Catalogue::Fixed(names) => html! {
@@ -466,6 +489,11 @@ async fn endpoint(
                     }
                 } }
                 tr { th { "Created" } td { (when(subscription.created_at)) } }
+                tr { th { "Retries" } td { (retry_text(subscription.settings.retry.as_ref(), webhooks.preset().name())) } }
+                tr { th { "Disabled after" } td { (disable_text(&subscription, webhooks.preset())) } }
+                tr { th { "Kept while disabled" } td {
+                    "up to " (subscription.settings.held_limit.unwrap_or(webhooks_core::DEFAULT_HELD_LIMIT)) " deliveries"
+                } }
             }
         }
         h2 { "Attempts over the last 24 hours" }

@@ -331,4 +331,13 @@ async fn owners_pick_an_offered_retry_policy_and_a_disable_threshold() {
     }
     let (_, shown) = host.api("alice", Method::GET, &path, None).await;
     assert_eq!(shown["retry"], json!({"named": "premium"}), "a refused change changes nothing");
+
+    // The endpoint's page says the same.
+    let (status, page) = host.page("alice", &format!("/portal/endpoints/{id}")).await;
+    assert_eq!(status, 200);
+    for said in
+        ["the premium schedule", "3 failed attempts in a row; at once on 410 Gone", "up to 10000 deliveries"]
+    {
+        assert!(page.contains(said), "{said}: {page}");
+    }
 }
