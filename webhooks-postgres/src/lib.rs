@@ -54,6 +54,7 @@ mod listen;
 mod queries;
 mod record;
 mod schema;
+mod statistics;
 mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -93,6 +94,7 @@ pub struct PostgresStore {
     pool: Pool,
     target: Target,
     wake_ups: Arc<listen::WakeUps>,
+    first_statistics: Arc<statistics::FirstStatistics>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -204,7 +206,12 @@ impl PostgresStore {
                 )
             }
         };
-        Ok(Self { pool, target, wake_ups: Arc::new(listen::WakeUps::new(listener)) })
+        Ok(Self {
+            pool,
+            target,
+            wake_ups: Arc::new(listen::WakeUps::new(listener)),
+            first_statistics: Arc::default(),
+        })
     }
 
     /// The server and database, without the password.

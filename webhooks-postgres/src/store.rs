@@ -280,7 +280,12 @@ impl SubscriptionStore for PostgresStore {
 impl DeliveryQueue for PostgresStore {
     /// All the events in one transaction: all published or none.
     async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Publication>> {
-        self.transaction("publish events", events, |db, events| Box::pin(publish_all(db, events))).await
+        let published = self
+            .transaction("publish events", events, |db, events| Box::pin(publish_all(db, events)))
+            .await?;
+        let created = published.iter().filter(|p| !p.repeated).map(|p| p.deliveries.len() as u64).sum();
+        self.first_statistics.published(&self.pool, created);
+        Ok(published)
     }
 
     async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Publication> {

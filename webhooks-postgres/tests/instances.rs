@@ -458,3 +458,26 @@ async fn instances_racing_with_one_idempotency_key_create_one_event() {
     assert_eq!(count(&first, "SELECT count(*) FROM webhooks.events").await, 20);
     assert_eq!(count(&first, "SELECT count(*) FROM webhooks.deliveries").await, 20);
 }
+
+/// A new database's tables get their first statistics once the store has
+/// published a few thousand deliveries, so plans settled while they were
+/// empty do not stay.
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
+#[tokio::test]
+async fn the_first_statistics_are_gathered_once_the_queue_has_grown() {
+    let Some((store, _database)) = fresh().await else { return };
+    store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
+    let analyzed = "SELECT count(*) FROM pg_stat_user_tables \
+                    WHERE relname IN ('deliveries', 'events') AND schemaname = 'webhooks' \
+                    AND last_analyze IS NOT NULL";
+    let events: Vec<_> = (0..4_000).map(|n| (event("job.completed", n), Bytes::from_static(b"{}"))).collect();
+    store.publish_many(&events).await.unwrap();
+    // Nothing is started below the threshold: nothing to wait for.
+    assert_eq!(count(&store, analyzed).await, 0, "not before 5 000 deliveries");
+    store.publish_many(&events[..1_000]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while count(&store, analyzed).await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no statistics after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
