@@ -115,7 +115,7 @@ pub(crate) fn endpoint_json(subscription: &Subscription) -> Value {
         "created_at": subscription.created_at,
         "retry": subscription.settings.retry,
         "disable": subscription.settings.disable,
-        "held_limit": subscription.settings.held_limit.unwrap_or(webhooks_core::DEFAULT_HELD_LIMIT),
+        "held_limit": subscription.settings.held_limit_or_default(),
     })
 }
 
@@ -250,8 +250,7 @@ async fn update_endpoint(
             if failures == 0 {
                 return Err(Failure::BadRequest("disable_after_failures: must be at least 1".into()).into());
             }
-            let on_gone =
-                settings.disable.unwrap_or_else(|| state.webhooks.preset().disable_policy()).on_gone();
+            let on_gone = state.webhooks.preset().disable_policy_for(&subscription).on_gone();
             settings.disable =
                 Some(DisablePolicy::after_consecutive_failures(failures).disable_on_gone(on_gone));
         }

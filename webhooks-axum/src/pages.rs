@@ -330,7 +330,7 @@ fn retry_text(choice: Option<&RetryChoice>, preset: &str) -> String {
 
 /// When failures disable a subscription, as the owner reads it.
 fn disable_text(subscription: &Subscription, preset: &webhooks_core::Preset) -> String {
-    let rule = subscription.settings.disable.unwrap_or_else(|| preset.disable_policy());
+    let rule = preset.disable_policy_for(subscription);
     let failures = match rule.threshold() {
         Some(failures) => format!("{failures} failed attempts in a row"),
         None => "never for failures".to_owned(),
@@ -492,7 +492,7 @@ async fn endpoint(
                 tr { th { "Retries" } td { (retry_text(subscription.settings.retry.as_ref(), webhooks.preset().name())) } }
                 tr { th { "Disabled after" } td { (disable_text(&subscription, webhooks.preset())) } }
                 tr { th { "Kept while disabled" } td {
-                    "up to " (subscription.settings.held_limit.unwrap_or(webhooks_core::DEFAULT_HELD_LIMIT)) " deliveries"
+                    "up to " (subscription.settings.held_limit_or_default()) " deliveries"
                 } }
             }
         }

@@ -377,6 +377,11 @@ impl Preset {
         &*self.retry
     }
 
+    /// The rule that disables `subscription`: its own, or this preset's.
+    pub fn disable_policy_for(&self, subscription: &crate::Subscription) -> DisablePolicy {
+        subscription.settings.disable.unwrap_or(self.disable)
+    }
+
     /// Its retry policy, shared.
     pub(crate) fn shared_retry(&self) -> Arc<dyn RetryPolicy> {
         Arc::clone(&self.retry)

@@ -123,6 +123,12 @@ impl RetryChoice {
 }
 
 impl EndpointSettings {
+    /// How many deliveries it keeps held while disabled: its own
+    /// [`held_limit`](Self::held_limit), or [`DEFAULT_HELD_LIMIT`].
+    pub fn held_limit_or_default(&self) -> u32 {
+        self.held_limit.unwrap_or(DEFAULT_HELD_LIMIT)
+    }
+
     /// The most requests in flight the dispatcher allows it: 1 when ordered.
     pub fn in_flight_cap(&self) -> Option<u32> {
         if self.ordered { Some(1) } else { self.max_in_flight }

@@ -75,6 +75,20 @@ impl PostgresStore {
         }
     }
 
+    /// Publishes `events` in one transaction, counting the deliveries made
+    /// towards the first statistics of a new database.
+    async fn publish_events(
+        &self,
+        operation: &'static str,
+        events: &[(Event, Bytes)],
+    ) -> StoreResult<Vec<Publication>> {
+        let published =
+            self.transaction(operation, events, |db, events| Box::pin(publish_all(db, events))).await?;
+        let created = published.iter().filter(|p| !p.repeated).map(|p| p.deliveries.len() as u64).sum();
+        self.first_statistics.published(&self.pool, created);
+        Ok(published)
+    }
+
     /// Runs `work` over `args` in one transaction: committed when it
     /// succeeds, rolled back when it fails. PostgreSQL's errors come out
     /// naming `operation`.
@@ -280,19 +294,12 @@ impl SubscriptionStore for PostgresStore {
 impl DeliveryQueue for PostgresStore {
     /// All the events in one transaction: all published or none.
     async fn publish_many(&self, events: &[(Event, Bytes)]) -> StoreResult<Vec<Publication>> {
-        let published = self
-            .transaction("publish events", events, |db, events| Box::pin(publish_all(db, events)))
-            .await?;
-        let created = published.iter().filter(|p| !p.repeated).map(|p| p.deliveries.len() as u64).sum();
-        self.first_statistics.published(&self.pool, created);
-        Ok(published)
+        self.publish_events("publish events", events).await
     }
 
     async fn publish(&self, event: &Event, body: Bytes) -> StoreResult<Publication> {
         let events = [(event.clone(), body)];
-        let mut published = self
-            .transaction("publish an event", &events[..], |db, events| Box::pin(publish_all(db, events)))
-            .await?;
+        let mut published = self.publish_events("publish an event", &events).await?;
         published.pop().ok_or_else(|| StoreError::backend("nothing was published"))
     }
 

@@ -1110,7 +1110,7 @@ impl Pool {
                 None => Verdict::Dropped,
             }
         };
-        let disable = subscription.settings.disable.unwrap_or_else(|| preset.disable_policy());
+        let disable = preset.disable_policy_for(&subscription);
         let gone = attempt.status() == Some(410) && disable.on_gone();
         let span = tracing::Span::current();
         if let Some(status) = attempt.status() {
