@@ -109,7 +109,7 @@ pub use model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, InvalidKey, Owner,
     PreviousSecret, SigningSecrets, Subscription, SubscriptionId, SubscriptionStatus, UnknownState,
 };
-pub use operational::{FAILING_AFTER, OperationalEvent};
+pub use operational::{FAILING_AFTER, OPERATIONAL_EVENT_TYPES, OperationalEvent};
 pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};

@@ -4,14 +4,21 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::model::{DeliveryId, SubscriptionId};
+use crate::model::{DeliveryId, Owner, SubscriptionId};
 
 /// After this many failed attempts in a row, an endpoint that is not
 /// disabled yet is reported [failing](OperationalEvent::EndpointFailing),
 /// once per run of failures.
 pub const FAILING_AFTER: u32 = 3;
+
+/// The event types operational webhooks are published as, one per
+/// [`OperationalEvent`] kind. The operational owner's subscriptions (see
+/// [`WebhooksBuilder::operational_webhooks`](crate::WebhooksBuilder::operational_webhooks))
+/// listen to these without the catalogue naming them.
+pub const OPERATIONAL_EVENT_TYPES: [&str; 5] =
+    ["endpoint.disabled", "endpoint.enabled", "endpoint.failing", "delivery.dropped", "held.dropped"];
 
 /// One fact about an endpoint or a delivery, told once, by the instance
 /// that made it happen: the one that recorded the attempt, took the call,
@@ -87,6 +94,75 @@ impl OperationalEvent {
             Self::EndpointFailing { .. } => "endpoint.failing",
             Self::DeliveryDropped { .. } => "delivery.dropped",
             Self::HeldDropped { .. } => "held.dropped",
+        }
+    }
+
+    /// The endpoint it is about.
+    pub fn subscription_id(&self) -> SubscriptionId {
+        match self {
+            Self::EndpointDisabled { subscription_id, .. }
+            | Self::EndpointEnabled { subscription_id, .. }
+            | Self::EndpointFailing { subscription_id, .. }
+            | Self::DeliveryDropped { subscription_id, .. }
+            | Self::HeldDropped { subscription_id, .. } => *subscription_id,
+        }
+    }
+
+    /// When it happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::EndpointDisabled { at, .. }
+            | Self::EndpointEnabled { at, .. }
+            | Self::EndpointFailing { at, .. }
+            | Self::DeliveryDropped { at, .. }
+            | Self::HeldDropped { at, .. } => *at,
+        }
+    }
+
+    /// The data of its operational webhook: the endpoint's id and owner,
+    /// when, and what the kind adds (a reason, a count, a delivery).
+    ///
+    /// ```
+    /// use webhooks_core::{OperationalEvent, Owner, SubscriptionId};
+    ///
+    /// let id = SubscriptionId::new();
+    /// let event = OperationalEvent::EndpointDisabled { subscription_id: id, reason: "410 Gone".into(), at: chrono::Utc::now() };
+    /// let data = event.data(Some(&Owner::new("alice").unwrap()));
+    /// assert_eq!(data["subscription_id"], id.to_string());
+    /// assert_eq!((data["owner"].as_str(), data["reason"].as_str()), (Some("alice"), Some("410 Gone")));
+    /// ```
+    pub fn data(&self, owner: Option<&Owner>) -> serde_json::Value {
+        let mut data = serde_json::json!({
+            "subscription_id": self.subscription_id().to_string(),
+            "owner": owner.map(Owner::as_str),
+            "at": self.at().to_rfc3339_opts(SecondsFormat::Micros, true),
+        });
+        let more = match self {
+            Self::EndpointDisabled { reason, .. } => serde_json::json!({ "reason": reason }),
+            Self::EndpointEnabled { .. } => serde_json::json!({}),
+            Self::EndpointFailing { consecutive_failures, .. } => {
+                serde_json::json!({ "consecutive_failures": consecutive_failures })
+            }
+            Self::DeliveryDropped { delivery_id, .. } => {
+                serde_json::json!({ "delivery_id": delivery_id.to_string() })
+            }
+            Self::HeldDropped { dropped, limit, .. } => {
+                serde_json::json!({ "dropped": dropped, "limit": limit })
+            }
+        };
+        if let (Some(data), serde_json::Value::Object(more)) = (data.as_object_mut(), more) {
+            data.extend(more);
+        }
+        data
+    }
+
+    /// The idempotency key of its operational webhook: the same fact
+    /// published twice (a retried publish) is sent once.
+    pub(crate) fn idempotency_key(&self) -> String {
+        let at = self.at().timestamp_micros();
+        match self {
+            Self::DeliveryDropped { delivery_id, .. } => format!("{}:{delivery_id}:{at}", self.kind()),
+            _ => format!("{}:{}:{at}", self.kind(), self.subscription_id()),
         }
     }
 }

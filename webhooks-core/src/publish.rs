@@ -315,17 +315,20 @@ impl Webhooks {
     /// (PostgreSQL's dispatchers wake by themselves).
     pub fn prepare(&self, publish: Publish) -> Result<Prepared, Error> {
         let preset = &self.inner.preset;
-        preset.check_event_type(&publish.event_type)?;
-        let data = publish.data.map_err(|reason| Error::invalid("data", reason))?;
-        if data.is_null() {
-            return Err(Error::invalid("data", "an event needs data; send {} for none"));
-        }
         let audience = match publish.audience {
             Target::Owner(owner) => Audience::Owner(
                 Owner::new(owner).map_err(|error| Error::invalid("owner", error.to_string()))?,
             ),
             Target::EveryOwner => Audience::EveryOwner,
         };
+        match audience.owner() {
+            Some(owner) => self.check_event_type(owner, &publish.event_type)?,
+            None => preset.check_event_type(&publish.event_type)?,
+        }
+        let data = publish.data.map_err(|reason| Error::invalid("data", reason))?;
+        if data.is_null() {
+            return Err(Error::invalid("data", "an event needs data; send {} for none"));
+        }
         if let Some(key) = &publish.idempotency_key {
             check_key(key).map_err(|error| Error::invalid("idempotency key", error.to_string()))?;
         }

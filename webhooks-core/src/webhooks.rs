@@ -20,8 +20,9 @@ use crate::model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, Owner,
     PreviousSecret, Subscription, SubscriptionId, SubscriptionStatus,
 };
-use crate::operational::{OperationalEvent, OperationalHook};
+use crate::operational::{OPERATIONAL_EVENT_TYPES, OperationalEvent, OperationalHook};
 use crate::preset::{DisablePolicy, Preset};
+use crate::publish::Publish;
 use crate::retry::{RetryPolicy, Schedule};
 use crate::scheme::Message;
 use crate::secret::Secret;
@@ -115,6 +116,8 @@ pub(crate) struct Inner {
     policies: BTreeMap<String, Arc<dyn RetryPolicy>>,
     /// The host's hook for operational events.
     operational: Option<OperationalHook>,
+    /// The owner whose subscriptions get operational events as webhooks.
+    operational_owner: Option<Owner>,
     /// Wakes idle dispatchers of this process when there is new work.
     work: Notify,
     /// Wakes outcome waits when an attempt is recorded.
@@ -141,6 +144,7 @@ pub struct WebhooksBuilder {
     publish_retry: Duration,
     policies: BTreeMap<String, Arc<dyn RetryPolicy>>,
     operational: Option<OperationalHook>,
+    operational_owner: Option<String>,
 }
 
 impl WebhooksBuilder {
@@ -239,6 +243,46 @@ impl WebhooksBuilder {
         self
     }
 
+    /// Publishes every [`OperationalEvent`] as a signed webhook to the
+    /// subscriptions of `owner`: an owner the host keeps for its own
+    /// endpoints, subscribed like any other (its event types are
+    /// [`OPERATIONAL_EVENT_TYPES`](crate::OPERATIONAL_EVENT_TYPES), which
+    /// the catalogue need not name), with its own retry policy and disable
+    /// rule. Nothing is published about the operational owner's own
+    /// endpoints, so a failing operational endpoint does not report on
+    /// itself. The data says which endpoint (`subscription_id`, `owner`),
+    /// when (`at`) and what the kind adds; see [`OperationalEvent::data`].
+    ///
+    /// An operational webhook is published after its fact is recorded, by
+    /// the instance that recorded it: a process killed between the two
+    /// loses the webhook, not the fact (the delivery log and the endpoint's
+    /// status still say it).
+    ///
+    /// ```
+    /// use webhooks_core::{OPERATIONAL_EVENT_TYPES, Preset, Subscription, Webhooks};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), webhooks_core::Error> {
+    /// let webhooks = Webhooks::builder()
+    ///     .store(webhooks_memory::MemoryStore::new())
+    ///     .preset(Preset::standard())
+    ///     .operational_webhooks("operations")
+    ///     .build()?;
+    /// webhooks
+    ///     .subscribe(
+    ///         Subscription::builder("https://ops.example/webhooks")
+    ///             .owner("operations")
+    ///             .event_types(OPERATIONAL_EVENT_TYPES),
+    ///     )
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn operational_webhooks(mut self, owner: impl Into<String>) -> Self {
+        self.operational_owner = Some(owner.into());
+        self
+    }
+
     /// Checks the settings and builds.
     pub fn build(self) -> Result<Webhooks, Error> {
         let store = self.store.ok_or_else(|| Error::invalid("store", "no store was given"))?;
@@ -260,6 +304,12 @@ impl WebhooksBuilder {
                 .map(|preset| (preset.name().to_owned(), preset.shared_retry()))
                 .collect();
         policies.extend(self.policies);
+        let operational_owner = self
+            .operational_owner
+            .map(|owner| {
+                Owner::new(owner).map_err(|error| Error::invalid("operational owner", error.to_string()))
+            })
+            .transpose()?;
         Ok(Webhooks {
             inner: Arc::new(Inner {
                 store,
@@ -270,6 +320,7 @@ impl WebhooksBuilder {
                 scheme_headers,
                 policies,
                 operational: self.operational,
+                operational_owner,
                 work: Notify::new(),
                 settled: Notify::new(),
             }),
@@ -506,6 +557,7 @@ impl Webhooks {
             publish_retry: DEFAULT_PUBLISH_RETRY,
             policies: BTreeMap::new(),
             operational: None,
+            operational_owner: None,
         }
     }
 
@@ -522,17 +574,17 @@ impl Webhooks {
         self.check_settings(&settings)?;
         let preset = &self.inner.preset;
         let url = preset.url_rule().check(&new.url, preset.name())?;
-        self.check_event_types(&new.event_types)?;
+        let owner = match new.owner {
+            Some(owner) => Owner::new(owner).map_err(|error| Error::invalid("owner", error.to_string()))?,
+            None => Owner::default(),
+        };
+        self.check_event_types(&owner, &new.event_types)?;
         let secret = match new.secret {
             Some(secret) => {
                 preset.scheme().check_secret(&secret).map_err(|reason| Error::invalid("secret", reason))?;
                 secret
             }
             None => preset.scheme().new_secret(),
-        };
-        let owner = match new.owner {
-            Some(owner) => Owner::new(owner).map_err(|error| Error::invalid("owner", error.to_string()))?,
-            None => Owner::default(),
         };
         let now = self.inner.clock.now();
         let subscription = Subscription {
@@ -579,7 +631,7 @@ impl Webhooks {
         let at = self.inner.clock.now();
         self.inner.store.enable_subscription(id, at).await?;
         self.inner.work.notify_waiters();
-        self.tell(OperationalEvent::EndpointEnabled { subscription_id: id, at });
+        self.tell(OperationalEvent::EndpointEnabled { subscription_id: id, at }).await;
         Ok(())
     }
 
@@ -587,15 +639,58 @@ impl Webhooks {
     pub async fn disable(&self, id: SubscriptionId, reason: &str) -> Result<(), Error> {
         let at = self.inner.clock.now();
         self.inner.store.disable_subscription(id, reason, at).await?;
-        self.tell(OperationalEvent::EndpointDisabled { subscription_id: id, reason: reason.to_owned(), at });
+        self.tell(OperationalEvent::EndpointDisabled { subscription_id: id, reason: reason.to_owned(), at })
+            .await;
         Ok(())
     }
 
+    /// Tells the host about `event`: its hook, then its operational webhooks.
+    pub(crate) async fn tell(&self, event: OperationalEvent) {
+        self.hear(&event);
+        self.publish_operational(event).await;
+    }
+
     /// Hands `event` to the host's hook, if it gave one.
-    pub(crate) fn tell(&self, event: OperationalEvent) {
+    pub(crate) fn hear(&self, event: &OperationalEvent) {
         if let Some(hook) = &self.inner.operational {
-            (hook.0)(&event);
+            (hook.0)(event);
         }
+    }
+
+    /// Whether operational events are published as webhooks.
+    pub(crate) fn publishes_operational(&self) -> bool {
+        self.inner.operational_owner.is_some()
+    }
+
+    /// Publishes `event` to the operational owner's subscriptions, unless it
+    /// is about one of them. A failure is logged: the fact itself is
+    /// already recorded.
+    pub(crate) async fn publish_operational(&self, event: OperationalEvent) {
+        let Some(operational) = &self.inner.operational_owner else { return };
+        let owner = match self.inner.store.subscription(event.subscription_id()).await {
+            Ok(subscription) => subscription.map(|subscription| subscription.owner),
+            Err(error) => {
+                tracing::error!(%error, kind = event.kind(), "operational webhook not published");
+                return;
+            }
+        };
+        if owner.as_ref() == Some(operational) {
+            return;
+        }
+        let publish = Publish::new(event.kind(), event.data(owner.as_ref()))
+            .owner(operational.as_str())
+            .idempotency_key(event.idempotency_key());
+        if let Err(error) = self.publish_event(publish).await {
+            tracing::error!(%error, kind = event.kind(), "operational webhook not published");
+        }
+    }
+
+    /// Whether `owner` may listen to or be sent `event_type`: a type of the
+    /// catalogue, or an operational one for the operational owner.
+    pub(crate) fn check_event_type(&self, owner: &Owner, event_type: &str) -> Result<(), Error> {
+        let operational = self.inner.operational_owner.as_ref() == Some(owner)
+            && OPERATIONAL_EVENT_TYPES.contains(&event_type);
+        if operational { Ok(()) } else { self.inner.preset.check_event_type(event_type) }
     }
 
     /// One subscription.
@@ -627,7 +722,7 @@ impl Webhooks {
             subscription.url = preset.url_rule().check(&url, preset.name())?;
         }
         if let Some(event_types) = update.event_types {
-            self.check_event_types(&event_types)?;
+            self.check_event_types(&subscription.owner, &event_types)?;
             subscription.event_types = event_types;
         }
         if let Some(mut settings) = update.settings {
@@ -726,12 +821,12 @@ impl Webhooks {
     }
 
     /// Checks a subscription's event types against the catalogue.
-    fn check_event_types(&self, event_types: &BTreeSet<String>) -> Result<(), Error> {
+    fn check_event_types(&self, owner: &Owner, event_types: &BTreeSet<String>) -> Result<(), Error> {
         if event_types.is_empty() {
             return Err(Error::invalid("event types", "a subscription must listen to at least one"));
         }
         for name in event_types {
-            self.inner.preset.check_event_type(name)?;
+            self.check_event_type(owner, name)?;
         }
         Ok(())
     }
@@ -869,7 +964,8 @@ impl Webhooks {
                 dropped,
                 limit,
                 at: now,
-            });
+            })
+            .await;
         }
         Ok(dropped)
     }
@@ -958,7 +1054,7 @@ impl Webhooks {
         let at = self.inner.clock.now();
         let recovered = self.inner.store.recover(id, since, at).await?;
         self.inner.work.notify_waiters();
-        self.tell(OperationalEvent::EndpointEnabled { subscription_id: id, at });
+        self.tell(OperationalEvent::EndpointEnabled { subscription_id: id, at }).await;
         tracing::info!(subscription_id = %id, recovered, "subscription recovered");
         Ok(recovered)
     }

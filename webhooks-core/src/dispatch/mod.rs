@@ -618,26 +618,36 @@ struct Outcomes {
 
 impl Outcomes {
     /// The operational events a recorded attempt makes: each comes from
-    /// the one instance that recorded it.
+    /// the one instance that recorded it. The hook hears them at once;
+    /// their webhooks are published on a task of their own, off the
+    /// recording path.
     fn tell_what_changed(&self, record: &AttemptRecord, recorded: Recorded, subscription_id: SubscriptionId) {
         let at = record.now;
+        let mut events = Vec::new();
         if recorded.disabled_subscription {
             let reason = record
                 .disable_now
                 .clone()
                 .unwrap_or_else(|| format!("{} consecutive failed attempts", recorded.consecutive_failures));
-            self.webhooks.tell(OperationalEvent::EndpointDisabled { subscription_id, reason, at });
+            events.push(OperationalEvent::EndpointDisabled { subscription_id, reason, at });
         } else if recorded.consecutive_failures == FAILING_AFTER {
             let consecutive_failures = recorded.consecutive_failures;
-            self.webhooks.tell(OperationalEvent::EndpointFailing {
-                subscription_id,
-                consecutive_failures,
-                at,
-            });
+            events.push(OperationalEvent::EndpointFailing { subscription_id, consecutive_failures, at });
         }
         if record.verdict == Verdict::Dropped {
             let delivery_id = record.attempt.delivery_id;
-            self.webhooks.tell(OperationalEvent::DeliveryDropped { subscription_id, delivery_id, at });
+            events.push(OperationalEvent::DeliveryDropped { subscription_id, delivery_id, at });
+        }
+        for event in &events {
+            self.webhooks.hear(event);
+        }
+        if !events.is_empty() && self.webhooks.publishes_operational() {
+            let webhooks = self.webhooks.clone();
+            tokio::spawn(async move {
+                for event in events {
+                    webhooks.publish_operational(event).await;
+                }
+            });
         }
     }
 
