@@ -13,20 +13,19 @@ use std::time::Duration;
 use common::{Running, over_http, start};
 use serde_json::{Value, json};
 use webhooks_core::{
-    DisablePolicy, FAILING_AFTER, ManualClock, OPERATIONAL_EVENT_TYPES, OperationalEvent, Preset,
+    Clock, DisablePolicy, FAILING_AFTER, ManualClock, OPERATIONAL_EVENT_TYPES, OperationalEvent, Preset,
     RetryChoice, Store, Subscription, Webhooks,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_testkit::{Receiver, Reply};
 
-#[tokio::test]
-async fn each_fact_is_told_once() {
+async fn each_fact_is_told_once(store: Arc<dyn Store>) {
     let clock = ManualClock::new(start());
     let heard: Arc<Mutex<Vec<OperationalEvent>>> = Arc::default();
     let webhooks = {
         let heard = Arc::clone(&heard);
         Webhooks::builder()
-            .store(MemoryStore::new())
+            .shared_store(store)
             .preset(over_http(Preset::deepsmith()))
             .clock(clock.clone())
             .on_operational_event(move |event| heard.lock().unwrap().push(event.clone()))
@@ -63,7 +62,24 @@ async fn each_fact_is_told_once() {
         ] if *subscription_id == id && *consecutive_failures == FAILING_AFTER && *delivery_id == first
     ));
 
+    // What the store shows of it: failing, and the drop.
+    let since = start() - chrono::Duration::days(1);
+    let stored = || async { webhooks.operational_events(id, since).await.unwrap() };
+    let dropped_at = clock.now();
+    assert_eq!(
+        stored().await,
+        [
+            OperationalEvent::EndpointFailing {
+                subscription_id: id,
+                consecutive_failures: 4,
+                at: dropped_at
+            },
+            OperationalEvent::DeliveryDropped { subscription_id: id, delivery_id: first, at: dropped_at },
+        ]
+    );
+
     // The fifth failure in a row disables it.
+    clock.advance(Duration::from_secs(1));
     webhooks.publish("iq.status_updated", json!({"n": 2})).await.unwrap();
     running.settle().await;
     running.stop().await;
@@ -74,10 +90,32 @@ async fn each_fact_is_told_once() {
     ));
 
     // Held past its limit of one, then enabled and disabled by calls.
+    let disabled_at = clock.now();
+    clock.advance(Duration::from_secs(1));
     webhooks.publish("iq.status_updated", json!({"n": 3})).await.unwrap();
     assert_eq!(webhooks.trim_held().await.unwrap(), 1);
+    let trimmed_at = clock.now();
+    assert_eq!(
+        stored().await,
+        [
+            OperationalEvent::HeldDropped { subscription_id: id, dropped: 1, limit: 1, at: trimmed_at },
+            OperationalEvent::EndpointDisabled {
+                subscription_id: id,
+                reason: "5 consecutive failed attempts".into(),
+                at: disabled_at
+            },
+            OperationalEvent::DeliveryDropped { subscription_id: id, delivery_id: first, at: dropped_at },
+        ],
+        "newest first; the store shows the disabling while it lasts"
+    );
+    clock.advance(Duration::from_secs(1));
     webhooks.enable(id).await.unwrap();
     webhooks.disable(id, "paused by the host").await.unwrap();
+    assert!(matches!(
+        &stored().await[..],
+        [OperationalEvent::EndpointDisabled { reason, .. }, OperationalEvent::HeldDropped { .. }, OperationalEvent::DeliveryDropped { .. }]
+            if reason == "paused by the host"
+    ));
     assert_eq!(kinds()[3..], ["held.dropped", "endpoint.enabled", "endpoint.disabled"]);
     assert!(matches!(
         &heard.lock().unwrap()[5],
@@ -176,4 +214,4 @@ async fn operational_event_types_are_the_operational_owners_alone() {
     assert!(bad.build().unwrap_err().to_string().contains("operational owner"));
 }
 
-on_every_store!(operational_webhooks_reach_the_hosts_endpoint);
+on_every_store!(each_fact_is_told_once, operational_webhooks_reach_the_hosts_endpoint);

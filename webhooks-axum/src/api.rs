@@ -16,12 +16,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use webhooks_core::{
-    Attempt, AttemptResult, Catalogue, Delivery, DeliveryId, DeliveryQuery, DisablePolicy, Owner,
-    RetryChoice, StateFilter, Subscription, SubscriptionStatus, SubscriptionUpdate,
+    Attempt, AttemptResult, Catalogue, Delivery, DeliveryId, DeliveryQuery, Owner, StateFilter, Subscription,
+    SubscriptionStatus, SubscriptionUpdate,
 };
 
 use crate::health::health;
-use crate::{AppState, Failure, owned_delivery, owned_subscription};
+use crate::policy::PolicyChange;
+use crate::{AppState, Failure, OPERATIONAL_EVENTS_WINDOW, owned_delivery, owned_subscription};
 
 /// A secret rotated out stays valid this long unless the request says.
 const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -38,6 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/endpoints/{id}/test", post(send_test))
         .route("/endpoints/{id}/stats", get(endpoint_stats))
         .route("/endpoints/{id}/recover", post(recover))
+        .route("/endpoints/{id}/operational-events", get(operational_events))
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{id}", get(delivery))
         .route("/deliveries/{id}/resend", post(resend))
@@ -221,6 +223,8 @@ struct EndpointChange {
     retry_policy: Option<String>,
     /// Failures in a row that disable the endpoint.
     disable_after_failures: Option<u32>,
+    /// Deliveries kept while the endpoint is disabled.
+    held_limit: Option<u32>,
 }
 
 async fn update_endpoint(
@@ -238,23 +242,13 @@ async fn update_endpoint(
     if let Some(event_types) = change.event_types {
         update = update.event_types(event_types);
     }
-    if change.retry_policy.is_some() || change.disable_after_failures.is_some() {
-        let mut settings = subscription.settings.clone();
-        if let Some(name) = change.retry_policy {
-            if !state.offered.contains(&name) {
-                return Err(Failure::BadRequest(format!("retry_policy: {name:?} is not offered")).into());
-            }
-            settings.retry = Some(RetryChoice::named(name));
-        }
-        if let Some(failures) = change.disable_after_failures {
-            if failures == 0 {
-                return Err(Failure::BadRequest("disable_after_failures: must be at least 1".into()).into());
-            }
-            let on_gone = state.webhooks.preset().disable_policy_for(&subscription).on_gone();
-            settings.disable =
-                Some(DisablePolicy::after_consecutive_failures(failures).disable_on_gone(on_gone));
-        }
-        update = update.settings(settings);
+    let policy = PolicyChange {
+        retry_policy: change.retry_policy,
+        disable_after_failures: change.disable_after_failures,
+        held_limit: change.held_limit,
+    };
+    if !policy.is_empty() {
+        update = update.settings(policy.apply(&state, &subscription)?);
     }
     let updated = state.webhooks.update_subscription(subscription.id, update).await?;
     Ok(json(StatusCode::OK, endpoint_json(&updated)))
@@ -418,6 +412,35 @@ impl Listing {
             limit: self.limit.unwrap_or(0),
         })
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Since {
+    since: Option<DateTime<Utc>>,
+}
+
+/// What the store shows of an endpoint's operational events, newest first,
+/// each shaped like its operational webhook's data with its `type`.
+async fn operational_events(
+    State(state): State<AppState>,
+    ApiOwner(owner): ApiOwner,
+    Path(id): Path<String>,
+    since: Result<Query<Since>, QueryRejection>,
+) -> ApiResult {
+    let Query(Since { since }) = since.map_err(|rejection| Failure::BadRequest(rejection.body_text()))?;
+    let subscription = owned_subscription(&state.webhooks, &owner, &id).await?;
+    let since = since.unwrap_or_else(|| Utc::now() - OPERATIONAL_EVENTS_WINDOW);
+    let events = state.webhooks.operational_events(subscription.id, since).await?;
+    let events: Vec<Value> = events
+        .iter()
+        .map(|event| {
+            let mut shown = event.data(Some(&owner));
+            shown["type"] = json!(event.kind());
+            shown
+        })
+        .collect();
+    Ok(json(StatusCode::OK, json!({ "events": events })))
 }
 
 async fn list_deliveries(

@@ -43,6 +43,7 @@
 mod api;
 mod health;
 mod pages;
+mod policy;
 
 use std::fmt;
 use std::sync::Arc;
@@ -53,7 +54,9 @@ use axum::http::request::Parts;
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngExt;
 use sha2::Sha256;
-use webhooks_core::{Delivery, DeliveryId, Error, Owner, Subscription, SubscriptionId, Webhooks};
+use webhooks_core::{
+    DEFAULT_HELD_LIMIT, Delivery, DeliveryId, Error, Owner, Subscription, SubscriptionId, Webhooks,
+};
 
 /// How the host tells the portal whose request this is: the owner the
 /// signed-in user acts for, or `None` when nobody is signed in (401).
@@ -86,6 +89,7 @@ pub struct Portal {
     csrf_key: Vec<u8>,
     title: String,
     offered: Vec<String>,
+    held_limit_at_most: u32,
 }
 
 impl fmt::Debug for Portal {
@@ -104,7 +108,14 @@ impl Portal {
         W: Fn(&Parts) -> Option<Owner> + Send + Sync + 'static,
     {
         let csrf_key: Vec<u8> = (0..32).map(|_| rand::rng().random::<u8>()).collect();
-        Self { webhooks, who: Arc::new(who), csrf_key, title: "Webhooks".to_owned(), offered: Vec::new() }
+        Self {
+            webhooks,
+            who: Arc::new(who),
+            csrf_key,
+            title: "Webhooks".to_owned(),
+            offered: Vec::new(),
+            held_limit_at_most: DEFAULT_HELD_LIMIT,
+        }
     }
 
     /// The key CSRF tokens are signed with; random per process by default.
@@ -123,8 +134,8 @@ impl Portal {
 
     /// The retry policies (registered with
     /// `WebhooksBuilder::retry_policy`, or a preset's name) an owner may
-    /// pick for an endpoint through the API's `retry_policy`; none by
-    /// default, so only the host changes policies.
+    /// pick for an endpoint, on its page or through the API's
+    /// `retry_policy`; none by default, so only the host changes policies.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -145,6 +156,24 @@ impl Portal {
         self
     }
 
+    /// The most deliveries an owner may have an endpoint keep while it is
+    /// disabled ([`EndpointSettings::held_limit`](webhooks_core::EndpointSettings::held_limit));
+    /// [`DEFAULT_HELD_LIMIT`] by default, so a customer cannot make a dead
+    /// endpoint's queue grow past what the host planned for.
+    ///
+    /// ```
+    /// # use webhooks_core::{Owner, Preset, Webhooks};
+    /// # let webhooks = Webhooks::builder().store(webhooks_memory::MemoryStore::new()).preset(Preset::deepsmith()).build().unwrap();
+    /// let router = webhooks_axum::Portal::new(webhooks, |_: &axum::http::request::Parts| Owner::new("acct_42").ok())
+    ///     .held_limit_at_most(50_000)
+    ///     .into_router();
+    /// # let _: axum::Router = router;
+    /// ```
+    pub fn held_limit_at_most(mut self, deliveries: u32) -> Self {
+        self.held_limit_at_most = deliveries;
+        self
+    }
+
     /// The router: the pages at its root, the JSON API under `/api`.
     pub fn into_router(self) -> Router {
         let shared = Arc::new(Shared {
@@ -153,10 +182,15 @@ impl Portal {
             csrf_key: self.csrf_key,
             title: self.title,
             offered: self.offered,
+            held_limit_at_most: self.held_limit_at_most,
         });
         pages::routes().nest("/api", api::routes()).with_state(shared)
     }
 }
+
+/// How far back an endpoint's dropped deliveries are listed among its
+/// operational events unless the request says.
+pub(crate) const OPERATIONAL_EVENTS_WINDOW: chrono::Duration = chrono::Duration::days(7);
 
 /// What every handler shares.
 pub(crate) struct Shared {
@@ -166,6 +200,8 @@ pub(crate) struct Shared {
     pub(crate) title: String,
     /// The retry policies an owner may pick.
     pub(crate) offered: Vec<String>,
+    /// The most held deliveries an owner may choose.
+    pub(crate) held_limit_at_most: u32,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -316,6 +352,7 @@ mod tests {
             csrf_key: key.to_vec(),
             title: String::new(),
             offered: Vec::new(),
+            held_limit_at_most: DEFAULT_HELD_LIMIT,
         }
     }
 

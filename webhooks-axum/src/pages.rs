@@ -13,13 +13,14 @@ use chrono::{DateTime, Duration, Utc};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use webhooks_core::{
-    AttemptResult, Catalogue, Delivery, DeliveryState, Owner, RetryChoice, Subscription, SubscriptionStatus,
-    SubscriptionUpdate,
+    AttemptResult, Catalogue, Delivery, DeliveryState, OperationalEvent, Owner, RetryChoice, Subscription,
+    SubscriptionStatus, SubscriptionUpdate,
 };
 
 use crate::api::Listing;
 use crate::health::{HOURS, Health, LastDay, health};
-use crate::{AppState, Failure, mount_path, owned_delivery, owned_subscription};
+use crate::policy::PolicyChange;
+use crate::{AppState, Failure, OPERATIONAL_EVENTS_WINDOW, mount_path, owned_delivery, owned_subscription};
 
 /// No script from anywhere, styles only inline, forms only to this site,
 /// never framed.
@@ -44,6 +45,7 @@ pre{background:#f3f4f7;padding:.6em .8em;border-radius:6px;white-space:pre-wrap;
 .badge.ok{background:#e3f6ee}.badge.bad{background:#fde8e6}.badge.warn{background:#fff4d6}.badge.muted{background:#eef0f3}
 form.inline{display:inline}label{display:block;margin:.4em 0}
 input[type=text],input[type=url]{font:inherit;padding:.35em .5em;border:1px solid #c9ced8;border-radius:6px;min-width:24em}
+input[type=number]{font:inherit;padding:.35em .5em;border:1px solid #c9ced8;border-radius:6px;width:9em}
 select{font:inherit;padding:.3em .4em;border:1px solid #c9ced8;border-radius:6px;background:#fff;max-width:24em}
 button{font:inherit;padding:.35em .9em;border-radius:6px;border:1px solid #3650d6;background:#3650d6;color:#fff;cursor:pointer}
 button.plain{background:#fff;color:#3650d6}button.danger{border-color:#b42318;background:#fff;color:#b42318}
@@ -61,6 +63,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/endpoints", post(create))
         .route("/endpoints/{id}", get(endpoint))
         .route("/endpoints/{id}/update", post(update))
+        .route("/endpoints/{id}/policy", post(change_policy))
         .route("/endpoints/{id}/enable", post(enable))
         .route("/endpoints/{id}/disable", post(disable))
         .route("/endpoints/{id}/rotate", post(rotate))
@@ -382,6 +385,7 @@ fn notice(done: Option<&str>) -> Markup {
         Some("enabled") => "The endpoint is enabled; its held deliveries are being sent.",
         Some("disabled") => "The endpoint is disabled; new deliveries wait until it is enabled.",
         Some("updated") => "The endpoint is updated.",
+        Some("policy") => "The delivery policy is saved; it applies from the endpoint's next failure.",
         Some("resent") => "The delivery is queued to be sent again.",
         Some("recovered") => "The endpoint is enabled and its failed deliveries are queued again.",
         Some("deleted") => "The endpoint is deleted.",
@@ -470,6 +474,10 @@ async fn endpoint(
     let subscription = owned_subscription(webhooks, &viewer.owner, &id).await.map_err(|e| viewer.fail(e))?;
     let health = health(webhooks, &subscription).await.map_err(|e| viewer.fail(e))?;
     let counts = webhooks.delivery_counts(subscription.id).await.map_err(|e| viewer.fail(e))?;
+    let events = webhooks
+        .operational_events(subscription.id, Utc::now() - OPERATIONAL_EVENTS_WINDOW)
+        .await
+        .map_err(|e| viewer.fail(e))?;
     let path = |action: &str| format!("/endpoints/{}/{action}", subscription.id);
     let chosen: Vec<String> = subscription.event_types.iter().cloned().collect();
     let content = html! {
@@ -496,6 +504,8 @@ async fn endpoint(
                 } }
             }
         }
+        h2 { "Operational events" }
+        section { (operational_list(&viewer, &events)) }
         h2 { "Attempts over the last 24 hours" }
         section { (chart(&health.last_day, 720, 120)) p.small.muted { "Blue: attempts; red: failed attempts; one bar an hour." } }
         h2 { "Actions" }
@@ -521,6 +531,12 @@ async fn endpoint(
                 (event_type_picker(webhooks.preset().catalogue(), &chosen))
             }, html! { p { button type="submit" { "Save" } } }))
         }
+        h2 { "Delivery policy" }
+        section {
+            (viewer.post_form(&path("policy"), "", policy_fields(&state, &subscription), html! {
+                p { button type="submit" { "Save policy" } }
+            }))
+        }
     };
     Ok(viewer.page(StatusCode::OK, "Endpoint", content))
 }
@@ -538,6 +554,111 @@ async fn update(
     }
     state.webhooks.update_subscription(subscription.id, change).await.map_err(|e| viewer.fail(e))?;
     Ok(redirect(viewer.link(&format!("/endpoints/{}?done=updated", subscription.id))))
+}
+
+/// An endpoint's operational events, newest first, as its owner reads them.
+fn operational_list(viewer: &Viewer, events: &[OperationalEvent]) -> Markup {
+    if events.is_empty() {
+        return html! { p.muted { "Nothing to report: not disabled, not failing, nothing dropped in the last 7 days." } };
+    }
+    html! {
+        table {
+            tr { th { "When" } th { "What happened" } }
+            @for event in events {
+                tr {
+                    td.small { (when(event.at())) }
+                    td { @match event {
+                        OperationalEvent::EndpointDisabled { reason, .. } => {
+                            span.bad { "Disabled" } ": " (reason)
+                        }
+                        OperationalEvent::EndpointFailing { consecutive_failures, .. } => {
+                            span.warn { "Failing" } ": " (consecutive_failures) " failed attempts in a row"
+                        }
+                        OperationalEvent::DeliveryDropped { delivery_id, .. } => {
+                            span.bad { "Dropped" } " after its last retry: "
+                            a href=(viewer.link(&format!("/deliveries/{delivery_id}"))) { code { (delivery_id) } }
+                        }
+                        OperationalEvent::HeldDropped { dropped, limit, .. } => {
+                            span.bad { "Held deliveries dropped" } ": " (dropped)
+                            " unsent, over the " (limit) " kept while disabled"
+                        }
+                        OperationalEvent::EndpointEnabled { .. } => { span.ok { "Enabled" } }
+                        other => { code { (other.kind()) } }
+                    } }
+                }
+            }
+        }
+    }
+}
+
+/// The fields of an endpoint's delivery policy form, showing what it is now.
+fn policy_fields(state: &AppState, subscription: &Subscription) -> Markup {
+    let preset = state.webhooks.preset();
+    let current = match &subscription.settings.retry {
+        Some(RetryChoice::Named(name)) => Some(name.as_str()),
+        _ => None,
+    };
+    let threshold = preset.disable_policy_for(subscription).threshold();
+    html! {
+        @if !state.offered.is_empty() {
+            label { "Retry schedule " br; select name="retry_policy" {
+                @if current.is_none_or(|name| !state.offered.iter().any(|offered| offered == name)) {
+                    option value="" selected { "keep " (retry_text(subscription.settings.retry.as_ref(), preset.name())) }
+                }
+                @for name in &state.offered {
+                    option value=(name) selected[current == Some(name.as_str())] { "the " (name) " schedule" }
+                }
+            } }
+        }
+        label { "Disable after this many failed attempts in a row " br;
+            input type="number" name="disable_after_failures" min="1" value=[threshold];
+        }
+        label { "Deliveries kept while disabled (at most " (state.held_limit_at_most) ") " br;
+            input type="number" name="held_limit" min="0" max=(state.held_limit_at_most)
+                value=(subscription.settings.held_limit_or_default());
+        }
+    }
+}
+
+/// A whole number from the policy form; empty keeps the setting.
+fn number_field(form: &Form, name: &str) -> Result<Option<u32>, Failure> {
+    match form.get(name).map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| Failure::BadRequest(format!("{name}: {text:?} is not a whole number"))),
+    }
+}
+
+async fn change_policy(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> PageResult {
+    let (subscription, form) = viewer.endpoint_form(&state, &id, &bytes).await?;
+    // A field left as shown changes nothing: an endpoint that follows the
+    // preset's rule keeps following it.
+    let preset = state.webhooks.preset();
+    let retry_policy = form
+        .get("retry_policy")
+        .filter(|name| !name.is_empty())
+        .filter(|name| subscription.settings.retry != Some(RetryChoice::named(*name)))
+        .map(str::to_owned);
+    let disable_after_failures = number_field(&form, "disable_after_failures")
+        .map_err(|e| viewer.fail(e))?
+        .filter(|failures| preset.disable_policy_for(&subscription).threshold() != Some(*failures));
+    let held_limit = number_field(&form, "held_limit")
+        .map_err(|e| viewer.fail(e))?
+        .filter(|held| *held != subscription.settings.held_limit_or_default());
+    let change = PolicyChange { retry_policy, disable_after_failures, held_limit };
+    if !change.is_empty() {
+        let settings = change.apply(&state, &subscription).map_err(|e| viewer.fail(e))?;
+        let update = SubscriptionUpdate::new().settings(settings);
+        state.webhooks.update_subscription(subscription.id, update).await.map_err(|e| viewer.fail(e))?;
+    }
+    Ok(redirect(viewer.link(&format!("/endpoints/{}?done=policy", subscription.id))))
 }
 
 async fn enable(

@@ -340,4 +340,85 @@ async fn owners_pick_an_offered_retry_policy_and_a_disable_threshold() {
     {
         assert!(page.contains(said), "{said}: {page}");
     }
+
+    // The held cap, up to the host's limit.
+    let (status, changed) = host.api("alice", Method::PATCH, &path, Some(json!({"held_limit": 500}))).await;
+    assert_eq!((status, &changed["held_limit"]), (200, &json!(500)), "{changed}");
+    let (status, error) = host.api("alice", Method::PATCH, &path, Some(json!({"held_limit": 10_001}))).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error.to_string().contains("held_limit: must be at most 10000"), "{error}");
+}
+
+#[tokio::test]
+async fn the_endpoint_page_changes_the_delivery_policy_and_lists_operational_events() {
+    let host = Host::start().await;
+    let created = create(&host, "alice", "https://alice.example/hooks").await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let page_path = format!("/portal/endpoints/{id}");
+    let policy = format!("/portal/endpoints/{id}/policy");
+    let settings = || async { host.webhooks.subscription(id.parse().unwrap()).await.unwrap().settings };
+
+    let (_, page) = host.page("alice", &page_path).await;
+    for shown in [
+        r#"<option value="DeepSmith" selected>"#,
+        r#"name="disable_after_failures" min="1" value="10""#,
+        r#"value="10000""#,
+    ] {
+        assert!(page.contains(shown), "{shown}: {page}");
+    }
+    // Saved as shown, nothing changes: the endpoint still follows the preset's rule.
+    let unchanged =
+        [("retry_policy", "DeepSmith"), ("disable_after_failures", "10"), ("held_limit", "10000")];
+    let (status, location, _) = host.submit("alice", &policy, &unchanged).await;
+    assert_eq!((status, location), (303, format!("{page_path}?done=policy")));
+    assert_eq!((settings().await.disable, settings().await.held_limit), (None, None));
+
+    let changed = [("retry_policy", "premium"), ("disable_after_failures", "4"), ("held_limit", "250")];
+    let (status, _, _) = host.submit("alice", &policy, &changed).await;
+    assert_eq!(status, 303);
+    let (_, shown) = host.api("alice", Method::GET, &format!("/endpoints/{id}"), None).await;
+    assert_eq!(shown["retry"], json!({"named": "premium"}));
+    assert_eq!(shown["disable"], json!({"after_consecutive_failures": 4, "on_gone": true}));
+    assert_eq!(shown["held_limit"], 250);
+    let (_, page) = host.page("alice", &format!("{page_path}?done=policy")).await;
+    for said in [
+        "The delivery policy is saved",
+        "the premium schedule",
+        "4 failed attempts in a row",
+        "up to 250 deliveries",
+    ] {
+        assert!(page.contains(said), "{said}: {page}");
+    }
+
+    for (field, value) in
+        [("held_limit", "many"), ("held_limit", "10001"), ("retry_policy", "Standard Webhooks")]
+    {
+        let (status, _, refused) = host.submit("alice", &policy, &[(field, value)]).await;
+        assert_eq!(status, 400, "{field}={value}: {refused}");
+        assert!(refused.contains(field), "{refused}");
+    }
+    assert_eq!(settings().await.held_limit, Some(250), "a refused form changes nothing");
+    let (status, _, _) = host.submit("bob", &policy, &changed).await;
+    assert_eq!(status, 404, "another owner's endpoint");
+
+    // Operational events: nothing yet, then the disabling with its reason.
+    let events = format!("/endpoints/{id}/operational-events");
+    let (status, listed) = host.api("alice", Method::GET, &events, None).await;
+    assert_eq!((status, &listed["events"]), (200, &json!([])));
+    let (_, page) = host.page("alice", &page_path).await;
+    assert!(page.contains("Nothing to report"), "{page}");
+    let reason = json!({"reason": "paused for the <audit>"});
+    let (status, _) =
+        host.api("alice", Method::POST, &format!("/endpoints/{id}/disable"), Some(reason)).await;
+    assert_eq!(status, 204);
+    let (_, listed) = host.api("alice", Method::GET, &events, None).await;
+    assert_eq!(listed["events"][0]["type"], "endpoint.disabled", "{listed}");
+    assert_eq!(listed["events"][0]["reason"], "paused for the <audit>");
+    assert_eq!(listed["events"][0]["subscription_id"], id.as_str());
+    let (_, page) = host.page("alice", &page_path).await;
+    assert!(page.contains("paused for the &lt;audit&gt;"), "{page}");
+    let (status, error) = host.api("alice", Method::GET, &format!("{events}?since=yesterday"), None).await;
+    assert_eq!(status, 400, "{error}");
+    let (status, _) = host.api("bob", Method::GET, &events, None).await;
+    assert_eq!(status, 404);
 }

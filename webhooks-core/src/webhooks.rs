@@ -934,7 +934,7 @@ impl Webhooks {
             limit: usize::try_from(count).unwrap_or(usize::MAX).min(1000),
             ..DeliveryQuery::default()
         };
-        let reason = format!("not sent: over {limit} deliveries held while the endpoint was disabled");
+        let reason = crate::operational::held_drop_reason(limit);
         let records: Vec<AttemptRecord> = store
             .list_deliveries(&query)
             .await?
