@@ -14,7 +14,6 @@ use webhooks_core::{
     DeliveryState, DisablePolicy, ManualClock, Preset, RetryChoice, Schedule, Store, Subscription,
     SubscriptionUpdate, Webhooks,
 };
-use webhooks_memory::MemoryStore;
 use webhooks_testkit::{Receiver, Reply};
 
 /// An instance on `store` with `preset`, the shared clock, and the
@@ -38,9 +37,7 @@ fn premium() -> Schedule {
     Schedule::new([7, 11].map(Duration::from_secs)).unwrap()
 }
 
-#[tokio::test]
-async fn instances_built_with_other_presets_follow_each_subscriptions_own_schedule() {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+async fn instances_built_with_other_presets_follow_each_subscriptions_own_schedule(store: Arc<dyn Store>) {
     let clock = ManualClock::new(start());
     let deepsmith = instance(&store, Preset::deepsmith(), &clock, Some(premium()));
     let smartlyq = instance(&store, Preset::smartlyq(), &clock, Some(premium()));
@@ -92,9 +89,7 @@ async fn instances_built_with_other_presets_follow_each_subscriptions_own_schedu
     }
 }
 
-#[tokio::test]
-async fn an_instance_that_does_not_know_the_policy_leaves_the_delivery_pending() {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+async fn an_instance_that_does_not_know_the_policy_leaves_the_delivery_pending(store: Arc<dyn Store>) {
     let clock = ManualClock::new(start());
     let knows = instance(&store, Preset::deepsmith(), &clock, Some(premium()));
     let does_not = instance(&store, Preset::deepsmith(), &clock, None);
@@ -128,9 +123,7 @@ async fn an_instance_that_does_not_know_the_policy_leaves_the_delivery_pending()
     assert!(RetryChoice::waits_ms(vec![1; webhooks_core::MAX_OWN_WAITS + 1]).is_err());
 }
 
-#[tokio::test]
-async fn a_subscriptions_own_disable_rule_wins_over_the_presets() {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+async fn a_subscriptions_own_disable_rule_wins_over_the_presets(store: Arc<dyn Store>) {
     let clock = ManualClock::new(start());
     let webhooks = instance(&store, Preset::deepsmith(), &clock, None);
     let failing = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
@@ -172,3 +165,9 @@ async fn a_subscriptions_own_disable_rule_wins_over_the_presets() {
     assert_eq!(enabled, vec![false, true, false]);
     assert_eq!(webhooks.stats(keeps_gone.id).await.unwrap().attempts, 2, "and it is tried again");
 }
+
+on_every_store!(
+    instances_built_with_other_presets_follow_each_subscriptions_own_schedule,
+    an_instance_that_does_not_know_the_policy_leaves_the_delivery_pending,
+    a_subscriptions_own_disable_rule_wins_over_the_presets,
+);
