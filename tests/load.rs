@@ -329,29 +329,29 @@ async fn sqlite_store_backlog_drains_at_the_endpoints_pace() {
 // are ignored
 // ---------------------------------------------------------------------------
 
-async fn postgres() -> Option<(Arc<dyn Store>, webhooks_postgres::testing::TestDatabase)> {
-    let database = webhooks_postgres::testing::TestDatabase::create().await.unwrap()?;
+async fn postgres() -> (Arc<dyn Store>, webhooks_postgres::testing::TestDatabase) {
+    let database = webhooks_postgres::testing::TestDatabase::create().await.unwrap();
     let store = database.store().await.unwrap();
-    Some((Arc::new(store), database))
+    (Arc::new(store), database)
 }
 
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_graceful_shutdown_under_load() {
-    let Some((store, _database)) = postgres().await else { return };
+    let (store, _database) = postgres().await;
     graceful_shutdown_under_load(store).await;
 }
 
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_bounded_soak() {
-    let Some((store, _database)) = postgres().await else { return };
+    let (store, _database) = postgres().await;
     bounded_soak(store).await;
 }
 
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_backlog_drains_at_the_endpoints_pace() {
-    let Some((store, _database)) = postgres().await else { return };
+    let (store, _database) = postgres().await;
     backlog_drains_at_the_endpoints_pace(store).await;
 }

@@ -114,7 +114,7 @@ async fn send_rides_out_a_locked_store_and_delivers_everything() {
 // ---------------------------------------------------------------------------
 // On PostgreSQL: a server of the test's own, stopped with `pg_ctl stop -m
 // immediate` (every connection cut mid-query) and started again; without
-// PostgreSQL binaries the tests are ignored or say they skipped.
+// PostgreSQL binaries the tests are ignored.
 // ---------------------------------------------------------------------------
 
 /// How long the PostgreSQL server stays down: well past the 1 s outage that
@@ -133,10 +133,13 @@ async fn restart(server: &Arc<StoppableServer>) {
     tokio::task::spawn_blocking(move || server.start()).await.unwrap().expect("the server starts again");
 }
 
-#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
+#[cfg_attr(
+    not(postgres_binaries),
+    ignore = "no PostgreSQL binaries to start a server of its own: install postgresql"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_on_postgres_waits_out_a_restart_and_without_patience_says_it_is_transient() {
-    let Some(server) = StoppableServer::start_new().map(Arc::new) else { return };
+    let server = Arc::new(StoppableServer::start_new());
     let database = TestDatabase::create_on(server.url()).await.unwrap();
     let store = database.store().await.unwrap();
     let (impatient, patient) = impatient_and_patient(store, Duration::from_secs(60)).await;
@@ -164,11 +167,14 @@ async fn publishing_on_postgres_waits_out_a_restart_and_without_patience_says_it
     assert_eq!(counts.pending, 2, "the event before the crash and the one published through it");
 }
 
-#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
+#[cfg_attr(
+    not(postgres_binaries),
+    ignore = "no PostgreSQL binaries to start a server of its own: install postgresql"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_rides_out_a_postgres_restart_and_delivers_every_line_once() {
     const EVENTS: usize = 200;
-    let Some(server) = StoppableServer::start_new().map(Arc::new) else { return };
+    let server = Arc::new(StoppableServer::start_new());
     let database = TestDatabase::create_on(server.url()).await.unwrap();
     let receiver =
         Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(20))).await.unwrap();

@@ -1227,9 +1227,9 @@ mod tests {
     /// so the planner sees it for what it is: ten thousand subscriptions
     /// with two of a hundred event types each, and `pending` claimable
     /// deliveries beside as many held ones and as many finished ones, one
-    /// event each. `None` when there is no server.
-    async fn big_queue(pending: i64) -> Option<(deadpool_postgres::Object, TestDatabase)> {
-        let database = TestDatabase::create().await.unwrap()?;
+    /// event each.
+    async fn big_queue(pending: i64) -> (deadpool_postgres::Object, TestDatabase) {
+        let database = TestDatabase::create().await.unwrap();
         let store = database.store().await.unwrap();
         let client = store.pool().get().await.unwrap();
         client
@@ -1256,7 +1256,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        Some((client, database))
+        (client, database)
     }
 
     /// The plan of `sql` run with `arguments` (SQL literals), as a custom
@@ -1277,7 +1277,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn claiming_reads_the_claimable_index_in_order_and_locks_only_what_it_takes() {
-        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let (client, _database) = big_queue(20_000).await;
         for generic in [false, true] {
             let claimable = plan(&client, CLAIMABLE, "(30000, '{}', 64)", generic).await;
             assert!(claimable.contains("Index Scan using deliveries_claimable on deliveries"), "{claimable}");
@@ -1308,7 +1308,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn the_next_due_time_comes_from_the_front_of_the_index() {
-        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let (client, _database) = big_queue(20_000).await;
         for generic in [false, true] {
             let plan = plan(&client, NEXT_CLAIMABLE, "", generic).await;
             assert!(plan.contains("using deliveries_claimable on deliveries"), "{plan}");
@@ -1322,7 +1322,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn publishing_looks_listeners_up_by_event_type() {
-        let Some((client, _database)) = big_queue(1_000).await else { return };
+        let (client, _database) = big_queue(1_000).await;
         for generic in [false, true] {
             {
                 let plan = plan(&client, LOCK_LISTENERS, "('{type.7}')", generic).await;
@@ -1340,7 +1340,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn publishing_for_one_owner_among_100_000_subscriptions_looks_its_listeners_up_by_key() {
-        let Some(database) = TestDatabase::create().await.unwrap() else { return };
+        let database = TestDatabase::create().await.unwrap();
         let store = database.store().await.unwrap();
         let client = store.pool().get().await.unwrap();
         client
@@ -1377,7 +1377,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn counting_reads_indexes_not_the_table() {
-        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let (client, _database) = big_queue(20_000).await;
         // As a queue is kept: most deliveries finished, the pending ones few.
         client
             .batch_execute(
@@ -1408,7 +1408,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn holding_a_subscriptions_deliveries_looks_them_up_by_key() {
-        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let (client, _database) = big_queue(20_000).await;
         let subscription = some_subscription(&client).await;
         for generic in [false, true] {
             let plan = plan(&client, HOLD_PENDING, &format!("('{subscription}')"), generic).await;
@@ -1427,7 +1427,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn recording_writes_a_batch_by_key() {
-        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let (client, _database) = big_queue(20_000).await;
         let ids: Vec<String> = client
             .query("SELECT id::text FROM webhooks.deliveries WHERE state = 'pending' LIMIT 64", &[])
             .await
@@ -1456,7 +1456,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn releasing_the_next_ordered_delivery_finds_it_by_key() {
-        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let (client, _database) = big_queue(20_000).await;
         // Every subscription ordered, half of the claimable deliveries waiting.
         client
             .batch_execute(
@@ -1490,7 +1490,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn a_page_of_attempt_logs_is_read_by_key() {
-        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let (client, _database) = big_queue(20_000).await;
         client
             .batch_execute(
                 "INSERT INTO webhooks.attempts (delivery_id, number, started_at, duration_us, status, response)
@@ -1519,7 +1519,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn purging_reads_the_finished_index() {
-        let Some((client, _database)) = big_queue(20_000).await else { return };
+        let (client, _database) = big_queue(20_000).await;
         // A few old ones, or most of them: either way, from the index.
         for arguments in ["(100, 1000)", "(60000, 1000)"] {
             let plan = plan(&client, PURGE_FINISHED, arguments, false).await;

@@ -449,7 +449,7 @@ mod tests {
     )]
     #[tokio::test]
     async fn a_commit_on_a_lost_connection_is_unconfirmed() {
-        let Some(database) = TestDatabase::create().await.unwrap() else { return };
+        let database = TestDatabase::create().await.unwrap();
         let store = database.store().await.unwrap();
         let doomed = store.pool().get().await.unwrap();
         let pid: i32 = doomed.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);

@@ -18,7 +18,6 @@
 //! `#[cfg_attr(not(postgres_server), ignore = "...")]`, so a machine
 //! without PostgreSQL reports them as ignored, never as passed.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
@@ -34,49 +33,46 @@ pub const URL_VARIABLE: &str = "WEBHOOKS_POSTGRES_URL";
 pub const CA_VARIABLE: &str = "WEBHOOKS_POSTGRES_CA";
 
 /// The server's URL: the one [`URL_VARIABLE`] names, or else that of a
-/// server started from the machine's PostgreSQL binaries. `None`, having
-/// said `skipped: ...` on stderr, when there is neither.
+/// server started from the machine's PostgreSQL binaries.
 ///
 /// # Panics
 ///
-/// When the binaries are there but the server does not start; the message
+/// When there is neither (a test that needs a server fails rather than
+/// passes without one: the build decides which tests to ignore), or when
+/// the binaries are there but the server does not start; the message
 /// carries its log.
-pub fn server_url() -> Option<String> {
+pub fn server_url() -> String {
     match std::env::var(URL_VARIABLE) {
-        Ok(url) if !url.is_empty() => Some(url),
+        Ok(url) if !url.is_empty() => url,
         _ => match local_server() {
-            Some(server) => Some(server.url.clone()),
-            None => {
-                skipped(&format!("{URL_VARIABLE} is not set and there are no PostgreSQL binaries"));
-                None
-            }
+            Some(server) => server.url.clone(),
+            None => missing(&format!("{URL_VARIABLE} is not set and there are no PostgreSQL binaries")),
         },
     }
 }
 
 /// The CA certificate (a PEM file) that signed the server's certificate:
 /// [`CA_VARIABLE`] when [`URL_VARIABLE`] names the server, or else the
-/// started server's. `None`, having said so on stderr, when there is none.
-pub fn server_ca() -> Option<PathBuf> {
+/// started server's.
+///
+/// # Panics
+///
+/// When there is none, as [`server_url`].
+pub fn server_ca() -> PathBuf {
     let ca = match std::env::var(URL_VARIABLE) {
         Ok(url) if !url.is_empty() => {
             std::env::var_os(CA_VARIABLE).filter(|ca| !ca.is_empty()).map(PathBuf::from)
         }
         _ => local_server().and_then(|server| server.ca.clone()),
     };
-    if ca.is_none() {
-        skipped("there is no CA certificate for the server");
-    }
-    ca
+    ca.unwrap_or_else(|| missing("there is no CA certificate for the server"))
 }
 
-/// Says on stderr that the current test is skipped, past the test
-/// harness's output capture, so it shows even when the test passes.
-fn skipped(why: &str) {
-    let test = std::thread::current().name().map(|name| format!(" ({name})")).unwrap_or_default();
-    // One write, so the line is not split by the harness's own.
-    let line = format!("skipped: {why}{test}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
+/// Fails the test that needed what is missing: the build found it could be
+/// had (`cfg(postgres_server)`, `cfg(postgres_tls)`), so its absence now is
+/// a failure, never a pass.
+fn missing(what: &str) -> ! {
+    panic!("{what}; this test needs it (tests that cannot have it are built to be ignored)")
 }
 
 /// A server this process started.
@@ -162,22 +158,20 @@ impl std::fmt::Debug for StoppableServer {
 }
 
 impl StoppableServer {
-    /// Makes a new cluster and starts it; `None`, having said `skipped:
-    /// ...` on stderr, without PostgreSQL binaries. Blocks for the second
-    /// or two that `initdb` and the start take.
+    /// Makes a new cluster and starts it. Blocks for the second or two
+    /// that `initdb` and the start take.
     ///
     /// # Panics
     ///
-    /// When the binaries are there but the server does not start; the
+    /// Without PostgreSQL binaries, or when the server does not start; the
     /// message carries its log.
-    pub fn start_new() -> Option<Self> {
-        let Some(bin) = binaries().or_else(install) else {
-            skipped("there are no PostgreSQL binaries to start a server of the test's own");
-            return None;
-        };
+    pub fn start_new() -> Self {
+        let bin = binaries().or_else(install).unwrap_or_else(|| {
+            missing("there are no PostgreSQL binaries to start a server of the test's own")
+        });
         let server =
             start(&bin, true).unwrap_or_else(|error| panic!("could not start a PostgreSQL server: {error}"));
-        Some(Self { server })
+        Self { server }
     }
 
     /// The server's URL, as [`server_url`]'s: its role may create databases
@@ -405,8 +399,7 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates a database on the server [`server_url`] finds; `Ok(None)`
-    /// when there is none.
+    /// Creates a database on the server [`server_url`] finds.
     ///
     /// # Errors
     ///
@@ -415,9 +408,8 @@ impl TestDatabase {
     /// # Panics
     ///
     /// As [`server_url`].
-    pub async fn create() -> Result<Option<Self>, Error> {
-        let Some(server) = server_url() else { return Ok(None) };
-        Self::create_on(&server).await.map(Some)
+    pub async fn create() -> Result<Self, Error> {
+        Self::create_on(&server_url()).await
     }
 
     /// Creates a database on the server at `server`.
@@ -469,7 +461,7 @@ impl Drop for TestDatabase {
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
             let line = format!("could not drop the test database {}\n", self.name);
-            let _ = std::io::stderr().write_all(line.as_bytes());
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }
     }
 }

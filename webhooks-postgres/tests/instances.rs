@@ -21,11 +21,11 @@ fn at(seconds: i64) -> DateTime<Utc> {
     t0() + chrono::Duration::seconds(seconds)
 }
 
-/// A fresh database and a store on it; `None` when there is no server.
-async fn fresh() -> Option<(PostgresStore, TestDatabase)> {
-    let database = TestDatabase::create().await.expect("a test database")?;
+/// A fresh database and a store on it.
+async fn fresh() -> (PostgresStore, TestDatabase) {
+    let database = TestDatabase::create().await.expect("a test database");
     let store = database.store().await.expect("the store connects");
-    Some((store, database))
+    (store, database)
 }
 
 /// Counts rows with raw SQL, beside the store.
@@ -36,7 +36,7 @@ async fn count(store: &PostgresStore, sql: &str) -> i64 {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_stores_on_one_database_never_claim_the_same_delivery() {
-    let Some((first, database)) = fresh().await else { return };
+    let (first, database) = fresh().await;
     let stores = [first, database.store().await.unwrap(), database.store().await.unwrap()];
     let per_store =
         webhooks_core::testing::separate_handles_never_claim_the_same_delivery(&stores, 600).await;
@@ -47,7 +47,7 @@ async fn three_stores_on_one_database_never_claim_the_same_delivery() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_claim_passes_over_rows_another_session_holds_instead_of_waiting() {
-    let Some((store, _database)) = fresh().await else { return };
+    let (store, _database) = fresh().await;
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
     let mut ids = Vec::new();
@@ -93,7 +93,7 @@ async fn a_claim_passes_over_rows_another_session_holds_instead_of_waiting() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn the_claims_of_a_store_that_went_away_come_back_when_their_leases_end() {
-    let Some((survivor, database)) = fresh().await else { return };
+    let (survivor, database) = fresh().await;
     let sub = subscription("https://example.com/a", &["job.completed"]);
     survivor.insert_subscription(&sub).await.unwrap();
     for n in 0..5 {
@@ -130,7 +130,7 @@ async fn the_claims_of_a_store_that_went_away_come_back_when_their_leases_end() 
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn reconnecting_keeps_subscriptions_deliveries_leases_and_logs() {
-    let Some((store, database)) = fresh().await else { return };
+    let (store, database) = fresh().await;
     // Borrowed: the database lives until the test ends.
     let database = &database;
     webhooks_core::testing::reopening_keeps_subscriptions_deliveries_leases_and_logs(
@@ -147,7 +147,7 @@ async fn reconnecting_keeps_subscriptions_deliveries_leases_and_logs() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_starting_at_once_migrate_the_database_once() {
-    let Some(database) = TestDatabase::create().await.unwrap() else { return };
+    let database = TestDatabase::create().await.unwrap();
     let starting: Vec<_> = (0..6)
         .map(|_| {
             let url = database.url().to_owned();
@@ -170,7 +170,7 @@ async fn instances_starting_at_once_migrate_the_database_once() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_database_from_a_newer_schema_is_refused_and_left_alone() {
-    let Some((store, database)) = fresh().await else { return };
+    let (store, database) = fresh().await;
     store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
     let newer = PostgresStore::SCHEMA_VERSION + 1;
     store
@@ -198,7 +198,7 @@ async fn a_database_from_a_newer_schema_is_refused_and_left_alone() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_store_can_be_built_on_the_hosts_own_pool() {
-    let Some(database) = TestDatabase::create().await.unwrap() else { return };
+    let database = TestDatabase::create().await.unwrap();
     let config: webhooks_postgres::tokio_postgres::Config = database.url().parse().unwrap();
     let manager =
         webhooks_postgres::deadpool_postgres::Manager::new(config, webhooks_postgres::tokio_postgres::NoTls);
@@ -213,7 +213,7 @@ async fn a_store_can_be_built_on_the_hosts_own_pool() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn passwords_never_show_in_errors_or_debug_output() {
-    let Some((store, database)) = fresh().await else { return };
+    let (store, database) = fresh().await;
     let url = url::Url::parse(database.url()).unwrap();
     let password = url.password().expect("the test server's URL has a password").to_owned();
     let shown = format!("{store:?} {}", store.target());
@@ -244,7 +244,7 @@ async fn passwords_never_show_in_errors_or_debug_output() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn times_round_trip_to_the_microsecond() {
-    let Some((store, _database)) = fresh().await else { return };
+    let (store, _database) = fresh().await;
     let mut sub = subscription("https://example.com/a", &["job.completed"]);
     sub.created_at = DateTime::from_timestamp(1_767_225_600, 123_456_000).unwrap();
     store.insert_subscription(&sub).await.unwrap();
@@ -262,7 +262,7 @@ async fn times_round_trip_to_the_microsecond() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_response_body_with_nul_is_logged_and_does_not_fail_its_batch() {
-    let Some((store, _database)) = fresh().await else { return };
+    let (store, _database) = fresh().await;
     store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
     let first = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap().deliveries[0];
     let second = store.publish(&event("job.completed", 1), Bytes::new()).await.unwrap().deliveries[0];
@@ -282,7 +282,7 @@ async fn a_response_body_with_nul_is_logged_and_does_not_fail_its_batch() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn a_resent_delivery_of_a_disabled_subscription_stays_held() {
-    let Some((store, _database)) = fresh().await else { return };
+    let (store, _database) = fresh().await;
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
     let id = store.publish(&event("job.completed", 0), Bytes::new()).await.unwrap().deliveries[0];
@@ -317,7 +317,7 @@ async fn a_resent_delivery_of_a_disabled_subscription_stays_held() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn publishes_racing_a_disable_leave_no_delivery_unheld() {
-    let Some((store, database)) = fresh().await else { return };
+    let (store, database) = fresh().await;
     let sub = subscription("https://example.com/a", &["job.completed"]);
     store.insert_subscription(&sub).await.unwrap();
     let publishers: Vec<_> = (0..4)
@@ -361,7 +361,7 @@ async fn publishes_racing_a_disable_leave_no_delivery_unheld() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_recorders_publishers_and_disables_never_deadlock() {
-    let Some((store, database)) = fresh().await else { return };
+    let (store, database) = fresh().await;
     let a = subscription("https://example.com/a", &["job.completed"]);
     let b = subscription("https://example.com/b", &["job.completed"]);
     store.insert_subscription(&a).await.unwrap();
@@ -421,7 +421,7 @@ async fn concurrent_recorders_publishers_and_disables_never_deadlock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 async fn instances_racing_with_one_idempotency_key_create_one_event() {
-    let Some((first, database)) = fresh().await else { return };
+    let (first, database) = fresh().await;
     let second = database.store().await.unwrap();
     let alice =
         webhooks_core::testing::owned_subscription("alice", "https://alice.example/", &["order.created"]);
@@ -465,7 +465,7 @@ async fn instances_racing_with_one_idempotency_key_create_one_event() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn the_first_statistics_are_gathered_once_the_queue_has_grown() {
-    let Some((store, _database)) = fresh().await else { return };
+    let (store, _database) = fresh().await;
     store.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
     let analyzed = "SELECT count(*) FROM pg_stat_user_tables \
                     WHERE relname IN ('deliveries', 'events') AND schemaname = 'webhooks' \

@@ -13,7 +13,7 @@ webhooks_core::store_suite!(
         ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
     )];
     {
-        let server = server_url().expect("a PostgreSQL server");
+        let server = server_url();
         move || async move {
             let database = TestDatabase::create_on(&server).await.expect("a test database");
             let store = database.store().await.expect("the store connects");

@@ -13,10 +13,10 @@ use webhooks_postgres::{Error, PostgresStore};
 
 /// A fresh database and the path of the server's CA certificate; `None`,
 /// having said so, without either.
-async fn server() -> Option<(TestDatabase, String)> {
-    let database = TestDatabase::create().await.unwrap()?;
-    let ca = server_ca()?;
-    Some((database, ca.to_string_lossy().into_owned()))
+async fn server() -> (TestDatabase, String) {
+    let database = TestDatabase::create().await.unwrap();
+    let ca = server_ca();
+    (database, ca.to_string_lossy().into_owned())
 }
 
 /// The database's URL with `host` and the query `query`.
@@ -39,7 +39,7 @@ async fn encrypted(store: &PostgresStore) -> bool {
 )]
 #[tokio::test]
 async fn verify_full_checks_the_chain_and_the_name_and_encrypts() {
-    let Some((database, ca)) = server().await else { return };
+    let (database, ca) = server().await;
     let store = PostgresStore::connect(&url(
         &database,
         "127.0.0.1",
@@ -68,7 +68,7 @@ async fn verify_full_checks_the_chain_and_the_name_and_encrypts() {
 )]
 #[tokio::test]
 async fn verify_ca_checks_the_chain_but_not_the_name() {
-    let Some((database, ca)) = server().await else { return };
+    let (database, ca) = server().await;
     let store =
         PostgresStore::connect(&url(&database, "localhost", &format!("sslmode=verify-ca&sslrootcert={ca}")))
             .await
@@ -84,7 +84,7 @@ async fn verify_ca_checks_the_chain_but_not_the_name() {
 )]
 #[tokio::test]
 async fn require_and_prefer_encrypt_without_checking_and_disable_does_not() {
-    let Some((database, _ca)) = server().await else { return };
+    let (database, _ca) = server().await;
     for (query, tls) in
         [("sslmode=require", true), ("sslmode=prefer", true), ("", true), ("sslmode=disable", false)]
     {
@@ -99,7 +99,7 @@ async fn require_and_prefer_encrypt_without_checking_and_disable_does_not() {
 )]
 #[tokio::test]
 async fn unreadable_root_certificates_are_a_typed_error() {
-    let Some((database, _ca)) = server().await else { return };
+    let (database, _ca) = server().await;
     let dir = std::env::temp_dir().join(format!("webhooks-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let empty = dir.join("empty.pem");

@@ -69,18 +69,18 @@ async fn wakes<T>(signal: &Notify, action: impl Future<Output = T>) -> (T, bool)
 }
 
 /// A database and two instances on it, the second listening.
-async fn two_instances() -> Option<(PostgresStore, PostgresStore, Arc<Notify>, TestDatabase)> {
-    let database = TestDatabase::create().await.expect("a test database")?;
+async fn two_instances() -> (PostgresStore, PostgresStore, Arc<Notify>, TestDatabase) {
+    let database = TestDatabase::create().await.expect("a test database");
     let publisher = database.store().await.expect("the first store connects");
     let dispatcher = database.store().await.expect("the second store connects");
     let signal = dispatcher.wake_ups().expect("a store made by connect listens");
-    Some((publisher, dispatcher, signal, database))
+    (publisher, dispatcher, signal, database)
 }
 
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_on_one_instance_wakes_the_other() {
-    let Some((publisher, dispatcher, signal, _database)) = two_instances().await else { return };
+    let (publisher, dispatcher, signal, _database) = two_instances().await;
     let listening = listeners_other_than(&dispatcher, &[]).await;
     assert_eq!(listening.len(), 1, "one listening connection per store: {listening:?}");
     assert!(
@@ -100,7 +100,7 @@ async fn a_publish_on_one_instance_wakes_the_other() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_that_makes_deliveries_due_wakes_the_other_instance() {
-    let Some((publisher, dispatcher, signal, _database)) = two_instances().await else { return };
+    let (publisher, dispatcher, signal, _database) = two_instances().await;
     listeners_other_than(&dispatcher, &[]).await;
     let sub = subscription("https://example.com/a", &["job.completed"]);
     publisher.insert_subscription(&sub).await.unwrap();
@@ -132,7 +132,7 @@ async fn everything_that_makes_deliveries_due_wakes_the_other_instance() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_survives_its_connection_being_cut() {
-    let Some((publisher, dispatcher, signal, _database)) = two_instances().await else { return };
+    let (publisher, dispatcher, signal, _database) = two_instances().await;
     let first = listeners_other_than(&dispatcher, &[]).await;
     let sub = subscription("https://example.com/a", &["job.completed"]);
     publisher.insert_subscription(&sub).await.unwrap();
@@ -156,7 +156,7 @@ async fn the_listener_survives_its_connection_being_cut() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_stops_with_the_last_store_handle() {
-    let Some((publisher, dispatcher, signal, _database)) = two_instances().await else { return };
+    let (publisher, dispatcher, signal, _database) = two_instances().await;
     let clone = dispatcher.clone();
     listeners_other_than(&publisher, &[]).await;
     drop(dispatcher);
@@ -173,7 +173,7 @@ async fn the_listener_stops_with_the_last_store_handle() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_on_the_hosts_pool_has_no_wake_ups() {
-    let Some(database) = TestDatabase::create().await.expect("a test database") else { return };
+    let database = TestDatabase::create().await.expect("a test database");
     let store = database.store().await.unwrap();
     let on_pool = PostgresStore::from_pool(store.pool().clone()).await.unwrap();
     assert!(on_pool.wake_ups().is_none(), "its settings cannot be read back to listen");
