@@ -43,8 +43,11 @@ fn order(webhooks: &Webhooks, id: &str) -> webhooks_core::Prepared {
         .unwrap()
 }
 
-async fn quiet(receiver: &Receiver, expected: usize) {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// Once the dispatcher has settled (it looked after the commit or the
+/// rollback and found nothing more to send), the receiver has had exactly
+/// `expected` requests.
+async fn quiet(running: &common::Running, receiver: &Receiver, expected: usize) {
+    running.settle().await;
     assert_eq!(receiver.received().len(), expected);
 }
 
@@ -62,7 +65,7 @@ async fn sqlite_a_rolled_back_transaction_delivers_nothing_and_a_committed_one_o
     assert_eq!(published[0].deliveries.len(), 1);
     tx.rollback().unwrap();
     webhooks.wake_dispatchers();
-    quiet(&receiver, 0).await;
+    quiet(&running, &receiver, 0).await;
     assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
 
     let tx = db.transaction().unwrap();
@@ -72,7 +75,7 @@ async fn sqlite_a_rolled_back_transaction_delivers_nothing_and_a_committed_one_o
     webhooks.wake_dispatchers();
     let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
-    quiet(&receiver, 1).await;
+    quiet(&running, &receiver, 1).await;
     running.stop().await;
 }
 
@@ -111,7 +114,7 @@ async fn postgres_a_rolled_back_transaction_delivers_nothing_and_a_committed_one
     tx.execute("INSERT INTO public.orders (id) VALUES ('o-1')", &[]).await.unwrap();
     let published = PostgresStore::publish_in(&tx, &[order(&webhooks, "o-1")]).await.unwrap();
     tx.rollback().await.unwrap();
-    quiet(&receiver, 0).await;
+    quiet(&running, &receiver, 0).await;
     assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
 
     // No wake-up from this process: the commit's NOTIFY wakes the dispatcher.
@@ -121,7 +124,7 @@ async fn postgres_a_rolled_back_transaction_delivers_nothing_and_a_committed_one
     tx.commit().await.unwrap();
     let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
-    quiet(&receiver, 1).await;
+    quiet(&running, &receiver, 1).await;
     running.stop().await;
 }
 

@@ -54,7 +54,10 @@ async fn the_handle_waits_while_retries_are_pending() {
         async move { published.outcomes().await }
     });
     receiver.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Settled: the failed attempt is recorded and nothing is due until the
+    // clock moves, so the handle has all it will hear until then.
+    running.settle().await;
+    tokio::task::yield_now().await;
     assert!(!waiting.is_finished(), "a delivery waiting for its retry has no outcome yet");
 
     receiver.rescript(|_, _| Reply::status(200));
