@@ -46,7 +46,8 @@ async fn secrets_never_reach_logs_debug_output_or_errors() {
     let (webhooks, _clock) = webhooks(Preset::deepsmith().with_retry_scale(0.0).unwrap());
     let subscription = webhooks
         .subscribe(
-            Subscription::builder(receiver.url())
+            // A path and a query may carry tokens too.
+            Subscription::builder(format!("{}hooks/NeverLogThisPath?token=NeverLogThisQuery", receiver.url()))
                 .event_type("iq.status_updated")
                 .secret(secret)
                 .secret_header("Authorization", format!("Bearer {token}")),
@@ -85,6 +86,7 @@ async fn secrets_never_reach_logs_debug_output_or_errors() {
         "outcome=\"delivered\"".to_owned(),
         "duration_ms=".to_owned(),
         "webhooks.publish".to_owned(),
+        "host=127.0.0.1".to_owned(),
     ] {
         assert!(logs.contains(&field), "{field} in the logs:\n{logs}");
     }
@@ -97,4 +99,7 @@ async fn secrets_never_reach_logs_debug_output_or_errors() {
         assert!(!text.contains(rotated.expose()), "a secret leaked into: {text}");
     }
     assert!(!logs.contains("payload-text"), "bodies stay out of logs:\n{logs}");
+    for part in ["NeverLogThisPath", "NeverLogThisQuery"] {
+        assert!(!logs.contains(part), "an endpoint's path and query stay out of logs:\n{logs}");
+    }
 }

@@ -600,7 +600,9 @@ impl Webhooks {
             created_at: now,
         };
         self.inner.store.insert_subscription(&subscription).await?;
-        tracing::info!(subscription_id = %subscription.id, url = %subscription.url, "subscription created");
+        // The host alone: a path or a query may carry a token.
+        let host = subscription.url.host_str().unwrap_or_default();
+        tracing::info!(subscription_id = %subscription.id, %host, "subscription created");
         Ok(subscription)
     }
 

@@ -801,6 +801,8 @@ fn attempt_span(claim: &Claim) -> tracing::Span {
         "webhooks.attempt",
         delivery_id = %claim.delivery.id,
         subscription_id = %claim.subscription.id,
+        // The host alone: a path or a query may carry a token.
+        host = %claim.subscription.url.host_str().unwrap_or_default(),
         event_type = %claim.delivery.event_type,
         attempt = claim.delivery.attempts + 1,
         status = tracing::field::Empty,
