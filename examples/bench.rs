@@ -384,7 +384,9 @@ async fn end_to_end(url: &str, options: &Options, stores: Vec<Arc<dyn Store>>) -
     let instances: Vec<Webhooks> = stores.into_iter().map(facade).collect();
     for _ in 0..options.subscriptions {
         instances[0]
-            .subscribe(Subscription::builder(url).event_type("iq.status_updated").secret("bench-secret"))
+            .subscribe(
+                Subscription::builder(url).event_type("iq.status_updated").secret("bench-signing-secret"),
+            )
             .await
             .expect("subscribe");
     }
@@ -1001,7 +1003,10 @@ async fn scale_run(
     let webhooks = facade(store);
     let subscribe = |url: &str, owner: String| {
         webhooks.subscribe(
-            Subscription::builder(url).owner(owner).event_type("iq.status_updated").secret("bench-secret"),
+            Subscription::builder(url)
+                .owner(owner)
+                .event_type("iq.status_updated")
+                .secret("bench-signing-secret"),
         )
     };
     let mut quick_ids = std::collections::HashSet::new();

@@ -32,7 +32,7 @@ async fn a_run_killed_mid_delivery_resumes_and_every_event_arrives() {
         "--url",
         receiver.url(),
         "--secret",
-        "k",
+        "k-signing-secret",
         "--allow-private",
         "--retry-scale",
         "0",

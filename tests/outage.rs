@@ -83,7 +83,8 @@ async fn send_rides_out_a_locked_store_and_delivers_everything() {
     let store = format!("sqlite:{}", path.display());
     let receiver =
         Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(20))).await.unwrap();
-    let args = ["--store", &store, "--preset", "deepsmith", "--url", receiver.url(), "--secret", "k"];
+    let args =
+        ["--store", &store, "--preset", "deepsmith", "--url", receiver.url(), "--secret", "k-signing-secret"];
     let options = ["--allow-private", "--retry-scale", "0", "--timeout-ms", "1000", "--concurrency", "4"];
     let mut child = common::spawn_send(&[&args[..], &options[..]].concat(), &[], Stdio::piped());
     let mut input = child.stdin.take().unwrap();
@@ -178,7 +179,7 @@ async fn send_rides_out_a_postgres_restart_and_delivers_every_line_once() {
     let database = TestDatabase::create_on(server.url()).await.unwrap();
     let receiver =
         Receiver::scripted(|_, _| Reply::status(200).after(Duration::from_millis(20))).await.unwrap();
-    let args = ["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k"];
+    let args = ["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k-signing-secret"];
     let options = ["--allow-private", "--retry-scale", "0", "--timeout-ms", "1000", "--concurrency", "4"];
     let env = [("WEBHOOKS_STORE", database.url().to_owned())];
     let mut child = common::spawn_send(&[&args[..], &options[..]].concat(), &env, Stdio::piped());

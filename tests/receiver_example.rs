@@ -31,8 +31,8 @@ async fn deliver(preset: Preset, event: &str, url: &str, secret: &str) -> Attemp
 async fn each_preset_verifies_with_the_right_secret_and_refuses_a_wrong_one() {
     let standard_secret = StandardScheme::generate_secret();
     let cases = [
-        ("smartlyq", Preset::smartlyq(), "job.completed", "whsec_receiver_test".to_owned()),
-        ("deepsmith", Preset::deepsmith(), "iq.status_updated", "k".to_owned()),
+        ("smartlyq", Preset::smartlyq(), "job.completed", "whsec_receiver_test_secret".to_owned()),
+        ("deepsmith", Preset::deepsmith(), "iq.status_updated", "k-signing-secret".to_owned()),
         ("standard", Preset::standard(), "invoice.paid", standard_secret.expose().to_owned()),
     ];
     for (name, preset, event, secret) in cases {
@@ -42,7 +42,7 @@ async fn each_preset_verifies_with_the_right_secret_and_refuses_a_wrong_one() {
         let wrong = if name == "standard" {
             StandardScheme::generate_secret().expose().to_owned()
         } else {
-            "wrong".into()
+            "a-wrong-signing-secret".into()
         };
         let refused = deliver(preset, event, &url, &wrong).await;
         assert!(matches!(refused, AttemptResult::Response { status: 401, .. }), "{name}: {refused:?}");

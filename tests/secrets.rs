@@ -47,10 +47,13 @@ async fn secrets_never_reach_logs_debug_output_or_errors() {
     let subscription = webhooks
         .subscribe(
             // A path and a query may carry tokens too.
-            Subscription::builder(format!("{}hooks/NeverLogThisPath?token=NeverLogThisQuery", receiver.url()))
-                .event_type("iq.status_updated")
-                .secret(secret)
-                .secret_header("Authorization", format!("Bearer {token}")),
+            Subscription::builder(format!(
+                "{}hooks/NeverLogThisPath?token=NeverLogThisQuery",
+                receiver.url()
+            ))
+            .event_type("iq.status_updated")
+            .secret(secret)
+            .secret_header("Authorization", format!("Bearer {token}")),
         )
         .await
         .unwrap();

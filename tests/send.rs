@@ -21,8 +21,17 @@ async fn send(args: &[&str], stdin: &str) -> Output {
 /// `send` with DeepSmith to `url`, secret `k`, private addresses allowed and
 /// no wait between retries, then `extra` arguments.
 async fn send_deepsmith(url: &str, extra: &[&str], stdin: &str) -> Output {
-    let common =
-        ["--preset", "deepsmith", "--url", url, "--secret", "k", "--allow-private", "--retry-scale", "0"];
+    let common = [
+        "--preset",
+        "deepsmith",
+        "--url",
+        url,
+        "--secret",
+        "k-signing-secret",
+        "--allow-private",
+        "--retry-scale",
+        "0",
+    ];
     send(&[&common[..], extra].concat(), stdin).await
 }
 
@@ -82,7 +91,11 @@ async fn deepsmith_retries_then_delivers_and_reports_every_attempt() {
     let request = receiver.received().remove(1);
     assert_eq!(request.header("x-webhook-id"), lines[1]["delivery_id"].as_str().unwrap());
     DeepSmithScheme
-        .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from("k"))
+        .verify_header(
+            request.header("x-webhook-signature"),
+            &request.body,
+            &Secret::from("k-signing-secret"),
+        )
         .unwrap();
 }
 
@@ -97,7 +110,7 @@ async fn smartlyq_over_allowed_http_signs_with_the_given_secret_and_drops_after_
             "--url",
             receiver.url(),
             "--secret",
-            "whsec_test",
+            "whsec_test-signing-secret",
             "--allow-http",
             "--allow-private",
             "--retry-scale",
@@ -119,7 +132,7 @@ async fn smartlyq_over_allowed_http_signs_with_the_given_secret_and_drops_after_
         .verify_header(
             request.header("x-smartlyq-signature"),
             &request.body,
-            &Secret::from("whsec_test"),
+            &Secret::from("whsec_test-signing-secret"),
             now,
         )
         .unwrap();
@@ -140,8 +153,11 @@ async fn a_refused_connection_reports_a_null_status_and_the_error() {
 
 #[tokio::test]
 async fn smartlyq_refuses_http_with_exit_status_2_and_says_why() {
-    let output =
-        send(&["--preset", "smartlyq", "--url", "http://127.0.0.1:9/hooks", "--secret", "k"], "").await;
+    let output = send(
+        &["--preset", "smartlyq", "--url", "http://127.0.0.1:9/hooks", "--secret", "k-signing-secret"],
+        "",
+    )
+    .await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("https"), "{stderr}");
@@ -151,25 +167,61 @@ async fn smartlyq_refuses_http_with_exit_status_2_and_says_why() {
 #[tokio::test]
 async fn bad_arguments_exit_with_status_2() {
     for args in [
-        &["--url", "https://example.com", "--secret", "k"][..],
-        &["--preset", "nope", "--url", "https://example.com", "--secret", "k"],
-        &["--preset", "deepsmith", "--secret", "k"],
+        &["--url", "https://example.com", "--secret", "k-signing-secret"][..],
+        &["--preset", "nope", "--url", "https://example.com", "--secret", "k-signing-secret"],
+        &["--preset", "deepsmith", "--secret", "k-signing-secret"],
         &["--preset", "deepsmith", "--url", "https://example.com"],
-        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--concurrency", "0"],
-        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--retry-scale", "-1"],
         &[
             "--preset",
             "deepsmith",
             "--url",
             "https://example.com",
             "--secret",
-            "k",
+            "k-signing-secret",
+            "--concurrency",
+            "0",
+        ],
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            "https://example.com",
+            "--secret",
+            "k-signing-secret",
+            "--retry-scale",
+            "-1",
+        ],
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            "https://example.com",
+            "--secret",
+            "k-signing-secret",
             "--events",
             "job.completed",
         ],
-        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--bogus"],
-        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--store", "sqlite:"],
-        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k", "--store", "postgres"],
+        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k-signing-secret", "--bogus"],
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            "https://example.com",
+            "--secret",
+            "k-signing-secret",
+            "--store",
+            "sqlite:",
+        ],
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            "https://example.com",
+            "--secret",
+            "k-signing-secret",
+            "--store",
+            "postgres",
+        ],
     ] {
         let output = send(args, "").await;
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -187,9 +239,19 @@ async fn malformed_lines_are_reported_and_skipped_and_the_rest_delivered() {
         "\n",
         "{\"event\":\"topic.status_updated\",\"data\":{\"n\":2}}\n",
     );
-    let output =
-        send(&["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k", "--allow-private"], stdin)
-            .await;
+    let output = send(
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            receiver.url(),
+            "--secret",
+            "k-signing-secret",
+            "--allow-private",
+        ],
+        stdin,
+    )
+    .await;
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 2: "), "{stderr}");
@@ -211,7 +273,7 @@ async fn only_the_chosen_event_types_are_sent() {
             "--url",
             receiver.url(),
             "--secret",
-            "k",
+            "k-signing-secret",
             "--allow-private",
             "--events",
             "topic.status_updated",
@@ -309,7 +371,7 @@ async fn the_secret_and_the_store_can_stay_out_of_the_process_list() {
 #[tokio::test]
 async fn an_endpoint_url_over_the_limit_is_refused_at_the_door() {
     let url = format!("https://example.com/{}", "a".repeat(5000));
-    let output = send(&["--preset", "deepsmith", "--url", &url, "--secret", "k"], "").await;
+    let output = send(&["--preset", "deepsmith", "--url", &url, "--secret", "k-signing-secret"], "").await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = stderr(&output);
     assert!(stderr.contains("over the 4096-byte limit"), "{stderr}");
@@ -339,9 +401,19 @@ async fn in_batches_every_line_keeps_its_own_outcome() {
             n => format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n"),
         })
         .collect();
-    let output =
-        send(&["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k", "--allow-private"], &stdin)
-            .await;
+    let output = send(
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            receiver.url(),
+            "--secret",
+            "k-signing-secret",
+            "--allow-private",
+        ],
+        &stdin,
+    )
+    .await;
     assert_eq!(output.status.code(), Some(1), "a bad line makes the exit status 1");
     let reported = reported_lines(&output);
     let numbers: Vec<usize> = reported.iter().map(|(number, _)| *number).collect();
@@ -373,9 +445,19 @@ async fn an_oversized_line_is_rejected_and_the_lines_after_it_still_go() {
     };
     // Far over the limit, just over it, and under it but large.
     let stdin = [event(1), event(5 << 20), event(1_100_000), event(700_000), event(2)].concat();
-    let output =
-        send(&["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k", "--allow-private"], &stdin)
-            .await;
+    let output = send(
+        &[
+            "--preset",
+            "deepsmith",
+            "--url",
+            receiver.url(),
+            "--secret",
+            "k-signing-secret",
+            "--allow-private",
+        ],
+        &stdin,
+    )
+    .await;
     assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
     let reported = reported_lines(&output);
     assert_eq!(reported.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2, 3], "{reported:?}");
@@ -394,7 +476,15 @@ async fn a_line_typed_by_hand_is_delivered_before_stdin_ends() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let receiver = Receiver::start().await.unwrap();
     let mut child = tokio::process::Command::new(common::example_binary("send"))
-        .args(["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k", "--allow-private"])
+        .args([
+            "--preset",
+            "deepsmith",
+            "--url",
+            receiver.url(),
+            "--secret",
+            "k-signing-secret",
+            "--allow-private",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -471,8 +561,11 @@ async fn sqlite_resumes_held_deliveries_on_a_second_run_with_the_stored_secret()
     let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
     let url = receiver.url().to_owned();
     let common = ["--store", &store, "--preset", "deepsmith", "--url", &url, "--allow-private"];
-    let first_args =
-        [&common[..], &["--secret", "whsec_first", "--retry-scale", "0", "--concurrency", "1"]].concat();
+    let first_args = [
+        &common[..],
+        &["--secret", "whsec_first-signing-secret", "--retry-scale", "0", "--concurrency", "1"],
+    ]
+    .concat();
 
     // First run: the endpoint fails until it is disabled, and the run ends
     // with deliveries held.
@@ -503,7 +596,11 @@ async fn sqlite_resumes_held_deliveries_on_a_second_run_with_the_stored_secret()
     for request in resumed {
         assert!(ids.contains(request.header("x-webhook-id")), "a delivery of the first run");
         DeepSmithScheme
-            .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from("whsec_first"))
+            .verify_header(
+                request.header("x-webhook-signature"),
+                &request.body,
+                &Secret::from("whsec_first-signing-secret"),
+            )
             .unwrap();
     }
     let subscriptions = SqliteStore::open(&path).await.unwrap().subscriptions().await.unwrap();
@@ -527,15 +624,15 @@ async fn sqlite_refuses_a_secret_that_differs_from_the_stored_one() {
     assert_eq!(refused.status.code(), Some(2), "no subscription yet, so --secret is required");
     assert!(stderr(&refused).contains("--secret is required"), "{}", stderr(&refused));
 
-    let first = send(&args("whsec_stored"), event).await;
+    let first = send(&args("whsec_stored-signing-secret"), event).await;
     assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
 
-    let second = send(&args("whsec_other"), event).await;
+    let second = send(&args("whsec_other-signing-secret"), event).await;
     assert_eq!(second.status.code(), Some(2));
     let message = stderr(&second);
     assert!(message.contains("--secret differs"), "{message}");
     assert!(
-        !message.contains("whsec_stored") && !message.contains("whsec_other"),
+        !message.contains("whsec_stored-signing-secret") && !message.contains("whsec_other-signing-secret"),
         "no secret shown: {message}"
     );
     assert!(second.stdout.is_empty());
@@ -580,11 +677,27 @@ async fn standard_refuses_http_and_a_secret_that_is_not_base64() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("https"));
     let stdin = "{\"event\":\"a.b\",\"data\":{}}\n";
-    let output =
-        send(&["--preset", "standard", "--url", "https://example.com/", "--secret", "not-base64!"], stdin)
-            .await;
+    let output = send(
+        &["--preset", "standard", "--url", "https://example.com/", "--secret", "not-base64-but-long-enough!"],
+        stdin,
+    )
+    .await;
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("base64"));
+}
+
+#[tokio::test]
+async fn a_secret_too_short_or_too_long_is_refused_before_anything_is_sent() {
+    let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n";
+    let long = "s".repeat(webhooks_core::MAX_SECRET_BYTES + 1);
+    for (secret, said) in [("short", "at least 16 bytes"), (long.as_str(), "at most 1024 bytes")] {
+        let output =
+            send(&["--preset", "deepsmith", "--url", "https://example.com/", "--secret", secret], stdin)
+                .await;
+        assert_eq!(output.status.code(), Some(2), "stderr: {}", stderr(&output));
+        assert!(stderr(&output).contains(said), "stderr: {}", stderr(&output));
+        assert!(lines(&output).is_empty(), "nothing was attempted");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -602,8 +715,11 @@ async fn postgres_resumes_held_deliveries_on_a_second_run_with_the_stored_secret
     let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
     let url = receiver.url().to_owned();
     let common = ["--store", &store, "--preset", "deepsmith", "--url", &url, "--allow-private"];
-    let first_args =
-        [&common[..], &["--secret", "whsec_first", "--retry-scale", "0", "--concurrency", "1"]].concat();
+    let first_args = [
+        &common[..],
+        &["--secret", "whsec_first-signing-secret", "--retry-scale", "0", "--concurrency", "1"],
+    ]
+    .concat();
 
     // First run: the endpoint fails until it is disabled, and the run ends
     // with deliveries held in the database. Four events: the attempts made
@@ -621,11 +737,14 @@ async fn postgres_resumes_held_deliveries_on_a_second_run_with_the_stored_secret
 
     // A run with another secret is refused, and says so without showing
     // either secret or the database's password.
-    let refused = send(&[&common[..], &["--secret", "whsec_other"]].concat(), "").await;
+    let refused = send(&[&common[..], &["--secret", "whsec_other-signing-secret"]].concat(), "").await;
     assert_eq!(refused.status.code(), Some(2));
     let message = stderr(&refused);
     assert!(message.contains("--secret differs"), "{message}");
-    assert!(!message.contains("whsec_first") && !message.contains("whsec_other"), "{message}");
+    assert!(
+        !message.contains("whsec_first-signing-secret") && !message.contains("whsec_other-signing-secret"),
+        "{message}"
+    );
     if let Some(password) = &password {
         assert!(!message.contains(password.as_str()), "no password shown: {message}");
     }
@@ -646,7 +765,11 @@ async fn postgres_resumes_held_deliveries_on_a_second_run_with_the_stored_secret
     for request in resumed {
         assert!(ids.contains(request.header("x-webhook-id")), "a delivery of the first run");
         DeepSmithScheme
-            .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from("whsec_first"))
+            .verify_header(
+                request.header("x-webhook-signature"),
+                &request.body,
+                &Secret::from("whsec_first-signing-secret"),
+            )
             .unwrap();
     }
     let subscriptions = database.store().await.unwrap().subscriptions().await.unwrap();
@@ -659,7 +782,16 @@ async fn a_postgres_store_that_cannot_be_reached_is_an_error_without_the_passwor
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let store = format!("postgresql://someone:pw-7c1e@127.0.0.1:{port}/queue");
-    let args = ["--store", &store, "--preset", "deepsmith", "--url", "https://example.com/", "--secret", "k"];
+    let args = [
+        "--store",
+        &store,
+        "--preset",
+        "deepsmith",
+        "--url",
+        "https://example.com/",
+        "--secret",
+        "k-signing-secret",
+    ];
     let output = send(&args, "").await;
     assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
     let message = stderr(&output);
@@ -699,14 +831,16 @@ async fn owners_sharing_a_store_each_reach_only_their_own_endpoint() {
             send(&args, &stdin).await
         }
     };
-    let first = run("alice", alice.url().to_owned(), "whsec_alice").await;
+    let first = run("alice", alice.url().to_owned(), "whsec_alice-signing-secret").await;
     assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
-    let second = run("bob", bob.url().to_owned(), "whsec_bob").await;
+    let second = run("bob", bob.url().to_owned(), "whsec_bob-signing-secret").await;
     assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
     assert_eq!(lines(&second).last().unwrap()["summary"]["delivered"], 3);
 
     // Both runs have ended: nothing more can reach either receiver.
-    for (receiver, owner, secret) in [(&alice, "alice", "whsec_alice"), (&bob, "bob", "whsec_bob")] {
+    for (receiver, owner, secret) in
+        [(&alice, "alice", "whsec_alice-signing-secret"), (&bob, "bob", "whsec_bob-signing-secret")]
+    {
         let received = receiver.received();
         assert_eq!(received.len(), 3, "{owner} gets its own three events, nothing of the other's");
         for request in received {
@@ -729,8 +863,17 @@ async fn a_repeated_idempotency_key_creates_no_delivery_in_a_run_or_the_next() {
     let store = format!("sqlite:{}", dir.path().join("queue.db").display());
     let receiver = Receiver::start().await.unwrap();
     let url = receiver.url().to_owned();
-    let args =
-        ["--store", &store, "--preset", "deepsmith", "--url", &url, "--secret", "k", "--allow-private"];
+    let args = [
+        "--store",
+        &store,
+        "--preset",
+        "deepsmith",
+        "--url",
+        &url,
+        "--secret",
+        "k-signing-secret",
+        "--allow-private",
+    ];
     let line = |key: &str| {
         format!(
             "{{\"event\":\"iq.status_updated\",\"idempotency_key\":\"{key}\",\"data\":{{\"key\":\"{key}\"}}}}\n"

@@ -128,7 +128,11 @@ async fn any_dotted_name_is_an_event_type_and_https_is_required() {
         webhooks.subscribe(Subscription::builder("http://example.com/").event_type("a.b")).await.unwrap_err();
     assert!(matches!(error, Error::InsecureUrl { .. }));
     let error = webhooks
-        .subscribe(Subscription::builder("https://example.com/").event_type("a.b").secret("not base64!"))
+        .subscribe(
+            Subscription::builder("https://example.com/")
+                .event_type("a.b")
+                .secret("not base64 but long enough!"),
+        )
         .await
         .unwrap_err();
     assert!(error.to_string().contains("base64"), "{error}");

@@ -7,8 +7,9 @@ use std::time::Duration;
 use common::webhooks;
 use serde_json::json;
 use webhooks_core::{
-    Error, Exponential, MAX_DESCRIPTION_BYTES, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, Preset, Schedule,
-    Subscription, Webhooks,
+    Error, Exponential, MAX_DESCRIPTION_BYTES, MAX_HEADER_VALUE_BYTES, MAX_HEADERS, MAX_METADATA_BYTES,
+    MAX_METADATA_ENTRIES, MAX_REASON_BYTES, MAX_SECRET_BYTES, MIN_SECRET_BYTES, MIN_WHSEC_SECRET_BYTES,
+    Preset, Schedule, Subscription, Webhooks,
 };
 use webhooks_memory::MemoryStore;
 
@@ -104,6 +105,47 @@ async fn a_subscription_needs_event_types_and_a_non_empty_secret() {
         .await
         .unwrap_err();
     assert_eq!(invalid_field(&error), "secret");
+}
+
+#[tokio::test]
+async fn secrets_reasons_and_header_values_outside_their_bounds_are_refused_by_name() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let endpoint = || Subscription::builder("https://example.com/").event_type("iq.status_updated");
+    for (secret, accepted) in [
+        ("s".repeat(MIN_SECRET_BYTES - 1), false),
+        ("s".repeat(MIN_SECRET_BYTES), true),
+        (format!("whsec_{}", "s".repeat(MIN_WHSEC_SECRET_BYTES - 7)), false),
+        (format!("whsec_{}", "s".repeat(MIN_WHSEC_SECRET_BYTES - 6)), true),
+        ("s".repeat(MAX_SECRET_BYTES), true),
+        ("s".repeat(MAX_SECRET_BYTES + 1), false),
+    ] {
+        let subscribed = webhooks.subscribe(endpoint().secret(secret.as_str())).await;
+        match subscribed {
+            Ok(_) => assert!(accepted, "{} bytes accepted", secret.len()),
+            Err(error) => {
+                assert!(!accepted, "{} bytes refused: {error}", secret.len());
+                assert_eq!(invalid_field(&error), "secret");
+                assert!(error.to_string().contains("bytes"), "{error}");
+            }
+        }
+    }
+
+    let subscription = webhooks.subscribe(endpoint()).await.unwrap();
+    let error = webhooks.disable(subscription.id, &"r".repeat(MAX_REASON_BYTES + 1)).await.unwrap_err();
+    assert_eq!(invalid_field(&error), "reason");
+    assert!(
+        webhooks.subscription(subscription.id).await.unwrap().is_enabled(),
+        "a refused call changes nothing"
+    );
+    webhooks.disable(subscription.id, &"r".repeat(MAX_REASON_BYTES)).await.unwrap();
+
+    let error = webhooks
+        .subscribe(endpoint().header("X-Route", "v".repeat(MAX_HEADER_VALUE_BYTES + 1)))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("X-Route") || error.to_string().contains("x-route"), "{error}");
+    let too_many = (0..=MAX_HEADERS).fold(endpoint(), |builder, n| builder.header(format!("X-H{n}"), "v"));
+    assert_eq!(invalid_field(&webhooks.subscribe(too_many).await.unwrap_err()), "headers");
 }
 
 #[tokio::test]

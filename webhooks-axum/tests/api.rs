@@ -407,6 +407,10 @@ async fn the_endpoint_page_changes_the_delivery_policy_and_lists_operational_eve
     assert_eq!((status, &listed["events"]), (200, &json!([])));
     let (_, page) = host.page("alice", &page_path).await;
     assert!(page.contains("Nothing to report"), "{page}");
+    let too_long = json!({"reason": "r".repeat(webhooks_core::MAX_REASON_BYTES + 1)});
+    let (status, error) =
+        host.api("alice", Method::POST, &format!("/endpoints/{id}/disable"), Some(too_long)).await;
+    assert_eq!((status, &error["code"]), (400, &json!("invalid")), "{error}");
     let reason = json!({"reason": "paused for the <audit>"});
     let (status, _) =
         host.api("alice", Method::POST, &format!("/endpoints/{id}/disable"), Some(reason)).await;

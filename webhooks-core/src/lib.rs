@@ -113,10 +113,10 @@ pub use operational::{FAILING_AFTER, OPERATIONAL_EVENT_TYPES, OperationalEvent};
 pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
-pub use secret::Secret;
+pub use secret::{MAX_SECRET_BYTES, MIN_SECRET_BYTES, MIN_WHSEC_SECRET_BYTES, Secret};
 pub use settings::{
-    CustomHeader, DEFAULT_HELD_LIMIT, EndpointSettings, InvalidHeader, InvalidRateLimit, MAX_OWN_WAIT,
-    MAX_OWN_WAITS, REDACTED, RateLimit, RetryChoice,
+    CustomHeader, DEFAULT_HELD_LIMIT, EndpointSettings, InvalidHeader, InvalidRateLimit,
+    MAX_HEADER_VALUE_BYTES, MAX_OWN_WAIT, MAX_OWN_WAITS, REDACTED, RateLimit, RetryChoice,
 };
 pub use store::{
     Admin, AttemptRecord, Changes, Claim, ClaimRequest, Current, DeliveryCounts, DeliveryQuery,
@@ -132,6 +132,6 @@ pub mod prelude {
 pub use publish::{Outcome, Prepared, Publish, Published};
 pub use webhooks::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage, LogPage, MAX_DESCRIPTION_BYTES,
-    MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, NewSubscription, OwnerStats, SubscriptionUpdate, TEST_EVENT,
-    Webhooks, WebhooksBuilder,
+    MAX_HEADERS, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_REASON_BYTES, NewSubscription, OwnerStats,
+    SubscriptionUpdate, TEST_EVENT, Webhooks, WebhooksBuilder,
 };

@@ -45,7 +45,35 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Why a secret chosen for a subscription is refused: shorter than
+    /// [`MIN_SECRET_BYTES`] (a `whsec_` key: [`MIN_WHSEC_SECRET_BYTES`] in
+    /// all), or longer than [`MAX_SECRET_BYTES`]. Verifying accepts any.
+    pub(crate) fn check_length(&self) -> Result<(), String> {
+        let (length, min) = if self.0.starts_with(Self::PREFIX) {
+            (self.0.len(), MIN_WHSEC_SECRET_BYTES)
+        } else {
+            (self.0.len(), MIN_SECRET_BYTES)
+        };
+        if length < min {
+            let kind = if min == MIN_WHSEC_SECRET_BYTES { "a whsec_ key" } else { "a secret" };
+            return Err(format!("{kind} must be at least {min} bytes; this one is {length}"));
+        }
+        if length > MAX_SECRET_BYTES {
+            return Err(format!("must be at most {MAX_SECRET_BYTES} bytes; this one is {length}"));
+        }
+        Ok(())
+    }
 }
+
+/// The shortest signing secret a subscription may be given, in bytes
+/// (128 bits of key when random).
+pub const MIN_SECRET_BYTES: usize = 16;
+/// The shortest `whsec_` key a subscription may be given, prefix included.
+pub const MIN_WHSEC_SECRET_BYTES: usize = 24;
+/// The longest signing secret a subscription may be given, in bytes: an
+/// HMAC key gains nothing past its block size, and every attempt pays for it.
+pub const MAX_SECRET_BYTES: usize = 1024;
 
 impl From<String> for Secret {
     fn from(secret: String) -> Self {

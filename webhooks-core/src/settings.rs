@@ -248,6 +248,9 @@ impl CustomHeader {
         }
         // Visible ASCII and spaces only: what `to_str` reads back, so the
         // value a store keeps is the value sent.
+        if value.len() > MAX_HEADER_VALUE_BYTES {
+            return Err(InvalidHeader::TooLong(parsed.as_str().to_owned()));
+        }
         if !value.bytes().all(|byte| byte == b' ' || byte == b'\t' || byte.is_ascii_graphic()) {
             return Err(InvalidHeader::Value(parsed.as_str().to_owned()));
         }
@@ -347,6 +350,7 @@ impl<'de> Deserialize<'de> for CustomHeader {
 
 /// A header a subscription may not have.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvalidHeader {
     /// Not a valid header name.
     #[error("{0:?} is not a valid header name")]
@@ -357,7 +361,13 @@ pub enum InvalidHeader {
     /// A header the transport or the signature scheme sets.
     #[error("header {0} is set by the library and cannot be overridden")]
     Reserved(String),
+    /// Its value is longer than [`MAX_HEADER_VALUE_BYTES`].
+    #[error("the value of header {0} is over {MAX_HEADER_VALUE_BYTES} bytes")]
+    TooLong(String),
 }
+
+/// The longest value a subscription's own header may have, in bytes.
+pub const MAX_HEADER_VALUE_BYTES: usize = 4096;
 
 /// At most `per_second` requests a second, with bursts of up to `burst`
 /// after a quiet spell: a token bucket each dispatcher keeps per endpoint.

@@ -541,6 +541,10 @@ impl NewSubscription {
 
 /// The longest description a subscription may have, in bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+/// The longest reason a subscription may be disabled with, in bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// The most headers of its own a subscription may send.
+pub const MAX_HEADERS: usize = 32;
 /// The most metadata entries a subscription may have.
 pub const MAX_METADATA_ENTRIES: usize = 64;
 /// The longest metadata key or value, in bytes.
@@ -581,6 +585,7 @@ impl Webhooks {
         self.check_event_types(&owner, &new.event_types)?;
         let secret = match new.secret {
             Some(secret) => {
+                secret.check_length().map_err(|reason| Error::invalid("secret", reason))?;
                 preset.scheme().check_secret(&secret).map_err(|reason| Error::invalid("secret", reason))?;
                 secret
             }
@@ -639,6 +644,9 @@ impl Webhooks {
 
     /// Disables a subscription; its deliveries are held, not lost.
     pub async fn disable(&self, id: SubscriptionId, reason: &str) -> Result<(), Error> {
+        if reason.len() > MAX_REASON_BYTES {
+            return Err(Error::invalid("reason", format!("over {MAX_REASON_BYTES} bytes")));
+        }
         let at = self.inner.clock.now();
         self.inner.store.disable_subscription(id, reason, at).await?;
         self.tell(OperationalEvent::EndpointDisabled { subscription_id: id, reason: reason.to_owned(), at })
@@ -804,6 +812,9 @@ impl Webhooks {
         }
         if settings.description.len() > MAX_DESCRIPTION_BYTES {
             return Err(Error::invalid("description", format!("over {MAX_DESCRIPTION_BYTES} bytes")));
+        }
+        if settings.headers.len() > MAX_HEADERS {
+            return Err(Error::invalid("headers", format!("over {MAX_HEADERS} headers")));
         }
         if settings.metadata.len() > MAX_METADATA_ENTRIES {
             return Err(Error::invalid("metadata", format!("over {MAX_METADATA_ENTRIES} entries")));
