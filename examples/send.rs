@@ -5,9 +5,13 @@
 //! ```
 //!
 //! stdin holds one JSON object a line: `{"event":"job.completed","data":{...}}`.
-//! stdout gets one JSON line per attempt, then a summary line. Exit status: 0
-//! when done, 2 for bad arguments or a refused subscription, 1 otherwise
-//! (for example a malformed input line, reported on stderr and skipped).
+//! stdout gets one JSON line per attempt, then a summary line. Exit status:
+//! 0 when every event was delivered; 3 when the run ended with deliveries
+//! dropped in it, or held by a disabled endpoint; 2 for bad arguments or a
+//! refused subscription; 1 otherwise (a malformed input line, reported on
+//! stderr and skipped; a store gone for good; stdout that cannot be
+//! written). `--help` prints the usage. A UTF-8 byte order mark before the
+//! first line is skipped.
 //! Once stdin is read and every event in it published, stderr gets
 //! `accepted N events`. Lines are published as they arrive, whatever is
 //! ready in one store step (a single commit on a durable store), so a line
@@ -208,16 +212,31 @@ const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// `value` as one JSON line, serialized straight into the buffer.
 fn print_json(value: &impl Serialize) {
     let mut out = OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if serde_json::to_writer(&mut *out, value).is_ok() {
-        let _ = out.write_all(b"\n");
+    let written = serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from);
+    if let Err(error) = written.and_then(|()| out.write_all(b"\n")) {
+        stdout_failed(&error);
     }
 }
 
 fn flush_lines() {
-    let _ = OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).flush();
+    if let Err(error) = OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).flush() {
+        stdout_failed(&error);
+    }
+}
+
+/// Ends the run: an attempt line that cannot be written is a report lost,
+/// and a run that cannot report is not worth going on with. What was
+/// accepted stays in a durable store for the next run.
+fn stdout_failed(error: &std::io::Error) -> ! {
+    eprintln!("error: cannot write to stdout: {error}");
+    std::process::exit(1);
 }
 
 fn main() -> ExitCode {
+    if std::env::args().skip(1).any(|arg| arg == "--help" || arg == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(message) => {
@@ -272,10 +291,11 @@ enum Failure {
     Run(String),
 }
 
-async fn open_store(spec: &str) -> Result<Arc<dyn Store>, Failure> {
+/// The store `spec` names, and the SQLite file to close at the end.
+async fn open_store(spec: &str) -> Result<(Arc<dyn Store>, Option<SqliteStore>), Failure> {
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         return match PostgresStore::connect(spec).await {
-            Ok(store) => Ok(Arc::new(store)),
+            Ok(store) => Ok((Arc::new(store), None)),
             Err(error @ webhooks_postgres::Error::InvalidUrl { .. }) => {
                 Err(Failure::Usage(error.to_string()))
             }
@@ -283,9 +303,10 @@ async fn open_store(spec: &str) -> Result<Arc<dyn Store>, Failure> {
         };
     }
     match spec.split_once(':') {
-        None if spec == "memory" => Ok(Arc::new(MemoryStore::new())),
+        None if spec == "memory" => Ok((Arc::new(MemoryStore::new()), None)),
         Some(("sqlite", path)) if !path.is_empty() => {
-            Ok(Arc::new(SqliteStore::open(path).await.map_err(|e| Failure::Run(e.to_string()))?))
+            let store = SqliteStore::open(path).await.map_err(|e| Failure::Run(e.to_string()))?;
+            Ok((Arc::new(store.clone()), Some(store)))
         }
         _ => Err(Failure::Usage(format!(
             "unsupported --store {:?}: use memory, sqlite:PATH or postgres://URL",
@@ -426,7 +447,7 @@ fn read_stdin(lines: mpsc::Sender<Read>, budget: Arc<Semaphore>, runtime: tokio:
                     webhooks_core::Error::BodyTooLarge { size: bytes, limit: DEFAULT_MAX_BODY_BYTES };
                 (0, Err(too_large.to_string()))
             }
-            Ok(Some(bytes)) => match std::str::from_utf8(&text) {
+            Ok(Some(bytes)) => match std::str::from_utf8(without_bom(number, &text)) {
                 Err(_) => (0, Err("unreadable: stream did not contain valid UTF-8".to_owned())),
                 Ok(text) if text.trim().is_empty() => continue,
                 Ok(text) => (
@@ -445,6 +466,12 @@ fn read_stdin(lines: mpsc::Sender<Read>, budget: Arc<Semaphore>, runtime: tokio:
             return;
         }
     }
+}
+
+/// The line's text without the UTF-8 byte order mark an editor may put
+/// before the first line.
+fn without_bom(number: usize, text: &[u8]) -> &[u8] {
+    if number == 1 { text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text) } else { text }
 }
 
 /// Reads one line into `text`, without its end of line, keeping at most
@@ -482,6 +509,8 @@ fn read_line(input: &mut impl BufRead, text: &mut Vec<u8>) -> std::io::Result<Op
 struct Seen {
     /// A delivery was delivered or dropped.
     settled: bool,
+    /// A delivery was dropped.
+    dropped: bool,
     /// The attempt disabled the endpoint.
     disabled: bool,
 }
@@ -493,6 +522,8 @@ struct Seen {
 struct Completion {
     outstanding: i64,
     disabled: bool,
+    /// Deliveries dropped in this run.
+    dropped: u64,
     seen: mpsc::UnboundedReceiver<Seen>,
 }
 
@@ -500,6 +531,7 @@ impl Completion {
     fn apply(&mut self, seen: Seen) {
         self.outstanding -= i64::from(seen.settled);
         self.disabled |= seen.disabled;
+        self.dropped += u64::from(seen.dropped);
     }
 
     /// Takes in what the attempts reported so far.
@@ -701,10 +733,14 @@ impl Publisher<'_> {
     }
 }
 
+/// The exit status of a run that ended with deliveries dropped or held.
+const UNDELIVERED: u8 = 3;
+
 async fn run(args: Args) -> Result<ExitCode, Failure> {
     let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
+    let (store, closing) = open_store(&args.store).await?;
     let webhooks = Webhooks::builder()
-        .shared_store(open_store(&args.store).await?)
+        .shared_store(store)
         .preset(args.preset.clone())
         // A run rides out a store outage of up to a minute.
         .publish_retry(STORE_PATIENCE)
@@ -763,6 +799,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             }
             let seen = Seen {
                 settled: matches!(outcome.verdict, Verdict::Delivered | Verdict::Dropped),
+                dropped: outcome.verdict == Verdict::Dropped,
                 disabled: outcome.recorded.disabled_subscription,
             };
             if seen.settled || seen.disabled {
@@ -774,8 +811,12 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(dispatcher.run(shutdown.clone()));
-    let mut completion =
-        Completion { outstanding: i64::try_from(resumed).unwrap_or(i64::MAX), disabled: false, seen };
+    let mut completion = Completion {
+        outstanding: i64::try_from(resumed).unwrap_or(i64::MAX),
+        disabled: false,
+        dropped: 0,
+        seen,
+    };
 
     let mut publisher = Publisher {
         webhooks: &webhooks,
@@ -826,6 +867,17 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
         endpoint_disabled: !enabled,
     };
 
+    let undelivered = completion.dropped > 0 || summary.pending > 0;
     print_json(&SummaryLine { summary });
-    Ok(if malformed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    if let Some(file) = closing {
+        // Closed, the file is whole again: no -wal beside it.
+        file.close().await.map_err(|e| Failure::Run(e.to_string()))?;
+    }
+    Ok(if malformed {
+        ExitCode::from(1)
+    } else if undelivered {
+        ExitCode::from(UNDELIVERED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -18,7 +18,7 @@ async fn send(args: &[&str], stdin: &str) -> Output {
     send_with_env(args, &[], stdin).await
 }
 
-/// `send` with DeepSmith to `url`, secret `k`, private addresses allowed and
+/// `send` with DeepSmith to `url`, secret `k-signing-secret`, private addresses allowed and
 /// no wait between retries, then `extra` arguments.
 async fn send_deepsmith(url: &str, extra: &[&str], stdin: &str) -> Output {
     let common = [
@@ -119,7 +119,7 @@ async fn smartlyq_over_allowed_http_signs_with_the_given_secret_and_drops_after_
         stdin,
     )
     .await;
-    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     let lines = lines(&output);
     let outcomes: Vec<&str> = lines[..6].iter().map(|l| l["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["retrying", "retrying", "retrying", "retrying", "retrying", "dropped"]);
@@ -292,7 +292,7 @@ async fn a_disabled_endpoint_ends_the_run_with_its_deliveries_held() {
     let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
     let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(3);
     let output = send_deepsmith(receiver.url(), &["--concurrency", "1"], &stdin).await;
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(3));
     let lines = lines(&output);
     assert_eq!(lines.len(), 11, "ten attempts, then the summary");
     let summary = &lines[10]["summary"];
@@ -311,7 +311,7 @@ async fn a_disabled_endpoint_ends_the_run_with_its_deliveries_held() {
 async fn a_gone_endpoint_reports_its_delivery_held() {
     let receiver = Receiver::scripted(|_, _| Reply::status(410)).await.unwrap();
     let output = send_deepsmith(receiver.url(), &[], "{\"event\":\"iq.status_updated\",\"data\":{}}\n").await;
-    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert_eq!(output.status.code(), Some(3), "stderr: {}", stderr(&output));
     let lines = lines(&output);
     assert_eq!((&lines[0]["status"], &lines[0]["outcome"]), (&410.into(), &"held".into()), "{lines:?}");
     assert_eq!(lines[1]["summary"]["endpoint_disabled"], true);
@@ -322,7 +322,7 @@ async fn a_gone_endpoint_reports_its_delivery_held() {
 async fn the_secret_and_the_store_can_stay_out_of_the_process_list() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
-    std::fs::write(&secret_file, "whsec_from_a_file\n").unwrap();
+    std::fs::write(&secret_file, "whsec_from_a_file_secret\n").unwrap();
     let receiver = Receiver::start().await.unwrap();
     let secret_path = secret_file.display().to_string();
     let args =
@@ -334,14 +334,14 @@ async fn the_secret_and_the_store_can_stay_out_of_the_process_list() {
         .verify_header(
             request.header("x-webhook-signature"),
             &request.body,
-            &Secret::from("whsec_from_a_file"),
+            &Secret::from("whsec_from_a_file_secret"),
         )
         .unwrap();
 
     // From the environment: the secret, and a store URL that could hold a password.
     let db = dir.path().join("env.db");
     let env = [
-        ("WEBHOOKS_SECRET", "whsec_from_the_environment".to_owned()),
+        ("WEBHOOKS_SECRET", "whsec_from_the_environment_secret".to_owned()),
         ("WEBHOOKS_STORE", format!("sqlite:{}", db.display())),
     ];
     let output = send_with_env(
@@ -356,7 +356,7 @@ async fn the_secret_and_the_store_can_stay_out_of_the_process_list() {
         .verify_header(
             request.header("x-webhook-signature"),
             &request.body,
-            &Secret::from("whsec_from_the_environment"),
+            &Secret::from("whsec_from_the_environment_secret"),
         )
         .unwrap();
     assert!(db.exists(), "the store the environment named was used");
@@ -571,7 +571,7 @@ async fn sqlite_resumes_held_deliveries_on_a_second_run_with_the_stored_secret()
     // with deliveries held.
     let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(3);
     let first = send(&first_args, &stdin).await;
-    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+    assert_eq!(first.status.code(), Some(3), "stderr: {}", stderr(&first));
     assert!(stderr(&first).contains("accepted 3 events"), "{}", stderr(&first));
     let first = lines(&first);
     let summary = &first.last().unwrap()["summary"];
@@ -726,7 +726,7 @@ async fn postgres_resumes_held_deliveries_on_a_second_run_with_the_stored_secret
     // while the tenth failure is being recorded may finish three.
     let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(4);
     let first = send(&first_args, &stdin).await;
-    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+    assert_eq!(first.status.code(), Some(3), "stderr: {}", stderr(&first));
     assert!(stderr(&first).contains("accepted 4 events"), "{}", stderr(&first));
     let first = lines(&first);
     let summary = &first.last().unwrap()["summary"];
@@ -894,4 +894,58 @@ async fn a_repeated_idempotency_key_creates_no_delivery_in_a_run_or_the_next() {
     let ids: HashSet<&str> = received.iter().map(|r| r.header("x-webhook-id")).collect();
     assert_eq!(ids.len(), 3, "three deliveries, each once");
     assert!(String::from_utf8_lossy(&received[2].body).contains("k3"));
+}
+
+#[tokio::test]
+async fn help_prints_the_usage_and_a_byte_order_mark_before_the_first_line_is_skipped() {
+    let help = send(&["--help"], "").await;
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("usage: send --preset"), "{help:?}");
+
+    let receiver = Receiver::start().await.unwrap();
+    let stdin = "\u{FEFF}{\"event\":\"iq.status_updated\",\"data\":{}}\n{\"event\":\"iq.status_updated\",\"data\":{}}\n";
+    let output = send_deepsmith(receiver.url(), &[], stdin).await;
+    assert_eq!(output.status.code(), Some(0), "every event delivered: {}", stderr(&output));
+    assert!(!stderr(&output).contains("line 1"), "{}", stderr(&output));
+    assert_eq!(lines(&output).last().unwrap()["summary"]["delivered"], 2);
+}
+
+#[tokio::test]
+async fn stdout_that_cannot_be_written_ends_the_run_with_exit_1() {
+    let receiver = Receiver::start().await.unwrap();
+    let args =
+        ["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k-signing-secret", "--allow-private"];
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("Linux's /dev/full");
+    let mut child = common::spawn_send(&args, &[], Stdio::from(full));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"{\"event\":\"iq.status_updated\",\"data\":{}}\n").await.unwrap();
+    drop(input);
+    let output =
+        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("ends").unwrap();
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
+    assert!(stderr(&output).contains("cannot write to stdout"), "stderr: {}", stderr(&output));
+}
+
+#[tokio::test]
+async fn a_run_on_sqlite_closes_the_file_and_leaves_no_wal_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    let store = format!("sqlite:{}", path.display());
+    let receiver = Receiver::start().await.unwrap();
+    let output = send_deepsmith(
+        receiver.url(),
+        &["--store", &store],
+        &"{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(3),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert!(path.exists());
+    assert!(!dir.path().join("queue.db-wal").exists(), "the WAL was checkpointed and removed");
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    let subscription = reopened.subscriptions().await.unwrap().remove(0);
+    assert_eq!(
+        reopened.delivery_counts(subscription.id).await.unwrap().delivered,
+        3,
+        "the file holds the run"
+    );
 }

@@ -109,6 +109,22 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Closes the connection now, after the calls already made, whatever
+    /// clones remain (their later calls fail with [`Error::Stopped`]). The
+    /// last connection to a file checkpoints the WAL into it and removes
+    /// the `-wal` file, so a process that closes its store before exiting
+    /// leaves the database in one file. Dropping every clone closes it
+    /// too, but on the connection's thread, which a process that is
+    /// exiting may not wait for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] when it was closed already; [`Error::Sqlite`]
+    /// when SQLite could not close it cleanly.
+    pub async fn close(&self) -> Result<(), Error> {
+        self.worker.close().await
+    }
 }
 
 /// Runs `work` in one transaction: committed when it succeeds, rolled back

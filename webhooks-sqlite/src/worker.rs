@@ -46,6 +46,9 @@ enum Job {
     Alone(Box<dyn FnOnce(&mut Connection) + Send>),
     /// May share a transaction with the grouped writes queued beside it.
     Grouped(Durability, Box<dyn Member>),
+    /// Ends the thread after the jobs before it: the connection closes,
+    /// then the sender hears how.
+    Close(oneshot::Sender<Result<(), Error>>),
 }
 
 /// One write of a group, type-erased.
@@ -126,11 +129,27 @@ impl Worker {
                     }
                 };
                 let _ = ready.send(Ok(()));
-                serve(&mut connection, &queue);
+                let closing = serve(&mut connection, &queue);
+                // The last connection to the file checkpoints the WAL into
+                // it and removes the -wal file as it closes.
+                let closed = connection
+                    .close()
+                    .map_err(|(_, source)| Error::Sqlite { operation: "close the database", source });
+                if let Some(done) = closing {
+                    let _ = done.send(closed);
+                }
             })
             .map_err(Error::Thread)?;
         opened.await.map_err(|_| Error::Stopped)??;
         Ok(Self { jobs })
+    }
+
+    /// Closes the connection once the jobs sent before have run; every
+    /// handle's later calls fail with [`Error::Stopped`].
+    pub(crate) async fn close(&self) -> Result<(), Error> {
+        let (done, closed) = oneshot::channel();
+        self.jobs.send(Job::Close(done)).map_err(|_| Error::Stopped)?;
+        closed.await.map_err(|_| Error::Stopped)?
     }
 
     /// Runs `job` on the connection thread, alone, and waits for its result.
@@ -215,11 +234,16 @@ impl Queue<'_> {
     }
 }
 
-/// Runs the queue's jobs in arrival order until every handle is gone.
-fn serve(connection: &mut Connection, jobs: &mpsc::Receiver<Job>) {
+/// Runs the queue's jobs in arrival order until every handle is gone, or
+/// until a [`Job::Close`], which it returns.
+fn serve(
+    connection: &mut Connection,
+    jobs: &mpsc::Receiver<Job>,
+) -> Option<oneshot::Sender<Result<(), Error>>> {
     let mut queue = Queue { jobs, next: None };
     while let Some(job) = queue.take() {
         match job {
+            Job::Close(done) => return Some(done),
             Job::Alone(job) => {
                 // A panicking job (a bug) answers nobody, and its
                 // transaction is rolled back as it unwinds; the next job
@@ -229,6 +253,7 @@ fn serve(connection: &mut Connection, jobs: &mpsc::Receiver<Job>) {
             Job::Grouped(durability, first) => commit_group(connection, &mut queue, durability, first),
         }
     }
+    None
 }
 
 /// Sets the connection's `synchronous` level, which every job other than a

@@ -122,3 +122,21 @@ async fn an_events_body_goes_with_its_last_delivery() {
     assert_eq!(count(&path, "SELECT count(*) FROM events"), 0);
     assert_eq!(count(&path, "SELECT count(*) FROM attempts"), 0);
 }
+
+#[tokio::test]
+async fn closing_leaves_the_database_in_one_file_and_stops_every_clone() {
+    let (store, path, _dir) = fresh().await;
+    let clone = store.clone();
+    let subscription = subscription("https://example.com/", &["order.created"]);
+    store.insert_subscription(&subscription).await.unwrap();
+    store.publish(&event("order.created", 0), Bytes::from_static(b"{}")).await.unwrap();
+    let wal = path.with_file_name("webhooks.db-wal");
+    assert!(wal.exists(), "an open store writes through the WAL");
+
+    store.close().await.unwrap();
+    assert!(!wal.exists(), "closing checkpointed the WAL into the file and removed it");
+    assert!(matches!(clone.pending_count().await, Err(_)), "a clone's calls fail once closed");
+    assert!(matches!(store.close().await, Err(Error::Stopped)));
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(reopened.pending_count().await.unwrap(), 1, "nothing was lost");
+}
