@@ -36,8 +36,12 @@
 //! `WEBHOOKS_STORE`, keep the secret and a store URL with a password out of
 //! the process list (`ps`); a flag given wins over the environment.
 //!
-//! A store that becomes unavailable for a while (a database restarting, a
-//! file another process holds locked) is waited out, up to a minute.
+//! A store that is unavailable for a while (a database restarting or not up
+//! yet, a file another process holds locked) is waited out, at start-up as
+//! during the run, up to a minute (`--store-patience S`) counted from the
+//! first call that found it unavailable, however many lines wait on it;
+//! stderr says so when it starts, every 5 s while it lasts, and when it
+//! ends; past the deadline the run ends with exit 1 and the reason.
 //!
 //! `--owner KEY` (the default owner without it) is whose run this is: the
 //! subscription and every event read belong to that owner, so runs of
@@ -56,8 +60,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, DeliveryId, Owner, Preset, Publish, Store, Subscription,
-    SubscriptionId, SubscriptionStatus, SubscriptionUpdate, UrlRule, Verdict, Webhooks,
+    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, DeliveryId, Owner, Preset, Publish, Store, StoreError,
+    Subscription, SubscriptionId, SubscriptionStatus, SubscriptionUpdate, UrlRule, Verdict, Webhooks,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::PostgresStore;
@@ -65,7 +69,7 @@ use webhooks_sqlite::SqliteStore;
 
 const USAGE: &str = "usage: send --preset smartlyq|deepsmith|standard --url URL [--secret SECRET] \
 [--secret-file PATH] [--store memory|sqlite:PATH|postgres://URL] [--owner KEY] [--retry-scale F] [--allow-http] [--allow-private] \
-[--events a,b] [--concurrency N] [--timeout-ms MS] < events.jsonl";
+[--events a,b] [--concurrency N] [--timeout-ms MS] [--store-patience S] < events.jsonl";
 
 struct Args {
     preset: Preset,
@@ -79,6 +83,8 @@ struct Args {
     concurrency: usize,
     timeout: Duration,
     allow_private: bool,
+    /// How long a store outage is waited out.
+    store_patience: Duration,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -90,6 +96,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         std::env::var("WEBHOOKS_STORE").ok().filter(|s| !s.is_empty()).unwrap_or("memory".to_owned());
     let mut owner = Owner::default();
     let mut retry_scale = 1.0;
+    let mut store_patience = STORE_PATIENCE;
     let (mut allow_http, mut allow_private, mut concurrency, mut timeout_ms) = (false, false, 64, 15_000u64);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -125,6 +132,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--timeout-ms" => {
                 timeout_ms = value()?.parse().map_err(|_| "--timeout-ms needs a whole number".to_owned())?
             }
+            "--store-patience" => {
+                let seconds: u64 = value()?
+                    .parse()
+                    .map_err(|_| "--store-patience needs a whole number of seconds".to_owned())?;
+                store_patience = Duration::from_secs(seconds);
+            }
             "--allow-http" => allow_http = true,
             "--allow-private" => allow_private = true,
             other => return Err(format!("unknown argument {other:?}")),
@@ -146,6 +159,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         concurrency,
         timeout: Duration::from_millis(timeout_ms),
         allow_private,
+        store_patience,
     })
 }
 
@@ -291,21 +305,28 @@ enum Failure {
     Run(String),
 }
 
-/// The store `spec` names, and the SQLite file to close at the end.
-async fn open_store(spec: &str) -> Result<(Arc<dyn Store>, Option<SqliteStore>), Failure> {
+/// The store `spec` names, and the SQLite file to close at the end. A
+/// server or a file that cannot be had yet is waited for as an outage.
+async fn open_store(spec: &str, outage: &Outage) -> Result<(Arc<dyn Store>, Option<SqliteStore>), Failure> {
+    let failed = |error: webhooks_core::Error| Failure::Run(error.to_string());
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        return match PostgresStore::connect(spec).await {
-            Ok(store) => Ok((Arc::new(store), None)),
-            Err(error @ webhooks_postgres::Error::InvalidUrl { .. }) => {
-                Err(Failure::Usage(error.to_string()))
+        let connect = || async {
+            match PostgresStore::connect(spec).await {
+                Ok(store) => Ok(Ok(store)),
+                Err(error @ webhooks_postgres::Error::InvalidUrl { .. }) => {
+                    Ok(Err(Failure::Usage(error.to_string())))
+                }
+                Err(error) => Err(StoreError::from(error)),
             }
-            Err(error) => Err(Failure::Run(error.to_string())),
         };
+        let store = outage.retrying(connect).await?.map_err(failed)??;
+        return Ok((Arc::new(store), None));
     }
     match spec.split_once(':') {
         None if spec == "memory" => Ok((Arc::new(MemoryStore::new()), None)),
         Some(("sqlite", path)) if !path.is_empty() => {
-            let store = SqliteStore::open(path).await.map_err(|e| Failure::Run(e.to_string()))?;
+            let open = || async { SqliteStore::open(path).await.map_err(StoreError::from) };
+            let store = outage.retrying(open).await?.map_err(failed)?;
             Ok((Arc::new(store.clone()), Some(store)))
         }
         _ => Err(Failure::Usage(format!(
@@ -335,15 +356,15 @@ fn shown_store(spec: &str) -> String {
 /// event types it listens to.
 async fn subscription(
     webhooks: &Webhooks,
+    outage: &Outage,
     args: &Args,
     named: &[&str],
 ) -> Result<(SubscriptionId, BTreeSet<String>), Failure> {
     let usage = |e: webhooks_core::Error| Failure::Usage(e.to_string());
-    let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
     let preset = webhooks.preset();
     let open = preset.catalogue().names().is_none();
     let url = preset.url_rule().check(&args.url, preset.name()).map_err(usage)?;
-    let stored = webhooks.subscriptions(&args.owner).await.map_err(run_error)?;
+    let stored = outage.patiently(|| webhooks.subscriptions(&args.owner)).await?;
     let stored = stored.into_iter().find(|s| s.url == url);
     let mut events: BTreeSet<String> = match &args.events {
         Some(events) => events.iter().cloned().collect(),
@@ -365,7 +386,7 @@ async fn subscription(
         let secret = args.secret.clone().ok_or(Failure::Usage("--secret is required".to_owned()))?;
         let new =
             Subscription::builder(&args.url).owner(args.owner.clone()).event_types(events).secret(secret);
-        let subscription = webhooks.subscribe(new).await.map_err(usage)?;
+        let subscription = outage.retrying(|| webhooks.subscribe(new.clone())).await?.map_err(usage)?;
         return Ok((subscription.id, subscription.event_types));
     };
     if args.secret.as_deref().is_some_and(|secret| secret != subscription.secret.expose()) {
@@ -375,15 +396,18 @@ async fn subscription(
         )));
     }
     if !events.is_empty() && events != subscription.event_types {
-        let update = SubscriptionUpdate::new().event_types(events);
-        subscription = webhooks.update_subscription(subscription.id, update).await.map_err(|e| match e {
-            webhooks_core::Error::Store(_) => run_error(e),
+        let update = || {
+            webhooks
+                .update_subscription(subscription.id, SubscriptionUpdate::new().event_types(events.clone()))
+        };
+        subscription = outage.retrying(update).await?.map_err(|e| match e {
+            webhooks_core::Error::Store(_) => Failure::Run(e.to_string()),
             _ => usage(e),
         })?;
     }
     if let SubscriptionStatus::Disabled { reason, .. } = &subscription.status {
         eprintln!("{url} was disabled ({reason}); enabling it again to resume its deliveries");
-        webhooks.enable(subscription.id).await.map_err(|e| Failure::Run(e.to_string()))?;
+        outage.patiently(|| webhooks.enable(subscription.id)).await?;
     }
     Ok((subscription.id, subscription.event_types))
 }
@@ -391,14 +415,14 @@ async fn subscription(
 /// Whether the subscription's event types must come from stdin: an open
 /// catalogue, no `--events` and nothing stored for `--url`. Then it is made
 /// once stdin names a first event type (or ends), not before.
-async fn types_come_from_stdin(webhooks: &Webhooks, args: &Args) -> Result<bool, Failure> {
+async fn types_come_from_stdin(webhooks: &Webhooks, outage: &Outage, args: &Args) -> Result<bool, Failure> {
     let preset = webhooks.preset();
     if preset.catalogue().names().is_some() || args.events.is_some() {
         return Ok(false);
     }
     // A URL that is refused is reported at once, by `subscription`.
     let Ok(url) = preset.url_rule().check(&args.url, preset.name()) else { return Ok(false) };
-    let stored = webhooks.subscriptions(&args.owner).await.map_err(|e| Failure::Run(e.to_string()))?;
+    let stored = outage.patiently(|| webhooks.subscriptions(&args.owner)).await?;
     Ok(!stored.iter().any(|s| s.url == url))
 }
 
@@ -543,12 +567,17 @@ impl Completion {
 
     /// Waits until nothing is left to attempt: every delivery delivered or
     /// dropped, or held because the endpoint was disabled.
-    async fn wait(&mut self, webhooks: &Webhooks, subscription: SubscriptionId) -> Result<(), Failure> {
+    async fn wait(
+        &mut self,
+        webhooks: &Webhooks,
+        outage: &Outage,
+        subscription: SubscriptionId,
+    ) -> Result<(), Failure> {
         let mut idle = false;
         loop {
             self.catch_up();
             if self.outstanding <= 0 || self.disabled || idle {
-                match look(webhooks, subscription).await? {
+                match look(webhooks, outage, subscription).await? {
                     Look::Done => return Ok(()),
                     Look::Pending(pending) => {
                         self.outstanding = i64::try_from(pending).unwrap_or(i64::MAX);
@@ -582,36 +611,101 @@ enum Look {
 }
 
 /// How long a run waits out a store that is unavailable (a database
-/// restarting, a file locked by another process) before it gives up.
+/// restarting, a file locked by another process) unless `--store-patience`
+/// says otherwise.
 const STORE_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Runs a store read again while the store is unavailable, for up to
-/// [`STORE_PATIENCE`]; publishing waits out outages in the library itself.
-async fn patiently<T, F, Fut>(mut call: F) -> Result<T, webhooks_core::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, webhooks_core::Error>>,
-{
-    let deadline = tokio::time::Instant::now() + STORE_PATIENCE;
-    loop {
-        match call().await {
-            Err(error) if error.is_transient() && tokio::time::Instant::now() < deadline => {
-                eprintln!("store unavailable, trying again: {error}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+/// How often a run waiting for its store says it still is.
+const SAY_EVERY: Duration = Duration::from_secs(5);
+
+/// One deadline for a store outage, however many calls wait on it: it runs
+/// from the first call that found the store unavailable to the first that
+/// succeeds again, and past it the run ends.
+struct Outage {
+    patience: Duration,
+    /// When it began and when it was last reported, while it lasts.
+    state: std::sync::Mutex<Option<(tokio::time::Instant, tokio::time::Instant)>>,
+}
+
+impl Outage {
+    fn new(patience: Duration) -> Self {
+        Self { patience, state: std::sync::Mutex::new(None) }
+    }
+
+    /// Runs `call` again while the store is unavailable, until the outage
+    /// is past its deadline: then, or on any other error, the run fails
+    /// with it.
+    async fn patiently<T, E, F, Fut>(&self, call: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: Into<webhooks_core::Error>,
+    {
+        self.retrying(call).await?.map_err(|error| Failure::Run(error.to_string()))
+    }
+
+    /// Runs `call` again while the store is unavailable; its own result once
+    /// the store answers, or the run's failure once the outage is past its
+    /// deadline.
+    async fn retrying<T, E, F, Fut>(&self, mut call: F) -> Result<Result<T, webhooks_core::Error>, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: Into<webhooks_core::Error>,
+    {
+        loop {
+            match call().await.map_err(Into::into) {
+                Err(error) if error.is_transient() => self.wait(&error).await?,
+                answered => {
+                    self.over();
+                    return Ok(answered);
+                }
             }
-            result => return result,
+        }
+    }
+
+    /// Waits a little before the next try, saying so now and then; fails
+    /// once the outage has lasted the patience.
+    async fn wait(&self, error: &webhooks_core::Error) -> Result<(), Failure> {
+        let now = tokio::time::Instant::now();
+        {
+            let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (began, said) = state.get_or_insert_with(|| {
+                eprintln!("store unavailable, waiting up to {} s: {error}", self.patience.as_secs());
+                (now, now)
+            });
+            let lasted = now - *began;
+            if lasted >= self.patience {
+                return Err(Failure::Run(format!(
+                    "the store stayed unavailable for {} s: {error}",
+                    lasted.as_secs()
+                )));
+            }
+            if now - *said >= SAY_EVERY {
+                eprintln!("store still unavailable after {} s: {error}", lasted.as_secs());
+                *said = now;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Ok(())
+    }
+
+    /// The store answered: an outage in progress is over.
+    fn over(&self) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((began, _)) = state.take() {
+            eprintln!("store available again after {} s", began.elapsed().as_secs());
         }
     }
 }
 
-async fn look(webhooks: &Webhooks, subscription: SubscriptionId) -> Result<Look, Failure> {
-    let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
+async fn look(webhooks: &Webhooks, outage: &Outage, subscription: SubscriptionId) -> Result<Look, Failure> {
     // The status before and after the counts: an attempt that drops a
     // delivery and disables the endpoint commits both in one step, and may
     // land between two reads (another process's store, a server).
-    let enabled = patiently(|| webhooks.subscription(subscription)).await.map_err(run_error)?.is_enabled();
-    let counts = patiently(|| webhooks.delivery_counts(subscription)).await.map_err(run_error)?;
-    if patiently(|| webhooks.subscription(subscription)).await.map_err(run_error)?.is_enabled() != enabled {
+    let enabled = outage.patiently(|| webhooks.subscription(subscription)).await?.is_enabled();
+    let counts = outage.patiently(|| webhooks.delivery_counts(subscription)).await?;
+    if outage.patiently(|| webhooks.subscription(subscription)).await?.is_enabled() != enabled {
         return Ok(Look::Changed);
     }
     Ok(if counts.pending == 0 || !enabled { Look::Done } else { Look::Pending(counts.pending) })
@@ -624,6 +718,7 @@ type LineResult = Result<(String, bool), String>;
 /// Publishes stdin's events in batches and counts what it did.
 struct Publisher<'a> {
     webhooks: &'a Webhooks,
+    outage: &'a Outage,
     owner: Owner,
     subscription: SubscriptionId,
     /// The event types the subscription listens to.
@@ -666,21 +761,21 @@ impl Publisher<'_> {
             }
         }
         if !together.is_empty() {
-            let events = together.iter().map(|(_, line)| self.event(line));
-            match self.webhooks.publish_many(events).await {
+            let events = || self.webhooks.publish_many(together.iter().map(|(_, line)| self.event(line)));
+            match self.outage.retrying(events).await? {
                 Ok(published) => results.extend(
                     together
                         .into_iter()
                         .zip(published)
                         .map(|((number, line), p)| (number, Ok((line.event, p.repeated)))),
                 ),
-                // One of them is refused after all, or the store failed:
-                // each goes alone and is reported alone.
+                // One of them is refused after all: each goes alone and is
+                // reported alone.
                 Err(_) => alone.extend(together),
             }
         }
         for (number, line) in alone {
-            let published = self.webhooks.publish_event(self.event(&line)).await;
+            let published = self.outage.retrying(|| self.webhooks.publish_event(self.event(&line))).await?;
             results.push((number, published.map(|p| (line.event, p.repeated)).map_err(|e| e.to_string())));
         }
         drop(budget);
@@ -722,12 +817,13 @@ impl Publisher<'_> {
         if new.is_empty() {
             return Ok(());
         }
-        let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
         let mut listening = self.listening.clone();
         listening.extend(new.into_iter().map(str::to_owned));
-        let update = SubscriptionUpdate::new().event_types(listening);
-        let subscription =
-            self.webhooks.update_subscription(self.subscription, update).await.map_err(run_error)?;
+        let update = || {
+            let change = SubscriptionUpdate::new().event_types(listening.clone());
+            self.webhooks.update_subscription(self.subscription, change)
+        };
+        let subscription = self.outage.patiently(update).await?;
         self.listening = subscription.event_types;
         Ok(())
     }
@@ -737,13 +833,15 @@ impl Publisher<'_> {
 const UNDELIVERED: u8 = 3;
 
 async fn run(args: Args) -> Result<ExitCode, Failure> {
-    let run_error = |e: webhooks_core::Error| Failure::Run(e.to_string());
-    let (store, closing) = open_store(&args.store).await?;
+    // One deadline for an outage, from the start of the run to its end.
+    let outage = Outage::new(args.store_patience);
+    let (store, closing) = open_store(&args.store, &outage).await?;
     let webhooks = Webhooks::builder()
         .shared_store(store)
         .preset(args.preset.clone())
-        // A run rides out a store outage of up to a minute.
-        .publish_retry(STORE_PATIENCE)
+        // The run waits out outages itself, on one deadline: a publish
+        // that finds the store unavailable returns at once.
+        .publish_retry(Duration::ZERO)
         .build()
         .map_err(|e| Failure::Usage(e.to_string()))?;
 
@@ -758,7 +856,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // up to the first that names one are kept (what is wrong with them
     // only), and reported once the subscription is settled.
     let mut first: Vec<Read> = Vec::new();
-    let from_stdin = types_come_from_stdin(&webhooks, &args).await?;
+    let from_stdin = types_come_from_stdin(&webhooks, &outage, &args).await?;
     if from_stdin {
         while let Some(mut read) = lines.recv().await {
             let names = match &read.line {
@@ -782,10 +880,10 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     }
     let named: Vec<&str> =
         first.iter().filter_map(|read| read.line.as_ref().ok()).map(|l| l.event.as_str()).collect();
-    let (subscription, listening) = subscription(&webhooks, &args, &named).await?;
+    let (subscription, listening) = subscription(&webhooks, &outage, &args, &named).await?;
 
     // Deliveries a run before this one left, counted before any attempt.
-    let resumed = patiently(|| webhooks.delivery_counts(subscription)).await.map_err(run_error)?.pending;
+    let resumed = outage.patiently(|| webhooks.delivery_counts(subscription)).await?.pending;
     let (report, seen) = mpsc::unbounded_channel();
     let dispatcher = webhooks
         .dispatcher()
@@ -820,6 +918,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
 
     let mut publisher = Publisher {
         webhooks: &webhooks,
+        outage: &outage,
         owner: args.owner.clone(),
         subscription,
         listening,
@@ -853,13 +952,13 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     let malformed = publisher.malformed;
     completion.outstanding += i64::try_from(publisher.created).unwrap_or(i64::MAX);
 
-    completion.wait(&webhooks, subscription).await?;
+    completion.wait(&webhooks, &outage, subscription).await?;
     // Attempts still in flight finish and are printed; the summary comes
     // after them, from the store as they left it.
     shutdown.cancel();
     running.await.map_err(|e| Failure::Run(e.to_string()))?;
-    let counts = patiently(|| webhooks.delivery_counts(subscription)).await.map_err(run_error)?;
-    let enabled = patiently(|| webhooks.subscription(subscription)).await.map_err(run_error)?.is_enabled();
+    let counts = outage.patiently(|| webhooks.delivery_counts(subscription)).await?;
+    let enabled = outage.patiently(|| webhooks.subscription(subscription)).await?.is_enabled();
     let summary = Summary {
         delivered: counts.delivered,
         dropped: counts.dropped,

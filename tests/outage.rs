@@ -231,3 +231,75 @@ async fn send_rides_out_a_postgres_restart_and_delivers_every_line_once() {
     }
     eprintln!("{} requests for {EVENTS} deliveries", received.len());
 }
+
+/// How long the deadline tests let `send` wait for a stopped server.
+const PATIENCE: Duration = Duration::from_secs(3);
+
+/// Runs `send` on `database` with a patience of [`PATIENCE`], feeding it
+/// `before` lines, then (once `down` has run) `after` more; returns its
+/// output and how long it ran after `down`.
+async fn send_through_an_outage<F: std::future::Future<Output = ()>>(
+    database: &TestDatabase,
+    receiver: &Receiver,
+    before: usize,
+    down: F,
+    after: usize,
+) -> (std::process::Output, Duration) {
+    let patience = PATIENCE.as_secs().to_string();
+    let args = ["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k-signing-secret"];
+    let options = ["--allow-private", "--retry-scale", "0", "--store-patience", &patience];
+    let env = [("WEBHOOKS_STORE", database.url().to_owned())];
+    let line = |n: usize| format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n");
+    let mut child = common::spawn_send(&[&args[..], &options[..]].concat(), &env, Stdio::piped());
+    let mut input = child.stdin.take().unwrap();
+    input.write_all((0..before).map(line).collect::<String>().as_bytes()).await.unwrap();
+    input.flush().await.unwrap();
+    down.await;
+    let since = std::time::Instant::now();
+    // The run may end before it has read them all.
+    let _ = input.write_all((before..before + after).map(line).collect::<String>().as_bytes()).await;
+    drop(input);
+    let output =
+        tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
+    (output, since.elapsed())
+}
+
+/// What a run that gave up says: exit 1, the reason, and one line when the
+/// outage began and one every 5 s, not one per retry or per line.
+fn gave_up(output: &std::process::Output, ran: Duration) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("waiting up to 3 s"), "{stderr}");
+    assert!(stderr.contains("the store stayed unavailable for 3 s"), "{stderr}");
+    let said = stderr.lines().filter(|line| line.contains("unavailable")).count();
+    assert!(said <= 3, "{said} lines about the outage: {stderr}");
+    assert!(ran >= PATIENCE, "it waited its patience: {ran:?}");
+    assert!(ran < PATIENCE + Duration::from_secs(30), "then gave up: {ran:?}");
+}
+
+#[cfg_attr(
+    not(postgres_binaries),
+    ignore = "no PostgreSQL binaries to start a server of its own: install postgresql"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_gives_up_once_its_patience_is_spent_at_start_and_mid_run() {
+    let server = Arc::new(StoppableServer::start_new());
+    let database = TestDatabase::create_on(server.url()).await.unwrap();
+    let receiver = Receiver::scripted(|_, _| Reply::status(200)).await.unwrap();
+
+    // Down before the run starts: it waits as it would mid-run, then ends.
+    crash(&server).await;
+    let (output, ran) = send_through_an_outage(&database, &receiver, 0, async {}, 3).await;
+    gave_up(&output, ran);
+    assert!(receiver.received().is_empty());
+
+    // Down mid-run with a thousand lines coming: one deadline for them all.
+    restart(&server).await;
+    let down = async {
+        receiver.wait_for(5, Duration::from_secs(60)).await;
+        crash(&server).await;
+    };
+    let (output, ran) = send_through_an_outage(&database, &receiver, 20, down, 1_000).await;
+    gave_up(&output, ran);
+    restart(&server).await;
+}

@@ -791,10 +791,14 @@ async fn a_postgres_store_that_cannot_be_reached_is_an_error_without_the_passwor
         "https://example.com/",
         "--secret",
         "k-signing-secret",
+        // A server not up yet is waited for, as an outage is.
+        "--store-patience",
+        "1",
     ];
     let output = send(&args, "").await;
     assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
     let message = stderr(&output);
+    assert!(message.contains("the store stayed unavailable for 1 s"), "{message}");
     assert!(message.contains(&format!("127.0.0.1:{port}")) && !message.contains("pw-7c1e"), "{message}");
 
     let bad =
