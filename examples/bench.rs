@@ -641,7 +641,7 @@ fn event() -> Event {
         idempotency_key: None,
         name: "iq.status_updated".into(),
         occurred_at: chrono::Utc::now(),
-        data: json!({}),
+        data: json!({}).into(),
     }
 }
 
@@ -678,6 +678,38 @@ static ALLOCATOR: Counting = Counting;
 
 /// Heap bytes each pending delivery costs the memory store: its body, its
 /// record and its place in every index.
+/// What publishing JSON text the host already holds costs, checked and
+/// rendered into a body (`Webhooks::prepare`), as text (`Publish::json`,
+/// copied byte for byte) against the way there is without it: parsed into a
+/// `Value` and serialized again (`Publish::new`). Events of about
+/// `body_bytes` with numbers, strings and nesting, as an order would be.
+fn publish_text(body_bytes: usize) -> Value {
+    const EVENTS: usize = 20_000;
+    let webhooks = facade(Arc::new(MemoryStore::new()));
+    let item = r#"{"sku":"SKU-000123","name":"A thing with a name","quantity":3,"unit_price":1299,"tags":["a","b"]}"#;
+    let items = vec![item; (body_bytes / item.len()).max(1)].join(",");
+    let text =
+        format!(r#"{{"order_id":"o-8f3a2c","total":123456789012,"currency":"EUR","items":[{items}]}}"#);
+    let rate = |make: &dyn Fn() -> Publish| {
+        let started = Instant::now();
+        for _ in 0..EVENTS {
+            webhooks.prepare(make()).expect("prepares");
+        }
+        EVENTS as f64 / started.elapsed().as_secs_f64()
+    };
+    let as_value = rate(&|| {
+        let parsed: Value = serde_json::from_str(&text).expect("JSON");
+        Publish::new("iq.status_updated", parsed)
+    });
+    let as_text = rate(&|| Publish::json("iq.status_updated", text.as_str()));
+    json!({
+        "data_bytes": text.len(),
+        "events_per_sec_as_text": as_text,
+        "events_per_sec_parsed_to_value": as_value,
+        "ratio_text_to_value": as_text / as_value,
+    })
+}
+
 async fn memory_per_delivery(body_bytes: usize) -> Value {
     const COUNT: usize = 100_000;
     let store = MemoryStore::new();
@@ -763,7 +795,7 @@ async fn main() -> std::process::ExitCode {
             }
         };
         // The baseline sends the very body the library renders for its events.
-        let sample = Event { data: data_of(options.body_bytes), ..event() };
+        let sample = Event { data: data_of(options.body_bytes).into(), ..event() };
         let body = JsonEnvelope.render(&sample).expect("renders");
         let baseline = baseline(&url, &options, body).await;
         let mut end_to_end_figure = end_to_end(&url, &options, vec![store]).await;
@@ -798,6 +830,7 @@ async fn main() -> std::process::ExitCode {
             );
         }
         report["claim_sqlite"] = json!(claim);
+        report["publish_text"] = publish_text(options.body_bytes);
         report["memory"] = memory_per_delivery(options.body_bytes).await;
         report["idle_latency"] = idle_latency().await;
         let server = if is_postgres(&options.store) {

@@ -167,8 +167,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 #[derive(Deserialize)]
 struct Line {
     event: String,
+    /// The data as written, sent byte for byte; `None` when missing or null.
     #[serde(default)]
-    data: serde_json::Value,
+    data: Option<Box<serde_json::value::RawValue>>,
     /// A key of the line's own: a repeat publishes nothing.
     #[serde(default)]
     idempotency_key: Option<String>,
@@ -752,7 +753,7 @@ impl Publisher<'_> {
                 // with its own message.
                 Ok(line)
                     if preset.check_event_type(&line.event).is_err()
-                        || line.data.is_null()
+                        || line.data.is_none()
                         || read.bytes > PUBLISHED_ALONE_BYTES =>
                 {
                     alone.push((read.number, line))
@@ -797,7 +798,10 @@ impl Publisher<'_> {
 
     /// A line's event, for the run's owner.
     fn event(&self, line: &Line) -> Publish {
-        let publish = Publish::new(line.event.as_str(), &line.data).owner(self.owner.clone());
+        // The data's text, as it came: numbers of any size, key order and
+        // duplicate keys reach the receiver as written.
+        let data = line.data.as_deref().map_or("null", serde_json::value::RawValue::get);
+        let publish = Publish::json(line.event.as_str(), data).owner(self.owner.clone());
         match &line.idempotency_key {
             Some(key) => publish.idempotency_key(key.as_str()),
             None => publish,

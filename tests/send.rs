@@ -953,3 +953,22 @@ async fn a_run_on_sqlite_closes_the_file_and_leaves_no_wal_beside_it() {
         "the file holds the run"
     );
 }
+
+#[tokio::test]
+async fn data_reaches_the_receiver_byte_for_byte_as_written() {
+    let receiver = Receiver::start().await.unwrap();
+    let data = r#"{"big":18446744073709551616123,"id":12345678901234567890123,"e":1E2,"neg0":-0,"x":1,"x":2, "spaced" : [ 1.50 ]}"#;
+    let stdin = format!("{{\"event\":\"iq.status_updated\",\"data\":  {data}  }}\n");
+    let output = send_deepsmith(receiver.url(), &[], &stdin).await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    let request = receiver.received().remove(0);
+    let body = String::from_utf8(request.body.to_vec()).unwrap();
+    assert!(body.ends_with(&format!(",\"data\":{data}}}")), "{body}");
+    DeepSmithScheme
+        .verify_header(
+            request.header("x-webhook-signature"),
+            &request.body,
+            &Secret::from("k-signing-secret"),
+        )
+        .unwrap();
+}

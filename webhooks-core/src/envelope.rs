@@ -7,7 +7,7 @@ use chrono::SecondsFormat;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::model::Event;
+use crate::model::{Event, EventData};
 
 /// Renders an event into the body sent to every subscription.
 ///
@@ -30,7 +30,7 @@ pub trait Envelope: Send + Sync + Debug {
 ///     idempotency_key: None,
 ///     name: "job.completed".into(),
 ///     occurred_at: "2026-03-02T14:30:00Z".parse().unwrap(),
-///     data: serde_json::json!({"job_id": "job_abc123"}),
+///     data: serde_json::json!({"job_id": "job_abc123"}).into(),
 /// };
 /// let body = JsonEnvelope.render(&event).unwrap();
 /// assert_eq!(
@@ -45,7 +45,7 @@ pub struct JsonEnvelope;
 struct Body<'a> {
     event: &'a str,
     timestamp: String,
-    data: &'a serde_json::Value,
+    data: &'a EventData,
 }
 
 impl Envelope for JsonEnvelope {
@@ -71,7 +71,7 @@ impl Envelope for JsonEnvelope {
 ///     idempotency_key: None,
 ///     name: "invoice.paid".into(),
 ///     occurred_at: "2026-03-02T14:30:00.25Z".parse().unwrap(),
-///     data: serde_json::json!({"id": 7}),
+///     data: serde_json::json!({"id": 7}).into(),
 /// };
 /// let body = StandardEnvelope.render(&event).unwrap();
 /// assert_eq!(&body[..], br#"{"type":"invoice.paid","timestamp":"2026-03-02T14:30:00.250000Z","data":{"id":7}}"#);
@@ -84,7 +84,7 @@ struct StandardBody<'a> {
     #[serde(rename = "type")]
     event_type: &'a str,
     timestamp: String,
-    data: &'a serde_json::Value,
+    data: &'a EventData,
 }
 
 impl Envelope for StandardEnvelope {

@@ -106,8 +106,9 @@ pub use envelope::{Envelope, JsonEnvelope, StandardEnvelope};
 pub use error::Error;
 pub use guard::is_public_address;
 pub use model::{
-    Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, InvalidKey, Owner,
-    PreviousSecret, SigningSecrets, Subscription, SubscriptionId, SubscriptionStatus, UnknownState,
+    Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventData, EventId,
+    InvalidKey, Owner, PreviousSecret, SigningSecrets, Subscription, SubscriptionId, SubscriptionStatus,
+    UnknownState,
 };
 pub use operational::{FAILING_AFTER, OPERATIONAL_EVENT_TYPES, OperationalEvent};
 pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};

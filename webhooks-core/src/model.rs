@@ -524,7 +524,86 @@ pub struct Event {
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
     /// Its JSON data.
-    pub data: serde_json::Value,
+    pub data: EventData,
+}
+
+/// An event's data: a JSON value, or JSON text the host already holds,
+/// copied into the body byte for byte.
+///
+/// Text keeps what a [`serde_json::Value`] cannot: numbers of any size and
+/// precision as written (`12345678901234567890123`, `1E2`, `-0`), the
+/// order of keys, and duplicate keys. Nothing is parsed out of it but its
+/// syntax, so duplicate keys reach the receiver as written; receivers
+/// differ in which one they read, so send each key once.
+///
+/// ```
+/// use webhooks_core::EventData;
+///
+/// let text = EventData::json(r#"{"id":12345678901234567890123,"b":1,"a":2}"#).unwrap();
+/// assert_eq!(serde_json::to_string(&text).unwrap(), r#"{"id":12345678901234567890123,"b":1,"a":2}"#);
+/// assert!(EventData::json("{not json").is_err());
+/// let value = EventData::from(serde_json::json!({"b": 1, "a": 2}));
+/// assert_eq!(serde_json::to_string(&value).unwrap(), r#"{"a":2,"b":1}"#);
+/// ```
+#[derive(Clone, Debug)]
+pub enum EventData {
+    /// A value, serialized into the body.
+    Value(serde_json::Value),
+    /// JSON text, copied into the body untouched.
+    Json(Box<serde_json::value::RawValue>),
+}
+
+impl EventData {
+    /// `text`, checked to be exactly one JSON value (whitespace around it
+    /// is dropped).
+    ///
+    /// # Errors
+    ///
+    /// When it is not one JSON value; the error says where.
+    pub fn json(text: impl Into<String>) -> Result<Self, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text.into()).map(Self::Json)
+    }
+
+    /// Whether it is JSON `null`.
+    pub fn is_null(&self) -> bool {
+        match self {
+            Self::Value(value) => value.is_null(),
+            Self::Json(text) => text.get() == "null",
+        }
+    }
+}
+
+impl From<serde_json::Value> for EventData {
+    fn from(value: serde_json::Value) -> Self {
+        Self::Value(value)
+    }
+}
+
+impl PartialEq for EventData {
+    /// Values compare as values, text as text: the same data given both
+    /// ways is not equal, since its bodies may differ.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Value(a), Self::Value(b)) => a == b,
+            (Self::Json(a), Self::Json(b)) => a.get() == b.get(),
+            _ => false,
+        }
+    }
+}
+
+impl Serialize for EventData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Value(value) => value.serialize(serializer),
+            Self::Json(text) => text.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EventData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(Self::Value)
+    }
 }
 
 /// Where a delivery stands.
@@ -920,7 +999,7 @@ mod tests {
                     idempotency_key: Some("order-1".into()),
                     name: "order.created".into(),
                     occurred_at: at("2026-03-02T14:00:00Z"),
-                    data: json!({"total": 1200}),
+                    data: json!({"total": 1200}).into(),
                 };
                 let value = serde_json::to_value(&event).unwrap();
                 assert_eq!(serde_json::from_value::<Event>(value).unwrap(), event);

@@ -13,7 +13,7 @@ use crate::telemetry::tracing;
 use tracing::Instrument;
 
 use crate::error::Error;
-use crate::model::{Audience, DeliveryId, DeliveryState, Event, EventId, Owner, check_key};
+use crate::model::{Audience, DeliveryId, DeliveryState, Event, EventData, EventId, Owner, check_key};
 use crate::store::{Publication, StoreError};
 use crate::webhooks::Webhooks;
 
@@ -59,7 +59,7 @@ use crate::webhooks::Webhooks;
 #[derive(Clone, Debug)]
 pub struct Publish {
     event_type: String,
-    data: Result<serde_json::Value, String>,
+    data: Result<EventData, String>,
     audience: Target,
     idempotency_key: Option<String>,
 }
@@ -75,10 +75,37 @@ impl Publish {
     /// An event of `event_type` with `data` (any JSON object, array or
     /// value but `null`), for the default owner.
     pub fn new(event_type: impl Into<String>, data: impl Serialize) -> Self {
-        Self::with_data(event_type.into(), serde_json::to_value(data).map_err(|error| error.to_string()))
+        let data = serde_json::to_value(data).map(EventData::Value).map_err(|error| error.to_string());
+        Self::with_data(event_type.into(), data)
     }
 
-    fn with_data(event_type: String, data: Result<serde_json::Value, String>) -> Self {
+    /// An event of `event_type` whose data is JSON text the host already
+    /// holds (a stored payload, a request body): checked to be one JSON
+    /// value but `null`, then copied into the body byte for byte, so large
+    /// numbers, key order and duplicate keys go out as written, and nothing
+    /// is parsed into a value to be serialized again. See [`EventData`].
+    ///
+    /// ```
+    /// use webhooks_core::{Preset, Publish, Subscription, Webhooks};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), webhooks_core::Error> {
+    /// let webhooks = Webhooks::builder().store(webhooks_memory::MemoryStore::new()).preset(Preset::deepsmith()).build()?;
+    /// webhooks.subscribe(Subscription::builder("https://customer.example/").event_type("iq.status_updated")).await?;
+    /// let text = r#"{"amount":12345678901234567890.10,"currency":"EUR"}"#;
+    /// let published = webhooks.publish_event(Publish::json("iq.status_updated", text)).await?;
+    /// let body = webhooks.delivery(published.deliveries[0]).await?.unwrap().body;
+    /// assert!(String::from_utf8_lossy(&body).ends_with(r#""data":{"amount":12345678901234567890.10,"currency":"EUR"}}"#));
+    /// assert!(webhooks.publish_event(Publish::json("iq.status_updated", "{oops")).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn json(event_type: impl Into<String>, text: impl Into<String>) -> Self {
+        let data = EventData::json(text).map_err(|error| format!("not one JSON value: {error}"));
+        Self::with_data(event_type.into(), data)
+    }
+
+    fn with_data(event_type: String, data: Result<EventData, String>) -> Self {
         Self { event_type, data, audience: Target::Owner(Owner::default().into()), idempotency_key: None }
     }
 
@@ -109,7 +136,7 @@ impl Publish {
 /// taken as it is, where [`Publish::new`] would serialize it into a copy.
 impl<S: Into<String>> From<(S, serde_json::Value)> for Publish {
     fn from((event_type, data): (S, serde_json::Value)) -> Self {
-        Self::with_data(event_type.into(), Ok(data))
+        Self::with_data(event_type.into(), Ok(EventData::Value(data)))
     }
 }
 

@@ -161,7 +161,7 @@ pub fn event(name: &str, seconds: i64) -> Event {
         idempotency_key: None,
         name: name.to_owned(),
         occurred_at: at(seconds),
-        data: serde_json::json!({"n": seconds}),
+        data: serde_json::json!({"n": seconds}).into(),
     }
 }
 

@@ -1083,7 +1083,7 @@ impl Webhooks {
             idempotency_key: None,
             name: TEST_EVENT.to_owned(),
             occurred_at: now,
-            data: serde_json::json!({ "test": true }),
+            data: serde_json::json!({ "test": true }).into(),
         };
         let body = self.inner.preset.envelope().render(&event)?;
         let delivery = self.inner.store.publish_to(&event, body, id).await?;

@@ -194,7 +194,7 @@ impl ToPublish {
             idempotency_key: event.idempotency_key.clone(),
             name: event.name.clone(),
             occurred_at: event.occurred_at,
-            data: serde_json::Value::Null,
+            data: serde_json::Value::Null.into(),
         };
         Self { event, body }
     }
