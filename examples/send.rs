@@ -36,6 +36,10 @@
 //! `WEBHOOKS_STORE`, keep the secret and a store URL with a password out of
 //! the process list (`ps`); a flag given wins over the environment.
 //!
+//! `--secret-key-file PATH` or `WEBHOOKS_SECRET_KEY` (base64 of 32 bytes,
+//! never a flag's value) seals the signing secret at rest in a SQLite or
+//! PostgreSQL store; a store sealed so needs the same key on every later run.
+//!
 //! A store that is unavailable for a while (a database restarting or not up
 //! yet, a file another process holds locked) is waited out, at start-up as
 //! during the run, up to a minute (`--store-patience S`) counted from the
@@ -60,15 +64,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, DeliveryId, Owner, Preset, Publish, Store, StoreError,
-    Subscription, SubscriptionId, SubscriptionStatus, SubscriptionUpdate, UrlRule, Verdict, Webhooks,
+    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, DeliveryId, Owner, Preset, Publish, SecretKeys, Store,
+    StoreError, Subscription, SubscriptionId, SubscriptionStatus, SubscriptionUpdate, UrlRule, Verdict,
+    Webhooks,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::PostgresStore;
 use webhooks_sqlite::SqliteStore;
 
 const USAGE: &str = "usage: send --preset smartlyq|deepsmith|standard --url URL [--secret SECRET] \
-[--secret-file PATH] [--store memory|sqlite:PATH|postgres://URL] [--owner KEY] [--retry-scale F] [--allow-http] [--allow-private] \
+[--secret-file PATH] [--secret-key-file PATH] [--store memory|sqlite:PATH|postgres://URL] [--owner KEY] [--retry-scale F] [--allow-http] [--allow-private] \
 [--events a,b] [--concurrency N] [--timeout-ms MS] [--store-patience S] < events.jsonl";
 
 struct Args {
@@ -85,6 +90,8 @@ struct Args {
     allow_private: bool,
     /// How long a store outage is waited out.
     store_patience: Duration,
+    /// The key secrets are sealed with at rest.
+    secret_keys: Option<SecretKeys>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -97,6 +104,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut owner = Owner::default();
     let mut retry_scale = 1.0;
     let mut store_patience = STORE_PATIENCE;
+    let mut secret_keys = None;
     let (mut allow_http, mut allow_private, mut concurrency, mut timeout_ms) = (false, false, 64, 15_000u64);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -119,6 +127,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 let read =
                     std::fs::read_to_string(&path).map_err(|e| format!("--secret-file {path}: {e}"))?;
                 secret = Some(read.trim_end_matches(['\r', '\n']).to_owned());
+            }
+            "--secret-key-file" => {
+                let path = value()?;
+                let read =
+                    std::fs::read_to_string(&path).map_err(|e| format!("--secret-key-file {path}: {e}"))?;
+                secret_keys = Some(
+                    SecretKeys::from_base64(&read).map_err(|e| format!("--secret-key-file {path}: {e}"))?,
+                );
             }
             "--store" => store = value()?,
             "--owner" => owner = Owner::new(value()?).map_err(|e| format!("--owner: {e}"))?,
@@ -144,6 +160,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     let secret = secret.or_else(|| std::env::var("WEBHOOKS_SECRET").ok().filter(|s| !s.is_empty()));
+    // The key that seals secrets at rest: from a file or the environment,
+    // never the command line.
+    let secret_keys = match (secret_keys, std::env::var("WEBHOOKS_SECRET_KEY")) {
+        (Some(keys), _) => Some(keys),
+        (None, Ok(key)) if !key.is_empty() => {
+            Some(SecretKeys::from_base64(&key).map_err(|e| format!("WEBHOOKS_SECRET_KEY: {e}"))?)
+        }
+        (None, _) => None,
+    };
     let mut preset = preset.ok_or("--preset is required")?;
     if allow_http {
         preset = preset.with_url_rule(UrlRule { require_https: false });
@@ -160,6 +185,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         timeout: Duration::from_millis(timeout_ms),
         allow_private,
         store_patience,
+        secret_keys,
     })
 }
 
@@ -840,7 +866,11 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // One deadline for an outage, from the start of the run to its end.
     let outage = Outage::new(args.store_patience);
     let (store, closing) = open_store(&args.store, &outage).await?;
-    let webhooks = Webhooks::builder()
+    let mut builder = Webhooks::builder();
+    if let Some(keys) = args.secret_keys.clone() {
+        builder = builder.secret_keys(keys);
+    }
+    let webhooks = builder
         .shared_store(store)
         .preset(args.preset.clone())
         // The run waits out outages itself, on one deadline: a publish

@@ -972,3 +972,35 @@ async fn data_reaches_the_receiver_byte_for_byte_as_written() {
         )
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_key_from_the_environment_seals_the_secret_in_the_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.db");
+    let store = format!("sqlite:{}", path.display());
+    let receiver = Receiver::start().await.unwrap();
+    let secret = "whsec_SealedInTheFileNeverClear";
+    let args = ["--store", &store, "--preset", "deepsmith", "--url", receiver.url(), "--allow-private"];
+    let key = [("WEBHOOKS_SECRET_KEY", webhooks_core::SecretKeys::generate_key())];
+    let line = "{\"event\":\"iq.status_updated\",\"data\":{}}\n";
+
+    let first = send_with_env(&[&args[..], &["--secret", secret]].concat(), &key, line).await;
+    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+    let request = receiver.received().remove(0);
+    DeepSmithScheme
+        .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from(secret))
+        .unwrap();
+    let file = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+    assert!(!file.contains(secret) && file.contains("sealed:v1:"), "the file holds it sealed");
+
+    // The next run needs the key: with it, the stored secret signs.
+    let again = send_with_env(&args, &key, line).await;
+    assert_eq!(again.status.code(), Some(0), "stderr: {}", stderr(&again));
+    let request = receiver.received().remove(1);
+    DeepSmithScheme
+        .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from(secret))
+        .unwrap();
+    let without = send(&args, line).await;
+    assert_eq!(without.status.code(), Some(1), "stderr: {}", stderr(&without));
+    assert!(stderr(&without).contains("sealed"), "stderr: {}", stderr(&without));
+}

@@ -85,6 +85,7 @@ mod preset;
 mod publish;
 mod retry;
 mod scheme;
+mod sealing;
 mod secret;
 mod settings;
 #[cfg(feature = "sql")]
@@ -114,6 +115,7 @@ pub use operational::{FAILING_AFTER, OPERATIONAL_EVENT_TYPES, OperationalEvent};
 pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
+pub use sealing::{SealError, SecretKeys};
 pub use secret::{MAX_SECRET_BYTES, MIN_SECRET_BYTES, MIN_WHSEC_SECRET_BYTES, Secret};
 pub use settings::{
     CustomHeader, DEFAULT_HELD_LIMIT, EndpointSettings, InvalidHeader, InvalidRateLimit,

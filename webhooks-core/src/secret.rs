@@ -6,10 +6,11 @@ use rand::RngExt;
 use rand::distr::Alphanumeric;
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::settings::REDACTED;
 
-/// A subscription's signing secret.
+/// A subscription's signing secret, wiped from memory when dropped.
 ///
 /// Its `Debug` output is redacted and it has no `Display`, so it cannot end up
 /// in logs or error messages by accident; read it with [`Secret::expose`].
@@ -28,7 +29,7 @@ use crate::settings::REDACTED;
 /// assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
     /// The prefix of generated secrets.
@@ -37,8 +38,10 @@ impl Secret {
     /// A new random secret: `whsec_` and 32 alphanumeric characters (190 bits)
     /// from the thread-local CSPRNG.
     pub fn generate() -> Self {
-        let random: String = rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
-        Self(format!("{}{random}", Self::PREFIX))
+        let random = Zeroizing::new(
+            rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect::<String>(),
+        );
+        Self(Zeroizing::new(format!("{}{}", Self::PREFIX, *random)))
     }
 
     /// The secret as text; its UTF-8 bytes are the HMAC key.
@@ -77,13 +80,13 @@ pub const MAX_SECRET_BYTES: usize = 1024;
 
 impl From<String> for Secret {
     fn from(secret: String) -> Self {
-        Self(secret)
+        Self(Zeroizing::new(secret))
     }
 }
 
 impl From<&str> for Secret {
     fn from(secret: &str) -> Self {
-        Self(secret.to_owned())
+        Self(Zeroizing::new(secret.to_owned()))
     }
 }
 
@@ -142,7 +145,7 @@ impl<'de> Deserialize<'de> for Secret {
                 "a redacted secret cannot be read back: serialize with `with_secrets` to keep secrets",
             ));
         }
-        Ok(Self(text))
+        Ok(Self(Zeroizing::new(text)))
     }
 }
 

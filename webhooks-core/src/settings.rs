@@ -248,9 +248,6 @@ impl CustomHeader {
         }
         // Visible ASCII and spaces only: what `to_str` reads back, so the
         // value a store keeps is the value sent.
-        if value.len() > MAX_HEADER_VALUE_BYTES {
-            return Err(InvalidHeader::TooLong(parsed.as_str().to_owned()));
-        }
         if !value.bytes().all(|byte| byte == b' ' || byte == b'\t' || byte.is_ascii_graphic()) {
             return Err(InvalidHeader::Value(parsed.as_str().to_owned()));
         }
@@ -361,9 +358,6 @@ pub enum InvalidHeader {
     /// A header the transport or the signature scheme sets.
     #[error("header {0} is set by the library and cannot be overridden")]
     Reserved(String),
-    /// Its value is longer than [`MAX_HEADER_VALUE_BYTES`].
-    #[error("the value of header {0} is over {MAX_HEADER_VALUE_BYTES} bytes")]
-    TooLong(String),
 }
 
 /// The longest value a subscription's own header may have, in bytes.

@@ -25,10 +25,14 @@ use crate::preset::{DisablePolicy, Preset};
 use crate::publish::Publish;
 use crate::retry::{RetryPolicy, Schedule};
 use crate::scheme::Message;
+use crate::sealing::SecretKeys;
 use crate::secret::Secret;
-use crate::settings::{CustomHeader, EndpointSettings, InvalidHeader, RateLimit, RetryChoice};
+use crate::settings::{
+    CustomHeader, EndpointSettings, InvalidHeader, MAX_HEADER_VALUE_BYTES, RateLimit, RetryChoice,
+};
 use crate::store::{
-    AttemptRecord, DeliveryCounts, DeliveryQuery, StateFilter, Store, StoreError, SubscriptionStats, Verdict,
+    AttemptRecord, DeliveryCounts, DeliveryQuery, Sealed, StateFilter, Store, StoreError, SubscriptionStats,
+    Verdict,
 };
 
 /// The event type of [`Webhooks::send_test`].
@@ -104,7 +108,10 @@ pub struct Webhooks {
 }
 
 pub(crate) struct Inner {
+    /// The host's store, its secrets sealed on the way in ([`Sealed`]).
     pub(crate) store: Arc<dyn Store>,
+    /// The same, for resealing.
+    sealed: Arc<Sealed>,
     pub(crate) preset: Preset,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_body_bytes: usize,
@@ -145,9 +152,46 @@ pub struct WebhooksBuilder {
     policies: BTreeMap<String, Arc<dyn RetryPolicy>>,
     operational: Option<OperationalHook>,
     operational_owner: Option<String>,
+    secret_keys: Option<SecretKeys>,
 }
 
 impl WebhooksBuilder {
+    /// Seals signing secrets and secret header values at rest with `keys`:
+    /// encrypted before they reach the store, opened as they are read, so
+    /// a copy of the database signs nothing. Every instance on one store
+    /// takes the same keys. Secrets stored in the clear, or sealed with an
+    /// older key of the ring, are sealed with the current one by
+    /// [`Webhooks::reseal_secrets`], which every dispatcher runs as it
+    /// starts. Without keys secrets are kept as given, and a store whose
+    /// secrets are sealed answers with
+    /// [`SealError::NoKeys`](crate::SealError::NoKeys) rather than sign
+    /// with what it holds.
+    ///
+    /// ```
+    /// use webhooks_core::{Preset, SecretKeys, Subscription, Webhooks};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), webhooks_core::Error> {
+    /// // In production the key comes from a secrets manager or the environment.
+    /// let keys = SecretKeys::from_base64(&SecretKeys::generate_key())?;
+    /// let webhooks = Webhooks::builder()
+    ///     .store(webhooks_memory::MemoryStore::new())
+    ///     .preset(Preset::deepsmith())
+    ///     .secret_keys(keys)
+    ///     .build()?;
+    /// let endpoint = webhooks
+    ///     .subscribe(Subscription::builder("https://customer.example/").event_type("iq.status_updated"))
+    ///     .await?;
+    /// // Read through the facade, the secret is the one the customer was given.
+    /// assert_eq!(webhooks.subscription(endpoint.id).await?.secret, endpoint.secret);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn secret_keys(mut self, keys: SecretKeys) -> Self {
+        self.secret_keys = Some(keys);
+        self
+    }
+
     /// Where subscriptions and deliveries live. Required.
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
@@ -310,9 +354,11 @@ impl WebhooksBuilder {
                 Owner::new(owner).map_err(|error| Error::invalid("operational owner", error.to_string()))
             })
             .transpose()?;
+        let sealed = Arc::new(Sealed::new(store, self.secret_keys));
         Ok(Webhooks {
             inner: Arc::new(Inner {
-                store,
+                store: Arc::clone(&sealed) as Arc<dyn Store>,
+                sealed,
                 preset,
                 clock: self.clock,
                 max_body_bytes: self.max_body_bytes,
@@ -562,6 +608,7 @@ impl Webhooks {
             policies: BTreeMap::new(),
             operational: None,
             operational_owner: None,
+            secret_keys: None,
         }
     }
 
@@ -816,6 +863,14 @@ impl Webhooks {
         if settings.headers.len() > MAX_HEADERS {
             return Err(Error::invalid("headers", format!("over {MAX_HEADERS} headers")));
         }
+        if let Some(header) =
+            settings.headers.iter().find(|h| h.expose_value().len() > MAX_HEADER_VALUE_BYTES)
+        {
+            return Err(Error::invalid(
+                "headers",
+                format!("the value of header {} is over {MAX_HEADER_VALUE_BYTES} bytes", header.name()),
+            ));
+        }
         if settings.metadata.len() > MAX_METADATA_ENTRIES {
             return Err(Error::invalid("metadata", format!("over {MAX_METADATA_ENTRIES} entries")));
         }
@@ -898,6 +953,26 @@ impl Webhooks {
     /// A subscription's deliveries counted by state.
     pub async fn delivery_counts(&self, id: SubscriptionId) -> Result<DeliveryCounts, Error> {
         Ok(self.inner.store.delivery_counts(id).await?)
+    }
+
+    /// Seals again, with the key that seals now, every subscription's
+    /// secrets that are in the clear (stored before
+    /// [`WebhooksBuilder::secret_keys`] was given) or sealed with an older
+    /// key of the ring, one subscription at a time; returns how many. Every
+    /// dispatcher runs it as it starts; run it as a deploy step after
+    /// adding a key, then drop the older key once it returns 0. Without
+    /// keys it does nothing.
+    ///
+    /// # Errors
+    ///
+    /// A store error, or [`SealError`](crate::SealError) (as a store error) for a secret
+    /// sealed with a key the ring does not hold.
+    pub async fn reseal_secrets(&self) -> Result<u64, Error> {
+        let resealed = self.inner.sealed.reseal().await?;
+        if resealed > 0 {
+            tracing::info!(resealed, "secrets sealed with the current key");
+        }
+        Ok(resealed)
     }
 
     /// Drops, unsent, the oldest held deliveries of every disabled
@@ -1104,7 +1179,9 @@ impl Webhooks {
         DispatcherBuilder::new(self.clone())
     }
 
-    /// The store.
+    /// The store as the facade uses it: with
+    /// [`WebhooksBuilder::secret_keys`], secrets are sealed on the way in
+    /// and opened on the way out.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }

@@ -472,9 +472,8 @@ impl Dispatcher {
             "dispatcher started"
         );
 
-        // A disabled endpoint's held deliveries stay bounded.
-        let trimmer =
-            tokio::spawn(trim_held_every(webhooks.clone(), HELD_TRIM_INTERVAL, pool.shutdown.clone()));
+        // Secrets sealed with the current key; held deliveries bounded.
+        let trimmer = tokio::spawn(keep_house(webhooks.clone(), HELD_TRIM_INTERVAL, pool.shutdown.clone()));
         let mut workers = JoinSet::new();
         for _ in 0..self.concurrency {
             workers.spawn(Arc::clone(&pool).work());
@@ -735,8 +734,12 @@ async fn run_hooks(hook: OutcomeHook, mut queue: mpsc::Receiver<AttemptOutcome>)
 /// How often a dispatcher trims disabled endpoints' held deliveries.
 const HELD_TRIM_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Calls [`Webhooks::trim_held`] every `interval` until `shutdown`.
-async fn trim_held_every(webhooks: Webhooks, interval: Duration, shutdown: CancellationToken) {
+/// Calls [`Webhooks::reseal_secrets`] once, then [`Webhooks::trim_held`]
+/// every `interval` until `shutdown`.
+async fn keep_house(webhooks: Webhooks, interval: Duration, shutdown: CancellationToken) {
+    if let Err(error) = webhooks.reseal_secrets().await {
+        tracing::error!(%error, "could not seal secrets with the current key");
+    }
     let mut ticks = tokio::time::interval(interval);
     loop {
         tokio::select! {

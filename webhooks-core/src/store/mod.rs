@@ -17,6 +17,7 @@ mod admin;
 mod queue;
 mod retention;
 mod rules;
+mod sealed;
 mod subscriptions;
 
 use crate::model::{DeliveryId, SubscriptionId};
@@ -25,6 +26,7 @@ pub use admin::{Admin, DeliveryCounts, DeliveryQuery, StateFilter, SubscriptionS
 pub use queue::{Claim, ClaimRequest, DeliveryQueue, Publication};
 pub use retention::Retention;
 pub use rules::{AttemptRecord, Changes, Current, NextState, Recorded, Verdict};
+pub(crate) use sealed::Sealed;
 pub use subscriptions::SubscriptionStore;
 
 /// What a store operation can fail with.
