@@ -278,13 +278,14 @@ async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         .route("/deliveries/{id}", get(delivery))
         .route("/deliveries/{id}/resend", post(resend))
         .route("/stats", get(stats));
-    let portal = webhooks_axum::portal(webhooks.clone(), signed_in);
-    let app = Router::new()
-        .nest("/customers/{customer}", customer_routes)
+    // The portal sits in the host's own router, whatever its state, and
+    // answers `/portal/` too.
+    let portal = webhooks_axum::Portal::new(webhooks.clone(), signed_in);
+    let app = portal
+        .nest_in(Router::new().nest("/customers/{customer}", customer_routes), "/portal")
         .with_state(webhooks)
         .route("/", get(home))
-        .route("/login", get(login))
-        .nest("/portal", portal);
+        .route("/login", get(login));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
 

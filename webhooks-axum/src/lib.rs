@@ -176,6 +176,44 @@ impl Portal {
 
     /// The router: the pages at its root, the JSON API under `/api`.
     pub fn into_router(self) -> Router {
+        self.router()
+    }
+
+    /// Nests the portal in the host's `router` at `path` (`/webhooks`,
+    /// say), whatever the router's state, and answers `path/` with a
+    /// permanent redirect to `path`, which `Router::nest` alone leaves
+    /// unanswered.
+    ///
+    /// ```
+    /// # use webhooks_core::{Owner, Preset, Webhooks};
+    /// # let webhooks = Webhooks::builder().store(webhooks_memory::MemoryStore::new()).preset(Preset::deepsmith()).build().unwrap();
+    /// #[derive(Clone)]
+    /// struct AppState {/* the host's own */}
+    /// let app: axum::Router<AppState> = axum::Router::new();
+    /// let app = webhooks_axum::Portal::new(webhooks, |_: &axum::http::request::Parts| Owner::new("acct_42").ok())
+    ///     .nest_in(app, "/webhooks")
+    ///     .with_state(AppState {});
+    /// # let _: axum::Router = app;
+    /// ```
+    pub fn nest_in<S>(self, router: Router<S>, path: &str) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let path = path.trim_end_matches('/');
+        if path.is_empty() {
+            return router.merge(self.router());
+        }
+        let canonical = path.to_owned();
+        router.nest(path, self.router()).route(
+            &format!("{path}/"),
+            axum::routing::get(move || async move { axum::response::Redirect::permanent(&canonical) }),
+        )
+    }
+
+    fn router<S>(self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
         let shared = Arc::new(Shared {
             webhooks: self.webhooks,
             who: self.who,

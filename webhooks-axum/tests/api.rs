@@ -426,3 +426,15 @@ async fn the_endpoint_page_changes_the_delivery_policy_and_lists_operational_eve
     let (status, _) = host.api("bob", Method::GET, &events, None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn the_portal_answers_at_its_mount_path_with_and_without_the_trailing_slash() {
+    let host = Host::start().await;
+    create(&host, "alice", "https://alice.example/hooks").await;
+    let (status, page) = host.page("alice", "/portal").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("https://alice.example/hooks"), "{page}");
+    let answer = host.request("alice", reqwest::Method::GET, "/portal/").send().await.unwrap();
+    assert_eq!(answer.status(), 308, "the trailing slash is sent to the mount path");
+    assert_eq!(answer.headers()["location"], "/portal");
+}

@@ -60,6 +60,7 @@ pub struct DeliveryLog {
 
 /// A page of [`Webhooks::delivery_logs`]: deliveries with their attempts.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct LogPage {
     /// The deliveries with their logs, in creation order.
     pub logs: Vec<DeliveryLog>,

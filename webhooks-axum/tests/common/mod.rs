@@ -141,12 +141,9 @@ impl Host {
             .build()
             .unwrap();
         tokio::spawn(dispatcher.run(shutdown.clone()));
-        let app = Router::new().route("/login", get(login)).route("/unsafe", get(unsafe_page)).nest(
-            "/portal",
-            webhooks_axum::Portal::new(webhooks.clone(), owner_of)
-                .offer_retry_policies(["DeepSmith", "premium"])
-                .into_router(),
-        );
+        let app = webhooks_axum::Portal::new(webhooks.clone(), owner_of)
+            .offer_retry_policies(["DeepSmith", "premium"])
+            .nest_in(Router::new().route("/login", get(login)).route("/unsafe", get(unsafe_page)), "/portal");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = shutdown.clone();
