@@ -9,15 +9,15 @@
 // - `cfg(postgres_binaries)`: the server's binaries are there (or can be
 //   installed), for the tests that start and stop a server of their own.
 //
-// The workspace's root package has this file as its own build script (a
-// symbolic link), for its end-to-end tests.
+// The workspace's root package runs it too (as a module of its own build
+// script), for its end-to-end tests.
 
 use std::path::Path;
 
 /// What every package install or removal on Debian changes.
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
-fn main() {
+pub fn main() {
     println!("cargo::rustc-check-cfg=cfg(postgres_server)");
     println!("cargo::rustc-check-cfg=cfg(postgres_tls)");
     println!("cargo::rustc-check-cfg=cfg(postgres_binaries)");

@@ -63,6 +63,20 @@ pub enum Error {
     /// operation panicked on it (and was rolled back).
     #[error("the SQLite connection thread gave no answer: it has stopped, or the operation panicked")]
     Stopped,
+    /// The disk holding the database (or its WAL) is full: nothing of the
+    /// operation was written, and writes resume once space is freed.
+    #[error("could not {operation}: the disk is full; writes resume once space is freed")]
+    DiskFull {
+        /// What was being done.
+        operation: &'static str,
+    },
+}
+
+impl Error {
+    /// Whether the disk was full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Self::DiskFull { .. })
+    }
 }
 
 /// SQLite's errors are transient when another connection holds the
@@ -71,11 +85,27 @@ pub enum Error {
 impl From<Error> for StoreError {
     fn from(error: Error) -> Self {
         use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly};
-        let transient = matches!(
-            &error,
-            Error::Sqlite { source: rusqlite::Error::SqliteFailure(failure, _), .. }
-                if matches!(failure.code, DatabaseBusy | DatabaseLocked | ReadOnly | CannotOpen | DiskFull)
-        );
-        if transient { StoreError::unavailable(error) } else { StoreError::backend(error) }
+        let code = match &error {
+            Error::Sqlite { source: rusqlite::Error::SqliteFailure(failure, _), .. } => Some(failure.code),
+            _ => None,
+        };
+        match (error, code) {
+            (Error::Sqlite { operation, .. }, Some(DiskFull)) => {
+                StoreError::unavailable(Error::DiskFull { operation })
+            }
+            (error @ Error::DiskFull { .. }, _)
+            | (error, Some(DatabaseBusy | DatabaseLocked | ReadOnly | CannotOpen)) => {
+                StoreError::unavailable(error)
+            }
+            (error, _) => StoreError::backend(error),
+        }
+    }
+}
+
+/// Whether `error` is the store's disk-full error.
+pub(crate) fn is_disk_full(error: &StoreError) -> bool {
+    match error {
+        StoreError::Unavailable(source) => source.downcast_ref::<Error>().is_some_and(Error::is_disk_full),
+        _ => false,
     }
 }

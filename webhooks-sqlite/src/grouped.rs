@@ -37,13 +37,15 @@ impl SqliteStore {
         operation: &'static str,
         work: impl FnOnce(&Transaction<'_>) -> Result<T, Abort> + Send + 'static,
     ) -> StoreResult<T> {
-        self.worker
+        let result = self
+            .worker
             .grouped(durability, operation, move |db| {
                 work(db).map_err(|abort| match abort {
                     Abort::Sqlite(source) => StoreError::from(Error::Sqlite { operation, source }),
                     Abort::Store(error) => error,
                 })
             })
-            .await
+            .await;
+        self.watch_disk(result, true).await
     }
 }

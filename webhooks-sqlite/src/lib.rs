@@ -74,6 +74,8 @@ pub struct SqliteStore {
     path: Arc<Path>,
     /// Where the last claim's walk over the subscriptions with work stopped.
     walked: Arc<Mutex<Vec<u8>>>,
+    /// Whether the last write found the disk full.
+    disk_full: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -102,7 +104,7 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path: PathBuf = path.as_ref().to_owned();
         let worker = Worker::start(path.clone()).await?;
-        Ok(Self { worker, path: path.into(), walked: Arc::default() })
+        Ok(Self { worker, path: path.into(), walked: Arc::default(), disk_full: Arc::default() })
     }
 
     /// The database file.

@@ -15,7 +15,7 @@ use webhooks_core::{
     Subscription, SubscriptionId, SubscriptionStats, SubscriptionStore,
 };
 
-use crate::error::Error;
+use crate::error::{Error, is_disk_full};
 use crate::{SqliteStore, in_transaction, queries};
 
 /// Why a transaction was abandoned: SQLite failed, or the operation hit one
@@ -112,14 +112,45 @@ impl SqliteStore {
         operation: &'static str,
         work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
     ) -> StoreResult<T> {
-        self.worker
+        let wrote = !matches!(behavior, TransactionBehavior::Deferred);
+        let result = self
+            .worker
             .call(move |connection| {
                 in_transaction(connection, behavior, work).map_err(|abort| match abort {
                     Abort::Sqlite(source) => Error::Sqlite { operation, source }.into(),
                     Abort::Store(error) => error,
                 })
             })
-            .await
+            .await;
+        self.watch_disk(result, wrote).await
+    }
+
+    /// Says once when writes start finding the disk full, and once when the
+    /// first write succeeds again, after a checkpoint that gives the WAL
+    /// (grown while the disk filled) back to the file system.
+    pub(crate) async fn watch_disk<T>(&self, result: StoreResult<T>, wrote: bool) -> StoreResult<T> {
+        use std::sync::atomic::Ordering::SeqCst;
+        match &result {
+            Err(error) if is_disk_full(error) && !self.disk_full.swap(true, SeqCst) => {
+                tracing::warn!(
+                    path = %self.path().display(),
+                    "the disk is full: writes fail, and nothing of them is kept, until space is freed"
+                );
+            }
+            Ok(_) if wrote && self.disk_full.swap(false, SeqCst) => {
+                let truncated = self
+                    .worker
+                    .call(|connection| {
+                        connection
+                            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                            .map_err(|source| Error::Sqlite { operation: "checkpoint the WAL", source })
+                    })
+                    .await;
+                tracing::info!(path = %self.path().display(), wal_truncated = truncated.is_ok(), "disk space is back: writes resume");
+            }
+            _ => {}
+        }
+        result
     }
 
     /// A write of leases only (claims and releases), committed without
@@ -132,7 +163,8 @@ impl SqliteStore {
         operation: &'static str,
         work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
     ) -> StoreResult<T> {
-        self.worker
+        let result = self
+            .worker
             .call(move |connection| {
                 let relaxed =
                     connection.prepare_cached("PRAGMA synchronous = NORMAL").and_then(|mut s| s.execute([]));
@@ -148,7 +180,8 @@ impl SqliteStore {
                     Abort::Store(error) => error,
                 })
             })
-            .await
+            .await;
+        self.watch_disk(result, true).await
     }
 
     /// A read: a snapshot that waits for no writer (WAL).

@@ -456,7 +456,11 @@ impl Dispatcher {
             lease: chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX),
             poll: chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX),
             shutdown,
-            claimer: tokio::sync::Mutex::new(Claimer { gauge_refreshed: None, busy: Vec::new() }),
+            claimer: tokio::sync::Mutex::new(Claimer {
+                gauge_refreshed: None,
+                busy: Vec::new(),
+                failing_since: None,
+            }),
             waiting: AtomicUsize::new(0),
             ready: Mutex::new(VecDeque::new()),
             shares: Arc::new(Shares::new(self.per_endpoint, self.slow_requests, self.shared.request_timeout)),
@@ -580,6 +584,9 @@ struct Claimer {
     gauge_refreshed: Option<Instant>,
     /// The endpoints to pass over, reused from claim to claim.
     busy: Vec<SubscriptionId>,
+    /// Since when claims have failed: an outage is logged as it begins and
+    /// as it ends, not at every poll.
+    failing_since: Option<Instant>,
 }
 
 /// A claim on its way to an attempt, holding its place in its endpoint's
@@ -957,11 +964,26 @@ impl Pool {
             // Whether the store answered both questions: only then is finding
             // nothing a pass.
             let mut looked = true;
-            match self
+            let claimed = self
                 .store
                 .claim_due(&ClaimRequest { now, limit: wanted, lease_until, skip: &claimer.busy })
-                .await
-            {
+                .await;
+            match (&claimed, claimer.failing_since) {
+                (Ok(_), Some(since)) => {
+                    claimer.failing_since = None;
+                    tracing::info!(
+                        after_ms = since.elapsed().as_millis() as u64,
+                        "store answers claims again"
+                    );
+                }
+                (Err(error), None) => {
+                    claimer.failing_since = Some(Instant::now());
+                    tracing::error!(%error, "store failed to claim deliveries; trying again every poll");
+                }
+                (Err(error), Some(_)) => tracing::debug!(%error, "store still fails to claim deliveries"),
+                (Ok(_), None) => {}
+            }
+            match claimed {
                 Ok(claims) if !claims.is_empty() => {
                     let mut mine = None;
                     let mut over_share = Vec::new();
@@ -1003,10 +1025,7 @@ impl Pool {
                         tracing::error!(%error, "store failed to tell the next due time");
                     }
                 },
-                Err(error) => {
-                    looked = false;
-                    tracing::error!(%error, "store failed to claim deliveries");
-                }
+                Err(_) => looked = false,
             }
             if wait_until <= clock.now() {
                 continue;
