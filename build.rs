@@ -4,7 +4,8 @@
 // - PostgreSQL, as for webhooks-postgres's own tests (`cfg(postgres_server)`,
 //   `cfg(postgres_tls)`, `cfg(postgres_binaries)`);
 // - `cfg(tmpfs)`: a small file system can be mounted for the disk-full
-//   test (root on Linux, with `mount`).
+//   test: as root on Linux, a tmpfs is mounted and unmounted here to see
+//   (a container may forbid it).
 //
 // This package is not published: no user's build runs this.
 
@@ -21,7 +22,24 @@ fn main() {
     let tmpfs = std::fs::read_to_string("/proc/filesystems")
         .is_ok_and(|known| known.lines().any(|line| line.trim_end().ends_with("tmpfs")));
     let mount = ["/bin/mount", "/usr/bin/mount"].iter().any(|path| Path::new(path).is_file());
-    if root && tmpfs && mount {
+    if root && tmpfs && mount && mounts_a_tmpfs() {
         println!("cargo::rustc-cfg=tmpfs");
     }
+}
+
+/// Whether a tmpfs can be mounted here, tried on a directory of its own.
+fn mounts_a_tmpfs() -> bool {
+    let Some(out) = std::env::var_os("OUT_DIR") else { return false };
+    let dir = Path::new(&out).join("tmpfs-probe");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return false;
+    }
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program).args(args).arg(&dir).status().is_ok_and(|status| status.success())
+    };
+    let mounted = run("mount", &["-t", "tmpfs", "-o", "size=64k", "tmpfs"]);
+    if mounted {
+        run("umount", &[]);
+    }
+    mounted
 }
