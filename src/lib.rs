@@ -5,6 +5,7 @@
 //! it as the other end of a webhook. It comes from `webhooks-testkit`, with
 //! the rest of the kit the tests use.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub use webhooks_testkit::{Outcomes, Received, Receiver, Reply, TestDispatcher};

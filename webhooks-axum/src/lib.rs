@@ -37,6 +37,7 @@
 //! Secrets are shown once, on the page or in the answer that creates or
 //! rotates them, and never again.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -63,6 +63,7 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The facade keeps the parts the dispatcher reads (wake-ups, settling)

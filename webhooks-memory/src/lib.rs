@@ -17,6 +17,7 @@
 //!     .unwrap();
 //! ```
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod queue;

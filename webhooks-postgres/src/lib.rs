@@ -45,6 +45,7 @@
 //! by default) is the fallback, and the only way for a store made by
 //! [`PostgresStore::from_pool`].
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod codec;

@@ -37,6 +37,7 @@
 //! [`Retention::purge_finished`](webhooks_core::Retention::purge_finished)
 //! deletes them.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod codec;

@@ -13,6 +13,7 @@
 //! The kit asks for `webhooks-core`'s dispatcher but no TLS provider: the
 //! host's own dependency on `webhooks-core` chooses it.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod dispatcher;
