@@ -160,8 +160,13 @@ async fn the_listener_stops_with_the_last_store_handle() {
     let clone = dispatcher.clone();
     listeners_other_than(&publisher, &[]).await;
     drop(dispatcher);
-    // A clone keeps it listening.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A clone keeps it listening: a publish made after the drop still
+    // reaches it through the listener's connection.
+    publisher.insert_subscription(&subscription("https://example.com/a", &["job.completed"])).await.unwrap();
+    let (published, woken) =
+        wakes(&signal, publisher.publish(&event("job.completed", 0), Bytes::from_static(b"{}"))).await;
+    published.unwrap();
+    assert!(woken, "the clone still hears publishes");
     let listening = listeners(&publisher).await;
     assert_eq!(listening.len(), 1, "a clone still holds the listener");
     drop(clone);
