@@ -3,6 +3,8 @@
 //
 // - PostgreSQL, as for webhooks-postgres's own tests (`cfg(postgres_server)`,
 //   `cfg(postgres_tls)`, `cfg(postgres_binaries)`);
+// - `cfg(chromium)`: a Chromium binary for the portal's browser test
+//   (CHROMIUM names one, or Debian's /usr/bin/chromium is there);
 // - `cfg(tmpfs)`: a small file system can be mounted for the disk-full
 //   test: as root on Linux, a tmpfs is mounted and unmounted here to see
 //   (a container may forbid it).
@@ -16,6 +18,13 @@ mod postgres;
 
 fn main() {
     postgres::main();
+    println!("cargo::rustc-check-cfg=cfg(chromium)");
+    println!("cargo::rerun-if-env-changed=CHROMIUM");
+    let chromium =
+        std::env::var_os("CHROMIUM").filter(|path| !path.is_empty()).unwrap_or("/usr/bin/chromium".into());
+    if Path::new(&chromium).is_file() {
+        println!("cargo::rustc-cfg=chromium");
+    }
     println!("cargo::rustc-check-cfg=cfg(tmpfs)");
     let root =
         std::process::Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.trim_ascii() == b"0");

@@ -2,6 +2,7 @@
 //! with a real receiver: every route scoped to the signed-in owner, errors
 //! with stable codes, CSRF and JSON-only protection, secrets shown once.
 
+#[path = "portal/mod.rs"]
 mod common;
 
 use reqwest::Method;

@@ -7,6 +7,7 @@
 //! With WEBHOOKS_PORTAL_SCREENSHOTS set to a directory, the screenshots of
 //! the main pages are saved there (the README's are made this way).
 
+#[path = "portal/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
