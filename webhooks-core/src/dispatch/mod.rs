@@ -19,10 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 mod activity;
+mod judge;
 mod shares;
 
 pub use activity::Activity;
 use activity::{Busy, Watch};
+use judge::judge;
 use shares::{Finished, Refused, Share, Shares};
 
 use crate::error::Error;
@@ -1131,21 +1133,9 @@ impl Pool {
         });
 
         let now = clock.now();
-        let verdict = if attempt.succeeded() {
-            Verdict::Delivered
-        } else {
-            match retry.next_delay(number) {
-                // A receiver's Retry-After may lengthen the wait up to the
-                // policy's longest, never shorten it.
-                Some(delay) => {
-                    let asked = exchange.retry_after.map(|r| r.delay_from(now).min(retry.longest_delay()));
-                    Verdict::Retry { at: later(now, asked.map_or(delay, |asked| asked.max(delay))) }
-                }
-                None => Verdict::Dropped,
-            }
-        };
         let disable = preset.disable_policy_for(&subscription);
-        let gone = attempt.status() == Some(410) && disable.on_gone();
+        let judged = judge(&attempt, exchange.retry_after, &*retry, &disable, now);
+        let verdict = judged.verdict;
         let span = tracing::Span::current();
         if let Some(status) = attempt.status() {
             span.record("status", status);
@@ -1157,7 +1147,7 @@ impl Pool {
             attempt,
             verdict,
             disable_after: disable.threshold(),
-            disable_now: gone.then(|| "the endpoint answered 410 Gone".to_owned()),
+            disable_now: judged.disable_now,
             now,
         };
         let about = About { subscription_id: subscription.id, event_type: delivery.event_type, span };
@@ -1176,13 +1166,6 @@ impl Pool {
             }
         }
     }
-}
-
-fn later(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(delay)
-        .ok()
-        .and_then(|delay| now.checked_add_signed(delay))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(all(test, feature = "metrics"))]
