@@ -84,6 +84,7 @@ where
 ///     .into_router();
 /// # let _: axum::Router = router;
 /// ```
+#[must_use = "a portal does nothing until `into_router` or `nest_in`"]
 pub struct Portal {
     webhooks: Webhooks,
     who: Arc<Who>,

@@ -57,6 +57,7 @@ use crate::webhooks::Webhooks;
 /// # }
 /// ```
 #[derive(Clone, Debug)]
+#[must_use = "an event is published only when passed to `publish_event` or `prepare`"]
 pub struct Publish {
     event_type: String,
     data: Result<EventData, String>,

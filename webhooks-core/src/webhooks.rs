@@ -144,6 +144,7 @@ impl fmt::Debug for Webhooks {
 
 /// Builds a [`Webhooks`]; see [`Webhooks::builder`].
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `build`"]
 pub struct WebhooksBuilder {
     store: Option<Arc<dyn Store>>,
     preset: Option<Preset>,
@@ -405,6 +406,7 @@ pub struct OwnerStats {
 /// # let _ = update;
 /// ```
 #[derive(Clone, Debug, Default)]
+#[must_use = "a change is made only when passed to `update_subscription`"]
 pub struct SubscriptionUpdate {
     url: Option<String>,
     event_types: Option<BTreeSet<String>>,
@@ -443,6 +445,7 @@ impl SubscriptionUpdate {
 
 /// A subscription to create; see [`Subscription::builder`].
 #[derive(Clone, Debug)]
+#[must_use = "a subscription is made only when passed to `subscribe`"]
 pub struct NewSubscription {
     url: String,
     owner: Option<String>,

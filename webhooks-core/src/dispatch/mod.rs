@@ -86,6 +86,7 @@ type OutcomeHook = Arc<dyn Fn(&AttemptOutcome) + Send + Sync>;
 ///     .build()
 ///     .unwrap();
 /// ```
+#[must_use = "a builder does nothing until `build`"]
 pub struct DispatcherBuilder {
     webhooks: Webhooks,
     client: Option<reqwest::ClientBuilder>,
