@@ -117,10 +117,10 @@ pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use sealing::{SealError, SecretKeys};
-pub use secret::{MAX_SECRET_BYTES, MIN_SECRET_BYTES, MIN_WHSEC_SECRET_BYTES, Secret};
+pub use secret::{MAX_SECRET_BYTES, MIN_SECRET_BYTES, MIN_WHSEC_SECRET_BYTES, REDACTED, Secret};
 pub use settings::{
     CustomHeader, DEFAULT_HELD_LIMIT, EndpointSettings, InvalidHeader, InvalidRateLimit,
-    MAX_HEADER_VALUE_BYTES, MAX_OWN_WAIT, MAX_OWN_WAITS, REDACTED, RateLimit, RetryChoice,
+    MAX_HEADER_VALUE_BYTES, MAX_OWN_WAIT, MAX_OWN_WAITS, RateLimit, RetryChoice,
 };
 pub use store::{
     Admin, AttemptRecord, Changes, Claim, ClaimRequest, Current, DeliveryCounts, DeliveryQuery,

@@ -906,7 +906,7 @@ mod tests {
             assert_eq!(serde_json::from_value::<Subscription>(json).unwrap(), enabled);
         }
 
-        const REDACTED_TEXT: &str = crate::settings::REDACTED;
+        const REDACTED_TEXT: &str = crate::secret::REDACTED;
 
         fn delivery(body: &'static [u8]) -> Delivery {
             Delivery {

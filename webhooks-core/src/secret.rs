@@ -8,7 +8,8 @@ use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::settings::REDACTED;
+/// The text shown in place of a secret.
+pub const REDACTED: &str = "<redacted>";
 
 /// A subscription's signing secret, wiped from memory when dropped.
 ///

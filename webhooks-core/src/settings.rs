@@ -8,7 +8,7 @@ use std::fmt;
 use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secrets;
+use crate::secret::{REDACTED, Secrets};
 
 /// What a subscription asks of the dispatcher besides its URL and secret.
 /// Set with [`NewSubscription`](crate::NewSubscription)'s methods, changed with
@@ -290,9 +290,6 @@ impl fmt::Debug for CustomHeader {
         write!(f, "CustomHeader({}: {value})", self.name)
     }
 }
-
-/// The text shown in place of a secret.
-pub const REDACTED: &str = "<redacted>";
 
 /// How a header is read.
 #[derive(Deserialize)]
