@@ -703,8 +703,7 @@ async fn a_slow_endpoint_does_not_starve_the_others() {
 
 #[tokio::test]
 async fn a_slow_endpoint_holds_no_more_than_its_share_of_the_slots() {
-    // The fast endpoint's backlog stays within its share of 2, which keeps
-    // clear of the bug above.
+    // The fast endpoint's backlog fits within its share of 2 slots.
     slow_beside_fast(6, 2).await;
 }
 

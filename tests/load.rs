@@ -176,8 +176,7 @@ async fn bounded_soak(store: Arc<dyn Store>) {
         .dispatcher()
         .allow_private_networks(true)
         .concurrency(64)
-        // One endpoint: its share is every slot (the default, half, would
-        // run into the busy-endpoint throttle `backlog_drains_at_the_endpoints_pace` shows).
+        // One endpoint: its share is every slot, as by default.
         .per_endpoint_concurrency(64)
         .request_timeout(Duration::from_secs(5))
         .build()

@@ -2,10 +2,9 @@
 //! commit, with the writes queued beside them (see [`crate::worker`]).
 
 use rusqlite::Transaction;
-use webhooks_core::{StoreError, StoreResult};
+use webhooks_core::StoreResult;
 
 use crate::SqliteStore;
-use crate::error::Error;
 use crate::store::Abort;
 use crate::worker::Durability;
 
@@ -40,10 +39,7 @@ impl SqliteStore {
         let result = self
             .worker
             .grouped(durability, operation, move |db| {
-                work(db).map_err(|abort| match abort {
-                    Abort::Sqlite(source) => StoreError::from(Error::Sqlite { operation, source }),
-                    Abort::Store(error) => error,
-                })
+                work(db).map_err(|abort| abort.into_store_error(operation))
             })
             .await;
         self.watch_disk(result, true).await

@@ -18,11 +18,24 @@ use webhooks_core::{
 use crate::error::{Error, is_disk_full};
 use crate::{SqliteStore, in_transaction, queries};
 
+/// What a failed transactional publish names.
+const PUBLISH_IN: &str = "publish in the host's transaction";
+
 /// Why a transaction was abandoned: SQLite failed, or the operation hit one
 /// of the store's typed errors (a missing subscription, say).
 pub(crate) enum Abort {
     Sqlite(rusqlite::Error),
     Store(StoreError),
+}
+
+impl Abort {
+    /// The public error, naming `operation`.
+    pub(crate) fn into_store_error(self, operation: &'static str) -> StoreError {
+        match self {
+            Self::Sqlite(source) => Error::Sqlite { operation, source }.into(),
+            Self::Store(error) => error,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for Abort {
@@ -84,9 +97,7 @@ impl SqliteStore {
     pub fn publish_in(connection: &Connection, events: &[Prepared]) -> StoreResult<Vec<Publication>> {
         let events: Vec<ToPublish> =
             events.iter().map(|prepared| ToPublish::new(prepared.event(), prepared.body().clone())).collect();
-        let fail = |source| {
-            StoreError::from(Error::Sqlite { operation: "publish in the host's transaction", source })
-        };
+        let fail = |source| Abort::Sqlite(source).into_store_error(PUBLISH_IN);
         connection.execute_batch("SAVEPOINT webhooks_publish").map_err(fail)?;
         match publish_all(connection, &events) {
             Ok(published) => {
@@ -96,10 +107,7 @@ impl SqliteStore {
             Err(abort) => {
                 // Back to where the host was; its transaction goes on.
                 let _ = connection.execute_batch("ROLLBACK TO webhooks_publish; RELEASE webhooks_publish");
-                Err(match abort {
-                    Abort::Sqlite(source) => fail(source),
-                    Abort::Store(error) => error,
-                })
+                Err(abort.into_store_error(PUBLISH_IN))
             }
         }
     }
@@ -116,10 +124,7 @@ impl SqliteStore {
         let result = self
             .worker
             .call(move |connection| {
-                in_transaction(connection, behavior, work).map_err(|abort| match abort {
-                    Abort::Sqlite(source) => Error::Sqlite { operation, source }.into(),
-                    Abort::Store(error) => error,
-                })
+                in_transaction(connection, behavior, work).map_err(|abort| abort.into_store_error(operation))
             })
             .await;
         self.watch_disk(result, wrote).await
@@ -175,10 +180,7 @@ impl SqliteStore {
                 let restored =
                     connection.prepare_cached("PRAGMA synchronous = FULL").and_then(|mut s| s.execute([]));
                 let result = result.and_then(|value| restored.map(|_| value).map_err(Abort::Sqlite));
-                result.map_err(|abort| match abort {
-                    Abort::Sqlite(source) => Error::Sqlite { operation, source }.into(),
-                    Abort::Store(error) => error,
-                })
+                result.map_err(|abort| abort.into_store_error(operation))
             })
             .await;
         self.watch_disk(result, true).await
