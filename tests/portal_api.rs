@@ -302,7 +302,18 @@ async fn forms_need_the_owners_csrf_token_and_the_secret_is_shown_once() {
     assert_eq!(status, 303);
     let (_, shown) = host.api("alice", Method::GET, &format!("/endpoints/{id}"), None).await;
     assert_eq!(shown["enabled"], true);
+    // Deleting asks first: the endpoint page's button leads to a page that
+    // says what goes, and a post without that page's confirmation deletes
+    // nothing.
+    let (status, asked) = host.page("alice", &format!("/portal/endpoints/{id}/delete")).await;
+    assert_eq!(status, 200);
+    assert!(asked.contains("This cannot be undone") && asked.contains(&receiver.url), "{asked}");
     let (status, _, _) = host.submit("alice", &format!("/portal/endpoints/{id}/delete"), &[]).await;
+    assert_eq!(status, 400, "not confirmed");
+    let (_, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
+    assert_eq!(listed["endpoints"].as_array().unwrap().len(), 1, "still there");
+    let (status, _, _) =
+        host.submit("alice", &format!("/portal/endpoints/{id}/delete"), &[("confirm", "yes")]).await;
     assert_eq!(status, 303);
     let (_, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
     assert_eq!(listed["endpoints"], json!([]));

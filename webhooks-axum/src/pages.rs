@@ -69,7 +69,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/endpoints/{id}/rotate", post(rotate))
         .route("/endpoints/{id}/test", post(send_test))
         .route("/endpoints/{id}/recover", post(recover))
-        .route("/endpoints/{id}/delete", post(delete))
+        .route("/endpoints/{id}/delete", get(confirm_delete).post(delete))
         .route("/deliveries", get(deliveries))
         .route("/deliveries/{id}", get(delivery))
         .route("/deliveries/{id}/resend", post(resend))
@@ -522,7 +522,7 @@ async fn endpoint(
                 } }
             }, html! { button type="submit" { "Recover" } }))
             (viewer.post_form(&path("rotate"), "inline", html! {}, html! { button.plain type="submit" { "Rotate secret" } }))
-            (viewer.post_form(&path("delete"), "inline", html! {}, html! { button.danger type="submit" { "Delete" } }))
+            form.inline method="get" action=(viewer.link(&path("delete"))) { button.danger type="submit" { "Delete…" } }
         }
         h2 { "Change" }
         section {
@@ -736,13 +736,39 @@ async fn recover(
     Ok(redirect(viewer.link(&format!("/endpoints/{}?done=recovered", subscription.id))))
 }
 
+/// The page that asks before an endpoint is deleted: one click on the
+/// endpoint's page deletes nothing.
+async fn confirm_delete(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> PageResult {
+    let webhooks = &state.webhooks;
+    let subscription = owned_subscription(webhooks, &viewer.owner, &id).await.map_err(|e| viewer.fail(e))?;
+    let counts = webhooks.delivery_counts(subscription.id).await.map_err(|e| viewer.fail(e))?;
+    let back = viewer.link(&format!("/endpoints/{}", subscription.id));
+    let content = html! {
+        section {
+            p { "Delete " code.url { (subscription.url) } "?" }
+            p.warn {
+                "Its " (counts.pending + counts.delivered + counts.dropped) " deliveries and their logs go with it, "
+                "and nothing pending is sent. This cannot be undone."
+            }
+            (viewer.post_form(&format!("/endpoints/{}/delete", subscription.id), "inline", html! {
+                input type="hidden" name="confirm" value="yes";
+            }, html! { button.danger type="submit" { "Delete for good" } }))
+            " " a href=(back) { "Keep it" }
+        }
+    };
+    Ok(viewer.page(StatusCode::OK, "Delete endpoint", content))
+}
+
 async fn delete(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> PageResult {
-    let (subscription, _) = viewer.endpoint_form(&state, &id, &bytes).await?;
+    let (subscription, form) = viewer.endpoint_form(&state, &id, &bytes).await?;
+    if form.get("confirm") != Some("yes") {
+        return Err(viewer.fail(Failure::BadRequest("confirm the deletion on its page first".into())));
+    }
     state.webhooks.delete_subscription(subscription.id).await.map_err(|e| viewer.fail(e))?;
     Ok(redirect(viewer.link("/?done=deleted")))
 }
