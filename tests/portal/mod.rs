@@ -119,12 +119,16 @@ impl Drop for Host {
 }
 
 impl Host {
-    /// The host on 127.0.0.1: DeepSmith with `order.created` added, one
+    /// The host on 127.0.0.1: DeepSmith's events and `order.created`, one
     /// retry after 200 ms, so a failing receiver drops a delivery quickly;
     /// owners may pick its policy or "premium" (two retries).
     pub async fn start() -> Self {
+        // The host's catalogue replaces the preset's: keeping DeepSmith's
+        // events means naming them too.
+        let deepsmith: Vec<String> =
+            Preset::deepsmith().catalogue().names().into_iter().flatten().cloned().collect();
         let preset = Preset::deepsmith()
-            .with_event_types(["order.created"])
+            .with_event_types(deepsmith.into_iter().chain(["order.created".to_owned()]))
             .with_retry(Schedule::new([Duration::from_millis(200)]).unwrap());
         let premium = Schedule::new([Duration::from_millis(100), Duration::from_millis(200)]).unwrap();
         let webhooks = Webhooks::builder()

@@ -327,27 +327,27 @@ impl Preset {
         self
     }
 
-    /// Adds event types to the catalogue. An open catalogue (any name)
-    /// becomes a fixed one of exactly these names, so a typo such as
-    /// `order.craeted` is refused instead of silently reaching no one.
+    /// The host's own event types, replacing the preset's catalogue: a
+    /// preset's events (SmartlyQ's `wallet.low`, DeepSmith's
+    /// `iq.status_updated`) are that product's, not the host's, and are not
+    /// offered beside them. The catalogue becomes fixed to exactly these
+    /// names, so a typo such as `order.craeted` is refused instead of
+    /// silently reaching no one. To keep a preset's events, name them too.
     ///
     /// ```
     /// use webhooks_core::Preset;
     ///
-    /// let preset = Preset::standard().with_event_types(["order.created", "order.paid"]);
+    /// let preset = Preset::deepsmith().with_event_types(["order.created", "order.paid"]);
     /// assert!(preset.check_event_type("order.created").is_ok());
     /// assert!(preset.check_event_type("order.craeted").is_err());
+    /// assert!(preset.check_event_type("iq.status_updated").is_err(), "DeepSmith's own are gone");
     /// ```
     pub fn with_event_types<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let names = names.into_iter().map(Into::into);
-        match &mut self.catalogue {
-            Catalogue::Fixed(known) => known.extend(names),
-            Catalogue::Open => self.catalogue = Catalogue::Fixed(names.collect()),
-        }
+        self.catalogue = Catalogue::Fixed(names.into_iter().map(Into::into).collect());
         self
     }
 
