@@ -344,19 +344,15 @@ impl Failure {
 }
 
 /// `owner`'s subscription with this id, or not found: another owner's is as
-/// unknown as one that never existed, and so is a malformed id.
+/// unknown as one that never existed ([`Webhooks::owner`]), and so is a
+/// malformed id.
 pub(crate) async fn owned_subscription(
     webhooks: &Webhooks,
     owner: &Owner,
     id: &str,
 ) -> Result<Subscription, Failure> {
-    let not_found = Failure::NotFound("endpoint");
-    let Ok(id) = id.parse::<SubscriptionId>() else { return Err(not_found) };
-    match webhooks.subscription(id).await {
-        Ok(subscription) if subscription.owner == *owner => Ok(subscription),
-        Ok(_) | Err(Error::SubscriptionNotFound { .. }) => Err(not_found),
-        Err(other) => Err(other.into()),
-    }
+    let Ok(id) = id.parse::<SubscriptionId>() else { return Err(Failure::NotFound("endpoint")) };
+    Ok(webhooks.owner(owner.clone()).subscription(id).await?)
 }
 
 /// `owner`'s delivery with this id (with its subscription), or not found,
@@ -366,14 +362,8 @@ pub(crate) async fn owned_delivery(
     owner: &Owner,
     id: &str,
 ) -> Result<(Delivery, Subscription), Failure> {
-    let not_found = || Failure::NotFound("delivery");
-    let Ok(id) = id.parse::<DeliveryId>() else { return Err(not_found()) };
-    let delivery = webhooks.delivery(id).await?.ok_or_else(not_found)?;
-    match webhooks.subscription(delivery.subscription_id).await {
-        Ok(subscription) if subscription.owner == *owner => Ok((delivery, subscription)),
-        Ok(_) | Err(Error::SubscriptionNotFound { .. }) => Err(not_found()),
-        Err(other) => Err(other.into()),
-    }
+    let Ok(id) = id.parse::<DeliveryId>() else { return Err(Failure::NotFound("delivery")) };
+    Ok(webhooks.owner(owner.clone()).delivery(id).await?)
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ mod http;
 pub mod micros;
 mod model;
 mod operational;
+mod owned;
 mod patience;
 mod preset;
 mod publish;
@@ -113,6 +114,7 @@ pub use model::{
     UnknownState,
 };
 pub use operational::{FAILING_AFTER, OPERATIONAL_EVENT_TYPES, OperationalEvent};
+pub use owned::OwnerView;
 pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};

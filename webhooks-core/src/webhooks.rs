@@ -642,7 +642,9 @@ impl Webhooks {
             }
             None => preset.scheme().new_secret(),
         };
-        let now = self.inner.clock.now();
+        // To the microsecond, as every store keeps times: the subscription
+        // returned is the one read back.
+        let now = crate::micros::to_time(crate::micros::from_time(self.inner.clock.now()));
         let subscription = Subscription {
             id: SubscriptionId::at(now),
             owner,
