@@ -34,6 +34,15 @@ fn instance(store: &Arc<dyn Store>, keys: Option<SecretKeys>, clock: &ManualCloc
     .unwrap()
 }
 
+/// Subscribes `receiver` with [`SECRET`] and a secret header carrying [`TOKEN`].
+async fn subscribe(webhooks: &Webhooks, receiver: &Receiver) -> webhooks_core::Subscription {
+    let new = Subscription::builder(receiver.url())
+        .event_type("iq.status_updated")
+        .secret(SECRET)
+        .secret_header("Authorization", format!("Bearer {TOKEN}"));
+    webhooks.subscribe(new).await.unwrap()
+}
+
 /// Publishes one event and checks the receiver got it signed with `secret`
 /// and carrying the secret header.
 async fn delivers_signed(webhooks: &Webhooks, receiver: &Receiver, secret: &str) {
@@ -62,15 +71,7 @@ async fn sealed_at_rest(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
 
     // Written in the clear by an instance without keys.
     let clear = instance(&store, None, &clock);
-    let subscription = clear
-        .subscribe(
-            Subscription::builder(receiver.url())
-                .event_type("iq.status_updated")
-                .secret(SECRET)
-                .secret_header("Authorization", format!("Bearer {TOKEN}")),
-        )
-        .await
-        .unwrap();
+    let subscription = subscribe(&clear, &receiver).await;
     assert!(raw().await.contains(SECRET), "the raw reader sees what is there");
 
     // The first instance with keys seals it (its dispatcher does, at start).
@@ -142,14 +143,6 @@ async fn the_memory_store_needs_no_keys() {
     let receiver = Receiver::start().await.unwrap();
     let store: Arc<dyn Store> = Arc::new(webhooks_memory::MemoryStore::new());
     let webhooks = instance(&store, None, &clock);
-    webhooks
-        .subscribe(
-            Subscription::builder(receiver.url())
-                .event_type("iq.status_updated")
-                .secret(SECRET)
-                .secret_header("Authorization", format!("Bearer {TOKEN}")),
-        )
-        .await
-        .unwrap();
+    subscribe(&webhooks, &receiver).await;
     delivers_signed(&webhooks, &receiver, SECRET).await;
 }

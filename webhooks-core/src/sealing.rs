@@ -282,10 +282,11 @@ pub(crate) fn open(
 /// Whether a stored subscription has a secret not sealed with the key that
 /// seals now.
 pub(crate) fn needs_resealing(subscription: &Subscription, keys: &SecretKeys) -> bool {
-    let mut stale = false;
-    let mut copy = subscription.clone();
-    each_secret(&mut copy, |_, text| stale |= !keys.is_current(text));
-    stale
+    let headers = subscription.settings.headers.iter().filter(|header| header.is_secret());
+    std::iter::once(subscription.secret.expose())
+        .chain(subscription.previous_secret.iter().map(|previous| previous.secret.expose()))
+        .chain(headers.map(CustomHeader::expose_value))
+        .any(|text| !keys.is_current(text))
 }
 
 #[cfg(test)]
