@@ -1,7 +1,7 @@
 //! Measures the library against the machine's own limit, in one run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--store memory|sqlite:PATH|postgres://URL] [--deliveries N] [--concurrency C] [--per-endpoint P] [--slow-requests R] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000] [--scale 4000,400] [--backlog 300000] [--claim-endpoints 100000] [--figures all|end-to-end|scale]
+//! cargo run --release --example bench -- [--store memory|sqlite:PATH|postgres://URL] [--deliveries N] [--concurrency C] [--per-endpoint P] [--slow-requests R] [--body-bytes B] [--subscriptions S] [--claim-pending 10000,1000000] [--scale 4000,400] [--backlog 300000] [--claim-endpoints 100000] [--figures all|end-to-end|scale|publish]
 //! cargo run --release --example bench -- --serve
 //! ```
 //!
@@ -33,7 +33,8 @@
 //! `--serve` runs the receiver alone, printing its URL, until killed: the
 //! `send` example is measured against it from outside
 //! (`examples/send_vs_bench.sh`). `--figures end-to-end` measures only the
-//! baseline and the end-to-end figures.
+//! baseline and the end-to-end figures; `--figures publish` only what
+//! publishing JSON text and checking a schema cost.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -54,8 +55,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    Audience, ClaimRequest, DeliveryId, Envelope, Event, EventId, JsonEnvelope, Owner, Preset, Publish,
-    Subscription, UrlRule, Webhooks, prelude::*,
+    Audience, Catalogue, ClaimRequest, DeliveryId, Envelope, Event, EventId, EventType, JsonEnvelope, Owner,
+    Preset, Publish, Subscription, UrlRule, Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::testing::TestDatabase;
@@ -90,6 +91,8 @@ enum Figures {
     EndToEnd,
     /// Only the scale figures.
     Scale,
+    /// Only the publish figures: JSON text and schema checks, in process.
+    Publish,
 }
 
 /// The dispatcher's default number of workers, which the baseline matches
@@ -157,7 +160,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                     "all" => Figures::All,
                     "end-to-end" => Figures::EndToEnd,
                     "scale" => Figures::Scale,
-                    _ => return Err("--figures takes all, end-to-end or scale".into()),
+                    "publish" => Figures::Publish,
+                    _ => return Err("--figures takes all, end-to-end, scale or publish".into()),
                 }
             }
             "--claim-pending" => {
@@ -710,6 +714,73 @@ fn publish_text(body_bytes: usize) -> Value {
     })
 }
 
+/// What checking data against its event type's JSON Schema costs at
+/// publish: the same order events prepared (checked and rendered) by a
+/// facade whose catalogue declares `order.created` with a schema of the
+/// order's shape, against one that declares it without. As a value, and as
+/// text (which the check parses first).
+fn publish_schema(body_bytes: usize) -> Value {
+    const EVENTS: usize = 20_000;
+    let item_schema = json!({
+        "type": "object",
+        "required": ["sku", "quantity", "unit_price"],
+        "properties": {
+            "sku": {"type": "string", "pattern": "^SKU-[0-9]+$"},
+            "name": {"type": "string", "maxLength": 200},
+            "quantity": {"type": "integer", "minimum": 1},
+            "unit_price": {"type": "integer", "minimum": 0},
+            "tags": {"type": "array", "items": {"type": "string"}}
+        }
+    });
+    let schema = json!({
+        "type": "object",
+        "required": ["order_id", "total", "currency", "items"],
+        "properties": {
+            "order_id": {"type": "string"},
+            "total": {"type": "integer"},
+            "currency": {"enum": ["EUR", "USD", "GBP"]},
+            "items": {"type": "array", "items": item_schema}
+        }
+    });
+    let facade_with = |event_type: EventType| {
+        let catalogue = Catalogue::of([event_type]).expect("valid catalogue");
+        Webhooks::builder()
+            .store(MemoryStore::new())
+            .preset(Preset::neutral().with_catalogue(catalogue))
+            .build()
+            .expect("valid settings")
+    };
+    let checked = facade_with(EventType::new("order.created").with_schema(schema));
+    let unchecked = facade_with(EventType::new("order.created"));
+    let item = r#"{"sku":"SKU-000123","name":"A thing with a name","quantity":3,"unit_price":1299,"tags":["a","b"]}"#;
+    let items = vec![item; (body_bytes / item.len()).max(1)].join(",");
+    let text =
+        format!(r#"{{"order_id":"o-8f3a2c","total":123456789012,"currency":"EUR","items":[{items}]}}"#);
+    let value: Value = serde_json::from_str(&text).expect("JSON");
+    let rate = |webhooks: &Webhooks, make: &dyn Fn() -> Publish| {
+        let started = Instant::now();
+        for _ in 0..EVENTS {
+            webhooks.prepare(make()).expect("prepares");
+        }
+        EVENTS as f64 / started.elapsed().as_secs_f64()
+    };
+    let as_value = || Publish::from(("order.created", value.clone()));
+    let as_text = || Publish::json("order.created", text.as_str());
+    let (value_checked, value_unchecked) = (rate(&checked, &as_value), rate(&unchecked, &as_value));
+    let (text_checked, text_unchecked) = (rate(&checked, &as_text), rate(&unchecked, &as_text));
+    json!({
+        "data_bytes": text.len(),
+        "events_per_sec_value_checked": value_checked,
+        "events_per_sec_value_unchecked": value_unchecked,
+        "ratio_value_checked_to_unchecked": value_checked / value_unchecked,
+        "events_per_sec_text_checked": text_checked,
+        "events_per_sec_text_unchecked": text_unchecked,
+        "ratio_text_checked_to_unchecked": text_checked / text_unchecked,
+        "micros_added_per_event_value": 1e6 / value_checked - 1e6 / value_unchecked,
+        "micros_added_per_event_text": 1e6 / text_checked - 1e6 / text_unchecked,
+    })
+}
+
 async fn memory_per_delivery(body_bytes: usize) -> Value {
     const COUNT: usize = 100_000;
     let store = MemoryStore::new();
@@ -786,6 +857,12 @@ async fn main() -> std::process::ExitCode {
             "body_bytes": options.body_bytes, "subscriptions": options.subscriptions,
         },
     });
+    if options.figures == Figures::Publish {
+        report["publish_text"] = publish_text(options.body_bytes);
+        report["publish_schema"] = publish_schema(options.body_bytes);
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        return std::process::ExitCode::SUCCESS;
+    }
     if options.figures != Figures::Scale {
         let Opened { store, database } = match open_store(&options.store).await {
             Ok(opened) => opened,
@@ -831,6 +908,7 @@ async fn main() -> std::process::ExitCode {
         }
         report["claim_sqlite"] = json!(claim);
         report["publish_text"] = publish_text(options.body_bytes);
+        report["publish_schema"] = publish_schema(options.body_bytes);
         report["memory"] = memory_per_delivery(options.body_bytes).await;
         report["idle_latency"] = idle_latency().await;
         let server = if is_postgres(&options.store) {
@@ -840,7 +918,7 @@ async fn main() -> std::process::ExitCode {
         };
         report["cross_instance_postgres"] = cross_instance_postgres(server).await;
     }
-    if options.figures != Figures::EndToEnd {
+    if !matches!(options.figures, Figures::EndToEnd | Figures::Publish) {
         report["scale"] =
             scale(&options, dir.path(), &url).await.unwrap_or_else(|message| json!({ "error": message }));
     }

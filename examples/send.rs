@@ -389,7 +389,7 @@ async fn subscription(
 ) -> Result<(SubscriptionId, BTreeSet<String>), Failure> {
     let usage = |e: webhooks_core::Error| Failure::Usage(e.to_string());
     let preset = webhooks.preset();
-    let open = preset.catalogue().names().is_none();
+    let open = preset.catalogue().is_open();
     let url = preset.url_rule().check(&args.url, preset.name()).map_err(usage)?;
     let stored = outage.patiently(|| webhooks.subscriptions(&args.owner)).await?;
     let stored = stored.into_iter().find(|s| s.url == url);
@@ -398,7 +398,7 @@ async fn subscription(
         None if open => {
             named.iter().filter(|n| preset.check_event_type(n).is_ok()).map(|n| (*n).to_owned()).collect()
         }
-        None => preset.catalogue().names().cloned().unwrap_or_default(),
+        None => preset.catalogue().names().map(str::to_owned).collect(),
     };
     if open && args.events.is_none() {
         events.extend(stored.iter().flat_map(|s| s.event_types.iter().cloned()));
@@ -444,7 +444,7 @@ async fn subscription(
 /// once stdin names a first event type (or ends), not before.
 async fn types_come_from_stdin(webhooks: &Webhooks, outage: &Outage, args: &Args) -> Result<bool, Failure> {
     let preset = webhooks.preset();
-    if preset.catalogue().names().is_some() || args.events.is_some() {
+    if !preset.catalogue().is_open() || args.events.is_some() {
         return Ok(false);
     }
     // A URL that is refused is reported at once, by `subscription`.
@@ -958,7 +958,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
         listening,
         // As when the subscription was made: an open catalogue without
         // `--events` listens to what stdin names.
-        adds_types: webhooks.preset().catalogue().names().is_none() && args.events.is_none(),
+        adds_types: webhooks.preset().catalogue().is_open() && args.events.is_none(),
         accepted: 0,
         created: 0,
         malformed: false,

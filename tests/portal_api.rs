@@ -37,7 +37,13 @@ async fn the_api_manages_one_owners_endpoints_and_deliveries() {
     assert_eq!(shown["enabled"], true);
 
     let (_, catalogue) = host.api("alice", Method::GET, "/event-types", None).await;
-    assert!(catalogue["event_types"].as_array().unwrap().contains(&json!("order.created")), "{catalogue}");
+    let order_created =
+        catalogue["event_types"].as_array().unwrap().iter().find(|t| t["name"] == "order.created");
+    let order_created = order_created.unwrap_or_else(|| panic!("{catalogue}"));
+    assert_eq!(order_created["description"], "A customer placed an order.");
+    assert_eq!(order_created["example"], json!({"order": 1}));
+    assert_eq!(order_created["schema"]["required"], json!(["order"]));
+    assert_eq!(catalogue["fixed"], true);
 
     // A test event, then a real one, both delivered and signed with the secret.
     let (status, test) = host.api("alice", Method::POST, &format!("/endpoints/{id}/test"), None).await;
@@ -449,4 +455,23 @@ async fn the_portal_answers_at_its_mount_path_with_and_without_the_trailing_slas
     let answer = host.request("alice", reqwest::Method::GET, "/portal/").send().await.unwrap();
     assert_eq!(answer.status(), 308, "the trailing slash is sent to the mount path");
     assert_eq!(answer.headers()["location"], "/portal");
+}
+
+#[tokio::test]
+async fn the_catalogue_page_shows_what_each_event_type_carries() {
+    let host = Host::start().await;
+    let (status, page) = host.page("alice", "/portal/event-types").await;
+    assert_eq!(status, 200);
+    for shown in ["order.created", "A customer placed an order.", "&quot;order&quot;: 1", "iq.status_updated"]
+    {
+        assert!(page.contains(shown), "{shown} missing from {page}");
+    }
+    let (_, index) = host.page("alice", "/portal").await;
+    assert!(index.contains("A customer placed an order."), "the picker describes each type: {index}");
+
+    let refused = host.webhooks.publish_for("alice", "order.created", json!({"id": 1})).await.unwrap_err();
+    assert!(
+        matches!(refused, webhooks_core::Error::DataDoesNotMatchSchema { ref path, .. } if path == "/"),
+        "{refused}"
+    );
 }

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
-use webhooks_core::{Owner, Preset, Schedule, Webhooks};
+use webhooks_core::{Catalogue, EventType, Owner, Preset, Schedule, Webhooks};
 
 /// The status and body the receiver answers with.
 type Answer = Arc<Mutex<(u16, String)>>;
@@ -119,16 +119,20 @@ impl Drop for Host {
 }
 
 impl Host {
-    /// The host on 127.0.0.1: DeepSmith's events and `order.created`, one
-    /// retry after 200 ms, so a failing receiver drops a delivery quickly;
+    /// The host on 127.0.0.1: DeepSmith's events and `order.created` (with
+    /// a description, a schema and an example), one retry after 200 ms, so a failing receiver drops a delivery quickly;
     /// owners may pick its policy or "premium" (two retries).
     pub async fn start() -> Self {
         // The host's catalogue replaces the preset's: keeping DeepSmith's
         // events means naming them too.
-        let deepsmith: Vec<String> =
-            Preset::deepsmith().catalogue().names().into_iter().flatten().cloned().collect();
+        let deepsmith = Preset::deepsmith().catalogue().names().map(EventType::new).collect::<Vec<_>>();
+        let order_created = EventType::new("order.created")
+            .with_description("A customer placed an order.")
+            .with_schema(serde_json::json!({"type": "object", "required": ["order"]}))
+            .with_example(serde_json::json!({"order": 1}));
+        let catalogue = Catalogue::of(deepsmith.into_iter().chain([order_created])).unwrap();
         let preset = Preset::deepsmith()
-            .with_event_types(deepsmith.into_iter().chain(["order.created".to_owned()]))
+            .with_catalogue(catalogue)
             .with_retry(Schedule::new([Duration::from_millis(200)]).unwrap());
         let premium = Schedule::new([Duration::from_millis(100), Duration::from_millis(200)]).unwrap();
         let webhooks = Webhooks::builder()

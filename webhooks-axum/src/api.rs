@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use webhooks_core::{
-    Attempt, AttemptResult, Catalogue, Delivery, DeliveryId, DeliveryQuery, Owner, StateFilter, Subscription,
+    Attempt, AttemptResult, Delivery, DeliveryId, DeliveryQuery, Owner, StateFilter, Subscription,
     SubscriptionStatus, SubscriptionUpdate,
 };
 
@@ -152,10 +152,19 @@ fn attempt_json(attempt: &Attempt) -> Value {
 }
 
 async fn event_types(State(state): State<AppState>, ApiOwner(_): ApiOwner) -> ApiResult {
-    let body = match state.webhooks.preset().catalogue() {
-        Catalogue::Fixed(names) => json!({ "fixed": true, "event_types": names }),
-        Catalogue::Open => json!({ "fixed": false, "event_types": [] }),
-    };
+    let catalogue = state.webhooks.preset().catalogue();
+    let event_types: Vec<_> = catalogue
+        .event_types()
+        .map(|event_type| {
+            json!({
+                "name": event_type.name(),
+                "description": event_type.description(),
+                "schema": event_type.schema(),
+                "example": event_type.example(),
+            })
+        })
+        .collect();
+    let body = json!({ "fixed": !catalogue.is_open(), "event_types": event_types });
     Ok(json(StatusCode::OK, body))
 }
 

@@ -71,6 +71,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/endpoints/{id}/recover", post(recover))
         .route("/endpoints/{id}/delete", get(confirm_delete).post(delete))
         .route("/deliveries", get(deliveries))
+        .route("/event-types", get(event_types))
         .route("/deliveries/{id}", get(delivery))
         .route("/deliveries/{id}/resend", post(resend))
 }
@@ -163,6 +164,7 @@ impl Viewer {
                         h1 { a href=(self.link("/")) { (self.title) } }
                         a href=(self.link("/")) { "Endpoints" }
                         a href=(self.link("/deliveries")) { "Delivery log" }
+                        a href=(self.link("/event-types")) { "Event types" }
                         span.who { "Signed in as " strong { (self.owner) } }
                     }
                     main { h2 { (heading) } (content) }
@@ -343,20 +345,51 @@ fn disable_text(subscription: &Subscription, preset: &webhooks_core::Preset) -> 
 }
 
 fn event_type_picker(catalogue: &Catalogue, chosen: &[String]) -> Markup {
-    match catalogue {
-        Catalogue::Fixed(names) => html! {
-            div.events {
-                @for name in names {
-                    label { input type="checkbox" name="event_type" value=(name) checked[chosen.contains(name)]; " " code { (name) } }
-                }
-            }
-        },
-        Catalogue::Open => html! {
+    if catalogue.is_open() {
+        return html! {
             label { "Event types, separated by commas " br;
                 input type="text" name="event_types_text" value=(chosen.join(", ")) placeholder="invoice.paid, invoice.voided";
             }
-        },
+        };
     }
+    html! {
+        div.events {
+            @for event_type in catalogue.event_types() {
+                @let name = event_type.name();
+                label {
+                    input type="checkbox" name="event_type" value=(name) checked[chosen.iter().any(|c| c == name)];
+                    " " code { (name) }
+                    @if !event_type.description().is_empty() { " " span.small.muted { (event_type.description()) } }
+                }
+            }
+        }
+    }
+}
+
+/// What each event type means and carries, for a customer writing a
+/// receiver.
+async fn event_types(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    let catalogue = state.webhooks.preset().catalogue();
+    let pretty = |value: &serde_json::Value| serde_json::to_string_pretty(value).unwrap_or_default();
+    let content = html! {
+        @if catalogue.is_open() {
+            section { p.muted { "Any event type may be sent; ask us which ones we publish." } }
+        }
+        @for event_type in catalogue.event_types() {
+            section.event-type id=(event_type.name()) {
+                h3 { code { (event_type.name()) } }
+                @if !event_type.description().is_empty() { p { (event_type.description()) } }
+                @if let Some(example) = event_type.example() {
+                    p.small.muted { "Example data:" }
+                    pre { code { (pretty(example)) } }
+                }
+                @if let Some(schema) = event_type.schema() {
+                    details { summary { "JSON Schema of the data" } pre { code { (pretty(schema)) } } }
+                }
+            }
+        }
+    };
+    Ok(viewer.page(StatusCode::OK, "Event types", content))
 }
 
 /// How a receiver checks the signature, for the host's preset.

@@ -24,12 +24,25 @@ pub enum Error {
         reason: String,
     },
     /// The event type is not in the preset's catalogue.
-    #[error("unknown event type {name:?}: {preset} does not define it")]
+    #[error(
+        "unknown event type {name:?}: {preset} does not define it (a host declares its own with Preset::with_catalogue)"
+    )]
     UnknownEventType {
         /// The event type given.
         name: String,
         /// The preset's name.
         preset: String,
+    },
+    /// The event's data does not match the JSON Schema its event type
+    /// declares.
+    #[error("data of {event_type} does not match its schema at {path}: {reason}")]
+    DataDoesNotMatchSchema {
+        /// The event type.
+        event_type: String,
+        /// Where in the data, as a JSON Pointer (`/` for the whole).
+        path: String,
+        /// What the schema asks there.
+        reason: String,
     },
     /// A value is out of range or empty.
     #[error("invalid {field}: {reason}")]

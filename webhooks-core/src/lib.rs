@@ -8,8 +8,9 @@
 //! - a [`Preset`], a product's webhook behaviour as swappable parts: the
 //!   body [`Envelope`], the [`SignatureScheme`], the [`RetryPolicy`], the
 //!   [`UrlRule`], the [`DisablePolicy`] and the event [`Catalogue`];
-//!   [`Preset::smartlyq`], [`Preset::deepsmith`] and [`Preset::standard`]
-//!   are built in;
+//!   [`Preset::neutral`] (Standard Webhooks signing, the host's own
+//!   catalogue of [`EventType`]s), [`Preset::standard`],
+//!   [`Preset::smartlyq`] and [`Preset::deepsmith`] are built in;
 //! - a [`Clock`], the system's unless a test injects a [`ManualClock`].
 //!
 //! The model is four types. A [`Subscription`] is an endpoint URL, the event
@@ -70,6 +71,7 @@
 // whether or not the dispatcher is built.
 #![cfg_attr(not(feature = "dispatch"), allow(dead_code))]
 
+mod catalogue;
 mod clock;
 #[cfg(feature = "dispatch")]
 mod dispatch;
@@ -101,6 +103,7 @@ mod telemetry;
 pub mod testing;
 mod webhooks;
 
+pub use catalogue::{Catalogue, EventType};
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "dispatch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dispatch")))]
@@ -115,7 +118,7 @@ pub use model::{
 };
 pub use operational::{FAILING_AFTER, OPERATIONAL_EVENT_TYPES, OperationalEvent};
 pub use owned::OwnerView;
-pub use preset::{Catalogue, DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
+pub use preset::{DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
 pub use sealing::{SealError, SecretKeys};

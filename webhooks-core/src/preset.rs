@@ -1,11 +1,11 @@
 //! Presets: a product's whole webhook behaviour as a value of swappable parts.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
 
+use crate::catalogue::Catalogue;
 use crate::envelope::{Envelope, JsonEnvelope, StandardEnvelope};
 use crate::error::Error;
 use crate::retry::{Exponential, RetryPolicy, Scaled, Schedule};
@@ -128,41 +128,6 @@ impl DisablePolicy {
     }
 }
 
-/// The event types a preset knows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Catalogue {
-    /// Exactly these.
-    Fixed(BTreeSet<String>),
-    /// Any dotted name of letters, digits, `_` and `-`.
-    Open,
-}
-
-impl Catalogue {
-    /// Whether `name` is a known event type.
-    pub fn contains(&self, name: &str) -> bool {
-        match self {
-            Self::Fixed(names) => names.contains(name),
-            Self::Open => is_event_name(name),
-        }
-    }
-
-    /// The fixed names, if the catalogue is fixed.
-    pub fn names(&self) -> Option<&BTreeSet<String>> {
-        match self {
-            Self::Fixed(names) => Some(names),
-            Self::Open => None,
-        }
-    }
-}
-
-fn is_event_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name.split('.').all(|part| {
-            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        })
-}
-
 /// A product's webhook behaviour: envelope, signature scheme, retry policy,
 /// URL rule, disable policy and event catalogue. Take one as it is, or
 /// replace any part.
@@ -263,12 +228,41 @@ impl Preset {
             retry: Arc::new(retry),
             url_rule: UrlRule { require_https: true },
             disable: DisablePolicy::never(),
-            catalogue: Catalogue::Open,
+            catalogue: Catalogue::open(),
         }
+    }
+
+    /// The neutral preset, for a host with its own events: Standard
+    /// Webhooks signing, headers and body (so any receiver library that
+    /// speaks Standard Webhooks verifies it), its schedule (retries after
+    /// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h), https only,
+    /// endpoints disabled on `410 Gone`, and an empty catalogue: nothing can
+    /// be published until the host declares its event types with
+    /// [`Preset::with_catalogue`] (or names them with
+    /// [`Preset::with_event_types`]).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use webhooks_core::{Catalogue, EventType, Preset};
+    ///
+    /// let preset = Preset::neutral().with_catalogue(Catalogue::of([
+    ///     EventType::new("order.created")
+    ///         .with_description("A customer placed an order.")
+    ///         .with_example(json!({"order_id": "A-1"})),
+    /// ])?);
+    /// assert!(preset.check_event_type("order.created").is_ok());
+    /// let error = Preset::neutral().check_event_type("order.created").unwrap_err();
+    /// assert!(error.to_string().contains("with_catalogue"), "{error}");
+    /// # Ok::<(), webhooks_core::Error>(())
+    /// ```
+    pub fn neutral() -> Self {
+        Self { name: "Webhooks".into(), catalogue: Catalogue::empty(), ..Self::standard() }
     }
 
     /// A built-in preset by its short name: `smartlyq`, `deepsmith` or
     /// `standard` (as command lines and configuration files spell them).
+    /// [`Preset::neutral`] is not among them: it takes the host's catalogue
+    /// in code.
     ///
     /// ```
     /// use webhooks_core::Preset;
@@ -347,11 +341,13 @@ impl Preset {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.catalogue = Catalogue::Fixed(names.into_iter().map(Into::into).collect());
+        self.catalogue = Catalogue::from_names(names);
         self
     }
 
-    /// Replaces the catalogue.
+    /// Replaces the catalogue with the host's own: event types with a
+    /// description, and optionally a JSON Schema their data must match and
+    /// an example (see [`Catalogue::of`]).
     pub fn with_catalogue(mut self, catalogue: Catalogue) -> Self {
         self.catalogue = catalogue;
         self
@@ -420,7 +416,7 @@ impl Preset {
 }
 
 fn fixed<const N: usize>(names: [&str; N]) -> Catalogue {
-    Catalogue::Fixed(names.into_iter().map(str::to_owned).collect())
+    Catalogue::from_names(names)
 }
 
 #[cfg(test)]
@@ -442,15 +438,6 @@ mod tests {
         assert!(rule.check("ftp://example.com/", "x").is_err());
         assert!(rule.check("not a url", "x").is_err());
         assert!(rule.check("http://example.com/", "x").is_ok());
-    }
-
-    #[test]
-    fn open_catalogue_takes_dotted_names_only() {
-        let open = Catalogue::Open;
-        assert!(open.contains("invoice.paid"));
-        assert!(!open.contains(""));
-        assert!(!open.contains("a..b"));
-        assert!(!open.contains("naïve.event"));
     }
 
     #[test]

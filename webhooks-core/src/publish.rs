@@ -357,6 +357,7 @@ impl Webhooks {
         if data.is_null() {
             return Err(Error::invalid("data", "an event needs data; send {} for none"));
         }
+        preset.catalogue().check_data(&publish.event_type, &data)?;
         if let Some(key) = &publish.idempotency_key {
             check_key(key).map_err(|error| Error::invalid("idempotency key", error.to_string()))?;
         }
