@@ -113,8 +113,8 @@ pub use error::Error;
 pub use guard::is_public_address;
 pub use model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventData, EventId,
-    InvalidKey, Owner, PreviousSecret, SigningSecrets, Subscription, SubscriptionId, SubscriptionStatus,
-    UnknownState,
+    IdempotencyKey, InvalidKey, Owner, PreviousSecret, SigningSecrets, Subscription, SubscriptionId,
+    SubscriptionStatus, UnknownState,
 };
 pub use operational::{FAILING_AFTER, OPERATIONAL_EVENT_TYPES, OperationalEvent};
 pub use owned::OwnerView;
@@ -140,7 +140,7 @@ pub mod prelude {
 
 pub use publish::{Outcome, Prepared, Publish, Published};
 pub use webhooks::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage, LogPage, MAX_DESCRIPTION_BYTES,
-    MAX_HEADERS, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_REASON_BYTES, NewSubscription, OwnerStats,
-    SubscriptionUpdate, TEST_EVENT, Webhooks, WebhooksBuilder,
+    DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage,
+    LogPage, MAX_DESCRIPTION_BYTES, MAX_HEADERS, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_REASON_BYTES,
+    NewSubscription, OwnerStats, SubscriptionUpdate, TEST_EVENT, Webhooks, WebhooksBuilder,
 };

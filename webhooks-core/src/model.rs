@@ -517,14 +517,36 @@ pub struct Event {
     /// Whose subscriptions it may reach.
     pub audience: Audience,
     /// The host's key for it: a repeat of the key within the same audience
-    /// publishes nothing and returns the first publication.
-    pub idempotency_key: Option<String>,
+    /// while the key is held publishes nothing and returns the first
+    /// publication.
+    pub idempotency_key: Option<IdempotencyKey>,
     /// The event type, e.g. `job.completed`.
     pub name: String,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
     /// Its JSON data.
     pub data: EventData,
+}
+
+/// An event's idempotency key and until when it is held: a later event of
+/// the same audience with the same key that occurs before `held_until` is a
+/// repeat; one at or after it publishes anew. Keys are held for the
+/// facade's [idempotency window](crate::WebhooksBuilder::idempotency_window)
+/// whatever happens to the event's deliveries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct IdempotencyKey {
+    /// The host's key (an order id, a request id).
+    pub key: String,
+    /// When the key is no longer held.
+    pub held_until: DateTime<Utc>,
+}
+
+impl IdempotencyKey {
+    /// Whether the key, taken by an event, is still held at `at`.
+    pub fn is_held_at(&self, at: DateTime<Utc>) -> bool {
+        at < self.held_until
+    }
 }
 
 /// An event's data: a JSON value, or JSON text the host already holds,
@@ -996,7 +1018,10 @@ mod tests {
                 let event = Event {
                     id: EventId::new(),
                     audience,
-                    idempotency_key: Some("order-1".into()),
+                    idempotency_key: Some(IdempotencyKey {
+                        key: "order-1".into(),
+                        held_until: at("2026-03-03T14:00:00Z"),
+                    }),
                     name: "order.created".into(),
                     occurred_at: at("2026-03-02T14:00:00Z"),
                     data: json!({"total": 1200}).into(),

@@ -13,7 +13,9 @@ use crate::telemetry::tracing;
 use tracing::Instrument;
 
 use crate::error::Error;
-use crate::model::{Audience, DeliveryId, DeliveryState, Event, EventData, EventId, Owner, check_key};
+use crate::model::{
+    Audience, DeliveryId, DeliveryState, Event, EventData, EventId, IdempotencyKey, Owner, check_key,
+};
 use crate::store::{Publication, StoreError};
 use crate::webhooks::Webhooks;
 
@@ -124,9 +126,12 @@ impl Publish {
     }
 
     /// A key of the host's (an order id, a request id): publishing the same
-    /// key again for the same owner, while the first event's deliveries are
-    /// kept, creates nothing and returns the first publication, so a retried
-    /// handler does not send twice and receivers see the same delivery ids.
+    /// key again for the same owner within the idempotency window (24 hours
+    /// unless [`WebhooksBuilder::idempotency_window`](crate::WebhooksBuilder::idempotency_window)
+    /// says otherwise) creates nothing and returns the first publication, so
+    /// a retried handler does not send twice and receivers see the same
+    /// delivery ids (those not purged yet). The window runs whatever happens
+    /// to the deliveries; after it the key publishes anew.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
         self
@@ -362,10 +367,11 @@ impl Webhooks {
             check_key(key).map_err(|error| Error::invalid("idempotency key", error.to_string()))?;
         }
         let now = self.inner.clock.now();
+        let held_until = now + self.inner.idempotency_window;
         let event = Event {
             id: EventId::at(now),
             audience,
-            idempotency_key: publish.idempotency_key,
+            idempotency_key: publish.idempotency_key.map(|key| IdempotencyKey { key, held_until }),
             name: publish.event_type,
             occurred_at: now,
             data,

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Attempt, AttemptResult, Audience, DeliveryId, DeliveryState, Event, EventId, Owner, PreviousSecret,
-    Subscription, SubscriptionId, SubscriptionStatus,
+    Attempt, AttemptResult, Audience, DeliveryId, DeliveryState, Event, EventId, IdempotencyKey, Owner,
+    PreviousSecret, Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::preset::DisablePolicy;
 use crate::secret::Secret;
@@ -92,7 +92,8 @@ macro_rules! store_suite {
             deleting_an_owner_removes_its_subscriptions_deliveries_and_logs_alone,
             listing_by_owner,
             a_repeated_idempotency_key_creates_nothing_and_returns_the_first_publication,
-            idempotency_keys_are_scoped_to_the_owner_and_live_as_long_as_their_event,
+            idempotency_keys_are_scoped_to_the_owner_and_held_until_their_window_ends,
+            expired_keys_are_forgotten_in_batches_and_an_owners_go_with_it,
             settings_round_trip_with_secret_headers_and_are_replaced_by_an_update,
             a_resend_starts_the_next_cycle_and_attempt_numbers_restart,
             delivery_ids_carry_the_event_time,
@@ -1187,10 +1188,7 @@ pub async fn a_repeated_idempotency_key_creates_nothing_and_returns_the_first_pu
         .insert_subscription(&owned_subscription("alice", "https://alice.example/2", &["order.created"]))
         .await
         .unwrap();
-    let keyed = |seconds| Event {
-        idempotency_key: Some("order-42".into()),
-        ..owned_event("alice", "order.created", seconds)
-    };
+    let keyed = |seconds| keyed_event("alice", "order-42", seconds);
     let first = store.publish(&keyed(0), body("{\"first\":true}")).await.unwrap();
     assert_eq!((first.deliveries.len(), first.repeated), (2, false));
     let again = keyed(5);
@@ -1216,14 +1214,24 @@ pub async fn a_repeated_idempotency_key_creates_nothing_and_returns_the_first_pu
     assert_eq!(store.pending_count().await.unwrap(), 4);
 }
 
+/// An event of `owner` at `seconds` whose key is held for a day.
 fn keyed_event(owner: &str, key: &str, seconds: i64) -> Event {
-    Event { idempotency_key: Some(key.to_owned()), ..owned_event(owner, "order.created", seconds) }
+    held_key_event(owner, key, seconds, seconds + DAY)
 }
 
-/// One key means one event per owner (another owner's key is another key),
-/// an event that reached no one keeps no key, and purging an event's last
-/// delivery frees its key.
-pub async fn idempotency_keys_are_scoped_to_the_owner_and_live_as_long_as_their_event<S: Store>(store: S) {
+/// An event of `owner` at `seconds` whose key is held until `until`.
+fn held_key_event(owner: &str, key: &str, seconds: i64, until: i64) -> Event {
+    let idempotency_key = IdempotencyKey { key: key.to_owned(), held_until: at(until) };
+    Event { idempotency_key: Some(idempotency_key), ..owned_event(owner, "order.created", seconds) }
+}
+
+const DAY: i64 = 24 * 60 * 60;
+
+/// One key means one event per owner (another owner's key is another key).
+/// A key is held until its window ends whatever happens to the event: when
+/// it reached no one, when its deliveries are purged. At the end of the
+/// window the key publishes anew.
+pub async fn idempotency_keys_are_scoped_to_the_owner_and_held_until_their_window_ends<S: Store>(store: S) {
     let alice = owned_subscription("alice", "https://alice.example/", &["order.created"]);
     store.insert_subscription(&alice).await.unwrap();
     store
@@ -1235,23 +1243,69 @@ pub async fn idempotency_keys_are_scoped_to_the_owner_and_live_as_long_as_their_
     assert!(!his.repeated, "another owner's key is another key");
     assert_ne!(his.event_id, hers.event_id);
 
-    // Reaching no one keeps no key: a later publish with it creates.
-    assert!(
-        store.publish(&keyed_event("carol", "lonely", 0), body("{}")).await.unwrap().deliveries.is_empty()
-    );
+    // Reaching no one, the key is held all the same: a repeat after a
+    // subscription appeared is still the first publication.
+    let lonely = store.publish(&keyed_event("carol", "lonely", 0), body("{}")).await.unwrap();
+    assert!(lonely.deliveries.is_empty() && !lonely.repeated);
     store
         .insert_subscription(&owned_subscription("carol", "https://carol.example/", &["order.created"]))
         .await
         .unwrap();
     let later = store.publish(&keyed_event("carol", "lonely", 1), body("{}")).await.unwrap();
-    assert_eq!((later.deliveries.len(), later.repeated), (1, false));
+    assert_eq!((later.event_id, later.deliveries.len(), later.repeated), (lonely.event_id, 0, true));
 
-    // Purged, the key is free again.
+    // Purged, the key is still held, and the repeat names no delivery.
     store.record_attempt(&record(success(hers.deliveries[0], 1, 2), Verdict::Delivered, 2)).await.unwrap();
     assert_eq!(store.purge_finished(at(100), 10).await.unwrap(), 1);
-    let anew = store.publish(&keyed_event("alice", "same", 200), body("{}")).await.unwrap();
+    let again = store.publish(&keyed_event("alice", "same", 200), body("{}")).await.unwrap();
+    assert_eq!((again.event_id, again.deliveries.len(), again.repeated), (hers.event_id, 0, true));
+    assert_eq!(store.pending_count().await.unwrap(), 1, "bob's alone: the repeat created nothing");
+
+    // The last moment of the window repeats; its end publishes anew, and
+    // the new event holds the key for a window of its own.
+    let last = store.publish(&keyed_event("alice", "same", DAY - 1), body("{}")).await.unwrap();
+    assert!(last.repeated);
+    let anew = store.publish(&keyed_event("alice", "same", DAY), body("{}")).await.unwrap();
     assert!(!anew.repeated);
     assert_ne!(anew.event_id, hers.event_id);
+    assert_eq!(anew.deliveries.len(), 1);
+    let repeat = store.publish(&keyed_event("alice", "same", DAY + 5), body("{}")).await.unwrap();
+    assert_eq!(
+        (repeat.event_id, &repeat.deliveries, repeat.repeated),
+        (anew.event_id, &anew.deliveries, true)
+    );
+}
+
+/// Forgetting deletes keys whose window has ended, a batch per step, and
+/// none still held; deleting an owner forgets the keys of its events.
+pub async fn expired_keys_are_forgotten_in_batches_and_an_owners_go_with_it<S: Store>(store: S) {
+    store
+        .insert_subscription(&owned_subscription("alice", "https://alice.example/", &["order.created"]))
+        .await
+        .unwrap();
+    for n in 0..5 {
+        store.publish(&held_key_event("alice", &format!("short-{n}"), 0, 10), body("{}")).await.unwrap();
+    }
+    let long = store.publish(&held_key_event("alice", "long", 0, 1000), body("{}")).await.unwrap();
+    assert_eq!(store.forget_keys(at(9), 10).await.unwrap(), 0, "all still held");
+    assert_eq!(store.forget_keys(at(10), 2).await.unwrap(), 2, "one batch");
+    assert_eq!(store.forget_expired_keys(at(10), 2).await.unwrap(), 3, "the rest, in batches");
+    assert_eq!(store.forget_expired_keys(at(10), 2).await.unwrap(), 0);
+    let still = store.publish(&held_key_event("alice", "long", 20, 2000), body("{}")).await.unwrap();
+    assert_eq!((still.event_id, still.repeated), (long.event_id, true), "a held key is kept");
+    let anew = store.publish(&held_key_event("alice", "short-0", 20, 2000), body("{}")).await.unwrap();
+    assert!(!anew.repeated);
+
+    // An account deleted takes its keys: the owner starting over publishes anew.
+    store.delete_owner(&Owner::new("alice").unwrap()).await.unwrap();
+    store
+        .insert_subscription(&owned_subscription("alice", "https://alice.example/", &["order.created"]))
+        .await
+        .unwrap();
+    let fresh = store.publish(&held_key_event("alice", "long", 30, 2000), body("{}")).await.unwrap();
+    assert_eq!((fresh.repeated, fresh.deliveries.len()), (false, 1));
+    assert_ne!(fresh.event_id, long.event_id);
+    assert_eq!(store.forget_keys(at(5000), 10).await.unwrap(), 1, "only the fresh key was left");
 }
 
 /// Every setting round-trips, a secret header's value included, and an

@@ -74,6 +74,13 @@ const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long publishing retries an unavailable store by default.
 pub const DEFAULT_PUBLISH_RETRY: Duration = Duration::from_secs(30);
 
+/// The longest idempotency window: ten years.
+const MAX_IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::days(3650);
+
+/// How long an idempotency key is held unless the builder says otherwise:
+/// a day, longer than any handler's retries.
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The default largest body accepted at publish: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -118,6 +125,7 @@ pub(crate) struct Inner {
     pub(crate) max_body_bytes: usize,
     /// How long publishing retries a store that is unavailable.
     pub(crate) publish_retry: Duration,
+    pub(crate) idempotency_window: chrono::Duration,
     /// The headers the preset's scheme sets, which no subscription may.
     scheme_headers: http::HeaderMap,
     /// Retry policies by name: the presets', then the host's.
@@ -151,6 +159,7 @@ pub struct WebhooksBuilder {
     clock: Arc<dyn Clock>,
     max_body_bytes: usize,
     publish_retry: Duration,
+    idempotency_window: Duration,
     policies: BTreeMap<String, Arc<dyn RetryPolicy>>,
     operational: Option<OperationalHook>,
     operational_owner: Option<String>,
@@ -234,6 +243,19 @@ impl WebhooksBuilder {
     /// an idempotency key to rule that out).
     pub fn publish_retry(mut self, patience: Duration) -> Self {
         self.publish_retry = patience;
+        self
+    }
+
+    /// How long an idempotency key is held
+    /// ([`Publish::idempotency_key`](crate::Publish::idempotency_key)):
+    /// a repeat within it returns the first publication, one after it
+    /// publishes anew; [`DEFAULT_IDEMPOTENCY_WINDOW`] (24 hours) by default,
+    /// at most ten years. Keys are held whatever happens to their
+    /// deliveries (purged, their endpoint deleted), and forgotten once the
+    /// window ends by [`Webhooks::forget_expired_keys`], which dispatchers
+    /// run every minute.
+    pub fn idempotency_window(mut self, window: Duration) -> Self {
+        self.idempotency_window = window;
         self
     }
 
@@ -356,6 +378,12 @@ impl WebhooksBuilder {
                 Owner::new(owner).map_err(|error| Error::invalid("operational owner", error.to_string()))
             })
             .transpose()?;
+        let idempotency_window = chrono::Duration::from_std(self.idempotency_window)
+            .ok()
+            .filter(|window| *window > chrono::Duration::zero() && *window <= MAX_IDEMPOTENCY_WINDOW)
+            .ok_or_else(|| {
+                Error::invalid("idempotency window", "must be more than zero and at most ten years")
+            })?;
         let sealed = Arc::new(Sealed::new(store, self.secret_keys));
         Ok(Webhooks {
             inner: Arc::new(Inner {
@@ -365,6 +393,7 @@ impl WebhooksBuilder {
                 clock: self.clock,
                 max_body_bytes: self.max_body_bytes,
                 publish_retry: self.publish_retry,
+                idempotency_window,
                 scheme_headers,
                 policies,
                 operational: self.operational,
@@ -609,6 +638,7 @@ impl Webhooks {
             clock: Arc::new(SystemClock),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             publish_retry: DEFAULT_PUBLISH_RETRY,
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             policies: BTreeMap::new(),
             operational: None,
             operational_owner: None,
@@ -814,6 +844,18 @@ impl Webhooks {
         let deleted = self.inner.store.delete_owner(owner).await?;
         tracing::info!(%owner, subscriptions = deleted, "owner deleted");
         Ok(deleted)
+    }
+
+    /// Forgets the idempotency keys whose window has ended, a thousand per
+    /// store step; returns how many. Dispatchers run it every minute; a
+    /// host without one runs it itself now and then. A key whose window has
+    /// ended publishes anew whether or not it was forgotten yet.
+    pub async fn forget_expired_keys(&self) -> Result<u64, Error> {
+        let forgotten = self.inner.store.forget_expired_keys(self.inner.clock.now(), 1000).await?;
+        if forgotten > 0 {
+            tracing::debug!(forgotten, "expired idempotency keys forgotten");
+        }
+        Ok(forgotten)
     }
 
     /// What an owner's subscriptions add up to: how many, how many disabled,

@@ -74,20 +74,19 @@ struct State {
     /// Each subscription's deliveries by state, kept as they change so
     /// counting is no scan.
     counts: HashMap<SubscriptionId, DeliveryCounts>,
-    /// Idempotency keys held, by audience and key.
+    /// Idempotency keys taken, by audience and key, until forgotten.
     keys: HashMap<(String, String), Keyed>,
-    /// Each keyed event's key and how many of its deliveries are kept.
-    keyed_events: HashMap<EventId, ((String, String), usize)>,
     /// Each ordered subscription's deliveries waiting behind an earlier
     /// one, in publish order.
     waiting: HashMap<SubscriptionId, BTreeSet<DeliveryId>>,
 }
 
-/// The first publication of an idempotency key.
+/// The first publication of an idempotency key, and until when it holds.
 #[derive(Debug)]
 struct Keyed {
     event_id: EventId,
     deliveries: Vec<DeliveryId>,
+    held_until: DateTime<Utc>,
 }
 
 /// A delivery as kept: compact, since a queue may hold millions.
@@ -349,21 +348,18 @@ impl State {
         let Some(entry) = self.deliveries.remove(&id) else { return };
         self.claimable.requeue(id, entry.subscription_id, entry.claimable_at.map(At::micros), None);
         self.count(entry.subscription_id, Some(entry.state), None);
-        // A key lives as long as its event's deliveries.
-        if let Some((key, left)) = self.keyed_events.get_mut(&entry.event_id) {
-            *left -= 1;
-            if *left == 0 {
-                let key = key.clone();
-                self.keyed_events.remove(&entry.event_id);
-                self.keys.remove(&key);
-            }
-        }
     }
 
     fn publish(&mut self, event: &Event, body: Bytes) -> Publication {
-        let key =
-            event.idempotency_key.as_ref().map(|key| (event.audience.stored_key().to_owned(), key.clone()));
-        if let Some(held) = key.as_ref().and_then(|key| self.keys.get(key)) {
+        let key = event
+            .idempotency_key
+            .as_ref()
+            .map(|key| ((event.audience.stored_key().to_owned(), key.key.clone()), key.held_until));
+        if let Some(held) = key
+            .as_ref()
+            .and_then(|(key, _)| self.keys.get(key))
+            .filter(|held| event.occurred_at < held.held_until)
+        {
             let deliveries =
                 held.deliveries.iter().filter(|id| self.deliveries.contains_key(id)).copied().collect();
             return Publication { event_id: held.event_id, deliveries, repeated: true };
@@ -389,9 +385,8 @@ impl State {
             // The last one takes the body itself: one subscriber, no sharing.
             ids.push(self.insert_delivery(event, body, *last));
         }
-        if let Some(key) = key.filter(|_| !ids.is_empty()) {
-            self.keyed_events.insert(event.id, (key.clone(), ids.len()));
-            self.keys.insert(key, Keyed { event_id: event.id, deliveries: ids.clone() });
+        if let Some((key, held_until)) = key {
+            self.keys.insert(key, Keyed { event_id: event.id, deliveries: ids.clone(), held_until });
         }
         Publication { event_id: event.id, deliveries: ids, repeated: false }
     }
@@ -530,6 +525,7 @@ impl SubscriptionStore for MemoryStore {
         for id in &theirs {
             state.delete_subscription(*id);
         }
+        state.keys.retain(|(audience, _), _| audience != owner.as_str());
         Ok(theirs.len() as u64)
     }
 
@@ -737,5 +733,21 @@ impl Retention for MemoryStore {
             state.remove_delivery(*id);
         }
         Ok(old.len() as u64)
+    }
+
+    /// A scan of the keys, as purging is.
+    async fn forget_keys(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        let mut state = self.lock();
+        let expired: Vec<(String, String)> = state
+            .keys
+            .iter()
+            .filter(|(_, keyed)| keyed.held_until <= now)
+            .map(|(key, _)| key.clone())
+            .take(limit.max(1))
+            .collect();
+        for key in &expired {
+            state.keys.remove(key);
+        }
+        Ok(expired.len() as u64)
     }
 }

@@ -125,6 +125,10 @@ impl Retention for Minimal {
     async fn purge_batch(&self, older_than: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.0.purge_batch(older_than, limit).await
     }
+
+    async fn forget_keys(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.0.forget_keys(now, limit).await
+    }
 }
 
 webhooks_core::store_suite!(|| async { (Minimal::default(), ()) });

@@ -23,7 +23,8 @@ use webhooks_core::sql::{
 };
 use webhooks_core::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
-    Event, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
+    Event, IdempotencyKey, Owner, Publication, StoreError, Subscription, SubscriptionId, SubscriptionStats,
+    SubscriptionStatus,
 };
 
 use crate::codec;
@@ -541,34 +542,107 @@ pub(crate) async fn lock_ordered<C: GenericClient>(db: &C, subscriptions: &[Uuid
 /// Listeners by event type and audience ([`Audience::stored_key`]).
 pub(crate) type Listeners = HashMap<(String, String), Vec<Uuid>>;
 
-/// The publication of the event holding idempotency key `key` in
-/// `audience`, if one does.
-pub(crate) async fn keyed_event<C: GenericClient>(
+/// The publication of the event holding `key` in `audience` at `at`, if
+/// one does: its id and those of its deliveries still kept.
+pub(crate) async fn held_key<C: GenericClient>(
     db: &C,
     audience: &str,
-    key: &str,
+    key: &IdempotencyKey,
+    at: DateTime<Utc>,
 ) -> Outcome<Option<Publication>> {
-    let statement = db
-        .prepare_cached(
-            "SELECT e.id, ARRAY(SELECT d.id FROM webhooks.deliveries d WHERE d.event_seq = e.seq ORDER BY d.id) \
-             FROM webhooks.events e WHERE e.audience = $1 AND e.idempotency_key = $2",
-        )
-        .await?;
-    let Some(row) = db.query_opt(&statement, &[&audience, &key]).await? else { return Ok(None) };
+    let statement = db.prepare_cached(HELD_KEY).await?;
+    let Some(row) = db.query_opt(&statement, &[&audience, &key.key, &codec::micros(at)]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(repeated(&row)?))
+}
+
+/// The event holding key `$2` of audience `$1` at `$3`, and its deliveries.
+pub(crate) const HELD_KEY: &str = "SELECT k.event_id, ARRAY(SELECT d.id FROM webhooks.deliveries d \
+         JOIN webhooks.events e ON e.seq = d.event_seq \
+         WHERE d.event_seq = k.event_seq AND e.id = k.event_id ORDER BY d.id) \
+     FROM webhooks.idempotency_keys k WHERE k.audience = $1 AND k.key = $2 AND k.held_until > $3";
+
+/// A publication read back for a held key, marked repeated.
+fn repeated(row: &Row) -> Outcome<Publication> {
     let deliveries: Vec<Uuid> = row.try_get(1)?;
-    Ok(Some(Publication {
-        event_id: uuid(&row, 0)?.into(),
+    Ok(Publication {
+        event_id: uuid(row, 0)?.into(),
         deliveries: deliveries.into_iter().map(DeliveryId::from).collect(),
         repeated: true,
-    }))
+    })
 }
+
+/// Takes `event`'s key, or finds it held: inserts the key's row, or
+/// replaces one no longer held at the event's time, with an event number
+/// drawn for the event; when another event holds the key (another
+/// transaction's first: this waits for it to end), that event's
+/// publication comes back instead.
+async fn take_key<C: GenericClient>(
+    db: &C,
+    event: &Event,
+    key: &IdempotencyKey,
+) -> Outcome<Result<i64, Publication>> {
+    let audience = event.audience.stored_key();
+    let statement = db
+        .prepare_cached(
+            "INSERT INTO webhooks.idempotency_keys AS k (audience, key, event_id, event_seq, held_until)
+             VALUES ($1, $2, $3, nextval(pg_get_serial_sequence('webhooks.events', 'seq')), $4)
+             ON CONFLICT (audience, key) DO UPDATE SET
+                 event_id = EXCLUDED.event_id, event_seq = EXCLUDED.event_seq, held_until = EXCLUDED.held_until
+             WHERE k.held_until <= $5
+             RETURNING event_seq",
+        )
+        .await?;
+    let taken = db
+        .query_opt(
+            &statement,
+            &[
+                &audience,
+                &key.key,
+                &event.id.as_uuid(),
+                &codec::micros(key.held_until),
+                &codec::micros(event.occurred_at),
+            ],
+        )
+        .await?;
+    if let Some(row) = taken {
+        return Ok(Ok(row.try_get(0)?));
+    }
+    let first = held_key(db, audience, key, event.occurred_at).await?;
+    // Held, yet not found held: only a key held until a time before the
+    // event's own, which the insert would have replaced.
+    first.map(Err).ok_or_else(|| StoreError::backend("an idempotency key was neither taken nor held").into())
+}
+
+/// Forgets up to `limit` keys held until `now` or before; returns how many.
+pub(crate) async fn forget_keys(db: &Db<'_>, now: DateTime<Utc>, limit: i64) -> Outcome<u64> {
+    let statement = db.prepare_cached(FORGET_KEYS).await?;
+    Ok(db.execute(&statement, &[&codec::micros(now), &limit]).await?)
+}
+
+/// See [`forget_keys`]: from the front of the expiry index, passing over
+/// keys another transaction is taking.
+/// The rows are named by `ctid` (locked, they stay put): a key of two
+/// columns would be matched by a join over the whole table.
+pub(crate) const FORGET_KEYS: &str = "DELETE FROM webhooks.idempotency_keys WHERE ctid = ANY(ARRAY( \
+     SELECT ctid FROM webhooks.idempotency_keys WHERE held_until <= $1 \
+     ORDER BY held_until LIMIT $2 FOR UPDATE SKIP LOCKED))";
+
+/// Forgets the idempotency keys of `owner`'s events.
+pub(crate) async fn delete_owner_keys(db: &Db<'_>, owner: &Owner) -> Outcome<u64> {
+    let statement = db.prepare_cached(DELETE_OWNER_KEYS).await?;
+    Ok(db.execute(&statement, &[&owner.as_str()]).await?)
+}
+
+/// See [`delete_owner_keys`]; `$1` is the owner.
+pub(crate) const DELETE_OWNER_KEYS: &str = "DELETE FROM webhooks.idempotency_keys WHERE audience = $1";
 
 /// Stores the event's body once and one pending delivery of it, due at
 /// `occurred_at`, for each of `listeners` (locked, enabled). An event
-/// nobody listens to leaves nothing behind. The unique index on
-/// idempotency keys has the last word: when another transaction stored the
-/// key first (it waits for that one to end), this stores nothing and
-/// returns that event's publication, marked repeated.
+/// nobody listens to leaves nothing behind but its key. A keyed event takes
+/// its key first; when the key is held, this stores nothing and returns
+/// the first event's publication, marked repeated.
 pub(crate) async fn publish<C: GenericClient>(
     db: &C,
     event: &Event,
@@ -576,16 +650,18 @@ pub(crate) async fn publish<C: GenericClient>(
     listeners: &[Uuid],
     reached: &Reached,
 ) -> Outcome<Publication> {
+    let seq = match &event.idempotency_key {
+        Some(key) => match take_key(db, event, key).await? {
+            Ok(seq) => Some(seq),
+            Err(first) => return Ok(first),
+        },
+        None => None,
+    };
     if listeners.is_empty() {
         return Ok(Publication { event_id: event.id, deliveries: Vec::new(), repeated: false });
     }
     let deliveries: Vec<DeliveryId> = listeners.iter().map(|_| DeliveryId::at(event.occurred_at)).collect();
-    if insert_deliveries(db, event, body, &deliveries, listeners, &reached.ordered, &reached.held).await? == 0
-        && let Some(key) = &event.idempotency_key
-        && let Some(first) = keyed_event(db, event.audience.stored_key(), key).await?
-    {
-        return Ok(first);
-    }
+    insert_deliveries(db, event, seq, body, &deliveries, listeners, &reached.ordered, &reached.held).await?;
     Ok(Publication { event_id: event.id, deliveries, repeated: false })
 }
 
@@ -691,9 +767,11 @@ impl<'a> PublishBatch<'a> {
 /// Stores the event and one delivery of it per `(deliveries, subscriptions)`
 /// pair, in one statement; one for a subscription among `ordered` (as
 /// locked for this transaction) that has a pending delivery waits.
+#[allow(clippy::too_many_arguments)]
 async fn insert_deliveries<C: GenericClient>(
     db: &C,
     event: &Event,
+    seq: Option<i64>,
     body: &[u8],
     deliveries: &[DeliveryId],
     subscriptions: &[Uuid],
@@ -703,9 +781,9 @@ async fn insert_deliveries<C: GenericClient>(
     let statement = db
         .prepare_cached(
             "WITH event AS (
-                 INSERT INTO webhooks.events (id, name, occurred_at, body, audience, idempotency_key)
-                 VALUES ($1, $2, $3, $4, $8, $9)
-                 ON CONFLICT (audience, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                 INSERT INTO webhooks.events (seq, id, name, occurred_at, body, audience)
+                 OVERRIDING SYSTEM VALUE
+                 VALUES (coalesce($9, nextval(pg_get_serial_sequence('webhooks.events', 'seq'))), $1, $2, $3, $4, $8)
                  RETURNING seq
              )
              INSERT INTO webhooks.deliveries
@@ -729,7 +807,7 @@ async fn insert_deliveries<C: GenericClient>(
                 &subscriptions,
                 &held,
                 &event.audience.stored_key(),
-                &event.idempotency_key,
+                &seq,
                 &ordered,
             ],
         )
@@ -760,7 +838,7 @@ pub(crate) async fn publish_to(
     let held: &[Uuid] = if disabled { &only } else { &[] };
     lock_ordered(db, ordered).await?;
     let id = DeliveryId::at(event.occurred_at);
-    insert_deliveries(db, event, body, &[id], &only, ordered, held).await?;
+    insert_deliveries(db, event, None, body, &[id], &only, ordered, held).await?;
     Ok(Some(id))
 }
 
@@ -1300,6 +1378,33 @@ mod tests {
             assert!(lease.contains("Index Scan using events_pkey on events"), "{lease}");
             assert!(!lease.contains("Seq Scan"), "no scan: {lease}");
         }
+    }
+
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
+    #[tokio::test]
+    async fn keys_are_found_by_key_and_forgotten_from_the_front_of_the_expiry_index() {
+        let (client, _database) = big_queue(10).await;
+        client
+            .batch_execute(
+                "INSERT INTO webhooks.idempotency_keys (audience, key, event_id, event_seq, held_until)
+                 SELECT 'owner-' || (i % 100), 'key-' || i, gen_random_uuid(), i, i FROM generate_series(1, 50000) i;
+                 ANALYZE webhooks.idempotency_keys;",
+            )
+            .await
+            .unwrap();
+        for generic in [false, true] {
+            let held = plan(&client, HELD_KEY, "('owner-1', 'key-101', 0)", generic).await;
+            assert!(held.contains("Index Scan using idempotency_keys_pkey"), "{held}");
+            assert!(!held.contains("Seq Scan on idempotency_keys"), "{held}");
+            let forget = plan(&client, FORGET_KEYS, "(100, 10)", generic).await;
+            assert!(forget.contains("idempotency_keys_by_expiry"), "{forget}");
+            assert!(!forget.contains("Seq Scan") && !forget.contains("Sort"), "{forget}");
+        }
+        let owner = plan(&client, DELETE_OWNER_KEYS, "('owner-1')", false).await;
+        assert!(owner.contains("idempotency_keys_pkey"), "{owner}");
     }
 
     #[cfg_attr(

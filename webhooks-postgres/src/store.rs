@@ -157,12 +157,6 @@ async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Out
             published.push(batch.add(event, body, to, &reached.held));
             continue;
         }
-        if let Some(key) = &event.idempotency_key
-            && let Some(first) = queries::keyed_event(db, audience, key).await?
-        {
-            published.push(first);
-            continue;
-        }
         published.push(queries::publish(db, event, body, to, &reached).await?);
     }
     batch.insert(db).await?;
@@ -257,6 +251,7 @@ impl SubscriptionStore for PostgresStore {
                 for id in &theirs {
                     queries::delete_subscription(db, *id).await?;
                 }
+                queries::delete_owner_keys(db, owner).await?;
                 Ok(theirs.len() as u64)
             })
         })
@@ -430,6 +425,14 @@ impl Retention for PostgresStore {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         self.transaction("purge finished deliveries", &(older_than, limit), |db, (older_than, limit)| {
             Box::pin(queries::purge_finished(db, *older_than, *limit))
+        })
+        .await
+    }
+
+    async fn forget_keys(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        self.transaction("forget expired idempotency keys", &(now, limit), |db, (now, limit)| {
+            Box::pin(queries::forget_keys(db, *now, *limit))
         })
         .await
     }

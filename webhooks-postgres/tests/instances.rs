@@ -433,10 +433,10 @@ async fn instances_racing_with_one_idempotency_key_create_one_event() {
             .map(|n| {
                 let store = if n % 2 == 0 { first.clone() } else { second.clone() };
                 let barrier = barrier.clone();
-                let event = webhooks_core::Event {
-                    idempotency_key: Some(key.clone()),
-                    ..webhooks_core::testing::owned_event("alice", "order.created", round)
-                };
+                let event = webhooks_core::testing::owned_event("alice", "order.created", round);
+                let held_until = event.occurred_at + chrono::Duration::days(1);
+                let key = webhooks_core::IdempotencyKey { key: key.clone(), held_until };
+                let event = webhooks_core::Event { idempotency_key: Some(key), ..event };
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store.publish(&event, Bytes::from_static(b"{}")).await.unwrap()

@@ -12,7 +12,8 @@ use webhooks_core::sql::{
 };
 use webhooks_core::{
     Attempt, AttemptResult, Audience, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, Event,
-    NextState, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus,
+    EventId, IdempotencyKey, NextState, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats,
+    SubscriptionStatus,
 };
 
 use crate::codec;
@@ -254,11 +255,15 @@ pub(crate) fn owner_subscriptions(db: &Connection, owner: &Owner) -> rusqlite::R
 /// Deletes an owner's subscriptions with all that goes with them; returns
 /// how many.
 pub(crate) fn delete_owner(db: &Connection, owner: &Owner) -> rusqlite::Result<usize> {
+    db.prepare_cached(DELETE_OWNER_KEYS)?.execute([owner.as_str()])?;
     db.prepare_cached(DELETE_OWNER)?.execute([owner.as_str()])
 }
 
 /// See [`delete_owner`]; `?1` is the owner.
 pub(crate) const DELETE_OWNER: &str = "DELETE FROM subscriptions WHERE owner = ?1";
+
+/// Forgets the idempotency keys of owner `?1`'s events.
+pub(crate) const DELETE_OWNER_KEYS: &str = "DELETE FROM idempotency_keys WHERE audience = ?1";
 
 /// Deletes a subscription; its event types, deliveries, their attempts and
 /// events go with it (foreign keys and a trigger). `false` when there was none.
@@ -347,26 +352,67 @@ pub(crate) fn listeners(
     Ok(listeners)
 }
 
-/// The publication of the event holding idempotency key `key` in
-/// `audience`, if one does: its id and its deliveries' ids.
-pub(crate) fn keyed_event(
+/// The publication of the event holding `key` in `audience` at `at`, if
+/// one does: its id and those of its deliveries still kept.
+pub(crate) fn held_key(
     db: &Connection,
     audience: &str,
-    key: &str,
+    key: &IdempotencyKey,
+    at: DateTime<Utc>,
 ) -> rusqlite::Result<Option<Publication>> {
-    let Some((seq, id)) = db
-        .prepare_cached("SELECT seq, id FROM events WHERE audience = ?1 AND idempotency_key = ?2")?
-        .query_row(params![audience, key], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Uuid>(1)?)))
+    let Some((event_id, event_seq)) = db
+        .prepare_cached(HELD_KEY)?
+        .query_row(params![audience, key.key, codec::micros(at)], |row| {
+            Ok((row.get::<_, Uuid>(0)?, row.get::<_, Option<i64>>(1)?))
+        })
         .optional()?
     else {
         return Ok(None);
     };
-    let deliveries = db
-        .prepare_cached("SELECT id FROM deliveries WHERE event_seq = ?1 ORDER BY id")?
-        .query_map([seq], |row| Ok(DeliveryId::from(row.get::<_, Uuid>(0)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Some(Publication { event_id: id.into(), deliveries, repeated: true }))
+    let deliveries = match event_seq {
+        Some(seq) => db
+            .prepare_cached(
+                "SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+                 WHERE d.event_seq = ?1 AND e.id = ?2 ORDER BY d.id",
+            )?
+            .query_map(params![seq, event_id], |row| Ok(DeliveryId::from(row.get::<_, Uuid>(0)?)))?
+            .collect::<rusqlite::Result<_>>()?,
+        None => Vec::new(),
+    };
+    Ok(Some(Publication { event_id: event_id.into(), deliveries, repeated: true }))
 }
+
+/// The event holding key `?2` of audience `?1` at `?3`: its id and row.
+pub(crate) const HELD_KEY: &str =
+    "SELECT event_id, event_seq FROM idempotency_keys WHERE audience = ?1 AND key = ?2 AND held_until > ?3";
+
+/// `event` takes its key in `audience` (stored as row `seq`, if it was),
+/// replacing a key no longer held.
+pub(crate) fn take_key(
+    db: &Connection,
+    audience: &str,
+    key: &IdempotencyKey,
+    event_id: EventId,
+    seq: Option<i64>,
+) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "INSERT INTO idempotency_keys (audience, key, event_id, event_seq, held_until) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (audience, key) DO UPDATE SET \
+             event_id = excluded.event_id, event_seq = excluded.event_seq, held_until = excluded.held_until",
+    )?
+    .execute(params![audience, key.key, event_id.as_uuid(), seq, codec::micros(key.held_until)])?;
+    Ok(())
+}
+
+/// Forgets up to `limit` keys held until `now` or before; returns how many.
+pub(crate) fn forget_keys(db: &Connection, now: DateTime<Utc>, limit: i64) -> rusqlite::Result<usize> {
+    db.prepare_cached(FORGET_KEYS)?.execute(params![codec::micros(now), limit])
+}
+
+/// See [`forget_keys`]: from the front of the expiry index.
+pub(crate) const FORGET_KEYS: &str = "DELETE FROM idempotency_keys WHERE (audience, key) IN \
+     (SELECT audience, key FROM idempotency_keys WHERE held_until <= ?1 ORDER BY held_until LIMIT ?2)";
 
 /// A pending delivery `?1` of event `?2` for subscription `?3`, due at
 /// `?4`, held if the subscription is disabled (`?6`), waiting if it is
@@ -380,32 +426,21 @@ pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_seq,
 
 /// Stores an event's body once and a pending delivery of it, due when it
 /// occurred, for each of `listeners`; none of either when there are no
-/// listeners. The unique index on idempotency keys has the last word: an
-/// event whose key its audience holds already is not stored, and that
-/// event's publication comes back, marked repeated.
+/// listeners. Returns the publication and the event's row, if stored.
 pub(crate) fn insert_event(
     db: &Connection,
     event: &Event,
     body: &[u8],
     listeners: &[Listener],
-) -> rusqlite::Result<Publication> {
+) -> rusqlite::Result<(Publication, Option<i64>)> {
     if listeners.is_empty() {
-        return Ok(Publication { event_id: event.id, deliveries: Vec::new(), repeated: false });
+        return Ok((Publication { event_id: event.id, deliveries: Vec::new(), repeated: false }, None));
     }
     let due = codec::micros(event.occurred_at);
-    let audience = event.audience.stored_key();
-    let inserted = db
-        .prepare_cached(
-            "INSERT INTO events (id, name, occurred_at, body, audience, idempotency_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (audience, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-        )?
-        .execute(params![event.id.as_uuid(), event.name, due, body, audience, event.idempotency_key])?;
-    if inserted == 0
-        && let Some(first) = keyed_event(db, audience, event.idempotency_key.as_deref().unwrap_or_default())?
-    {
-        return Ok(first);
-    }
+    db.prepare_cached(
+        "INSERT INTO events (id, name, occurred_at, body, audience) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![event.id.as_uuid(), event.name, due, body, event.audience.stored_key()])?;
     let event_seq = db.last_insert_rowid();
     // Behind a pending delivery of an ordered subscription, it waits.
     let mut insert = db.prepare_cached(INSERT_DELIVERY)?;
@@ -424,7 +459,7 @@ pub(crate) fn insert_event(
             Ok(id)
         })
         .collect::<rusqlite::Result<_>>()?;
-    Ok(Publication { event_id: event.id, deliveries, repeated: false })
+    Ok((Publication { event_id: event.id, deliveries, repeated: false }, Some(event_seq)))
 }
 
 /// How many claimable deliveries, per delivery wanted, a claim that
@@ -691,7 +726,7 @@ pub(crate) fn publish_to(
 ) -> rusqlite::Result<Option<DeliveryId>> {
     let Some(Standing { disabled, ordered }) = standing(db, subscription)? else { return Ok(None) };
     let listener = Listener { id: subscription.as_uuid(), ordered, held: disabled };
-    Ok(insert_event(db, event, body, &[listener])?.deliveries.pop())
+    Ok(insert_event(db, event, body, &[listener])?.0.deliveries.pop())
 }
 
 /// Whether a subscription is disabled and whether it is ordered.
@@ -1001,6 +1036,21 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn keys_are_found_by_key_and_forgotten_from_the_front_of_the_expiry_index() {
+        let db = big_queue(10);
+        let held = plan(&db, HELD_KEY);
+        assert!(held.contains("SEARCH idempotency_keys USING PRIMARY KEY (audience=? AND key=?)"), "{held}");
+        let forget = plan(&db, FORGET_KEYS);
+        assert!(
+            forget.contains("USING COVERING INDEX idempotency_keys_by_expiry (held_until<?)"),
+            "{forget}"
+        );
+        assert!(!forget.contains("SCAN") && !forget.contains("TEMP B-TREE"), "{forget}");
+        let owner = plan(&db, DELETE_OWNER_KEYS);
+        assert!(owner.contains("SEARCH idempotency_keys USING PRIMARY KEY (audience=?)"), "{owner}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`,
 /// each the SQL file of its name in `migrations/`. Append only: a released
 /// migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -63,6 +63,10 @@ const V5: &str = include_str!("../migrations/V5.sql");
 /// a claim that passes over busy endpoints reads the others' fronts and
 /// never a busy endpoint's backlog.
 const V6: &str = include_str!("../migrations/V6.sql");
+
+/// Idempotency keys in a table of their own, each held until the end of its
+/// window (`held_until`) rather than as long as its event's deliveries.
+const V7: &str = include_str!("../migrations/V7.sql");
 
 /// Opens `path` (creating it if missing), sets the connection up and
 /// brings the schema up to date.
@@ -201,5 +205,26 @@ mod tests {
         assert_eq!(states, ["delivered", "dropped", "pending"]);
         let check: String = db.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
         assert_eq!(check, "ok");
+    }
+
+    #[test]
+    fn version_6_keys_are_held_for_a_day_from_their_event() {
+        let mut db = at_version(6);
+        db.execute_batch(
+            "INSERT INTO events (seq, id, name, occurred_at, body, audience, idempotency_key)
+             VALUES (1, x'02', 'order.created', 1000, x'7b7d', 'alice', 'order-1'),
+                    (2, x'03', 'order.created', 2000, x'7b7d', 'alice', NULL);",
+        )
+        .unwrap();
+        migrate(&mut db).unwrap();
+        type KeyRow = (String, String, Vec<u8>, Option<i64>, i64);
+        let keys: Vec<KeyRow> = db
+            .prepare("SELECT audience, key, event_id, event_seq, held_until FROM idempotency_keys")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(keys, [("alice".into(), "order-1".into(), vec![2], Some(1), 1000 + 86_400_000_000)]);
     }
 }

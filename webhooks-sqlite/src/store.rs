@@ -237,14 +237,15 @@ impl ToPublish {
 
 /// Publishes each event in turn inside the caller's transaction, looking the
 /// listeners of each event type and audience up once. A key the audience
-/// holds already (from before, or earlier in the batch) publishes nothing.
+/// holds at the event's time (from before, or earlier in the batch)
+/// publishes nothing.
 fn publish_all(db: &Connection, events: &[ToPublish]) -> Outcome<Vec<Publication>> {
     let mut listeners = HashMap::new();
     let mut published = Vec::with_capacity(events.len());
     for ToPublish { event, body } in events {
         let audience = event.audience.stored_key();
         if let Some(key) = &event.idempotency_key
-            && let Some(first) = queries::keyed_event(db, audience, key)?
+            && let Some(first) = queries::held_key(db, audience, key, event.occurred_at)?
         {
             published.push(first);
             continue;
@@ -253,7 +254,11 @@ fn publish_all(db: &Connection, events: &[ToPublish]) -> Outcome<Vec<Publication
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(new) => new.insert(queries::listeners(db, &event.name, &event.audience)?),
         };
-        published.push(queries::insert_event(db, event, body, targets)?);
+        let (publication, seq) = queries::insert_event(db, event, body, targets)?;
+        if let Some(key) = &event.idempotency_key {
+            queries::take_key(db, audience, key, event.id, seq)?;
+        }
+        published.push(publication);
     }
     Ok(published)
 }
@@ -506,6 +511,14 @@ impl Retention for SqliteStore {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         self.write("purge finished deliveries", move |db| {
             Ok(queries::purge_finished(db, older_than, limit)? as u64)
+        })
+        .await
+    }
+
+    async fn forget_keys(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        self.write("forget expired idempotency keys", move |db| {
+            Ok(queries::forget_keys(db, now, limit)? as u64)
         })
         .await
     }

@@ -745,7 +745,8 @@ async fn run_hooks(hook: OutcomeHook, mut queue: mpsc::Receiver<AttemptOutcome>)
 const HELD_TRIM_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Calls [`Webhooks::reseal_secrets`] once, then [`Webhooks::trim_held`]
-/// every `interval` until `shutdown`.
+/// and [`Webhooks::forget_expired_keys`] every `interval` until
+/// `shutdown`.
 async fn keep_house(webhooks: Webhooks, interval: Duration, shutdown: CancellationToken) {
     if let Err(error) = webhooks.reseal_secrets().await {
         tracing::error!(%error, "could not seal secrets with the current key");
@@ -758,6 +759,9 @@ async fn keep_house(webhooks: Webhooks, interval: Duration, shutdown: Cancellati
         }
         if let Err(error) = webhooks.trim_held().await {
             tracing::error!(%error, "could not trim held deliveries");
+        }
+        if let Err(error) = webhooks.forget_expired_keys().await {
+            tracing::error!(%error, "could not forget expired idempotency keys");
         }
     }
 }

@@ -11,7 +11,7 @@
 //! | [`SubscriptionStore`] | endpoints, their owners and what they listen to | 8 |
 //! | [`DeliveryQueue`] | publishing, leasing, recording: what the dispatcher drives | 8 |
 //! | [`Admin`] | logs, listing, resend, recover | 4 (counts and stats have defaults) |
-//! | [`Retention`] | deleting finished deliveries | 1 |
+//! | [`Retention`] | deleting finished deliveries, forgetting expired idempotency keys | 2 |
 
 mod admin;
 mod queue;

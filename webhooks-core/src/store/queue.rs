@@ -60,14 +60,19 @@ pub trait DeliveryQueue: Send + Sync + Debug + 'static {
     /// records each event and creates one pending delivery of its body, due
     /// at `event.occurred_at`, for every subscription of
     /// `event.audience` that listens to `event.name`; a disabled one's is
-    /// held until it is enabled. An event whose
-    /// idempotency key the store holds for the same audience (an earlier
-    /// event, or one before it in `events`) creates nothing and returns that
-    /// event's publication, marked repeated. The store enforces keys itself
-    /// (a unique index), so two processes racing with one key create one
-    /// event. An event that reached no subscription is not kept, and neither
-    /// is its key; a key lives as long as its event's deliveries. Delivery
-    /// ids are made with [`DeliveryId::at`] from `event.occurred_at`.
+    /// held until it is enabled. Delivery ids are made with
+    /// [`DeliveryId::at`] from `event.occurred_at`.
+    ///
+    /// An event with an [idempotency key](crate::IdempotencyKey) that its
+    /// audience holds at `event.occurred_at` (taken by an earlier event, or
+    /// one before it in `events`, and held until after then) creates
+    /// nothing and returns the first event's publication, marked repeated:
+    /// its id and those of its deliveries that still exist. Otherwise the
+    /// event takes the key, held until its `held_until`, even when it
+    /// reaches no subscription, and whatever later happens to its
+    /// deliveries. The store enforces keys itself (a unique key per
+    /// audience), so two processes racing with one key create one event.
+    /// An event that reached no subscription is not kept.
     ///
     /// A delivery for an [ordered](crate::EndpointSettings::ordered)
     /// subscription that has a pending delivery already is stored waiting:

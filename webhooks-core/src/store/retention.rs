@@ -1,5 +1,5 @@
-//! [`Retention`]: deleting what is finished, so a store does not grow
-//! without end.
+//! [`Retention`]: deleting what is finished and forgetting idempotency keys
+//! no longer held, so a store does not grow without end.
 
 use std::fmt::Debug;
 
@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 
-/// Deletes finished deliveries. A store deletes one batch; the loop over
-/// batches is core's.
+/// Deletes finished deliveries and forgets idempotency keys no longer held.
+/// A store does one batch; the loop over batches is core's.
 #[async_trait]
 pub trait Retention: Send + Sync + Debug + 'static {
     /// Deletes up to `limit` (at least 1) deliveries that were delivered or
@@ -17,6 +17,25 @@ pub trait Retention: Send + Sync + Debug + 'static {
     /// one step; returns how many it deleted. Pending deliveries, held ones
     /// included, are never touched, however old.
     async fn purge_batch(&self, older_than: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
+
+    /// Forgets up to `limit` (at least 1) idempotency keys held until `now`
+    /// or before, in one step; returns how many. A key no longer held is
+    /// ignored by publishing already; this only frees its room.
+    async fn forget_keys(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
+
+    /// Forgets every idempotency key no longer held at `now`, at most
+    /// `batch` per step (0 counts as 1); returns how many.
+    async fn forget_expired_keys(&self, now: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
+        let batch = batch.max(1);
+        let mut forgotten = 0;
+        loop {
+            let deleted = self.forget_keys(now, batch).await?;
+            forgotten += deleted;
+            if deleted < batch as u64 {
+                return Ok(forgotten);
+            }
+        }
+    }
 
     /// Deletes every delivery finished before `older_than`, at most `batch`
     /// per step (0 counts as 1), until none is left, so other work

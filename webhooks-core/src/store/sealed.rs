@@ -215,4 +215,12 @@ impl Retention for Sealed {
     async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
         self.inner.purge_finished(older_than, batch).await
     }
+
+    async fn forget_keys(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.inner.forget_keys(now, limit).await
+    }
+
+    async fn forget_expired_keys(&self, now: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
+        self.inner.forget_expired_keys(now, batch).await
+    }
 }

@@ -35,8 +35,9 @@ pub trait SubscriptionStore: Send + Sync + Debug + 'static {
         Ok(all)
     }
 
-    /// Removes an owner's subscriptions with their deliveries and logs, in
-    /// one step (an account deleted); returns how many subscriptions.
+    /// Removes an owner's subscriptions with their deliveries and logs, and
+    /// the idempotency keys its events hold, in one step (an account
+    /// deleted); returns how many subscriptions.
     async fn delete_owner(&self, owner: &Owner) -> StoreResult<u64>;
 
     /// Removes a subscription with its deliveries and their logs; `false`
