@@ -174,7 +174,10 @@ async fn sqlite_kill_9_between_a_row_and_its_event_leaves_both_or_neither() {
         db.prepare(sql).unwrap().query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
     };
     let orders = column("SELECT id FROM orders");
-    let keys = column("SELECT idempotency_key FROM events WHERE audience = 'shop'");
+    let keys = column(
+        "SELECT k.key FROM idempotency_keys k JOIN events e ON e.id = k.event_id AND e.seq = k.event_seq \
+         WHERE k.audience = 'shop'",
+    );
     check_both_or_neither(&said, &orders, &keys);
     assert!(orders.len() >= said.len() && said.len() >= 40);
 }
@@ -195,7 +198,11 @@ async fn postgres_kill_9_between_a_row_and_its_event_leaves_both_or_neither() {
     let orders = column(client.query("SELECT id FROM public.orders", &[]).await.unwrap());
     let keys = column(
         client
-            .query("SELECT idempotency_key FROM webhooks.events WHERE audience = 'shop'", &[])
+            .query(
+                "SELECT k.key FROM webhooks.idempotency_keys k \
+                 JOIN webhooks.events e ON e.id = k.event_id AND e.seq = k.event_seq WHERE k.audience = 'shop'",
+                &[],
+            )
             .await
             .unwrap(),
     );
