@@ -644,6 +644,7 @@ fn event() -> Event {
         audience: Audience::Owner(Owner::default()),
         idempotency_key: None,
         name: "iq.status_updated".into(),
+        channels: Default::default(),
         occurred_at: chrono::Utc::now(),
         data: json!({}).into(),
     }

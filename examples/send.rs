@@ -52,7 +52,10 @@
 //! several owners on one store reach only their own endpoints. A line may
 //! carry `"idempotency_key": "..."` beside `event` and `data`; a key the
 //! store holds for the owner already (from earlier in the input, or an
-//! earlier run) creates no delivery and is not an error.
+//! earlier run within the idempotency window) creates no delivery and is
+//! not an error. A line may also carry `"channels": ["..."]`, the channels
+//! its event is published on (the run's subscription names none, so it
+//! hears every channel; a bad channel name is that line's error).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -199,6 +202,9 @@ struct Line {
     /// A key of the line's own: a repeat publishes nothing.
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// The channels it is published on.
+    #[serde(default)]
+    channels: Vec<String>,
 }
 
 /// One output line per attempt; the fields in the order of the contract.
@@ -827,7 +833,9 @@ impl Publisher<'_> {
         // The data's text, as it came: numbers of any size, key order and
         // duplicate keys reach the receiver as written.
         let data = line.data.as_deref().map_or("null", serde_json::value::RawValue::get);
-        let publish = Publish::json(line.event.as_str(), data).owner(self.owner.clone());
+        let publish = Publish::json(line.event.as_str(), data)
+            .owner(self.owner.clone())
+            .channels(line.channels.iter().map(String::as_str));
         match &line.idempotency_key {
             Some(key) => publish.idempotency_key(key.as_str()),
             None => publish,

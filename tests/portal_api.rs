@@ -475,3 +475,48 @@ async fn the_catalogue_page_shows_what_each_event_type_carries() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn an_endpoint_listens_on_the_channels_its_owner_names() {
+    let host = Host::start().await;
+    let (status, created) = host
+        .api(
+            "alice",
+            Method::POST,
+            "/endpoints",
+            Some(json!({"url": "https://alice.example/eu", "event_types": ["order.created"], "channels": ["store-eu"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["channels"], json!(["store-eu"]));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let publish = |channel: &'static str| {
+        let publish = webhooks_core::Publish::new("order.created", json!({"order": 1})).owner("alice");
+        host.webhooks.publish_event(publish.channel(channel))
+    };
+    assert_eq!(publish("store-us").await.unwrap().deliveries.len(), 0);
+    assert_eq!(publish("store-eu").await.unwrap().deliveries.len(), 1);
+
+    let (status, changed) =
+        host.api("alice", Method::PATCH, &format!("/endpoints/{id}"), Some(json!({"channels": []}))).await;
+    assert_eq!((status, &changed["channels"]), (200, &json!([])), "{changed}");
+    assert_eq!(publish("store-us").await.unwrap().deliveries.len(), 1, "no channel: every channel");
+    let (status, refused) = host
+        .api("alice", Method::PATCH, &format!("/endpoints/{id}"), Some(json!({"channels": ["no spaces"]})))
+        .await;
+    assert_eq!((status, &refused["code"]), (400, &json!("invalid")), "{refused}");
+
+    // The form: a channels field on the add form, shown on the endpoint page.
+    let fields = [
+        ("url", "https://alice.example/forms"),
+        ("event_type", "order.created"),
+        ("channels", "store-eu, store-jp"),
+    ];
+    let (status, _, _) = host.submit("alice", "/portal/endpoints", &fields).await;
+    assert_eq!(status, 201);
+    let formed = host.webhooks.subscriptions(&"alice".parse().unwrap()).await.unwrap();
+    let formed = formed.iter().find(|s| s.url.as_str() == "https://alice.example/forms").unwrap();
+    assert_eq!(formed.channels.iter().collect::<Vec<_>>(), ["store-eu", "store-jp"]);
+    let (_, page) = host.page("alice", &format!("/portal/endpoints/{}", formed.id)).await;
+    assert!(page.contains("store-jp") && page.contains("name=\"channels\""), "{page}");
+}

@@ -1004,3 +1004,21 @@ async fn a_key_from_the_environment_seals_the_secret_in_the_sqlite_file() {
     assert_eq!(without.status.code(), Some(1), "stderr: {}", stderr(&without));
     assert!(stderr(&without).contains("sealed"), "stderr: {}", stderr(&without));
 }
+
+#[tokio::test]
+async fn a_line_may_name_the_channels_its_event_is_published_on() {
+    let receiver = Receiver::scripted(|_, _| Reply::status(200)).await.unwrap();
+    let stdin = concat!(
+        "{\"event\":\"content.status_updated\",\"channels\":[\"store-eu\",\"region:1\"],\"data\":{\"n\":1}}\n",
+        "{\"event\":\"content.status_updated\",\"channels\":[\"not a channel\"],\"data\":{\"n\":2}}\n",
+        "{\"event\":\"content.status_updated\",\"channels\":[],\"data\":{\"n\":3}}\n",
+    );
+    let output = send_deepsmith(receiver.url(), &[], stdin).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "a refused line fails the run: {stderr}");
+    assert!(stderr.contains("line 2: ") && stderr.contains("channels"), "{stderr}");
+    assert!(stderr.contains("accepted 2 events"), "{stderr}");
+    // The run's subscription names no channel: it hears both events.
+    assert_eq!(receiver.received().len(), 2);
+    assert_eq!(lines(&output).last().unwrap()["summary"]["delivered"], 2);
+}

@@ -275,3 +275,25 @@ async fn an_endpoint_url_over_the_limit_is_refused_with_its_length_not_echoed() 
         webhooks.subscribe(Subscription::builder(at_limit).event_type("iq.status_updated")).await.is_ok()
     );
 }
+
+#[tokio::test]
+async fn channels_are_few_short_and_plain_on_events_and_subscriptions() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let long = "c".repeat(webhooks_core::MAX_CHANNEL_BYTES + 1);
+    let many: Vec<String> = (0..=webhooks_core::MAX_CHANNELS).map(|n| format!("c{n}")).collect();
+    for bad in [vec!["with space".to_owned()], vec![String::new()], vec![long], many] {
+        let publish = webhooks_core::Publish::new("iq.status_updated", json!({})).channels(bad.clone());
+        let error = webhooks.publish_event(publish).await.unwrap_err();
+        assert_eq!(invalid_field(&error), "channels", "{bad:?}");
+        let subscription =
+            Subscription::builder("https://example.com/").event_type("iq.status_updated").channels(bad);
+        assert_eq!(invalid_field(&webhooks.subscribe(subscription).await.unwrap_err()), "channels");
+    }
+    let fine =
+        Subscription::builder("https://example.com/").event_type("iq.status_updated").channel("region:eu-1");
+    let subscription = webhooks.subscribe(fine).await.unwrap();
+    let update = webhooks_core::SubscriptionUpdate::new().channels(["bad channel"]);
+    let error = webhooks.update_subscription(subscription.id, update).await.unwrap_err();
+    assert_eq!(invalid_field(&error), "channels");
+    assert_eq!(webhooks.subscription(subscription.id).await.unwrap().channels.len(), 1, "nothing changed");
+}

@@ -110,6 +110,7 @@ pub(crate) fn endpoint_json(subscription: &Subscription) -> Value {
         "id": subscription.id,
         "url": subscription.url,
         "event_types": subscription.event_types,
+        "channels": subscription.channels,
         "enabled": subscription.is_enabled(),
         "disabled_reason": disabled_reason,
         "disabled_at": disabled_at,
@@ -198,6 +199,9 @@ async fn list_endpoints(State(state): State<AppState>, ApiOwner(owner): ApiOwner
 struct NewEndpoint {
     url: String,
     event_types: Vec<String>,
+    /// The channels it listens on; none: every channel.
+    #[serde(default)]
+    channels: Vec<String>,
 }
 
 async fn create_endpoint(
@@ -206,7 +210,8 @@ async fn create_endpoint(
     bytes: Bytes,
 ) -> ApiResult {
     let new: NewEndpoint = body(&bytes)?;
-    let builder = Subscription::builder(new.url).owner(owner).event_types(new.event_types);
+    let builder =
+        Subscription::builder(new.url).owner(owner).event_types(new.event_types).channels(new.channels);
     let subscription = state.webhooks.subscribe(builder).await?;
     let mut created = endpoint_json(&subscription);
     // The only time the secret leaves the store through the API.
@@ -228,6 +233,8 @@ async fn endpoint(
 struct EndpointChange {
     url: Option<String>,
     event_types: Option<Vec<String>>,
+    /// The channels it listens on, replacing the old ones.
+    channels: Option<Vec<String>>,
     /// One of the policies the host offers.
     retry_policy: Option<String>,
     /// Failures in a row that disable the endpoint.
@@ -250,6 +257,9 @@ async fn update_endpoint(
     }
     if let Some(event_types) = change.event_types {
         update = update.event_types(event_types);
+    }
+    if let Some(channels) = change.channels {
+        update = update.channels(channels);
     }
     let policy = PolicyChange {
         retry_policy: change.retry_policy,

@@ -228,6 +228,12 @@ impl Form {
         self.0.iter().filter(|(key, _)| key == name).map(|(_, value)| value.clone()).collect()
     }
 
+    /// The channels typed, separated by commas or spaces.
+    fn channels(&self) -> Vec<String> {
+        let typed = self.get("channels").unwrap_or_default();
+        typed.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    }
+
     /// The event types picked: checkboxes, and for an open catalogue a text
     /// field of names separated by commas or spaces.
     fn event_types(&self) -> Vec<String> {
@@ -366,6 +372,16 @@ fn event_type_picker(catalogue: &Catalogue, chosen: &[String]) -> Markup {
     }
 }
 
+/// The channels an endpoint listens on, typed.
+fn channels_field(chosen: &[String]) -> Markup {
+    html! {
+        label { "Channels (optional), separated by commas " br;
+            input type="text" name="channels" value=(chosen.join(", ")) placeholder="store-eu, store-us";
+        }
+        p.small.muted { "With channels, only events published on one of them are sent here; without, events on every channel." }
+    }
+}
+
 /// What each event type means and carries, for a customer writing a
 /// receiver.
 async fn event_types(State(state): State<AppState>, viewer: Viewer) -> PageResult {
@@ -472,6 +488,7 @@ async fn index(State(state): State<AppState>, viewer: Viewer, Query(done): Query
                 label { "URL " br; input type="url" name="url" required placeholder="https://example.com/webhooks"; }
                 p.small.muted { "Events to send:" }
                 (event_type_picker(webhooks.preset().catalogue(), &[]))
+                (channels_field(&[]))
             }, html! { p { button type="submit" { "Add endpoint" } } }))
         }
     };
@@ -481,7 +498,10 @@ async fn index(State(state): State<AppState>, viewer: Viewer, Query(done): Query
 async fn create(State(state): State<AppState>, viewer: Viewer, bytes: Bytes) -> PageResult {
     let form = viewer.form(&state, &bytes)?;
     let url = form.get("url").unwrap_or_default().trim().to_owned();
-    let builder = Subscription::builder(url).owner(viewer.owner.clone()).event_types(form.event_types());
+    let builder = Subscription::builder(url)
+        .owner(viewer.owner.clone())
+        .event_types(form.event_types())
+        .channels(form.channels());
     let subscription = state.webhooks.subscribe(builder).await.map_err(|e| viewer.fail(e))?;
     let content = html! {
         section {
@@ -520,6 +540,10 @@ async fn endpoint(
                 tr { th { "URL" } td.url { code { (subscription.url) } } }
                 tr { th { "Status" } td { (status_badge(&subscription)) } }
                 tr { th { "Events" } td { @for (i, name) in chosen.iter().enumerate() { @if i > 0 { ", " } code { (name) } } } }
+                tr { th { "Channels" } td {
+                    @if subscription.channels.is_empty() { span.muted { "every channel" } }
+                    @for (i, name) in subscription.channels.iter().enumerate() { @if i > 0 { ", " } code { (name) } }
+                } }
                 tr { th { "Success rate" } td { (success_rate(&health)) } }
                 tr { th { "Last success" } td { (optional_time(health.stats.last_success_at, "never")) } }
                 tr { th { "Last failure" } td { (optional_time(health.stats.last_failure_at, "never")) } }
@@ -562,6 +586,7 @@ async fn endpoint(
             (viewer.post_form(&path("update"), "", html! {
                 label { "URL " br; input type="url" name="url" required value=(subscription.url); }
                 (event_type_picker(webhooks.preset().catalogue(), &chosen))
+                (channels_field(&subscription.channels.iter().cloned().collect::<Vec<_>>()))
             }, html! { p { button type="submit" { "Save" } } }))
         }
         h2 { "Delivery policy" }
@@ -581,7 +606,7 @@ async fn update(
     bytes: Bytes,
 ) -> PageResult {
     let (subscription, form) = viewer.endpoint_form(&state, &id, &bytes).await?;
-    let mut change = SubscriptionUpdate::new().event_types(form.event_types());
+    let mut change = SubscriptionUpdate::new().event_types(form.event_types()).channels(form.channels());
     if let Some(url) = form.get("url") {
         change = change.url(url.trim());
     }

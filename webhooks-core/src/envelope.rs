@@ -29,6 +29,7 @@ pub trait Envelope: Send + Sync + Debug {
 ///     audience: Audience::Owner(Owner::default()),
 ///     idempotency_key: None,
 ///     name: "job.completed".into(),
+///     channels: Default::default(),
 ///     occurred_at: "2026-03-02T14:30:00Z".parse().unwrap(),
 ///     data: serde_json::json!({"job_id": "job_abc123"}).into(),
 /// };
@@ -70,6 +71,7 @@ impl Envelope for JsonEnvelope {
 ///     audience: Audience::Owner(Owner::default()),
 ///     idempotency_key: None,
 ///     name: "invoice.paid".into(),
+///     channels: Default::default(),
 ///     occurred_at: "2026-03-02T14:30:00.25Z".parse().unwrap(),
 ///     data: serde_json::json!({"id": 7}).into(),
 /// };

@@ -72,6 +72,7 @@
 #![cfg_attr(not(feature = "dispatch"), allow(dead_code))]
 
 mod catalogue;
+mod channels;
 mod clock;
 #[cfg(feature = "dispatch")]
 mod dispatch;
@@ -104,6 +105,7 @@ pub mod testing;
 mod webhooks;
 
 pub use catalogue::{Catalogue, EventType};
+pub use channels::{MAX_CHANNEL_BYTES, MAX_CHANNELS, channels_meet};
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "dispatch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dispatch")))]

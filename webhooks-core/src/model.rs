@@ -291,6 +291,10 @@ pub struct Subscription {
     pub url: Url,
     /// The event types it listens to.
     pub event_types: BTreeSet<String>,
+    /// The channels it listens on: when it names any, only events published
+    /// on one of them reach it (see [`channels_meet`](crate::channels_meet)).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub channels: BTreeSet<String>,
     /// The signing secret (redacted in `Debug`).
     pub secret: Secret,
     /// The secret it replaced, still signed with until its grace period ends.
@@ -355,9 +359,15 @@ impl<'a> IntoIterator for SigningSecrets<'a> {
 }
 
 impl Subscription {
-    /// Whether it listens to `event_type`.
+    /// Whether it listens to `event_type`, on any channel.
     pub fn listens_to(&self, event_type: &str) -> bool {
         self.event_types.contains(event_type)
+    }
+
+    /// Whether `event` reaches it, its owner aside: it listens to the
+    /// event's type and, when it names channels, the event is on one.
+    pub fn hears(&self, event: &Event) -> bool {
+        self.listens_to(&event.name) && crate::channels_meet(&self.channels, &event.channels)
     }
 
     /// The secrets to sign with at `now`: the current one first, then the
@@ -415,6 +425,7 @@ struct SubscriptionOut<'a> {
     owner: &'a Owner,
     url: &'a Url,
     event_types: &'a BTreeSet<String>,
+    channels: &'a BTreeSet<String>,
     secret: SecretOut<'a>,
     previous_secret: Option<PreviousSecretOut<'a>>,
     status: &'a SubscriptionStatus,
@@ -431,6 +442,7 @@ impl<'a> SubscriptionOut<'a> {
             owner: &subscription.owner,
             url: &subscription.url,
             event_types: &subscription.event_types,
+            channels: &subscription.channels,
             secret: SecretOut(&subscription.secret, secrets),
             previous_secret: subscription
                 .previous_secret
@@ -522,6 +534,11 @@ pub struct Event {
     pub idempotency_key: Option<IdempotencyKey>,
     /// The event type, e.g. `job.completed`.
     pub name: String,
+    /// The channels it is published on: a subscription that names channels
+    /// hears it only on one of them. Routing alone: not kept with the event
+    /// nor sent.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub channels: BTreeSet<String>,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
     /// Its JSON data.
@@ -876,6 +893,7 @@ mod tests {
                 owner: Owner::new("account-42").unwrap(),
                 url: Url::parse("https://customer.example/hooks").unwrap(),
                 event_types: BTreeSet::from(["job.completed".to_owned()]),
+                channels: Default::default(),
                 secret: Secret::from("whsec_current-hunter2"),
                 previous_secret: Some(PreviousSecret {
                     secret: Secret::from("whsec_previous-hunter2"),
@@ -1023,6 +1041,7 @@ mod tests {
                         held_until: at("2026-03-03T14:00:00Z"),
                     }),
                     name: "order.created".into(),
+                    channels: Default::default(),
                     occurred_at: at("2026-03-02T14:00:00Z"),
                     data: json!({"total": 1200}).into(),
                 };

@@ -1,5 +1,6 @@
 //! Publishing: an event for an owner, checked, rendered once and queued.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use crate::telemetry::metrics;
 use crate::telemetry::tracing;
 use tracing::Instrument;
 
+use crate::channels::check_channels;
 use crate::error::Error;
 use crate::model::{
     Audience, DeliveryId, DeliveryState, Event, EventData, EventId, IdempotencyKey, Owner, check_key,
@@ -65,6 +67,7 @@ pub struct Publish {
     data: Result<EventData, String>,
     audience: Target,
     idempotency_key: Option<String>,
+    channels: BTreeSet<String>,
 }
 
 /// Whose subscriptions, as the caller said it (checked at publish).
@@ -109,7 +112,13 @@ impl Publish {
     }
 
     fn with_data(event_type: String, data: Result<EventData, String>) -> Self {
-        Self { event_type, data, audience: Target::Owner(Owner::default().into()), idempotency_key: None }
+        Self {
+            event_type,
+            data,
+            audience: Target::Owner(Owner::default().into()),
+            idempotency_key: None,
+            channels: BTreeSet::new(),
+        }
     }
 
     /// For this owner's subscriptions only.
@@ -122,6 +131,45 @@ impl Publish {
     /// announcement. Never the default; say it to mean it.
     pub fn to_every_owner(mut self) -> Self {
         self.audience = Target::EveryOwner;
+        self
+    }
+
+    /// Publishes it on one more channel (a store, a region, a project of
+    /// the owner's): a subscription that names channels hears it only on
+    /// one of them; one that names none hears it on any. At most
+    /// [`MAX_CHANNELS`](crate::MAX_CHANNELS), each 1 to 128 ASCII letters,
+    /// digits, `_`, `-`, `.` and `:`.
+    ///
+    /// ```
+    /// use webhooks_core::{Preset, Publish, Subscription, Webhooks};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), webhooks_core::Error> {
+    /// let webhooks = Webhooks::builder().store(webhooks_memory::MemoryStore::new()).preset(Preset::deepsmith()).build()?;
+    /// let eu = Subscription::builder("https://shop.example/eu").event_type("iq.status_updated").channel("store-eu");
+    /// let all = Subscription::builder("https://shop.example/all").event_type("iq.status_updated");
+    /// let (eu, all) = (webhooks.subscribe(eu).await?, webhooks.subscribe(all).await?);
+    /// let us_order = webhooks.publish_event(Publish::new("iq.status_updated", serde_json::json!({})).channel("store-us")).await?;
+    /// let reached = webhooks.delivery(us_order.deliveries[0]).await?.unwrap().subscription_id;
+    /// assert_eq!((us_order.deliveries.len(), reached), (1, all.id), "the EU endpoint does not hear the US store");
+    /// let eu_order = webhooks.publish_event(Publish::new("iq.status_updated", serde_json::json!({})).channel("store-eu")).await?;
+    /// assert_eq!(eu_order.deliveries.len(), 2);
+    /// # let _ = eu;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channels.insert(channel.into());
+        self
+    }
+
+    /// Publishes it on these channels too; see [`Publish::channel`].
+    pub fn channels<I, S>(mut self, channels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.channels.extend(channels.into_iter().map(Into::into));
         self
     }
 
@@ -366,6 +414,7 @@ impl Webhooks {
         if let Some(key) = &publish.idempotency_key {
             check_key(key).map_err(|error| Error::invalid("idempotency key", error.to_string()))?;
         }
+        check_channels(&publish.channels)?;
         let now = self.inner.clock.now();
         let held_until = now + self.inner.idempotency_window;
         let event = Event {
@@ -373,6 +422,7 @@ impl Webhooks {
             audience,
             idempotency_key: publish.idempotency_key.map(|key| IdempotencyKey { key, held_until }),
             name: publish.event_type,
+            channels: publish.channels,
             occurred_at: now,
             data,
         };

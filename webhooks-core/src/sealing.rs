@@ -300,6 +300,7 @@ mod tests {
             owner: Owner::default(),
             url: "https://example.com/".parse().unwrap(),
             event_types: ["a.b".to_owned()].into(),
+            channels: Default::default(),
             secret: Secret::generate(),
             previous_secret: None,
             status: SubscriptionStatus::Enabled,

@@ -84,6 +84,8 @@ pub struct SubscriptionRow {
     pub created_at: i64,
     /// Its event types.
     pub event_types: Vec<String>,
+    /// Its channels.
+    pub channels: Vec<String>,
     /// `owner`.
     pub owner: String,
     /// `settings`, as [`settings_to_text`] writes them.
@@ -111,6 +113,7 @@ impl SubscriptionRow {
                 .parse()
                 .map_err(|error| CorruptRow(format!("subscription URL {:?}: {error}", self.url)))?,
             event_types: self.event_types.into_iter().collect::<BTreeSet<_>>(),
+            channels: self.channels.into_iter().collect(),
             secret: Secret::from(self.secret),
             previous_secret,
             status,

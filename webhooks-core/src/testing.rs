@@ -94,6 +94,7 @@ macro_rules! store_suite {
             a_repeated_idempotency_key_creates_nothing_and_returns_the_first_publication,
             idempotency_keys_are_scoped_to_the_owner_and_held_until_their_window_ends,
             expired_keys_are_forgotten_in_batches_and_an_owners_go_with_it,
+            events_reach_the_subscriptions_listening_on_one_of_their_channels,
             settings_round_trip_with_secret_headers_and_are_replaced_by_an_update,
             a_resend_starts_the_next_cycle_and_attempt_numbers_restart,
             delivery_ids_carry_the_event_time,
@@ -145,6 +146,7 @@ pub fn subscription(url: &str, events: &[&str]) -> Subscription {
         owner: Owner::default(),
         url: url.parse().expect("a valid URL"),
         event_types: events.iter().map(|e| (*e).to_owned()).collect(),
+        channels: Default::default(),
         secret: Secret::generate(),
         previous_secret: None,
         status: SubscriptionStatus::Enabled,
@@ -161,6 +163,7 @@ pub fn event(name: &str, seconds: i64) -> Event {
         audience: Audience::Owner(Owner::default()),
         idempotency_key: None,
         name: name.to_owned(),
+        channels: Default::default(),
         occurred_at: at(seconds),
         data: serde_json::json!({"n": seconds}).into(),
     }
@@ -1212,6 +1215,63 @@ pub async fn a_repeated_idempotency_key_creates_nothing_and_returns_the_first_pu
     assert_eq!((batch[0].repeated, batch[1].repeated), (false, true));
     assert_eq!((batch[1].event_id, &batch[1].deliveries), (batch[0].event_id, &batch[0].deliveries));
     assert_eq!(store.pending_count().await.unwrap(), 4);
+}
+
+/// A subscription naming channels reaches only events on one of them; one
+/// naming none hears every channel. Channels are kept, replaced by an
+/// update, and routing follows.
+pub async fn events_reach_the_subscriptions_listening_on_one_of_their_channels<S: Store>(store: S) {
+    let on = |owner: &str, url: &str, channels: &[&str]| Subscription {
+        channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+        ..owned_subscription(owner, url, &["order.created"])
+    };
+    let any = on("shop", "https://shop.example/any", &[]);
+    let eu = on("shop", "https://shop.example/eu", &["store-eu"]);
+    let mut both = on("shop", "https://shop.example/both", &["store-eu", "store-us"]);
+    let other = on("other", "https://other.example/eu", &["store-eu"]);
+    for subscription in [&any, &eu, &both, &other] {
+        store.insert_subscription(subscription).await.unwrap();
+    }
+    assert_eq!(store.subscription(both.id).await.unwrap().unwrap().channels, both.channels);
+    let mut seconds = 0;
+    let mut reached = async |owner: &str, channels: &[&str]| -> BTreeSet<SubscriptionId> {
+        seconds += 1;
+        let event = Event {
+            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+            ..owned_event(owner, "order.created", seconds)
+        };
+        let published = store.publish(&event, body("{}")).await.unwrap();
+        let mut reached = BTreeSet::new();
+        for delivery in published.deliveries {
+            reached.insert(subscription_of(&store, delivery).await);
+        }
+        reached
+    };
+    assert_eq!(reached("shop", &["store-eu"]).await, BTreeSet::from([any.id, eu.id, both.id]));
+    assert_eq!(reached("shop", &["store-us"]).await, BTreeSet::from([any.id, both.id]));
+    assert_eq!(reached("shop", &[]).await, BTreeSet::from([any.id]), "no channel: those naming none");
+    assert_eq!(reached("shop", &["store-us", "store-eu"]).await, BTreeSet::from([any.id, eu.id, both.id]));
+    assert_eq!(reached("shop", &["store-jp"]).await, BTreeSet::from([any.id]));
+
+    both.channels = BTreeSet::from(["store-jp".to_owned()]);
+    store.update_subscription(&both).await.unwrap();
+    assert_eq!(store.subscription(both.id).await.unwrap().unwrap().channels, both.channels);
+    assert_eq!(reached("shop", &["store-us"]).await, BTreeSet::from([any.id]));
+    assert_eq!(reached("shop", &["store-jp"]).await, BTreeSet::from([any.id, both.id]));
+
+    // In one batch, each event by its own channels.
+    let batch: Vec<(Event, Bytes)> = [&["store-eu"][..], &[]]
+        .iter()
+        .map(|channels| {
+            let event = Event {
+                channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+                ..owned_event("shop", "order.created", 100)
+            };
+            (event, body("{}"))
+        })
+        .collect();
+    let published = store.publish_many(&batch).await.unwrap();
+    assert_eq!((published[0].deliveries.len(), published[1].deliveries.len()), (2, 1));
 }
 
 /// An event of `owner` at `seconds` whose key is held for a day.

@@ -439,6 +439,7 @@ pub struct OwnerStats {
 pub struct SubscriptionUpdate {
     url: Option<String>,
     event_types: Option<BTreeSet<String>>,
+    channels: Option<BTreeSet<String>>,
     settings: Option<EndpointSettings>,
 }
 
@@ -464,6 +465,16 @@ impl SubscriptionUpdate {
         self
     }
 
+    /// New channels, replacing the old ones (none: it hears every channel).
+    pub fn channels<I, S>(mut self, channels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.channels = Some(channels.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// New settings, replacing the old ones whole: start from the
     /// subscription's own to change one.
     pub fn settings(mut self, settings: EndpointSettings) -> Self {
@@ -479,6 +490,7 @@ pub struct NewSubscription {
     url: String,
     owner: Option<String>,
     event_types: BTreeSet<String>,
+    channels: BTreeSet<String>,
     secret: Option<Secret>,
     settings: EndpointSettings,
     /// The first header or rate limit that was not valid, reported by
@@ -494,6 +506,7 @@ impl Subscription {
             url: url.into(),
             owner: None,
             event_types: BTreeSet::new(),
+            channels: BTreeSet::new(),
             secret: None,
             settings: EndpointSettings::default(),
             invalid: None,
@@ -522,6 +535,24 @@ impl NewSubscription {
         S: Into<String>,
     {
         self.event_types.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Listens on one more channel: only events published on one of its
+    /// channels reach it (see [`Publish::channel`](crate::Publish::channel)).
+    /// Without channels it hears events on any channel and on none.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channels.insert(channel.into());
+        self
+    }
+
+    /// Listens on these channels too; see [`NewSubscription::channel`].
+    pub fn channels<I, S>(mut self, channels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.channels.extend(channels.into_iter().map(Into::into));
         self
     }
 
@@ -664,6 +695,7 @@ impl Webhooks {
             None => Owner::default(),
         };
         self.check_event_types(&owner, &new.event_types)?;
+        crate::channels::check_channels(&new.channels)?;
         let secret = match new.secret {
             Some(secret) => {
                 secret.check_length().map_err(|reason| Error::invalid("secret", reason))?;
@@ -680,6 +712,7 @@ impl Webhooks {
             owner,
             url,
             event_types: new.event_types,
+            channels: new.channels,
             secret,
             previous_secret: None,
             status: SubscriptionStatus::Enabled,
@@ -801,7 +834,7 @@ impl Webhooks {
         Ok(self.inner.store.subscriptions().await?)
     }
 
-    /// Changes a subscription's URL or event types, checked as
+    /// Changes a subscription's URL, event types, channels or settings, checked as
     /// [`Webhooks::subscribe`] checks them; its owner, secrets, status and
     /// deliveries stay. Returns it as it is now.
     pub async fn update_subscription(
@@ -817,6 +850,10 @@ impl Webhooks {
         if let Some(event_types) = update.event_types {
             self.check_event_types(&subscription.owner, &event_types)?;
             subscription.event_types = event_types;
+        }
+        if let Some(channels) = update.channels {
+            crate::channels::check_channels(&channels)?;
+            subscription.channels = channels;
         }
         if let Some(mut settings) = update.settings {
             settings.retry = settings.retry.or_else(|| Some(self.default_retry()));
@@ -1205,6 +1242,7 @@ impl Webhooks {
             audience: Audience::Owner(subscription.owner),
             idempotency_key: None,
             name: TEST_EVENT.to_owned(),
+            channels: Default::default(),
             occurred_at: now,
             data: serde_json::json!({ "test": true }).into(),
         };

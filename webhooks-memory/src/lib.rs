@@ -365,7 +365,7 @@ impl State {
             return Publication { event_id: held.event_id, deliveries, repeated: true };
         }
         // A disabled subscription's delivery is kept, held until it is enabled.
-        let listens = |s: &Subscription| s.listens_to(&event.name);
+        let listens = |s: &Subscription| s.hears(event);
         let targets: Vec<SubscriptionId> = match event.audience.owner() {
             Some(owner) => self
                 .by_owner
@@ -496,6 +496,7 @@ impl SubscriptionStore for MemoryStore {
         let stored = state.subscription_mut(subscription.id)?;
         stored.url = subscription.url.clone();
         stored.event_types = subscription.event_types.clone();
+        stored.channels = subscription.channels.clone();
         stored.secret = subscription.secret.clone();
         stored.previous_secret = subscription.previous_secret.clone();
         let was_ordered = std::mem::replace(&mut stored.settings, subscription.settings.clone()).ordered;

@@ -12,7 +12,8 @@
 //! may join the latter against a scan of the whole table; the former is a
 //! look-up by primary key, whatever it guesses the sub-select returns.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
@@ -24,7 +25,7 @@ use webhooks_core::sql::{
 use webhooks_core::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
     Event, IdempotencyKey, Owner, Publication, StoreError, Subscription, SubscriptionId, SubscriptionStats,
-    SubscriptionStatus,
+    SubscriptionStatus, channels_meet,
 };
 
 use crate::codec;
@@ -69,7 +70,7 @@ macro_rules! subscription_columns {
         "s.id, s.url, s.secret, s.previous_secret, s.previous_valid_until, s.disabled_reason, \
          s.disabled_at, s.consecutive_failures, s.created_at, \
          ARRAY(SELECT t.event_type FROM webhooks.subscription_event_types t \
-               WHERE t.subscription_id = s.id ORDER BY t.event_type), s.owner, s.settings"
+               WHERE t.subscription_id = s.id ORDER BY t.event_type), s.owner, s.settings, s.channels"
     };
 }
 
@@ -88,7 +89,8 @@ macro_rules! delivery_columns {
 /// is disabled or enabled, nor changes what it listens to, before the
 /// deliveries to it are committed. `KEY SHARE`: recording attempts (which
 /// counts failures) does not wait for it, nor it for them.
-pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered, s.disabled_at IS NOT NULL \
+pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered, s.disabled_at IS NOT NULL, \
+     s.channels \
      FROM webhooks.subscriptions s \
      JOIN webhooks.subscription_event_types t ON t.subscription_id = s.id \
      WHERE t.event_type = ANY($1) \
@@ -97,7 +99,7 @@ pub(crate) const LOCK_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered, s
 /// The same for pairs of an owner (`$1`) and an event type (`$2`), found
 /// by the owner's key whatever other owners have; with the owner.
 pub(crate) const LOCK_OWNER_LISTENERS: &str = "SELECT s.id, t.event_type, s.ordered, s.disabled_at IS NOT NULL, \
-     t.owner \
+     s.channels, t.owner \
      FROM unnest($1::text[], $2::text[]) AS wanted (owner, event_type) \
      JOIN webhooks.subscription_event_types t ON t.owner = wanted.owner AND t.event_type = wanted.event_type \
      JOIN webhooks.subscriptions s ON s.id = t.subscription_id \
@@ -176,6 +178,7 @@ fn subscription_row(row: &Row) -> Outcome<Subscription> {
         event_types: row.try_get(9)?,
         owner: row.try_get(10)?,
         settings: row.try_get(11)?,
+        channels: row.try_get(12)?,
     }
     .decode()?)
 }
@@ -247,8 +250,8 @@ pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription
     let statement = db
         .prepare_cached(
             "INSERT INTO webhooks.subscriptions (id, url, secret, previous_secret, previous_valid_until, \
-             disabled_reason, disabled_at, consecutive_failures, created_at, owner, settings, ordered) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
+             disabled_reason, disabled_at, consecutive_failures, created_at, owner, settings, ordered, channels) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
         )
         .await?;
     let inserted = db
@@ -267,6 +270,7 @@ pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription
                 &subscription.owner.as_str(),
                 &settings_to_text(&subscription.settings),
                 &subscription.settings.ordered,
+                &channels(subscription),
             ],
         )
         .await?;
@@ -277,6 +281,11 @@ pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription
     Ok(true)
 }
 
+/// A subscription's channels, as a `text[]` takes them.
+fn channels(subscription: &Subscription) -> Vec<&str> {
+    subscription.channels.iter().map(String::as_str).collect()
+}
+
 /// Replaces a locked subscription's URL, event types, secrets and
 /// settings; puts its deliveries in order when ordering is turned on, and
 /// lets every waiting one go when it is turned off.
@@ -285,7 +294,7 @@ pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.subscriptions s SET url = $2, secret = $3, previous_secret = $4, \
-             previous_valid_until = $5, settings = $6, ordered = $7 \
+             previous_valid_until = $5, settings = $6, ordered = $7, channels = $8 \
              FROM (SELECT ordered FROM webhooks.subscriptions WHERE id = $1) AS old \
              WHERE s.id = $1 RETURNING old.ordered",
         )
@@ -301,6 +310,7 @@ pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription
                 &previous.map(|p| codec::micros(p.valid_until)),
                 &settings_to_text(&subscription.settings),
                 &subscription.settings.ordered,
+                &channels(subscription),
             ],
         )
         .await?
@@ -467,6 +477,9 @@ pub(crate) struct Reached {
     pub(crate) ordered: Vec<Uuid>,
     /// The disabled ones among them, sorted: their deliveries are held.
     pub(crate) held: Vec<Uuid>,
+    /// The channels of those that name any: an event reaches them only on
+    /// one of these.
+    pub(crate) channels: HashMap<Uuid, BTreeSet<String>>,
 }
 
 impl Reached {
@@ -479,7 +492,22 @@ impl Reached {
         if row.try_get(3)? {
             self.held.push(id);
         }
+        let channels: Vec<String> = row.try_get(4)?;
+        if !channels.is_empty() {
+            self.channels.insert(id, channels.into_iter().collect());
+        }
         Ok(())
+    }
+
+    /// The listeners `event` reaches among those of its type and audience.
+    pub(crate) fn reached_by(&self, event: &Event) -> Cow<'_, [Uuid]> {
+        let key = (event.name.clone(), event.audience.stored_key().to_owned());
+        let all = self.listeners.get(&key).map_or(&[][..], Vec::as_slice);
+        if self.channels.is_empty() {
+            return Cow::Borrowed(all);
+        }
+        let hears = |id: &&Uuid| self.channels.get(*id).is_none_or(|c| channels_meet(c, &event.channels));
+        Cow::Owned(all.iter().filter(hears).copied().collect())
     }
 }
 
@@ -511,7 +539,7 @@ pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) 
         let (owners, names): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
         let statement = db.prepare_cached(LOCK_OWNER_LISTENERS).await?;
         for row in db.query(&statement, &[&owners, &names]).await? {
-            reached.add(&row, row.try_get(1)?, row.try_get(4)?)?;
+            reached.add(&row, row.try_get(1)?, row.try_get(5)?)?;
         }
     }
     for ids in [&mut reached.ordered, &mut reached.held] {

@@ -19,7 +19,7 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b73;
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`,
 /// each the SQL file of its name in `migrations/`. Append only: a released
 /// migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -55,6 +55,10 @@ const V4: &str = include_str!("../migrations/V4.sql");
 /// Idempotency keys in a table of their own, each held until the end of its
 /// window (`held_until`) rather than as long as its event's deliveries.
 const V5: &str = include_str!("../migrations/V5.sql");
+
+/// The channels a subscription listens on, read with its listeners at
+/// publish.
+const V6: &str = include_str!("../migrations/V6.sql");
 
 /// Brings the schema up to date, or refuses a database a newer version of
 /// this crate migrated.

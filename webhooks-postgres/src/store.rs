@@ -150,14 +150,12 @@ async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Out
     let mut published: Vec<Publication> = Vec::with_capacity(events.len());
     let mut batch = PublishBatch::default();
     for (event, body) in events {
-        let audience = event.audience.stored_key();
-        let to =
-            reached.listeners.get(&(event.name.clone(), audience.to_owned())).map_or(&[][..], Vec::as_slice);
-        if PublishBatch::fits(event, to, &reached.ordered) {
-            published.push(batch.add(event, body, to, &reached.held));
+        let to = reached.reached_by(event);
+        if PublishBatch::fits(event, &to, &reached.ordered) {
+            published.push(batch.add(event, body, &to, &reached.held));
             continue;
         }
-        published.push(queries::publish(db, event, body, to, &reached).await?);
+        published.push(queries::publish(db, event, body, &to, &reached).await?);
     }
     batch.insert(db).await?;
     if published.iter().any(|p| !p.repeated && !p.deliveries.is_empty()) {

@@ -2,7 +2,8 @@
 //! transaction and returns SQLite's error as it is; the caller names the
 //! operation.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -13,7 +14,7 @@ use webhooks_core::sql::{
 use webhooks_core::{
     Attempt, AttemptResult, Audience, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, Event,
     EventId, IdempotencyKey, NextState, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats,
-    SubscriptionStatus,
+    SubscriptionStatus, channels_meet,
 };
 
 use crate::codec;
@@ -25,7 +26,7 @@ macro_rules! subscription_columns {
         "s.id, s.url, s.secret, s.previous_secret, s.previous_valid_until, s.disabled_reason, \
          s.disabled_at, s.consecutive_failures, s.created_at, \
          (SELECT json_group_array(t.event_type) FROM subscription_event_types t \
-          WHERE t.subscription_id = s.id), s.owner, s.settings"
+          WHERE t.subscription_id = s.id), s.owner, s.settings, s.channels"
     };
 }
 
@@ -46,14 +47,16 @@ macro_rules! delivery_select {
 /// gathers none), which costs a parse and a plan per published event.
 pub(crate) const LISTENERS: &str = "SELECT t.subscription_id, \
      (SELECT s.ordered FROM subscriptions s WHERE s.id = t.subscription_id), \
-     (SELECT s.disabled_at IS NOT NULL FROM subscriptions s WHERE s.id = t.subscription_id) \
+     (SELECT s.disabled_at IS NOT NULL FROM subscriptions s WHERE s.id = t.subscription_id), \
+     (SELECT s.channels FROM subscriptions s WHERE s.id = t.subscription_id) \
      FROM subscription_event_types t \
      WHERE t.event_type = ?1";
 
 /// The same for one owner, `?2`, found by the owner's key.
 pub(crate) const OWNER_LISTENERS: &str = "SELECT t.subscription_id, \
      (SELECT s.ordered FROM subscriptions s WHERE s.id = t.subscription_id), \
-     (SELECT s.disabled_at IS NOT NULL FROM subscriptions s WHERE s.id = t.subscription_id) \
+     (SELECT s.disabled_at IS NOT NULL FROM subscriptions s WHERE s.id = t.subscription_id), \
+     (SELECT s.channels FROM subscriptions s WHERE s.id = t.subscription_id) \
      FROM subscription_event_types t \
      WHERE t.owner = ?2 AND t.event_type = ?1";
 
@@ -123,9 +126,24 @@ fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
         event_types: serde_json::from_str(&event_types).map_err(|error| codec::corrupt(9, error))?,
         owner: row.get(10)?,
         settings: row.get(11)?,
+        channels: channels(row, 12)?.into_iter().collect(),
     }
     .decode()
     .map_err(|error| codec::corrupt(0, error))
+}
+
+/// The channels in column `column`, a JSON array of names.
+fn channels(row: &Row<'_>, column: usize) -> rusqlite::Result<BTreeSet<String>> {
+    let text: String = row.get(column)?;
+    if text == "[]" {
+        return Ok(BTreeSet::new());
+    }
+    serde_json::from_str(&text).map_err(|error| codec::corrupt(column, error))
+}
+
+/// Channels as stored: a JSON array of names.
+fn channels_text(channels: &BTreeSet<String>) -> String {
+    serde_json::to_string(channels).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn delivery_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
@@ -161,8 +179,8 @@ pub(crate) fn insert_subscription(db: &Connection, subscription: &Subscription) 
     let previous = subscription.previous_secret.as_ref();
     db.prepare_cached(
         "INSERT INTO subscriptions (id, url, secret, previous_secret, previous_valid_until, \
-         disabled_reason, disabled_at, consecutive_failures, created_at, owner, settings, ordered) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         disabled_reason, disabled_at, consecutive_failures, created_at, owner, settings, ordered, channels) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         subscription.id.as_uuid(),
@@ -177,6 +195,7 @@ pub(crate) fn insert_subscription(db: &Connection, subscription: &Subscription) 
         subscription.owner.as_str(),
         settings_to_text(&subscription.settings),
         subscription.settings.ordered,
+        channels_text(&subscription.channels),
     ])?;
     insert_event_types(db, subscription)
 }
@@ -191,7 +210,7 @@ pub(crate) fn update_subscription(db: &Connection, subscription: &Subscription) 
     let previous = subscription.previous_secret.as_ref();
     db.prepare_cached(
         "UPDATE subscriptions SET url = ?2, secret = ?3, previous_secret = ?4, \
-         previous_valid_until = ?5, settings = ?6, ordered = ?7 WHERE id = ?1",
+         previous_valid_until = ?5, settings = ?6, ordered = ?7, channels = ?8 WHERE id = ?1",
     )?
     .execute(params![
         subscription.id.as_uuid(),
@@ -201,6 +220,7 @@ pub(crate) fn update_subscription(db: &Connection, subscription: &Subscription) 
         previous.map(|p| codec::micros(p.valid_until)),
         settings_to_text(&subscription.settings),
         subscription.settings.ordered,
+        channels_text(&subscription.channels),
     ])?;
     match (was_ordered, subscription.settings.ordered) {
         (false, true) => put_in_order(db, subscription.id)?,
@@ -329,15 +349,39 @@ pub(crate) struct Listener {
     pub(crate) held: bool,
 }
 
-/// The subscriptions listening to `event_type`, disabled ones too.
+/// The subscriptions of an audience listening to an event type, with the
+/// channels each listens on; which of them an event reaches depends on its
+/// channels.
+#[derive(Debug)]
+pub(crate) struct Candidates {
+    listeners: Vec<Listener>,
+    /// Each listener's channels, in the same order; empty when none names
+    /// any (the usual case), and nothing is filtered.
+    channels: Vec<BTreeSet<String>>,
+}
+
+impl Candidates {
+    /// Those `event` reaches.
+    pub(crate) fn reached_by(&self, event: &Event) -> Cow<'_, [Listener]> {
+        if self.channels.is_empty() {
+            return Cow::Borrowed(&self.listeners);
+        }
+        let meet = self.listeners.iter().zip(&self.channels);
+        Cow::Owned(meet.filter(|(_, c)| channels_meet(c, &event.channels)).map(|(l, _)| *l).collect())
+    }
+}
+
+/// The subscriptions listening to `event_type`, disabled ones too, with
+/// their channels.
 pub(crate) fn listeners(
     db: &Connection,
     event_type: &str,
     audience: &Audience,
-) -> rusqlite::Result<Vec<Listener>> {
-    let listener =
-        |row: &rusqlite::Row<'_>| Ok(Listener { id: row.get(0)?, ordered: row.get(1)?, held: row.get(2)? });
-    let mut listeners: Vec<Listener> = match audience {
+) -> rusqlite::Result<Candidates> {
+    let listener = |row: &rusqlite::Row<'_>| {
+        Ok((Listener { id: row.get(0)?, ordered: row.get(1)?, held: row.get(2)? }, channels(row, 3)?))
+    };
+    let mut listeners: Vec<(Listener, BTreeSet<String>)> = match audience {
         Audience::Owner(owner) => db
             .prepare_cached(OWNER_LISTENERS)?
             .query_map(params![event_type, owner.as_str()], listener)?
@@ -348,8 +392,10 @@ pub(crate) fn listeners(
             .collect::<rusqlite::Result<_>>()?,
     };
     // By id, as the deliveries have always been made.
-    listeners.sort_unstable();
-    Ok(listeners)
+    listeners.sort_unstable_by_key(|(listener, _)| listener.id);
+    let any_channels = listeners.iter().any(|(_, channels)| !channels.is_empty());
+    let (listeners, channels): (Vec<Listener>, Vec<BTreeSet<String>>) = listeners.into_iter().unzip();
+    Ok(Candidates { listeners, channels: if any_channels { channels } else { Vec::new() } })
 }
 
 /// The publication of the event holding `key` in `audience` at `at`, if
@@ -1054,10 +1100,16 @@ mod tests {
     }
 
     #[test]
-    fn publishing_looks_listeners_up_by_event_type() {
+    fn publishing_looks_listeners_up_by_event_type_with_their_channels_by_key() {
         for db in [big_queue(10), queue_without_statistics(10)] {
             let plan = plan(&db, LISTENERS);
             assert!(plan.contains("SEARCH t USING PRIMARY KEY (event_type=?)"), "{plan}");
+            // Ordered, disabled and channels: each read from the listener's row, by its key.
+            assert_eq!(
+                plan.matches("SEARCH s USING INDEX sqlite_autoindex_subscriptions_1 (id=?)").count(),
+                3,
+                "{plan}"
+            );
             assert!(!plan.contains("SCAN") && !plan.contains("TEMP B-TREE"), "{plan}");
         }
     }
@@ -1104,7 +1156,7 @@ mod tests {
             assert!(!found.contains("SCAN") && !found.contains("TEMP B-TREE"), "{found}");
         }
         let owner = Audience::Owner(Owner::new("owner-7").unwrap());
-        assert_eq!(listeners(&db, "order.created", &owner).unwrap().len(), 100);
+        assert_eq!(listeners(&db, "order.created", &owner).unwrap().listeners.len(), 100);
     }
 
     #[test]
@@ -1112,7 +1164,7 @@ mod tests {
         // As the store's own files are: no statistics.
         let db = queue_without_statistics(10);
         for event_type in ["type.1", "type.2", "type.1"] {
-            assert!(!listeners(&db, event_type, &Audience::EveryOwner).unwrap().is_empty());
+            assert!(!listeners(&db, event_type, &Audience::EveryOwner).unwrap().listeners.is_empty());
         }
         let statement = db.prepare_cached(LISTENERS).unwrap();
         assert_eq!(statement.get_status(rusqlite::StatementStatus::RePrepare), 0);

@@ -20,7 +20,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`,
 /// each the SQL file of its name in `migrations/`. Append only: a released
 /// migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -67,6 +67,10 @@ const V6: &str = include_str!("../migrations/V6.sql");
 /// Idempotency keys in a table of their own, each held until the end of its
 /// window (`held_until`) rather than as long as its event's deliveries.
 const V7: &str = include_str!("../migrations/V7.sql");
+
+/// The channels a subscription listens on, a JSON array read with its
+/// listeners at publish.
+const V8: &str = include_str!("../migrations/V8.sql");
 
 /// Opens `path` (creating it if missing), sets the connection up and
 /// brings the schema up to date.

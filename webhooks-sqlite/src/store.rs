@@ -228,6 +228,7 @@ impl ToPublish {
             audience: event.audience.clone(),
             idempotency_key: event.idempotency_key.clone(),
             name: event.name.clone(),
+            channels: event.channels.clone(),
             occurred_at: event.occurred_at,
             data: serde_json::Value::Null.into(),
         };
@@ -254,7 +255,7 @@ fn publish_all(db: &Connection, events: &[ToPublish]) -> Outcome<Vec<Publication
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(new) => new.insert(queries::listeners(db, &event.name, &event.audience)?),
         };
-        let (publication, seq) = queries::insert_event(db, event, body, targets)?;
+        let (publication, seq) = queries::insert_event(db, event, body, &targets.reached_by(event))?;
         if let Some(key) = &event.idempotency_key {
             queries::take_key(db, audience, key, event.id, seq)?;
         }

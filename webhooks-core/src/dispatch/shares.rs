@@ -435,6 +435,7 @@ mod tests {
             owner: crate::Owner::default(),
             url: url.parse().unwrap(),
             event_types: ["a".to_owned()].into(),
+            channels: Default::default(),
             secret: crate::Secret::generate(),
             previous_secret: None,
             status: crate::SubscriptionStatus::Enabled,

@@ -14,7 +14,8 @@ pub trait SubscriptionStore: Send + Sync + Debug + 'static {
     /// Adds a subscription; `DuplicateSubscription` when its id is taken.
     async fn insert_subscription(&self, subscription: &Subscription) -> StoreResult<()>;
 
-    /// Replaces a subscription's URL, event types, secrets and settings.
+    /// Replaces a subscription's URL, event types, channels, secrets and
+    /// settings.
     /// Turning [`ordered`](crate::EndpointSettings::ordered) off makes its
     /// waiting deliveries due; turning it on leaves the earliest pending
     /// delivery going and makes the others wait behind it.
