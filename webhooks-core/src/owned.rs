@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
-use crate::model::{Delivery, DeliveryId, Owner, Subscription, SubscriptionId};
+use crate::model::{Delivery, DeliveryId, DeliveryState, Owner, Subscription, SubscriptionId};
 use crate::operational::OperationalEvent;
 use crate::secret::Secret;
 use crate::store::{DeliveryCounts, DeliveryQuery, SubscriptionStats};
@@ -58,24 +58,30 @@ impl OwnerView {
         self.webhooks.subscriptions(&self.owner).await
     }
 
-    /// One of the owner's subscriptions.
+    /// One of the owner's subscriptions, read by id and owner in one store
+    /// query.
     pub async fn subscription(&self, id: SubscriptionId) -> Result<Subscription, Error> {
-        match self.webhooks.subscription(id).await {
-            Ok(subscription) if subscription.owner == self.owner => Ok(subscription),
-            Ok(_) => Err(Error::SubscriptionNotFound { id }),
-            Err(error) => Err(error),
-        }
+        let store = self.webhooks.store();
+        store.owned_subscription(&self.owner, id).await?.ok_or(Error::SubscriptionNotFound { id })
     }
 
     /// One of the owner's deliveries (held when its subscription is
-    /// disabled), with the subscription it goes to.
+    /// disabled), with the subscription it goes to: read by id and owner,
+    /// then its subscription.
     pub async fn delivery(&self, id: DeliveryId) -> Result<(Delivery, Subscription), Error> {
-        let delivery = self.webhooks.delivery(id).await?.ok_or(Error::DeliveryNotFound { id })?;
-        match self.subscription(delivery.subscription_id).await {
-            Ok(subscription) => Ok((delivery, subscription)),
-            Err(Error::SubscriptionNotFound { .. }) => Err(Error::DeliveryNotFound { id }),
-            Err(error) => Err(error),
+        let store = self.webhooks.store();
+        let mut delivery =
+            store.owned_delivery(&self.owner, id).await?.ok_or(Error::DeliveryNotFound { id })?;
+        let subscription =
+            self.subscription(delivery.subscription_id).await.map_err(|error| match error {
+                // Deleted since: the delivery went with it.
+                Error::SubscriptionNotFound { .. } => Error::DeliveryNotFound { id },
+                other => other,
+            })?;
+        if delivery.state == DeliveryState::Pending && !subscription.is_enabled() {
+            delivery.state = DeliveryState::Held;
         }
+        Ok((delivery, subscription))
     }
 
     /// One of the owner's deliveries with its whole attempt log.

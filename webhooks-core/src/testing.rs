@@ -95,6 +95,7 @@ macro_rules! store_suite {
             idempotency_keys_are_scoped_to_the_owner_and_held_until_their_window_ends,
             expired_keys_are_forgotten_in_batches_and_an_owners_go_with_it,
             events_reach_the_subscriptions_listening_on_one_of_their_channels,
+            owned_reads_find_an_owners_ids_and_nothing_of_anothers,
             settings_round_trip_with_secret_headers_and_are_replaced_by_an_update,
             a_resend_starts_the_next_cycle_and_attempt_numbers_restart,
             delivery_ids_carry_the_event_time,
@@ -1215,6 +1216,26 @@ pub async fn a_repeated_idempotency_key_creates_nothing_and_returns_the_first_pu
     assert_eq!((batch[0].repeated, batch[1].repeated), (false, true));
     assert_eq!((batch[1].event_id, &batch[1].deliveries), (batch[0].event_id, &batch[0].deliveries));
     assert_eq!(store.pending_count().await.unwrap(), 4);
+}
+
+/// Reads scoped to an owner find its subscription and delivery, and answer
+/// another owner's ids exactly like ids that never existed.
+pub async fn owned_reads_find_an_owners_ids_and_nothing_of_anothers<S: Store>(store: S) {
+    let alice = owned_subscription("alice", "https://alice.example/", &["order.created"]);
+    let bob = owned_subscription("bob", "https://bob.example/", &["order.created"]);
+    store.insert_subscription(&alice).await.unwrap();
+    store.insert_subscription(&bob).await.unwrap();
+    let hers =
+        store.publish(&owned_event("alice", "order.created", 1), body("{}")).await.unwrap().deliveries[0];
+    let (alice_key, bob_key) = (&alice.owner, &bob.owner);
+
+    assert_eq!(store.owned_subscription(alice_key, alice.id).await.unwrap().map(|s| s.id), Some(alice.id));
+    assert_eq!(store.owned_subscription(bob_key, alice.id).await.unwrap(), None);
+    assert_eq!(store.owned_subscription(alice_key, SubscriptionId::new()).await.unwrap(), None);
+    let found = store.owned_delivery(alice_key, hers).await.unwrap().expect("her delivery");
+    assert_eq!((found.id, found.subscription_id), (hers, alice.id));
+    assert_eq!(store.owned_delivery(bob_key, hers).await.unwrap(), None);
+    assert_eq!(store.owned_delivery(alice_key, DeliveryId::new()).await.unwrap(), None);
 }
 
 /// A subscription naming channels reaches only events on one of them; one

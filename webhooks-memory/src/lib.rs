@@ -516,6 +516,15 @@ impl SubscriptionStore for MemoryStore {
         Ok(self.lock().subscriptions.values().map(|s| Subscription::clone(s)).collect())
     }
 
+    async fn owned_subscription(
+        &self,
+        owner: &Owner,
+        id: SubscriptionId,
+    ) -> StoreResult<Option<Subscription>> {
+        let state = self.lock();
+        Ok(state.subscriptions.get(&id).filter(|s| &s.owner == owner).map(|s| Subscription::clone(s)))
+    }
+
     async fn delete_subscription(&self, id: SubscriptionId) -> StoreResult<bool> {
         Ok(self.lock().delete_subscription(id))
     }
@@ -632,6 +641,13 @@ impl DeliveryQueue for MemoryStore {
 
 #[async_trait]
 impl Admin for MemoryStore {
+    async fn owned_delivery(&self, owner: &Owner, id: DeliveryId) -> StoreResult<Option<Delivery>> {
+        let state = self.lock();
+        let Some(entry) = state.deliveries.get(&id) else { return Ok(None) };
+        let theirs = state.subscriptions.get(&entry.subscription_id).is_some_and(|s| &s.owner == owner);
+        Ok(theirs.then(|| entry.delivery(id)))
+    }
+
     async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
         Ok(self.lock().deliveries.get(&id).map(|entry| entry.log.clone()).unwrap_or_default())
     }

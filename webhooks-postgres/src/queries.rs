@@ -348,6 +348,41 @@ async fn insert_event_types(db: &Db<'_>, subscription: &Subscription) -> Outcome
     Ok(())
 }
 
+/// One of `owner`'s subscriptions, in one query.
+pub(crate) async fn owned_subscription(
+    db: &Db<'_>,
+    owner: &Owner,
+    id: SubscriptionId,
+) -> Outcome<Option<Subscription>> {
+    let statement = db.prepare_cached(OWNED_SUBSCRIPTION).await?;
+    db.query_opt(&statement, &[&id.as_uuid(), &owner.as_str()])
+        .await?
+        .as_ref()
+        .map(subscription_row)
+        .transpose()
+}
+
+/// One of owner `$2`'s subscriptions, `$1`.
+pub(crate) const OWNED_SUBSCRIPTION: &str = concat!(
+    "SELECT ",
+    subscription_columns!(),
+    " FROM webhooks.subscriptions s WHERE s.id = $1 AND s.owner = $2"
+);
+
+/// One delivery to a subscription of `owner`'s, in one query.
+pub(crate) async fn owned_delivery(db: &Db<'_>, owner: &Owner, id: DeliveryId) -> Outcome<Option<Delivery>> {
+    let statement = db.prepare_cached(OWNED_DELIVERY).await?;
+    db.query_opt(&statement, &[&id.as_uuid(), &owner.as_str()]).await?.as_ref().map(delivery_row).transpose()
+}
+
+/// Delivery `$1`, if its subscription is owner `$2`'s.
+pub(crate) const OWNED_DELIVERY: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq \
+     JOIN webhooks.subscriptions s ON s.id = d.subscription_id WHERE d.id = $1 AND s.owner = $2"
+);
+
 /// One subscription.
 pub(crate) async fn subscription(db: &Db<'_>, id: SubscriptionId) -> Outcome<Option<Subscription>> {
     let statement = db
@@ -1405,6 +1440,25 @@ mod tests {
             assert!(lease.contains("on deliveries_pkey"), "{lease}");
             assert!(lease.contains("Index Scan using events_pkey on events"), "{lease}");
             assert!(!lease.contains("Seq Scan"), "no scan: {lease}");
+        }
+    }
+
+    #[cfg_attr(
+        not(postgres_server),
+        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
+    )]
+    #[tokio::test]
+    async fn an_owners_subscription_and_delivery_are_read_by_key() {
+        let (client, _database) = big_queue(20_000).await;
+        for generic in [false, true] {
+            let arguments = "(gen_random_uuid(), 'owner-1')";
+            // By its key, or by owner and key: one row either way.
+            let found = plan(&client, OWNED_SUBSCRIPTION, arguments, generic).await;
+            assert!(found.contains("on subscriptions s") && found.contains("id = "), "{found}");
+            assert!(!found.contains("Seq Scan on subscriptions"), "{found}");
+            let found = plan(&client, OWNED_DELIVERY, arguments, generic).await;
+            assert!(found.contains("Index Scan using deliveries_pkey"), "{found}");
+            assert!(!found.contains("Seq Scan"), "{found}");
         }
     }
 

@@ -222,6 +222,17 @@ impl SubscriptionStore for PostgresStore {
         self.transaction("list subscriptions", &(), |db, ()| Box::pin(queries::subscriptions(db))).await
     }
 
+    async fn owned_subscription(
+        &self,
+        owner: &Owner,
+        id: SubscriptionId,
+    ) -> StoreResult<Option<Subscription>> {
+        self.transaction("read an owner's subscription", &(owner, id), |db, (owner, id)| {
+            Box::pin(queries::owned_subscription(db, owner, *id))
+        })
+        .await
+    }
+
     async fn delete_subscription(&self, id: SubscriptionId) -> StoreResult<bool> {
         self.transaction("delete a subscription", &id, |db, id| {
             Box::pin(async move {
@@ -356,6 +367,13 @@ impl DeliveryQueue for PostgresStore {
 
 #[async_trait]
 impl Admin for PostgresStore {
+    async fn owned_delivery(&self, owner: &Owner, id: DeliveryId) -> StoreResult<Option<Delivery>> {
+        self.transaction("read an owner's delivery", &(owner, id), |db, (owner, id)| {
+            Box::pin(queries::owned_delivery(db, owner, *id))
+        })
+        .await
+    }
+
     async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
         self.transaction("read an attempt log", &id, |db, id| Box::pin(queries::attempts(db, *id))).await
     }

@@ -39,9 +39,12 @@ impl SqliteStore {
         let result = self
             .worker
             .grouped(durability, operation, move |db| {
-                work(db).map_err(|abort| abort.into_store_error(operation))
+                let before = db.total_changes();
+                work(db)
+                    .map(|value| (value, db.total_changes() > before))
+                    .map_err(|abort| abort.into_store_error(operation))
             })
             .await;
-        self.watch_disk(result, true).await
+        self.watch_disk(result).await
     }
 }

@@ -844,6 +844,39 @@ pub(crate) fn delivery(db: &Connection, id: DeliveryId) -> rusqlite::Result<Opti
         .optional()
 }
 
+/// One delivery to a subscription of `owner`'s, in one query.
+pub(crate) fn owned_delivery(
+    db: &Connection,
+    owner: &Owner,
+    id: DeliveryId,
+) -> rusqlite::Result<Option<Delivery>> {
+    db.prepare_cached(OWNED_DELIVERY)?
+        .query_row(params![id.as_uuid(), owner.as_str()], delivery_row)
+        .optional()
+}
+
+/// See [`owned_delivery`]: the delivery by its key, its subscription's
+/// owner read from the subscription's row.
+pub(crate) const OWNED_DELIVERY: &str = concat!(
+    delivery_select!(),
+    " WHERE d.id = ?1 AND (SELECT s.owner FROM subscriptions s WHERE s.id = d.subscription_id) = ?2"
+);
+
+/// One of `owner`'s subscriptions, in one query.
+pub(crate) fn owned_subscription(
+    db: &Connection,
+    owner: &Owner,
+    id: SubscriptionId,
+) -> rusqlite::Result<Option<Subscription>> {
+    db.prepare_cached(OWNED_SUBSCRIPTION)?
+        .query_row(params![id.as_uuid(), owner.as_str()], subscription_row)
+        .optional()
+}
+
+/// See [`owned_subscription`].
+pub(crate) const OWNED_SUBSCRIPTION: &str =
+    concat!("SELECT ", subscription_columns!(), " FROM subscriptions s WHERE s.id = ?1 AND s.owner = ?2");
+
 /// Appends an attempt to its delivery's log.
 pub(crate) fn insert_attempt(db: &Connection, attempt: &Attempt) -> rusqlite::Result<()> {
     let (status, response, error) = match &attempt.result {
@@ -1082,6 +1115,16 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn an_owners_subscription_and_delivery_are_read_by_key() {
+        let db = big_queue(1_000);
+        for sql in [OWNED_SUBSCRIPTION, OWNED_DELIVERY] {
+            let plan = plan(&db, sql);
+            assert!(plan.contains("(id=?)"), "{plan}");
+            assert!(!plan.contains("SCAN") && !plan.contains("TEMP B-TREE"), "{plan}");
+        }
     }
 
     #[test]

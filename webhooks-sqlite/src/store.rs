@@ -120,20 +120,23 @@ impl SqliteStore {
         operation: &'static str,
         work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let wrote = !matches!(behavior, TransactionBehavior::Deferred);
         let result = self
             .worker
             .call(move |connection| {
-                in_transaction(connection, behavior, work).map_err(|abort| abort.into_store_error(operation))
+                let before = connection.total_changes();
+                in_transaction(connection, behavior, work)
+                    .map(|value| (value, connection.total_changes() > before))
+                    .map_err(|abort| abort.into_store_error(operation))
             })
             .await;
-        self.watch_disk(result, wrote).await
+        self.watch_disk(result).await
     }
 
     /// Says once when writes start finding the disk full, and once when the
-    /// first write succeeds again, after a checkpoint that gives the WAL
-    /// (grown while the disk filled) back to the file system.
-    pub(crate) async fn watch_disk<T>(&self, result: StoreResult<T>, wrote: bool) -> StoreResult<T> {
+    /// first write that changed rows succeeds again, after a checkpoint that
+    /// gives the WAL (grown while the disk filled) back to the file system.
+    /// A commit that changed nothing needs no space, so it proves nothing.
+    pub(crate) async fn watch_disk<T>(&self, result: StoreResult<(T, bool)>) -> StoreResult<T> {
         use std::sync::atomic::Ordering::SeqCst;
         match &result {
             Err(error) if is_disk_full(error) && !self.disk_full.swap(true, SeqCst) => {
@@ -142,7 +145,7 @@ impl SqliteStore {
                     "the disk is full: writes fail, and nothing of them is kept, until space is freed"
                 );
             }
-            Ok(_) if wrote && self.disk_full.swap(false, SeqCst) => {
+            Ok((_, true)) if self.disk_full.swap(false, SeqCst) => {
                 let truncated = self
                     .worker
                     .call(|connection| {
@@ -155,7 +158,7 @@ impl SqliteStore {
             }
             _ => {}
         }
-        result
+        result.map(|(value, _)| value)
     }
 
     /// A write of leases only (claims and releases), committed without
@@ -171,6 +174,7 @@ impl SqliteStore {
         let result = self
             .worker
             .call(move |connection| {
+                let before = connection.total_changes();
                 let relaxed =
                     connection.prepare_cached("PRAGMA synchronous = NORMAL").and_then(|mut s| s.execute([]));
                 let result = relaxed
@@ -180,10 +184,12 @@ impl SqliteStore {
                 let restored =
                     connection.prepare_cached("PRAGMA synchronous = FULL").and_then(|mut s| s.execute([]));
                 let result = result.and_then(|value| restored.map(|_| value).map_err(Abort::Sqlite));
-                result.map_err(|abort| abort.into_store_error(operation))
+                result
+                    .map(|value| (value, connection.total_changes() > before))
+                    .map_err(|abort| abort.into_store_error(operation))
             })
             .await;
-        self.watch_disk(result, true).await
+        self.watch_disk(result).await
     }
 
     /// A read: a snapshot that waits for no writer (WAL).
@@ -313,6 +319,16 @@ impl SubscriptionStore for SqliteStore {
 
     async fn subscriptions(&self) -> StoreResult<Vec<Subscription>> {
         self.read("list subscriptions", |db| Ok(queries::subscriptions(db)?)).await
+    }
+
+    async fn owned_subscription(
+        &self,
+        owner: &Owner,
+        id: SubscriptionId,
+    ) -> StoreResult<Option<Subscription>> {
+        let owner = owner.clone();
+        self.read("read an owner's subscription", move |db| Ok(queries::owned_subscription(db, &owner, id)?))
+            .await
     }
 
     async fn delete_subscription(&self, id: SubscriptionId) -> StoreResult<bool> {
@@ -458,6 +474,11 @@ impl DeliveryQueue for SqliteStore {
 
 #[async_trait]
 impl Admin for SqliteStore {
+    async fn owned_delivery(&self, owner: &Owner, id: DeliveryId) -> StoreResult<Option<Delivery>> {
+        let owner = owner.clone();
+        self.read("read an owner's delivery", move |db| Ok(queries::owned_delivery(db, &owner, id)?)).await
+    }
+
     async fn attempts(&self, id: DeliveryId) -> StoreResult<Vec<Attempt>> {
         self.read("read an attempt log", move |db| Ok(queries::attempts(db, id)?)).await
     }

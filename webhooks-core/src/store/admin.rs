@@ -162,6 +162,16 @@ pub trait Admin: SubscriptionStore + DeliveryQueue {
         Ok(all)
     }
 
+    /// One delivery to one of `owner`'s subscriptions: `None` for an id
+    /// that does not exist and for another owner's alike. The default
+    /// reads the delivery, then its subscription; a store answers in one
+    /// query where it can.
+    async fn owned_delivery(&self, owner: &Owner, id: DeliveryId) -> StoreResult<Option<Delivery>> {
+        let Some(delivery) = self.delivery(id).await? else { return Ok(None) };
+        let subscription = self.subscription(delivery.subscription_id).await?;
+        Ok(subscription.filter(|subscription| &subscription.owner == owner).map(|_| delivery))
+    }
+
     /// Deliveries matching `query`, in id order, at most `query.limit`.
     async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>>;
 

@@ -74,6 +74,14 @@ impl SubscriptionStore for Sealed {
         self.inner.subscriptions().await?.into_iter().map(|stored| self.open(stored)).collect()
     }
 
+    async fn owned_subscription(
+        &self,
+        owner: &Owner,
+        id: SubscriptionId,
+    ) -> StoreResult<Option<Subscription>> {
+        self.inner.owned_subscription(owner, id).await?.map(|stored| self.open(stored)).transpose()
+    }
+
     async fn owner_subscriptions(&self, owner: &Owner) -> StoreResult<Vec<Subscription>> {
         self.inner.owner_subscriptions(owner).await?.into_iter().map(|stored| self.open(stored)).collect()
     }
@@ -178,6 +186,10 @@ impl Admin for Sealed {
 
     async fn attempts_of(&self, ids: &[DeliveryId]) -> StoreResult<Vec<(DeliveryId, Vec<Attempt>)>> {
         self.inner.attempts_of(ids).await
+    }
+
+    async fn owned_delivery(&self, owner: &Owner, id: DeliveryId) -> StoreResult<Option<Delivery>> {
+        self.inner.owned_delivery(owner, id).await
     }
 
     async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<Delivery>> {

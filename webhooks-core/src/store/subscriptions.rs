@@ -36,6 +36,17 @@ pub trait SubscriptionStore: Send + Sync + Debug + 'static {
         Ok(all)
     }
 
+    /// One of `owner`'s subscriptions: `None` for an id that does not exist
+    /// and for another owner's alike. The default reads by id and compares
+    /// owners; a store with an index on owners answers in one query.
+    async fn owned_subscription(
+        &self,
+        owner: &Owner,
+        id: SubscriptionId,
+    ) -> StoreResult<Option<Subscription>> {
+        Ok(self.subscription(id).await?.filter(|subscription| &subscription.owner == owner))
+    }
+
     /// Removes an owner's subscriptions with their deliveries and logs, and
     /// the idempotency keys its events hold, in one step (an account
     /// deleted); returns how many subscriptions.
