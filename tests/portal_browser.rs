@@ -213,6 +213,18 @@ async fn a_customer_manages_endpoints_and_reads_the_log_in_a_browser() {
     )
     .await;
     screenshot(&signed_in(&host, "alice", "/portal"), "portal-endpoints.png", 820, shots.path()).await;
+    let catalogue = browse(&host, "alice", "/portal/event-types").await;
+    assert!(
+        catalogue.contains("A customer placed an order.") && catalogue.contains("\"order\": 1"),
+        "{catalogue}"
+    );
+    screenshot(
+        &signed_in(&host, "alice", "/portal/event-types"),
+        "portal-event-types.png",
+        900,
+        shots.path(),
+    )
+    .await;
     screenshot(&format!("file://{}", created_file.display()), "portal-secret.png", 620, shots.path()).await;
 
     // Bob, signed in, cannot read Alice's delivery: it is as unknown as an
