@@ -213,6 +213,9 @@ impl Webhooks {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn operational_events(
         &self,
         id: SubscriptionId,

@@ -735,6 +735,9 @@ impl Webhooks {
     /// signature: requests are signed with the new secret at once, and its
     /// receivers must accept either secret during the grace
     /// ([`DeepSmithScheme::verify_header_any`](crate::DeepSmithScheme::verify_header_any)).
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn rotate_secret(&self, id: SubscriptionId, grace: Duration) -> Result<Secret, Error> {
         if grace > MAX_GRACE {
             return Err(Error::invalid("grace period", "must be at most 30 days"));
@@ -750,6 +753,9 @@ impl Webhooks {
     }
 
     /// Enables a subscription again; its held deliveries are attempted at once.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn enable(&self, id: SubscriptionId) -> Result<(), Error> {
         let at = self.inner.clock.now();
         self.inner.store.enable_subscription(id, at).await?;
@@ -759,6 +765,9 @@ impl Webhooks {
     }
 
     /// Disables a subscription; its deliveries are held, not lost.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn disable(&self, id: SubscriptionId, reason: &str) -> Result<(), Error> {
         if reason.len() > MAX_REASON_BYTES {
             return Err(Error::invalid("reason", format!("over {MAX_REASON_BYTES} bytes")));
@@ -820,6 +829,9 @@ impl Webhooks {
     }
 
     /// One subscription.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn subscription(&self, id: SubscriptionId) -> Result<Subscription, Error> {
         self.inner.store.subscription(id).await?.ok_or(Error::SubscriptionNotFound { id })
     }
@@ -837,6 +849,9 @@ impl Webhooks {
     /// Changes a subscription's URL, event types, channels or settings, checked as
     /// [`Webhooks::subscribe`] checks them; its owner, secrets, status and
     /// deliveries stay. Returns it as it is now.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn update_subscription(
         &self,
         id: SubscriptionId,
@@ -866,6 +881,9 @@ impl Webhooks {
     }
 
     /// Deletes a subscription with its deliveries and their logs.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn delete_subscription(&self, id: SubscriptionId) -> Result<(), Error> {
         if !self.inner.store.delete_subscription(id).await? {
             return Err(Error::SubscriptionNotFound { id });
@@ -986,6 +1004,9 @@ impl Webhooks {
 
     /// One delivery, if it exists; held when pending while its subscription
     /// is disabled.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, Error> {
         let Some(delivery) = self.inner.store.delivery(id).await? else { return Ok(None) };
         let mut one = [delivery];
@@ -1036,6 +1057,9 @@ impl Webhooks {
     }
 
     /// A subscription's deliveries counted by state.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn delivery_counts(&self, id: SubscriptionId) -> Result<DeliveryCounts, Error> {
         Ok(self.inner.store.delivery_counts(id).await?)
     }
@@ -1161,6 +1185,9 @@ impl Webhooks {
 
     /// One delivery with its whole attempt log; held when pending while its
     /// subscription is disabled.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn delivery_log(&self, id: DeliveryId) -> Result<DeliveryLog, Error> {
         let delivery = self.delivery(id).await?.ok_or(StoreError::DeliveryNotFound(id))?;
         let attempts = self.inner.store.attempts(id).await?;
@@ -1213,6 +1240,9 @@ impl Webhooks {
 
     /// Sends a delivery again: a new attempt cycle with the same id and body,
     /// due now (held instead while its subscription is disabled).
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn resend(&self, id: DeliveryId) -> Result<(), Error> {
         self.inner.store.resend(id, self.inner.clock.now()).await?;
         self.inner.work.notify_waiters();
@@ -1223,6 +1253,9 @@ impl Webhooks {
     /// Recovers a subscription after an outage: enables it and re-queues its
     /// held deliveries and every delivery dropped since `since`, in one step.
     /// Returns how many deliveries were re-queued.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn recover(&self, id: SubscriptionId, since: DateTime<Utc>) -> Result<u64, Error> {
         let at = self.inner.clock.now();
         let recovered = self.inner.store.recover(id, since, at).await?;
@@ -1234,6 +1267,9 @@ impl Webhooks {
 
     /// Sends a `webhook.test` event to one subscription, whatever event types
     /// it listens to, so an endpoint can be checked end to end.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn send_test(&self, id: SubscriptionId) -> Result<DeliveryId, Error> {
         let subscription = self.subscription(id).await?;
         let now = self.inner.clock.now();
@@ -1254,6 +1290,9 @@ impl Webhooks {
 
     /// What a subscription's attempts add up to: attempts, success rate,
     /// last success and failure, consecutive failures.
+    ///
+    /// Any owner's: for operators. A customer-facing route takes
+    /// [`Webhooks::owner`], where another owner's ids are not found.
     pub async fn stats(&self, id: SubscriptionId) -> Result<SubscriptionStats, Error> {
         Ok(self.inner.store.subscription_stats(id).await?)
     }
