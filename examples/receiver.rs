@@ -1,5 +1,6 @@
-//! A webhook receiver that verifies every request with the library's own
-//! verification, as a customer's server would.
+//! A webhook receiver that verifies every request with `webhooks-verify`,
+//! the receivers' crate (no sender, no async runtime of its own), as a
+//! customer's server would.
 //!
 //! ```text
 //! cargo run --example receiver -- --preset smartlyq|deepsmith|standard --secret SECRET [--secret OLD] [--port 3000]
@@ -17,16 +18,49 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use webhooks_core::{Preset, Secret};
+use webhooks_verify::{DeepSmith, SmartlyQ, Standard, VerifyError};
+
+/// The sender's scheme.
+#[derive(Clone, Copy)]
+enum Scheme {
+    SmartlyQ,
+    DeepSmith,
+    Standard,
+}
 
 struct Receiver {
-    preset: Preset,
-    secrets: Vec<Secret>,
+    scheme: Scheme,
+    secrets: Vec<String>,
+}
+
+/// A header's value, or why it is missing.
+fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, VerifyError> {
+    let value = headers.get(name).ok_or(VerifyError::MissingHeader { name })?;
+    value.to_str().map_err(|_| VerifyError::MalformedHeader { name, reason: "not visible ASCII" })
+}
+
+/// Verifies one request: the raw body as received, never re-serialized.
+fn verify(receiver: &Receiver, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
+    let secrets: Vec<&str> = receiver.secrets.iter().map(String::as_str).collect();
+    let now = std::time::SystemTime::now();
+    match receiver.scheme {
+        Scheme::SmartlyQ => {
+            SmartlyQ::default().verify(header(headers, SmartlyQ::SIGNATURE)?, body, &secrets, now)
+        }
+        Scheme::DeepSmith => DeepSmith::verify(header(headers, DeepSmith::SIGNATURE)?, body, &secrets),
+        Scheme::Standard => Standard::default().verify(
+            header(headers, Standard::ID)?,
+            header(headers, Standard::TIMESTAMP)?,
+            header(headers, Standard::SIGNATURE)?,
+            body,
+            &secrets,
+            now,
+        ),
+    }
 }
 
 async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    // The raw bytes as received: never re-serialize before verifying.
-    let verdict = receiver.preset.scheme().verify(&headers, &body, &receiver.secrets, chrono::Utc::now());
+    let verdict = verify(&receiver, &headers, &body);
     let id = ["x-smartlyq-delivery", "x-webhook-id", "webhook-id"]
         .iter()
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
@@ -43,19 +77,21 @@ async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     }
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<(Preset, Vec<Secret>, u16), String> {
+fn parse(mut args: impl Iterator<Item = String>) -> Result<(Scheme, Vec<String>, u16), String> {
     let (mut preset, mut secrets, mut port) = (None, Vec::new(), 3000);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--preset" => {
                 let name = value()?;
-                preset = Some(
-                    Preset::by_name(&name)
-                        .ok_or(format!("unknown preset {name:?}: use smartlyq, deepsmith or standard"))?,
-                )
+                preset = Some(match name.as_str() {
+                    "smartlyq" => Scheme::SmartlyQ,
+                    "deepsmith" => Scheme::DeepSmith,
+                    "standard" => Scheme::Standard,
+                    _ => return Err(format!("unknown preset {name:?}: use smartlyq, deepsmith or standard")),
+                })
             }
-            "--secret" => secrets.push(Secret::from(value()?)),
+            "--secret" => secrets.push(value()?),
             "--port" => port = value()?.parse().map_err(|_| "--port needs a port number".to_owned())?,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -68,7 +104,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<(Preset, Vec<Secret>,
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (preset, secrets, port) = match parse(std::env::args().skip(1)) {
+    let (scheme, secrets, port) = match parse(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("error: {message}");
@@ -86,7 +122,7 @@ async fn main() -> ExitCode {
         Ok(address) => println!("listening on http://{address}/hooks"),
         Err(error) => eprintln!("error: {error}"),
     }
-    let app = Router::new().route("/hooks", post(receive)).with_state(Arc::new(Receiver { preset, secrets }));
+    let app = Router::new().route("/hooks", post(receive)).with_state(Arc::new(Receiver { scheme, secrets }));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

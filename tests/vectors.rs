@@ -67,3 +67,26 @@ fn every_vector_verifies_on_the_receiving_side() {
         assert!(DeepSmithScheme.verify_header(&case.deepsmith_header, body, &wrong).is_err());
     }
 }
+
+/// `webhooks-verify` alone, as a receiver without the sender's crates uses
+/// it, against the same independent vectors.
+#[test]
+fn the_receivers_crate_verifies_every_vector() {
+    use std::time::{Duration, SystemTime};
+    use webhooks_verify::{DeepSmith, SmartlyQ, VerifyError};
+    for case in cases() {
+        let body = case.body.as_bytes();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(case.timestamp.parse().expect("unix seconds"));
+        let secret = case.secret.as_str();
+        assert_eq!(SmartlyQ::sign(body, at, &[secret]), case.smartlyq_header);
+        assert_eq!(DeepSmith::sign(body, secret), case.deepsmith_header);
+        SmartlyQ::default().verify(&case.smartlyq_header, body, &["other", secret], at).unwrap();
+        DeepSmith::verify(&case.deepsmith_header, body, &[secret]).unwrap();
+        let wrong = format!("{secret}x");
+        let refused = SmartlyQ::default().verify(&case.smartlyq_header, body, &[&wrong], at);
+        assert_eq!(refused, Err(VerifyError::SignatureMismatch));
+        let late = at + Duration::from_secs(301);
+        let stale = SmartlyQ::default().verify(&case.smartlyq_header, body, &[secret], late);
+        assert!(matches!(stale, Err(VerifyError::TimestampOutOfTolerance { .. })), "{stale:?}");
+    }
+}

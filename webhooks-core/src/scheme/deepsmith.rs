@@ -1,11 +1,7 @@
 use chrono::{DateTime, Utc};
-use hmac::Mac;
 use http::{HeaderMap, HeaderName};
 
-use super::{
-    Message, SignatureScheme, VerifyError, decode_digest, header, header_value, hmac, id_value,
-    request_headers,
-};
+use super::{Message, SignatureScheme, VerifyError, header, header_value, id_value, request_headers};
 use crate::secret::Secret;
 
 /// DeepSmith's scheme: `X-Webhook-Signature: sha256=<hex>`, the HMAC-SHA256
@@ -26,10 +22,8 @@ use crate::secret::Secret;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeepSmithScheme;
 
-const PREFIX: &str = "sha256=";
-
 /// `sha256=` and 64 hex digits.
-const SIGNATURE_LEN: usize = PREFIX.len() + 64;
+const SIGNATURE_LEN: usize = webhooks_verify::DeepSmith::SIGNATURE_LEN;
 
 impl DeepSmithScheme {
     /// The signature header.
@@ -48,11 +42,7 @@ impl DeepSmithScheme {
     /// `sha256=` and the hex digest, written into `buffer`: signing an
     /// attempt allocates nothing.
     fn sign_into<'b>(body: &[u8], secret: &Secret, buffer: &'b mut [u8; SIGNATURE_LEN]) -> &'b str {
-        let digest = hmac(secret, &[body]).finalize().into_bytes();
-        let (prefix, hex_digest) = buffer.split_at_mut(PREFIX.len());
-        prefix.copy_from_slice(PREFIX.as_bytes());
-        hex::encode_to_slice(digest, hex_digest).unwrap_or_else(|_| unreachable!("64 hex digits fit"));
-        std::str::from_utf8(buffer).unwrap_or_else(|_| unreachable!("ASCII"))
+        webhooks_verify::DeepSmith::sign_into(body, secret.expose(), buffer)
     }
 
     /// Verifies an `X-Webhook-Signature` value against the raw body, in
@@ -62,26 +52,16 @@ impl DeepSmithScheme {
     }
 
     /// Verifies an `X-Webhook-Signature` value with any of `secrets` (a
-    /// receiver mid-rotation holds two), in constant time.
+    /// receiver mid-rotation holds two), in constant time, with
+    /// `webhooks-verify`.
     pub fn verify_header_any(
         &self,
         header: &str,
         body: &[u8],
         secrets: &[Secret],
     ) -> Result<(), VerifyError> {
-        let hex_digest = header.strip_prefix("sha256=").ok_or(VerifyError::MalformedHeader {
-            name: Self::SIGNATURE,
-            reason: "does not start with sha256=",
-        })?;
-        let candidate = decode_digest(hex_digest, Self::SIGNATURE)?;
-        if secrets.is_empty() {
-            return Err(VerifyError::NoSecret);
-        }
-        let mut matched = false;
-        for secret in secrets {
-            matched |= hmac(secret, &[body]).verify_slice(&candidate).is_ok();
-        }
-        if matched { Ok(()) } else { Err(VerifyError::SignatureMismatch) }
+        let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+        webhooks_verify::DeepSmith::verify(header, body, &secrets)
     }
 }
 

@@ -8,9 +8,7 @@ mod standard;
 use std::fmt::Debug;
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;
-use sha2::Sha256;
 
 use crate::model::DeliveryId;
 use crate::secret::Secret;
@@ -80,85 +78,9 @@ pub trait SignatureScheme: Send + Sync + Debug {
     }
 }
 
-/// Why a received webhook failed verification.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum VerifyError {
-    /// The signature header is absent.
-    #[error("missing header {name}")]
-    MissingHeader {
-        /// The header's name.
-        name: &'static str,
-    },
-    /// The signature header is not of the scheme's form.
-    #[error("malformed header {name}: {reason}")]
-    MalformedHeader {
-        /// The header's name.
-        name: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The signed timestamp is too far from now (a replay, or a skewed clock).
-    #[error("timestamp {timestamp} is outside the tolerance of {tolerance_secs} s")]
-    TimestampOutOfTolerance {
-        /// The signed timestamp (unix seconds).
-        timestamp: i64,
-        /// The tolerance in seconds.
-        tolerance_secs: u64,
-    },
-    /// No signature matches the body and secret.
-    #[error("signature does not match")]
-    SignatureMismatch,
-    /// No secret was given to verify with.
-    #[error("no secret to verify with")]
-    NoSecret,
-}
-
-pub(crate) type HmacSha256 = Hmac<Sha256>;
-
-/// HMAC-SHA256 keyed with the secret's UTF-8 bytes over `parts` in order.
-fn hmac(secret: &Secret, parts: &[&[u8]]) -> HmacSha256 {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    for part in parts {
-        mac.update(part);
-    }
-    mac
-}
-
-/// Decodes a lowercase or uppercase hex SHA-256 digest.
-fn decode_digest(hex_digest: &str, name: &'static str) -> Result<[u8; 32], VerifyError> {
-    let mut digest = [0u8; 32];
-    if hex_digest.len() != 64 {
-        return Err(VerifyError::MalformedHeader { name, reason: "signature is not 64 hex digits" });
-    }
-    hex::decode_to_slice(hex_digest, &mut digest)
-        .map_err(|_| VerifyError::MalformedHeader { name, reason: "signature is not hex" })?;
-    Ok(digest)
-}
-
-/// Reads a signed unix-seconds timestamp (header `name`) and checks that it
-/// is within `tolerance` of `now`, either way: older is a replay, newer a
-/// forged or skewed clock.
-fn fresh_timestamp(
-    text: &str,
-    name: &'static str,
-    tolerance: std::time::Duration,
-    now: DateTime<Utc>,
-) -> Result<i64, VerifyError> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(VerifyError::MalformedHeader { name, reason: "the timestamp is not unix seconds" });
-    }
-    let seconds: i64 = text
-        .parse()
-        .map_err(|_| VerifyError::MalformedHeader { name, reason: "the timestamp is out of range" })?;
-    let tolerance_secs = tolerance.as_secs();
-    if now.timestamp().abs_diff(seconds) > tolerance_secs {
-        return Err(VerifyError::TimestampOutOfTolerance { timestamp: seconds, tolerance_secs });
-    }
-    Ok(seconds)
-}
+/// Why a received webhook failed verification: `webhooks-verify`'s, which
+/// does the verifying.
+pub use webhooks_verify::VerifyError;
 
 fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, VerifyError> {
     headers

@@ -1,13 +1,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hmac::Mac;
 use http::{HeaderMap, HeaderName};
 
-use super::{
-    Message, SignatureScheme, VerifyError, decode_digest, fresh_timestamp, header, header_value, hmac,
-    id_value, request_headers,
-};
+use super::{Message, SignatureScheme, VerifyError, header, header_value, id_value, request_headers};
 use crate::secret::Secret;
 
 /// SmartlyQ's scheme: `X-SmartlyQ-Signature: t=<unix seconds>,v1=<hex>`, the
@@ -62,14 +58,8 @@ impl SmartlyQScheme {
     /// The `X-SmartlyQ-Signature` value with one `v1=` per secret, for the
     /// grace period of a rotation: receivers holding either secret verify.
     pub fn signatures(&self, body: &[u8], timestamp: DateTime<Utc>, secrets: &[&Secret]) -> String {
-        let t = timestamp.timestamp().to_string();
-        let mut header = format!("t={t}");
-        for secret in secrets {
-            let digest = hmac(secret, &[t.as_bytes(), b".", body]).finalize().into_bytes();
-            header.push_str(",v1=");
-            header.push_str(&hex::encode(digest));
-        }
-        header
+        let secrets: Vec<&str> = secrets.iter().map(|secret| secret.expose()).collect();
+        webhooks_verify::SmartlyQ::sign(body, timestamp.into(), &secrets)
     }
 
     /// Verifies an `X-SmartlyQ-Signature` value against the raw body with
@@ -87,7 +77,8 @@ impl SmartlyQScheme {
     /// Verifies an `X-SmartlyQ-Signature` value against the raw body with any
     /// of `secrets` (a receiver mid-rotation holds two). The header may list
     /// several `v1=` signatures; one match is enough. Comparison is constant
-    /// time.
+    /// time. A receiver without the sender's crates uses `webhooks-verify`,
+    /// which this calls.
     pub fn verify_header_any(
         &self,
         header: &str,
@@ -95,35 +86,13 @@ impl SmartlyQScheme {
         secrets: &[Secret],
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError> {
-        let malformed = |reason| VerifyError::MalformedHeader { name: Self::SIGNATURE, reason };
-        let mut timestamp = None;
-        let mut signatures = Vec::new();
-        for part in header.split(',') {
-            let (key, value) = part.trim().split_once('=').ok_or(malformed("a part has no '='"))?;
-            match key {
-                "t" if timestamp.is_some() => return Err(malformed("t= appears twice")),
-                "t" => timestamp = Some(value),
-                "v1" => signatures.push(decode_digest(value, Self::SIGNATURE)?),
-                _ => {} // other versions are for other receivers
-            }
-        }
-        let t = timestamp.ok_or(malformed("no t= timestamp"))?;
-        if signatures.is_empty() {
-            return Err(malformed("no v1= signature"));
-        }
-        fresh_timestamp(t, Self::SIGNATURE, self.tolerance, now)?;
-        if secrets.is_empty() {
-            return Err(VerifyError::NoSecret);
-        }
-        // Every pair is checked, so timing does not tell which matched.
-        let mut matched = false;
-        for secret in secrets {
-            let expected = hmac(secret, &[t.as_bytes(), b".", body]);
-            for candidate in &signatures {
-                matched |= expected.clone().verify_slice(candidate).is_ok();
-            }
-        }
-        if matched { Ok(()) } else { Err(VerifyError::SignatureMismatch) }
+        let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+        webhooks_verify::SmartlyQ::default().with_tolerance(self.tolerance).verify(
+            header,
+            body,
+            &secrets,
+            now.into(),
+        )
     }
 }
 
