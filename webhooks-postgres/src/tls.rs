@@ -20,9 +20,7 @@ use crate::error::Error;
 
 /// The connector for `mode`, trusting the certificates in `roots` if given.
 pub(crate) fn connector(mode: TlsMode, roots: Option<&Path>) -> Result<MakeRustlsConnect, Error> {
-    // Named, not the process default: the dispatcher's HTTP client links
-    // rustls too, and two providers linked leave no default.
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = provider()?;
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|error| Error::Tls { reason: error.to_string() })?;
@@ -40,6 +38,26 @@ pub(crate) fn connector(mode: TlsMode, roots: Option<&Path>) -> Result<MakeRustl
     };
     let config = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
+}
+
+/// The crypto provider: the one the host installed as the process default
+/// (core's `rustls-ring` installs ring when it builds its HTTP client),
+/// else the one this crate's features name. Named rather than left to
+/// rustls: two providers linked leave no default.
+fn provider() -> Result<Arc<rustls::crypto::CryptoProvider>, Error> {
+    if let Some(installed) = rustls::crypto::CryptoProvider::get_default() {
+        return Ok(Arc::clone(installed));
+    }
+    #[cfg(feature = "rustls-aws-lc")]
+    return Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    #[cfg(all(feature = "rustls-ring", not(feature = "rustls-aws-lc")))]
+    return Ok(Arc::new(rustls::crypto::ring::default_provider()));
+    #[cfg(not(any(feature = "rustls-aws-lc", feature = "rustls-ring")))]
+    Err(Error::Tls {
+        reason: "no rustls crypto provider: enable webhooks-postgres' rustls-aws-lc or rustls-ring, \
+                 or install one as the process default"
+            .to_owned(),
+    })
 }
 
 /// The certificates in the PEM file `path`, or the Mozilla roots.
