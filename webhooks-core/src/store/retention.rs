@@ -26,15 +26,7 @@ pub trait Retention: Send + Sync + Debug + 'static {
     /// Forgets every idempotency key no longer held at `now`, at most
     /// `batch` per step (0 counts as 1); returns how many.
     async fn forget_expired_keys(&self, now: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
-        let batch = batch.max(1);
-        let mut forgotten = 0;
-        loop {
-            let deleted = self.forget_keys(now, batch).await?;
-            forgotten += deleted;
-            if deleted < batch as u64 {
-                return Ok(forgotten);
-            }
-        }
+        in_batches(batch, |limit| self.forget_keys(now, limit)).await
     }
 
     /// Deletes every delivery finished before `older_than`, at most `batch`
@@ -42,14 +34,24 @@ pub trait Retention: Send + Sync + Debug + 'static {
     /// interleaves and a purge never holds the store for long. Returns how
     /// many it deleted. When a step fails, the steps before it stay done.
     async fn purge_finished(&self, older_than: DateTime<Utc>, batch: usize) -> StoreResult<u64> {
-        let batch = batch.max(1);
-        let mut purged = 0;
-        loop {
-            let deleted = self.purge_batch(older_than, batch).await?;
-            purged += deleted;
-            if deleted < batch as u64 {
-                return Ok(purged);
-            }
+        in_batches(batch, |limit| self.purge_batch(older_than, limit)).await
+    }
+}
+
+/// Runs `step` with a limit of `batch` (0 counts as 1) until a step does
+/// less than the limit; returns how much all the steps did.
+async fn in_batches<F, Fut>(batch: usize, mut step: F) -> StoreResult<u64>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = StoreResult<u64>>,
+{
+    let batch = batch.max(1);
+    let mut done = 0;
+    loop {
+        let did = step(batch).await?;
+        done += did;
+        if did < batch as u64 {
+            return Ok(done);
         }
     }
 }
