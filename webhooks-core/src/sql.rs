@@ -37,6 +37,73 @@ pub struct SchemaTooNew {
     pub supported: i64,
 }
 
+/// A database whose schema is older than the one its store crate uses, opened
+/// without migrating: the host runs the store's `migrate` first (a deploy
+/// step) and opens it after.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the database schema is version {found}, older than version {expected} that {store} uses; run its migrate step first"
+)]
+pub struct SchemaBehind {
+    /// The store crate, e.g. `webhooks-sqlite`.
+    pub store: &'static str,
+    /// The database's schema version.
+    pub found: i64,
+    /// The version this crate uses.
+    pub expected: i64,
+}
+
+/// A migration applied to the database that is not the text this store
+/// crate ships: a released migration never changes, so the database was
+/// migrated by a modified build, and the store will not guess its schema.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "migration {version} applied to this database differs from the one {store} ships (checksum {applied}, shipped {shipped})"
+)]
+pub struct MigrationChanged {
+    /// The store crate, e.g. `webhooks-sqlite`.
+    pub store: &'static str,
+    /// The migration's version.
+    pub version: i64,
+    /// The checksum recorded when it was applied (`none` when missing).
+    pub applied: String,
+    /// The checksum of the text this crate ships.
+    pub shipped: String,
+}
+
+/// What a store's `migrate` did: the schema version it found and the one it
+/// left, equal when there was nothing to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Migrated {
+    /// The version before.
+    pub from: i64,
+    /// The version after.
+    pub to: i64,
+}
+
+impl Migrated {
+    /// The report of a migration from `from` to `to`.
+    pub fn new(from: i64, to: i64) -> Self {
+        Self { from, to }
+    }
+}
+
+/// The checksum a store records beside each migration it applies: SHA-256
+/// of its text in hex, line endings as `\n` so a checkout that rewrote them
+/// still matches.
+///
+/// ```
+/// let crlf = webhooks_core::sql::checksum("CREATE TABLE t (x INT);\r\n");
+/// assert_eq!(crlf, webhooks_core::sql::checksum("CREATE TABLE t (x INT);\n"));
+/// assert_eq!(crlf.len(), 64);
+/// ```
+pub fn checksum(sql: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(sql.replace("\r\n", "\n").as_bytes()))
+}
+
 /// A stored count (attempts, an attempt's number, failures) as the model's
 /// `u32`.
 pub fn count(value: i64, column: &str) -> Result<u32, CorruptRow> {

@@ -46,6 +46,15 @@ pub enum Error {
     /// A newer version of this crate wrote the database; it is left alone.
     #[error(transparent)]
     SchemaTooNew(#[from] webhooks_core::sql::SchemaTooNew),
+    /// Opened without migrating, the database's schema is older than this
+    /// crate's: run [`PostgresStore::migrate`](crate::PostgresStore::migrate)
+    /// first.
+    #[error(transparent)]
+    SchemaBehind(#[from] webhooks_core::sql::SchemaBehind),
+    /// A migration applied to the database is not the one this crate
+    /// ships; the database is left alone.
+    #[error(transparent)]
+    MigrationChanged(#[from] webhooks_core::sql::MigrationChanged),
     /// Moving the schema up to `version` failed; the database keeps the
     /// version it had (migrations are transactional).
     #[error("could not migrate the database schema to version {version}: {source}")]

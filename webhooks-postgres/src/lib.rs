@@ -73,6 +73,7 @@ pub use crate::error::Error;
 pub use deadpool_postgres;
 /// The driver under the pool.
 pub use tokio_postgres;
+pub use webhooks_core::sql::Migrated;
 
 /// Connections a store made by [`PostgresStore::connect`] keeps at most. A
 /// dispatcher uses a few at once (claiming, recording, its timer), and
@@ -96,6 +97,41 @@ pub struct PostgresStore {
     target: Target,
     wake_ups: Arc<listen::WakeUps>,
     first_statistics: Arc<statistics::FirstStatistics>,
+}
+
+/// The pool for `url`, the server it reaches and how to listen there.
+fn pool_for(url: &str) -> Result<(Pool, Target, listen::Source), Error> {
+    let settings = config::parse(url)?;
+    let tls = tls::connector(settings.tls, settings.root_certificates.as_deref())?;
+    let listener = listen::Source {
+        config: settings.config.clone(),
+        tls: tls.clone(),
+        target: settings.target.to_string(),
+    };
+    let manager = Manager::from_config(
+        settings.config,
+        tls,
+        // Fast: a connection whose transaction was cut short (its task
+        // cancelled) has its rollback queued already.
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(DEFAULT_POOL_SIZE)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(WAIT_FOR_CONNECTION))
+        .create_timeout(Some(CREATE_CONNECTION))
+        .build()
+        .map_err(Error::PoolSetup)?;
+    Ok((pool, settings.target, listener))
+}
+
+/// What opening does to the schema.
+#[derive(Clone, Copy, Debug)]
+enum Schema {
+    /// Bring it up to date.
+    Migrate,
+    /// Only check it is the one this crate uses.
+    Check,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -133,32 +169,61 @@ impl PostgresStore {
     /// [`Error::RootCertificates`] when `sslrootcert` cannot be read,
     /// [`Error::Connect`] when the server cannot be reached or refuses the
     /// credentials, [`Error::SchemaTooNew`] when a newer version of this
-    /// crate migrated the database (it is left untouched), and
-    /// [`Error::Migrate`] when a migration fails (the database keeps its old
-    /// schema). No error repeats the password.
+    /// crate migrated the database and [`Error::MigrationChanged`] when a
+    /// migration applied to it is not the one this crate ships (it is left
+    /// untouched either way), and [`Error::Migrate`] when a migration fails
+    /// (the database keeps its old schema). No error repeats the password.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let settings = config::parse(url)?;
-        let tls = tls::connector(settings.tls, settings.root_certificates.as_deref())?;
-        let listener = listen::Source {
-            config: settings.config.clone(),
-            tls: tls.clone(),
-            target: settings.target.to_string(),
-        };
-        let manager = Manager::from_config(
-            settings.config,
-            tls,
-            // Fast: a connection whose transaction was cut short (its task
-            // cancelled) has its rollback queued already.
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(DEFAULT_POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(WAIT_FOR_CONNECTION))
-            .create_timeout(Some(CREATE_CONNECTION))
-            .build()
-            .map_err(Error::PoolSetup)?;
-        Self::open(pool, Some(settings.target), Some(listener)).await
+        let (pool, target, listener) = pool_for(url)?;
+        Self::open(pool, Some(target), Some(listener), Schema::Migrate).await
+    }
+
+    /// Connects as [`PostgresStore::connect`] does, without changing the
+    /// schema: it must be exactly the one this crate uses, every migration
+    /// applied as shipped. For hosts that migrate in a deploy step of their
+    /// own ([`PostgresStore::migrate`]); the role then needs no right to
+    /// create anything.
+    ///
+    /// ```no_run
+    /// use webhooks_postgres::PostgresStore;
+    ///
+    /// # async fn run() -> Result<(), webhooks_postgres::Error> {
+    /// let url = "postgres://app:secret@db.internal/app";
+    /// // The deploy step, with a role that may change the schema:
+    /// let migrated = PostgresStore::migrate("postgres://owner:secret@db.internal/app").await?;
+    /// println!("webhooks schema {} -> {}", migrated.from, migrated.to);
+    /// // Each instance of the host:
+    /// let store = PostgresStore::connect_without_migrating(url).await?;
+    /// # drop(store);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresStore::connect`], and [`Error::SchemaBehind`] when the
+    /// database needs migrating.
+    pub async fn connect_without_migrating(url: &str) -> Result<Self, Error> {
+        let (pool, target, listener) = pool_for(url)?;
+        Self::open(pool, Some(target), Some(listener), Schema::Check).await
+    }
+
+    /// Brings the schema of the database at `url` up to date and
+    /// disconnects: the deploy step of a host whose instances connect with
+    /// [`PostgresStore::connect_without_migrating`]. It records the checksum
+    /// of each migration it applies, so a later connection refuses a
+    /// database another build of this crate migrated differently. Running
+    /// it again does nothing; instances migrating at once wait for each
+    /// other.
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresStore::connect`].
+    pub async fn migrate(url: &str) -> Result<Migrated, Error> {
+        let (pool, target, _) = pool_for(url)?;
+        let mut client =
+            pool.get().await.map_err(|source| Error::Connect { target: target.to_string(), source })?;
+        schema::migrate(&mut client).await
     }
 
     /// A store on a pool the host built (its own size, timeouts, TLS or
@@ -174,17 +239,31 @@ impl PostgresStore {
     ///
     /// As [`PostgresStore::connect`], less the URL's.
     pub async fn from_pool(pool: Pool) -> Result<Self, Error> {
-        Self::open(pool, None, None).await
+        Self::open(pool, None, None, Schema::Migrate).await
+    }
+
+    /// A store on a pool the host built, without changing the schema, as
+    /// [`PostgresStore::connect_without_migrating`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresStore::connect_without_migrating`], less the URL's.
+    pub async fn from_pool_without_migrating(pool: Pool) -> Result<Self, Error> {
+        Self::open(pool, None, None, Schema::Check).await
     }
 
     async fn open(
         pool: Pool,
         target: Option<Target>,
         listener: Option<listen::Source>,
+        schema: Schema,
     ) -> Result<Self, Error> {
         let shown = target.as_ref().map_or_else(|| "the pool's server".to_owned(), Target::to_string);
         let mut client = pool.get().await.map_err(|source| Error::Connect { target: shown, source })?;
-        schema::migrate(&mut client).await?;
+        match schema {
+            Schema::Migrate => drop(schema::migrate(&mut client).await?),
+            Schema::Check => schema::check(&mut client).await?,
+        }
         let target = match target {
             Some(target) => target,
             None => {

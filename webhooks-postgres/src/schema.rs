@@ -4,11 +4,15 @@
 //! Migrations run in one transaction that first takes a transaction-scoped
 //! advisory lock, so instances starting at once migrate the database once,
 //! one after the other, and a failed migration leaves it as it was
-//! (PostgreSQL's DDL is transactional).
+//! (PostgreSQL's DDL is transactional). Each migration applied is recorded
+//! with the checksum of its text in `webhooks.schema_migrations`.
+
+use std::collections::HashMap;
 
 use deadpool_postgres::Object;
+use tokio_postgres::Transaction;
 
-use webhooks_core::sql::SchemaTooNew;
+use webhooks_core::sql::{Migrated, MigrationChanged, SchemaBehind, SchemaTooNew, checksum};
 
 use crate::error::Error;
 
@@ -19,7 +23,7 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b73;
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`,
 /// each the SQL file of its name in `migrations/`. Append only: a released
 /// migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -60,9 +64,17 @@ const V5: &str = include_str!("../migrations/V5.sql");
 /// publish.
 const V6: &str = include_str!("../migrations/V6.sql");
 
-/// Brings the schema up to date, or refuses a database a newer version of
-/// this crate migrated.
-pub(crate) async fn migrate(client: &mut Object) -> Result<(), Error> {
+/// The checksums of the migrations applied.
+const V7: &str = include_str!("../migrations/V7.sql");
+
+/// The first version with checksums: a database below it has none to
+/// compare.
+const CHECKSUMS_SINCE: i64 = 7;
+
+/// Brings the schema up to date and records the checksums of the
+/// migrations, or refuses a database a newer version of this crate
+/// migrated, or one whose applied migrations differ from those shipped.
+pub(crate) async fn migrate(client: &mut Object) -> Result<Migrated, Error> {
     let failed = |version| move |source| Error::Migrate { version, source };
     let transaction = client.transaction().await.map_err(failed(VERSION))?;
     transaction
@@ -79,14 +91,11 @@ pub(crate) async fn migrate(client: &mut Object) -> Result<(), Error> {
         )
         .await
         .map_err(failed(VERSION))?;
-    let found: i64 = transaction
-        .query_one("SELECT coalesce(max(version), 0) FROM webhooks.schema_migrations", &[])
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(failed(VERSION))?;
+    let found = version(&transaction).await.map_err(failed(VERSION))?;
     if found > VERSION {
         return Err(SchemaTooNew { store: "webhooks-postgres", found, supported: VERSION }.into());
     }
+    compare_checksums(&transaction, found).await.map_err(|error| error.or(failed(VERSION)))?;
     for (version, sql) in (1..).zip(MIGRATIONS).skip(usize::try_from(found).unwrap_or(0)) {
         transaction.batch_execute(sql).await.map_err(failed(version))?;
         transaction
@@ -94,5 +103,91 @@ pub(crate) async fn migrate(client: &mut Object) -> Result<(), Error> {
             .await
             .map_err(failed(version))?;
     }
-    transaction.commit().await.map_err(failed(VERSION))
+    // Those applied before the column existed are taken as shipped.
+    for (version, sql) in (1..).zip(MIGRATIONS) {
+        transaction
+            .execute(
+                "UPDATE webhooks.schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL",
+                &[&version, &checksum(sql)],
+            )
+            .await
+            .map_err(failed(version))?;
+    }
+    transaction.commit().await.map_err(failed(VERSION))?;
+    Ok(Migrated::new(found, VERSION))
+}
+
+/// Refuses a schema that is not exactly the one this crate uses.
+pub(crate) async fn check(client: &mut Object) -> Result<(), Error> {
+    let failed = |source| Error::Query { operation: "read the schema's migrations", source };
+    let transaction = client.transaction().await.map_err(failed)?;
+    let exists: bool = transaction
+        .query_one("SELECT to_regclass('webhooks.schema_migrations') IS NOT NULL", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(failed)?;
+    let found = if exists { version(&transaction).await.map_err(failed)? } else { 0 };
+    if found > VERSION {
+        return Err(SchemaTooNew { store: "webhooks-postgres", found, supported: VERSION }.into());
+    }
+    if found < VERSION {
+        return Err(SchemaBehind { store: "webhooks-postgres", found, expected: VERSION }.into());
+    }
+    compare_checksums(&transaction, found).await.map_err(|error| error.or(failed))
+}
+
+/// The newest migration applied.
+async fn version(transaction: &Transaction<'_>) -> Result<i64, tokio_postgres::Error> {
+    transaction
+        .query_one("SELECT coalesce(max(version), 0) FROM webhooks.schema_migrations", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+}
+
+/// Refuses a database whose applied migrations (up to `found`) are not the
+/// text this crate ships.
+async fn compare_checksums(transaction: &Transaction<'_>, found: i64) -> Result<(), Refused> {
+    if found < CHECKSUMS_SINCE {
+        return Ok(());
+    }
+    let applied: HashMap<i64, Option<String>> = transaction
+        .query("SELECT version, checksum FROM webhooks.schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    for (version, sql) in (1..=found).zip(MIGRATIONS) {
+        let shipped = checksum(sql);
+        match applied.get(&version) {
+            Some(Some(recorded)) if *recorded == shipped => {}
+            recorded => {
+                let applied = recorded.cloned().flatten().unwrap_or_else(|| "none".to_owned());
+                let changed = MigrationChanged { store: "webhooks-postgres", version, applied, shipped };
+                return Err(Refused::Changed(changed));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Comparing checksums: the query failed, or the database is refused.
+enum Refused {
+    Query(tokio_postgres::Error),
+    Changed(MigrationChanged),
+}
+
+impl From<tokio_postgres::Error> for Refused {
+    fn from(source: tokio_postgres::Error) -> Self {
+        Self::Query(source)
+    }
+}
+
+impl Refused {
+    /// The store's error, a failed query as `failed` says.
+    fn or(self, failed: impl FnOnce(tokio_postgres::Error) -> Error) -> Error {
+        match self {
+            Self::Query(source) => failed(source),
+            Self::Changed(changed) => changed.into(),
+        }
+    }
 }

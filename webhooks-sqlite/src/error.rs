@@ -30,6 +30,15 @@ pub enum Error {
     /// A newer version of this crate wrote the database; it is left alone.
     #[error(transparent)]
     SchemaTooNew(#[from] webhooks_core::sql::SchemaTooNew),
+    /// Opened without migrating, the database's schema is older than this
+    /// crate's: run [`SqliteStore::migrate`](crate::SqliteStore::migrate)
+    /// first.
+    #[error(transparent)]
+    SchemaBehind(#[from] webhooks_core::sql::SchemaBehind),
+    /// A migration applied to the database is not the one this crate
+    /// ships; the database is left alone.
+    #[error(transparent)]
+    MigrationChanged(#[from] webhooks_core::sql::MigrationChanged),
     /// The file's schema version is not one this crate ever writes.
     #[error("the database schema version {found} is not one webhooks-sqlite writes")]
     SchemaUnknown {

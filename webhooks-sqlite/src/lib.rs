@@ -49,12 +49,14 @@ mod store;
 mod worker;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
+pub use webhooks_core::sql::Migrated;
 
 pub use crate::error::Error;
+use crate::schema::Schema;
 use crate::worker::Worker;
 /// The `rusqlite` this store is built with. A host that publishes inside its
 /// own transactions ([`SqliteStore::publish_in`]) uses this one: SQLite is
@@ -94,17 +96,70 @@ impl SqliteStore {
     ///
     /// The connection uses WAL, `synchronous = FULL` and a 5 s busy timeout.
     /// The work happens on the connection's own thread; this future only
-    /// waits for it.
+    /// waits for it. A host that migrates as a deploy step of its own calls
+    /// [`SqliteStore::migrate`] there and [`SqliteStore::open_without_migrating`]
+    /// here.
     ///
     /// # Errors
     ///
     /// [`Error::Open`] when the file cannot be opened or is not a database,
     /// [`Error::SchemaTooNew`] when a newer version of this crate wrote it
-    /// (the file is left untouched), [`Error::Migrate`] when a migration
-    /// fails (the file keeps its old schema).
+    /// and [`Error::MigrationChanged`] when a migration applied to it is not
+    /// the one this crate ships (the file is left untouched either way),
+    /// [`Error::Migrate`] when a migration fails (the file keeps its old
+    /// schema).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path: PathBuf = path.as_ref().to_owned();
-        let worker = Worker::start(path.clone()).await?;
+        Self::start(path.as_ref(), Schema::Migrate).await
+    }
+
+    /// Opens the database at `path` without changing its schema: it must
+    /// exist and be exactly the schema this crate uses, every migration
+    /// applied as shipped. For hosts that migrate in a step of their own.
+    ///
+    /// ```
+    /// use webhooks_sqlite::{Error, SqliteStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("webhooks.db");
+    /// // The deploy step, before the new version of the host starts:
+    /// let migrated = SqliteStore::migrate(&path).await?;
+    /// assert_eq!(migrated.to, SqliteStore::SCHEMA_VERSION);
+    /// // The host:
+    /// let store = SqliteStore::open_without_migrating(&path).await?;
+    /// # drop(store);
+    /// # let missing = dir.path().join("missing.db");
+    /// # assert!(matches!(SqliteStore::open_without_migrating(&missing).await, Err(Error::Open { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`], and [`Error::Open`] when the file is
+    /// missing, [`Error::SchemaBehind`] when it needs migrating.
+    pub async fn open_without_migrating(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::start(path.as_ref(), Schema::Check).await
+    }
+
+    /// Brings the schema of the database at `path` up to date, creating the
+    /// file if it is missing, and closes it: the deploy step of a host that
+    /// opens its stores with [`SqliteStore::open_without_migrating`]. It
+    /// records the checksum of each migration it applies, so a later open
+    /// refuses a file another build of this crate migrated differently.
+    /// Running it again does nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`].
+    pub async fn migrate(path: impl AsRef<Path>) -> Result<Migrated, Error> {
+        let path = path.as_ref().to_owned();
+        tokio::task::spawn_blocking(move || schema::migrate_file(&path)).await.map_err(|_| Error::Stopped)?
+    }
+
+    async fn start(path: &Path, schema: Schema) -> Result<Self, Error> {
+        let worker = Worker::start(path.to_owned(), schema).await?;
         Ok(Self { worker, path: path.into(), walked: Arc::default(), disk_full: Arc::default() })
     }
 

@@ -1,15 +1,17 @@
 //! The connection's settings and the schema, with its versioned migrations.
 //!
-//! The schema version lives in `PRAGMA user_version`. Migrations run in order
-//! in one `BEGIN IMMEDIATE` transaction, so processes opening the same file
-//! at once migrate it once, and a failed migration leaves the file as it was.
+//! The schema version lives in `PRAGMA user_version`, and the checksum of
+//! each migration applied in `schema_migrations`. Migrations run in order in
+//! one `BEGIN IMMEDIATE` transaction, so processes opening the same file at
+//! once migrate it once, and a failed migration leaves the file as it was.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use webhooks_core::sql::SchemaTooNew;
+use webhooks_core::sql::{Migrated, MigrationChanged, SchemaBehind, SchemaTooNew, checksum};
 
 use crate::error::Error;
 
@@ -20,7 +22,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Migration `n` (from 0) takes the schema from version `n` to `n + 1`,
 /// each the SQL file of its name in `migrations/`. Append only: a released
 /// migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -72,18 +74,57 @@ const V7: &str = include_str!("../migrations/V7.sql");
 /// listeners at publish.
 const V8: &str = include_str!("../migrations/V8.sql");
 
-/// Opens `path` (creating it if missing), sets the connection up and
-/// brings the schema up to date.
-pub(crate) fn open(path: &Path) -> Result<Connection, Error> {
+/// The checksums of the migrations applied.
+const V9: &str = include_str!("../migrations/V9.sql");
+
+/// The first version with `schema_migrations`: a file below it has no
+/// checksums to compare.
+const CHECKSUMS_SINCE: i64 = 9;
+
+/// What opening does to the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Schema {
+    /// Bring it up to date, creating the file if it is missing.
+    Migrate,
+    /// Only check that it is the one this crate uses: the host migrates as
+    /// a step of its own.
+    Check,
+}
+
+/// Opens `path`, sets the connection up and migrates or checks the schema.
+pub(crate) fn open(path: &Path, schema: Schema) -> Result<Connection, Error> {
+    let mut connection = connect(path, schema)?;
+    match schema {
+        Schema::Migrate => drop(migrate(&mut connection)?),
+        Schema::Check => check(&connection)?,
+    }
+    Ok(connection)
+}
+
+/// Brings the schema of the file at `path` up to date (creating it if
+/// missing) and closes it.
+pub(crate) fn migrate_file(path: &Path) -> Result<Migrated, Error> {
+    let mut connection = connect(path, Schema::Migrate)?;
+    let migrated = migrate(&mut connection)?;
+    connection.close().map_err(|(_, source)| Error::Open { path: path.to_owned(), source })?;
+    Ok(migrated)
+}
+
+/// Opens `path` in WAL mode with the connection's settings; only a
+/// migrating open creates a missing file.
+fn connect(path: &Path, schema: Schema) -> Result<Connection, Error> {
     let failed = |source| Error::Open { path: path.to_owned(), source };
-    let mut connection = Connection::open(path).map_err(failed)?;
+    let mut flags = OpenFlags::default();
+    if schema == Schema::Check {
+        flags.remove(OpenFlags::SQLITE_OPEN_CREATE);
+    }
+    let connection = Connection::open_with_flags(path, flags).map_err(failed)?;
     configure(&connection).map_err(failed)?;
     let mode: String =
         connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(failed)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::NotWal { path: path.to_owned(), mode });
     }
-    migrate(&mut connection)?;
     Ok(connection)
 }
 
@@ -112,28 +153,80 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "synchronous", "FULL")
 }
 
-/// Applies the migrations the file lacks, or refuses a file from a newer
-/// version of this crate.
-pub(crate) fn migrate(connection: &mut Connection) -> Result<(), Error> {
-    let transaction = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|source| Error::Migrate { version: VERSION, source })?;
-    let found: i64 = transaction
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|source| Error::Migrate { version: VERSION, source })?;
+/// Applies the migrations the file lacks and records their checksums, or
+/// refuses a file from a newer version of this crate or one whose applied
+/// migrations differ from those shipped.
+pub(crate) fn migrate(connection: &mut Connection) -> Result<Migrated, Error> {
+    let failed = |version| move |source| Error::Migrate { version, source };
+    let transaction =
+        connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(failed(VERSION))?;
+    let found = version(&transaction, failed(VERSION))?;
+    compare_checksums(&transaction, found, failed(VERSION))?;
+    for (version, sql) in (1..).zip(MIGRATIONS).skip(found as usize) {
+        transaction
+            .execute_batch(sql)
+            .and_then(|()| transaction.pragma_update(None, "user_version", version))
+            .map_err(failed(version))?;
+    }
+    // Those applied before the table existed are taken as shipped.
+    let mut record = transaction
+        .prepare("INSERT OR IGNORE INTO schema_migrations (version, checksum) VALUES (?1, ?2)")
+        .map_err(failed(VERSION))?;
+    for (version, sql) in (1..).zip(MIGRATIONS) {
+        record.execute((version, checksum(sql))).map_err(failed(version))?;
+    }
+    drop(record);
+    transaction.commit().map_err(failed(VERSION))?;
+    Ok(Migrated::new(found, VERSION))
+}
+
+/// Refuses a schema that is not exactly the one this crate uses.
+fn check(connection: &Connection) -> Result<(), Error> {
+    let failed = |source| Error::Sqlite { operation: "read the schema's migrations", source };
+    let found = version(connection, failed)?;
+    if found < VERSION {
+        return Err(SchemaBehind { store: "webhooks-sqlite", found, expected: VERSION }.into());
+    }
+    compare_checksums(connection, found, failed)
+}
+
+/// The file's schema version, refused when this crate never wrote it.
+fn version(connection: &Connection, failed: impl Fn(rusqlite::Error) -> Error) -> Result<i64, Error> {
+    let found: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(failed)?;
     if found > VERSION {
         return Err(SchemaTooNew { store: "webhooks-sqlite", found, supported: VERSION }.into());
     }
     if found < 0 {
         return Err(Error::SchemaUnknown { found });
     }
-    for (version, sql) in (1..).zip(MIGRATIONS).skip(found as usize) {
-        transaction
-            .execute_batch(sql)
-            .and_then(|()| transaction.pragma_update(None, "user_version", version))
-            .map_err(|source| Error::Migrate { version, source })?;
+    Ok(found)
+}
+
+/// Refuses a file whose applied migrations (up to `found`) are not the
+/// text this crate ships.
+fn compare_checksums(
+    connection: &Connection,
+    found: i64,
+    failed: impl Fn(rusqlite::Error) -> Error,
+) -> Result<(), Error> {
+    if found < CHECKSUMS_SINCE {
+        return Ok(());
     }
-    transaction.commit().map_err(|source| Error::Migrate { version: VERSION, source })
+    let applied: HashMap<i64, String> = connection
+        .prepare("SELECT version, checksum FROM schema_migrations")
+        .and_then(|mut statement| statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+        .map_err(failed)?;
+    for (version, sql) in (1..=found).zip(MIGRATIONS) {
+        let shipped = checksum(sql);
+        match applied.get(&version) {
+            Some(recorded) if *recorded == shipped => {}
+            recorded => {
+                let applied = recorded.cloned().unwrap_or_else(|| "none".to_owned());
+                return Err(MigrationChanged { store: "webhooks-sqlite", version, applied, shipped }.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -172,6 +265,22 @@ mod tests {
             assert_eq!(found, VERSION);
             assert_eq!(schema(&older), schema(&fresh), "from version {version}");
         }
+    }
+
+    #[test]
+    fn a_file_from_before_checksums_gets_those_shipped() {
+        let mut db = at_version(8);
+        assert_eq!(migrate(&mut db).unwrap(), Migrated::new(8, VERSION));
+        let recorded: Vec<(i64, String)> = db
+            .prepare("SELECT version, checksum FROM schema_migrations ORDER BY version")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let shipped: Vec<(i64, String)> = (1..).zip(MIGRATIONS).map(|(v, sql)| (v, checksum(sql))).collect();
+        assert_eq!(recorded, shipped);
+        check(&db).unwrap();
     }
 
     #[test]

@@ -24,7 +24,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, ffi};
 use tokio::sync::oneshot;
 
 use crate::error::Error;
-use crate::schema;
+use crate::schema::{self, Schema};
 
 /// The most writes one transaction takes: enough for every caller a busy
 /// host has waiting, few enough that the write lock is not held for long.
@@ -113,15 +113,15 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Starts the thread, which opens `path` and brings its schema up to
-    /// date before it takes jobs.
-    pub(crate) async fn start(path: PathBuf) -> Result<Self, Error> {
+    /// Starts the thread, which opens `path` and migrates or checks its
+    /// schema before it takes jobs.
+    pub(crate) async fn start(path: PathBuf, schema: Schema) -> Result<Self, Error> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, opened) = oneshot::channel();
         std::thread::Builder::new()
             .name("webhooks-sqlite".into())
             .spawn(move || {
-                let mut connection = match schema::open(&path) {
+                let mut connection = match schema::open(&path, schema) {
                     Ok(connection) => connection,
                     Err(error) => {
                         let _ = ready.send(Err(error));
