@@ -14,13 +14,14 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use webhooks_core::{Owner, Preset, Publish, Subscription, UrlRule, Webhooks};
 use webhooks_postgres::PostgresStore;
 use webhooks_sqlite::{SqliteStore, rusqlite};
 
-type Failure = Box<dyn std::error::Error>;
+type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// The owner the orders belong to.
 const SHOP: &str = "shop";
@@ -69,19 +70,43 @@ fn committed(id: &str) -> Result<(), Failure> {
     Ok(stdout.flush()?)
 }
 
+/// What a host's handlers share on SQLite: its own connection to the file,
+/// behind a mutex because SQLite calls block and run on the blocking pool.
+#[derive(Clone)]
+struct SqliteApp {
+    db: Arc<Mutex<rusqlite::Connection>>,
+    webhooks: Webhooks,
+}
+
+/// An async handler placing one order: the row and its event in one
+/// transaction, run where blocking is allowed.
+async fn place_order_on_sqlite(app: &SqliteApp, id: String) -> Result<(), Failure> {
+    // Checked and rendered before the transaction, which then only writes.
+    let event = order_event(&app.webhooks, &id)?;
+    let db = Arc::clone(&app.db);
+    tokio::task::spawn_blocking(move || -> Result<(), Failure> {
+        let mut db = db.lock().map_err(|_| "the connection's mutex is poisoned")?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("INSERT INTO orders (id) VALUES (?1)", [&id])?;
+        SqliteStore::publish_in(&tx, &[event])?;
+        Ok(tx.commit()?)
+    })
+    .await??;
+    // This process's dispatchers look at once; others find it when they poll.
+    app.webhooks.wake_dispatchers();
+    Ok(())
+}
+
 async fn on_sqlite(path: &str, orders: u64) -> Result<(), Failure> {
     let webhooks = webhooks(SqliteStore::open(path).await?).await?;
-    let mut db = rusqlite::Connection::open(path)?;
+    let db = rusqlite::Connection::open(path)?;
     db.busy_timeout(std::time::Duration::from_secs(5))?;
     db.execute_batch("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY)")?;
     let start: i64 = db.query_row("SELECT count(*) FROM orders", [], |row| row.get(0))?;
+    let app = SqliteApp { db: Arc::new(Mutex::new(db)), webhooks };
     for n in start.unsigned_abs()..orders {
         let id = format!("order-{n}");
-        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute("INSERT INTO orders (id) VALUES (?1)", [&id])?;
-        SqliteStore::publish_in(&tx, &[order_event(&webhooks, &id)?])?;
-        tx.commit()?;
-        webhooks.wake_dispatchers();
+        place_order_on_sqlite(&app, id.clone()).await?;
         committed(&id)?;
     }
     Ok(())

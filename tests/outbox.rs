@@ -128,6 +128,44 @@ async fn postgres_a_rolled_back_transaction_delivers_nothing_and_a_committed_one
     running.stop().await;
 }
 
+#[tokio::test]
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
+async fn postgres_a_host_on_plain_tokio_postgres_publishes_in_its_own_transaction() {
+    use webhooks_postgres::tokio_postgres;
+
+    let database = TestDatabase::create().await.unwrap();
+    let (webhooks, receiver, running) = shop(database.store().await.unwrap()).await;
+    // The host's own connection, no pool of this library's.
+    let (mut client, connection) =
+        tokio_postgres::connect(database.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("CREATE TABLE public.orders (id TEXT PRIMARY KEY)").await.unwrap();
+
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO public.orders (id) VALUES ('o-1')", &[]).await.unwrap();
+    let published = PostgresStore::publish_in(&tx, &[order(&webhooks, "o-1")]).await.unwrap();
+    tx.rollback().await.unwrap();
+    quiet(&running, &receiver, 0).await;
+    assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
+
+    // A client in a transaction the host began by hand.
+    client.batch_execute("BEGIN").await.unwrap();
+    client.execute("INSERT INTO public.orders (id) VALUES ('o-2')", &[]).await.unwrap();
+    let published = PostgresStore::publish_in(&client, &[order(&webhooks, "o-2")]).await.unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
+
+    // Outside a transaction nothing is published: a half-done outbox is no
+    // outbox.
+    let error = PostgresStore::publish_in(&client, &[order(&webhooks, "o-3")]).await.unwrap_err();
+    assert!(error.to_string().contains("publish in the host's transaction"), "{error}");
+    quiet(&running, &receiver, 1).await;
+    let events: i64 = client.query_one("SELECT count(*) FROM webhooks.events", &[]).await.unwrap().get(0);
+    assert_eq!(events, 1);
+    running.stop().await;
+}
+
 /// Runs the `outbox` example on `store`, kills it with SIGKILL once it has
 /// committed `before_kill` orders, and returns the orders it said it
 /// committed.

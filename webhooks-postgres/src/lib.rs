@@ -55,6 +55,7 @@ mod listen;
 mod queries;
 mod record;
 mod schema;
+mod session;
 mod statistics;
 mod store;
 #[cfg(any(test, feature = "testing"))]
@@ -69,6 +70,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 pub use crate::config::Target;
 pub use crate::error::Error;
+pub use crate::session::Session;
 /// The pool this crate uses, for [`PostgresStore::from_pool`].
 pub use deadpool_postgres;
 /// The driver under the pool.

@@ -34,9 +34,8 @@ use crate::error::Outcome;
 /// The transaction every statement runs in.
 pub(crate) type Db<'t> = deadpool_postgres::Transaction<'t>;
 
-/// Where the publishing statements run: the store's own transaction, or a
-/// host's client or transaction from the same `deadpool-postgres`.
-pub(crate) use deadpool_postgres::GenericClient;
+pub(crate) use crate::session::Session;
+use tokio_postgres::GenericClient as _;
 
 /// A delivery's columns that recording changes, as locked and then as
 /// the batch leaves them.
@@ -549,7 +548,7 @@ impl Reached {
 /// Locks the subscriptions listening to any of `event_types` (see
 /// [`LOCK_LISTENERS`]) and returns them by event type, in id order, with
 /// the ordered and the disabled ones among them.
-pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) -> Outcome<Reached> {
+pub(crate) async fn lock_listeners<C: Session>(db: &C, events: &[&Event]) -> Outcome<Reached> {
     let mut reached = Reached::default();
     let mut everyone: Vec<&str> = events
         .iter()
@@ -559,8 +558,8 @@ pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) 
     everyone.sort_unstable();
     everyone.dedup();
     if !everyone.is_empty() {
-        let statement = db.prepare_cached(LOCK_LISTENERS).await?;
-        for row in db.query(&statement, &[&everyone]).await? {
+        let statement = db.statement(LOCK_LISTENERS).await?;
+        for row in db.client().query(&statement, &[&everyone]).await? {
             reached.add(&row, row.try_get(1)?, String::new())?;
         }
     }
@@ -572,8 +571,8 @@ pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) 
     pairs.dedup();
     if !pairs.is_empty() {
         let (owners, names): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
-        let statement = db.prepare_cached(LOCK_OWNER_LISTENERS).await?;
-        for row in db.query(&statement, &[&owners, &names]).await? {
+        let statement = db.statement(LOCK_OWNER_LISTENERS).await?;
+        for row in db.client().query(&statement, &[&owners, &names]).await? {
             reached.add(&row, row.try_get(1)?, row.try_get(5)?)?;
         }
     }
@@ -589,16 +588,16 @@ pub(crate) async fn lock_listeners<C: GenericClient>(db: &C, events: &[&Event]) 
 /// takes them: a publish and a recording to one ordered subscription take
 /// turns, so a delivery made to wait always sees the recording that would
 /// release it, and the other way round.
-pub(crate) async fn lock_ordered<C: GenericClient>(db: &C, subscriptions: &[Uuid]) -> Outcome<()> {
+pub(crate) async fn lock_ordered<C: Session>(db: &C, subscriptions: &[Uuid]) -> Outcome<()> {
     if subscriptions.is_empty() {
         return Ok(());
     }
     let statement = db
-        .prepare_cached(
+        .statement(
             "SELECT id FROM webhooks.subscriptions WHERE id = ANY($1) AND ordered ORDER BY id FOR NO KEY UPDATE",
         )
         .await?;
-    db.execute(&statement, &[&subscriptions]).await?;
+    db.client().execute(&statement, &[&subscriptions]).await?;
     Ok(())
 }
 
@@ -607,14 +606,15 @@ pub(crate) type Listeners = HashMap<(String, String), Vec<Uuid>>;
 
 /// The publication of the event holding `key` in `audience` at `at`, if
 /// one does: its id and those of its deliveries still kept.
-pub(crate) async fn held_key<C: GenericClient>(
+pub(crate) async fn held_key<C: Session>(
     db: &C,
     audience: &str,
     key: &IdempotencyKey,
     at: DateTime<Utc>,
 ) -> Outcome<Option<Publication>> {
-    let statement = db.prepare_cached(HELD_KEY).await?;
-    let Some(row) = db.query_opt(&statement, &[&audience, &key.key, &codec::micros(at)]).await? else {
+    let statement = db.statement(HELD_KEY).await?;
+    let Some(row) = db.client().query_opt(&statement, &[&audience, &key.key, &codec::micros(at)]).await?
+    else {
         return Ok(None);
     };
     Ok(Some(repeated(&row)?))
@@ -641,14 +641,14 @@ fn repeated(row: &Row) -> Outcome<Publication> {
 /// drawn for the event; when another event holds the key (another
 /// transaction's first: this waits for it to end), that event's
 /// publication comes back instead.
-async fn take_key<C: GenericClient>(
+async fn take_key<C: Session>(
     db: &C,
     event: &Event,
     key: &IdempotencyKey,
 ) -> Outcome<Result<i64, Publication>> {
     let audience = event.audience.stored_key();
     let statement = db
-        .prepare_cached(
+        .statement(
             "INSERT INTO webhooks.idempotency_keys AS k (audience, key, event_id, event_seq, held_until)
              VALUES ($1, $2, $3, nextval(pg_get_serial_sequence('webhooks.events', 'seq')), $4)
              ON CONFLICT (audience, key) DO UPDATE SET
@@ -658,6 +658,7 @@ async fn take_key<C: GenericClient>(
         )
         .await?;
     let taken = db
+        .client()
         .query_opt(
             &statement,
             &[
@@ -706,7 +707,7 @@ pub(crate) const DELETE_OWNER_KEYS: &str = "DELETE FROM webhooks.idempotency_key
 /// nobody listens to leaves nothing behind but its key. A keyed event takes
 /// its key first; when the key is held, this stores nothing and returns
 /// the first event's publication, marked repeated.
-pub(crate) async fn publish<C: GenericClient>(
+pub(crate) async fn publish<C: Session>(
     db: &C,
     event: &Event,
     body: &[u8],
@@ -785,12 +786,12 @@ impl<'a> PublishBatch<'a> {
     /// Stores the batch: every event, then every delivery, due when its
     /// event occurred. The events' numbers are drawn first, so each
     /// delivery finds its event by position, not by a look-up.
-    pub(crate) async fn insert<C: GenericClient>(self, db: &C) -> Outcome<()> {
+    pub(crate) async fn insert<C: Session>(self, db: &C) -> Outcome<()> {
         if self.ids.is_empty() {
             return Ok(());
         }
         let statement = db
-            .prepare_cached(
+            .statement(
                 "WITH input AS MATERIALIZED (
                      SELECT nextval(pg_get_serial_sequence('webhooks.events', 'seq')) AS seq, i.*
                      FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::text[])
@@ -808,21 +809,22 @@ impl<'a> PublishBatch<'a> {
                  JOIN input ON input.position = d.position",
             )
             .await?;
-        db.execute(
-            &statement,
-            &[
-                &self.ids,
-                &self.names,
-                &self.occurred_at,
-                &self.bodies,
-                &self.audiences,
-                &self.deliveries,
-                &self.of_event,
-                &self.subscriptions,
-                &self.held,
-            ],
-        )
-        .await?;
+        db.client()
+            .execute(
+                &statement,
+                &[
+                    &self.ids,
+                    &self.names,
+                    &self.occurred_at,
+                    &self.bodies,
+                    &self.audiences,
+                    &self.deliveries,
+                    &self.of_event,
+                    &self.subscriptions,
+                    &self.held,
+                ],
+            )
+            .await?;
         Ok(())
     }
 }
@@ -831,7 +833,7 @@ impl<'a> PublishBatch<'a> {
 /// pair, in one statement; one for a subscription among `ordered` (as
 /// locked for this transaction) that has a pending delivery waits.
 #[allow(clippy::too_many_arguments)]
-async fn insert_deliveries<C: GenericClient>(
+async fn insert_deliveries<C: Session>(
     db: &C,
     event: &Event,
     seq: Option<i64>,
@@ -842,7 +844,7 @@ async fn insert_deliveries<C: GenericClient>(
     held: &[Uuid],
 ) -> Outcome<u64> {
     let statement = db
-        .prepare_cached(
+        .statement(
             "WITH event AS (
                  INSERT INTO webhooks.events (seq, id, name, occurred_at, body, audience)
                  OVERRIDING SYSTEM VALUE
@@ -859,6 +861,7 @@ async fn insert_deliveries<C: GenericClient>(
         )
         .await?;
     Ok(db
+        .client()
         .execute(
             &statement,
             &[

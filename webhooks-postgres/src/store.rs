@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient as _;
 use tokio_postgres::error::SqlState;
 use webhooks_core::{
     Admin, Attempt, AttemptRecord, Claim, ClaimRequest, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery,
@@ -15,7 +16,8 @@ use webhooks_core::{
 };
 
 use crate::error::{Abort, Error, Outcome, lost_connection};
-use crate::queries::{self, Db, GenericClient, PublishBatch};
+use crate::queries::{self, Db, PublishBatch};
+use crate::session::Session;
 use crate::{PostgresStore, listen, record};
 
 /// A store step: a future over the transaction and the step's arguments.
@@ -30,11 +32,13 @@ impl PostgresStore {
     /// Publishes prepared events inside the host's own transaction, so they
     /// commit or roll back with the host's rows (the outbox pattern, without
     /// an outbox to drain). The transaction is the host's, on the database
-    /// this store uses, from this crate's
-    /// [`deadpool_postgres`] (a pool the host built,
-    /// or [`PostgresStore::pool`]). A failure leaves the host's transaction
-    /// as it was (the publish runs in a savepoint). On commit, PostgreSQL
-    /// tells every instance's listening store, which wakes its dispatchers.
+    /// this store uses: a tokio-postgres [`Transaction`](tokio_postgres::Transaction)
+    /// or [`Client`](tokio_postgres::Client), or one of [`deadpool_postgres`]
+    /// (a pool the host built, or [`PostgresStore::pool`], whose statement
+    /// cache it then uses); see [`Session`]. A failure leaves the host's
+    /// transaction as it was (the publish runs in a savepoint). On commit,
+    /// PostgreSQL tells every instance's listening store, which wakes its
+    /// dispatchers.
     ///
     /// Prepare the events with
     /// [`Webhooks::prepare`](webhooks_core::Webhooks::prepare): it checks and
@@ -42,10 +46,10 @@ impl PostgresStore {
     ///
     /// ```no_run
     /// use webhooks_core::{Publish, Webhooks};
-    /// use webhooks_postgres::PostgresStore;
+    /// use webhooks_postgres::{PostgresStore, tokio_postgres};
     ///
-    /// # async fn run(webhooks: Webhooks, store: PostgresStore) -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut client = store.pool().get().await?;
+    /// # async fn run(webhooks: Webhooks, client: &mut tokio_postgres::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// // The host's own tokio-postgres connection.
     /// let tx = client.transaction().await?;
     /// tx.execute("INSERT INTO orders (id, customer) VALUES ($1, $2)", &[&"o-17", &"c-42"]).await?;
     /// let event = webhooks.prepare(
@@ -56,20 +60,31 @@ impl PostgresStore {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn publish_in(transaction: &Db<'_>, events: &[Prepared]) -> StoreResult<Vec<Publication>> {
+    ///
+    /// A [`Client`](tokio_postgres::Client) must be in a transaction the
+    /// host began (`BEGIN`); outside one the publish fails and stores
+    /// nothing.
+    pub async fn publish_in<S: Session>(
+        transaction: &S,
+        events: &[Prepared],
+    ) -> StoreResult<Vec<Publication>> {
         const OPERATION: &str = "publish in the host's transaction";
         let events: Vec<(Event, Bytes)> =
             events.iter().map(|prepared| (prepared.event().clone(), prepared.body().clone())).collect();
         let fail = |error: tokio_postgres::Error| Abort::from(error).into_store_error(OPERATION);
-        transaction.batch_execute("SAVEPOINT webhooks_publish").await.map_err(fail)?;
+        transaction.client().batch_execute("SAVEPOINT webhooks_publish").await.map_err(fail)?;
         match publish_all(transaction, &events).await {
             Ok(published) => {
-                transaction.batch_execute("RELEASE SAVEPOINT webhooks_publish").await.map_err(fail)?;
+                transaction
+                    .client()
+                    .batch_execute("RELEASE SAVEPOINT webhooks_publish")
+                    .await
+                    .map_err(fail)?;
                 Ok(published)
             }
             Err(abort) => {
                 // Back to where the host was; its transaction goes on.
-                let _ = transaction.batch_execute("ROLLBACK TO SAVEPOINT webhooks_publish").await;
+                let _ = transaction.client().batch_execute("ROLLBACK TO SAVEPOINT webhooks_publish").await;
                 Err(abort.into_store_error(OPERATION))
             }
         }
@@ -143,7 +158,7 @@ fn found_subscription<T>(found: Option<T>, id: SubscriptionId) -> Outcome<T> {
 /// Publishes each event in turn inside the caller's transaction, having
 /// locked every listener of any of them first, in one go: a transaction
 /// takes its subscription locks at once, in id order.
-async fn publish_all<C: GenericClient>(db: &C, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
+async fn publish_all<C: Session>(db: &C, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
     let all: Vec<&Event> = events.iter().map(|(event, _)| event).collect();
     let reached = queries::lock_listeners(db, &all).await?;
     queries::lock_ordered(db, &reached.ordered).await?;

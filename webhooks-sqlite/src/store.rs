@@ -94,6 +94,61 @@ impl SqliteStore {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # From an async handler
+    ///
+    /// SQLite calls block, so an async handler (axum's, say) runs its
+    /// transaction on tokio's blocking pool, over a connection the handlers
+    /// share behind a mutex, and wakes the dispatchers once it committed:
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// use webhooks_core::{Preset, Publish, Webhooks};
+    /// use webhooks_sqlite::{SqliteStore, rusqlite};
+    ///
+    /// type Failure = Box<dyn std::error::Error + Send + Sync>;
+    ///
+    /// #[derive(Clone)]
+    /// struct App {
+    ///     db: Arc<Mutex<rusqlite::Connection>>,
+    ///     webhooks: Webhooks,
+    /// }
+    ///
+    /// async fn create_post(app: App, id: String) -> Result<(), Failure> {
+    ///     // Checked and rendered before the transaction, which only writes.
+    ///     let event = app.webhooks.prepare(Publish::new("content.status_updated", serde_json::json!({"id": id})))?;
+    ///     let db = Arc::clone(&app.db);
+    ///     tokio::task::spawn_blocking(move || -> Result<(), Failure> {
+    ///         let mut db = db.lock().map_err(|_| "the connection's mutex is poisoned")?;
+    ///         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    ///         tx.execute("INSERT INTO posts (id) VALUES (?1)", [&id])?;
+    ///         SqliteStore::publish_in(&tx, &[event])?;
+    ///         Ok(tx.commit()?)
+    ///     })
+    ///     .await??;
+    ///     app.webhooks.wake_dispatchers();
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Failure> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("app.db");
+    /// let webhooks = Webhooks::builder().store(SqliteStore::open(&path).await?).preset(Preset::deepsmith()).build()?;
+    /// let db = rusqlite::Connection::open(&path)?;
+    /// db.execute_batch("CREATE TABLE IF NOT EXISTS posts (id TEXT PRIMARY KEY)")?;
+    /// let app = App { db: Arc::new(Mutex::new(db)), webhooks };
+    /// create_post(app.clone(), "p1".to_owned()).await?;
+    /// # let posts: i64 = app.db.lock().unwrap().query_row("SELECT count(*) FROM posts", [], |row| row.get(0))?;
+    /// # assert_eq!(posts, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Use `BEGIN IMMEDIATE` (as above): a deferred transaction that reads
+    /// first and then writes can fail with "database is locked" when the
+    /// store wrote in between, where an immediate one waits its turn.
     pub fn publish_in(connection: &Connection, events: &[Prepared]) -> StoreResult<Vec<Publication>> {
         let events: Vec<ToPublish> =
             events.iter().map(|prepared| ToPublish::new(prepared.event(), prepared.body().clone())).collect();
