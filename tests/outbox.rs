@@ -166,6 +166,38 @@ async fn postgres_a_host_on_plain_tokio_postgres_publishes_in_its_own_transactio
     running.stop().await;
 }
 
+#[tokio::test]
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
+async fn postgres_a_host_on_sqlx_publishes_in_its_own_transaction() {
+    use webhooks_postgres::Sqlx;
+
+    let database = TestDatabase::create().await.unwrap();
+    let (webhooks, receiver, running) = shop(database.store().await.unwrap()).await;
+    let pool = sqlx::PgPool::connect(database.url()).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE public.orders (id TEXT PRIMARY KEY)").execute(&pool).await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO public.orders (id) VALUES ('o-1')").execute(&mut *tx).await.unwrap();
+    let published = PostgresStore::publish_in(&Sqlx::new(&mut tx), &[order(&webhooks, "o-1")]).await.unwrap();
+    tx.rollback().await.unwrap();
+    quiet(&running, &receiver, 0).await;
+    assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO public.orders (id) VALUES ('o-2')").execute(&mut *tx).await.unwrap();
+    let published = PostgresStore::publish_in(&Sqlx::new(&mut tx), &[order(&webhooks, "o-2")]).await.unwrap();
+    // The same key again in the same transaction is the same publication.
+    let again = PostgresStore::publish_in(&Sqlx::new(&mut tx), &[order(&webhooks, "o-2")]).await.unwrap();
+    assert!(again[0].repeated);
+    assert_eq!(again[0].deliveries, published[0].deliveries);
+    tx.commit().await.unwrap();
+    let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
+
+    quiet(&running, &receiver, 1).await;
+    running.stop().await;
+}
+
 /// Runs the `outbox` example on `store`, kills it with SIGKILL once it has
 /// committed `before_kill` orders, and returns the orders it said it
 /// committed.

@@ -101,6 +101,17 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// Publishing in the host's sqlx transaction failed.
+    #[cfg(feature = "sqlx")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+    #[error("could not {operation}: {}", causes(source))]
+    Sqlx {
+        /// What was being done.
+        operation: &'static str,
+        /// What sqlx said.
+        #[source]
+        source: sqlx::Error,
+    },
     /// A stored value does not decode into the model (a count out of range,
     /// an unknown state): the data was changed outside this crate.
     #[error("could not {operation}: corrupt data: {detail}")]
@@ -121,6 +132,8 @@ impl From<Error> for StoreError {
         let transient = match &error {
             Error::Pool { .. } | Error::Connect { .. } => true,
             Error::Query { source, .. } => lost_connection(source),
+            #[cfg(feature = "sqlx")]
+            Error::Sqlx { source, .. } => sqlx_lost_connection(source),
             _ => false,
         };
         if transient { StoreError::unavailable(error) } else { StoreError::backend(error) }
@@ -144,16 +157,42 @@ pub(crate) fn lost_connection(error: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// Whether sqlx failed for the connection (or its pool), not for what it
+/// asked: the same classes as [`lost_connection`].
+#[cfg(feature = "sqlx")]
+fn sqlx_lost_connection(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 /// Why a transaction was abandoned: PostgreSQL failed, a stored value did
 /// not decode, or the operation hit one of the store's typed errors (a
 /// missing subscription, say).
 #[derive(Debug)]
-pub(crate) enum Abort {
+pub enum Abort {
     Postgres(tokio_postgres::Error),
     /// The commit's outcome is unknown: the connection went during it.
     Unconfirmed(tokio_postgres::Error),
     Corrupt(String),
     Store(StoreError),
+    /// sqlx failed, publishing in a host's sqlx transaction.
+    #[cfg(feature = "sqlx")]
+    Sqlx(sqlx::Error),
+}
+
+#[cfg(feature = "sqlx")]
+impl From<sqlx::Error> for Abort {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Sqlx(error)
+    }
 }
 
 impl From<tokio_postgres::Error> for Abort {
@@ -182,12 +221,14 @@ impl Abort {
             Self::Unconfirmed(source) => Error::Unconfirmed { operation, source }.into(),
             Self::Corrupt(detail) => Error::Corrupt { operation, detail }.into(),
             Self::Store(error) => error,
+            #[cfg(feature = "sqlx")]
+            Self::Sqlx(source) => Error::Sqlx { operation, source }.into(),
         }
     }
 }
 
 /// What a store step returns inside its transaction.
-pub(crate) type Outcome<T> = Result<T, Abort>;
+pub type Outcome<T> = Result<T, Abort>;
 
 /// An error with every cause under it, as one line: the pool's and the
 /// driver's own messages say little ("db error") without the server's

@@ -71,6 +71,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 pub use crate::config::Target;
 pub use crate::error::Error;
 pub use crate::session::Session;
+#[cfg(feature = "sqlx")]
+pub use crate::session::Sqlx;
 /// The pool this crate uses, for [`PostgresStore::from_pool`].
 pub use deadpool_postgres;
 /// The driver under the pool.

@@ -18,8 +18,7 @@ use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::Outcome;
-use crate::session::Session;
-use tokio_postgres::GenericClient as _;
+use crate::session::Connection;
 
 /// Publishing transactions notify the channel `webhooks_work`, and the
 /// listener listens on it. The schema is always `webhooks`, so one fixed
@@ -36,9 +35,8 @@ const LAST_RETRY: Duration = Duration::from_secs(10);
 
 /// Tells the listeners that deliveries became due; PostgreSQL sends it on
 /// commit, and only then. Several in one transaction are sent as one.
-pub(crate) async fn announce<C: Session>(db: &C) -> Outcome<()> {
-    db.client().batch_execute(NOTIFY).await?;
-    Ok(())
+pub(crate) async fn announce<C: Connection>(db: &C) -> Outcome<()> {
+    db.run_batch(NOTIFY).await
 }
 
 /// How the listener reaches the server: the settings the pool connects with.

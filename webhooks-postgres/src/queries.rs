@@ -34,8 +34,7 @@ use crate::error::Outcome;
 /// The transaction every statement runs in.
 pub(crate) type Db<'t> = deadpool_postgres::Transaction<'t>;
 
-pub(crate) use crate::session::Session;
-use tokio_postgres::GenericClient as _;
+use crate::session::{Columns, Connection, Param};
 
 /// A delivery's columns that recording changes, as locked and then as
 /// the batch leaves them.
@@ -517,16 +516,16 @@ pub(crate) struct Reached {
 }
 
 impl Reached {
-    fn add(&mut self, row: &Row, event_type: String, audience: String) -> Outcome<()> {
-        let id = uuid(row, 0)?;
+    fn add(&mut self, row: &impl Columns, event_type: String, audience: String) -> Outcome<()> {
+        let id = row.uuid(0)?;
         self.listeners.entry((event_type, audience)).or_default().push(id);
-        if row.try_get(2)? {
+        if row.boolean(2)? {
             self.ordered.push(id);
         }
-        if row.try_get(3)? {
+        if row.boolean(3)? {
             self.held.push(id);
         }
-        let channels: Vec<String> = row.try_get(4)?;
+        let channels = row.texts(4)?;
         if !channels.is_empty() {
             self.channels.insert(id, channels.into_iter().collect());
         }
@@ -548,7 +547,7 @@ impl Reached {
 /// Locks the subscriptions listening to any of `event_types` (see
 /// [`LOCK_LISTENERS`]) and returns them by event type, in id order, with
 /// the ordered and the disabled ones among them.
-pub(crate) async fn lock_listeners<C: Session>(db: &C, events: &[&Event]) -> Outcome<Reached> {
+pub(crate) async fn lock_listeners<C: Connection>(db: &C, events: &[&Event]) -> Outcome<Reached> {
     let mut reached = Reached::default();
     let mut everyone: Vec<&str> = events
         .iter()
@@ -558,9 +557,8 @@ pub(crate) async fn lock_listeners<C: Session>(db: &C, events: &[&Event]) -> Out
     everyone.sort_unstable();
     everyone.dedup();
     if !everyone.is_empty() {
-        let statement = db.statement(LOCK_LISTENERS).await?;
-        for row in db.client().query(&statement, &[&everyone]).await? {
-            reached.add(&row, row.try_get(1)?, String::new())?;
+        for row in db.fetch(LOCK_LISTENERS, &[Param::Texts(&everyone)]).await? {
+            reached.add(&row, row.text(1)?, String::new())?;
         }
     }
     let mut pairs: Vec<(&str, &str)> = events
@@ -571,9 +569,8 @@ pub(crate) async fn lock_listeners<C: Session>(db: &C, events: &[&Event]) -> Out
     pairs.dedup();
     if !pairs.is_empty() {
         let (owners, names): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
-        let statement = db.statement(LOCK_OWNER_LISTENERS).await?;
-        for row in db.client().query(&statement, &[&owners, &names]).await? {
-            reached.add(&row, row.try_get(1)?, row.try_get(5)?)?;
+        for row in db.fetch(LOCK_OWNER_LISTENERS, &[Param::Texts(&owners), Param::Texts(&names)]).await? {
+            reached.add(&row, row.text(1)?, row.text(5)?)?;
         }
     }
     for ids in [&mut reached.ordered, &mut reached.held] {
@@ -588,16 +585,13 @@ pub(crate) async fn lock_listeners<C: Session>(db: &C, events: &[&Event]) -> Out
 /// takes them: a publish and a recording to one ordered subscription take
 /// turns, so a delivery made to wait always sees the recording that would
 /// release it, and the other way round.
-pub(crate) async fn lock_ordered<C: Session>(db: &C, subscriptions: &[Uuid]) -> Outcome<()> {
+pub(crate) async fn lock_ordered<C: Connection>(db: &C, subscriptions: &[Uuid]) -> Outcome<()> {
     if subscriptions.is_empty() {
         return Ok(());
     }
-    let statement = db
-        .statement(
-            "SELECT id FROM webhooks.subscriptions WHERE id = ANY($1) AND ordered ORDER BY id FOR NO KEY UPDATE",
-        )
-        .await?;
-    db.client().execute(&statement, &[&subscriptions]).await?;
+    let sql =
+        "SELECT id FROM webhooks.subscriptions WHERE id = ANY($1) AND ordered ORDER BY id FOR NO KEY UPDATE";
+    db.run(sql, &[Param::Uuids(subscriptions)]).await?;
     Ok(())
 }
 
@@ -606,15 +600,14 @@ pub(crate) type Listeners = HashMap<(String, String), Vec<Uuid>>;
 
 /// The publication of the event holding `key` in `audience` at `at`, if
 /// one does: its id and those of its deliveries still kept.
-pub(crate) async fn held_key<C: Session>(
+pub(crate) async fn held_key<C: Connection>(
     db: &C,
     audience: &str,
     key: &IdempotencyKey,
     at: DateTime<Utc>,
 ) -> Outcome<Option<Publication>> {
-    let statement = db.statement(HELD_KEY).await?;
-    let Some(row) = db.client().query_opt(&statement, &[&audience, &key.key, &codec::micros(at)]).await?
-    else {
+    let params = [Param::Text(audience), Param::Text(&key.key), Param::Int(Some(codec::micros(at)))];
+    let Some(row) = db.fetch(HELD_KEY, &params).await?.pop() else {
         return Ok(None);
     };
     Ok(Some(repeated(&row)?))
@@ -627,10 +620,10 @@ pub(crate) const HELD_KEY: &str = "SELECT k.event_id, ARRAY(SELECT d.id FROM web
      FROM webhooks.idempotency_keys k WHERE k.audience = $1 AND k.key = $2 AND k.held_until > $3";
 
 /// A publication read back for a held key, marked repeated.
-fn repeated(row: &Row) -> Outcome<Publication> {
-    let deliveries: Vec<Uuid> = row.try_get(1)?;
+fn repeated(row: &impl Columns) -> Outcome<Publication> {
+    let deliveries = row.uuids(1)?;
     Ok(Publication {
-        event_id: uuid(row, 0)?.into(),
+        event_id: row.uuid(0)?.into(),
         deliveries: deliveries.into_iter().map(DeliveryId::from).collect(),
         repeated: true,
     })
@@ -641,37 +634,31 @@ fn repeated(row: &Row) -> Outcome<Publication> {
 /// drawn for the event; when another event holds the key (another
 /// transaction's first: this waits for it to end), that event's
 /// publication comes back instead.
-async fn take_key<C: Session>(
+async fn take_key<C: Connection>(
     db: &C,
     event: &Event,
     key: &IdempotencyKey,
 ) -> Outcome<Result<i64, Publication>> {
     let audience = event.audience.stored_key();
-    let statement = db
-        .statement(
+    let taken = db
+        .fetch(
             "INSERT INTO webhooks.idempotency_keys AS k (audience, key, event_id, event_seq, held_until)
              VALUES ($1, $2, $3, nextval(pg_get_serial_sequence('webhooks.events', 'seq')), $4)
              ON CONFLICT (audience, key) DO UPDATE SET
                  event_id = EXCLUDED.event_id, event_seq = EXCLUDED.event_seq, held_until = EXCLUDED.held_until
              WHERE k.held_until <= $5
              RETURNING event_seq",
-        )
-        .await?;
-    let taken = db
-        .client()
-        .query_opt(
-            &statement,
             &[
-                &audience,
-                &key.key,
-                &event.id.as_uuid(),
-                &codec::micros(key.held_until),
-                &codec::micros(event.occurred_at),
+                Param::Text(audience),
+                Param::Text(&key.key),
+                Param::Uuid(event.id.as_uuid()),
+                Param::Int(Some(codec::micros(key.held_until))),
+                Param::Int(Some(codec::micros(event.occurred_at))),
             ],
         )
         .await?;
-    if let Some(row) = taken {
-        return Ok(Ok(row.try_get(0)?));
+    if let Some(row) = taken.first() {
+        return Ok(Ok(row.int(0)?));
     }
     let first = held_key(db, audience, key, event.occurred_at).await?;
     // Held, yet not found held: only a key held until a time before the
@@ -707,7 +694,7 @@ pub(crate) const DELETE_OWNER_KEYS: &str = "DELETE FROM webhooks.idempotency_key
 /// nobody listens to leaves nothing behind but its key. A keyed event takes
 /// its key first; when the key is held, this stores nothing and returns
 /// the first event's publication, marked repeated.
-pub(crate) async fn publish<C: Session>(
+pub(crate) async fn publish<C: Connection>(
     db: &C,
     event: &Event,
     body: &[u8],
@@ -786,12 +773,11 @@ impl<'a> PublishBatch<'a> {
     /// Stores the batch: every event, then every delivery, due when its
     /// event occurred. The events' numbers are drawn first, so each
     /// delivery finds its event by position, not by a look-up.
-    pub(crate) async fn insert<C: Session>(self, db: &C) -> Outcome<()> {
+    pub(crate) async fn insert<C: Connection>(self, db: &C) -> Outcome<()> {
         if self.ids.is_empty() {
             return Ok(());
         }
-        let statement = db
-            .statement(
+        db.run(
                 "WITH input AS MATERIALIZED (
                      SELECT nextval(pg_get_serial_sequence('webhooks.events', 'seq')) AS seq, i.*
                      FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::text[])
@@ -807,24 +793,19 @@ impl<'a> PublishBatch<'a> {
                  SELECT d.id, input.seq, d.subscription_id, 'pending', 0, input.occurred_at, d.held, false
                  FROM unnest($6::uuid[], $7::bigint[], $8::uuid[], $9::bool[]) AS d (id, position, subscription_id, held)
                  JOIN input ON input.position = d.position",
-            )
-            .await?;
-        db.client()
-            .execute(
-                &statement,
-                &[
-                    &self.ids,
-                    &self.names,
-                    &self.occurred_at,
-                    &self.bodies,
-                    &self.audiences,
-                    &self.deliveries,
-                    &self.of_event,
-                    &self.subscriptions,
-                    &self.held,
-                ],
-            )
-            .await?;
+            &[
+                Param::Uuids(&self.ids),
+                Param::Texts(&self.names),
+                Param::Ints(&self.occurred_at),
+                Param::ByteStrings(&self.bodies),
+                Param::Texts(&self.audiences),
+                Param::Uuids(&self.deliveries),
+                Param::Ints(&self.of_event),
+                Param::Uuids(&self.subscriptions),
+                Param::Bools(&self.held),
+            ],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -833,7 +814,7 @@ impl<'a> PublishBatch<'a> {
 /// pair, in one statement; one for a subscription among `ordered` (as
 /// locked for this transaction) that has a pending delivery waits.
 #[allow(clippy::too_many_arguments)]
-async fn insert_deliveries<C: Session>(
+async fn insert_deliveries<C: Connection>(
     db: &C,
     event: &Event,
     seq: Option<i64>,
@@ -843,8 +824,7 @@ async fn insert_deliveries<C: Session>(
     ordered: &[Uuid],
     held: &[Uuid],
 ) -> Outcome<u64> {
-    let statement = db
-        .statement(
+    db.run(
             "WITH event AS (
                  INSERT INTO webhooks.events (seq, id, name, occurred_at, body, audience)
                  OVERRIDING SYSTEM VALUE
@@ -858,26 +838,20 @@ async fn insert_deliveries<C: Session>(
                     AND EXISTS (SELECT 1 FROM webhooks.deliveries p
                                 WHERE p.subscription_id = d.subscription_id AND p.state = 'pending')
              FROM event, unnest($5::uuid[], $6::uuid[]) AS d (id, subscription_id)",
-        )
-        .await?;
-    Ok(db
-        .client()
-        .execute(
-            &statement,
             &[
-                &event.id.as_uuid(),
-                &event.name,
-                &codec::micros(event.occurred_at),
-                &body,
-                &deliveries.uuids(),
-                &subscriptions,
-                &held,
-                &event.audience.stored_key(),
-                &seq,
-                &ordered,
+                Param::Uuid(event.id.as_uuid()),
+                Param::Text(&event.name),
+                Param::Int(Some(codec::micros(event.occurred_at))),
+                Param::Bytes(body),
+                Param::Uuids(&deliveries.uuids()),
+                Param::Uuids(subscriptions),
+                Param::Uuids(held),
+                Param::Text(event.audience.stored_key()),
+                Param::Int(seq),
+                Param::Uuids(ordered),
             ],
         )
-        .await?)
+        .await
 }
 
 /// Stores `event` and one pending delivery of it for `subscription` alone,

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient as _;
 use tokio_postgres::error::SqlState;
 use webhooks_core::{
     Admin, Attempt, AttemptRecord, Claim, ClaimRequest, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery,
@@ -17,7 +16,7 @@ use webhooks_core::{
 
 use crate::error::{Abort, Error, Outcome, lost_connection};
 use crate::queries::{self, Db, PublishBatch};
-use crate::session::Session;
+use crate::session::{Connection, Session};
 use crate::{PostgresStore, listen, record};
 
 /// A store step: a future over the transaction and the step's arguments.
@@ -71,21 +70,17 @@ impl PostgresStore {
         const OPERATION: &str = "publish in the host's transaction";
         let events: Vec<(Event, Bytes)> =
             events.iter().map(|prepared| (prepared.event().clone(), prepared.body().clone())).collect();
-        let fail = |error: tokio_postgres::Error| Abort::from(error).into_store_error(OPERATION);
-        transaction.client().batch_execute("SAVEPOINT webhooks_publish").await.map_err(fail)?;
+        let fail = |abort: Abort| abort.into_store_error(OPERATION);
+        transaction.run_batch("SAVEPOINT webhooks_publish").await.map_err(fail)?;
         match publish_all(transaction, &events).await {
             Ok(published) => {
-                transaction
-                    .client()
-                    .batch_execute("RELEASE SAVEPOINT webhooks_publish")
-                    .await
-                    .map_err(fail)?;
+                transaction.run_batch("RELEASE SAVEPOINT webhooks_publish").await.map_err(fail)?;
                 Ok(published)
             }
             Err(abort) => {
                 // Back to where the host was; its transaction goes on.
-                let _ = transaction.client().batch_execute("ROLLBACK TO SAVEPOINT webhooks_publish").await;
-                Err(abort.into_store_error(OPERATION))
+                let _ = transaction.run_batch("ROLLBACK TO SAVEPOINT webhooks_publish").await;
+                Err(fail(abort))
             }
         }
     }
@@ -158,7 +153,7 @@ fn found_subscription<T>(found: Option<T>, id: SubscriptionId) -> Outcome<T> {
 /// Publishes each event in turn inside the caller's transaction, having
 /// locked every listener of any of them first, in one go: a transaction
 /// takes its subscription locks at once, in id order.
-async fn publish_all<C: Session>(db: &C, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
+async fn publish_all<C: Connection>(db: &C, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
     let all: Vec<&Event> = events.iter().map(|(event, _)| event).collect();
     let reached = queries::lock_listeners(db, &all).await?;
     queries::lock_ordered(db, &reached.ordered).await?;
