@@ -1,8 +1,8 @@
 // Tells the end-to-end tests what this machine can give them, so that what
 // it cannot is reported as ignored, never as passed:
 //
-// - PostgreSQL, as for webhooks-postgres's own tests (`cfg(postgres_server)`,
-//   `cfg(postgres_tls)`, `cfg(postgres_binaries)`);
+// - PostgreSQL, as for the store's own tests in webhooks-postgres-tests
+//   (`cfg(postgres_server)`, `cfg(postgres_tls)`, `cfg(postgres_binaries)`);
 // - `cfg(chromium)`: a Chromium binary for the portal's browser test
 //   (CHROMIUM names one, or Debian's /usr/bin/chromium is there);
 // - `cfg(tmpfs)`: a small file system can be mounted for the disk-full
@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-#[path = "webhooks-postgres/build.rs"]
+#[path = "webhooks-postgres-tests/build.rs"]
 mod postgres;
 
 fn main() {

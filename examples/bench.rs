@@ -59,7 +59,7 @@ use webhooks_core::{
     Preset, Publish, Subscription, UrlRule, Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
-use webhooks_postgres::testing::TestDatabase;
+use webhooks_postgres_tests::TestDatabase;
 use webhooks_sqlite::SqliteStore;
 
 #[derive(Clone)]
@@ -915,7 +915,7 @@ async fn main() -> std::process::ExitCode {
         let server = if is_postgres(&options.store) {
             Some(options.store.clone())
         } else {
-            std::env::var(webhooks_postgres::testing::URL_VARIABLE).ok().filter(|url| !url.is_empty())
+            std::env::var(webhooks_postgres_tests::URL_VARIABLE).ok().filter(|url| !url.is_empty())
         };
         report["cross_instance_postgres"] = cross_instance_postgres(server).await;
     }

@@ -328,8 +328,8 @@ async fn sqlite_store_backlog_drains_at_the_endpoints_pace() {
 // are ignored
 // ---------------------------------------------------------------------------
 
-async fn postgres() -> (Arc<dyn Store>, webhooks_postgres::testing::TestDatabase) {
-    let database = webhooks_postgres::testing::TestDatabase::create().await.unwrap();
+async fn postgres() -> (Arc<dyn Store>, webhooks_postgres_tests::TestDatabase) {
+    let database = webhooks_postgres_tests::TestDatabase::create().await.unwrap();
     let store = database.store().await.unwrap();
     (Arc::new(store), database)
 }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use webhooks_core::{Preset, Subscription, SubscriptionId, Webhooks};
 use webhooks_examples::{Receiver, Reply};
 use webhooks_postgres::PostgresStore;
-use webhooks_postgres::testing::TestDatabase;
+use webhooks_postgres_tests::TestDatabase;
 
 const EVENTS: usize = 5_000;
 const EVENT: &str = "content.status_updated";

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use webhooks_core::{Preset, Store, Subscription, Webhooks};
 use webhooks_examples::{Receiver, Reply};
-use webhooks_postgres::testing::{StoppableServer, TestDatabase};
+use webhooks_postgres_tests::{StoppableServer, TestDatabase};
 use webhooks_sqlite::{SqliteStore, rusqlite};
 
 /// Holds `path`'s write lock from another connection for `held`, on a

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use webhooks_core::{Preset, Publish, Subscription, UrlRule, Webhooks};
 use webhooks_examples::Receiver;
 use webhooks_postgres::PostgresStore;
-use webhooks_postgres::testing::TestDatabase;
+use webhooks_postgres_tests::TestDatabase;
 use webhooks_sqlite::{SqliteStore, rusqlite};
 
 /// The library on `store` with a dispatcher, and a receiver subscribed for

@@ -125,7 +125,7 @@ async fn sqlite_holds_no_secret_in_the_clear() {
 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
 #[tokio::test]
 async fn postgres_holds_no_secret_in_the_clear() {
-    let database = webhooks_postgres::testing::TestDatabase::create().await.unwrap();
+    let database = webhooks_postgres_tests::TestDatabase::create().await.unwrap();
     let store = database.store().await.unwrap();
     let reader = store.clone();
     let raw = async || {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use webhooks_core::{DeepSmithScheme, Secret, SignatureScheme, SmartlyQScheme, prelude::*};
 use webhooks_examples::{Receiver, Reply};
-use webhooks_postgres::testing::TestDatabase;
+use webhooks_postgres_tests::TestDatabase;
 use webhooks_sqlite::SqliteStore;
 
 async fn send(args: &[&str], stdin: &str) -> Output {

@@ -155,7 +155,7 @@ macro_rules! on_every_store {
                 #[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
                 #[tokio::test]
                 async fn $check() {
-                    let database = webhooks_postgres::testing::TestDatabase::create().await.unwrap();
+                    let database = webhooks_postgres_tests::TestDatabase::create().await.unwrap();
                     super::$check(std::sync::Arc::new(database.store().await.unwrap())).await;
                 }
             )*

@@ -58,8 +58,6 @@ mod schema;
 mod session;
 mod statistics;
 mod store;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 mod tls;
 
 use std::fmt;
@@ -101,6 +99,38 @@ pub struct PostgresStore {
     target: Target,
     wake_ups: Arc<listen::WakeUps>,
     first_statistics: Arc<statistics::FirstStatistics>,
+}
+
+/// Not public API: the text of the store's hot statements and how a failed
+/// commit is judged, for the plan and commit tests in the workspace's
+/// unpublished `webhooks-postgres-tests`.
+#[doc(hidden)]
+pub mod statements {
+    pub use crate::queries::{
+        ATTEMPTS_OF, CLAIMABLE, DELETE_OWNER_KEYS, DELIVERY_COUNTS, FORGET_KEYS, HELD_KEY, HOLD_PENDING,
+        LEASE, LOCK_LISTENERS, LOCK_OWNER_LISTENERS, NEXT_CLAIMABLE, OWNED_DELIVERY, OWNED_SUBSCRIPTION,
+        OWNER_SUBSCRIPTIONS, PENDING_COUNT, PURGE_FINISHED, RELEASE_NEXT, WRITE_PROGRESS,
+    };
+    pub use crate::store::commit_error;
+}
+
+/// The pool [`PostgresStore::connect`] makes for `url`: its TLS (from
+/// `sslmode` and `sslrootcert`), size and timeouts, with no connection made
+/// yet. For the host's own statements on the same server with the same
+/// rules, or a pool to adjust and hand to [`PostgresStore::from_pool`].
+///
+/// ```
+/// let pool = webhooks_postgres::pool("postgres://app:secret@db.internal/app?sslmode=require")?;
+/// assert_eq!(pool.status().max_size, webhooks_postgres::DEFAULT_POOL_SIZE);
+/// # Ok::<(), webhooks_postgres::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`PostgresStore::connect`], for the URL: [`Error::InvalidUrl`],
+/// [`Error::RootCertificates`].
+pub fn pool(url: &str) -> Result<Pool, Error> {
+    pool_for(url).map(|(pool, _, _)| pool)
 }
 
 /// The pool for `url`, the server it reaches and how to listen there.

@@ -139,6 +139,12 @@ fn commit_failed(error: tokio_postgres::Error) -> Abort {
     if lost_connection(&error) { Abort::Unconfirmed(error) } else { Abort::Postgres(error) }
 }
 
+/// The error a failed commit of `operation` comes out as.
+#[doc(hidden)]
+pub fn commit_error(error: tokio_postgres::Error, operation: &'static str) -> StoreError {
+    commit_failed(error).into_store_error(operation)
+}
+
 /// Whether PostgreSQL aborted the transaction only to break a deadlock or a
 /// serialization conflict: running it again may succeed.
 fn retryable(error: &tokio_postgres::Error) -> bool {
@@ -461,36 +467,5 @@ impl Retention for PostgresStore {
             Box::pin(queries::forget_keys(db, *now, *limit))
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::TestDatabase;
-
-    /// A commit on a connection the server ended is unconfirmed, and not
-    /// transient: it is never retried as if nothing had happened. One the
-    /// server refused is an ordinary failure.
-    #[cfg_attr(
-        not(postgres_server),
-        ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL"
-    )]
-    #[tokio::test]
-    async fn a_commit_on_a_lost_connection_is_unconfirmed() {
-        let database = TestDatabase::create().await.unwrap();
-        let store = database.store().await.unwrap();
-        let doomed = store.pool().get().await.unwrap();
-        let pid: i32 = doomed.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-        doomed.batch_execute("BEGIN").await.unwrap();
-        let killer = store.pool().get().await.unwrap();
-        killer.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
-        let lost = doomed.batch_execute("COMMIT").await.unwrap_err();
-        let error = commit_failed(lost).into_store_error("publish events");
-        assert!(!error.is_transient(), "{error}");
-        assert!(error.to_string().contains("whether it took effect is unknown"), "{error}");
-
-        let refused = killer.batch_execute("COMMIT TO NOWHERE").await.unwrap_err();
-        assert!(matches!(commit_failed(refused), Abort::Postgres(_)));
     }
 }

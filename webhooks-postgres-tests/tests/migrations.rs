@@ -2,8 +2,8 @@
 //! as a deploy step, and the checksums that refuse a database migrated by a
 //! modified build.
 
-use webhooks_postgres::testing::TestDatabase;
 use webhooks_postgres::{Error, PostgresStore};
+use webhooks_postgres_tests::TestDatabase;
 
 /// Runs `sql` on `database` beside the store.
 async fn execute(database: &TestDatabase, sql: &str) {

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use webhooks_core::prelude::*;
 use webhooks_core::testing::{event, subscription, t0};
 use webhooks_postgres::PostgresStore;
-use webhooks_postgres::testing::TestDatabase;
+use webhooks_postgres_tests::TestDatabase;
 
 /// Longer than any wake-up on a working server takes, by far.
 const DEADLINE: Duration = Duration::from_secs(5);

@@ -1,4 +1,6 @@
-//! A throwaway database per test (feature `testing`).
+//! The PostgreSQL store's tests, and the throwaway databases they and the
+//! workspace's end-to-end tests run on. Not published: nothing here reaches
+//! a user's build.
 //!
 //! The server is the one `WEBHOOKS_POSTGRES_URL` names, or else one this
 //! module starts from the machine's PostgreSQL binaries
@@ -12,8 +14,8 @@
 //! A test that plays an outage starts a [`StoppableServer`] of its own,
 //! which it may stop and start again without disturbing the other tests.
 //!
-//! Whether either can be had is decided when the crate is built: its build
-//! script sets `cfg(postgres_server)` (and `cfg(postgres_tls)` when a CA
+//! Whether either can be had is decided when this test crate is built (the
+//! workspace's root package runs the same detection): its build script sets `cfg(postgres_server)` (and `cfg(postgres_tls)` when a CA
 //! certificate can be had too), and the tests carry
 //! `#[cfg_attr(not(postgres_server), ignore = "...")]`, so a machine
 //! without PostgreSQL reports them as ignored, never as passed.
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::{Error, PostgresStore, config, tls};
+use webhooks_postgres::{Error, PostgresStore};
 
 /// The variable naming the server: a `postgres://` URL whose role may
 /// create databases.
@@ -468,18 +470,11 @@ impl Drop for TestDatabase {
 
 /// Runs one statement on its own connection to `server`.
 async fn admin(server: &str, sql: &str) -> Result<(), Error> {
-    let settings = config::parse(server)?;
-    let tls = tls::connector(settings.tls, settings.root_certificates.as_deref())?;
-    let target = settings.target.to_string();
-    let failed = |source| Error::Query { operation: "run a statement on the test server", source };
-    let (client, connection) = settings
-        .config
-        .connect(tls)
+    let pool = webhooks_postgres::pool(server)?;
+    let client =
+        pool.get().await.map_err(|source| Error::Connect { target: "the test server".to_owned(), source })?;
+    client
+        .batch_execute(sql)
         .await
-        .map_err(|source| Error::Connect { target, source: deadpool_postgres::PoolError::Backend(source) })?;
-    let connection = tokio::spawn(connection);
-    let result = client.batch_execute(sql).await.map_err(failed);
-    drop(client);
-    let _ = connection.await;
-    result
+        .map_err(|source| Error::Query { operation: "run a statement on the test server", source })
 }

@@ -8,8 +8,8 @@
 
 use webhooks_core::prelude::*;
 use webhooks_core::testing::subscription;
-use webhooks_postgres::testing::{TestDatabase, server_ca};
 use webhooks_postgres::{Error, PostgresStore};
+use webhooks_postgres_tests::{TestDatabase, server_ca};
 
 /// A fresh database and the path of the server's CA certificate; `None`,
 /// having said so, without either.

@@ -5,7 +5,7 @@
 //! start from the machine's PostgreSQL binaries; with neither, cargo
 //! reports every test as ignored.
 
-use webhooks_postgres::testing::{TestDatabase, server_url};
+use webhooks_postgres_tests::{TestDatabase, server_url};
 
 webhooks_core::store_suite!(
     #[cfg_attr(

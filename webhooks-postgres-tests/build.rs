@@ -3,7 +3,7 @@
 //
 // - `cfg(postgres_server)`: WEBHOOKS_POSTGRES_URL names a server, or the
 //   machine has PostgreSQL's server binaries (/usr/lib/postgresql/*/bin)
-//   for the `testing` module to start one;
+//   for this crate to start one;
 // - `cfg(postgres_tls)`: the same, with a CA certificate for the TLS tests
 //   (WEBHOOKS_POSTGRES_CA beside the URL, or `openssl` to make one);
 // - `cfg(postgres_binaries)`: the server's binaries are there (or can be

@@ -14,8 +14,8 @@ use webhooks_core::testing::{answered, event, subscription, t0};
 use webhooks_core::{
     AttemptResult, ClaimRequest, DeliveryId, DeliveryQuery, StateFilter, Verdict, prelude::*,
 };
-use webhooks_postgres::testing::TestDatabase;
 use webhooks_postgres::{Error, PostgresStore};
+use webhooks_postgres_tests::TestDatabase;
 
 fn at(seconds: i64) -> DateTime<Utc> {
     t0() + chrono::Duration::seconds(seconds)
@@ -480,4 +480,28 @@ async fn the_first_statistics_are_gathered_once_the_queue_has_grown() {
         assert!(tokio::time::Instant::now() < deadline, "no statistics after 10 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A commit on a connection the server ended is unconfirmed, and not
+/// transient: it is never retried as if nothing had happened. One the
+/// server refused is an ordinary failure.
+#[cfg_attr(not(postgres_server), ignore = "no PostgreSQL: install postgresql or set WEBHOOKS_POSTGRES_URL")]
+#[tokio::test]
+async fn a_commit_on_a_lost_connection_is_unconfirmed() {
+    use webhooks_postgres::statements::commit_error;
+
+    let (store, _database) = fresh().await;
+    let doomed = store.pool().get().await.unwrap();
+    let pid: i32 = doomed.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    doomed.batch_execute("BEGIN").await.unwrap();
+    let killer = store.pool().get().await.unwrap();
+    killer.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
+    let lost = doomed.batch_execute("COMMIT").await.unwrap_err();
+    let error = commit_error(lost, "publish events");
+    assert!(!error.is_transient(), "{error}");
+    assert!(error.to_string().contains("whether it took effect is unknown"), "{error}");
+
+    let refused = killer.batch_execute("COMMIT TO NOWHERE").await.unwrap_err();
+    let error = commit_error(refused, "publish events");
+    assert!(!error.to_string().contains("whether it took effect is unknown"), "{error}");
 }
