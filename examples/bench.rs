@@ -55,8 +55,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    Audience, Catalogue, ClaimRequest, DeliveryId, Envelope, Event, EventId, EventType, JsonEnvelope, Owner,
-    Preset, Publish, Subscription, UrlRule, Webhooks, prelude::*,
+    Audience, Catalogue, ClaimRequest, DeliveryId, Envelope, Event, EventType, JsonEnvelope, Owner, Preset,
+    Publish, Subscription, UrlRule, Webhooks, prelude::*,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres_tests::TestDatabase;
@@ -277,7 +277,7 @@ async fn baseline(url: &str, options: &Options, body: Bytes) -> f64 {
 fn facade(store: Arc<dyn Store>) -> Webhooks {
     Webhooks::builder()
         .shared_store(store)
-        .preset(Preset::deepsmith().with_url_rule(UrlRule { require_https: false }))
+        .preset(Preset::deepsmith().with_url_rule(UrlRule::allow_http()))
         .build()
         .expect("valid settings")
 }
@@ -639,15 +639,8 @@ async fn median_claim_ms(
 }
 
 fn event() -> Event {
-    Event {
-        id: EventId::new(),
-        audience: Audience::Owner(Owner::default()),
-        idempotency_key: None,
-        name: "iq.status_updated".into(),
-        channels: Default::default(),
-        occurred_at: chrono::Utc::now(),
-        data: json!({}).into(),
-    }
+    Event::new("iq.status_updated", json!({}), chrono::Utc::now())
+        .with_audience(Audience::Owner(Owner::default()))
 }
 
 /// Counts the heap bytes in use, to measure what a pending delivery costs;
@@ -873,7 +866,7 @@ async fn main() -> std::process::ExitCode {
             }
         };
         // The baseline sends the very body the library renders for its events.
-        let sample = Event { data: data_of(options.body_bytes).into(), ..event() };
+        let sample = event().with_data(data_of(options.body_bytes));
         let body = JsonEnvelope.render(&sample).expect("renders");
         let baseline = baseline(&url, &options, body).await;
         let mut end_to_end_figure = end_to_end(&url, &options, vec![store]).await;

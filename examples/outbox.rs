@@ -47,9 +47,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
 
 /// The library on `store`, with the shop's endpoint subscribed once.
 async fn webhooks(store: impl webhooks_core::Store) -> Result<Webhooks, Failure> {
-    let preset = Preset::deepsmith()
-        .with_event_types(["order.created"])
-        .with_url_rule(UrlRule { require_https: false });
+    let preset = Preset::deepsmith().with_event_types(["order.created"]).with_url_rule(UrlRule::allow_http());
     let webhooks = Webhooks::builder().store(store).preset(preset).build()?;
     if webhooks.subscriptions(&Owner::new(SHOP)?).await?.is_empty() {
         let endpoint =
@@ -150,7 +148,7 @@ async fn main() -> ExitCode {
     match placed {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", webhooks_core::ErrorChain(&*error));
             ExitCode::from(1)
         }
     }

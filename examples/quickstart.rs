@@ -24,8 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // SmartlyQ, its retry waits scaled from minutes down to milliseconds, and
     // plain http allowed for the local receiver.
-    let preset =
-        Preset::smartlyq().with_url_rule(UrlRule { require_https: false }).with_retry_scale(0.001)?;
+    let preset = Preset::smartlyq().with_url_rule(UrlRule::allow_http()).with_retry_scale(0.001)?;
     let webhooks = Webhooks::builder().store(MemoryStore::new()).preset(preset).build()?;
 
     let subscription = webhooks

@@ -67,9 +67,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, DeliveryId, Owner, Preset, Publish, SecretKeys, Store,
-    StoreError, Subscription, SubscriptionId, SubscriptionStatus, SubscriptionUpdate, UrlRule, Verdict,
-    Webhooks,
+    AttemptOutcome, DEFAULT_MAX_BODY_BYTES, DeliveryId, ErrorChain, Owner, Preset, Publish, SecretKeys,
+    Store, StoreError, Subscription, SubscriptionId, SubscriptionStatus, SubscriptionUpdate, UrlRule,
+    Verdict, Webhooks,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres::PostgresStore;
@@ -174,7 +174,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     };
     let mut preset = preset.ok_or("--preset is required")?;
     if allow_http {
-        preset = preset.with_url_rule(UrlRule { require_https: false });
+        preset = preset.with_url_rule(UrlRule::allow_http());
     }
     let preset = preset.with_retry_scale(retry_scale).map_err(|e| e.to_string())?;
     Ok(Args {
@@ -341,13 +341,13 @@ enum Failure {
 /// The store `spec` names, and the SQLite file to close at the end. A
 /// server or a file that cannot be had yet is waited for as an outage.
 async fn open_store(spec: &str, outage: &Outage) -> Result<(Arc<dyn Store>, Option<SqliteStore>), Failure> {
-    let failed = |error: webhooks_core::Error| Failure::Run(error.to_string());
+    let failed = |error: webhooks_core::Error| Failure::Run(ErrorChain(&error).to_string());
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         let connect = || async {
             match PostgresStore::connect(spec).await {
                 Ok(store) => Ok(Ok(store)),
                 Err(error @ webhooks_postgres::Error::InvalidUrl { .. }) => {
-                    Ok(Err(Failure::Usage(error.to_string())))
+                    Ok(Err(Failure::Usage(ErrorChain(&error).to_string())))
                 }
                 Err(error) => Err(StoreError::from(error)),
             }
@@ -393,7 +393,7 @@ async fn subscription(
     args: &Args,
     named: &[&str],
 ) -> Result<(SubscriptionId, BTreeSet<String>), Failure> {
-    let usage = |e: webhooks_core::Error| Failure::Usage(e.to_string());
+    let usage = |e: webhooks_core::Error| Failure::Usage(ErrorChain(&e).to_string());
     let preset = webhooks.preset();
     let open = preset.catalogue().is_open();
     let url = preset.url_rule().check(&args.url, preset.name()).map_err(usage)?;
@@ -434,7 +434,7 @@ async fn subscription(
                 .update_subscription(subscription.id, SubscriptionUpdate::new().event_types(events.clone()))
         };
         subscription = outage.retrying(update).await?.map_err(|e| match e {
-            webhooks_core::Error::Store(_) => Failure::Run(e.to_string()),
+            webhooks_core::Error::Store(_) => Failure::Run(ErrorChain(&e).to_string()),
             _ => usage(e),
         })?;
     }
@@ -674,7 +674,7 @@ impl Outage {
         Fut: std::future::Future<Output = Result<T, E>>,
         E: Into<webhooks_core::Error>,
     {
-        self.retrying(call).await?.map_err(|error| Failure::Run(error.to_string()))
+        self.retrying(call).await?.map_err(|error| Failure::Run(ErrorChain(&error).to_string()))
     }
 
     /// Runs `call` again while the store is unavailable; its own result once
@@ -704,18 +704,23 @@ impl Outage {
         {
             let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let (began, said) = state.get_or_insert_with(|| {
-                eprintln!("store unavailable, waiting up to {} s: {error}", self.patience.as_secs());
+                eprintln!(
+                    "store unavailable, waiting up to {} s: {}",
+                    self.patience.as_secs(),
+                    ErrorChain(error)
+                );
                 (now, now)
             });
             let lasted = now - *began;
             if lasted >= self.patience {
                 return Err(Failure::Run(format!(
-                    "the store stayed unavailable for {} s: {error}",
-                    lasted.as_secs()
+                    "the store stayed unavailable for {} s: {}",
+                    lasted.as_secs(),
+                    ErrorChain(error)
                 )));
             }
             if now - *said >= SAY_EVERY {
-                eprintln!("store still unavailable after {} s: {error}", lasted.as_secs());
+                eprintln!("store still unavailable after {} s: {}", lasted.as_secs(), ErrorChain(error));
                 *said = now;
             }
         }
@@ -885,7 +890,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
         // that finds the store unavailable returns at once.
         .publish_retry(Duration::ZERO)
         .build()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+        .map_err(|e| Failure::Usage(ErrorChain(&e).to_string()))?;
 
     let (sender, mut lines) = mpsc::channel(4 * MAX_BATCH);
     let budget = Arc::new(Semaphore::new(READ_AHEAD_BYTES));
@@ -948,7 +953,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
             }
         })
         .build()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+        .map_err(|e| Failure::Usage(ErrorChain(&e).to_string()))?;
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(dispatcher.run(shutdown.clone()));
     let mut completion = Completion {
@@ -998,7 +1003,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // Attempts still in flight finish and are printed; the summary comes
     // after them, from the store as they left it.
     shutdown.cancel();
-    running.await.map_err(|e| Failure::Run(e.to_string()))?;
+    running.await.map_err(|e| Failure::Run(ErrorChain(&e).to_string()))?;
     let counts = outage.patiently(|| webhooks.delivery_counts(subscription)).await?;
     let enabled = outage.patiently(|| webhooks.subscription(subscription)).await?.is_enabled();
     let summary = Summary {
@@ -1012,7 +1017,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     print_json(&SummaryLine { summary });
     if let Some(file) = closing {
         // Closed, the file is whole again: no -wal beside it.
-        file.close().await.map_err(|e| Failure::Run(e.to_string()))?;
+        file.close().await.map_err(|e| Failure::Run(ErrorChain(&e).to_string()))?;
     }
     Ok(if malformed {
         ExitCode::from(1)

@@ -113,10 +113,7 @@ async fn a_full_disk_is_waited_out_and_said_once() {
     running.stop().await;
     let received = receiver.received().len();
     assert_eq!(store.pending_count().await.unwrap(), 0, "every accepted event was delivered");
-    let page = webhooks
-        .delivery_logs(webhooks_core::DeliveryQuery { limit: 1000, ..Default::default() })
-        .await
-        .unwrap();
+    let page = webhooks.delivery_logs(webhooks_core::DeliveryQuery::new().limit(1000)).await.unwrap();
     assert_eq!(page.logs.len(), accepted + 1, "only the accepted events became deliveries");
     let recorded: usize = page.logs.iter().map(|log| log.attempts.len()).sum();
     assert_eq!(recorded, received, "every request that left is in the log");

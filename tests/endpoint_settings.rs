@@ -87,10 +87,8 @@ async fn headers_the_scheme_or_the_transport_set_are_refused() {
         .subscribe(Subscription::builder("https://example.com/").event_type("invoice.paid"))
         .await
         .unwrap();
-    let settings = EndpointSettings {
-        headers: vec![CustomHeader::new("webhook-timestamp", "0").unwrap()],
-        ..EndpointSettings::default()
-    };
+    let mut settings = EndpointSettings::default();
+    settings.headers = vec![CustomHeader::new("webhook-timestamp", "0").unwrap()];
     let error = webhooks
         .update_subscription(subscription.id, SubscriptionUpdate::new().settings(settings))
         .await

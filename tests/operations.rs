@@ -50,7 +50,7 @@ async fn deliveries_page_in_creation_order(store: Arc<dyn Store>) {
             }
         }
     }
-    let mut query = DeliveryQuery { subscription: Some(a), limit: 2, ..DeliveryQuery::default() };
+    let mut query = DeliveryQuery::new().subscription(a).limit(2);
     let mut seen = Vec::new();
     loop {
         let page = webhooks.deliveries(query.clone()).await.unwrap();
@@ -64,8 +64,7 @@ async fn deliveries_page_in_creation_order(store: Arc<dyn Store>) {
     assert_eq!(seen, to_a);
     let all = webhooks.deliveries(DeliveryQuery::default()).await.unwrap();
     assert_eq!((all.deliveries.len(), all.next), (10, None));
-    let error =
-        webhooks.deliveries(DeliveryQuery { limit: 5000, ..DeliveryQuery::default() }).await.unwrap_err();
+    let error = webhooks.deliveries(DeliveryQuery::new().limit(5000)).await.unwrap_err();
     assert!(error.to_string().contains("limit"), "{error}");
 }
 
@@ -151,10 +150,7 @@ async fn recover_requeues_what_an_outage_dropped_or_held(store: Arc<dyn Store>) 
     running.settle().await;
     let before = webhooks.delivery_counts(subscription).await.unwrap();
     assert_eq!(before.pending + before.dropped, 3);
-    let held = webhooks
-        .deliveries(DeliveryQuery { state: Some(StateFilter::Held), ..DeliveryQuery::default() })
-        .await
-        .unwrap();
+    let held = webhooks.deliveries(DeliveryQuery::new().state(StateFilter::Held)).await.unwrap();
     assert_eq!(held.deliveries.len() as u64, before.pending);
 
     receiver.rescript(|_, _| Reply::status(200));
@@ -262,15 +258,9 @@ async fn pending_deliveries_of_a_disabled_endpoint_read_held(store: Arc<dyn Stor
     seen.sort_by_key(|(subscription, _)| *subscription != paused);
     expected.sort_by_key(|(subscription, _)| *subscription != paused);
     assert_eq!(seen, expected, "the paused endpoint's deliveries read held, the other's pending");
-    let held = webhooks
-        .deliveries(DeliveryQuery { state: Some(StateFilter::Held), ..DeliveryQuery::default() })
-        .await
-        .unwrap();
+    let held = webhooks.deliveries(DeliveryQuery::new().state(StateFilter::Held)).await.unwrap();
     assert_eq!(states(&held), vec![(paused, DeliveryState::Held); 3]);
-    let pending = webhooks
-        .deliveries(DeliveryQuery { state: Some(StateFilter::Pending), ..DeliveryQuery::default() })
-        .await
-        .unwrap();
+    let pending = webhooks.deliveries(DeliveryQuery::new().state(StateFilter::Pending)).await.unwrap();
     assert_eq!(states(&pending), vec![(active, DeliveryState::Pending); 3]);
 
     let one = held.deliveries[0].id;

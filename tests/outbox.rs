@@ -19,9 +19,7 @@ use webhooks_sqlite::{SqliteStore, rusqlite};
 /// The library on `store` with a dispatcher, and a receiver subscribed for
 /// the owner `shop`.
 async fn shop(store: impl webhooks_core::Store) -> (Webhooks, Receiver, common::Running) {
-    let preset = Preset::deepsmith()
-        .with_event_types(["order.created"])
-        .with_url_rule(UrlRule { require_https: false });
+    let preset = Preset::deepsmith().with_event_types(["order.created"]).with_url_rule(UrlRule::allow_http());
     let webhooks = Webhooks::builder().store(store).preset(preset).build().unwrap();
     let receiver = Receiver::start().await.unwrap();
     let endpoint = Subscription::builder(receiver.url()).owner("shop").event_type("order.created");

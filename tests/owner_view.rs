@@ -41,7 +41,7 @@ async fn an_owner_sees_and_acts_on_its_own_only(store: Arc<dyn Store>) {
     assert_eq!(alice.delivery(alices_delivery).await.unwrap().0.id, alices_delivery);
     let page = alice.deliveries(DeliveryQuery::default()).await.unwrap();
     assert_eq!(page.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(), vec![alices_delivery]);
-    let asked_for_bob = DeliveryQuery { owner: Some(Owner::new("bob").unwrap()), ..DeliveryQuery::default() };
+    let asked_for_bob = DeliveryQuery::new().owner(Owner::new("bob").unwrap());
     let logs = alice.delivery_logs(asked_for_bob).await.unwrap();
     assert_eq!(logs.logs.len(), 1, "a query cannot name another owner");
     assert_eq!(logs.logs[0].delivery.id, alices_delivery);

@@ -92,8 +92,7 @@ async fn any_serializable_data_is_published_for_its_owner_and_counted_per_owner(
     let alice = Owner::new("alice").unwrap();
     let stats = webhooks.owner_stats(&alice).await.unwrap();
     assert_eq!((stats.subscriptions, stats.disabled, stats.deliveries.pending), (1, 0, 1));
-    let listed =
-        webhooks.deliveries(DeliveryQuery { owner: Some(alice), ..DeliveryQuery::default() }).await.unwrap();
+    let listed = webhooks.deliveries(DeliveryQuery::new().owner(alice)).await.unwrap();
     assert_eq!(listed.deliveries.len(), 1);
     assert_eq!(webhooks.owner_stats(&Owner::new("bob").unwrap()).await.unwrap().subscriptions, 0);
 }

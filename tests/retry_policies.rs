@@ -108,10 +108,9 @@ async fn an_instance_that_does_not_know_the_policy_leaves_the_delivery_pending(s
     assert_eq!((delivery.state, delivery.attempts), (DeliveryState::Pending, 0));
 
     // Changing the policy applies from the next failure: own waits now.
-    let update = SubscriptionUpdate::new().settings(webhooks_core::EndpointSettings {
-        retry: Some(RetryChoice::waits_ms([5_000]).unwrap()),
-        ..subscription.settings.clone()
-    });
+    let mut settings = subscription.settings.clone();
+    settings.retry = Some(RetryChoice::waits_ms([5_000]).unwrap());
+    let update = SubscriptionUpdate::new().settings(settings);
     does_not.update_subscription(subscription.id, update).await.unwrap();
     let running = Running::start(does_not.dispatcher().allow_private_networks(true).build().unwrap());
     running.advance(&clock, Duration::from_secs(60)).await;

@@ -16,7 +16,7 @@ pub fn start() -> DateTime<Utc> {
 
 /// A preset that also accepts the local receiver's `http://` URL.
 pub fn over_http(preset: Preset) -> Preset {
-    preset.with_url_rule(UrlRule { require_https: false })
+    preset.with_url_rule(UrlRule::allow_http())
 }
 
 /// A facade on a fresh memory store with a manual clock.

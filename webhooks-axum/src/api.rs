@@ -420,15 +420,17 @@ impl Listing {
             .map(|id| id.parse::<DeliveryId>())
             .transpose()
             .map_err(|_| Failure::BadRequest("`after` is not a delivery id".into()))?;
-        Ok(DeliveryQuery {
-            owner: Some(owner.clone()),
-            subscription,
-            state: filter,
-            event_type: non_empty(&self.event_type),
-            created_from: self.created_from,
-            created_until: self.created_until,
-            after,
-            limit: self.limit.unwrap_or(0),
+        let query = DeliveryQuery::new()
+            .owner(owner.clone())
+            .subscription(subscription)
+            .state(filter)
+            .created_from(self.created_from)
+            .created_until(self.created_until)
+            .after(after)
+            .limit(self.limit.unwrap_or(0));
+        Ok(match non_empty(&self.event_type) {
+            Some(name) => query.event_type(name),
+            None => query,
         })
     }
 }

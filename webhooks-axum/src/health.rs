@@ -61,13 +61,11 @@ pub(crate) async fn last_day(
     let first = this_hour - Duration::hours(HOURS as i64 - 1);
     let mut hours: Vec<Hour> =
         (0..HOURS).map(|i| Hour { start: first + Duration::hours(i as i64), ..Hour::default() }).collect();
-    let mut query = DeliveryQuery {
-        owner: Some(subscription.owner.clone()),
-        subscription: Some(subscription.id),
-        created_from: Some(first - LOOKBACK),
-        limit: 500,
-        ..DeliveryQuery::default()
-    };
+    let mut query = DeliveryQuery::new()
+        .owner(subscription.owner.clone())
+        .subscription(subscription.id)
+        .created_from(first - LOOKBACK)
+        .limit(500);
     let mut read = 0;
     let partial = loop {
         let page = webhooks.deliveries(query.clone()).await?;

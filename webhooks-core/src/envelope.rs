@@ -22,17 +22,10 @@ pub trait Envelope: Send + Sync + Debug {
 /// both built-in presets.
 ///
 /// ```
-/// use webhooks_core::{Audience, Envelope, Event, EventId, Owner, JsonEnvelope};
+/// use webhooks_core::{Envelope, Event, JsonEnvelope};
 ///
-/// let event = Event {
-///     id: EventId::new(),
-///     audience: Audience::Owner(Owner::default()),
-///     idempotency_key: None,
-///     name: "job.completed".into(),
-///     channels: Default::default(),
-///     occurred_at: "2026-03-02T14:30:00Z".parse().unwrap(),
-///     data: serde_json::json!({"job_id": "job_abc123"}).into(),
-/// };
+/// let at = "2026-03-02T14:30:00Z".parse().unwrap();
+/// let event = Event::new("job.completed", serde_json::json!({"job_id": "job_abc123"}), at);
 /// let body = JsonEnvelope.render(&event).unwrap();
 /// assert_eq!(
 ///     &body[..],
@@ -64,17 +57,10 @@ impl Envelope for JsonEnvelope {
 /// structure the Standard Webhooks specification recommends.
 ///
 /// ```
-/// use webhooks_core::{Audience, Envelope, Event, EventId, Owner, StandardEnvelope};
+/// use webhooks_core::{Envelope, Event, StandardEnvelope};
 ///
-/// let event = Event {
-///     id: EventId::new(),
-///     audience: Audience::Owner(Owner::default()),
-///     idempotency_key: None,
-///     name: "invoice.paid".into(),
-///     channels: Default::default(),
-///     occurred_at: "2026-03-02T14:30:00.25Z".parse().unwrap(),
-///     data: serde_json::json!({"id": 7}).into(),
-/// };
+/// let at = "2026-03-02T14:30:00.25Z".parse().unwrap();
+/// let event = Event::new("invoice.paid", serde_json::json!({"id": 7}), at);
 /// let body = StandardEnvelope.render(&event).unwrap();
 /// assert_eq!(&body[..], br#"{"type":"invoice.paid","timestamp":"2026-03-02T14:30:00.250000Z","data":{"id":7}}"#);
 /// ```

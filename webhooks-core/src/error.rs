@@ -1,5 +1,7 @@
 //! The error type of the facade and the dispatcher.
 
+use std::sync::Arc;
+
 use crate::model::{DeliveryId, SubscriptionId};
 use crate::store::StoreError;
 
@@ -72,9 +74,25 @@ pub enum Error {
         /// The id asked for.
         id: DeliveryId,
     },
+    /// The event's data is not JSON the library can send: its `Serialize`
+    /// failed (a map with keys that are not strings, say), or its text is
+    /// not one JSON value.
+    #[error("the event data is not one JSON value")]
+    InvalidData(#[source] Arc<serde_json::Error>),
     /// The event could not be rendered into a body.
-    #[error("could not render the event body: {0}")]
+    #[error("could not render the event body")]
     Render(#[source] serde_json::Error),
+    /// The dispatcher's HTTP client could not be built: a proxy URL it
+    /// refuses, or a TLS backend that cannot start.
+    #[cfg(feature = "dispatch")]
+    #[error("could not build the HTTP client: {what}")]
+    HttpClient {
+        /// The part that failed, e.g. "egress proxy".
+        what: &'static str,
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -101,5 +119,39 @@ impl Error {
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::Invalid { field, reason: reason.into() }
+    }
+}
+
+/// An error with every cause under it, on one line (`outer: inner: root`),
+/// for logs and messages: each error of this library says only its own
+/// part in `Display` and leaves its cause to [`source`](std::error::Error::source),
+/// so `{}` alone drops the detail, and a reporter (`anyhow`'s `{:#}`, this)
+/// never repeats it.
+///
+/// ```
+/// use webhooks_core::{ErrorChain, StoreError};
+///
+/// let error = StoreError::unavailable(std::io::Error::other("connection refused"));
+/// assert_eq!(error.to_string(), "the store is unavailable");
+/// assert_eq!(ErrorChain(&error).to_string(), "the store is unavailable: connection refused");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }

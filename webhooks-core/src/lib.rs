@@ -94,7 +94,9 @@ mod sealing;
 mod secret;
 mod settings;
 #[cfg(feature = "sql")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
+// Not public API: what this workspace's SQL stores share (row decoding,
+// listing filters, migration checks). Public only so they can use it.
+#[doc(hidden)]
 pub mod sql;
 mod store;
 #[cfg(any(not(feature = "metrics"), not(feature = "tracing")))]
@@ -111,7 +113,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg_attr(docsrs, doc(cfg(feature = "dispatch")))]
 pub use dispatch::{Activity, AttemptOutcome, Dispatcher, DispatcherBuilder};
 pub use envelope::{Envelope, JsonEnvelope, StandardEnvelope};
-pub use error::Error;
+pub use error::{Error, ErrorChain};
 pub use guard::is_public_address;
 pub use model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventData, EventId,
@@ -134,6 +136,28 @@ pub use store::{
     DeliveryQueue, NextState, Publication, Recorded, Retention, StateFilter, Store, StoreError, StoreResult,
     SubscriptionStats, SubscriptionStore, Verdict,
 };
+// The crates whose types this API takes and returns, at the versions it is
+// built with: a host names them through here rather than pinning a copy of
+// its own that might differ.
+/// The attribute a store's trait implementations carry (the store traits
+/// are `async_trait`s).
+pub use async_trait::async_trait;
+#[doc(no_inline)]
+pub use bytes;
+#[doc(no_inline)]
+pub use chrono;
+#[cfg(feature = "dispatch")]
+#[doc(no_inline)]
+pub use reqwest;
+/// What stops a [`Dispatcher`]: cancel it and `run` returns once the
+/// attempts in flight are recorded.
+#[cfg(feature = "dispatch")]
+pub use tokio_util::sync::CancellationToken;
+#[doc(no_inline)]
+pub use url;
+#[doc(no_inline)]
+pub use uuid;
+
 /// The store traits, for calling a store's methods on a concrete store:
 /// `use webhooks_core::prelude::*;`.
 pub mod prelude {

@@ -281,6 +281,7 @@ impl Audience {
 /// makes a subscription again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Deserialize))]
+#[non_exhaustive]
 pub struct Subscription {
     /// Its id.
     pub id: SubscriptionId,
@@ -523,6 +524,7 @@ pub enum SubscriptionStatus {
 /// subscription of its audience that listens to its name.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[non_exhaustive]
 pub struct Event {
     /// Its id.
     pub id: EventId,
@@ -545,6 +547,67 @@ pub struct Event {
     pub data: EventData,
 }
 
+impl Event {
+    /// An event named `name` with `data` that happened at `occurred_at`:
+    /// a new id, for every owner, on no channel, without a key. The
+    /// facade makes events from a [`Publish`](crate::Publish); this is for
+    /// stores and their tests, which take events as they are.
+    ///
+    /// ```
+    /// use webhooks_core::{Audience, Event, Owner};
+    ///
+    /// let event = Event::new("order.created", serde_json::json!({"id": 7}), chrono::Utc::now())
+    ///     .with_audience(Audience::Owner(Owner::new("acme").unwrap()));
+    /// assert_eq!(event.name, "order.created");
+    /// ```
+    pub fn new(name: impl Into<String>, data: impl Into<EventData>, occurred_at: DateTime<Utc>) -> Self {
+        Self {
+            id: EventId::new(),
+            audience: Audience::EveryOwner,
+            idempotency_key: None,
+            name: name.into(),
+            channels: BTreeSet::new(),
+            occurred_at,
+            data: data.into(),
+        }
+    }
+
+    /// The same event with this id.
+    #[must_use]
+    pub fn with_id(mut self, id: EventId) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// The same event for this audience.
+    #[must_use]
+    pub fn with_audience(mut self, audience: Audience) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    /// The same event holding this idempotency key.
+    #[must_use]
+    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+
+    /// The same event on these channels.
+    #[must_use]
+    pub fn with_channels(mut self, channels: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.channels = channels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The same event with this data.
+    #[must_use]
+    pub fn with_data(mut self, data: impl Into<EventData>) -> Self {
+        self.data = data.into();
+        self
+    }
+}
+
 /// An event's idempotency key and until when it is held: a later event of
 /// the same audience with the same key that occurs before `held_until` is a
 /// repeat; one at or after it publishes anew. Keys are held for the
@@ -552,6 +615,7 @@ pub struct Event {
 /// whatever happens to the event's deliveries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[non_exhaustive]
 pub struct IdempotencyKey {
     /// The host's key (an order id, a request id).
     pub key: String,
@@ -560,6 +624,11 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
+    /// `key`, held until `held_until`.
+    pub fn new(key: impl Into<String>, held_until: DateTime<Utc>) -> Self {
+        Self { key: key.into(), held_until }
+    }
+
     /// Whether the key, taken by an event, is still held at `at`.
     pub fn is_held_at(&self, at: DateTime<Utc>) -> bool {
         at < self.held_until

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
+use crate::error::ErrorChain;
 use crate::store::StoreError;
 #[cfg(not(feature = "tracing"))]
 use crate::telemetry::tracing;
@@ -33,6 +34,6 @@ where
         .when(StoreError::is_transient)
         // A wait that would end past the deadline is not taken.
         .adjust(move |_, wait| wait.filter(|wait| tokio::time::Instant::now() + *wait <= deadline))
-        .notify(|error, wait| tracing::warn!(%error, ?wait, "store unavailable; {doing} again"))
+        .notify(|error, wait| tracing::warn!(error = %ErrorChain(error), ?wait, "store unavailable; {doing} again"))
         .await
 }

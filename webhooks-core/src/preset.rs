@@ -11,11 +11,28 @@ use crate::error::Error;
 use crate::retry::{Exponential, RetryPolicy, Scaled, Schedule};
 use crate::scheme::{DeepSmithScheme, SignatureScheme, SmartlyQScheme, StandardScheme};
 
-/// Which endpoint URLs a preset accepts.
+/// Which endpoint URLs a preset accepts: `https://` only unless the host
+/// allows plain `http://` (a local receiver in tests, say).
+///
+/// ```
+/// use webhooks_core::UrlRule;
+///
+/// assert!(UrlRule::https_only().require_https);
+/// assert!(UrlRule::allow_http().check("http://127.0.0.1:8080/hooks", "DeepSmith").is_ok());
+/// assert!(UrlRule::https_only().check("http://127.0.0.1:8080/hooks", "DeepSmith").is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UrlRule {
     /// Refuse plain `http://` endpoints.
     pub require_https: bool,
+}
+
+impl Default for UrlRule {
+    /// `https://` only.
+    fn default() -> Self {
+        Self::https_only()
+    }
 }
 
 /// The longest endpoint URL accepted, in bytes as parsed: far above any
@@ -23,6 +40,16 @@ pub struct UrlRule {
 pub const MAX_URL_BYTES: usize = 4096;
 
 impl UrlRule {
+    /// Only `https://` endpoints.
+    pub const fn https_only() -> Self {
+        Self { require_https: true }
+    }
+
+    /// `http://` endpoints too.
+    pub const fn allow_http() -> Self {
+        Self { require_https: false }
+    }
+
     /// Parses `url` and checks it: at most [`MAX_URL_BYTES`], `http` or
     /// `https`, a host, no credentials, a URL an HTTP request can carry, and
     /// `https` where required.
@@ -143,6 +170,7 @@ impl DisablePolicy {
 /// assert!(!preset.catalogue().contains("job.completed"), "the host's catalogue replaces SmartlyQ's");
 /// ```
 #[derive(Clone, Debug)]
+#[must_use = "a preset does nothing until given to `WebhooksBuilder::preset`"]
 pub struct Preset {
     name: String,
     envelope: Arc<dyn Envelope>,
@@ -164,7 +192,7 @@ impl Preset {
             envelope: Arc::new(JsonEnvelope),
             scheme: Arc::new(SmartlyQScheme::default()),
             retry: Arc::new(retry),
-            url_rule: UrlRule { require_https: true },
+            url_rule: UrlRule::https_only(),
             disable: DisablePolicy::never(),
             catalogue: fixed([
                 "job.completed",
@@ -187,7 +215,7 @@ impl Preset {
             envelope: Arc::new(JsonEnvelope),
             scheme: Arc::new(DeepSmithScheme),
             retry: Arc::new(retry),
-            url_rule: UrlRule { require_https: false },
+            url_rule: UrlRule::allow_http(),
             disable: DisablePolicy::after_consecutive_failures(10),
             catalogue: fixed([
                 "content.status_updated",
@@ -226,7 +254,7 @@ impl Preset {
             envelope: Arc::new(StandardEnvelope),
             scheme: Arc::new(StandardScheme::default()),
             retry: Arc::new(retry),
-            url_rule: UrlRule { require_https: true },
+            url_rule: UrlRule::https_only(),
             disable: DisablePolicy::never(),
             catalogue: Catalogue::open(),
         }
@@ -432,7 +460,7 @@ mod tests {
 
     #[test]
     fn urls_with_credentials_or_odd_schemes_are_refused_without_echoing_passwords() {
-        let rule = UrlRule { require_https: false };
+        let rule = UrlRule::allow_http();
         let error = rule.check("https://user:hunter2@example.com/", "x").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert!(rule.check("ftp://example.com/", "x").is_err());

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,7 +65,8 @@ use crate::webhooks::Webhooks;
 #[must_use = "an event is published only when passed to `publish_event` or `prepare`"]
 pub struct Publish {
     event_type: String,
-    data: Result<EventData, String>,
+    /// The data, or why it is not JSON (kept for `prepare` to report).
+    data: Result<EventData, Arc<serde_json::Error>>,
     audience: Target,
     idempotency_key: Option<String>,
     channels: BTreeSet<String>,
@@ -81,7 +83,7 @@ impl Publish {
     /// An event of `event_type` with `data` (any JSON object, array or
     /// value but `null`), for the default owner.
     pub fn new(event_type: impl Into<String>, data: impl Serialize) -> Self {
-        let data = serde_json::to_value(data).map(EventData::Value).map_err(|error| error.to_string());
+        let data = serde_json::to_value(data).map(EventData::Value).map_err(Arc::new);
         Self::with_data(event_type.into(), data)
     }
 
@@ -107,11 +109,11 @@ impl Publish {
     /// # }
     /// ```
     pub fn json(event_type: impl Into<String>, text: impl Into<String>) -> Self {
-        let data = EventData::json(text).map_err(|error| format!("not one JSON value: {error}"));
+        let data = EventData::json(text).map_err(Arc::new);
         Self::with_data(event_type.into(), data)
     }
 
-    fn with_data(event_type: String, data: Result<EventData, String>) -> Self {
+    fn with_data(event_type: String, data: Result<EventData, Arc<serde_json::Error>>) -> Self {
         Self {
             event_type,
             data,
@@ -406,7 +408,7 @@ impl Webhooks {
             Some(owner) => self.check_event_type(owner, &publish.event_type)?,
             None => preset.check_event_type(&publish.event_type)?,
         }
-        let data = publish.data.map_err(|reason| Error::invalid("data", reason))?;
+        let data = publish.data.map_err(Error::InvalidData)?;
         if data.is_null() {
             return Err(Error::invalid("data", "an event needs data; send {} for none"));
         }

@@ -28,6 +28,7 @@ use crate::secret::{REDACTED, Secrets};
 /// [`EndpointSettings::with_secrets`] writes it (what a store keeps).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct EndpointSettings {
     /// Headers sent with every request, after the scheme's own.
     pub headers: Vec<CustomHeader>,
@@ -140,10 +141,8 @@ impl EndpointSettings {
     /// ```
     /// use webhooks_core::{CustomHeader, EndpointSettings};
     ///
-    /// let settings = EndpointSettings {
-    ///     headers: vec![CustomHeader::secret("authorization", "Bearer s3cr3t").unwrap()],
-    ///     ..EndpointSettings::default()
-    /// };
+    /// let mut settings = EndpointSettings::default();
+    /// settings.headers = vec![CustomHeader::secret("authorization", "Bearer s3cr3t").unwrap()];
     /// assert!(!serde_json::to_string(&settings).unwrap().contains("s3cr3t"));
     /// let kept = serde_json::to_string(&settings.with_secrets()).unwrap();
     /// assert_eq!(serde_json::from_str::<EndpointSettings>(&kept).unwrap(), settings);

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::clock::{Clock, SystemClock};
 #[cfg(feature = "dispatch")]
 use crate::dispatch::DispatcherBuilder;
-use crate::error::Error;
+use crate::error::{Error, ErrorChain};
 use crate::model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventId, Owner,
     PreviousSecret, Subscription, SubscriptionId, SubscriptionStatus,
@@ -805,7 +805,7 @@ impl Webhooks {
         let owner = match self.inner.store.subscription(event.subscription_id()).await {
             Ok(subscription) => subscription.map(|subscription| subscription.owner),
             Err(error) => {
-                tracing::error!(%error, kind = event.kind(), "operational webhook not published");
+                tracing::error!(error = %ErrorChain(&error), kind = event.kind(), "operational webhook not published");
                 return;
             }
         };
@@ -816,7 +816,7 @@ impl Webhooks {
             .owner(operational.as_str())
             .idempotency_key(event.idempotency_key());
         if let Err(error) = self.publish_event(publish).await {
-            tracing::error!(%error, kind = event.kind(), "operational webhook not published");
+            tracing::error!(error = %ErrorChain(&error), kind = event.kind(), "operational webhook not published");
         }
     }
 
@@ -1214,10 +1214,10 @@ impl Webhooks {
     /// for n in 0..3 {
     ///     webhooks.publish("iq.status_updated", serde_json::json!({ "n": n })).await?;
     /// }
-    /// let page = webhooks.delivery_logs(DeliveryQuery { limit: 2, ..DeliveryQuery::default() }).await?;
+    /// let page = webhooks.delivery_logs(DeliveryQuery::new().limit(2)).await?;
     /// assert_eq!(page.logs.len(), 2);
     /// assert!(page.logs.iter().all(|log| log.attempts.is_empty()), "nothing attempted yet");
-    /// let rest = webhooks.delivery_logs(DeliveryQuery { after: page.next, ..DeliveryQuery::default() }).await?;
+    /// let rest = webhooks.delivery_logs(DeliveryQuery::new().after(page.next)).await?;
     /// assert_eq!(rest.logs.len(), 1);
     /// # Ok(())
     /// # }

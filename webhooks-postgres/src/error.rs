@@ -31,11 +31,11 @@ pub enum Error {
         reason: String,
     },
     /// The connection pool could not be built.
-    #[error("could not build the connection pool: {0}")]
+    #[error("could not build the connection pool")]
     PoolSetup(#[source] deadpool_postgres::BuildError),
     /// No connection to the server could be made: it is down, refused the
     /// credentials, or failed the TLS handshake.
-    #[error("could not connect to PostgreSQL at {target}: {}", causes(source))]
+    #[error("could not connect to PostgreSQL at {target}")]
     Connect {
         /// The server, without the password.
         target: String,
@@ -57,7 +57,7 @@ pub enum Error {
     MigrationChanged(#[from] webhooks_core::sql::MigrationChanged),
     /// Moving the schema up to `version` failed; the database keeps the
     /// version it had (migrations are transactional).
-    #[error("could not migrate the database schema to version {version}: {source}")]
+    #[error("could not migrate the database schema to version {version}")]
     Migrate {
         /// The version that could not be reached.
         version: i64,
@@ -66,7 +66,7 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
     /// The pool gave no connection in time for an operation.
-    #[error("could not {operation}: no database connection: {}", causes(source))]
+    #[error("could not {operation}: no database connection")]
     Pool {
         /// What was being done, e.g. "claim due deliveries".
         operation: &'static str,
@@ -76,7 +76,7 @@ pub enum Error {
     },
     /// A store operation failed in PostgreSQL: a lost connection, a
     /// constraint, a deadlock that outlasted the retries.
-    #[error("could not {operation}: {}", causes(source))]
+    #[error("could not {operation}")]
     Query {
         /// What was being done, e.g. "claim due deliveries".
         operation: &'static str,
@@ -91,8 +91,7 @@ pub enum Error {
     /// an attempt whose record is unconfirmed is made again when its lease
     /// ends.
     #[error(
-        "could not {operation}: the connection was lost while committing, so whether it took effect is unknown: {}",
-        causes(source)
+        "could not {operation}: the connection was lost while committing, so whether it took effect is unknown"
     )]
     Unconfirmed {
         /// What was being done.
@@ -104,7 +103,7 @@ pub enum Error {
     /// Publishing in the host's sqlx transaction failed.
     #[cfg(feature = "sqlx")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
-    #[error("could not {operation}: {}", causes(source))]
+    #[error("could not {operation}")]
     Sqlx {
         /// What was being done.
         operation: &'static str,
@@ -229,21 +228,3 @@ impl Abort {
 
 /// What a store step returns inside its transaction.
 pub type Outcome<T> = Result<T, Abort>;
-
-/// An error with every cause under it, as one line: the pool's and the
-/// driver's own messages say little ("db error") without the server's
-/// ("password authentication failed for user ..."). Passwords appear in
-/// none of them.
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        let said = next.to_string();
-        if !line.contains(&said) {
-            line.push_str(": ");
-            line.push_str(&said);
-        }
-        cause = next.source();
-    }
-    line
-}

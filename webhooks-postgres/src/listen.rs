@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
+use webhooks_core::ErrorChain;
 
 use crate::error::Outcome;
 use crate::session::Connection;
@@ -127,9 +128,9 @@ enum Lost {
 impl fmt::Display for Lost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Connect(error) => write!(f, "could not connect: {error}"),
-            Self::Listen(error) => write!(f, "could not LISTEN: {error}"),
-            Self::Connection(error) => write!(f, "{error}"),
+            Self::Connect(error) => write!(f, "could not connect: {}", ErrorChain(error)),
+            Self::Listen(error) => write!(f, "could not LISTEN: {}", ErrorChain(error)),
+            Self::Connection(error) => write!(f, "{}", ErrorChain(error)),
             Self::Closed => f.write_str("the server closed the connection"),
             Self::Unanswered => write!(f, "the server did not answer within {} s", ANSWER.as_secs()),
         }

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use deadpool_postgres::Pool;
+use webhooks_core::ErrorChain;
 
 /// Deliveries published through this store before it looks.
 const ANALYZE_AFTER: u64 = 5_000;
@@ -32,7 +33,7 @@ impl FirstStatistics {
         let pool = pool.clone();
         tokio::spawn(async move {
             if let Err(error) = analyze_if_never(&pool).await {
-                tracing::warn!(%error, "could not gather the first statistics of the queue's tables");
+                tracing::warn!(error = %ErrorChain(&*error), "could not gather the first statistics of the queue's tables");
             }
         });
     }

@@ -10,7 +10,7 @@ use webhooks_core::StoreError;
 #[non_exhaustive]
 pub enum Error {
     /// The database file could not be opened or set up (WAL, pragmas).
-    #[error("could not open the SQLite database {path}: {source}")]
+    #[error("could not open the SQLite database {path}")]
     Open {
         /// The file.
         path: PathBuf,
@@ -47,7 +47,7 @@ pub enum Error {
     },
     /// Moving the schema up to `version` failed; the file keeps the version
     /// it had.
-    #[error("could not migrate the database schema to version {version}: {source}")]
+    #[error("could not migrate the database schema to version {version}")]
     Migrate {
         /// The version that could not be reached.
         version: i64,
@@ -57,7 +57,7 @@ pub enum Error {
     },
     /// A store operation failed in SQLite: busy past the timeout, I/O, a
     /// constraint, or a stored value that does not decode.
-    #[error("could not {operation}: {source}")]
+    #[error("could not {operation}")]
     Sqlite {
         /// What was being done, e.g. "claim due deliveries".
         operation: &'static str,
@@ -66,7 +66,7 @@ pub enum Error {
         source: rusqlite::Error,
     },
     /// The thread that owns the connection could not be started.
-    #[error("could not start the SQLite connection thread: {0}")]
+    #[error("could not start the SQLite connection thread")]
     Thread(#[source] std::io::Error),
     /// The connection thread gave no answer: it has stopped, or the
     /// operation panicked on it (and was rolled back).

@@ -1503,20 +1503,14 @@ mod tests {
             Some(StateFilter::Dropped),
         ];
         for state in states {
-            let by_subscription = DeliveryQuery {
-                subscription: Some(SubscriptionId::new()),
-                state,
-                limit: 10,
-                ..DeliveryQuery::default()
-            };
-            let by_owner = DeliveryQuery {
-                owner: Some(owner.clone()),
-                state,
-                after: Some(DeliveryId::new()),
-                event_type: Some("type.1".into()),
-                limit: 10,
-                ..DeliveryQuery::default()
-            };
+            let by_subscription =
+                DeliveryQuery::new().subscription(SubscriptionId::new()).state(state).limit(10);
+            let by_owner = DeliveryQuery::new()
+                .owner(owner.clone())
+                .state(state)
+                .after(DeliveryId::new())
+                .event_type("type.1")
+                .limit(10);
             for query in [by_subscription, by_owner] {
                 let found = plan(&db, &listing(&query).0);
                 // The pending ones may be read by their own index.
@@ -1569,8 +1563,7 @@ mod tests {
         assert_eq!(counts, expected);
         assert_eq!(subscription_stats(&db, id).unwrap().unwrap().attempts, count("TRUE"));
         let listed = |state| {
-            let query =
-                DeliveryQuery { subscription: Some(id), state, limit: 1_000, ..DeliveryQuery::default() };
+            let query = DeliveryQuery::new().subscription(id).state(state).limit(1_000);
             list_deliveries(&db, &query).unwrap().len() as u64
         };
         assert_eq!(listed(None), count("TRUE"));

@@ -284,15 +284,8 @@ struct ToPublish {
 
 impl ToPublish {
     fn new(event: &Event, body: Bytes) -> Self {
-        let event = Event {
-            id: event.id,
-            audience: event.audience.clone(),
-            idempotency_key: event.idempotency_key.clone(),
-            name: event.name.clone(),
-            channels: event.channels.clone(),
-            occurred_at: event.occurred_at,
-            data: serde_json::Value::Null.into(),
-        };
+        // The body is rendered already: the data is not kept twice.
+        let event = event.clone().with_data(serde_json::Value::Null);
         Self { event, body }
     }
 }

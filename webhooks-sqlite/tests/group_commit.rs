@@ -14,7 +14,7 @@ use std::task::Poll;
 use bytes::Bytes;
 use tempfile::TempDir;
 use webhooks_core::testing::{event, subscription};
-use webhooks_core::{DeliveryId, Event, StoreResult, Subscription, prelude::*};
+use webhooks_core::{DeliveryId, ErrorChain, Event, StoreResult, Subscription, prelude::*};
 use webhooks_sqlite::SqliteStore;
 
 const CALLS: usize = 64;
@@ -126,7 +126,7 @@ async fn a_publish_failing_inside_a_shared_transaction_fails_alone() {
 
     for (n, result) in results.iter().enumerate() {
         if n == poisoned {
-            let error = result.as_ref().unwrap_err().to_string();
+            let error = ErrorChain(result.as_ref().unwrap_err()).to_string();
             assert!(error.contains("poisoned event"), "{error}");
         } else {
             assert_eq!(result.as_ref().unwrap().len(), 1, "publish {n}");
@@ -152,11 +152,12 @@ async fn a_write_that_makes_sqlite_give_up_the_transaction_takes_only_its_group_
 
     // The first queued is in the first group; which others share it depends
     // on how fast they queued, so each answer is checked for what it says.
-    let error = results[0].as_ref().unwrap_err().to_string();
+    let error = ErrorChain(results[0].as_ref().unwrap_err()).to_string();
     assert!(error.contains("poisoned event"), "{error}");
     for result in &results[1..] {
         if let Err(error) = result {
-            assert!(error.to_string().contains("rolled back the transaction"), "{error}");
+            let error = ErrorChain(error).to_string();
+            assert!(error.contains("rolled back the transaction"), "{error}");
         }
     }
     let succeeded: Vec<DeliveryId> =

@@ -32,7 +32,7 @@ pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(30);
 /// let clock = ManualClock::new("2026-03-02T14:30:00Z".parse().unwrap());
 /// let webhooks = Webhooks::builder()
 ///     .store(webhooks_memory::MemoryStore::new())
-///     .preset(Preset::smartlyq().with_url_rule(UrlRule { require_https: false }))
+///     .preset(Preset::smartlyq().with_url_rule(UrlRule::allow_http()))
 ///     .clock(clock.clone())
 ///     .build()
 ///     .unwrap();

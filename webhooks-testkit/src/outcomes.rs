@@ -18,7 +18,7 @@ use webhooks_core::{AttemptOutcome, DispatcherBuilder};
 /// let receiver = Receiver::start().await.unwrap();
 /// let webhooks = Webhooks::builder()
 ///     .store(webhooks_memory::MemoryStore::new())
-///     .preset(Preset::deepsmith().with_url_rule(UrlRule { require_https: false }))
+///     .preset(Preset::deepsmith().with_url_rule(UrlRule::allow_http()))
 ///     .build()
 ///     .unwrap();
 /// webhooks.subscribe(Subscription::builder(receiver.url()).event_type("iq.status_updated")).await.unwrap();

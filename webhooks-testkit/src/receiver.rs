@@ -76,7 +76,7 @@ impl Received {
     /// # async fn main() {
     /// # let receiver = Receiver::start().await.unwrap();
     /// # let clock = ManualClock::new("2026-03-02T14:30:00Z".parse().unwrap());
-    /// let preset = Preset::smartlyq().with_url_rule(UrlRule { require_https: false });
+    /// let preset = Preset::smartlyq().with_url_rule(UrlRule::allow_http());
     /// # let webhooks = Webhooks::builder()
     /// #     .store(webhooks_memory::MemoryStore::new())
     /// #     .preset(preset.clone())
@@ -259,7 +259,7 @@ impl Receiver {
     /// # async fn main() {
     /// let receiver = Receiver::start().await.unwrap();
     /// let clock = ManualClock::new("2026-03-02T14:30:00Z".parse().unwrap());
-    /// let preset = Preset::standard().with_url_rule(UrlRule { require_https: false });
+    /// let preset = Preset::standard().with_url_rule(UrlRule::allow_http());
     /// # let webhooks = Webhooks::builder()
     /// #     .store(webhooks_memory::MemoryStore::new())
     /// #     .preset(preset.clone())

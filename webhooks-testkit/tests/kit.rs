@@ -9,7 +9,7 @@ use webhooks_testkit::{Outcomes, Receiver, Reply, TestDispatcher};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn deepsmith(clock: &ManualClock) -> (Webhooks, Preset) {
-    let preset = Preset::deepsmith().with_url_rule(UrlRule { require_https: false });
+    let preset = Preset::deepsmith().with_url_rule(UrlRule::allow_http());
     let webhooks = Webhooks::builder()
         .store(webhooks_memory::MemoryStore::new())
         .preset(preset.clone())

@@ -52,16 +52,11 @@ impl DeliveryCounts {
 ///     webhooks.publish("iq.status_updated", serde_json::json!({ "n": n })).await?;
 /// }
 /// // Pending deliveries of one customer, two at a time.
-/// let mut query = DeliveryQuery {
-///     subscription: Some(subscription.id),
-///     state: Some(StateFilter::Pending),
-///     limit: 2,
-///     ..DeliveryQuery::default()
-/// };
+/// let query = DeliveryQuery::new().subscription(subscription.id).state(StateFilter::Pending).limit(2);
 /// let first = webhooks.deliveries(query.clone()).await?;
 /// assert_eq!(first.deliveries.len(), 2);
-/// query.after = first.next;
-/// assert_eq!(webhooks.deliveries(query).await?.deliveries.len(), 1);
+/// let rest = webhooks.deliveries(query.after(first.next)).await?;
+/// assert_eq!(rest.deliveries.len(), 1);
 /// # Ok(())
 /// # }
 /// ```
@@ -71,6 +66,8 @@ impl DeliveryCounts {
 /// outside (a customer must not pick another's): the host sets it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(default))]
+#[non_exhaustive]
+#[must_use]
 pub struct DeliveryQuery {
     /// Only this owner's subscriptions'.
     #[cfg_attr(feature = "serde", serde(skip_deserializing))]
@@ -89,6 +86,62 @@ pub struct DeliveryQuery {
     pub after: Option<DeliveryId>,
     /// At most this many (1 to 1000).
     pub limit: usize,
+}
+
+impl DeliveryQuery {
+    /// Every delivery, a page of the default size (100).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only this owner's subscriptions' (`None`: every owner's).
+    pub fn owner(mut self, owner: impl Into<Option<Owner>>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// Only this subscription's.
+    pub fn subscription(mut self, id: impl Into<Option<SubscriptionId>>) -> Self {
+        self.subscription = id.into();
+        self
+    }
+
+    /// Only those in this state.
+    pub fn state(mut self, state: impl Into<Option<StateFilter>>) -> Self {
+        self.state = state.into();
+        self
+    }
+
+    /// Only this event type's.
+    pub fn event_type(mut self, name: impl Into<String>) -> Self {
+        self.event_type = Some(name.into());
+        self
+    }
+
+    /// Only those created at or after this time.
+    pub fn created_from(mut self, at: impl Into<Option<DateTime<Utc>>>) -> Self {
+        self.created_from = at.into();
+        self
+    }
+
+    /// Only those created before this time.
+    pub fn created_until(mut self, at: impl Into<Option<DateTime<Utc>>>) -> Self {
+        self.created_until = at.into();
+        self
+    }
+
+    /// Only those after this delivery: the `next` cursor of the page
+    /// before (`None` starts from the first).
+    pub fn after(mut self, cursor: impl Into<Option<DeliveryId>>) -> Self {
+        self.after = cursor.into();
+        self
+    }
+
+    /// At most this many (1 to 1000; 0 is the default size).
+    pub fn limit(mut self, deliveries: usize) -> Self {
+        self.limit = deliveries;
+        self
+    }
 }
 
 /// A delivery state to filter by; `Held` is a pending delivery whose

@@ -43,12 +43,12 @@ pub enum StoreError {
     #[error("subscription {0} already exists")]
     DuplicateSubscription(SubscriptionId),
     /// The backend failed (I/O, database, corrupt data).
-    #[error("store backend failed: {0}")]
+    #[error("the store failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The backend cannot be reached for now (a lost connection, a server
     /// restarting, a database another process holds locked): the same call
     /// may succeed in a moment, and nothing of it was done.
-    #[error("store unavailable: {0}")]
+    #[error("the store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
