@@ -94,8 +94,9 @@ async fn a_full_disk_is_waited_out_and_said_once() {
         match webhooks.publish("iq.status_updated", json!({"n": n, "pad": "x".repeat(2000)})).await {
             Ok(_) => {}
             Err(error) => {
-                assert!(error.is_transient(), "{error}");
-                assert!(error.to_string().contains("the disk is full"), "{error}");
+                let why = webhooks_core::ErrorChain(&error).to_string();
+                assert!(error.is_transient(), "{why}");
+                assert!(why.contains("the disk is full"), "{why}");
                 refused += 1;
             }
         }

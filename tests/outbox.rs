@@ -157,7 +157,8 @@ async fn postgres_a_host_on_plain_tokio_postgres_publishes_in_its_own_transactio
     // Outside a transaction nothing is published: a half-done outbox is no
     // outbox.
     let error = PostgresStore::publish_in(&client, &[order(&webhooks, "o-3")]).await.unwrap_err();
-    assert!(error.to_string().contains("publish in the host's transaction"), "{error}");
+    let why = webhooks_core::ErrorChain(&error).to_string();
+    assert!(why.contains("publish in the host's transaction"), "{why}");
     quiet(&running, &receiver, 1).await;
     let events: i64 = client.query_one("SELECT count(*) FROM webhooks.events", &[]).await.unwrap().get(0);
     assert_eq!(events, 1);

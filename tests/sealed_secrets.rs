@@ -80,7 +80,8 @@ async fn sealed_at_rest(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
     let held = raw().await;
     assert!(!held.contains(SECRET) && !held.contains(TOKEN), "sealed at rest");
     assert!(held.contains("sealed:v1:"), "sealed values are there instead");
-    let error = clear.subscription(subscription.id).await.unwrap_err().to_string();
+    let error =
+        webhooks_core::ErrorChain(&clear.subscription(subscription.id).await.unwrap_err()).to_string();
     assert!(error.contains("sealed"), "an instance without keys refuses: {error}");
 
     // A rotated signing secret is sealed too, the old one with it.
@@ -96,7 +97,8 @@ async fn sealed_at_rest(store: Arc<dyn Store>, raw: impl AsyncFn() -> String) {
     let only_new = instance(&store, Some(SecretKeys::new(&key(2)).unwrap()), &clock);
     delivers_signed(&only_new, &receiver, rotated.expose()).await;
     let only_old = instance(&store, Some(SecretKeys::new(&key(1)).unwrap()), &clock);
-    let error = only_old.subscription(subscription.id).await.unwrap_err().to_string();
+    let error =
+        webhooks_core::ErrorChain(&only_old.subscription(subscription.id).await.unwrap_err()).to_string();
     assert!(error.contains("which this instance does not hold"), "{error}");
 }
 
