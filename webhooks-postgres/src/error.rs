@@ -227,4 +227,4 @@ impl Abort {
 }
 
 /// What a store step returns inside its transaction.
-pub type Outcome<T> = Result<T, Abort>;
+pub type Step<T> = Result<T, Abort>;

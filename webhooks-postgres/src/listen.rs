@@ -18,7 +18,7 @@ use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use webhooks_core::ErrorChain;
 
-use crate::error::Outcome;
+use crate::error::Step;
 use crate::session::Connection;
 
 /// Publishing transactions notify the channel `webhooks_work`, and the
@@ -36,7 +36,7 @@ const LAST_RETRY: Duration = Duration::from_secs(10);
 
 /// Tells the listeners that deliveries became due; PostgreSQL sends it on
 /// commit, and only then. Several in one transaction are sent as one.
-pub(crate) async fn announce<C: Connection>(db: &C) -> Outcome<()> {
+pub(crate) async fn announce<C: Connection>(db: &C) -> Step<()> {
     db.run_batch(NOTIFY).await
 }
 

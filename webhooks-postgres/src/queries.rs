@@ -29,7 +29,7 @@ use webhooks_core::{
 };
 
 use crate::codec;
-use crate::error::Outcome;
+use crate::error::Step;
 
 /// The transaction every statement runs in.
 pub(crate) type Db<'t> = deadpool_postgres::Transaction<'t>;
@@ -158,11 +158,11 @@ pub const PURGE_FINISHED: &str = "DELETE FROM webhooks.deliveries WHERE id = ANY
      SELECT id FROM webhooks.deliveries WHERE finished_at < $1 \
      ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))";
 
-fn uuid(row: &Row, column: usize) -> Outcome<Uuid> {
+fn uuid(row: &Row, column: usize) -> Step<Uuid> {
     Ok(row.try_get(column)?)
 }
 
-fn subscription_row(row: &Row) -> Outcome<Subscription> {
+fn subscription_row(row: &Row) -> Step<Subscription> {
     Ok(SubscriptionRow {
         id: row.try_get(0)?,
         url: row.try_get(1)?,
@@ -181,7 +181,7 @@ fn subscription_row(row: &Row) -> Outcome<Subscription> {
     .decode()?)
 }
 
-fn delivery_row(row: &Row) -> Outcome<Delivery> {
+fn delivery_row(row: &Row) -> Step<Delivery> {
     Ok(DeliveryRow {
         id: row.try_get(0)?,
         event_id: row.try_get(1)?,
@@ -218,7 +218,7 @@ impl Ids for [DeliveryId] {
 /// Whether subscription `id` exists, locking it against changes and
 /// publishes (`FOR UPDATE`) until the transaction ends; and whether it is
 /// disabled.
-pub(crate) async fn lock_subscription(db: &Db<'_>, id: SubscriptionId) -> Outcome<Option<Standing>> {
+pub(crate) async fn lock_subscription(db: &Db<'_>, id: SubscriptionId) -> Step<Option<Standing>> {
     let statement = db
         .prepare_cached(
             "SELECT disabled_at IS NOT NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR UPDATE",
@@ -239,7 +239,7 @@ fn standing(row: &tokio_postgres::Row) -> Result<Standing, tokio_postgres::Error
 
 /// Adds a subscription with its event types; `false` when one with its id
 /// exists.
-pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription) -> Outcome<bool> {
+pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription) -> Step<bool> {
     let (disabled_reason, disabled_at) = match &subscription.status {
         SubscriptionStatus::Enabled => (None, None),
         SubscriptionStatus::Disabled { reason, at } => (Some(reason.as_str()), Some(codec::micros(*at))),
@@ -287,7 +287,7 @@ fn channels(subscription: &Subscription) -> Vec<&str> {
 /// Replaces a locked subscription's URL, event types, secrets and
 /// settings; puts its deliveries in order when ordering is turned on, and
 /// lets every waiting one go when it is turned off.
-pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription) -> Outcome<()> {
+pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription) -> Step<()> {
     let previous = subscription.previous_secret.as_ref();
     let statement = db
         .prepare_cached(
@@ -334,7 +334,7 @@ pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription
     insert_event_types(db, subscription).await
 }
 
-async fn insert_event_types(db: &Db<'_>, subscription: &Subscription) -> Outcome<()> {
+async fn insert_event_types(db: &Db<'_>, subscription: &Subscription) -> Step<()> {
     let event_types: Vec<&str> = subscription.event_types.iter().map(String::as_str).collect();
     let statement = db
         .prepare_cached(
@@ -351,7 +351,7 @@ pub(crate) async fn owned_subscription(
     db: &Db<'_>,
     owner: &Owner,
     id: SubscriptionId,
-) -> Outcome<Option<Subscription>> {
+) -> Step<Option<Subscription>> {
     let statement = db.prepare_cached(OWNED_SUBSCRIPTION).await?;
     db.query_opt(&statement, &[&id.as_uuid(), &owner.as_str()])
         .await?
@@ -368,7 +368,7 @@ pub const OWNED_SUBSCRIPTION: &str = concat!(
 );
 
 /// One delivery to a subscription of `owner`'s, in one query.
-pub(crate) async fn owned_delivery(db: &Db<'_>, owner: &Owner, id: DeliveryId) -> Outcome<Option<Delivery>> {
+pub(crate) async fn owned_delivery(db: &Db<'_>, owner: &Owner, id: DeliveryId) -> Step<Option<Delivery>> {
     let statement = db.prepare_cached(OWNED_DELIVERY).await?;
     db.query_opt(&statement, &[&id.as_uuid(), &owner.as_str()]).await?.as_ref().map(delivery_row).transpose()
 }
@@ -382,7 +382,7 @@ pub const OWNED_DELIVERY: &str = concat!(
 );
 
 /// One subscription.
-pub(crate) async fn subscription(db: &Db<'_>, id: SubscriptionId) -> Outcome<Option<Subscription>> {
+pub(crate) async fn subscription(db: &Db<'_>, id: SubscriptionId) -> Step<Option<Subscription>> {
     let statement = db
         .prepare_cached(concat!(
             "SELECT ",
@@ -397,7 +397,7 @@ pub(crate) async fn subscription(db: &Db<'_>, id: SubscriptionId) -> Outcome<Opt
 pub(crate) async fn subscriptions_by_id(
     db: &Db<'_>,
     ids: &[SubscriptionId],
-) -> Outcome<HashMap<SubscriptionId, Subscription>> {
+) -> Step<HashMap<SubscriptionId, Subscription>> {
     let statement = db
         .prepare_cached(concat!(
             "SELECT ",
@@ -410,7 +410,7 @@ pub(crate) async fn subscriptions_by_id(
 }
 
 /// Every subscription, oldest first.
-pub(crate) async fn subscriptions(db: &Db<'_>) -> Outcome<Vec<Subscription>> {
+pub(crate) async fn subscriptions(db: &Db<'_>) -> Step<Vec<Subscription>> {
     let statement = db
         .prepare_cached(concat!(
             "SELECT ",
@@ -429,13 +429,13 @@ pub const OWNER_SUBSCRIPTIONS: &str = concat!(
 );
 
 /// One owner's subscriptions, oldest first.
-pub(crate) async fn owner_subscriptions(db: &Db<'_>, owner: &Owner) -> Outcome<Vec<Subscription>> {
+pub(crate) async fn owner_subscriptions(db: &Db<'_>, owner: &Owner) -> Step<Vec<Subscription>> {
     let statement = db.prepare_cached(OWNER_SUBSCRIPTIONS).await?;
     db.query(&statement, &[&owner.as_str()]).await?.iter().map(subscription_row).collect()
 }
 
 /// Locks an owner's subscriptions in id order, as deleting each would.
-pub(crate) async fn lock_owner(db: &Db<'_>, owner: &Owner) -> Outcome<Vec<SubscriptionId>> {
+pub(crate) async fn lock_owner(db: &Db<'_>, owner: &Owner) -> Step<Vec<SubscriptionId>> {
     let statement = db
         .prepare_cached("SELECT id FROM webhooks.subscriptions WHERE owner = $1 ORDER BY id FOR UPDATE")
         .await?;
@@ -445,7 +445,7 @@ pub(crate) async fn lock_owner(db: &Db<'_>, owner: &Owner) -> Outcome<Vec<Subscr
 /// Deletes a locked subscription; its event types, deliveries, their
 /// attempts and events go with it (foreign keys and a trigger). Its
 /// deliveries are locked first, in id order, as everywhere.
-pub(crate) async fn delete_subscription(db: &Db<'_>, id: SubscriptionId) -> Outcome<()> {
+pub(crate) async fn delete_subscription(db: &Db<'_>, id: SubscriptionId) -> Step<()> {
     let statement = db
         .prepare_cached(
             "SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 ORDER BY id FOR UPDATE",
@@ -463,7 +463,7 @@ pub(crate) async fn disable_subscription(
     id: SubscriptionId,
     reason: &str,
     now: DateTime<Utc>,
-) -> Outcome<()> {
+) -> Step<()> {
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.subscriptions SET disabled_reason = $2, disabled_at = $3 WHERE id = $1",
@@ -482,7 +482,7 @@ pub const HOLD_PENDING: &str = "UPDATE webhooks.deliveries SET held = true WHERE
 
 /// Enables a locked subscription, resets its failure count and makes its
 /// held deliveries due by `now`; the others keep their times.
-pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: DateTime<Utc>) -> Outcome<()> {
+pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: DateTime<Utc>) -> Step<()> {
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.subscriptions SET disabled_reason = NULL, disabled_at = NULL, \
@@ -516,7 +516,7 @@ pub(crate) struct Reached {
 }
 
 impl Reached {
-    fn add(&mut self, row: &impl Columns, event_type: String, audience: String) -> Outcome<()> {
+    fn add(&mut self, row: &impl Columns, event_type: String, audience: String) -> Step<()> {
         let id = row.uuid(0)?;
         self.listeners.entry((event_type, audience)).or_default().push(id);
         if row.boolean(2)? {
@@ -547,7 +547,7 @@ impl Reached {
 /// Locks the subscriptions listening to any of `event_types` (see
 /// [`LOCK_LISTENERS`]) and returns them by event type, in id order, with
 /// the ordered and the disabled ones among them.
-pub(crate) async fn lock_listeners<C: Connection>(db: &C, events: &[&Event]) -> Outcome<Reached> {
+pub(crate) async fn lock_listeners<C: Connection>(db: &C, events: &[&Event]) -> Step<Reached> {
     let mut reached = Reached::default();
     let mut everyone: Vec<&str> = events
         .iter()
@@ -585,7 +585,7 @@ pub(crate) async fn lock_listeners<C: Connection>(db: &C, events: &[&Event]) -> 
 /// takes them: a publish and a recording to one ordered subscription take
 /// turns, so a delivery made to wait always sees the recording that would
 /// release it, and the other way round.
-pub(crate) async fn lock_ordered<C: Connection>(db: &C, subscriptions: &[Uuid]) -> Outcome<()> {
+pub(crate) async fn lock_ordered<C: Connection>(db: &C, subscriptions: &[Uuid]) -> Step<()> {
     if subscriptions.is_empty() {
         return Ok(());
     }
@@ -605,7 +605,7 @@ pub(crate) async fn held_key<C: Connection>(
     audience: &str,
     key: &IdempotencyKey,
     at: DateTime<Utc>,
-) -> Outcome<Option<Publication>> {
+) -> Step<Option<Publication>> {
     let params = [Param::Text(audience), Param::Text(&key.key), Param::Int(Some(codec::micros(at)))];
     let Some(row) = db.fetch(HELD_KEY, &params).await?.pop() else {
         return Ok(None);
@@ -620,7 +620,7 @@ pub const HELD_KEY: &str = "SELECT k.event_id, ARRAY(SELECT d.id FROM webhooks.d
      FROM webhooks.idempotency_keys k WHERE k.audience = $1 AND k.key = $2 AND k.held_until > $3";
 
 /// A publication read back for a held key, marked repeated.
-fn repeated(row: &impl Columns) -> Outcome<Publication> {
+fn repeated(row: &impl Columns) -> Step<Publication> {
     let deliveries = row.uuids(1)?;
     Ok(Publication {
         event_id: row.uuid(0)?.into(),
@@ -638,7 +638,7 @@ async fn take_key<C: Connection>(
     db: &C,
     event: &Event,
     key: &IdempotencyKey,
-) -> Outcome<Result<i64, Publication>> {
+) -> Step<Result<i64, Publication>> {
     let audience = event.audience.stored_key();
     let taken = db
         .fetch(
@@ -667,7 +667,7 @@ async fn take_key<C: Connection>(
 }
 
 /// Forgets up to `limit` keys held until `now` or before; returns how many.
-pub(crate) async fn forget_keys(db: &Db<'_>, now: DateTime<Utc>, limit: i64) -> Outcome<u64> {
+pub(crate) async fn forget_keys(db: &Db<'_>, now: DateTime<Utc>, limit: i64) -> Step<u64> {
     let statement = db.prepare_cached(FORGET_KEYS).await?;
     Ok(db.execute(&statement, &[&codec::micros(now), &limit]).await?)
 }
@@ -681,7 +681,7 @@ pub const FORGET_KEYS: &str = "DELETE FROM webhooks.idempotency_keys WHERE ctid 
      ORDER BY held_until LIMIT $2 FOR UPDATE SKIP LOCKED))";
 
 /// Forgets the idempotency keys of `owner`'s events.
-pub(crate) async fn delete_owner_keys(db: &Db<'_>, owner: &Owner) -> Outcome<u64> {
+pub(crate) async fn delete_owner_keys(db: &Db<'_>, owner: &Owner) -> Step<u64> {
     let statement = db.prepare_cached(DELETE_OWNER_KEYS).await?;
     Ok(db.execute(&statement, &[&owner.as_str()]).await?)
 }
@@ -700,7 +700,7 @@ pub(crate) async fn publish<C: Connection>(
     body: &[u8],
     listeners: &[Uuid],
     reached: &Reached,
-) -> Outcome<Publication> {
+) -> Step<Publication> {
     let seq = match &event.idempotency_key {
         Some(key) => match take_key(db, event, key).await? {
             Ok(seq) => Some(seq),
@@ -773,7 +773,7 @@ impl<'a> PublishBatch<'a> {
     /// Stores the batch: every event, then every delivery, due when its
     /// event occurred. The events' numbers are drawn first, so each
     /// delivery finds its event by position, not by a look-up.
-    pub(crate) async fn insert<C: Connection>(self, db: &C) -> Outcome<()> {
+    pub(crate) async fn insert<C: Connection>(self, db: &C) -> Step<()> {
         if self.ids.is_empty() {
             return Ok(());
         }
@@ -823,7 +823,7 @@ async fn insert_deliveries<C: Connection>(
     subscriptions: &[Uuid],
     ordered: &[Uuid],
     held: &[Uuid],
-) -> Outcome<u64> {
+) -> Step<u64> {
     db.run(
             "WITH event AS (
                  INSERT INTO webhooks.events (seq, id, name, occurred_at, body, audience)
@@ -863,7 +863,7 @@ pub(crate) async fn publish_to(
     event: &Event,
     body: &[u8],
     subscription: SubscriptionId,
-) -> Outcome<Option<DeliveryId>> {
+) -> Step<Option<DeliveryId>> {
     let statement = db
         .prepare_cached(
             "SELECT disabled_at IS NOT NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR KEY SHARE",
@@ -890,23 +890,23 @@ pub(crate) async fn claim(
     limit: i64,
     lease_until: DateTime<Utc>,
     skip: &[SubscriptionId],
-) -> Outcome<Vec<Delivery>> {
+) -> Step<Vec<Delivery>> {
     let statement = db.prepare_cached(CLAIMABLE).await?;
     let rows = db.query(&statement, &[&codec::micros(now), &skip.uuids(), &limit]).await?;
-    let due: Vec<Uuid> = rows.iter().map(|row| uuid(row, 0)).collect::<Outcome<_>>()?;
+    let due: Vec<Uuid> = rows.iter().map(|row| uuid(row, 0)).collect::<Step<_>>()?;
     if due.is_empty() {
         return Ok(Vec::new());
     }
     let statement = db.prepare_cached(LEASE).await?;
     let rows = db.query(&statement, &[&due, &codec::micros(lease_until)]).await?;
     let mut leased: HashMap<Uuid, Delivery> =
-        rows.iter().map(|row| Ok((uuid(row, 0)?, delivery_row(row)?))).collect::<Outcome<_>>()?;
+        rows.iter().map(|row| Ok((uuid(row, 0)?, delivery_row(row)?))).collect::<Step<_>>()?;
     // RETURNING keeps no order; the claim order is the locking order.
     Ok(due.iter().filter_map(|id| leased.remove(id)).collect())
 }
 
 /// Sets the leases of deliveries `ids` to end at `until`.
-pub(crate) async fn release(db: &Db<'_>, ids: &[DeliveryId], until: DateTime<Utc>) -> Outcome<()> {
+pub(crate) async fn release(db: &Db<'_>, ids: &[DeliveryId], until: DateTime<Utc>) -> Step<()> {
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.deliveries SET lease_until = $2 WHERE id = ANY(ARRAY( \
@@ -918,7 +918,7 @@ pub(crate) async fn release(db: &Db<'_>, ids: &[DeliveryId], until: DateTime<Utc
 }
 
 /// Deliveries matching `query`, in id order.
-pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Outcome<Vec<Delivery>> {
+pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Step<Vec<Delivery>> {
     let filter = Filter::deliveries(query, Placeholder::Dollar);
     let mut values: Vec<Box<dyn ToSql + Sync + Send>> = filter
         .values
@@ -953,7 +953,7 @@ pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Outco
 /// `false` when there is none. The subscription is locked first (`NO KEY
 /// UPDATE`, as recording locks it), so neither a disable nor a publish or
 /// recording to it can slip in between.
-pub(crate) async fn resend(db: &Db<'_>, id: DeliveryId, now: DateTime<Utc>) -> Outcome<bool> {
+pub(crate) async fn resend(db: &Db<'_>, id: DeliveryId, now: DateTime<Utc>) -> Step<bool> {
     let statement = db
         .prepare_cached(
             "SELECT s.id, s.disabled_at IS NOT NULL, s.ordered FROM webhooks.subscriptions s \
@@ -982,18 +982,14 @@ pub(crate) async fn resend(db: &Db<'_>, id: DeliveryId, now: DateTime<Utc>) -> O
 }
 
 /// See [`PUT_IN_ORDER`].
-async fn put_in_order(db: &Db<'_>, subscription: SubscriptionId) -> Outcome<()> {
+async fn put_in_order(db: &Db<'_>, subscription: SubscriptionId) -> Step<()> {
     let statement = db.prepare_cached(PUT_IN_ORDER).await?;
     db.execute(&statement, &[&subscription.as_uuid()]).await?;
     Ok(())
 }
 
 /// See [`RELEASE_NEXT`].
-pub(crate) async fn release_next(
-    db: &Db<'_>,
-    subscription: SubscriptionId,
-    now: DateTime<Utc>,
-) -> Outcome<()> {
+pub(crate) async fn release_next(db: &Db<'_>, subscription: SubscriptionId, now: DateTime<Utc>) -> Step<()> {
     let statement = db.prepare_cached(RELEASE_NEXT).await?;
     db.execute(&statement, &[&subscription.as_uuid(), &codec::micros(now)]).await?;
     Ok(())
@@ -1007,7 +1003,7 @@ pub(crate) async fn recover(
     ordered: bool,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Outcome<u64> {
+) -> Step<u64> {
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, cycle = cycle + 1, \
@@ -1029,10 +1025,7 @@ pub(crate) async fn recover(
 
 /// What a subscription's attempts add up to; `None` when there is no such
 /// subscription.
-pub(crate) async fn subscription_stats(
-    db: &Db<'_>,
-    id: SubscriptionId,
-) -> Outcome<Option<SubscriptionStats>> {
+pub(crate) async fn subscription_stats(db: &Db<'_>, id: SubscriptionId) -> Step<Option<SubscriptionStats>> {
     let statement =
         db.prepare_cached("SELECT consecutive_failures FROM webhooks.subscriptions WHERE id = $1").await?;
     let Some(row) = db.query_opt(&statement, &[&id.as_uuid()]).await? else {
@@ -1063,13 +1056,13 @@ pub(crate) async fn subscription_stats(
 /// Every pending delivery, counted in the partial index of them alone.
 pub const PENDING_COUNT: &str = "SELECT count(*) FROM webhooks.deliveries WHERE state = 'pending'";
 
-pub(crate) async fn pending_count(db: &Db<'_>) -> Outcome<u64> {
+pub(crate) async fn pending_count(db: &Db<'_>) -> Step<u64> {
     let statement = db.prepare_cached(PENDING_COUNT).await?;
     Ok(u64::try_from(db.query_one(&statement, &[]).await?.try_get::<_, i64>(0)?).unwrap_or(0))
 }
 
 /// One delivery.
-pub(crate) async fn delivery(db: &Db<'_>, id: DeliveryId) -> Outcome<Option<Delivery>> {
+pub(crate) async fn delivery(db: &Db<'_>, id: DeliveryId) -> Step<Option<Delivery>> {
     let statement = db
         .prepare_cached(concat!(
             "SELECT ",
@@ -1084,7 +1077,7 @@ pub(crate) async fn delivery(db: &Db<'_>, id: DeliveryId) -> Outcome<Option<Deli
 pub(crate) async fn subscriptions_of(
     db: &Db<'_>,
     ids: &[DeliveryId],
-) -> Outcome<HashMap<DeliveryId, SubscriptionId>> {
+) -> Step<HashMap<DeliveryId, SubscriptionId>> {
     let statement =
         db.prepare_cached("SELECT id, subscription_id FROM webhooks.deliveries WHERE id = ANY($1)").await?;
     let rows = db.query(&statement, &[&ids.uuids()]).await?;
@@ -1104,7 +1097,7 @@ pub(crate) async fn lock_subscriptions_to_count(
     db: &Db<'_>,
     ids: &[SubscriptionId],
     counts: impl Fn(SubscriptionId, &Failures) -> bool,
-) -> Outcome<HashMap<SubscriptionId, Failures>> {
+) -> Step<HashMap<SubscriptionId, Failures>> {
     let (counted, shared): (Vec<_>, Vec<_>) =
         failures(db, ids, "").await?.into_iter().partition(|(id, failures)| counts(*id, failures));
     let counted: Vec<SubscriptionId> = counted.into_iter().map(|(id, _)| id).collect();
@@ -1129,7 +1122,7 @@ async fn failures(
     db: &Db<'_>,
     ids: &[SubscriptionId],
     lock: &str,
-) -> Outcome<HashMap<SubscriptionId, Failures>> {
+) -> Step<HashMap<SubscriptionId, Failures>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -1158,10 +1151,7 @@ async fn failures(
 
 /// Locks deliveries `ids` in id order, and returns what recording changes
 /// of those that exist, as it is now.
-pub(crate) async fn lock_deliveries(
-    db: &Db<'_>,
-    ids: &[DeliveryId],
-) -> Outcome<HashMap<DeliveryId, Progress>> {
+pub(crate) async fn lock_deliveries(db: &Db<'_>, ids: &[DeliveryId]) -> Step<HashMap<DeliveryId, Progress>> {
     let statement = db
         .prepare_cached(
             "SELECT id, state, attempts, next_attempt_at, finished_at, cycle FROM webhooks.deliveries \
@@ -1185,7 +1175,7 @@ pub(crate) async fn lock_deliveries(
 }
 
 /// Appends attempts to their deliveries' logs, in order, in one statement.
-pub(crate) async fn insert_attempts(db: &Db<'_>, attempts: &[&Attempt]) -> Outcome<()> {
+pub(crate) async fn insert_attempts(db: &Db<'_>, attempts: &[&Attempt]) -> Step<()> {
     if attempts.is_empty() {
         return Ok(());
     }
@@ -1228,7 +1218,7 @@ pub(crate) async fn insert_attempts(db: &Db<'_>, attempts: &[&Attempt]) -> Outco
 /// statement. A finished delivery is no longer held: `held` marks only
 /// pending deliveries of a disabled subscription. The `= ANY` term, redundant beside the join, lets the planner
 /// look them up by key.
-pub(crate) async fn write_progress(db: &Db<'_>, progress: &HashMap<DeliveryId, Progress>) -> Outcome<()> {
+pub(crate) async fn write_progress(db: &Db<'_>, progress: &HashMap<DeliveryId, Progress>) -> Step<()> {
     let changed: Vec<(&DeliveryId, &Progress)> = progress.iter().filter(|(_, p)| p.changed).collect();
     if changed.is_empty() {
         return Ok(());
@@ -1252,7 +1242,7 @@ pub const WRITE_PROGRESS: &str = "UPDATE webhooks.deliveries d SET attempts = v.
      WHERE d.id = v.id AND d.id = ANY($1)";
 
 /// Writes the failure counts a batch changed, in one statement.
-pub(crate) async fn write_failures(db: &Db<'_>, failures: &HashMap<SubscriptionId, Failures>) -> Outcome<()> {
+pub(crate) async fn write_failures(db: &Db<'_>, failures: &HashMap<SubscriptionId, Failures>) -> Step<()> {
     let changed: Vec<(&SubscriptionId, &Failures)> =
         failures.iter().filter(|(_, f)| f.consecutive != f.locked).collect();
     if changed.is_empty() {
@@ -1271,7 +1261,7 @@ pub(crate) async fn write_failures(db: &Db<'_>, failures: &HashMap<SubscriptionI
     Ok(())
 }
 
-fn attempt_row(row: &Row, id: DeliveryId) -> Outcome<Attempt> {
+fn attempt_row(row: &Row, id: DeliveryId) -> Step<Attempt> {
     Ok(AttemptRow {
         number: row.try_get(0)?,
         started_at: row.try_get(1)?,
@@ -1285,7 +1275,7 @@ fn attempt_row(row: &Row, id: DeliveryId) -> Outcome<Attempt> {
 }
 
 /// A delivery's attempts in the order they were recorded.
-pub(crate) async fn attempts(db: &Db<'_>, id: DeliveryId) -> Outcome<Vec<Attempt>> {
+pub(crate) async fn attempts(db: &Db<'_>, id: DeliveryId) -> Step<Vec<Attempt>> {
     let statement = db
         .prepare_cached(
             "SELECT number, started_at, duration_us, status, response, error, cycle FROM webhooks.attempts \
@@ -1298,7 +1288,7 @@ pub(crate) async fn attempts(db: &Db<'_>, id: DeliveryId) -> Outcome<Vec<Attempt
 
 /// The attempts of deliveries `ids`, in one statement, in the order of
 /// `ids`, each log in recording order.
-pub(crate) async fn attempts_of(db: &Db<'_>, ids: &[DeliveryId]) -> Outcome<Vec<(DeliveryId, Vec<Attempt>)>> {
+pub(crate) async fn attempts_of(db: &Db<'_>, ids: &[DeliveryId]) -> Step<Vec<(DeliveryId, Vec<Attempt>)>> {
     let statement = db.prepare_cached(ATTEMPTS_OF).await?;
     let mut logs: HashMap<DeliveryId, Vec<Attempt>> = HashMap::new();
     for row in db.query(&statement, &[&ids.uuids()]).await? {
@@ -1313,7 +1303,7 @@ pub(crate) async fn attempts_of(db: &Db<'_>, ids: &[DeliveryId]) -> Outcome<Vec<
 pub const DELIVERY_COUNTS: &str =
     "SELECT state, count(*) FROM webhooks.deliveries WHERE subscription_id = $1 GROUP BY state";
 
-pub(crate) async fn delivery_counts(db: &Db<'_>, id: SubscriptionId) -> Outcome<DeliveryCounts> {
+pub(crate) async fn delivery_counts(db: &Db<'_>, id: SubscriptionId) -> Step<DeliveryCounts> {
     let statement = db.prepare_cached(DELIVERY_COUNTS).await?;
     let mut counts = DeliveryCounts::default();
     for row in db.query(&statement, &[&id.as_uuid()]).await? {
@@ -1324,14 +1314,14 @@ pub(crate) async fn delivery_counts(db: &Db<'_>, id: SubscriptionId) -> Outcome<
 }
 
 /// When the first claimable delivery can be claimed, if any.
-pub(crate) async fn next_claimable(db: &Db<'_>) -> Outcome<Option<DateTime<Utc>>> {
+pub(crate) async fn next_claimable(db: &Db<'_>) -> Step<Option<DateTime<Utc>>> {
     let statement = db.prepare_cached(NEXT_CLAIMABLE).await?;
     Ok(db.query_opt(&statement, &[]).await?.map(|row| row.try_get(0)).transpose()?.map(codec::time))
 }
 
 /// Deletes up to `limit` deliveries finished before `before`, with their
 /// attempts (and events no delivery needs any more); returns how many.
-pub(crate) async fn purge_finished(db: &Db<'_>, before: DateTime<Utc>, limit: i64) -> Outcome<u64> {
+pub(crate) async fn purge_finished(db: &Db<'_>, before: DateTime<Utc>, limit: i64) -> Step<u64> {
     let statement = db.prepare_cached(PURGE_FINISHED).await?;
     Ok(db.execute(&statement, &[&codec::micros(before), &limit]).await?)
 }

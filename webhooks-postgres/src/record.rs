@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use webhooks_core::{AttemptRecord, Current, DeliveryId, Recorded, StoreError, StoreResult, SubscriptionId};
 
-use crate::error::Outcome;
+use crate::error::Step;
 use crate::queries::{self, Db, Failures};
 
 /// Applies attempt records in order inside the caller's transaction: logs
@@ -14,10 +14,7 @@ use crate::queries::{self, Db, Failures};
 /// records before it in the batch left them. Every subscription and delivery the batch touches is
 /// locked first, in id order. A record whose delivery is gone fails alone,
 /// having written nothing.
-pub(crate) async fn record_all(
-    db: &Db<'_>,
-    records: &[AttemptRecord],
-) -> Outcome<Vec<StoreResult<Recorded>>> {
+pub(crate) async fn record_all(db: &Db<'_>, records: &[AttemptRecord]) -> Step<Vec<StoreResult<Recorded>>> {
     let deliveries: Vec<DeliveryId> = records.iter().map(|r| r.attempt.delivery_id).collect();
     let subscription_of = queries::subscriptions_of(db, &deliveries).await?;
     let subscriptions: Vec<SubscriptionId> = subscription_of.values().copied().collect();

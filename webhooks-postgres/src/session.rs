@@ -11,7 +11,7 @@ use std::future::Future;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::error::Outcome;
+use crate::error::Step;
 
 /// A connection [`PostgresStore::publish_in`] can publish on, inside a
 /// transaction: a tokio-postgres [`Transaction`](tokio_postgres::Transaction)
@@ -38,15 +38,15 @@ pub trait Connection: Sync {
         &self,
         sql: &'static str,
         params: &[Param<'_>],
-    ) -> impl Future<Output = Outcome<Vec<Self::Row>>> + Send;
+    ) -> impl Future<Output = Step<Vec<Self::Row>>> + Send;
 
     /// Runs `sql` with `params` and returns how many rows it changed.
     #[doc(hidden)]
-    fn run(&self, sql: &'static str, params: &[Param<'_>]) -> impl Future<Output = Outcome<u64>> + Send;
+    fn run(&self, sql: &'static str, params: &[Param<'_>]) -> impl Future<Output = Step<u64>> + Send;
 
     /// Runs `sql`, statements without parameters.
     #[doc(hidden)]
-    fn run_batch(&self, sql: &'static str) -> impl Future<Output = Outcome<()>> + Send;
+    fn run_batch(&self, sql: &'static str) -> impl Future<Output = Step<()>> + Send;
 }
 
 /// A statement's parameter: the types the publishing statements bind.
@@ -93,41 +93,41 @@ impl Param<'_> {
 pub trait Columns {
     /// A `uuid` column.
     #[doc(hidden)]
-    fn uuid(&self, column: usize) -> Outcome<Uuid>;
+    fn uuid(&self, column: usize) -> Step<Uuid>;
     /// A `uuid[]` column.
     #[doc(hidden)]
-    fn uuids(&self, column: usize) -> Outcome<Vec<Uuid>>;
+    fn uuids(&self, column: usize) -> Step<Vec<Uuid>>;
     /// A `text` column.
     #[doc(hidden)]
-    fn text(&self, column: usize) -> Outcome<String>;
+    fn text(&self, column: usize) -> Step<String>;
     /// A `text[]` column.
     #[doc(hidden)]
-    fn texts(&self, column: usize) -> Outcome<Vec<String>>;
+    fn texts(&self, column: usize) -> Step<Vec<String>>;
     /// A `bool` column.
     #[doc(hidden)]
-    fn boolean(&self, column: usize) -> Outcome<bool>;
+    fn boolean(&self, column: usize) -> Step<bool>;
     /// A `bigint` column.
     #[doc(hidden)]
-    fn int(&self, column: usize) -> Outcome<i64>;
+    fn int(&self, column: usize) -> Step<i64>;
 }
 
 impl Columns for tokio_postgres::Row {
-    fn uuid(&self, column: usize) -> Outcome<Uuid> {
+    fn uuid(&self, column: usize) -> Step<Uuid> {
         Ok(self.try_get(column)?)
     }
-    fn uuids(&self, column: usize) -> Outcome<Vec<Uuid>> {
+    fn uuids(&self, column: usize) -> Step<Vec<Uuid>> {
         Ok(self.try_get(column)?)
     }
-    fn text(&self, column: usize) -> Outcome<String> {
+    fn text(&self, column: usize) -> Step<String> {
         Ok(self.try_get(column)?)
     }
-    fn texts(&self, column: usize) -> Outcome<Vec<String>> {
+    fn texts(&self, column: usize) -> Step<Vec<String>> {
         Ok(self.try_get(column)?)
     }
-    fn boolean(&self, column: usize) -> Outcome<bool> {
+    fn boolean(&self, column: usize) -> Step<bool> {
         Ok(self.try_get(column)?)
     }
-    fn int(&self, column: usize) -> Outcome<i64> {
+    fn int(&self, column: usize) -> Step<i64> {
         Ok(self.try_get(column)?)
     }
 }
@@ -145,19 +145,19 @@ macro_rules! tokio_postgres_connection {
         impl<$($generics)*> Connection for $ty {
             type Row = tokio_postgres::Row;
 
-            async fn fetch(&self, sql: &'static str, params: &[Param<'_>]) -> Outcome<Vec<Self::Row>> {
+            async fn fetch(&self, sql: &'static str, params: &[Param<'_>]) -> Step<Vec<Self::Row>> {
                 let ($this, $sql) = (self, sql);
                 let statement = $prepare.await?;
                 Ok($client.query(&statement, &to_sql(params)).await?)
             }
 
-            async fn run(&self, sql: &'static str, params: &[Param<'_>]) -> Outcome<u64> {
+            async fn run(&self, sql: &'static str, params: &[Param<'_>]) -> Step<u64> {
                 let ($this, $sql) = (self, sql);
                 let statement = $prepare.await?;
                 Ok($client.execute(&statement, &to_sql(params)).await?)
             }
 
-            async fn run_batch(&self, sql: &'static str) -> Outcome<()> {
+            async fn run_batch(&self, sql: &'static str) -> Step<()> {
                 let $this = self;
                 Ok($client.batch_execute(sql).await?)
             }
@@ -212,17 +212,17 @@ impl<'c> Sqlx<'c> {
 impl Connection for Sqlx<'_> {
     type Row = sqlx::postgres::PgRow;
 
-    async fn fetch(&self, sql: &'static str, params: &[Param<'_>]) -> Outcome<Vec<Self::Row>> {
+    async fn fetch(&self, sql: &'static str, params: &[Param<'_>]) -> Step<Vec<Self::Row>> {
         let mut connection = self.connection.lock().await;
         Ok(bound(sql, params).fetch_all(&mut **connection).await?)
     }
 
-    async fn run(&self, sql: &'static str, params: &[Param<'_>]) -> Outcome<u64> {
+    async fn run(&self, sql: &'static str, params: &[Param<'_>]) -> Step<u64> {
         let mut connection = self.connection.lock().await;
         Ok(bound(sql, params).execute(&mut **connection).await?.rows_affected())
     }
 
-    async fn run_batch(&self, sql: &'static str) -> Outcome<()> {
+    async fn run_batch(&self, sql: &'static str) -> Step<()> {
         let mut connection = self.connection.lock().await;
         sqlx::raw_sql(sql).execute(&mut **connection).await?;
         Ok(())
@@ -251,22 +251,22 @@ fn bound<'q>(
 
 #[cfg(feature = "sqlx")]
 impl Columns for sqlx::postgres::PgRow {
-    fn uuid(&self, column: usize) -> Outcome<Uuid> {
+    fn uuid(&self, column: usize) -> Step<Uuid> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
-    fn uuids(&self, column: usize) -> Outcome<Vec<Uuid>> {
+    fn uuids(&self, column: usize) -> Step<Vec<Uuid>> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
-    fn text(&self, column: usize) -> Outcome<String> {
+    fn text(&self, column: usize) -> Step<String> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
-    fn texts(&self, column: usize) -> Outcome<Vec<String>> {
+    fn texts(&self, column: usize) -> Step<Vec<String>> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
-    fn boolean(&self, column: usize) -> Outcome<bool> {
+    fn boolean(&self, column: usize) -> Step<bool> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
-    fn int(&self, column: usize) -> Outcome<i64> {
+    fn int(&self, column: usize) -> Step<i64> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
 }

@@ -14,13 +14,13 @@ use webhooks_core::{
     Subscription, SubscriptionId, SubscriptionStats, SubscriptionStore,
 };
 
-use crate::error::{Abort, Error, Outcome, lost_connection};
+use crate::error::{Abort, Error, Step, lost_connection};
 use crate::queries::{self, Db, PublishBatch};
 use crate::session::{Connection, Session};
 use crate::{PostgresStore, listen, record};
 
 /// A store step: a future over the transaction and the step's arguments.
-pub(crate) type Work<'c, T> = Pin<Box<dyn Future<Output = Outcome<T>> + Send + 'c>>;
+pub(crate) type Work<'c, T> = Pin<Box<dyn Future<Output = Step<T>> + Send + 'c>>;
 
 /// How many times a transaction runs when PostgreSQL picks it as a deadlock
 /// victim. Locks are taken in one order, so it should never happen; should
@@ -152,14 +152,14 @@ fn retryable(error: &tokio_postgres::Error) -> bool {
 }
 
 /// Fails with `SubscriptionNotFound` unless `found`.
-fn found_subscription<T>(found: Option<T>, id: SubscriptionId) -> Outcome<T> {
+fn found_subscription<T>(found: Option<T>, id: SubscriptionId) -> Step<T> {
     found.ok_or_else(|| StoreError::SubscriptionNotFound(id).into())
 }
 
 /// Publishes each event in turn inside the caller's transaction, having
 /// locked every listener of any of them first, in one go: a transaction
 /// takes its subscription locks at once, in id order.
-async fn publish_all<C: Connection>(db: &C, events: &[(Event, Bytes)]) -> Outcome<Vec<Publication>> {
+async fn publish_all<C: Connection>(db: &C, events: &[(Event, Bytes)]) -> Step<Vec<Publication>> {
     let all: Vec<&Event> = events.iter().map(|(event, _)| event).collect();
     let reached = queries::lock_listeners(db, &all).await?;
     queries::lock_ordered(db, &reached.ordered).await?;
@@ -182,7 +182,7 @@ async fn publish_all<C: Connection>(db: &C, events: &[(Event, Bytes)]) -> Outcom
 
 /// Leases due deliveries and pairs each with its subscription, read once
 /// per claim batch.
-async fn claim(db: &Db<'_>, request: &ClaimRequest<'_>) -> Outcome<Vec<Claim>> {
+async fn claim(db: &Db<'_>, request: &ClaimRequest<'_>) -> Step<Vec<Claim>> {
     let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
     let deliveries = queries::claim(db, request.now, limit, request.lease_until, request.skip).await?;
     if deliveries.is_empty() {

@@ -50,7 +50,8 @@ impl From<StoreError> for Abort {
     }
 }
 
-type Outcome<T> = Result<T, Abort>;
+/// What a store step returns inside its transaction.
+type Step<T> = Result<T, Abort>;
 
 impl SqliteStore {
     /// Publishes prepared events inside the host's own transaction on this
@@ -173,7 +174,7 @@ impl SqliteStore {
         &self,
         behavior: TransactionBehavior,
         operation: &'static str,
-        work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
+        work: impl FnOnce(&Transaction<'_>) -> Step<T> + Send + 'static,
     ) -> StoreResult<T> {
         let result = self
             .worker
@@ -224,7 +225,7 @@ impl SqliteStore {
     async fn lease_write<T: Send + 'static>(
         &self,
         operation: &'static str,
-        work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
+        work: impl FnOnce(&Transaction<'_>) -> Step<T> + Send + 'static,
     ) -> StoreResult<T> {
         let result = self
             .worker
@@ -251,7 +252,7 @@ impl SqliteStore {
     async fn read<T: Send + 'static>(
         &self,
         operation: &'static str,
-        work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
+        work: impl FnOnce(&Transaction<'_>) -> Step<T> + Send + 'static,
     ) -> StoreResult<T> {
         self.transaction(TransactionBehavior::Deferred, operation, work).await
     }
@@ -263,14 +264,14 @@ impl SqliteStore {
     async fn write<T: Send + 'static>(
         &self,
         operation: &'static str,
-        work: impl FnOnce(&Transaction<'_>) -> Outcome<T> + Send + 'static,
+        work: impl FnOnce(&Transaction<'_>) -> Step<T> + Send + 'static,
     ) -> StoreResult<T> {
         self.transaction(TransactionBehavior::Immediate, operation, work).await
     }
 }
 
 /// Fails with `SubscriptionNotFound` unless `found`.
-fn found_subscription(found: bool, id: SubscriptionId) -> Outcome<()> {
+fn found_subscription(found: bool, id: SubscriptionId) -> Step<()> {
     if found { Ok(()) } else { Err(StoreError::SubscriptionNotFound(id).into()) }
 }
 
@@ -294,7 +295,7 @@ impl ToPublish {
 /// listeners of each event type and audience up once. A key the audience
 /// holds at the event's time (from before, or earlier in the batch)
 /// publishes nothing.
-fn publish_all(db: &Connection, events: &[ToPublish]) -> Outcome<Vec<Publication>> {
+fn publish_all(db: &Connection, events: &[ToPublish]) -> Step<Vec<Publication>> {
     let mut listeners = HashMap::new();
     let mut published = Vec::with_capacity(events.len());
     for ToPublish { event, body } in events {
@@ -320,7 +321,7 @@ fn publish_all(db: &Connection, events: &[ToPublish]) -> Outcome<Vec<Publication
 
 /// Applies one attempt record inside the caller's transaction: logs it
 /// and writes the changes core's rules make of the state read here.
-fn record(db: &Transaction<'_>, record: &AttemptRecord) -> Outcome<Recorded> {
+fn record(db: &Transaction<'_>, record: &AttemptRecord) -> Step<Recorded> {
     let id = record.attempt.delivery_id;
     let (subscription, current) = queries::current(db, id)?.ok_or(StoreError::DeliveryNotFound(id))?;
     let changes = record.changes(current);
