@@ -672,7 +672,7 @@ pub(crate) async fn forget_keys(db: &Db<'_>, now: DateTime<Utc>, limit: i64) -> 
     Ok(db.execute(&statement, &[&codec::micros(now), &limit]).await?)
 }
 
-/// See [`forget_keys`]: from the front of the expiry index, passing over
+/// See `forget_keys`: from the front of the expiry index, passing over
 /// keys another transaction is taking.
 /// The rows are named by `ctid` (locked, they stay put): a key of two
 /// columns would be matched by a join over the whole table.
@@ -686,7 +686,7 @@ pub(crate) async fn delete_owner_keys(db: &Db<'_>, owner: &Owner) -> Step<u64> {
     Ok(db.execute(&statement, &[&owner.as_str()]).await?)
 }
 
-/// See [`delete_owner_keys`]; `$1` is the owner.
+/// See `delete_owner_keys`; `$1` is the owner.
 pub const DELETE_OWNER_KEYS: &str = "DELETE FROM webhooks.idempotency_keys WHERE audience = $1";
 
 /// Stores the event's body once and one pending delivery of it, due at
@@ -1233,7 +1233,7 @@ pub(crate) async fn write_progress(db: &Db<'_>, progress: &HashMap<DeliveryId, P
     Ok(())
 }
 
-/// See [`write_progress`].
+/// See `write_progress`.
 pub const WRITE_PROGRESS: &str = "UPDATE webhooks.deliveries d SET attempts = v.attempts, \
      lease_until = NULL, state = v.state, next_attempt_at = v.next_attempt_at, finished_at = v.finished_at, \
      held = d.held AND v.state = 'pending', waiting = d.waiting AND v.state = 'pending' \

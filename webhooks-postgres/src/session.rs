@@ -17,8 +17,8 @@ use crate::error::Step;
 /// transaction: a tokio-postgres [`Transaction`](tokio_postgres::Transaction)
 /// or [`Client`](tokio_postgres::Client), `deadpool-postgres`' pooled
 /// transaction or client (whose statement cache it then uses), or, with the
-/// `sqlx` feature, an sqlx PostgreSQL [`Transaction`](sqlx::Transaction) or
-/// connection wrapped in [`Sqlx`]. Implemented for those and nothing else.
+/// `sqlx` feature, an sqlx PostgreSQL `Transaction` or
+/// connection wrapped in `Sqlx`. Implemented for those and nothing else.
 ///
 /// [`PostgresStore::publish_in`]: crate::PostgresStore::publish_in
 pub trait Session: Connection {}
