@@ -94,6 +94,38 @@ struct Endpoint {
     last_used: Instant,
 }
 
+impl Endpoint {
+    /// `subscription`'s endpoint, known from now on, under its latest
+    /// settings: they can change between claims, and the latest claim's
+    /// apply. Its cap is `per_endpoint`, or lower if the subscription says.
+    fn follow<'a>(
+        endpoints: &'a mut HashMap<SubscriptionId, Endpoint>,
+        subscription: &Subscription,
+        per_endpoint: usize,
+        now: DateTime<Utc>,
+    ) -> &'a mut Endpoint {
+        let instant = Instant::now();
+        let cap = subscription
+            .settings
+            .in_flight_cap()
+            .map_or(per_endpoint, |cap| (cap as usize).clamp(1, per_endpoint));
+        let endpoint = endpoints.entry(subscription.id).or_insert_with(|| Endpoint {
+            in_flight: 0,
+            share: 1,
+            cap,
+            quick: false,
+            tried: false,
+            bucket: None,
+            last_used: instant,
+        });
+        endpoint.cap = cap;
+        endpoint.share = endpoint.share.min(cap);
+        endpoint.last_used = instant;
+        Bucket::follow(&mut endpoint.bucket, subscription.settings.rate_limit, now);
+        endpoint
+    }
+}
+
 /// Why a claim's endpoint may not have another request now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Refused {
@@ -174,29 +206,11 @@ impl Shares {
         subscription: &Subscription,
         now: DateTime<Utc>,
     ) -> Result<Share, Refused> {
-        let instant = Instant::now();
-        let cap = subscription
-            .settings
-            .in_flight_cap()
-            .map_or(self.per_endpoint, |cap| (cap as usize).clamp(1, self.per_endpoint));
         let mut state = self.lock();
         let (room_full, tried_full) = self.room_full(&state);
         let State { endpoints, full, limited, roomless, waiting, .. } = &mut *state;
         let id = subscription.id;
-        let endpoint = endpoints.entry(id).or_insert_with(|| Endpoint {
-            in_flight: 0,
-            share: 1,
-            cap,
-            quick: false,
-            tried: false,
-            bucket: None,
-            last_used: instant,
-        });
-        // Settings can change between claims: the latest claim's apply.
-        endpoint.cap = cap;
-        endpoint.share = endpoint.share.min(cap);
-        endpoint.last_used = instant;
-        Bucket::follow(&mut endpoint.bucket, subscription.settings.rate_limit, now);
+        let endpoint = Endpoint::follow(endpoints, subscription, self.per_endpoint, now);
         if endpoint.in_flight >= endpoint.share {
             full.insert(id);
             return Err(Refused::Busy);

@@ -1,0 +1,260 @@
+//! The dispatcher itself: starts the workers, the recorder, the outcome
+//! hook and the housekeeping, runs the attempts moved off the workers, and
+//! on shutdown lets everything in flight finish and be recorded.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[cfg(not(feature = "tracing"))]
+use crate::telemetry::tracing;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::activity::{Activity, Watch};
+use super::attempt::Attempts;
+use super::claim::{Claims, Timing};
+use super::record::{OutcomeHook, Outcomes, Recorder};
+use super::shares::Shares;
+use super::workers::{MovedAttempt, Workers};
+use crate::http::Transport;
+use crate::webhooks::Webhooks;
+
+/// How much longer than a request a lease lasts: room to claim (a store busy
+/// with another writer waits a few seconds at most) and to record the
+/// outcome. Short, because a crashed worker's claims come back only when
+/// their leases end.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
+
+/// How often a dispatcher trims disabled endpoints' held deliveries.
+const HELD_TRIM_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Delivers the queue: a future the host runs on its own runtime and stops
+/// with a [`CancellationToken`].
+///
+/// ```no_run
+/// # use webhooks_core::{Preset, Webhooks};
+/// use tokio_util::sync::CancellationToken;
+///
+/// # async fn run(webhooks: Webhooks) -> Result<(), webhooks_core::Error> {
+/// let shutdown = CancellationToken::new();
+/// let dispatcher = webhooks.dispatcher().build()?;
+/// let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+/// // ... on SIGTERM:
+/// shutdown.cancel();
+/// running.await.expect("dispatcher panicked");
+/// # Ok(())
+/// # }
+/// ```
+pub struct Dispatcher {
+    pub(super) webhooks: Webhooks,
+    pub(super) transport: Transport,
+    pub(super) request_timeout: Duration,
+    pub(super) on_outcome: Option<OutcomeHook>,
+    pub(super) outcome_queue: usize,
+    pub(super) watch: Arc<Watch>,
+    pub(super) concurrency: usize,
+    pub(super) per_endpoint: usize,
+    pub(super) slow_requests: usize,
+    pub(super) poll_interval: Duration,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("concurrency", &self.concurrency)
+            .field("per_endpoint", &self.per_endpoint)
+            .field("slow_requests", &self.slow_requests)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// How long a claim is held: longer than the longest possible attempt
+    /// (the request timeout bounds the whole exchange) plus time to record
+    /// it, so no live attempt's delivery is handed to another worker.
+    pub fn lease(&self) -> Duration {
+        self.request_timeout + LEASE_MARGIN
+    }
+
+    /// Tells when this dispatcher, once running, has caught up; see
+    /// [`Activity`].
+    pub fn activity(&self) -> Activity {
+        Activity::new(Arc::clone(&self.watch))
+    }
+
+    /// Delivers until `shutdown` is cancelled, then lets the attempts in
+    /// flight finish and be recorded (each is bounded by the request timeout)
+    /// and returns. Nothing claimed is left behind: every claim is attempted
+    /// and recorded, and a failed record is retried by lease expiry.
+    ///
+    /// `concurrency` workers are spawned once and each loops: take a claim,
+    /// make the attempt, record it. An attempt to an endpoint not known to
+    /// answer quickly, or one still waiting for its answer after a quick
+    /// answer's time, goes on off the worker, on a task this future owns
+    /// (up to [`slow_requests`](crate::DispatcherBuilder::slow_requests) of them),
+    /// and the worker takes its next claim. One worker at a time claims from the
+    /// store, for itself and for every worker waiting behind it, so the
+    /// store sees few calls under load; when nothing is due, that worker
+    /// alone watches for work (the facade's publishes, the store's
+    /// [`DeliveryQueue::wake_ups`](crate::DeliveryQueue::wake_ups), the next due time, the poll interval) while the
+    /// others wait behind it. A store that [prefers batches](crate::DeliveryQueue::prefers_batches)
+    /// gets the records of many attempts in one call from a recorder task;
+    /// otherwise each worker records its own attempt. The
+    /// [outcome hook](crate::DispatcherBuilder::on_outcome) runs on a task of its own.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(
+            concurrency = self.concurrency,
+            per_endpoint = self.per_endpoint,
+            slow_requests = self.slow_requests,
+            "dispatcher started"
+        );
+        let concurrency = self.concurrency;
+        let webhooks = self.webhooks.clone();
+        let (off_workers, mut moved) = mpsc::unbounded_channel();
+        let (workers, helpers) = self.start(off_workers, shutdown.clone());
+        // Secrets sealed with the current key; held deliveries bounded.
+        let housekeeper = tokio::spawn(keep_house(webhooks, HELD_TRIM_INTERVAL, shutdown.clone()));
+        // Attempts waiting off the workers: owned here, so a dispatcher's
+        // future dropped (or aborted) stops them with the workers.
+        let mut waiting = JoinSet::new();
+        supervise(&workers, concurrency, &mut moved, &mut waiting, &shutdown).await;
+        housekeeper.abort();
+        // Attempts that left their workers finish and are recorded too.
+        while let Ok(attempt) = moved.try_recv() {
+            waiting.spawn(attempt);
+        }
+        while let Some(done) = waiting.join_next().await {
+            if let Err(error) = done {
+                tracing::error!(%error, "an attempt waiting off the workers failed");
+            }
+        }
+        // Workers drain the claims taken for them before they stop; any left
+        // by a failed worker go back at once.
+        workers.claims.give_back_ready().await;
+        // The last handles on the recorder's and the hooks' queues go with
+        // the workers: both finish what was queued and end.
+        drop(workers);
+        helpers.finish().await;
+        tracing::info!("dispatcher stopped");
+    }
+
+    /// The workers, with the recorder and the outcome hook they hand
+    /// attempts to, each on a task of its own if it has one.
+    fn start(
+        self,
+        off_workers: mpsc::UnboundedSender<MovedAttempt>,
+        shutdown: CancellationToken,
+    ) -> (Arc<Workers>, Helpers) {
+        let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
+        let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
+        let (outcomes, hook_runner) =
+            Outcomes::start(self.webhooks.clone(), self.on_outcome, self.outcome_queue);
+        // Room for one record per slot: a store slower to record than the
+        // workers are to attempt holds the workers back, so at most a
+        // bounded number of attempts wait unrecorded under their leases.
+        let store = Arc::clone(self.webhooks.store());
+        let (recorder, batch_recorder) =
+            Recorder::start(store, outcomes, Arc::clone(&self.watch), self.concurrency);
+        let attempts =
+            Arc::new(Attempts::new(self.webhooks.clone(), self.transport, self.request_timeout, recorder));
+        let shares = Arc::new(Shares::new(self.per_endpoint, self.slow_requests, self.request_timeout));
+        let quick_within = shares.quick_within();
+        let alone = !attempts.recorded_in_batches();
+        let claims = Claims::new(self.webhooks, Timing { lease, poll }, shutdown, alone, shares, self.watch);
+        let workers = Arc::new(Workers::new(claims, attempts, quick_within, off_workers));
+        (workers, Helpers { batch_recorder, hook_runner })
+    }
+}
+
+/// The tasks that outlive the workers, each finishing what was queued for it.
+struct Helpers {
+    batch_recorder: Option<JoinHandle<()>>,
+    hook_runner: Option<JoinHandle<()>>,
+}
+
+impl Helpers {
+    /// Waits until both have finished, once their queues are closed.
+    async fn finish(self) {
+        if let Some(recorder) = self.batch_recorder
+            && let Err(error) = recorder.await
+        {
+            tracing::error!(%error, "the recorder failed");
+        }
+        if let Some(hook_runner) = self.hook_runner
+            && let Err(error) = hook_runner.await
+        {
+            tracing::error!(%error, "the outcome hook runner failed");
+        }
+    }
+}
+
+/// Runs `concurrency` workers until shutdown and each has ended, a new one
+/// in place of one that failed, and the attempts they move off them into
+/// `waiting`.
+async fn supervise(
+    workers: &Arc<Workers>,
+    concurrency: usize,
+    moved: &mut mpsc::UnboundedReceiver<MovedAttempt>,
+    waiting: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) {
+    let mut running = JoinSet::new();
+    for _ in 0..concurrency {
+        running.spawn(Arc::clone(workers).work());
+    }
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            Some(attempt) = moved.recv() => {
+                waiting.spawn(attempt);
+            }
+            Some(done) = waiting.join_next(), if !waiting.is_empty() => {
+                if let Err(error) = done {
+                    tracing::error!(%error, "an attempt waiting off the workers failed");
+                }
+            }
+            done = running.join_next() => match done {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
+                    // Its attempt's slot was freed as it unwound and its
+                    // claim's lease ends; a new worker keeps the
+                    // concurrency.
+                    tracing::error!(%error, "a dispatch worker failed");
+                    if !shutdown.is_cancelled() {
+                        running.spawn(Arc::clone(workers).work());
+                    }
+                }
+            },
+            () = shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                tracing::info!("dispatcher stopping; finishing attempts in flight");
+            }
+        }
+    }
+}
+
+/// Calls [`Webhooks::reseal_secrets`] once, then [`Webhooks::trim_held`]
+/// and [`Webhooks::forget_expired_keys`] every `interval` until
+/// `shutdown`.
+async fn keep_house(webhooks: Webhooks, interval: Duration, shutdown: CancellationToken) {
+    if let Err(error) = webhooks.reseal_secrets().await {
+        tracing::error!(%error, "could not seal secrets with the current key");
+    }
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = webhooks.trim_held().await {
+            tracing::error!(%error, "could not trim held deliveries");
+        }
+        if let Err(error) = webhooks.forget_expired_keys().await {
+            tracing::error!(%error, "could not forget expired idempotency keys");
+        }
+    }
+}
