@@ -12,8 +12,9 @@
 //! customer (no password: it is a demonstration), and `/portal` is the
 //! webhook portal of `webhooks-axum` for that customer: endpoints, secrets
 //! shown once, the delivery log, resend and recover, and the JSON API under
-//! `/portal/api`. The portal takes the customer from the login cookie; in a
-//! real service it comes from the host's session.
+//! `/portal/api`. The portal takes the customer from the login cookie and
+//! binds its forms' CSRF tokens to the session the login starts; in a real
+//! service both come from the host's session layer.
 //!
 //! The JSON routes below take the customer from the path instead; in a real
 //! service the customer comes from the login, and the library's owner is
@@ -43,7 +44,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{AppendHeaders, Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -205,24 +206,41 @@ struct Login {
 }
 
 /// Signs in as whoever is asked for (a toy: a real service checks a
-/// password or a session) and opens the portal.
+/// password), starts a session, and opens the portal.
 async fn login(Query(login): Query<Login>) -> Result<Response, ApiError> {
     let owner = customer(&login.customer)?;
     if !owner.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(bad_request("a customer id is letters, digits, - and _".into()));
     }
-    let cookie = format!("customer={owner}; Path=/; HttpOnly; SameSite=Lax");
-    Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/portal".into())])
+    // A new id each sign-in, so a form rendered before it is not accepted
+    // after; a real service has its session layer's.
+    let session = uuid::Uuid::now_v7().simple();
+    Ok((
+        StatusCode::SEE_OTHER,
+        // Appended: an array of headers keeps only the last of a name.
+        AppendHeaders([
+            (header::SET_COOKIE, format!("customer={owner}; Path=/; HttpOnly; SameSite=Lax")),
+            (header::SET_COOKIE, format!("session={session}; Path=/; HttpOnly; SameSite=Lax")),
+            (header::LOCATION, "/portal".into()),
+        ]),
+    )
         .into_response())
+}
+
+/// The value of the cookie `name`.
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    let cookies = parts.headers.get(header::COOKIE)?.to_str().ok()?;
+    cookies.split(';').find_map(|cookie| cookie.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 /// The customer the login cookie names: the owner the portal acts for.
 fn signed_in(parts: &Parts) -> Option<Owner> {
-    let cookies = parts.headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies
-        .split(';')
-        .find_map(|cookie| cookie.trim().strip_prefix("customer="))
-        .and_then(|id| Owner::new(id).ok())
+    Owner::new(cookie(parts, "customer")?).ok()
+}
+
+/// The session the login started: the portal's forms pass only in it.
+fn session(parts: &Parts) -> Option<String> {
+    cookie(parts, "session").map(str::to_owned)
 }
 
 struct Options {
@@ -266,7 +284,7 @@ async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         .route("/stats", get(stats));
     // The portal sits in the host's own router, whatever its state, and
     // answers `/portal/` too.
-    let portal = webhooks_axum::Portal::new(webhooks.clone(), signed_in);
+    let portal = webhooks_axum::Portal::new(webhooks.clone(), signed_in).session(session);
     let app = portal
         .nest_in(Router::new().nest("/customers/{customer}", customer_routes), "/portal")
         .with_state(webhooks)

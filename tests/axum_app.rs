@@ -1,7 +1,8 @@
 //! The `axum_app` example, driven over real HTTP: two customers, each with
 //! an endpoint; orders reach their own customer's endpoint only, once;
 //! listing, reading and resending see one customer's deliveries; deleting a
-//! customer; and stopping on Ctrl-C.
+//! customer; the portal behind the toy login, its forms bound to the
+//! login's session; and stopping on Ctrl-C.
 
 mod common;
 
@@ -217,14 +218,22 @@ async fn the_portal_is_mounted_behind_the_toy_login() {
         .await;
     assert_eq!(status, 201, "{created}");
 
-    // The login sets the cookie the portal reads, and opens the portal.
+    // The login sets the cookies the portal reads, the customer's and a
+    // new session's, and opens the portal.
     let no_redirects =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects.get(format!("{}/login?customer=alice", app.base)).send().await.unwrap();
-    assert_eq!(response.status(), 303);
-    assert_eq!(response.headers()["location"], "/portal");
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    assert_eq!(cookie, "customer=alice");
+    let sign_in = || async {
+        let response = no_redirects.get(format!("{}/login?customer=alice", app.base)).send().await.unwrap();
+        assert_eq!(response.status(), 303);
+        assert_eq!(response.headers()["location"], "/portal");
+        let cookies = response.headers().get_all("set-cookie").iter();
+        let cookies: Vec<String> =
+            cookies.map(|cookie| cookie.to_str().unwrap().split(';').next().unwrap().to_owned()).collect();
+        assert_eq!(cookies[0], "customer=alice");
+        cookies[1].strip_prefix("session=").expect("a session cookie").to_owned()
+    };
+    let (session, later_session) = (sign_in().await, sign_in().await);
+    assert_ne!(session, later_session, "each sign-in starts a session");
     let as_customer = |customer: &str, path: &str| {
         app.client.get(format!("{}{path}", app.base)).header("cookie", format!("customer={customer}")).send()
     };
@@ -240,6 +249,25 @@ async fn the_portal_is_mounted_behind_the_toy_login() {
     )
     .unwrap();
     assert_eq!(bobs["endpoints"], json!([]), "Bob sees none of Alice's");
+
+    // A form passes in the session its page was rendered in, and only there.
+    let in_session = |session: &str| format!("customer=alice; session={session}");
+    let page = app.client.get(format!("{}/portal", app.base)).header("cookie", in_session(&session));
+    let page = page.send().await.unwrap().text().await.unwrap();
+    let at = page.find(r#"name="csrf" value=""#).expect("a form") + r#"name="csrf" value=""#.len();
+    let token = &page[at..at + page[at..].find('"').unwrap()];
+    let disable = |session: &str| {
+        let form = form_urlencoded::Serializer::new(String::new()).append_pair("csrf", token).finish();
+        no_redirects
+            .post(format!("{}/portal/endpoints/{}/disable", app.base, created["id"].as_str().unwrap()))
+            .header("cookie", in_session(session))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    assert_eq!(disable(&later_session).await.unwrap().status(), 403, "another session's form");
+    assert_eq!(disable(&session).await.unwrap().status(), 303);
+
     let anonymous = app.client.get(format!("{}/portal", app.base)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401, "nobody signed in");
     let home = app.client.get(format!("{}/", app.base)).send().await.unwrap().text().await.unwrap();

@@ -326,6 +326,54 @@ async fn forms_need_the_owners_csrf_token_and_the_secret_is_shown_once() {
 }
 
 #[tokio::test]
+async fn a_forms_token_passes_only_in_the_session_it_was_rendered_in() {
+    let host = Host::start().await;
+    let receiver = Receiver::start().await;
+    let fields = [("url", receiver.url.as_str()), ("event_type", "order.created")];
+
+    // Alice's own token, from a page of her other session.
+    let (_, other_index) = host.page_in("alice", Some("session-2"), "/portal").await;
+    let other_token = csrf_of(&other_index);
+    let (status, _, body) = host.submit_with("alice", "/portal/endpoints", &other_token, &fields).await;
+    assert_eq!(status, 403, "a token from another session: {body}");
+    assert!(body.contains("expired or did not come from this site"), "{body}");
+    let (_, index) = host.page("alice", "/portal").await;
+    let (status, _, _) = host.submit_in("alice", None, "/portal/endpoints", &csrf_of(&index), &fields).await;
+    assert_eq!(status, 403, "a form posted from no session");
+    let (_, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
+    assert_eq!(listed["endpoints"], json!([]), "nothing was created");
+
+    // In the session it was rendered in, it passes.
+    let (status, _, created) =
+        host.submit_in("alice", Some("session-2"), "/portal/endpoints", &other_token, &fields).await;
+    assert_eq!(status, 201, "{created}");
+}
+
+#[tokio::test]
+async fn a_forms_token_expires() {
+    let clock = webhooks_core::ManualClock::new("2026-03-02T14:30:00Z".parse().unwrap());
+    let host = Host::start_with_clock(clock.clone()).await;
+    let receiver = Receiver::start().await;
+    let fields = [("url", receiver.url.as_str()), ("event_type", "order.created")];
+    let (_, index) = host.page("alice", "/portal").await;
+    let token = csrf_of(&index);
+
+    clock.advance(webhooks_axum::DEFAULT_CSRF_LIFETIME - std::time::Duration::from_secs(1));
+    let (status, _, created) = host.submit_with("alice", "/portal/endpoints", &token, &fields).await;
+    assert_eq!(status, 201, "in its last second: {created}");
+
+    clock.advance(std::time::Duration::from_secs(1));
+    let (status, _, body) = host.submit_with("alice", "/portal/endpoints", &token, &fields).await;
+    assert_eq!(status, 403, "expired: {body}");
+    let (_, listed) = host.api("alice", Method::GET, "/endpoints", None).await;
+    assert_eq!(listed["endpoints"].as_array().unwrap().len(), 1, "only the first was created: {listed}");
+
+    // A page rendered now carries a fresh token.
+    let (status, _, created) = host.submit("alice", "/portal/endpoints", &fields).await;
+    assert_eq!(status, 201, "{created}");
+}
+
+#[tokio::test]
 async fn owners_pick_an_offered_retry_policy_and_a_disable_threshold() {
     let host = Host::start().await;
     let created = create(&host, "alice", "https://alice.example/hooks").await;

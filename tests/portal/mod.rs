@@ -1,7 +1,8 @@
 //! A real host app for the portal's tests: a toy login that sets a cookie
-//! naming the owner, the portal nested under `/portal`, a dispatcher on
-//! the same runtime, and a real local receiver whose answers the test
-//! changes as it goes.
+//! naming the owner and one naming the session, the portal nested under
+//! `/portal` with its forms bound to that session, a dispatcher on the
+//! same runtime, and a real local receiver whose answers the test changes
+//! as it goes.
 
 #![allow(dead_code)]
 
@@ -12,11 +13,11 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
-use webhooks_core::{Catalogue, EventType, Owner, Preset, Schedule, Webhooks};
+use webhooks_core::{Catalogue, Clock, EventType, Owner, Preset, Schedule, SystemClock, Webhooks};
 
 /// The status and body the receiver answers with.
 type Answer = Arc<Mutex<(u16, String)>>;
@@ -69,31 +70,49 @@ impl Receiver {
     }
 }
 
+/// The session the tests' requests are in unless they name another.
+pub const SESSION: &str = "session-1";
+
 #[derive(Deserialize)]
 struct Login {
     r#as: String,
     next: Option<String>,
+    session: Option<String>,
 }
 
-/// The toy login: whoever asks is signed in as the owner they name. A real
-/// host checks a password or a session here.
+/// The toy login: whoever asks is signed in as the owner they name, in the
+/// session they name ([`SESSION`] unless they do). A real host checks a
+/// password and starts a fresh session here.
 async fn login(Query(login): Query<Login>) -> Response {
     let next = login.next.filter(|next| next.starts_with('/') && !next.starts_with("//"));
+    let session = login.session.unwrap_or_else(|| SESSION.to_owned());
     (
         StatusCode::SEE_OTHER,
-        [
+        // Appended: an array of headers keeps only the last of a name.
+        AppendHeaders([
             (header::SET_COOKIE, format!("owner={}; Path=/; HttpOnly; SameSite=Lax", login.r#as)),
+            (header::SET_COOKIE, format!("session={session}; Path=/; HttpOnly; SameSite=Lax")),
             (header::LOCATION, next.unwrap_or_else(|| "/portal".to_owned())),
-        ],
+        ]),
     )
         .into_response()
 }
 
+/// The value of the cookie `name`.
+fn cookie(parts: &Parts, name: &str) -> Option<String> {
+    let cookies = parts.headers.get(header::COOKIE)?.to_str().ok()?;
+    let value = cookies.split(';').find_map(|cookie| cookie.trim().strip_prefix(name)?.strip_prefix('='))?;
+    Some(value.to_owned())
+}
+
 /// The owner named by the login cookie.
 pub fn owner_of(parts: &Parts) -> Option<Owner> {
-    let cookies = parts.headers.get(header::COOKIE)?.to_str().ok()?;
-    let value = cookies.split(';').find_map(|cookie| cookie.trim().strip_prefix("owner="))?;
-    Owner::new(value).ok()
+    Owner::new(cookie(parts, "owner")?).ok()
+}
+
+/// The session named by the session cookie.
+pub fn session_of(parts: &Parts) -> Option<String> {
+    cookie(parts, "session")
 }
 
 /// A page of the host's that shows a receiver's text without escaping it and
@@ -123,6 +142,12 @@ impl Host {
     /// a description, a schema and an example), one retry after 200 ms, so a failing receiver drops a delivery quickly;
     /// owners may pick its policy or "premium" (two retries).
     pub async fn start() -> Self {
+        Self::start_with_clock(SystemClock).await
+    }
+
+    /// The host of [`Host::start`] on `clock`: a `ManualClock` moves the
+    /// forms' tokens towards their expiry without waiting.
+    pub async fn start_with_clock(clock: impl Clock + 'static) -> Self {
         // The host's catalogue replaces the preset's: keeping DeepSmith's
         // events means naming them too.
         let deepsmith = Preset::deepsmith().catalogue().names().map(EventType::new).collect::<Vec<_>>();
@@ -139,6 +164,7 @@ impl Host {
             .store(webhooks_memory::MemoryStore::new())
             .preset(preset)
             .retry_policy("premium", premium)
+            .clock(clock)
             .build()
             .unwrap();
         let shutdown = CancellationToken::new();
@@ -150,6 +176,7 @@ impl Host {
             .unwrap();
         tokio::spawn(dispatcher.run(shutdown.clone()));
         let app = webhooks_axum::Portal::new(webhooks.clone(), owner_of)
+            .session(session_of)
             .offer_retry_policies(["DeepSmith", "premium"])
             .nest_in(Router::new().route("/login", get(login)).route("/unsafe", get(unsafe_page)), "/portal");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -162,14 +189,34 @@ impl Host {
         Self { base, webhooks, client, shutdown }
     }
 
-    /// A request as `owner` (by the login cookie).
+    /// A request as `owner` (by the login cookie) in [`SESSION`].
     pub fn request(&self, owner: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.base)).header("cookie", format!("owner={owner}"))
+        self.request_in(owner, Some(SESSION), method, path)
+    }
+
+    /// A request as `owner` in `session`, or with no session cookie.
+    pub fn request_in(
+        &self,
+        owner: &str,
+        session: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let cookies = match session {
+            Some(session) => format!("owner={owner}; session={session}"),
+            None => format!("owner={owner}"),
+        };
+        self.client.request(method, format!("{}{path}", self.base)).header("cookie", cookies)
     }
 
     /// A page's status and HTML, as `owner`.
     pub async fn page(&self, owner: &str, path: &str) -> (u16, String) {
-        let response = self.request(owner, reqwest::Method::GET, path).send().await.unwrap();
+        self.page_in(owner, Some(SESSION), path).await
+    }
+
+    /// A page's status and HTML, as `owner` in `session`.
+    pub async fn page_in(&self, owner: &str, session: Option<&str>, path: &str) -> (u16, String) {
+        let response = self.request_in(owner, session, reqwest::Method::GET, path).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
@@ -181,9 +228,22 @@ impl Host {
         self.submit_with(owner, action, &token, fields).await
     }
 
+    /// Submits a form as `owner` in [`SESSION`] with `token`.
     pub async fn submit_with(
         &self,
         owner: &str,
+        action: &str,
+        token: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, String, String) {
+        self.submit_in(owner, Some(SESSION), action, token, fields).await
+    }
+
+    /// Submits a form as `owner` in `session` with `token`.
+    pub async fn submit_in(
+        &self,
+        owner: &str,
+        session: Option<&str>,
         action: &str,
         token: &str,
         fields: &[(&str, &str)],
@@ -194,7 +254,7 @@ impl Host {
             form.append_pair(name, value);
         }
         let response = self
-            .request(owner, reqwest::Method::POST, action)
+            .request_in(owner, session, reqwest::Method::POST, action)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form.finish())
             .send()

@@ -18,6 +18,7 @@ use webhooks_core::{
 };
 
 use crate::api::Listing;
+use crate::csrf::Session;
 use crate::health::{HOURS, Health, LastDay, health};
 use crate::policy::PolicyChange;
 use crate::{AppState, Failure, OPERATIONAL_EVENTS_WINDOW, mount_path, owned_delivery, owned_subscription};
@@ -76,11 +77,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/deliveries/{id}/resend", post(resend))
 }
 
-/// Who is looking, where the portal is mounted, and the token their forms
-/// carry.
+/// Who is looking, in which of the host's sessions, where the portal is
+/// mounted, and the token their forms carry.
 struct Viewer {
     owner: Owner,
+    /// `None` when the host names sessions and this request is in none.
+    session: Option<Session>,
     base: String,
+    /// Empty without a session: such forms are refused anyway.
     csrf: String,
     title: String,
 }
@@ -92,8 +96,9 @@ impl FromRequestParts<AppState> for Viewer {
         let base = mount_path(parts);
         let owner =
             state.owner(parts).ok_or(PageFailure { failure: Failure::Unauthorized, base: base.clone() })?;
-        let csrf = state.csrf_token(&owner);
-        Ok(Self { owner, base, csrf, title: state.title.clone() })
+        let session = state.session(parts);
+        let csrf = session.as_ref().map(|session| state.csrf_token(&owner, session)).unwrap_or_default();
+        Ok(Self { owner, session, base, csrf, title: state.title.clone() })
     }
 }
 
@@ -113,10 +118,11 @@ impl Viewer {
         PageFailure { failure: failure.into(), base: self.base.clone() }
     }
 
-    /// The submitted form, if it carries this viewer's CSRF token.
+    /// The submitted form, if it carries this viewer's unexpired CSRF token
+    /// for this session.
     fn form(&self, state: &AppState, bytes: &Bytes) -> Result<Form, PageFailure> {
         let form = Form(form_urlencoded::parse(bytes).into_owned().collect());
-        if state.csrf_ok(&self.owner, form.get("csrf").unwrap_or_default()) {
+        if state.csrf_ok(&self.owner, self.session.as_ref(), form.get("csrf").unwrap_or_default()) {
             Ok(form)
         } else {
             Err(self.fail(Failure::Csrf))
