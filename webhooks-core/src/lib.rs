@@ -71,6 +71,7 @@
 // whether or not the dispatcher is built.
 #![cfg_attr(not(feature = "dispatch"), allow(dead_code))]
 
+mod address;
 mod catalogue;
 mod channels;
 mod clock;
@@ -78,16 +79,11 @@ mod clock;
 mod dispatch;
 mod envelope;
 mod error;
-mod guard;
-#[cfg(feature = "dispatch")]
-mod http;
 pub mod micros;
 mod model;
 mod operational;
-mod owned;
 mod patience;
 mod preset;
-mod publish;
 mod retry;
 mod scheme;
 mod sealing;
@@ -106,6 +102,7 @@ mod telemetry;
 pub mod testing;
 mod webhooks;
 
+pub use address::is_public_address;
 pub use catalogue::{Catalogue, EventType};
 pub use channels::{MAX_CHANNEL_BYTES, MAX_CHANNELS, channels_meet};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -114,14 +111,12 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{Activity, AttemptOutcome, Dispatcher, DispatcherBuilder};
 pub use envelope::{Envelope, JsonEnvelope, StandardEnvelope};
 pub use error::{Error, ErrorChain};
-pub use guard::is_public_address;
 pub use model::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryId, DeliveryState, Event, EventData, EventId,
     IdempotencyKey, InvalidKey, Owner, PreviousSecret, SigningSecrets, Subscription, SubscriptionId,
     SubscriptionStatus, UnknownState,
 };
 pub use operational::{FAILING_AFTER, OPERATIONAL_EVENT_TYPES, OperationalEvent};
-pub use owned::OwnerView;
 pub use preset::{DisablePolicy, MAX_URL_BYTES, Preset, UrlRule};
 pub use retry::{Exponential, RetryPolicy, Scaled, Schedule};
 pub use scheme::{DeepSmithScheme, Message, SignatureScheme, SmartlyQScheme, StandardScheme, VerifyError};
@@ -164,9 +159,15 @@ pub mod prelude {
     pub use crate::store::{Admin, DeliveryQueue, Retention, Store, SubscriptionStore};
 }
 
-pub use publish::{Outcome, Prepared, Publish, Published};
+pub use webhooks::deliveries::{DeliveryLog, DeliveryPage, LogPage};
+pub use webhooks::operations::{MAX_REASON_BYTES, TEST_EVENT};
+pub use webhooks::owner::OwnerView;
+pub use webhooks::publish::{Outcome, Prepared, Publish, Published};
+pub use webhooks::stats::OwnerStats;
+pub use webhooks::subscriptions::{
+    MAX_DESCRIPTION_BYTES, MAX_HEADERS, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, NewSubscription,
+    SubscriptionUpdate,
+};
 pub use webhooks::{
-    DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, DeliveryLog, DeliveryPage,
-    LogPage, MAX_DESCRIPTION_BYTES, MAX_HEADERS, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_REASON_BYTES,
-    NewSubscription, OwnerStats, SubscriptionUpdate, TEST_EVENT, Webhooks, WebhooksBuilder,
+    DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_MAX_BODY_BYTES, DEFAULT_PUBLISH_RETRY, Webhooks, WebhooksBuilder,
 };

@@ -4,13 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::model::{AttemptResult, DeliveryId, Owner, SubscriptionId, SubscriptionStatus};
-use crate::store::{DeliveryQuery, StateFilter};
-use crate::{Error, Webhooks};
+use crate::model::{DeliveryId, Owner, SubscriptionId};
 
 /// After this many failed attempts in a row, an endpoint that is not
 /// disabled yet is reported [failing](OperationalEvent::EndpointFailing),
@@ -177,105 +173,12 @@ pub(crate) fn held_drop_reason(limit: u32) -> String {
 }
 
 /// The held limit a [`held_drop_reason`] names; `None` for any other reason.
-fn held_drop_limit(reason: &str) -> Option<u32> {
+pub(crate) fn held_drop_limit(reason: &str) -> Option<u32> {
     reason
         .strip_prefix("not sent: over ")?
         .strip_suffix(" deliveries held while the endpoint was disabled")?
         .parse()
         .ok()
-}
-
-/// The most dropped deliveries [`Webhooks::operational_events`] reads.
-const DROPPED_READ: usize = 200;
-
-impl Webhooks {
-    /// What the store still shows of an endpoint's operational events,
-    /// newest first: its disabling (while it is disabled), its current run
-    /// of failures (at [`FAILING_AFTER`] or more, while enabled), and the
-    /// deliveries created since `since` that were dropped, after their
-    /// last retry or past the held limit (at most 200). The store keeps
-    /// states, not a history: an enabling, or a disabling that was undone,
-    /// is heard only as it happens
-    /// ([`on_operational_event`](crate::WebhooksBuilder::on_operational_event)).
-    ///
-    /// ```
-    /// use webhooks_core::{OperationalEvent, Preset, Subscription, Webhooks};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), webhooks_core::Error> {
-    /// let webhooks = Webhooks::builder().store(webhooks_memory::MemoryStore::new()).preset(Preset::deepsmith()).build()?;
-    /// let endpoint = webhooks
-    ///     .subscribe(Subscription::builder("https://customer.example/").event_type("iq.status_updated"))
-    ///     .await?;
-    /// webhooks.disable(endpoint.id, "paused for maintenance").await?;
-    /// let events = webhooks.operational_events(endpoint.id, chrono::Utc::now() - chrono::Duration::days(7)).await?;
-    /// assert!(matches!(&events[..], [OperationalEvent::EndpointDisabled { reason, .. }] if reason == "paused for maintenance"));
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// Any owner's: for operators. A customer-facing route takes
-    /// [`Webhooks::owner`], where another owner's ids are not found.
-    pub async fn operational_events(
-        &self,
-        id: SubscriptionId,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<OperationalEvent>, Error> {
-        let subscription = self.subscription(id).await?;
-        let mut events = Vec::new();
-        match &subscription.status {
-            SubscriptionStatus::Disabled { reason, at } => {
-                events.push(OperationalEvent::EndpointDisabled {
-                    subscription_id: id,
-                    reason: reason.clone(),
-                    at: *at,
-                });
-            }
-            SubscriptionStatus::Enabled if subscription.consecutive_failures >= FAILING_AFTER => {
-                if let Some(at) = self.stats(id).await?.last_failure_at {
-                    let consecutive_failures = subscription.consecutive_failures;
-                    events.push(OperationalEvent::EndpointFailing {
-                        subscription_id: id,
-                        consecutive_failures,
-                        at,
-                    });
-                }
-            }
-            SubscriptionStatus::Enabled => {}
-        }
-        let query = DeliveryQuery {
-            subscription: Some(id),
-            state: Some(StateFilter::Dropped),
-            created_from: Some(since),
-            limit: DROPPED_READ,
-            ..DeliveryQuery::default()
-        };
-        // Held deliveries dropped by one trim share its time and limit: one event.
-        let mut held: BTreeMap<(DateTime<Utc>, u32), u64> = BTreeMap::new();
-        for log in self.delivery_logs(query).await?.logs {
-            let Some(last) = log.attempts.last() else { continue };
-            let held_limit = match &last.result {
-                AttemptResult::Error(reason) => held_drop_limit(reason),
-                AttemptResult::Response { .. } => None,
-            };
-            match held_limit {
-                Some(limit) => *held.entry((last.started_at, limit)).or_default() += 1,
-                None => events.push(OperationalEvent::DeliveryDropped {
-                    subscription_id: id,
-                    delivery_id: log.delivery.id,
-                    at: last.started_at,
-                }),
-            }
-        }
-        events.extend(held.into_iter().map(|((at, limit), dropped)| OperationalEvent::HeldDropped {
-            subscription_id: id,
-            dropped,
-            limit,
-            at,
-        }));
-        events.sort_by_key(|event| std::cmp::Reverse(event.at()));
-        Ok(events)
-    }
 }
 
 /// The host's hook for [`OperationalEvent`]s: called on the task that made

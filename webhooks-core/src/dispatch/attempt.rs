@@ -12,18 +12,18 @@ use crate::telemetry::tracing;
 use chrono::{DateTime, Utc};
 
 use super::claim::Claimed;
+use super::http::{Sent, Transport};
 use super::judge::judge;
+use super::parts::Parts;
 use super::prepare::{NotSent, Prepared, prepare};
 use super::record::{About, Recorder};
 use super::shares::Finished;
-use crate::http::{Sent, Transport};
 use crate::model::{Attempt, AttemptResult, Delivery};
 use crate::store::{AttemptRecord, Claim, Store, Verdict};
-use crate::webhooks::Webhooks;
 
 /// What every attempt of a running dispatcher uses.
 pub(super) struct Attempts {
-    webhooks: Webhooks,
+    parts: Arc<Parts>,
     store: Arc<dyn Store>,
     transport: Transport,
     /// The longest one exchange may take.
@@ -33,12 +33,12 @@ pub(super) struct Attempts {
 
 impl Attempts {
     pub(super) fn new(
-        webhooks: Webhooks,
+        parts: Arc<Parts>,
         transport: Transport,
         request_timeout: Duration,
         recorder: Recorder,
     ) -> Self {
-        Self { store: Arc::clone(webhooks.store()), webhooks, transport, request_timeout, recorder }
+        Self { store: Arc::clone(&parts.store), parts, transport, request_timeout, recorder }
     }
 
     /// Whether attempts are recorded in batches, by the recorder task.
@@ -49,10 +49,10 @@ impl Attempts {
     /// Makes one attempt and records it (or hands it to the recorder).
     pub(super) async fn attempt(self: Arc<Self>, claimed: Claimed) {
         let Claimed { claim, lease_until, share, busy } = claimed;
-        let clock = self.webhooks.clock();
+        let clock = &self.parts.clock;
         let started_at = clock.now();
         let Prepared { request, rules } =
-            match prepare(&self.webhooks, &claim, lease_until, self.request_timeout, started_at) {
+            match prepare(&self.parts, &claim, lease_until, self.request_timeout, started_at) {
                 Ok(prepared) => prepared,
                 Err(not_sent) => return self.give_back(&claim, not_sent, started_at).await,
             };

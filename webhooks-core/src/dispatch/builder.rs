@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use super::activity::Watch;
 use super::dispatcher::Dispatcher;
+use super::guard::Guard;
+use super::http::Transport;
+use super::parts::Parts;
 use super::record::{AttemptOutcome, OutcomeHook};
 use crate::error::Error;
-use crate::guard::Guard;
-use crate::http::Transport;
-use crate::webhooks::Webhooks;
 
-/// Configures a [`Dispatcher`]; from [`Webhooks::dispatcher`].
+/// Configures a [`Dispatcher`]; from [`Webhooks::dispatcher`](crate::Webhooks::dispatcher).
 ///
 /// ```
 /// use std::time::Duration;
@@ -32,7 +32,7 @@ use crate::webhooks::Webhooks;
 /// ```
 #[must_use = "a builder does nothing until `build`"]
 pub struct DispatcherBuilder {
-    webhooks: Webhooks,
+    parts: Parts,
     client: Option<reqwest::ClientBuilder>,
     concurrency: usize,
     per_endpoint: Option<usize>,
@@ -72,9 +72,10 @@ impl fmt::Debug for DispatcherBuilder {
 }
 
 impl DispatcherBuilder {
-    pub(crate) fn new(webhooks: Webhooks) -> Self {
+    /// A dispatcher of `parts`, with every setting at its default.
+    pub(crate) fn new(parts: Parts) -> Self {
         Self {
-            webhooks,
+            parts,
             client: None,
             concurrency: 64,
             per_endpoint: None,
@@ -116,7 +117,7 @@ impl DispatcherBuilder {
 
     /// How often an idle dispatcher looks at the store for work it was not
     /// told about (another process's publish); 1 s by default. Publishes
-    /// through the same [`Webhooks`] wake it at once.
+    /// through the same [`Webhooks`](crate::Webhooks) wake it at once.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -236,7 +237,7 @@ impl DispatcherBuilder {
         )
         .map_err(|e| Error::invalid("http client", e.to_string()))?;
         Ok(Dispatcher {
-            webhooks: self.webhooks,
+            parts: Arc::new(self.parts),
             transport,
             request_timeout: self.request_timeout,
             on_outcome: self.on_outcome,

@@ -24,10 +24,10 @@ use tokio::sync::futures::Notified;
 use tokio_util::sync::CancellationToken;
 
 use super::activity::{Busy, Watch};
+use super::parts::Parts;
 use super::shares::{Refused, Share, Shares};
 use crate::model::{DeliveryId, SubscriptionId};
 use crate::store::{Claim, ClaimRequest, Store, StoreResult};
-use crate::webhooks::Webhooks;
 
 /// How often the pending-deliveries gauge is refreshed from the store.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
@@ -50,7 +50,7 @@ pub(super) struct Timing {
 
 /// The claiming side of a running dispatcher, shared by its workers.
 pub(super) struct Claims {
-    webhooks: Webhooks,
+    parts: Arc<Parts>,
     store: Arc<dyn Store>,
     wake_ups: Option<Arc<Notify>>,
     timing: Timing,
@@ -105,18 +105,18 @@ impl Claims {
     /// `alone`: workers may claim for themselves alone (a store that costs
     /// little per call and records alone).
     pub(super) fn new(
-        webhooks: Webhooks,
+        parts: Arc<Parts>,
         timing: Timing,
         shutdown: CancellationToken,
         alone: bool,
         shares: Arc<Shares>,
         watch: Arc<Watch>,
     ) -> Self {
-        let store = Arc::clone(webhooks.store());
+        let store = Arc::clone(&parts.store);
         Self {
             wake_ups: store.wake_ups(),
             store,
-            webhooks,
+            parts,
             timing,
             shutdown,
             alone,
@@ -172,7 +172,7 @@ impl Claims {
     /// Claims one delivery for this worker alone, if one is due. When none
     /// is, the worker queues behind the claimer, who waits for work.
     async fn claim_alone(&self, skip: &mut Vec<SubscriptionId>) -> Option<Claimed> {
-        let now = self.webhooks.clock().now();
+        let now = self.parts.clock.now();
         let lease_until = now + self.timing.lease;
         self.shares.busy(skip, now);
         let request = ClaimRequest { now, limit: 1, lease_until, skip };
@@ -191,7 +191,7 @@ impl Claims {
     /// Claims for this worker and those queued behind it, waiting until
     /// something is due; `None` at shutdown. Called with the claimer held.
     async fn claim_for_all(&self, claimer: &mut Claimer) -> Option<Claimed> {
-        let clock = self.webhooks.clock();
+        let clock = &self.parts.clock;
         loop {
             let wake = self.wake();
             self.refresh_gauge(claimer).await;
@@ -226,7 +226,7 @@ impl Claims {
     /// What will wake this claimer once idle, from now on.
     fn wake(&self) -> Wake<'_> {
         Wake {
-            work: self.webhooks.work().notified(),
+            work: self.parts.work.notified(),
             woken: self.wake_ups.as_ref().map(|wake_ups| wake_ups.notified()),
             changes: self.watch.changes.load(Ordering::SeqCst),
         }
@@ -328,7 +328,7 @@ impl Claims {
                 () = work => {}
                 () = woken => {}
                 () = self.watch.wake.notified() => {}
-                () = self.webhooks.clock().sleep_until(until) => {}
+                () = self.parts.clock.sleep_until(until) => {}
             }
         }
         self.watch.idle.store(false, Ordering::SeqCst);
@@ -340,7 +340,7 @@ impl Claims {
     pub(super) async fn give_back_ready(&self) {
         let left: Vec<DeliveryId> = self.lock_ready().drain(..).map(|c| c.claim.delivery.id).collect();
         if !left.is_empty()
-            && let Err(error) = self.store.release(&left, self.webhooks.clock().now()).await
+            && let Err(error) = self.store.release(&left, self.parts.clock.now()).await
         {
             tracing::error!(%error, "store failed to release claims; their leases will end");
         }

@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use super::activity::{Activity, Watch};
 use super::attempt::Attempts;
 use super::claim::{Claims, Timing};
+use super::http::Transport;
+use super::parts::{Parts, Upkeep};
 use super::record::{OutcomeHook, Outcomes, Recorder};
 use super::shares::Shares;
 use super::workers::{MovedAttempt, Workers};
-use crate::http::Transport;
-use crate::webhooks::Webhooks;
 
 /// How much longer than a request a lease lasts: room to claim (a store busy
 /// with another writer waits a few seconds at most) and to record the
@@ -48,7 +48,7 @@ const HELD_TRIM_INTERVAL: Duration = Duration::from_secs(60);
 /// # }
 /// ```
 pub struct Dispatcher {
-    pub(super) webhooks: Webhooks,
+    pub(super) parts: Arc<Parts>,
     pub(super) transport: Transport,
     pub(super) request_timeout: Duration,
     pub(super) on_outcome: Option<OutcomeHook>,
@@ -112,11 +112,11 @@ impl Dispatcher {
             "dispatcher started"
         );
         let concurrency = self.concurrency;
-        let webhooks = self.webhooks.clone();
+        let upkeep = Arc::clone(&self.parts.upkeep);
         let (off_workers, mut moved) = mpsc::unbounded_channel();
         let (workers, helpers) = self.start(off_workers, shutdown.clone());
         // Secrets sealed with the current key; held deliveries bounded.
-        let housekeeper = tokio::spawn(keep_house(webhooks, HELD_TRIM_INTERVAL, shutdown.clone()));
+        let housekeeper = tokio::spawn(keep_house(upkeep, HELD_TRIM_INTERVAL, shutdown.clone()));
         // Attempts waiting off the workers: owned here, so a dispatcher's
         // future dropped (or aborted) stops them with the workers.
         let mut waiting = JoinSet::new();
@@ -151,19 +151,19 @@ impl Dispatcher {
         let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
         let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
         let (outcomes, hook_runner) =
-            Outcomes::start(self.webhooks.clone(), self.on_outcome, self.outcome_queue);
+            Outcomes::start(Arc::clone(&self.parts), self.on_outcome, self.outcome_queue);
         // Room for one record per slot: a store slower to record than the
         // workers are to attempt holds the workers back, so at most a
         // bounded number of attempts wait unrecorded under their leases.
-        let store = Arc::clone(self.webhooks.store());
+        let store = Arc::clone(&self.parts.store);
         let (recorder, batch_recorder) =
             Recorder::start(store, outcomes, Arc::clone(&self.watch), self.concurrency);
         let attempts =
-            Arc::new(Attempts::new(self.webhooks.clone(), self.transport, self.request_timeout, recorder));
+            Arc::new(Attempts::new(Arc::clone(&self.parts), self.transport, self.request_timeout, recorder));
         let shares = Arc::new(Shares::new(self.per_endpoint, self.slow_requests, self.request_timeout));
         let quick_within = shares.quick_within();
         let alone = !attempts.recorded_in_batches();
-        let claims = Claims::new(self.webhooks, Timing { lease, poll }, shutdown, alone, shares, self.watch);
+        let claims = Claims::new(self.parts, Timing { lease, poll }, shutdown, alone, shares, self.watch);
         let workers = Arc::new(Workers::new(claims, attempts, quick_within, off_workers));
         (workers, Helpers { batch_recorder, hook_runner })
     }
@@ -237,11 +237,10 @@ async fn supervise(
     }
 }
 
-/// Calls [`Webhooks::reseal_secrets`] once, then [`Webhooks::trim_held`]
-/// and [`Webhooks::forget_expired_keys`] every `interval` until
-/// `shutdown`.
-async fn keep_house(webhooks: Webhooks, interval: Duration, shutdown: CancellationToken) {
-    if let Err(error) = webhooks.reseal_secrets().await {
+/// Has the facade reseal secrets once, then trim held deliveries and
+/// forget expired idempotency keys every `interval` until `shutdown`.
+async fn keep_house(upkeep: Arc<dyn Upkeep>, interval: Duration, shutdown: CancellationToken) {
+    if let Err(error) = upkeep.reseal_secrets().await {
         tracing::error!(%error, "could not seal secrets with the current key");
     }
     let mut ticks = tokio::time::interval(interval);
@@ -250,10 +249,10 @@ async fn keep_house(webhooks: Webhooks, interval: Duration, shutdown: Cancellati
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        if let Err(error) = webhooks.trim_held().await {
+        if let Err(error) = upkeep.trim_held().await {
             tracing::error!(%error, "could not trim held deliveries");
         }
-        if let Err(error) = webhooks.forget_expired_keys().await {
+        if let Err(error) = upkeep.forget_expired_keys().await {
             tracing::error!(%error, "could not forget expired idempotency keys");
         }
     }

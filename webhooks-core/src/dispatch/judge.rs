@@ -9,26 +9,26 @@ use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use http::header::RETRY_AFTER;
 
-use crate::http::Sent;
+use super::http::Sent;
 use crate::preset::DisablePolicy;
 use crate::retry::RetryPolicy;
 use crate::store::Verdict;
 
 /// The rules an answer is judged by: its subscription's.
-pub(crate) struct Rules {
+pub(super) struct Rules {
     /// How long to wait before the next attempt, and when to stop.
-    pub(crate) retry: Arc<dyn RetryPolicy>,
+    pub(super) retry: Arc<dyn RetryPolicy>,
     /// How many failures disable the endpoint, and whether a `410 Gone`
     /// does at once.
-    pub(crate) disable: DisablePolicy,
+    pub(super) disable: DisablePolicy,
 }
 
 /// The judgement of one attempt.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Judgement {
-    pub(crate) verdict: Verdict,
+pub(super) struct Judgement {
+    pub(super) verdict: Verdict,
     /// Why the endpoint is disabled at once (a `410 Gone` its rule honours).
-    pub(crate) disable_now: Option<String>,
+    pub(super) disable_now: Option<String>,
 }
 
 /// Judges attempt `number` of its cycle, which came to `sent`, by `rules`
@@ -36,7 +36,7 @@ pub(crate) struct Judgement {
 /// policy's next wait, lengthened (never shortened) by the `Retry-After` of
 /// a 429 or a 503 up to the policy's longest wait, or dropped when the
 /// policy has no wait left.
-pub(crate) fn judge(number: u32, sent: &Sent, rules: &Rules, now: DateTime<Utc>) -> Judgement {
+pub(super) fn judge(number: u32, sent: &Sent, rules: &Rules, now: DateTime<Utc>) -> Judgement {
     let status = sent.status();
     let verdict = if matches!(status, Some(200..=299)) {
         Verdict::Delivered

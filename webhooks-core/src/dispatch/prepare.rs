@@ -7,12 +7,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 
+use super::http::Request;
 use super::judge::Rules;
+use super::parts::Parts;
 use crate::error::Error;
-use crate::http::Request;
 use crate::scheme::{Message, SignatureScheme};
 use crate::store::Claim;
-use crate::webhooks::Webhooks;
 
 /// What an attempt leaves of its lease for recording its outcome: the
 /// request is cut short rather than let the lease run out under it.
@@ -56,16 +56,16 @@ impl NotSent {
 /// its subscription's rules, signed by the preset's scheme, with at most
 /// `request_timeout` for the exchange.
 pub(super) fn prepare<'a>(
-    webhooks: &Webhooks,
+    parts: &Parts,
     claim: &'a Claim,
     lease_until: DateTime<Utc>,
     request_timeout: Duration,
     now: DateTime<Utc>,
 ) -> Result<Prepared<'a>, NotSent> {
     let Claim { delivery, subscription } = claim;
-    let retry = webhooks.retry_for(subscription).map_err(NotSent::UnknownPolicy)?;
+    let retry = parts.retry_for(subscription).map_err(NotSent::UnknownPolicy)?;
     let timeout = time_left(lease_until, now, request_timeout).ok_or(NotSent::LeaseRanShort)?;
-    let preset = webhooks.preset();
+    let preset = &parts.preset;
     let request = Request {
         url: &subscription.url,
         headers: sign(preset.scheme(), claim, now),

@@ -15,11 +15,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::activity::{Busy, Watch};
+use super::parts::Parts;
 use crate::model::{Attempt, AttemptResult, DeliveryId, SubscriptionId};
 use crate::operational::{FAILING_AFTER, OperationalEvent};
 use crate::patience::while_unavailable;
 use crate::store::{AttemptRecord, Recorded, Store, StoreError, StoreResult, Verdict};
-use crate::webhooks::Webhooks;
 
 /// The most attempt records committed in one store transaction.
 const RECORD_BATCH: usize = 256;
@@ -171,17 +171,17 @@ async fn record_in_batches(
 /// metrics, logs, operational events and the host's hook.
 #[derive(Clone)]
 pub(super) struct Outcomes {
-    webhooks: Webhooks,
+    parts: Arc<Parts>,
     hooks: Option<mpsc::Sender<AttemptOutcome>>,
     /// Outcomes the hook missed because its queue was full.
     missed: Arc<AtomicUsize>,
 }
 
 impl Outcomes {
-    /// Tells outcomes for `webhooks`, and to `hook` on a task of its own
+    /// Tells outcomes through `parts`, and to `hook` on a task of its own
     /// (returned), through a queue of `queue` outcomes.
     pub(super) fn start(
-        webhooks: Webhooks,
+        parts: Arc<Parts>,
         hook: Option<OutcomeHook>,
         queue: usize,
     ) -> (Self, Option<JoinHandle<()>>) {
@@ -192,7 +192,7 @@ impl Outcomes {
             }
             None => (None, None),
         };
-        (Self { webhooks, hooks, missed: Arc::new(AtomicUsize::new(0)) }, hook_runner)
+        (Self { parts, hooks, missed: Arc::new(AtomicUsize::new(0)) }, hook_runner)
     }
 
     /// Tells what recording `record` came to.
@@ -206,7 +206,7 @@ impl Outcomes {
                 return;
             }
         };
-        self.webhooks.settled().notify_waiters();
+        self.parts.settled.notify_waiters();
         count_attempt(record.verdict, record.attempt.duration);
         if recorded.disabled_subscription {
             metrics::counter!("webhooks_endpoints_disabled_total").increment(1);
@@ -242,13 +242,13 @@ impl Outcomes {
             events.push(OperationalEvent::DeliveryDropped { subscription_id, delivery_id, at });
         }
         for event in &events {
-            self.webhooks.hear(event);
+            self.parts.hear(event);
         }
-        if !events.is_empty() && self.webhooks.publishes_operational() {
-            let webhooks = self.webhooks.clone();
+        if !events.is_empty() && self.parts.upkeep.publishes_operational() {
+            let upkeep = Arc::clone(&self.parts.upkeep);
             tokio::spawn(async move {
                 for event in events {
-                    webhooks.publish_operational(event).await;
+                    upkeep.publish_operational(event).await;
                 }
             });
         }

@@ -14,13 +14,13 @@ use crate::telemetry::metrics;
 use crate::telemetry::tracing;
 use tracing::Instrument;
 
+use super::Webhooks;
 use crate::channels::check_channels;
 use crate::error::Error;
 use crate::model::{
     Audience, DeliveryId, DeliveryState, Event, EventData, EventId, IdempotencyKey, Owner, check_key,
 };
 use crate::store::{Publication, StoreError};
-use crate::webhooks::Webhooks;
 
 /// An event to publish: its type and data, whose subscriptions it may reach
 /// (the default owner's unless [`Publish::owner`] or

@@ -10,35 +10,35 @@ use http::HeaderMap;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use url::Url;
 
-use crate::guard::{Guard, GuardedResolver};
+use super::guard::{Guard, GuardedResolver};
 use crate::model::AttemptResult;
 
 /// A request ready to send: signed, its headers set, its time bounded.
 #[derive(Debug)]
-pub(crate) struct Request<'a> {
-    pub(crate) url: &'a Url,
+pub(super) struct Request<'a> {
+    pub(super) url: &'a Url,
     /// The scheme's signature headers and the subscription's own.
-    pub(crate) headers: HeaderMap,
+    pub(super) headers: HeaderMap,
     /// The stored body: the same bytes, shared, not copied.
-    pub(crate) body: Bytes,
+    pub(super) body: Bytes,
     /// The longest the exchange may take, connect to last byte read.
-    pub(crate) timeout: Duration,
+    pub(super) timeout: Duration,
 }
 
 /// What one request came to.
 #[derive(Debug)]
-pub(crate) struct Sent {
+pub(super) struct Sent {
     /// The answer's status and the start of its body, or why none came.
-    pub(crate) result: AttemptResult,
+    pub(super) result: AttemptResult,
     /// The answer's headers; empty when none came.
-    pub(crate) headers: HeaderMap,
+    pub(super) headers: HeaderMap,
     /// How long the exchange took.
-    pub(crate) took: Duration,
+    pub(super) took: Duration,
 }
 
 impl Sent {
     /// The answer's status, if one came.
-    pub(crate) fn status(&self) -> Option<u16> {
+    pub(super) fn status(&self) -> Option<u16> {
         match self.result {
             AttemptResult::Response { status, .. } => Some(status),
             AttemptResult::Error(_) => None,
@@ -48,7 +48,7 @@ impl Sent {
 
 /// How requests go out: one client for every attempt, the address guard,
 /// and how much of an answer is read.
-pub(crate) struct Transport {
+pub(super) struct Transport {
     client: reqwest::Client,
     guard: Arc<Guard>,
     body_limit: usize,
@@ -62,7 +62,7 @@ impl Transport {
     /// past the guard), or, given an egress proxy, every request goes through
     /// it and the proxy filters the addresses names resolve to. At most
     /// `body_limit` bytes of an answer are read.
-    pub(crate) fn new(
+    pub(super) fn new(
         builder: reqwest::ClientBuilder,
         connect_timeout: Duration,
         guard: Guard,
@@ -93,7 +93,7 @@ impl Transport {
     /// POSTs `request` and reads at most the body limit of the answer, all
     /// within the request's timeout. A URL whose host is an address the
     /// guard refuses is not sent at all.
-    pub(crate) async fn send(&self, request: Request<'_>) -> Sent {
+    pub(super) async fn send(&self, request: Request<'_>) -> Sent {
         let started = Instant::now();
         let (result, headers) = match self.guard.check_literal(request.url) {
             Ok(()) => self.post(request).await,

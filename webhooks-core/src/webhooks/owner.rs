@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::Webhooks;
+use super::deliveries::{DeliveryLog, DeliveryPage, LogPage};
+use super::subscriptions::SubscriptionUpdate;
 use crate::error::Error;
 use crate::model::{Delivery, DeliveryId, DeliveryState, Owner, Subscription, SubscriptionId};
 use crate::operational::OperationalEvent;
 use crate::secret::Secret;
 use crate::store::{DeliveryCounts, DeliveryQuery, SubscriptionStats};
-use crate::webhooks::{DeliveryLog, DeliveryPage, LogPage, SubscriptionUpdate, Webhooks};
 
 /// [`Webhooks`] as one owner sees it; from [`Webhooks::owner`]. Another
 /// owner's subscription or delivery answers
