@@ -187,6 +187,7 @@ impl From<String> for EventType {
 
 /// A reason is shown cut: a validator's message quotes the data, which may
 /// be large.
+#[cfg(feature = "json-schema")]
 fn shortened(reason: &str) -> String {
     const SHOWN: usize = 300;
     match reason.char_indices().nth(SHOWN) {

@@ -141,6 +141,8 @@ pub use async_trait::async_trait;
 pub use bytes;
 #[doc(no_inline)]
 pub use chrono;
+#[doc(no_inline)]
+pub use http;
 #[cfg(feature = "dispatch")]
 #[doc(no_inline)]
 pub use reqwest;

@@ -18,6 +18,7 @@ use super::parts::Parts;
 use super::prepare::{NotSent, Prepared, prepare};
 use super::record::{About, Recorder};
 use super::shares::Finished;
+use crate::error::ErrorChain;
 use crate::model::{Attempt, AttemptResult, Delivery};
 use crate::store::{AttemptRecord, Claim, Store, Verdict};
 
@@ -86,13 +87,13 @@ impl Attempts {
         let failed = match &not_sent {
             NotSent::UnknownPolicy(error) => {
                 metrics::counter!("webhooks_unknown_retry_policy_total").increment(1);
-                tracing::error!(%error, subscription_id = %claim.subscription.id, "delivery not attempted");
+                tracing::error!(error = %ErrorChain(error), subscription_id = %claim.subscription.id, "delivery not attempted");
                 "could not release a claim; its lease will end"
             }
             NotSent::LeaseRanShort => "could not release a claim whose lease ran short",
         };
         if let Err(error) = self.store.release(&[claim.delivery.id], not_sent.due_again(now)).await {
-            tracing::error!(%error, "{failed}");
+            tracing::error!(error = %ErrorChain(&error), "{failed}");
         }
     }
 }

@@ -225,7 +225,9 @@ impl DispatcherBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         let proxy = self
             .egress_proxy
-            .map(|url| reqwest::Proxy::all(&url).map_err(|e| Error::invalid("egress proxy", e.to_string())))
+            .map(|url| {
+                reqwest::Proxy::all(&url).map_err(|source| Error::HttpClient { what: "egress proxy", source })
+            })
             .transpose()?;
         let guard = Guard::new(self.allow_private, networks);
         let transport = Transport::new(
@@ -235,7 +237,7 @@ impl DispatcherBuilder {
             proxy,
             self.response_body_limit,
         )
-        .map_err(|e| Error::invalid("http client", e.to_string()))?;
+        .map_err(|source| Error::HttpClient { what: "client", source })?;
         Ok(Dispatcher {
             parts: Arc::new(self.parts),
             transport,

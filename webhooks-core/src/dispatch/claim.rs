@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::activity::{Busy, Watch};
 use super::parts::Parts;
 use super::shares::{Refused, Share, Shares};
+use crate::error::ErrorChain;
 use crate::model::{DeliveryId, SubscriptionId};
 use crate::store::{Claim, ClaimRequest, Store, StoreResult};
 
@@ -181,7 +182,7 @@ impl Claims {
             Ok(share) => Some(self.claimed(claim, lease_until, share)),
             Err(_) => {
                 if let Err(error) = self.store.release(&[claim.delivery.id], now).await {
-                    tracing::error!(%error, "store failed to release a claim; its lease will end");
+                    tracing::error!(error = %ErrorChain(&error), "store failed to release a claim; its lease will end");
                 }
                 None
             }
@@ -240,7 +241,9 @@ impl Claims {
         claimer.gauge_refreshed = Some(Instant::now());
         match self.store.pending_count().await {
             Ok(pending) => metrics::gauge!("webhooks_pending_deliveries").set(pending as f64),
-            Err(error) => tracing::warn!(%error, "store failed to count pending deliveries"),
+            Err(error) => {
+                tracing::warn!(error = %ErrorChain(&error), "store failed to count pending deliveries")
+            }
         }
     }
 
@@ -260,7 +263,7 @@ impl Claims {
                 Ok(Some(due)) if due <= now => Look::Nothing { next_due: None },
                 Ok(next_due) => Look::Nothing { next_due },
                 Err(error) => {
-                    tracing::error!(%error, "store failed to tell the next due time");
+                    tracing::error!(error = %ErrorChain(&error), "store failed to tell the next due time");
                     Look::Failed
                 }
             },
@@ -296,7 +299,7 @@ impl Claims {
         if !over_share.is_empty()
             && let Err(error) = self.store.release(&over_share, now).await
         {
-            tracing::error!(%error, "store failed to release claims; their leases will end");
+            tracing::error!(error = %ErrorChain(&error), "store failed to release claims; their leases will end");
         }
         mine
     }
@@ -342,7 +345,7 @@ impl Claims {
         if !left.is_empty()
             && let Err(error) = self.store.release(&left, self.parts.clock.now()).await
         {
-            tracing::error!(%error, "store failed to release claims; their leases will end");
+            tracing::error!(error = %ErrorChain(&error), "store failed to release claims; their leases will end");
         }
     }
 }
@@ -357,9 +360,11 @@ impl Claimer {
             }
             (Err(error), None) => {
                 self.failing_since = Some(Instant::now());
-                tracing::error!(%error, "store failed to claim deliveries; trying again every poll");
+                tracing::error!(error = %ErrorChain(error), "store failed to claim deliveries; trying again every poll");
             }
-            (Err(error), Some(_)) => tracing::debug!(%error, "store still fails to claim deliveries"),
+            (Err(error), Some(_)) => {
+                tracing::debug!(error = %ErrorChain(error), "store still fails to claim deliveries")
+            }
             (Ok(_), None) => {}
         }
     }

@@ -20,6 +20,7 @@ use super::parts::{Parts, Upkeep};
 use super::record::{OutcomeHook, Outcomes, Recorder};
 use super::shares::Shares;
 use super::workers::{MovedAttempt, Workers};
+use crate::error::ErrorChain;
 
 /// How much longer than a request a lease lasts: room to claim (a store busy
 /// with another writer waits a few seconds at most) and to record the
@@ -128,7 +129,7 @@ impl Dispatcher {
         }
         while let Some(done) = waiting.join_next().await {
             if let Err(error) = done {
-                tracing::error!(%error, "an attempt waiting off the workers failed");
+                tracing::error!(error = %ErrorChain(&error), "an attempt waiting off the workers failed");
             }
         }
         // Workers drain the claims taken for them before they stop; any left
@@ -181,12 +182,12 @@ impl Helpers {
         if let Some(recorder) = self.batch_recorder
             && let Err(error) = recorder.await
         {
-            tracing::error!(%error, "the recorder failed");
+            tracing::error!(error = %ErrorChain(&error), "the recorder failed");
         }
         if let Some(hook_runner) = self.hook_runner
             && let Err(error) = hook_runner.await
         {
-            tracing::error!(%error, "the outcome hook runner failed");
+            tracing::error!(error = %ErrorChain(&error), "the outcome hook runner failed");
         }
     }
 }
@@ -213,7 +214,7 @@ async fn supervise(
             }
             Some(done) = waiting.join_next(), if !waiting.is_empty() => {
                 if let Err(error) = done {
-                    tracing::error!(%error, "an attempt waiting off the workers failed");
+                    tracing::error!(error = %ErrorChain(&error), "an attempt waiting off the workers failed");
                 }
             }
             done = running.join_next() => match done {
@@ -223,7 +224,7 @@ async fn supervise(
                     // Its attempt's slot was freed as it unwound and its
                     // claim's lease ends; a new worker keeps the
                     // concurrency.
-                    tracing::error!(%error, "a dispatch worker failed");
+                    tracing::error!(error = %ErrorChain(&error), "a dispatch worker failed");
                     if !shutdown.is_cancelled() {
                         running.spawn(Arc::clone(workers).work());
                     }
@@ -241,7 +242,7 @@ async fn supervise(
 /// forget expired idempotency keys every `interval` until `shutdown`.
 async fn keep_house(upkeep: Arc<dyn Upkeep>, interval: Duration, shutdown: CancellationToken) {
     if let Err(error) = upkeep.reseal_secrets().await {
-        tracing::error!(%error, "could not seal secrets with the current key");
+        tracing::error!(error = %ErrorChain(&error), "could not seal secrets with the current key");
     }
     let mut ticks = tokio::time::interval(interval);
     loop {
@@ -250,10 +251,10 @@ async fn keep_house(upkeep: Arc<dyn Upkeep>, interval: Duration, shutdown: Cance
             _ = ticks.tick() => {}
         }
         if let Err(error) = upkeep.trim_held().await {
-            tracing::error!(%error, "could not trim held deliveries");
+            tracing::error!(error = %ErrorChain(&error), "could not trim held deliveries");
         }
         if let Err(error) = upkeep.forget_expired_keys().await {
-            tracing::error!(%error, "could not forget expired idempotency keys");
+            tracing::error!(error = %ErrorChain(&error), "could not forget expired idempotency keys");
         }
     }
 }

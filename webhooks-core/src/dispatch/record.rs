@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::activity::{Busy, Watch};
 use super::parts::Parts;
+use crate::error::ErrorChain;
 use crate::model::{Attempt, AttemptResult, DeliveryId, SubscriptionId};
 use crate::operational::{FAILING_AFTER, OperationalEvent};
 use crate::patience::while_unavailable;
@@ -202,7 +203,7 @@ impl Outcomes {
             Err(error) => {
                 // The lease runs out and the delivery is attempted again:
                 // at least once, never lost.
-                tracing::error!(%error, "could not record the attempt; it will be retried when its lease ends");
+                tracing::error!(error = %ErrorChain(&error), "could not record the attempt; it will be retried when its lease ends");
                 return;
             }
         };
