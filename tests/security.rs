@@ -308,5 +308,7 @@ async fn an_egress_proxy_carries_every_request_and_ip_literals_are_still_checked
 
     let (fresh, _clock) = common::webhooks(Preset::deepsmith());
     let error = fresh.dispatcher().egress_proxy("not a url").build().unwrap_err();
-    assert!(matches!(error, webhooks_core::Error::Invalid { field: "egress proxy", .. }), "{error}");
+    // reqwest's own reason stays as the source.
+    assert!(matches!(error, webhooks_core::Error::HttpClient { what: "egress proxy", .. }), "{error}");
+    assert!(std::error::Error::source(&error).is_some(), "{error}");
 }
