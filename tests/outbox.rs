@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use webhooks_core::{Preset, Publish, Subscription, UrlRule, Webhooks};
+use webhooks_core::{Preset, Publication, Publish, Subscription, UrlRule, Webhooks};
 use webhooks_examples::Receiver;
 use webhooks_postgres::PostgresStore;
 use webhooks_postgres_tests::TestDatabase;
@@ -49,6 +49,24 @@ async fn quiet(running: &common::Running, receiver: &Receiver, expected: usize) 
     assert_eq!(receiver.received().len(), expected);
 }
 
+/// A publication rolled back with the host's transaction: nothing went out
+/// once the dispatcher settled, and nothing of it is kept.
+async fn rolled_back(
+    webhooks: &Webhooks,
+    running: &common::Running,
+    receiver: &Receiver,
+    published: &[Publication],
+) {
+    quiet(running, receiver, 0).await;
+    assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
+}
+
+/// A committed publication's delivery arrives, under its own id.
+async fn arrives(receiver: &Receiver, published: &[Publication]) {
+    let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
+}
+
 #[tokio::test]
 async fn sqlite_a_rolled_back_transaction_delivers_nothing_and_a_committed_one_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,16 +81,14 @@ async fn sqlite_a_rolled_back_transaction_delivers_nothing_and_a_committed_one_o
     assert_eq!(published[0].deliveries.len(), 1);
     tx.rollback().unwrap();
     webhooks.wake_dispatchers();
-    quiet(&running, &receiver, 0).await;
-    assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
+    rolled_back(&webhooks, &running, &receiver, &published).await;
 
     let tx = db.transaction().unwrap();
     tx.execute("INSERT INTO orders (id) VALUES ('o-2')", []).unwrap();
     let published = SqliteStore::publish_in(&tx, &[order(&webhooks, "o-2")]).unwrap();
     tx.commit().unwrap();
     webhooks.wake_dispatchers();
-    let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
-    assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
+    arrives(&receiver, &published).await;
     quiet(&running, &receiver, 1).await;
     running.stop().await;
 }
@@ -112,16 +128,14 @@ async fn postgres_a_rolled_back_transaction_delivers_nothing_and_a_committed_one
     tx.execute("INSERT INTO public.orders (id) VALUES ('o-1')", &[]).await.unwrap();
     let published = PostgresStore::publish_in(&tx, &[order(&webhooks, "o-1")]).await.unwrap();
     tx.rollback().await.unwrap();
-    quiet(&running, &receiver, 0).await;
-    assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
+    rolled_back(&webhooks, &running, &receiver, &published).await;
 
     // No wake-up from this process: the commit's NOTIFY wakes the dispatcher.
     let tx = client.transaction().await.unwrap();
     tx.execute("INSERT INTO public.orders (id) VALUES ('o-2')", &[]).await.unwrap();
     let published = PostgresStore::publish_in(&tx, &[order(&webhooks, "o-2")]).await.unwrap();
     tx.commit().await.unwrap();
-    let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
-    assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
+    arrives(&receiver, &published).await;
     quiet(&running, &receiver, 1).await;
     running.stop().await;
 }
@@ -143,16 +157,14 @@ async fn postgres_a_host_on_plain_tokio_postgres_publishes_in_its_own_transactio
     tx.execute("INSERT INTO public.orders (id) VALUES ('o-1')", &[]).await.unwrap();
     let published = PostgresStore::publish_in(&tx, &[order(&webhooks, "o-1")]).await.unwrap();
     tx.rollback().await.unwrap();
-    quiet(&running, &receiver, 0).await;
-    assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
+    rolled_back(&webhooks, &running, &receiver, &published).await;
 
     // A client in a transaction the host began by hand.
     client.batch_execute("BEGIN").await.unwrap();
     client.execute("INSERT INTO public.orders (id) VALUES ('o-2')", &[]).await.unwrap();
     let published = PostgresStore::publish_in(&client, &[order(&webhooks, "o-2")]).await.unwrap();
     client.batch_execute("COMMIT").await.unwrap();
-    let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
-    assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
+    arrives(&receiver, &published).await;
 
     // Outside a transaction nothing is published: a half-done outbox is no
     // outbox.
@@ -179,8 +191,7 @@ async fn postgres_a_host_on_sqlx_publishes_in_its_own_transaction() {
     sqlx::query("INSERT INTO public.orders (id) VALUES ('o-1')").execute(&mut *tx).await.unwrap();
     let published = PostgresStore::publish_in(&Sqlx::new(&mut tx), &[order(&webhooks, "o-1")]).await.unwrap();
     tx.rollback().await.unwrap();
-    quiet(&running, &receiver, 0).await;
-    assert_eq!(webhooks.delivery(published[0].deliveries[0]).await.unwrap(), None);
+    rolled_back(&webhooks, &running, &receiver, &published).await;
 
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("INSERT INTO public.orders (id) VALUES ('o-2')").execute(&mut *tx).await.unwrap();
@@ -190,8 +201,7 @@ async fn postgres_a_host_on_sqlx_publishes_in_its_own_transaction() {
     assert!(again[0].repeated);
     assert_eq!(again[0].deliveries, published[0].deliveries);
     tx.commit().await.unwrap();
-    let arrived = receiver.wait_for(1, Duration::from_secs(10)).await;
-    assert_eq!(arrived[0].header("x-webhook-id"), published[0].deliveries[0].to_string());
+    arrives(&receiver, &published).await;
 
     quiet(&running, &receiver, 1).await;
     running.stop().await;

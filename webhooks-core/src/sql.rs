@@ -3,7 +3,7 @@
 //! a delivery listing. Each driver reads its rows into these and binds the
 //! values; the meaning lives here once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -102,6 +102,39 @@ impl Migrated {
 pub fn checksum(sql: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(sql.replace("\r\n", "\n").as_bytes()))
+}
+
+/// Refuses a database whose applied migrations, up to version `found`,
+/// are not the texts `shipped` (migration `n` at index `n - 1`): `applied`
+/// holds the checksum recorded for each version, as [`checksum`] made it.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use webhooks_core::sql::{checksum, compare_checksums};
+///
+/// let shipped = ["CREATE TABLE a (x INT);", "CREATE TABLE b (y INT);"];
+/// let mut applied: HashMap<i64, String> = (1..).zip(shipped).map(|(v, sql)| (v, checksum(sql))).collect();
+/// assert!(compare_checksums("webhooks-sqlite", &shipped, 2, &applied).is_ok());
+/// applied.insert(2, "edited".to_owned());
+/// assert_eq!(compare_checksums("webhooks-sqlite", &shipped, 2, &applied).unwrap_err().version, 2);
+/// ```
+pub fn compare_checksums(
+    store: &'static str,
+    shipped: &[&str],
+    found: i64,
+    applied: &HashMap<i64, String>,
+) -> Result<(), MigrationChanged> {
+    for (version, sql) in (1..=found).zip(shipped) {
+        let shipped = checksum(sql);
+        match applied.get(&version) {
+            Some(recorded) if *recorded == shipped => {}
+            recorded => {
+                let applied = recorded.cloned().unwrap_or_else(|| "none".to_owned());
+                return Err(MigrationChanged { store, version, applied, shipped });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A stored count (attempts, an attempt's number, failures) as the model's

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use deadpool_postgres::Object;
 use tokio_postgres::Transaction;
 
-use webhooks_core::sql::{Migrated, MigrationChanged, SchemaBehind, SchemaTooNew, checksum};
+use webhooks_core::sql::{self, Migrated, SchemaBehind, SchemaTooNew, checksum};
 
 use crate::error::Error;
 
@@ -95,7 +95,7 @@ pub(crate) async fn migrate(client: &mut Object) -> Result<Migrated, Error> {
     if found > VERSION {
         return Err(SchemaTooNew { store: "webhooks-postgres", found, supported: VERSION }.into());
     }
-    compare_checksums(&transaction, found).await.map_err(|error| error.or(failed(VERSION)))?;
+    compare_checksums(&transaction, found, failed(VERSION)).await?;
     for (version, sql) in (1..).zip(MIGRATIONS).skip(usize::try_from(found).unwrap_or(0)) {
         transaction.batch_execute(sql).await.map_err(failed(version))?;
         transaction
@@ -133,7 +133,7 @@ pub(crate) async fn check(client: &mut Object) -> Result<(), Error> {
     if found < VERSION {
         return Err(SchemaBehind { store: "webhooks-postgres", found, expected: VERSION }.into());
     }
-    compare_checksums(&transaction, found).await.map_err(|error| error.or(failed))
+    compare_checksums(&transaction, found, failed).await
 }
 
 /// The newest migration applied.
@@ -145,49 +145,20 @@ async fn version(transaction: &Transaction<'_>) -> Result<i64, tokio_postgres::E
 }
 
 /// Refuses a database whose applied migrations (up to `found`) are not the
-/// text this crate ships.
-async fn compare_checksums(transaction: &Transaction<'_>, found: i64) -> Result<(), Refused> {
+/// text this crate ships; `failed` names a query that failed.
+async fn compare_checksums(
+    transaction: &Transaction<'_>,
+    found: i64,
+    failed: impl FnOnce(tokio_postgres::Error) -> Error,
+) -> Result<(), Error> {
     if found < CHECKSUMS_SINCE {
         return Ok(());
     }
-    let applied: HashMap<i64, Option<String>> = transaction
-        .query("SELECT version, checksum FROM webhooks.schema_migrations", &[])
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_, tokio_postgres::Error>>()?;
-    for (version, sql) in (1..=found).zip(MIGRATIONS) {
-        let shipped = checksum(sql);
-        match applied.get(&version) {
-            Some(Some(recorded)) if *recorded == shipped => {}
-            recorded => {
-                let applied = recorded.cloned().flatten().unwrap_or_else(|| "none".to_owned());
-                let changed = MigrationChanged { store: "webhooks-postgres", version, applied, shipped };
-                return Err(Refused::Changed(changed));
-            }
-        }
+    let sql = "SELECT version, checksum FROM webhooks.schema_migrations WHERE checksum IS NOT NULL";
+    let applied: HashMap<i64, String> = match transaction.query(sql, &[]).await {
+        Ok(rows) => rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect(),
+        Err(error) => Err(error),
     }
-    Ok(())
-}
-
-/// Comparing checksums: the query failed, or the database is refused.
-enum Refused {
-    Query(tokio_postgres::Error),
-    Changed(MigrationChanged),
-}
-
-impl From<tokio_postgres::Error> for Refused {
-    fn from(source: tokio_postgres::Error) -> Self {
-        Self::Query(source)
-    }
-}
-
-impl Refused {
-    /// The store's error, a failed query as `failed` says.
-    fn or(self, failed: impl FnOnce(tokio_postgres::Error) -> Error) -> Error {
-        match self {
-            Self::Query(source) => failed(source),
-            Self::Changed(changed) => changed.into(),
-        }
-    }
+    .map_err(failed)?;
+    Ok(sql::compare_checksums("webhooks-postgres", MIGRATIONS, found, &applied)?)
 }

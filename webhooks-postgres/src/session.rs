@@ -111,26 +111,34 @@ pub trait Columns {
     fn int(&self, column: usize) -> Step<i64>;
 }
 
-impl Columns for tokio_postgres::Row {
-    fn uuid(&self, column: usize) -> Step<Uuid> {
-        Ok(self.try_get(column)?)
-    }
-    fn uuids(&self, column: usize) -> Step<Vec<Uuid>> {
-        Ok(self.try_get(column)?)
-    }
-    fn text(&self, column: usize) -> Step<String> {
-        Ok(self.try_get(column)?)
-    }
-    fn texts(&self, column: usize) -> Step<Vec<String>> {
-        Ok(self.try_get(column)?)
-    }
-    fn boolean(&self, column: usize) -> Step<bool> {
-        Ok(self.try_get(column)?)
-    }
-    fn int(&self, column: usize) -> Step<i64> {
-        Ok(self.try_get(column)?)
-    }
+/// Implements [`Columns`] for a driver's row type, each column read with
+/// the driver's `try_get`.
+macro_rules! columns {
+    ($row:ty, $try_get:path) => {
+        impl Columns for $row {
+            fn uuid(&self, column: usize) -> Step<Uuid> {
+                Ok($try_get(self, column)?)
+            }
+            fn uuids(&self, column: usize) -> Step<Vec<Uuid>> {
+                Ok($try_get(self, column)?)
+            }
+            fn text(&self, column: usize) -> Step<String> {
+                Ok($try_get(self, column)?)
+            }
+            fn texts(&self, column: usize) -> Step<Vec<String>> {
+                Ok($try_get(self, column)?)
+            }
+            fn boolean(&self, column: usize) -> Step<bool> {
+                Ok($try_get(self, column)?)
+            }
+            fn int(&self, column: usize) -> Step<i64> {
+                Ok($try_get(self, column)?)
+            }
+        }
+    };
 }
+
+columns!(tokio_postgres::Row, tokio_postgres::Row::try_get);
 
 /// The parameters as tokio-postgres binds them.
 fn to_sql<'p>(params: &'p [Param<'_>]) -> Vec<&'p (dyn ToSql + Sync)> {
@@ -250,23 +258,4 @@ fn bound<'q>(
 }
 
 #[cfg(feature = "sqlx")]
-impl Columns for sqlx::postgres::PgRow {
-    fn uuid(&self, column: usize) -> Step<Uuid> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-    fn uuids(&self, column: usize) -> Step<Vec<Uuid>> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-    fn text(&self, column: usize) -> Step<String> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-    fn texts(&self, column: usize) -> Step<Vec<String>> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-    fn boolean(&self, column: usize) -> Step<bool> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-    fn int(&self, column: usize) -> Step<i64> {
-        Ok(sqlx::Row::try_get(self, column)?)
-    }
-}
+columns!(sqlx::postgres::PgRow, sqlx::Row::try_get);

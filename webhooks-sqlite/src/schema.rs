@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use webhooks_core::sql::{Migrated, MigrationChanged, SchemaBehind, SchemaTooNew, checksum};
+use webhooks_core::sql::{self, Migrated, SchemaBehind, SchemaTooNew, checksum};
 
 use crate::error::Error;
 
@@ -216,17 +216,7 @@ fn compare_checksums(
         .prepare("SELECT version, checksum FROM schema_migrations")
         .and_then(|mut statement| statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
         .map_err(failed)?;
-    for (version, sql) in (1..=found).zip(MIGRATIONS) {
-        let shipped = checksum(sql);
-        match applied.get(&version) {
-            Some(recorded) if *recorded == shipped => {}
-            recorded => {
-                let applied = recorded.cloned().unwrap_or_else(|| "none".to_owned());
-                return Err(MigrationChanged { store: "webhooks-sqlite", version, applied, shipped }.into());
-            }
-        }
-    }
-    Ok(())
+    Ok(sql::compare_checksums("webhooks-sqlite", MIGRATIONS, found, &applied)?)
 }
 
 #[cfg(test)]
