@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use webhooks_core::{DeepSmithScheme, Secret, SignatureScheme, SmartlyQScheme, prelude::*};
-use webhooks_examples::{Receiver, Reply};
+use webhooks_examples::{Received, Receiver, Reply};
 use webhooks_postgres_tests::TestDatabase;
 use webhooks_sqlite::SqliteStore;
 
@@ -18,9 +18,9 @@ async fn send(args: &[&str], stdin: &str) -> Output {
     send_with_env(args, &[], stdin).await
 }
 
-/// `send` with DeepSmith to `url`, secret `k-signing-secret`, private addresses allowed and
-/// no wait between retries, then `extra` arguments.
-async fn send_deepsmith(url: &str, extra: &[&str], stdin: &str) -> Output {
+/// The arguments of a DeepSmith run to `url`, secret `k-signing-secret`, private addresses
+/// allowed and no wait between retries, then `extra` arguments.
+fn deepsmith_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let common = [
         "--preset",
         "deepsmith",
@@ -32,7 +32,24 @@ async fn send_deepsmith(url: &str, extra: &[&str], stdin: &str) -> Output {
         "--retry-scale",
         "0",
     ];
-    send(&[&common[..], extra].concat(), stdin).await
+    [&common[..], extra].concat()
+}
+
+/// `send` with [`deepsmith_args`].
+async fn send_deepsmith(url: &str, extra: &[&str], stdin: &str) -> Output {
+    send(&deepsmith_args(url, extra), stdin).await
+}
+
+/// The arguments of a Standard Webhooks run to `url` over allowed `http://`, signed with `secret`.
+fn standard_args<'a>(url: &'a str, secret: &'a Secret) -> [&'a str; 8] {
+    ["--preset", "standard", "--url", url, "--secret", secret.expose(), "--allow-http", "--allow-private"]
+}
+
+/// Checks that `request` carries a DeepSmith signature made with `secret`.
+fn assert_deepsmith_signed(request: &Received, secret: &str) {
+    DeepSmithScheme
+        .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from(secret))
+        .unwrap();
 }
 
 /// `send` with environment variables set.
@@ -90,13 +107,7 @@ async fn deepsmith_retries_then_delivers_and_reports_every_attempt() {
 
     let request = receiver.received().remove(1);
     assert_eq!(request.header("x-webhook-id"), lines[1]["delivery_id"].as_str().unwrap());
-    DeepSmithScheme
-        .verify_header(
-            request.header("x-webhook-signature"),
-            &request.body,
-            &Secret::from("k-signing-secret"),
-        )
-        .unwrap();
+    assert_deepsmith_signed(&request, "k-signing-secret");
 }
 
 #[tokio::test]
@@ -166,63 +177,25 @@ async fn smartlyq_refuses_http_with_exit_status_2_and_says_why() {
 
 #[tokio::test]
 async fn bad_arguments_exit_with_status_2() {
-    for args in [
-        &["--url", "https://example.com", "--secret", "k-signing-secret"][..],
-        &["--preset", "nope", "--url", "https://example.com", "--secret", "k-signing-secret"],
-        &["--preset", "deepsmith", "--secret", "k-signing-secret"],
-        &["--preset", "deepsmith", "--url", "https://example.com"],
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            "https://example.com",
-            "--secret",
-            "k-signing-secret",
-            "--concurrency",
-            "0",
-        ],
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            "https://example.com",
-            "--secret",
-            "k-signing-secret",
-            "--retry-scale",
-            "-1",
-        ],
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            "https://example.com",
-            "--secret",
-            "k-signing-secret",
-            "--events",
-            "job.completed",
-        ],
-        &["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k-signing-secret", "--bogus"],
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            "https://example.com",
-            "--secret",
-            "k-signing-secret",
-            "--store",
-            "sqlite:",
-        ],
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            "https://example.com",
-            "--secret",
-            "k-signing-secret",
-            "--store",
-            "postgres",
-        ],
+    let valid = ["--preset", "deepsmith", "--url", "https://example.com", "--secret", "k-signing-secret"];
+    let (preset, url, secret) = (&valid[..2], &valid[2..4], &valid[4..]);
+    let mut refused = vec![
+        [url, secret].concat(),
+        [&["--preset", "nope"], url, secret].concat(),
+        [preset, secret].concat(),
+        [preset, url].concat(),
+    ];
+    for extra in [
+        &["--concurrency", "0"][..],
+        &["--retry-scale", "-1"],
+        &["--events", "job.completed"],
+        &["--bogus"],
+        &["--store", "sqlite:"],
+        &["--store", "postgres"],
     ] {
+        refused.push([&valid[..], extra].concat());
+    }
+    for args in &refused {
         let output = send(args, "").await;
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(!output.stderr.is_empty(), "{args:?} says why");
@@ -239,19 +212,7 @@ async fn malformed_lines_are_reported_and_skipped_and_the_rest_delivered() {
         "\n",
         "{\"event\":\"topic.status_updated\",\"data\":{\"n\":2}}\n",
     );
-    let output = send(
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            receiver.url(),
-            "--secret",
-            "k-signing-secret",
-            "--allow-private",
-        ],
-        stdin,
-    )
-    .await;
+    let output = send_deepsmith(receiver.url(), &[], stdin).await;
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 2: "), "{stderr}");
@@ -266,21 +227,7 @@ async fn only_the_chosen_event_types_are_sent() {
     let receiver = Receiver::start().await.unwrap();
     let stdin =
         "{\"event\":\"iq.status_updated\",\"data\":{}}\n{\"event\":\"topic.status_updated\",\"data\":{}}\n";
-    let output = send(
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            receiver.url(),
-            "--secret",
-            "k-signing-secret",
-            "--allow-private",
-            "--events",
-            "topic.status_updated",
-        ],
-        stdin,
-    )
-    .await;
+    let output = send_deepsmith(receiver.url(), &["--events", "topic.status_updated"], stdin).await;
     assert_eq!(output.status.code(), Some(0));
     let received = receiver.received();
     assert_eq!(received.len(), 1);
@@ -330,13 +277,7 @@ async fn the_secret_and_the_store_can_stay_out_of_the_process_list() {
     let output = send(&args, "{\"event\":\"iq.status_updated\",\"data\":{}}\n").await;
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     let request = receiver.received().remove(0);
-    DeepSmithScheme
-        .verify_header(
-            request.header("x-webhook-signature"),
-            &request.body,
-            &Secret::from("whsec_from_a_file_secret"),
-        )
-        .unwrap();
+    assert_deepsmith_signed(&request, "whsec_from_a_file_secret");
 
     // From the environment: the secret, and a store URL that could hold a password.
     let db = dir.path().join("env.db");
@@ -352,13 +293,7 @@ async fn the_secret_and_the_store_can_stay_out_of_the_process_list() {
     .await;
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     let request = receiver.received().remove(1);
-    DeepSmithScheme
-        .verify_header(
-            request.header("x-webhook-signature"),
-            &request.body,
-            &Secret::from("whsec_from_the_environment_secret"),
-        )
-        .unwrap();
+    assert_deepsmith_signed(&request, "whsec_from_the_environment_secret");
     assert!(db.exists(), "the store the environment named was used");
 
     let missing =
@@ -401,19 +336,7 @@ async fn in_batches_every_line_keeps_its_own_outcome() {
             n => format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n"),
         })
         .collect();
-    let output = send(
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            receiver.url(),
-            "--secret",
-            "k-signing-secret",
-            "--allow-private",
-        ],
-        &stdin,
-    )
-    .await;
+    let output = send_deepsmith(receiver.url(), &[], &stdin).await;
     assert_eq!(output.status.code(), Some(1), "a bad line makes the exit status 1");
     let reported = reported_lines(&output);
     let numbers: Vec<usize> = reported.iter().map(|(number, _)| *number).collect();
@@ -445,19 +368,7 @@ async fn an_oversized_line_is_rejected_and_the_lines_after_it_still_go() {
     };
     // Far over the limit, just over it, and under it but large.
     let stdin = [event(1), event(5 << 20), event(1_100_000), event(700_000), event(2)].concat();
-    let output = send(
-        &[
-            "--preset",
-            "deepsmith",
-            "--url",
-            receiver.url(),
-            "--secret",
-            "k-signing-secret",
-            "--allow-private",
-        ],
-        &stdin,
-    )
-    .await;
+    let output = send_deepsmith(receiver.url(), &[], &stdin).await;
     assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
     let reported = reported_lines(&output);
     assert_eq!(reported.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2, 3], "{reported:?}");
@@ -475,22 +386,7 @@ async fn an_oversized_line_is_rejected_and_the_lines_after_it_still_go() {
 async fn a_line_typed_by_hand_is_delivered_before_stdin_ends() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let receiver = Receiver::start().await.unwrap();
-    let mut child = tokio::process::Command::new(common::example_binary("send"))
-        .args([
-            "--preset",
-            "deepsmith",
-            "--url",
-            receiver.url(),
-            "--secret",
-            "k-signing-secret",
-            "--allow-private",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_send(&deepsmith_args(receiver.url(), &[]), &[], Stdio::piped());
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     for n in 1..=2 {
@@ -526,17 +422,7 @@ async fn standard_adds_the_event_types_stdin_names_as_they_come() {
             format!("{{\"event\":\"{event}\",\"data\":{{\"n\":{n}}}}}\n")
         }))
         .collect();
-    let args = [
-        "--preset",
-        "standard",
-        "--url",
-        receiver.url(),
-        "--secret",
-        secret.expose(),
-        "--allow-http",
-        "--allow-private",
-    ];
-    let output = send(&args, &stdin).await;
+    let output = send(&standard_args(receiver.url(), &secret), &stdin).await;
     assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
     assert_eq!(reported_lines(&output).iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1]);
     assert_eq!(lines(&output).last().unwrap()["summary"]["delivered"], 800);
@@ -553,56 +439,72 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The secret of a [`HeldDeliveries`] run, stored with its subscription.
+const FIRST_SECRET: &str = "whsec_first-signing-secret";
+
+/// The deliveries a first `send` run on a store left held: DeepSmith, signed with
+/// [`FIRST_SECRET`], to an endpoint that failed until it was disabled.
+struct HeldDeliveries {
+    receiver: Receiver,
+    store: String,
+    /// How many deliveries the run left pending.
+    held: u64,
+    /// The deliveries the run attempted.
+    ids: HashSet<String>,
+}
+
+impl HeldDeliveries {
+    /// Runs `send` on `store` with `events` events, one at a time, to an endpoint that fails.
+    async fn hold(store: &str, events: usize) -> Self {
+        let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
+        let mut run = Self { receiver, store: store.to_owned(), held: 0, ids: HashSet::new() };
+        let args = [&run.args()[..], &["--secret", FIRST_SECRET, "--retry-scale", "0", "--concurrency", "1"]]
+            .concat();
+        let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(events);
+        let first = send(&args, &stdin).await;
+        assert_eq!(first.status.code(), Some(3), "stderr: {}", stderr(&first));
+        assert!(stderr(&first).contains(&format!("accepted {events} events")), "{}", stderr(&first));
+        let lines = lines(&first);
+        let summary = &lines.last().unwrap()["summary"];
+        assert_eq!(summary["endpoint_disabled"], true);
+        run.held = summary["pending"].as_u64().unwrap();
+        assert!(run.held >= 1, "{summary}");
+        run.ids = lines.iter().filter_map(|l| l["delivery_id"].as_str()).map(str::to_owned).collect();
+        run
+    }
+
+    /// The arguments every run on the store shares: no `--secret`.
+    fn args(&self) -> [&str; 7] {
+        ["--store", &self.store, "--preset", "deepsmith", "--url", self.receiver.url(), "--allow-private"]
+    }
+
+    /// A second run on the same store, nothing on stdin and no `--secret`, the endpoint
+    /// now up: the held deliveries go out, signed with the stored secret.
+    async fn resume(&self) {
+        self.receiver.rescript(|_, _| Reply::status(200));
+        let before = self.receiver.received().len();
+        let second = send(&self.args(), "").await;
+        assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
+        assert!(stderr(&second).contains("accepted 0 events"), "{}", stderr(&second));
+        let lines = lines(&second);
+        let summary = &lines.last().unwrap()["summary"];
+        assert_eq!(summary["delivered"].as_u64(), Some(self.held), "{summary}");
+        assert_eq!((&summary["pending"], &summary["endpoint_disabled"]), (&0.into(), &false.into()));
+        let resumed = self.receiver.received().split_off(before);
+        assert_eq!(resumed.len() as u64, self.held);
+        for request in resumed {
+            assert!(self.ids.contains(request.header("x-webhook-id")), "a delivery of the first run");
+            assert_deepsmith_signed(&request, FIRST_SECRET);
+        }
+    }
+}
+
 #[tokio::test]
 async fn sqlite_resumes_held_deliveries_on_a_second_run_with_the_stored_secret() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("queue.db");
-    let store = format!("sqlite:{}", path.display());
-    let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
-    let url = receiver.url().to_owned();
-    let common = ["--store", &store, "--preset", "deepsmith", "--url", &url, "--allow-private"];
-    let first_args = [
-        &common[..],
-        &["--secret", "whsec_first-signing-secret", "--retry-scale", "0", "--concurrency", "1"],
-    ]
-    .concat();
-
-    // First run: the endpoint fails until it is disabled, and the run ends
-    // with deliveries held.
-    let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(3);
-    let first = send(&first_args, &stdin).await;
-    assert_eq!(first.status.code(), Some(3), "stderr: {}", stderr(&first));
-    assert!(stderr(&first).contains("accepted 3 events"), "{}", stderr(&first));
-    let first = lines(&first);
-    let summary = &first.last().unwrap()["summary"];
-    assert_eq!(summary["endpoint_disabled"], true);
-    let held = summary["pending"].as_u64().unwrap();
-    assert!(held >= 1, "{summary}");
-    let ids: HashSet<&str> = first.iter().filter_map(|l| l["delivery_id"].as_str()).collect();
-
-    // Second run on the same file: nothing on stdin, no --secret; the held
-    // deliveries go out, signed with the stored secret.
-    receiver.rescript(|_, _| Reply::status(200));
-    let before = receiver.received().len();
-    let second = send(&common, "").await;
-    assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
-    assert!(stderr(&second).contains("accepted 0 events"), "{}", stderr(&second));
-    let lines = lines(&second);
-    let summary = &lines.last().unwrap()["summary"];
-    assert_eq!(summary["delivered"].as_u64(), Some(held), "{summary}");
-    assert_eq!((&summary["pending"], &summary["endpoint_disabled"]), (&0.into(), &false.into()));
-    let resumed = receiver.received().split_off(before);
-    assert_eq!(resumed.len() as u64, held);
-    for request in resumed {
-        assert!(ids.contains(request.header("x-webhook-id")), "a delivery of the first run");
-        DeepSmithScheme
-            .verify_header(
-                request.header("x-webhook-signature"),
-                &request.body,
-                &Secret::from("whsec_first-signing-secret"),
-            )
-            .unwrap();
-    }
+    let held = HeldDeliveries::hold(&format!("sqlite:{}", path.display()), 3).await;
+    held.resume().await;
     let subscriptions = SqliteStore::open(&path).await.unwrap().subscriptions().await.unwrap();
     assert_eq!(subscriptions.len(), 1, "the subscription is reused, not duplicated");
 }
@@ -645,20 +547,7 @@ async fn standard_delivers_every_event_type_stdin_names_signed_per_the_specifica
     let secret = webhooks_core::StandardScheme::generate_secret();
     let stdin =
         "{\"event\":\"invoice.paid\",\"data\":{\"n\":1}}\n{\"event\":\"user.created\",\"data\":{\"n\":2}}\n";
-    let output = send(
-        &[
-            "--preset",
-            "standard",
-            "--url",
-            receiver.url(),
-            "--secret",
-            secret.expose(),
-            "--allow-http",
-            "--allow-private",
-        ],
-        stdin,
-    )
-    .await;
+    let output = send(&standard_args(receiver.url(), &secret), stdin).await;
     assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     let received = receiver.received();
     assert_eq!(received.len(), 2);
@@ -712,66 +601,22 @@ async fn postgres_resumes_held_deliveries_on_a_second_run_with_the_stored_secret
     let store = database.url().to_owned();
     let password = store.split_once("://").and_then(|(_, rest)| rest.split_once('@')).map(|(user, _)| user);
     let password = password.and_then(|user| user.split_once(':')).map(|(_, password)| password.to_owned());
-    let receiver = Receiver::scripted(|_, _| Reply::status(500)).await.unwrap();
-    let url = receiver.url().to_owned();
-    let common = ["--store", &store, "--preset", "deepsmith", "--url", &url, "--allow-private"];
-    let first_args = [
-        &common[..],
-        &["--secret", "whsec_first-signing-secret", "--retry-scale", "0", "--concurrency", "1"],
-    ]
-    .concat();
-
-    // First run: the endpoint fails until it is disabled, and the run ends
-    // with deliveries held in the database. Four events: the attempts made
-    // while the tenth failure is being recorded may finish three.
-    let stdin = "{\"event\":\"iq.status_updated\",\"data\":{}}\n".repeat(4);
-    let first = send(&first_args, &stdin).await;
-    assert_eq!(first.status.code(), Some(3), "stderr: {}", stderr(&first));
-    assert!(stderr(&first).contains("accepted 4 events"), "{}", stderr(&first));
-    let first = lines(&first);
-    let summary = &first.last().unwrap()["summary"];
-    assert_eq!(summary["endpoint_disabled"], true);
-    let held = summary["pending"].as_u64().unwrap();
-    assert!(held >= 1, "{summary}");
-    let ids: HashSet<&str> = first.iter().filter_map(|l| l["delivery_id"].as_str()).collect();
+    // Four events: the attempts made while the tenth failure is being
+    // recorded may finish three.
+    let held = HeldDeliveries::hold(&store, 4).await;
 
     // A run with another secret is refused, and says so without showing
     // either secret or the database's password.
-    let refused = send(&[&common[..], &["--secret", "whsec_other-signing-secret"]].concat(), "").await;
+    let refused = send(&[&held.args()[..], &["--secret", "whsec_other-signing-secret"]].concat(), "").await;
     assert_eq!(refused.status.code(), Some(2));
     let message = stderr(&refused);
     assert!(message.contains("--secret differs"), "{message}");
-    assert!(
-        !message.contains("whsec_first-signing-secret") && !message.contains("whsec_other-signing-secret"),
-        "{message}"
-    );
+    assert!(!message.contains(FIRST_SECRET) && !message.contains("whsec_other-signing-secret"), "{message}");
     if let Some(password) = &password {
         assert!(!message.contains(password.as_str()), "no password shown: {message}");
     }
 
-    // Second run on the same database: nothing on stdin, no --secret; the
-    // held deliveries go out, signed with the stored secret.
-    receiver.rescript(|_, _| Reply::status(200));
-    let before = receiver.received().len();
-    let second = send(&common, "").await;
-    assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
-    assert!(stderr(&second).contains("accepted 0 events"), "{}", stderr(&second));
-    let lines = lines(&second);
-    let summary = &lines.last().unwrap()["summary"];
-    assert_eq!(summary["delivered"].as_u64(), Some(held), "{summary}");
-    assert_eq!((&summary["pending"], &summary["endpoint_disabled"]), (&0.into(), &false.into()));
-    let resumed = receiver.received().split_off(before);
-    assert_eq!(resumed.len() as u64, held);
-    for request in resumed {
-        assert!(ids.contains(request.header("x-webhook-id")), "a delivery of the first run");
-        DeepSmithScheme
-            .verify_header(
-                request.header("x-webhook-signature"),
-                &request.body,
-                &Secret::from("whsec_first-signing-secret"),
-            )
-            .unwrap();
-    }
+    held.resume().await;
     let subscriptions = database.store().await.unwrap().subscriptions().await.unwrap();
     assert_eq!(subscriptions.len(), 1, "the subscription is reused, not duplicated");
 }
@@ -849,9 +694,7 @@ async fn owners_sharing_a_store_each_reach_only_their_own_endpoint() {
         assert_eq!(received.len(), 3, "{owner} gets its own three events, nothing of the other's");
         for request in received {
             assert!(String::from_utf8_lossy(&request.body).contains(owner));
-            DeepSmithScheme
-                .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from(secret))
-                .unwrap();
+            assert_deepsmith_signed(&request, secret);
         }
     }
     let subscriptions = SqliteStore::open(&path).await.unwrap().subscriptions().await.unwrap();
@@ -917,10 +760,8 @@ async fn help_prints_the_usage_and_a_byte_order_mark_before_the_first_line_is_sk
 #[tokio::test]
 async fn stdout_that_cannot_be_written_ends_the_run_with_exit_1() {
     let receiver = Receiver::start().await.unwrap();
-    let args =
-        ["--preset", "deepsmith", "--url", receiver.url(), "--secret", "k-signing-secret", "--allow-private"];
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("Linux's /dev/full");
-    let mut child = common::spawn_send(&args, &[], Stdio::from(full));
+    let mut child = common::spawn_send(&deepsmith_args(receiver.url(), &[]), &[], Stdio::from(full));
     let mut input = child.stdin.take().unwrap();
     input.write_all(b"{\"event\":\"iq.status_updated\",\"data\":{}}\n").await.unwrap();
     drop(input);
@@ -964,13 +805,7 @@ async fn data_reaches_the_receiver_byte_for_byte_as_written() {
     let request = receiver.received().remove(0);
     let body = String::from_utf8(request.body.to_vec()).unwrap();
     assert!(body.ends_with(&format!(",\"data\":{data}}}")), "{body}");
-    DeepSmithScheme
-        .verify_header(
-            request.header("x-webhook-signature"),
-            &request.body,
-            &Secret::from("k-signing-secret"),
-        )
-        .unwrap();
+    assert_deepsmith_signed(&request, "k-signing-secret");
 }
 
 #[tokio::test]
@@ -987,9 +822,7 @@ async fn a_key_from_the_environment_seals_the_secret_in_the_sqlite_file() {
     let first = send_with_env(&[&args[..], &["--secret", secret]].concat(), &key, line).await;
     assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
     let request = receiver.received().remove(0);
-    DeepSmithScheme
-        .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from(secret))
-        .unwrap();
+    assert_deepsmith_signed(&request, secret);
     let file = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
     assert!(!file.contains(secret) && file.contains("sealed:v1:"), "the file holds it sealed");
 
@@ -997,9 +830,7 @@ async fn a_key_from_the_environment_seals_the_secret_in_the_sqlite_file() {
     let again = send_with_env(&args, &key, line).await;
     assert_eq!(again.status.code(), Some(0), "stderr: {}", stderr(&again));
     let request = receiver.received().remove(1);
-    DeepSmithScheme
-        .verify_header(request.header("x-webhook-signature"), &request.body, &Secret::from(secret))
-        .unwrap();
+    assert_deepsmith_signed(&request, secret);
     let without = send(&args, line).await;
     assert_eq!(without.status.code(), Some(1), "stderr: {}", stderr(&without));
     assert!(stderr(&without).contains("sealed"), "stderr: {}", stderr(&without));
