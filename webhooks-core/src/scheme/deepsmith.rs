@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 
-use super::{Message, SignatureScheme, VerifyError, header, header_value, id_value, request_headers};
+use super::{Message, SignatureScheme, VerifyError, header, signed_headers};
 use crate::secret::Secret;
 
 /// DeepSmith's scheme: `X-Webhook-Signature: sha256=<hex>`, the HMAC-SHA256
@@ -71,16 +71,12 @@ impl SignatureScheme for DeepSmithScheme {
     }
 
     fn headers(&self, message: &Message<'_>, secrets: &[&Secret]) -> HeaderMap {
-        let mut headers = request_headers();
         // One signature fits the header: the current secret's. Receivers
         // mid-rotation verify with either secret they hold.
         let mut buffer = [0; SIGNATURE_LEN];
         let signature =
             secrets.first().map_or("", |secret| Self::sign_into(message.body, secret, &mut buffer));
-        headers.insert(HeaderName::from_static(Self::SIGNATURE), header_value(signature));
-        headers.insert(HeaderName::from_static(Self::EVENT), header_value(message.event_type));
-        headers.insert(HeaderName::from_static(Self::DELIVERY), id_value(message.delivery_id));
-        headers
+        signed_headers([Self::SIGNATURE, Self::EVENT, Self::DELIVERY], signature, message)
     }
 
     fn verify(

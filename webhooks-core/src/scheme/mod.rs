@@ -8,7 +8,7 @@ mod standard;
 use std::fmt::Debug;
 
 use chrono::{DateTime, Utc};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::model::DeliveryId;
 use crate::secret::Secret;
@@ -95,6 +95,17 @@ fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Ver
 /// without growing.
 fn request_headers() -> HeaderMap {
     HeaderMap::with_capacity(8)
+}
+
+/// The headers of a scheme that sends the signature, the event type and the
+/// delivery id each in a header of its own, `names` in that order.
+fn signed_headers(names: [&'static str; 3], signature: &str, message: &Message<'_>) -> HeaderMap {
+    let [signature_name, event_name, delivery_name] = names.map(HeaderName::from_static);
+    let mut headers = request_headers();
+    headers.insert(signature_name, header_value(signature));
+    headers.insert(event_name, header_value(message.event_type));
+    headers.insert(delivery_name, id_value(message.delivery_id));
+    headers
 }
 
 /// A delivery id as a header value, formatted on the stack.

@@ -1,9 +1,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 
-use super::{Message, SignatureScheme, VerifyError, header, header_value, id_value, request_headers};
+use super::{Message, SignatureScheme, VerifyError, header, signed_headers};
 use crate::secret::Secret;
 
 /// SmartlyQ's scheme: `X-SmartlyQ-Signature: t=<unix seconds>,v1=<hex>`, the
@@ -98,12 +98,8 @@ impl SmartlyQScheme {
 
 impl SignatureScheme for SmartlyQScheme {
     fn headers(&self, message: &Message<'_>, secrets: &[&Secret]) -> HeaderMap {
-        let mut headers = request_headers();
         let signature = self.signatures(message.body, message.timestamp, secrets);
-        headers.insert(HeaderName::from_static(Self::SIGNATURE), header_value(&signature));
-        headers.insert(HeaderName::from_static(Self::EVENT), header_value(message.event_type));
-        headers.insert(HeaderName::from_static(Self::DELIVERY), id_value(message.delivery_id));
-        headers
+        signed_headers([Self::SIGNATURE, Self::EVENT, Self::DELIVERY], &signature, message)
     }
 
     fn verify(
