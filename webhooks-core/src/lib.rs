@@ -128,8 +128,9 @@ pub use settings::{
 };
 pub use store::{
     Admin, AttemptRecord, Changes, Claim, ClaimRequest, Current, DeliveryCounts, DeliveryQuery,
-    DeliveryQueue, NextState, Publication, Recorded, Retention, StateFilter, Store, StoreError, StoreResult,
-    SubscriptionStats, SubscriptionStore, Verdict,
+    DeliveryQueue, Disabling, Enabling, NewCycle, NextState, Placement, Publication, Recorded, Recovery,
+    Released, Reordering, Resend, Retention, Standing, StateFilter, Store, StoreError, StoreResult,
+    SubscriptionStats, SubscriptionStore, Verdict, held_excess, in_order, release_next,
 };
 // The crates whose types this API takes and returns, at the versions it is
 // built with: a host names them through here rather than pinning a copy of

@@ -30,9 +30,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use webhooks_core::{
     Admin, Attempt, AttemptRecord, Claim, ClaimRequest, Current, Delivery, DeliveryCounts, DeliveryId,
-    DeliveryQuery, DeliveryQueue, DeliveryState, Event, EventId, Owner, Publication, Recorded, Retention,
-    StateFilter, StoreError, StoreResult, Subscription, SubscriptionId, SubscriptionStats,
-    SubscriptionStatus, SubscriptionStore,
+    DeliveryQuery, DeliveryQueue, DeliveryState, Enabling, Event, EventId, NewCycle, Owner, Publication,
+    Recorded, Reordering, Retention, Standing, StateFilter, StoreError, StoreResult, Subscription,
+    SubscriptionId, SubscriptionStats, SubscriptionStatus, SubscriptionStore, in_order, release_next,
 };
 
 use crate::queue::{At, ClaimQueue, Micros};
@@ -147,6 +147,10 @@ impl State {
         self.subscriptions.get(&id).is_some_and(|s| s.is_enabled())
     }
 
+    fn standing(&self, id: SubscriptionId) -> StoreResult<Standing> {
+        self.subscriptions.get(&id).map(|s| Standing::of(s)).ok_or(StoreError::SubscriptionNotFound(id))
+    }
+
     /// Puts a delivery in the claim queue at the right place, or takes it
     /// out when it is finished or its subscription is disabled.
     fn reindex(&mut self, id: DeliveryId) {
@@ -175,38 +179,52 @@ impl State {
         }
     }
 
+    /// Disables a subscription as core's rule says. Held is derived (a
+    /// pending delivery of a disabled subscription), so holding is taking
+    /// its deliveries out of the claim queue.
     fn disable(&mut self, id: SubscriptionId, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        self.subscription_mut(id)?.status =
-            SubscriptionStatus::Disabled { reason: reason.to_owned(), at: now };
-        self.reindex_subscription(id);
+        let disabling = self.standing(id)?.disabling(reason, now);
+        self.subscription_mut(id)?.status = disabling.status;
+        if disabling.hold_pending {
+            self.reindex_subscription(id);
+        }
         Ok(())
     }
 
-    fn enable(&mut self, id: SubscriptionId) -> StoreResult<()> {
+    /// Enables a subscription as core's rule says: a fresh failure count,
+    /// its held deliveries due by the time the rule gives.
+    fn enable(&mut self, id: SubscriptionId, enabling: Enabling) -> StoreResult<()> {
         let subscription = self.subscription_mut(id)?;
         subscription.status = SubscriptionStatus::Enabled;
-        subscription.consecutive_failures = 0;
+        subscription.consecutive_failures = enabling.consecutive_failures;
+        if enabling.release_held_by.is_none() {
+            return Ok(());
+        }
+        for delivery in self.deliveries_of(id) {
+            if let Some(entry) = self.deliveries.get_mut(&delivery)
+                && entry.state == DeliveryState::Pending
+            {
+                entry.at = entry.at.map(|due| At::new(enabling.due(queue::time(due.micros()))));
+            }
+            self.reindex(delivery);
+        }
         Ok(())
     }
 
-    /// A new attempt cycle: pending, due at `now`, the next cycle, the count
-    /// back to zero. The caller puts an ordered subscription's deliveries in
-    /// order afterwards ([`State::order`]).
-    fn restart(&mut self, id: DeliveryId, now: DateTime<Utc>) {
+    /// Starts a delivery's new cycle as core's rule gives it. The caller
+    /// puts an ordered subscription's deliveries in order afterwards
+    /// ([`State::order`]).
+    fn restart(&mut self, id: DeliveryId, cycle: NewCycle) {
         if let Some(entry) = self.deliveries.get_mut(&id) {
             let (subscription, from) = (entry.subscription_id, entry.state);
             entry.state = DeliveryState::Pending;
-            entry.attempts = 0;
-            entry.cycle = entry.cycle.saturating_add(1);
-            entry.at = Some(At::new(now));
+            entry.attempts = NewCycle::ATTEMPTS;
+            entry.cycle = NewCycle::cycle_after(entry.cycle);
+            entry.at = Some(At::new(cycle.due));
             entry.lease_until = None;
             self.count(subscription, Some(from), Some(DeliveryState::Pending));
         }
         self.reindex(id);
-    }
-
-    fn is_ordered(&self, id: SubscriptionId) -> bool {
-        self.subscriptions.get(&id).is_some_and(|s| s.settings.ordered)
     }
 
     /// Marks a delivery waiting or not, keeping the subscription's set.
@@ -235,33 +253,29 @@ impl State {
         pending.saturating_sub(self.waiting.get(&subscription).map_or(0, |w| w.len() as u64))
     }
 
-    /// Makes an ordered subscription's earliest waiting delivery due at
-    /// `now`, unless one of its pending deliveries is going already.
+    /// Lets an ordered subscription's next delivery go, as core's rule
+    /// picks it from what is going and what waits.
     fn release_next(&mut self, subscription: SubscriptionId, now: DateTime<Utc>) {
-        if self.going(subscription) > 0 {
-            return;
-        }
-        let next = self.waiting.get(&subscription).and_then(|w| w.first().copied());
-        if let Some(id) = next {
-            if let Some(entry) = self.deliveries.get_mut(&id) {
-                entry.at = Some(At::new(now));
+        let earliest_waiting = self.waiting.get(&subscription).and_then(|w| w.first().copied());
+        if let Some(released) = release_next(self.going(subscription) > 0, earliest_waiting, now) {
+            if let Some(entry) = self.deliveries.get_mut(&released.delivery) {
+                entry.at = Some(At::new(released.due));
                 entry.lease_until = None;
             }
-            self.set_waiting(id, false);
+            self.set_waiting(released.delivery, false);
         }
     }
 
-    /// Puts an ordered subscription's pending deliveries in publish order:
-    /// the earliest goes, the others wait. A scan, as every
-    /// per-subscription change is.
+    /// Puts an ordered subscription's pending deliveries in order, as core's
+    /// rule lines them up. A scan, as every per-subscription change is.
     fn order(&mut self, subscription: SubscriptionId) {
         let pending: Vec<DeliveryId> = self
             .deliveries_of(subscription)
             .into_iter()
             .filter(|id| self.deliveries.get(id).is_some_and(|e| e.state == DeliveryState::Pending))
             .collect();
-        for (n, id) in pending.into_iter().enumerate() {
-            self.set_waiting(id, n > 0);
+        for (id, waiting) in in_order(pending) {
+            self.set_waiting(id, waiting);
         }
     }
 
@@ -285,10 +299,13 @@ impl State {
         new
     }
 
+    /// Inserts a pending delivery where core's rule places it; held is
+    /// derived from the subscription, so only waiting is written.
     fn insert_delivery(&mut self, event: &Event, body: Bytes, subscription_id: SubscriptionId) -> DeliveryId {
         let id = DeliveryId::at(event.occurred_at);
-        let waits = self.is_ordered(subscription_id)
-            && self.counts.get(&subscription_id).is_some_and(|counts| counts.pending > 0);
+        let placement = self.subscriptions.get(&subscription_id).map(|s| Standing::of(s).placement());
+        let has_pending = self.counts.get(&subscription_id).is_some_and(|counts| counts.pending > 0);
+        let waits = placement.is_some_and(|placement| placement.waiting(has_pending));
         let due = queue::micros(event.occurred_at);
         let entry = Entry {
             event_id: event.id,
@@ -500,10 +517,10 @@ impl SubscriptionStore for MemoryStore {
         stored.secret = subscription.secret.clone();
         stored.previous_secret = subscription.previous_secret.clone();
         let was_ordered = std::mem::replace(&mut stored.settings, subscription.settings.clone()).ordered;
-        match (was_ordered, subscription.settings.ordered) {
-            (false, true) => state.order(subscription.id),
-            (true, false) => state.release_all(subscription.id),
-            _ => {}
+        match Reordering::between(was_ordered, subscription.settings.ordered) {
+            Some(Reordering::PutInOrder) => state.order(subscription.id),
+            Some(Reordering::ReleaseAll) => state.release_all(subscription.id),
+            None => {}
         }
         Ok(())
     }
@@ -550,23 +567,8 @@ impl SubscriptionStore for MemoryStore {
 
     async fn enable_subscription(&self, id: SubscriptionId, now: DateTime<Utc>) -> StoreResult<()> {
         let mut state = self.lock();
-        let was_disabled =
-            !state.subscriptions.get(&id).ok_or(StoreError::SubscriptionNotFound(id))?.is_enabled();
-        state.enable(id)?;
-        if !was_disabled {
-            // Nothing was held; retries keep their schedule.
-            return Ok(());
-        }
-        let now = At::new(now);
-        for delivery in state.deliveries_of(id) {
-            if let Some(entry) = state.deliveries.get_mut(&delivery)
-                && entry.state == DeliveryState::Pending
-            {
-                entry.at = entry.at.map(|due| due.min(now));
-            }
-            state.reindex(delivery);
-        }
-        Ok(())
+        let enabling = state.standing(id)?.enabling(now);
+        state.enable(id, enabling)
     }
 }
 
@@ -667,13 +669,10 @@ impl Admin for MemoryStore {
 
     async fn resend(&self, id: DeliveryId, now: DateTime<Utc>) -> StoreResult<()> {
         let mut state = self.lock();
-        if !state.deliveries.contains_key(&id) {
-            return Err(StoreError::DeliveryNotFound(id));
-        }
-        state.restart(id, now);
-        if let Some(subscription) = state.deliveries.get(&id).map(|e| e.subscription_id)
-            && state.is_ordered(subscription)
-        {
+        let subscription = state.deliveries.get(&id).ok_or(StoreError::DeliveryNotFound(id))?.subscription_id;
+        let resend = state.standing(subscription)?.resend(now);
+        state.restart(id, resend.cycle);
+        if resend.put_in_order {
             state.order(subscription);
         }
         Ok(())
@@ -686,27 +685,17 @@ impl Admin for MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let mut state = self.lock();
-        let known =
-            state.subscriptions.get(&subscription).ok_or(StoreError::SubscriptionNotFound(subscription))?;
-        let held = !known.is_enabled();
-        state.enable(subscription)?;
-        let since = queue::micros(since);
+        let recovery = state.standing(subscription)?.recovery(since, now);
+        state.enable(subscription, recovery.enabling)?;
         let mut recovered = 0;
         for id in state.deliveries_of(subscription) {
             let Some(entry) = state.deliveries.get(&id) else { continue };
-            let requeue = match entry.state {
-                DeliveryState::Dropped => entry.created_at >= since,
-                DeliveryState::Pending | DeliveryState::Held => held,
-                DeliveryState::Delivered => false,
-            };
-            if requeue {
-                state.restart(id, now);
+            if recovery.restarts(entry.state, queue::time(entry.created_at)) {
+                state.restart(id, recovery.cycle);
                 recovered += 1;
-            } else {
-                state.reindex(id);
             }
         }
-        if state.is_ordered(subscription) {
+        if recovery.put_in_order {
             state.order(subscription);
         }
         Ok(recovered)

@@ -12,9 +12,9 @@ use webhooks_core::sql::{
     AttemptRow, DeliveryRow, Filter, Placeholder, SqlValue, SubscriptionRow, settings_to_text,
 };
 use webhooks_core::{
-    Attempt, AttemptResult, Audience, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, Event,
-    EventId, IdempotencyKey, NextState, Owner, Publication, Subscription, SubscriptionId, SubscriptionStats,
-    SubscriptionStatus, channels_meet,
+    Attempt, AttemptResult, Audience, Current, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, Enabling,
+    Event, EventId, IdempotencyKey, NewCycle, NextState, Owner, Placement, Publication, Reordering, Standing,
+    Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus, channels_meet,
 };
 
 use crate::codec;
@@ -207,6 +207,7 @@ pub(crate) fn update_subscription(db: &Connection, subscription: &Subscription) 
     let Some(Standing { ordered: was_ordered, .. }) = standing(db, subscription.id)? else {
         return Ok(false);
     };
+    let reordering = Reordering::between(was_ordered, subscription.settings.ordered);
     let previous = subscription.previous_secret.as_ref();
     db.prepare_cached(
         "UPDATE subscriptions SET url = ?2, secret = ?3, previous_secret = ?4, \
@@ -222,16 +223,16 @@ pub(crate) fn update_subscription(db: &Connection, subscription: &Subscription) 
         subscription.settings.ordered,
         channels_text(&subscription.channels),
     ])?;
-    match (was_ordered, subscription.settings.ordered) {
-        (false, true) => put_in_order(db, subscription.id)?,
+    match reordering {
+        Some(Reordering::PutInOrder) => put_in_order(db, subscription.id)?,
         // Each due when it was: its publish time or its retry time.
-        (true, false) => {
+        Some(Reordering::ReleaseAll) => {
             db.prepare_cached(
                 "UPDATE deliveries SET waiting = 0 WHERE subscription_id = ?1 AND waiting = 1",
             )?
             .execute([subscription.id.as_uuid()])?;
         }
-        _ => {}
+        None => {}
     }
     db.prepare_cached("DELETE FROM subscription_event_types WHERE subscription_id = ?1")?
         .execute([subscription.id.as_uuid()])?;
@@ -301,13 +302,12 @@ pub(crate) const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id
 pub(crate) const HOLD_PENDING: &str =
     "UPDATE deliveries SET held = 1 WHERE subscription_id = ?1 AND state = 'pending'";
 
-/// Makes the held deliveries of subscription `?1` due by `?2` and lets all
-/// its pending ones be claimed. Only what was held becomes due at once;
-/// retries keep their schedule.
+/// Lets the held deliveries of subscription `?1` go, each due by `?2`
+/// ([`Enabling::due`] for a whole subscription at once).
 pub(crate) const RELEASE_HELD: &str = "UPDATE deliveries SET next_attempt_at = CASE WHEN held = 1 THEN min(next_attempt_at, ?2) \
      ELSE next_attempt_at END, held = 0 WHERE subscription_id = ?1 AND state = 'pending'";
 
-/// Disables a subscription and holds its pending deliveries; `false` when
+/// Disables a subscription as [`Standing::disabling`] says; `false` when
 /// there is no such subscription.
 pub(crate) fn disable_subscription(
     db: &Connection,
@@ -315,38 +315,57 @@ pub(crate) fn disable_subscription(
     reason: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<bool> {
-    let updated = db
-        .prepare_cached("UPDATE subscriptions SET disabled_reason = ?2, disabled_at = ?3 WHERE id = ?1")?
-        .execute(params![id.as_uuid(), reason, codec::micros(now)])?;
-    db.prepare_cached(HOLD_PENDING)?.execute([id.as_uuid()])?;
-    Ok(updated > 0)
+    let Some(standing) = standing(db, id)? else { return Ok(false) };
+    let disabling = standing.disabling(reason, now);
+    let (reason, at) = match &disabling.status {
+        SubscriptionStatus::Disabled { reason, at } => (Some(reason.as_str()), Some(codec::micros(*at))),
+        SubscriptionStatus::Enabled => (None, None),
+    };
+    db.prepare_cached("UPDATE subscriptions SET disabled_reason = ?2, disabled_at = ?3 WHERE id = ?1")?
+        .execute(params![id.as_uuid(), reason, at])?;
+    if disabling.hold_pending {
+        db.prepare_cached(HOLD_PENDING)?.execute([id.as_uuid()])?;
+    }
+    Ok(true)
 }
 
-/// Enables a subscription, resets its failure count and makes its held
-/// deliveries due by `now`; `false` when there is no such subscription.
+/// Enables a subscription as [`Standing::enabling`] says; `false` when
+/// there is no such subscription.
 pub(crate) fn enable_subscription(
     db: &Connection,
     id: SubscriptionId,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<bool> {
-    let updated = db
-        .prepare_cached(
-            "UPDATE subscriptions SET disabled_reason = NULL, disabled_at = NULL, consecutive_failures = 0 \
-             WHERE id = ?1",
-        )?
-        .execute([id.as_uuid()])?;
-    db.prepare_cached(RELEASE_HELD)?.execute(params![id.as_uuid(), codec::micros(now)])?;
-    Ok(updated > 0)
+    let Some(standing) = standing(db, id)? else { return Ok(false) };
+    enable(db, id, standing.enabling(now))?;
+    Ok(true)
+}
+
+/// Writes what enabling a subscription does.
+fn enable(db: &Connection, id: SubscriptionId, enabling: Enabling) -> rusqlite::Result<()> {
+    db.prepare_cached(
+        "UPDATE subscriptions SET disabled_reason = NULL, disabled_at = NULL, consecutive_failures = ?2 \
+         WHERE id = ?1",
+    )?
+    .execute(params![id.as_uuid(), enabling.consecutive_failures])?;
+    if let Some(by) = enabling.release_held_by {
+        db.prepare_cached(RELEASE_HELD)?.execute(params![id.as_uuid(), codec::micros(by)])?;
+    }
+    Ok(())
 }
 
 /// A subscription an event goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Listener {
     pub(crate) id: Uuid,
-    /// Its deliveries go one at a time: a new one may wait.
-    pub(crate) ordered: bool,
-    /// It is disabled: its new delivery is held until it is enabled.
-    pub(crate) held: bool,
+    /// Where its new delivery starts, as core's rule places it.
+    pub(crate) placement: Placement,
+}
+
+impl Listener {
+    fn new(id: Uuid, standing: Standing) -> Self {
+        Self { id, placement: standing.placement() }
+    }
 }
 
 /// The subscriptions of an audience listening to an event type, with the
@@ -379,7 +398,8 @@ pub(crate) fn listeners(
     audience: &Audience,
 ) -> rusqlite::Result<Candidates> {
     let listener = |row: &rusqlite::Row<'_>| {
-        Ok((Listener { id: row.get(0)?, ordered: row.get(1)?, held: row.get(2)? }, channels(row, 3)?))
+        let standing = Standing { ordered: row.get(1)?, enabled: !row.get::<_, bool>(2)? };
+        Ok((Listener::new(row.get(0)?, standing), channels(row, 3)?))
     };
     let mut listeners: Vec<(Listener, BTreeSet<String>)> = match audience {
         Audience::Owner(owner) => db
@@ -461,9 +481,8 @@ pub(crate) const FORGET_KEYS: &str = "DELETE FROM idempotency_keys WHERE (audien
      (SELECT audience, key FROM idempotency_keys WHERE held_until <= ?1 ORDER BY held_until LIMIT ?2)";
 
 /// A pending delivery `?1` of event `?2` for subscription `?3`, due at
-/// `?4`, held if the subscription is disabled (`?6`), waiting if it is
-/// ordered (`?5`; both as read with its listeners in the same transaction)
-/// and has a pending one.
+/// `?4`, where its [`Placement`] puts it: held as `?6` says, and waiting
+/// when `?5` (it waits behind a pending one) and it has a pending one.
 pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, held, waiting) \
      VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?6, \
              CASE WHEN ?5 \
@@ -488,7 +507,6 @@ pub(crate) fn insert_event(
     )?
     .execute(params![event.id.as_uuid(), event.name, due, body, event.audience.stored_key()])?;
     let event_seq = db.last_insert_rowid();
-    // Behind a pending delivery of an ordered subscription, it waits.
     let mut insert = db.prepare_cached(INSERT_DELIVERY)?;
     let deliveries = listeners
         .iter()
@@ -499,8 +517,8 @@ pub(crate) fn insert_event(
                 event_seq,
                 listener.id,
                 due,
-                listener.ordered,
-                listener.held
+                listener.placement.waits_behind_pending,
+                listener.placement.held
             ])?;
             Ok(id)
         })
@@ -655,49 +673,57 @@ fn listing(query: &DeliveryQuery) -> (String, Vec<rusqlite::types::Value>) {
     (sql, values)
 }
 
-/// Starts a new attempt cycle for the deliveries `filter` picks (an SQL
-/// term over `deliveries` with `?1` the subscription or delivery id and
-/// `?3` a time); returns how many. The caller puts an ordered
-/// subscription's deliveries in order afterwards.
-fn restart(
-    db: &Connection,
-    filter: &str,
-    id: &[u8],
-    now: DateTime<Utc>,
-    since: i64,
-) -> rusqlite::Result<usize> {
-    db.prepare_cached(&restart_statement(filter))?.execute(params![id, codec::micros(now), since])
+/// Starts `cycle` for the deliveries `filter` picks (an SQL term over
+/// `deliveries` with `?1` the subscription or delivery id and `?3` a time);
+/// returns how many. The caller puts an ordered subscription's deliveries
+/// in order afterwards.
+fn restart(db: &Connection, filter: &str, id: &[u8], cycle: NewCycle, since: i64) -> rusqlite::Result<usize> {
+    db.prepare_cached(&restart_statement(filter))?.execute(params![
+        id,
+        codec::micros(cycle.due),
+        since,
+        cycle.held,
+        NewCycle::ATTEMPTS
+    ])
 }
 
-/// The statement [`restart`] runs.
+/// The statement [`restart`] runs: a [`NewCycle`] written to every row the
+/// filter picks (`cycle + 1` is [`NewCycle::cycle_after`]; SQLite's
+/// integers never reach its saturation).
 fn restart_statement(filter: &str) -> String {
     format!(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, cycle = cycle + 1, next_attempt_at = ?2, \
-         lease_until = NULL, finished_at = NULL, held = (SELECT disabled_at IS NOT NULL FROM subscriptions s \
-         WHERE s.id = deliveries.subscription_id) WHERE {filter}"
+        "UPDATE deliveries SET state = 'pending', attempts = ?5, cycle = cycle + 1, next_attempt_at = ?2, \
+         lease_until = NULL, finished_at = NULL, held = ?4, waiting = 0 WHERE {filter}"
     )
 }
 
-/// A new attempt cycle for one delivery, in its place among an ordered
-/// subscription's; `false` when there is none.
+/// A new attempt cycle for one delivery, as [`Standing::resend`] says;
+/// `false` when there is none.
 pub(crate) fn resend(db: &Connection, id: DeliveryId, now: DateTime<Utc>) -> rusqlite::Result<bool> {
-    if restart(db, "id = ?1 AND ?3 = ?3", id.as_uuid().as_bytes(), now, 0)? == 0 {
-        return Ok(false);
-    }
-    let (subscription, ordered) = db
+    let found = db
         .prepare_cached(
-            "SELECT s.id, s.ordered FROM subscriptions s \
+            "SELECT s.id, s.disabled_at IS NULL, s.ordered FROM subscriptions s \
              WHERE s.id = (SELECT subscription_id FROM deliveries WHERE id = ?1)",
         )?
-        .query_row([id.as_uuid()], |row| Ok((SubscriptionId::from(row.get::<_, Uuid>(0)?), row.get(1)?)))?;
-    if ordered {
+        .query_row([id.as_uuid()], |row| {
+            Ok((
+                SubscriptionId::from(row.get::<_, Uuid>(0)?),
+                Standing { enabled: row.get(1)?, ordered: row.get(2)? },
+            ))
+        })
+        .optional()?;
+    let Some((subscription, standing)) = found else { return Ok(false) };
+    let resend = standing.resend(now);
+    restart(db, "id = ?1 AND ?3 = ?3", id.as_uuid().as_bytes(), resend.cycle, 0)?;
+    if resend.put_in_order {
         put_in_order(db, subscription)?;
     }
     Ok(true)
 }
 
-/// Puts an ordered subscription's pending deliveries in publish order: the
-/// earliest goes, the others wait. One statement over its pending ones, by
+/// Puts an ordered subscription's pending deliveries in order, as
+/// [`in_order`](webhooks_core::in_order) lines them up: the earliest by id
+/// goes, the others wait. One statement over its pending ones, by
 /// the `deliveries_pending` index; for the rare changes (a resend, a
 /// recovery, ordering turned on), never for claims or records.
 fn put_in_order(db: &Connection, subscription: SubscriptionId) -> rusqlite::Result<()> {
@@ -710,25 +736,24 @@ pub(crate) const PUT_IN_ORDER: &str = "UPDATE deliveries SET waiting = (id <> (S
          WHERE p.subscription_id = ?1 AND p.state = 'pending' ORDER BY p.id LIMIT 1)) \
      WHERE subscription_id = ?1 AND state = 'pending'";
 
-/// Makes the earliest waiting delivery of an ordered subscription due at
-/// `now`, unless one of its pending deliveries is going already.
+/// Lets an ordered subscription's next delivery go, as
+/// [`release_next`](webhooks_core::release_next) picks it from what is
+/// going and what waits.
 pub(crate) fn release_next(
     db: &Connection,
     subscription: SubscriptionId,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    if db.prepare_cached(ONE_GOING)?.query_row([subscription.as_uuid()], |row| row.get::<_, bool>(0))? {
-        return Ok(());
-    }
-    let next: Option<Uuid> = db
+    let going = db.prepare_cached(ONE_GOING)?.query_row([subscription.as_uuid()], |row| row.get(0))?;
+    let earliest_waiting: Option<Uuid> = db
         .prepare_cached(EARLIEST_WAITING)?
         .query_row([subscription.as_uuid()], |row| row.get(0))
         .optional()?;
-    if let Some(next) = next {
+    if let Some(released) = webhooks_core::release_next(going, earliest_waiting.map(DeliveryId::from), now) {
         db.prepare_cached(
             "UPDATE deliveries SET waiting = 0, next_attempt_at = ?2, lease_until = NULL WHERE id = ?1",
         )?
-        .execute(params![next, codec::micros(now)])?;
+        .execute(params![released.delivery.as_uuid(), codec::micros(released.due)])?;
     }
     Ok(())
 }
@@ -742,20 +767,26 @@ pub(crate) const RESTART_HELD: &str = "subscription_id = ?1 AND state = 'pending
 pub(crate) const RESTART_DROPPED: &str = "subscription_id = ?1 AND state = 'dropped' \
      AND (SELECT e.occurred_at FROM events e WHERE e.seq = deliveries.event_seq) >= ?3";
 
-/// Enables a subscription and restarts its held deliveries and those
-/// dropped since `since`; `None` when there is no such subscription.
+/// Recovers a subscription as [`Standing::recovery`] says (the filters
+/// above are [`Recovery::restarts`](webhooks_core::Recovery::restarts) for
+/// each state); `None` when there is no such subscription.
 pub(crate) fn recover(
     db: &Connection,
     id: SubscriptionId,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<usize>> {
-    let Some(Standing { disabled, ordered }) = standing(db, id)? else { return Ok(None) };
+    let Some(standing) = standing(db, id)? else { return Ok(None) };
+    let recovery = standing.recovery(since, now);
+    let uuid = id.as_uuid();
+    let subscription = uuid.as_bytes();
     // Held ones first: the dropped ones about to restart are pending too.
-    let held = if disabled { restart(db, RESTART_HELD, id.as_uuid().as_bytes(), now, 0)? } else { 0 };
-    let dropped = restart(db, RESTART_DROPPED, id.as_uuid().as_bytes(), now, codec::micros(since))?;
-    enable_subscription(db, id, now)?;
-    if ordered {
+    let held =
+        if recovery.restart_held { restart(db, RESTART_HELD, subscription, recovery.cycle, 0)? } else { 0 };
+    let since = codec::micros(recovery.dropped_since);
+    let dropped = restart(db, RESTART_DROPPED, subscription, recovery.cycle, since)?;
+    enable(db, id, recovery.enabling)?;
+    if recovery.put_in_order {
         put_in_order(db, id)?;
     }
     Ok(Some(dropped + held))
@@ -770,22 +801,16 @@ pub(crate) fn publish_to(
     body: &[u8],
     subscription: SubscriptionId,
 ) -> rusqlite::Result<Option<DeliveryId>> {
-    let Some(Standing { disabled, ordered }) = standing(db, subscription)? else { return Ok(None) };
-    let listener = Listener { id: subscription.as_uuid(), ordered, held: disabled };
+    let Some(standing) = standing(db, subscription)? else { return Ok(None) };
+    let listener = Listener::new(subscription.as_uuid(), standing);
     Ok(insert_event(db, event, body, &[listener])?.0.deliveries.pop())
-}
-
-/// Whether a subscription is disabled and whether it is ordered.
-struct Standing {
-    disabled: bool,
-    ordered: bool,
 }
 
 /// Subscription `id`'s [`Standing`]; `None` when there is no such
 /// subscription.
 fn standing(db: &Connection, id: SubscriptionId) -> rusqlite::Result<Option<Standing>> {
-    db.prepare_cached("SELECT disabled_at IS NOT NULL, ordered FROM subscriptions WHERE id = ?1")?
-        .query_row([id.as_uuid()], |row| Ok(Standing { disabled: row.get(0)?, ordered: row.get(1)? }))
+    db.prepare_cached("SELECT disabled_at IS NULL, ordered FROM subscriptions WHERE id = ?1")?
+        .query_row([id.as_uuid()], |row| Ok(Standing { enabled: row.get(0)?, ordered: row.get(1)? }))
         .optional()
 }
 

@@ -3,8 +3,10 @@
 //!
 //! A store is dumb on purpose: it keeps state and applies the changes it is
 //! handed, atomically. It knows nothing about HTTP, presets or clocks; every
-//! time it needs is passed in, and the rules for an attempt live in
-//! [`AttemptRecord::changes`].
+//! time it needs is passed in, the rules for an attempt live in
+//! [`AttemptRecord::changes`], and those for the rest of a delivery's life
+//! (holding, enabling, new cycles, ordered release, the held cap) are the
+//! methods of [`Standing`] and the functions beside it.
 //!
 //! | trait | concern | required methods |
 //! | --- | --- | --- |
@@ -14,6 +16,7 @@
 //! | [`Retention`] | deleting finished deliveries, forgetting expired idempotency keys | 2 |
 
 mod admin;
+mod lifecycle;
 mod queue;
 mod retention;
 mod rules;
@@ -23,6 +26,10 @@ mod subscriptions;
 use crate::model::{DeliveryId, SubscriptionId};
 
 pub use admin::{Admin, DeliveryCounts, DeliveryQuery, StateFilter, SubscriptionStats};
+pub use lifecycle::{
+    Disabling, Enabling, NewCycle, Placement, Recovery, Released, Reordering, Resend, Standing, held_excess,
+    in_order, release_next,
+};
 pub use queue::{Claim, ClaimRequest, DeliveryQueue, Publication};
 pub use retention::Retention;
 pub use rules::{AttemptRecord, Changes, Current, NextState, Recorded, Verdict};

@@ -10,7 +10,7 @@ use super::Webhooks;
 use crate::error::Error;
 use crate::model::{Attempt, AttemptResult, Subscription};
 use crate::operational::{OperationalEvent, held_drop_reason};
-use crate::store::{AttemptRecord, DeliveryQuery, StateFilter, Verdict};
+use crate::store::{AttemptRecord, DeliveryQuery, StateFilter, Verdict, held_excess};
 
 impl Webhooks {
     /// Drops, unsent, the oldest held deliveries of every disabled
@@ -29,8 +29,8 @@ impl Webhooks {
                 continue;
             }
             let limit = subscription.settings.held_limit_or_default();
-            let mut excess =
-                store.delivery_counts(subscription.id).await?.pending.saturating_sub(u64::from(limit));
+            // A disabled subscription's pending deliveries are all held.
+            let mut excess = held_excess(store.delivery_counts(subscription.id).await?.pending, limit);
             while excess > 0 {
                 let trimmed = self.drop_oldest_held(&subscription, limit, excess).await?;
                 if trimmed == 0 {
