@@ -90,6 +90,24 @@ impl Migrated {
     }
 }
 
+/// The macro behind [`migrations`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sql_migrations {
+    ($($version:literal),* $(,)?) => {
+        &[$(include_str!(concat!("../migrations/V", $version, ".sql"))),*]
+    };
+}
+
+/// The texts of a store crate's migrations, listed by version: migration
+/// `n` is the file `migrations/V<n>.sql` beside the calling crate's `src/`
+/// (`include_str!` reads it from the file that calls), at index `n - 1`.
+/// In a store's `src/schema.rs`,
+/// `const MIGRATIONS: &[&str] = webhooks_core::sql::migrations!(1, 2, 3);`
+/// holds `migrations/V1.sql` to `migrations/V3.sql`.
+#[doc(inline)]
+pub use crate::__sql_migrations as migrations;
+
 /// The checksum a store records beside each migration it applies: SHA-256
 /// of its text in hex, line endings as `\n` so a checkout that rewrote them
 /// still matches.

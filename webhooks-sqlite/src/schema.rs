@@ -19,63 +19,47 @@ use crate::error::Error;
 /// fails with "database is locked".
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Migration `n` (from 0) takes the schema from version `n` to `n + 1`,
-/// each the SQL file of its name in `migrations/`. Append only: a released
-/// migration never changes.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+/// Migration `n` (from 1) takes the schema from version `n - 1` to `n`,
+/// the SQL file `migrations/V<n>.sql`. Append only: a released migration
+/// never changes.
+///
+/// 1. Times are unix microseconds (`INTEGER`); ids are UUIDs as 16-byte
+///    `BLOB`s, and UUIDv7 ids sort by creation time.
+/// 2. Pending deliveries alone, so counting them (the dispatcher's gauge, a
+///    subscription's counts) reads no finished one.
+/// 3. Owners: every subscription has one (`default` for those made before),
+///    an event is for one owner or for all (`audience` empty), and an event
+///    may hold an idempotency key, unique within its audience. An owner never
+///    changes, so the event types carry it too: publishing looks one owner's
+///    listeners up by key, however many subscriptions other owners have.
+/// 4. Endpoint settings, delivery cycles and ordered delivery. `settings` is
+///    JSON (secret header values included); `ordered` repeats its flag for
+///    the statements that need it. Attempts carry their delivery's cycle. A
+///    `waiting` delivery is pending behind an earlier one of its ordered
+///    subscription: the claim index leaves it out, and `deliveries_waiting`
+///    finds a subscription's earliest one when the one before finishes. Its
+///    `next_attempt_at` stays set (the table's checks want it for every
+///    pending delivery) and is not reported while it waits.
+/// 5. Every delivery by subscription alone, in place of the index by
+///    subscription and state, whose entry moved (a delete and an insert) each
+///    time a delivery finished: writing pages is what bounds this store. The
+///    new entry is written once, at publish. It still serves the foreign key,
+///    so deleting a subscription reads no whole table, and the statements
+///    over one subscription's deliveries; its pending ones are found by
+///    `deliveries_pending`.
+/// 6. Each subscription's claimable deliveries by when they can be claimed,
+///    so a claim that passes over busy endpoints reads the others' fronts and
+///    never a busy endpoint's backlog.
+/// 7. Idempotency keys in a table of their own, each held until the end of
+///    its window (`held_until`) rather than as long as its event's
+///    deliveries.
+/// 8. The channels a subscription listens on, a JSON array read with its
+///    listeners at publish.
+/// 9. The checksums of the migrations applied.
+const MIGRATIONS: &[&str] = sql::migrations!(1, 2, 3, 4, 5, 6, 7, 8, 9);
 
 /// The schema version this crate writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
-
-/// Times are unix microseconds (`INTEGER`); ids are UUIDs as 16-byte
-/// `BLOB`s, and UUIDv7 ids sort by creation time.
-const V1: &str = include_str!("../migrations/V1.sql");
-
-/// Pending deliveries alone, so counting them (the dispatcher's gauge, a
-/// subscription's counts) reads no finished one.
-const V2: &str = include_str!("../migrations/V2.sql");
-
-/// Owners: every subscription has one (`default` for those made before), an
-/// event is for one owner or for all (`audience` empty), and an event may
-/// hold an idempotency key, unique within its audience. An owner never
-/// changes, so the event types carry it too: publishing looks one owner's
-/// listeners up by key, however many subscriptions other owners have.
-const V3: &str = include_str!("../migrations/V3.sql");
-
-/// Endpoint settings, delivery cycles and ordered delivery. `settings` is
-/// JSON (secret header values included); `ordered` repeats its flag for the
-/// statements that need it. Attempts carry their delivery's cycle. A
-/// `waiting` delivery is pending behind an earlier one of its ordered
-/// subscription: the claim index leaves it out, and `deliveries_waiting`
-/// finds a subscription's earliest one when the one before finishes. Its
-/// `next_attempt_at` stays set (the table's checks want it for every
-/// pending delivery) and is not reported while it waits.
-const V4: &str = include_str!("../migrations/V4.sql");
-
-/// Every delivery by subscription alone, in place of the index by
-/// subscription and state, whose entry moved (a delete and an insert) each
-/// time a delivery finished: writing pages is what bounds this store. The
-/// new entry is written once, at publish. It still serves the foreign key,
-/// so deleting a subscription reads no whole table, and the statements over
-/// one subscription's deliveries; its pending ones are found by
-/// `deliveries_pending`.
-const V5: &str = include_str!("../migrations/V5.sql");
-
-/// Each subscription's claimable deliveries by when they can be claimed, so
-/// a claim that passes over busy endpoints reads the others' fronts and
-/// never a busy endpoint's backlog.
-const V6: &str = include_str!("../migrations/V6.sql");
-
-/// Idempotency keys in a table of their own, each held until the end of its
-/// window (`held_until`) rather than as long as its event's deliveries.
-const V7: &str = include_str!("../migrations/V7.sql");
-
-/// The channels a subscription listens on, a JSON array read with its
-/// listeners at publish.
-const V8: &str = include_str!("../migrations/V8.sql");
-
-/// The checksums of the migrations applied.
-const V9: &str = include_str!("../migrations/V9.sql");
 
 /// The first version with `schema_migrations`: a file below it has no
 /// checksums to compare.
