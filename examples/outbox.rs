@@ -27,15 +27,35 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 const SHOP: &str = "shop";
 
 struct Options {
-    store: String,
+    store: Database,
     orders: u64,
+}
+
+/// The database the orders and their events go to.
+enum Database {
+    /// `sqlite:PATH`
+    Sqlite(String),
+    /// `postgres://URL` or `postgresql://URL`
+    Postgres(String),
+}
+
+impl Database {
+    fn parse(value: String) -> Result<Self, String> {
+        if let Some(path) = value.strip_prefix("sqlite:") {
+            Ok(Self::Sqlite(path.to_owned()))
+        } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Ok(Self::Postgres(value))
+        } else {
+            Err("--store takes sqlite:PATH or postgres://URL".to_owned())
+        }
+    }
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let (mut store, mut orders) = (None, 200);
     while let Some(flag) = args.next() {
         match flag.as_str() {
-            "--store" => store = Some(args.next().ok_or("--store needs a value")?),
+            "--store" => store = Some(Database::parse(args.next().ok_or("--store needs a value")?)?),
             "--orders" => {
                 orders = args.next().and_then(|n| n.parse().ok()).ok_or("--orders needs a whole number")?
             }
@@ -130,20 +150,13 @@ async fn on_postgres(url: &str, orders: u64) -> Result<(), Failure> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1)) {
-        Ok(options) => options,
+    let placed = match parse(std::env::args().skip(1)) {
+        Ok(Options { store: Database::Sqlite(path), orders }) => on_sqlite(&path, orders).await,
+        Ok(Options { store: Database::Postgres(url), orders }) => on_postgres(&url, orders).await,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
         }
-    };
-    let placed = if let Some(path) = options.store.strip_prefix("sqlite:") {
-        on_sqlite(path, options.orders).await
-    } else if options.store.starts_with("postgres://") || options.store.starts_with("postgresql://") {
-        on_postgres(&options.store, options.orders).await
-    } else {
-        eprintln!("error: --store takes sqlite:PATH or postgres://URL");
-        return ExitCode::from(2);
     };
     match placed {
         Ok(()) => ExitCode::SUCCESS,
