@@ -24,8 +24,8 @@ use webhooks_core::sql::{
 };
 use webhooks_core::{
     Attempt, AttemptResult, Audience, Delivery, DeliveryCounts, DeliveryId, DeliveryQuery, DeliveryState,
-    Event, IdempotencyKey, Owner, Publication, StoreError, Subscription, SubscriptionId, SubscriptionStats,
-    SubscriptionStatus, channels_meet,
+    Disabling, Enabling, Event, IdempotencyKey, NewCycle, Owner, Publication, Recovery, Reordering, Standing,
+    StoreError, Subscription, SubscriptionId, SubscriptionStats, SubscriptionStatus, channels_meet,
 };
 
 use crate::codec;
@@ -126,21 +126,19 @@ pub const LEASE: &str = concat!(
 pub const NEXT_CLAIMABLE: &str = "SELECT claimable_at FROM webhooks.deliveries \
      WHERE state = 'pending' AND NOT held AND NOT waiting ORDER BY claimable_at LIMIT 1";
 
-/// Makes the earliest waiting delivery (by id: publish order) of ordered
-/// subscription `$1` due at `$2`, unless one of its pending deliveries is
-/// going already. Both look-ups are by key: `deliveries_waiting` and
-/// `deliveries_pending`. The caller holds the subscription's row lock, as
-/// publishing to an ordered subscription does, so neither misses the
-/// other's delivery.
-pub const RELEASE_NEXT: &str = "UPDATE webhooks.deliveries SET waiting = false, next_attempt_at = $2, \
-     lease_until = NULL WHERE id = ANY(ARRAY( \
-     SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND waiting \
-     AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries g \
-                     WHERE g.subscription_id = $1 AND g.state = 'pending' AND NOT g.waiting) \
-     ORDER BY id LIMIT 1 FOR NO KEY UPDATE))";
+/// What [`webhooks_core::release_next`] reads of ordered subscription `$1`:
+/// whether one of its pending deliveries is going, and its earliest waiting
+/// one (by id: publish order). Both look-ups are by key:
+/// `deliveries_pending` and `deliveries_waiting`. The caller holds the
+/// subscription's row lock, as publishing to an ordered subscription does,
+/// so neither misses the other's delivery.
+pub const NEXT_TO_RELEASE: &str = "SELECT EXISTS (SELECT 1 FROM webhooks.deliveries g \
+         WHERE g.subscription_id = $1 AND g.state = 'pending' AND NOT g.waiting), \
+     (SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND waiting ORDER BY id LIMIT 1)";
 
-/// Puts ordered subscription `$1`'s pending deliveries in publish order:
-/// the earliest goes, the others wait. For the rare changes (a resend, a
+/// Puts ordered subscription `$1`'s pending deliveries in order, as
+/// [`webhooks_core::in_order`] lines them up: the earliest by id goes, the
+/// others wait. For the rare changes (a resend, a
 /// recovery, ordering turned on), never for claims or records.
 pub(crate) const PUT_IN_ORDER: &str = "UPDATE webhooks.deliveries d SET waiting = (d.id <> first.id) \
      FROM (SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND state = 'pending' \
@@ -215,26 +213,21 @@ impl Ids for [DeliveryId] {
     }
 }
 
-/// Whether subscription `id` exists, locking it against changes and
-/// publishes (`FOR UPDATE`) until the transaction ends; and whether it is
-/// disabled.
+/// Subscription `id`'s [`Standing`], locking it against changes and
+/// publishes (`FOR UPDATE`) until the transaction ends; `None` when there
+/// is no such subscription.
 pub(crate) async fn lock_subscription(db: &Db<'_>, id: SubscriptionId) -> Step<Option<Standing>> {
     let statement = db
         .prepare_cached(
-            "SELECT disabled_at IS NOT NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR UPDATE",
+            "SELECT disabled_at IS NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR UPDATE",
         )
         .await?;
     Ok(db.query_opt(&statement, &[&id.as_uuid()]).await?.map(|row| standing(&row)).transpose()?)
 }
 
-/// Whether a subscription is disabled and whether it is ordered.
-pub(crate) struct Standing {
-    pub(crate) disabled: bool,
-    pub(crate) ordered: bool,
-}
-
+/// A [`Standing`] from columns `disabled_at IS NULL, ordered`.
 fn standing(row: &tokio_postgres::Row) -> Result<Standing, tokio_postgres::Error> {
-    Ok(Standing { disabled: row.try_get(0)?, ordered: row.try_get(1)? })
+    Ok(Standing { enabled: row.try_get(0)?, ordered: row.try_get(1)? })
 }
 
 /// Adds a subscription with its event types; `false` when one with its id
@@ -313,10 +306,10 @@ pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription
         )
         .await?
         .try_get(0)?;
-    match (was_ordered, subscription.settings.ordered) {
-        (false, true) => put_in_order(db, subscription.id).await?,
+    match Reordering::between(was_ordered, subscription.settings.ordered) {
+        Some(Reordering::PutInOrder) => put_in_order(db, subscription.id).await?,
         // Each due when it was: its publish time or its retry time.
-        (true, false) => {
+        Some(Reordering::ReleaseAll) => {
             let statement = db
                 .prepare_cached(
                     "UPDATE webhooks.deliveries SET waiting = false WHERE id = ANY(ARRAY( \
@@ -326,7 +319,7 @@ pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription
                 .await?;
             db.execute(&statement, &[&subscription.id.as_uuid()]).await?;
         }
-        _ => {}
+        None => {}
     }
     let statement =
         db.prepare_cached("DELETE FROM webhooks.subscription_event_types WHERE subscription_id = $1").await?;
@@ -457,21 +450,22 @@ pub(crate) async fn delete_subscription(db: &Db<'_>, id: SubscriptionId) -> Step
     Ok(())
 }
 
-/// Disables a locked subscription and holds its pending deliveries.
-pub(crate) async fn disable_subscription(
-    db: &Db<'_>,
-    id: SubscriptionId,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Step<()> {
+/// Writes what disabling a locked subscription does ([`Standing::disabling`]).
+pub(crate) async fn disable_subscription(db: &Db<'_>, id: SubscriptionId, disabling: &Disabling) -> Step<()> {
+    let (reason, at) = match &disabling.status {
+        SubscriptionStatus::Disabled { reason, at } => (Some(reason.as_str()), Some(codec::micros(*at))),
+        SubscriptionStatus::Enabled => (None, None),
+    };
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.subscriptions SET disabled_reason = $2, disabled_at = $3 WHERE id = $1",
         )
         .await?;
-    db.execute(&statement, &[&id.as_uuid(), &reason, &codec::micros(now)]).await?;
-    let statement = db.prepare_cached(HOLD_PENDING).await?;
-    db.execute(&statement, &[&id.as_uuid()]).await?;
+    db.execute(&statement, &[&id.as_uuid(), &reason, &at]).await?;
+    if disabling.hold_pending {
+        let statement = db.prepare_cached(HOLD_PENDING).await?;
+        db.execute(&statement, &[&id.as_uuid()]).await?;
+    }
     Ok(())
 }
 
@@ -480,16 +474,18 @@ pub const HOLD_PENDING: &str = "UPDATE webhooks.deliveries SET held = true WHERE
      SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND state = 'pending' AND NOT held \
      ORDER BY id FOR NO KEY UPDATE))";
 
-/// Enables a locked subscription, resets its failure count and makes its
-/// held deliveries due by `now`; the others keep their times.
-pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: DateTime<Utc>) -> Step<()> {
+/// Writes what enabling a locked subscription does
+/// ([`Standing::enabling`]): its held deliveries due by
+/// [`Enabling::due`], set-wise.
+pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, enabling: Enabling) -> Step<()> {
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.subscriptions SET disabled_reason = NULL, disabled_at = NULL, \
-             consecutive_failures = 0 WHERE id = $1",
+             consecutive_failures = $2 WHERE id = $1",
         )
         .await?;
-    db.execute(&statement, &[&id.as_uuid()]).await?;
+    db.execute(&statement, &[&id.as_uuid(), &i64::from(enabling.consecutive_failures)]).await?;
+    let Some(by) = enabling.release_held_by else { return Ok(()) };
     let statement = db
         .prepare_cached(
             "UPDATE webhooks.deliveries SET held = false, next_attempt_at = LEAST(next_attempt_at, $2) \
@@ -497,7 +493,7 @@ pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: Da
                                   AND state = 'pending' AND held ORDER BY id FOR NO KEY UPDATE))",
         )
         .await?;
-    db.execute(&statement, &[&id.as_uuid(), &codec::micros(now)]).await?;
+    db.execute(&statement, &[&id.as_uuid(), &codec::micros(by)]).await?;
     Ok(())
 }
 
@@ -506,9 +502,10 @@ pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, now: Da
 pub(crate) struct Reached {
     /// By event type and audience, in id order.
     pub(crate) listeners: Listeners,
-    /// The ordered ones among them, sorted.
+    /// Those whose new delivery waits behind a pending one (the ordered
+    /// ones; see [`Standing::placement`]), sorted.
     pub(crate) ordered: Vec<Uuid>,
-    /// The disabled ones among them, sorted: their deliveries are held.
+    /// Those whose new delivery is held (the disabled ones), sorted.
     pub(crate) held: Vec<Uuid>,
     /// The channels of those that name any: an event reaches them only on
     /// one of these.
@@ -519,10 +516,11 @@ impl Reached {
     fn add(&mut self, row: &impl Columns, event_type: String, audience: String) -> Step<()> {
         let id = row.uuid(0)?;
         self.listeners.entry((event_type, audience)).or_default().push(id);
-        if row.boolean(2)? {
+        let placement = Standing { ordered: row.boolean(2)?, enabled: !row.boolean(3)? }.placement();
+        if placement.waits_behind_pending {
             self.ordered.push(id);
         }
-        if row.boolean(3)? {
+        if placement.held {
             self.held.push(id);
         }
         let channels = row.texts(4)?;
@@ -866,16 +864,16 @@ pub(crate) async fn publish_to(
 ) -> Step<Option<DeliveryId>> {
     let statement = db
         .prepare_cached(
-            "SELECT disabled_at IS NOT NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR KEY SHARE",
+            "SELECT disabled_at IS NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR KEY SHARE",
         )
         .await?;
     let Some(row) = db.query_opt(&statement, &[&subscription.as_uuid()]).await? else {
         return Ok(None);
     };
-    let Standing { disabled, ordered } = standing(&row)?;
+    let placement = standing(&row)?.placement();
     let only = [subscription.as_uuid()];
-    let ordered: &[Uuid] = if ordered { &only } else { &[] };
-    let held: &[Uuid] = if disabled { &only } else { &[] };
+    let ordered: &[Uuid] = if placement.waits_behind_pending { &only } else { &[] };
+    let held: &[Uuid] = if placement.held { &only } else { &[] };
     lock_ordered(db, ordered).await?;
     let id = DeliveryId::at(event.occurred_at);
     insert_deliveries(db, event, None, body, &[id], &only, ordered, held).await?;
@@ -948,34 +946,36 @@ pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Step<
     db.query(&statement, &values).await?.iter().map(delivery_row).collect()
 }
 
-/// Starts a new attempt cycle, due at `now`, for one delivery, held if its
-/// subscription is disabled, in its place among an ordered subscription's;
-/// `false` when there is none. The subscription is locked first (`NO KEY
-/// UPDATE`, as recording locks it), so neither a disable nor a publish or
-/// recording to it can slip in between.
+/// Resends one delivery as [`Standing::resend`] says; `false` when there
+/// is none. The subscription is locked first (`NO KEY UPDATE`, as
+/// recording locks it), so neither a disable nor a publish or recording to
+/// it can slip in between.
 pub(crate) async fn resend(db: &Db<'_>, id: DeliveryId, now: DateTime<Utc>) -> Step<bool> {
     let statement = db
         .prepare_cached(
-            "SELECT s.id, s.disabled_at IS NOT NULL, s.ordered FROM webhooks.subscriptions s \
+            "SELECT s.disabled_at IS NULL, s.ordered, s.id FROM webhooks.subscriptions s \
              WHERE s.id = (SELECT subscription_id FROM webhooks.deliveries WHERE id = $1) FOR NO KEY UPDATE",
         )
         .await?;
     let Some(row) = db.query_opt(&statement, &[&id.as_uuid()]).await? else {
         return Ok(false);
     };
-    let (subscription, held, ordered): (Uuid, bool, bool) =
-        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    let resend = standing(&row)?.resend(now);
+    let subscription: Uuid = row.try_get(2)?;
     let statement = db
         .prepare_cached(
-            "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, cycle = cycle + 1, \
+            "UPDATE webhooks.deliveries SET state = 'pending', attempts = $4, cycle = cycle + 1, \
              next_attempt_at = $2, lease_until = NULL, finished_at = NULL, held = $3, waiting = false \
              WHERE id = $1",
         )
         .await?;
-    if db.execute(&statement, &[&id.as_uuid(), &codec::micros(now), &held]).await? == 0 {
+    let cycle = resend.cycle;
+    let attempts = i64::from(NewCycle::ATTEMPTS);
+    let params: [&(dyn ToSql + Sync); 4] = [&id.as_uuid(), &codec::micros(cycle.due), &cycle.held, &attempts];
+    if db.execute(&statement, &params).await? == 0 {
         return Ok(false);
     }
-    if ordered {
+    if resend.put_in_order {
         put_in_order(db, subscription.into()).await?;
     }
     Ok(true)
@@ -988,36 +988,55 @@ async fn put_in_order(db: &Db<'_>, subscription: SubscriptionId) -> Step<()> {
     Ok(())
 }
 
-/// See [`RELEASE_NEXT`].
+/// Lets a locked ordered subscription's next delivery go, as
+/// [`webhooks_core::release_next`] picks it from what [`NEXT_TO_RELEASE`]
+/// reads.
 pub(crate) async fn release_next(db: &Db<'_>, subscription: SubscriptionId, now: DateTime<Utc>) -> Step<()> {
-    let statement = db.prepare_cached(RELEASE_NEXT).await?;
-    db.execute(&statement, &[&subscription.as_uuid(), &codec::micros(now)]).await?;
+    let statement = db.prepare_cached(NEXT_TO_RELEASE).await?;
+    let row = db.query_one(&statement, &[&subscription.as_uuid()]).await?;
+    let earliest_waiting: Option<Uuid> = row.try_get(1)?;
+    let Some(released) =
+        webhooks_core::release_next(row.try_get(0)?, earliest_waiting.map(DeliveryId::from), now)
+    else {
+        return Ok(());
+    };
+    let statement = db
+        .prepare_cached(
+            "UPDATE webhooks.deliveries SET waiting = false, next_attempt_at = $2, lease_until = NULL \
+             WHERE id = $1",
+        )
+        .await?;
+    db.execute(&statement, &[&released.delivery.as_uuid(), &codec::micros(released.due)]).await?;
     Ok(())
 }
 
-/// Restarts, due at `now`, a locked subscription's held deliveries and
-/// those dropped since `since`, then enables it; returns how many.
-pub(crate) async fn recover(
-    db: &Db<'_>,
-    id: SubscriptionId,
-    ordered: bool,
-    since: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Step<u64> {
+/// Recovers a locked subscription as [`Standing::recovery`] says; returns
+/// how many deliveries restarted. The statement's filter is
+/// [`Recovery::restarts`] set-wise: dropped since `$3`, or held when `$4`.
+pub(crate) async fn recover(db: &Db<'_>, id: SubscriptionId, recovery: &Recovery) -> Step<u64> {
     let statement = db
         .prepare_cached(
-            "UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, cycle = cycle + 1, \
-             next_attempt_at = $2, lease_until = NULL, finished_at = NULL WHERE id = ANY(ARRAY( \
+            "UPDATE webhooks.deliveries SET state = 'pending', attempts = $6, cycle = cycle + 1, \
+             next_attempt_at = $2, lease_until = NULL, finished_at = NULL, held = $5, waiting = false \
+             WHERE id = ANY(ARRAY( \
              SELECT d.id FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq \
              WHERE d.subscription_id = $1 \
-               AND ((d.state = 'dropped' AND e.occurred_at >= $3) OR (d.state = 'pending' AND d.held)) \
+               AND ((d.state = 'dropped' AND e.occurred_at >= $3) OR ($4 AND d.state = 'pending' AND d.held)) \
              ORDER BY d.id FOR NO KEY UPDATE OF d))",
         )
         .await?;
-    let restarted =
-        db.execute(&statement, &[&id.as_uuid(), &codec::micros(now), &codec::micros(since)]).await?;
-    enable_subscription(db, id, now).await?;
-    if ordered {
+    let attempts = i64::from(NewCycle::ATTEMPTS);
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &id.as_uuid(),
+        &codec::micros(recovery.cycle.due),
+        &codec::micros(recovery.dropped_since),
+        &recovery.restart_held,
+        &recovery.cycle.held,
+        &attempts,
+    ];
+    let restarted = db.execute(&statement, &params).await?;
+    enable_subscription(db, id, recovery.enabling).await?;
+    if recovery.put_in_order {
         put_in_order(db, id).await?;
     }
     Ok(restarted)

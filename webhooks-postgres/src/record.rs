@@ -80,8 +80,9 @@ pub(crate) async fn record_all(db: &Db<'_>, records: &[AttemptRecord]) -> Step<V
         // A disable waits for the publishes in flight to it, as the trait's
         // disable does, so none of them leaves a delivery unheld; and it
         // holds the deliveries written above.
-        queries::lock_subscription(db, subscription).await?;
-        queries::disable_subscription(db, subscription, &reason, now).await?;
+        if let Some(standing) = queries::lock_subscription(db, subscription).await? {
+            queries::disable_subscription(db, subscription, &standing.disabling(&reason, now)).await?;
+        }
     }
     // After the finished deliveries are written, so the next one sees them
     // gone; the subscriptions are locked above, as publishing to an ordered

@@ -291,8 +291,8 @@ impl SubscriptionStore for PostgresStore {
     ) -> StoreResult<()> {
         self.transaction("disable a subscription", &(id, reason, now), |db, (id, reason, now)| {
             Box::pin(async move {
-                found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
-                queries::disable_subscription(db, *id, reason, *now).await
+                let standing = found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
+                queries::disable_subscription(db, *id, &standing.disabling(reason, *now)).await
             })
         })
         .await
@@ -301,8 +301,8 @@ impl SubscriptionStore for PostgresStore {
     async fn enable_subscription(&self, id: SubscriptionId, now: DateTime<Utc>) -> StoreResult<()> {
         self.transaction("enable a subscription", &(id, now), |db, (id, now)| {
             Box::pin(async move {
-                found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
-                queries::enable_subscription(db, *id, *now).await?;
+                let standing = found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
+                queries::enable_subscription(db, *id, standing.enabling(*now)).await?;
                 listen::announce(db).await
             })
         })
@@ -426,7 +426,7 @@ impl Admin for PostgresStore {
         self.transaction("recover a subscription", &(subscription, since, now), |db, (id, since, now)| {
             Box::pin(async move {
                 let standing = found_subscription(queries::lock_subscription(db, *id).await?, *id)?;
-                let restarted = queries::recover(db, *id, standing.ordered, *since, *now).await?;
+                let restarted = queries::recover(db, *id, &standing.recovery(*since, *now)).await?;
                 listen::announce(db).await?;
                 Ok(restarted)
             })
