@@ -1119,6 +1119,15 @@ mod tests {
         details.join("\n")
     }
 
+    /// Asserts that `sql`'s plan on `db` says `uses` and none of `never`.
+    fn assert_plan(db: &Connection, sql: &str, uses: &str, never: &[&str]) {
+        let plan = plan(db, sql);
+        assert!(plan.contains(uses), "{uses}: {plan}");
+        for absent in never {
+            assert!(!plan.contains(absent), "no {absent}: {plan}");
+        }
+    }
+
     #[test]
     fn claiming_reads_the_claimable_index_in_order() {
         for db in [big_queue(20_000), queue_without_statistics(1_000)] {
@@ -1146,9 +1155,7 @@ mod tests {
     fn an_owners_subscription_and_delivery_are_read_by_key() {
         let db = big_queue(1_000);
         for sql in [OWNED_SUBSCRIPTION, OWNED_DELIVERY] {
-            let plan = plan(&db, sql);
-            assert!(plan.contains("(id=?)"), "{plan}");
-            assert!(!plan.contains("SCAN") && !plan.contains("TEMP B-TREE"), "{plan}");
+            assert_plan(&db, sql, "(id=?)", &["SCAN", "TEMP B-TREE"]);
         }
     }
 
@@ -1256,27 +1263,24 @@ mod tests {
     #[test]
     fn the_earliest_waiting_delivery_of_a_subscription_is_found_by_key() {
         for db in [queue_with_waiting(20_000, true), queue_with_waiting(1_000, false)] {
-            let found = plan(&db, EARLIEST_WAITING);
-            assert!(found.contains("USING COVERING INDEX deliveries_waiting (subscription_id=?)"), "{found}");
-            assert!(!found.contains("SCAN") && !found.contains("TEMP B-TREE"), "{found}");
-            let found = plan(&db, ONE_GOING);
-            assert!(
-                found.contains("USING COVERING INDEX deliveries_pending (subscription_id=? AND waiting=?)"),
-                "{found}"
-            );
-            assert!(!found.contains("SCAN deliveries"), "{found}");
-            let found = plan(&db, CLAIMABLE);
-            assert!(found.contains("USING INDEX deliveries_claimable (claimable_at<?)"), "{found}");
-            assert!(!found.contains("TEMP B-TREE"), "{found}");
+            let waiting = "USING COVERING INDEX deliveries_waiting (subscription_id=?)";
+            assert_plan(&db, EARLIEST_WAITING, waiting, &["SCAN", "TEMP B-TREE"]);
+            let going = "USING COVERING INDEX deliveries_pending (subscription_id=? AND waiting=?)";
+            assert_plan(&db, ONE_GOING, going, &["SCAN deliveries"]);
+            let claimable = "USING INDEX deliveries_claimable (claimable_at<?)";
+            assert_plan(&db, CLAIMABLE, claimable, &["TEMP B-TREE"]);
         }
     }
 
     #[test]
     fn a_page_of_attempt_logs_is_read_by_key() {
         for db in [big_queue(1_000), queue_without_statistics(1_000)] {
-            let found = plan(&db, ATTEMPTS_OF);
-            assert!(found.contains("USING INDEX attempts_by_delivery (delivery_id=?)"), "{found}");
-            assert!(!found.contains("SCAN attempts"), "{found}");
+            assert_plan(
+                &db,
+                ATTEMPTS_OF,
+                "USING INDEX attempts_by_delivery (delivery_id=?)",
+                &["SCAN attempts"],
+            );
         }
     }
 
@@ -1302,9 +1306,8 @@ mod tests {
     #[test]
     fn purging_reads_the_finished_index() {
         for db in [big_queue(10_000), queue_without_statistics(1_000)] {
-            let plan = plan(&db, PURGE_FINISHED);
-            assert!(plan.contains("USING COVERING INDEX deliveries_finished (finished_at<?)"), "{plan}");
-            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+            let uses = "USING COVERING INDEX deliveries_finished (finished_at<?)";
+            assert_plan(&db, PURGE_FINISHED, uses, &["TEMP B-TREE"]);
         }
     }
 

@@ -17,7 +17,7 @@ use super::attempt::Attempts;
 use super::claim::{Claims, Timing};
 use super::http::Transport;
 use super::parts::{Parts, Upkeep};
-use super::record::{OutcomeHook, Outcomes, Recorder};
+use super::record::{Aftermath, OutcomeHook, Recorder};
 use super::shares::Shares;
 use super::workers::{MovedAttempt, Workers};
 use crate::error::ErrorChain;
@@ -152,7 +152,7 @@ impl Dispatcher {
         let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
         let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
         let (outcomes, hook_runner) =
-            Outcomes::start(Arc::clone(&self.parts), self.on_outcome, self.outcome_queue);
+            Aftermath::start(Arc::clone(&self.parts), self.on_outcome, self.outcome_queue);
         // Room for one record per slot: a store slower to record than the
         // workers are to attempt holds the workers back, so at most a
         // bounded number of attempts wait unrecorded under their leases.

@@ -79,7 +79,7 @@ pub(super) struct ToRecord {
 /// Where attempts are recorded.
 pub(super) enum Recorder {
     /// By each worker, its own attempt.
-    Alone { store: Arc<dyn Store>, outcomes: Outcomes },
+    Alone { store: Arc<dyn Store>, outcomes: Aftermath },
     /// By the recorder task, in batches: this is its queue.
     Batches(mpsc::Sender<ToRecord>),
 }
@@ -89,7 +89,7 @@ impl Recorder {
     /// (returned) whose queue holds `room` records; alone otherwise.
     pub(super) fn start(
         store: Arc<dyn Store>,
-        outcomes: Outcomes,
+        outcomes: Aftermath,
         watch: Arc<Watch>,
         room: usize,
     ) -> (Self, Option<JoinHandle<()>>) {
@@ -129,7 +129,7 @@ impl Recorder {
 /// transaction: a durable store pays one commit for many attempts.
 async fn record_in_batches(
     store: Arc<dyn Store>,
-    outcomes: Outcomes,
+    outcomes: Aftermath,
     watch: Arc<Watch>,
     mut queue: mpsc::Receiver<ToRecord>,
 ) {
@@ -171,14 +171,14 @@ async fn record_in_batches(
 /// What follows a recorded attempt: the waiters on settled deliveries,
 /// metrics, logs, operational events and the host's hook.
 #[derive(Clone)]
-pub(super) struct Outcomes {
+pub(super) struct Aftermath {
     parts: Arc<Parts>,
     hooks: Option<mpsc::Sender<AttemptOutcome>>,
     /// Outcomes the hook missed because its queue was full.
     missed: Arc<AtomicUsize>,
 }
 
-impl Outcomes {
+impl Aftermath {
     /// Tells outcomes through `parts`, and to `hook` on a task of its own
     /// (returned), through a queue of `queue` outcomes.
     pub(super) fn start(

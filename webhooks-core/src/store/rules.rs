@@ -227,6 +227,19 @@ mod tests {
         }
     }
 
+    /// A pending delivery of the first cycle with no attempts yet, of an
+    /// enabled, unordered subscription with no failures.
+    fn pending() -> Current {
+        Current {
+            state: DeliveryState::Pending,
+            attempts: 0,
+            cycle: 1,
+            consecutive_failures: 0,
+            enabled: true,
+            ordered: false,
+        }
+    }
+
     const STATES: [DeliveryState; 3] =
         [DeliveryState::Pending, DeliveryState::Delivered, DeliveryState::Dropped];
 
@@ -319,14 +332,7 @@ mod tests {
     fn the_threshold_disables_exactly_once_reached() {
         let mut record = record(Some(500), 1, Verdict::Retry { at: at(60) });
         record.disable_after = Some(10);
-        let current = |failures| Current {
-            state: DeliveryState::Pending,
-            attempts: 0,
-            cycle: 1,
-            consecutive_failures: failures,
-            enabled: true,
-            ordered: false,
-        };
+        let current = |failures| Current { consecutive_failures: failures, ..pending() };
         assert_eq!(record.changes(current(8)).disable, None);
         assert_eq!(record.changes(current(9)).disable.as_deref(), Some("10 consecutive failed attempts"));
         assert_eq!(record.changes(current(u32::MAX)).consecutive_failures, u32::MAX);
@@ -336,14 +342,7 @@ mod tests {
     fn a_success_never_disables_without_a_reason_given() {
         let mut record = record(Some(200), 2, Verdict::Delivered);
         record.disable_after = Some(1);
-        let current = Current {
-            state: DeliveryState::Pending,
-            attempts: 1,
-            cycle: 1,
-            consecutive_failures: 7,
-            enabled: true,
-            ordered: false,
-        };
+        let current = Current { attempts: 1, consecutive_failures: 7, ..pending() };
         let changes = record.changes(current);
         assert_eq!(changes.consecutive_failures, 0);
         assert_eq!(changes.disable, None);
@@ -352,14 +351,7 @@ mod tests {
     #[test]
     fn an_attempt_of_an_earlier_cycle_changes_nothing_of_the_delivery() {
         let late = record(Some(200), 3, Verdict::Delivered);
-        let current = Current {
-            state: DeliveryState::Pending,
-            attempts: 0,
-            cycle: 2,
-            consecutive_failures: 1,
-            enabled: true,
-            ordered: true,
-        };
+        let current = Current { cycle: 2, consecutive_failures: 1, ordered: true, ..pending() };
         let changes = late.changes(current);
         assert_eq!(changes.delivery, None, "the resent cycle keeps its state");
         assert!(!changes.release_next, "nothing finished");
@@ -368,14 +360,7 @@ mod tests {
 
     #[test]
     fn only_a_finished_delivery_of_an_ordered_subscription_releases_the_next() {
-        let current = |ordered| Current {
-            state: DeliveryState::Pending,
-            attempts: 0,
-            cycle: 1,
-            consecutive_failures: 0,
-            enabled: true,
-            ordered,
-        };
+        let current = |ordered| Current { ordered, ..pending() };
         assert!(record(Some(200), 1, Verdict::Delivered).changes(current(true)).release_next);
         assert!(record(Some(500), 1, Verdict::Dropped).changes(current(true)).release_next);
         assert!(!record(Some(500), 1, Verdict::Retry { at: at(9) }).changes(current(true)).release_next);
