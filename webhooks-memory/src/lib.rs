@@ -728,14 +728,15 @@ impl Retention for MemoryStore {
     async fn purge_batch(&self, older_than: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         let before = At::new(older_than);
         let mut state = self.lock();
-        let old: Vec<DeliveryId> = state
+        let mut old: Vec<(At, DeliveryId)> = state
             .deliveries
             .iter()
-            .filter(|(_, entry)| entry.finished_at().is_some_and(|at| at < before))
-            .map(|(id, _)| *id)
-            .take(limit.max(1))
+            .filter_map(|(id, entry)| entry.finished_at().filter(|at| *at < before).map(|at| (at, *id)))
             .collect();
-        for id in &old {
+        // Oldest finished first, as the trait says.
+        old.sort_unstable();
+        old.truncate(limit.max(1));
+        for (_, id) in &old {
             state.remove_delivery(*id);
         }
         Ok(old.len() as u64)

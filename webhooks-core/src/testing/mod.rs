@@ -106,6 +106,7 @@ macro_rules! store_suite {
             a_delivery_finished_while_disabled_resends_after_enable,
             enabling_an_enabled_subscription_keeps_retry_times,
             purging_deletes_old_finished_deliveries_in_batches_and_nothing_else,
+            a_purge_batch_takes_the_earliest_finished_first,
             counts_follow_every_change_of_state,
             events_reach_only_their_owners_subscriptions,
             every_owner_only_when_asked,

@@ -48,6 +48,19 @@ pub async fn purging_deletes_old_finished_deliveries_in_batches_and_nothing_else
     assert_eq!(store.pending_count().await.unwrap(), 6);
 }
 
+/// A batch takes the deliveries that finished first, whatever order they
+/// were published in.
+pub async fn a_purge_batch_takes_the_earliest_finished_first<S: Store>(store: S) {
+    let (_, first) = one_delivery(&store).await;
+    let second = store.publish(&event("job.completed", 1), body("b")).await.unwrap().deliveries[0];
+    store.record_attempt(&record(success(second, 1, 10), Verdict::Delivered, 10)).await.unwrap();
+    store.record_attempt(&record(failure(first, 1, 20), Verdict::Dropped, 20)).await.unwrap();
+
+    assert_eq!(store.purge_batch(at(100), 1).await.unwrap(), 1);
+    assert_eq!(store.delivery(second).await.unwrap(), None, "finished first, purged first");
+    assert!(store.delivery(first).await.unwrap().is_some(), "published first, finished later");
+}
+
 /// A key the store holds for the audience publishes nothing again and
 /// returns the first publication: the same event id and delivery ids.
 pub async fn a_repeated_idempotency_key_creates_nothing_and_returns_the_first_publication<S: Store>(
