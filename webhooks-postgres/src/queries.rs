@@ -36,6 +36,56 @@ pub(crate) type Db<'t> = deadpool_postgres::Transaction<'t>;
 
 use crate::session::{Columns, Connection, Param};
 
+// Running a statement on `Db`. Each helper takes the statement from the
+// connection's cache (prepared on its first run there, so the server
+// parses and plans it once per pooled connection, not once per call) and
+// runs it with `params`, so each function below reads as its SQL, its
+// parameters and how its rows decode. The parameters are tokio-postgres'
+// own, not `Param`s: these statements bind more types than publishing
+// does, and some are built at run time.
+
+/// Runs `sql` and returns how many rows it changed.
+async fn execute(db: &Db<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Step<u64> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.execute(&statement, params).await?)
+}
+
+/// Runs `sql` and decodes each row it returns, in order, into `C` (a
+/// `Vec`, a `HashMap`): the first row that does not decode fails the step.
+async fn rows<T, C, F>(db: &Db<'_>, sql: &str, params: &[&(dyn ToSql + Sync)], decode: F) -> Step<C>
+where
+    C: FromIterator<T>,
+    F: FnMut(&Row) -> Step<T>,
+{
+    let statement = db.prepare_cached(sql).await?;
+    db.query(&statement, params).await?.iter().map(decode).collect()
+}
+
+/// Runs `sql`, which returns exactly one row (an aggregate, say), and
+/// decodes it; any other number of rows is an error.
+async fn row<T, F>(db: &Db<'_>, sql: &str, params: &[&(dyn ToSql + Sync)], decode: F) -> Step<T>
+where
+    F: FnOnce(&Row) -> Step<T>,
+{
+    let statement = db.prepare_cached(sql).await?;
+    decode(&db.query_one(&statement, params).await?)
+}
+
+/// Runs `sql`, which returns at most one row (a look-up by key), and
+/// decodes it; `None` when there is none, and more than one is an error.
+async fn optional_row<T, F>(
+    db: &Db<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    decode: F,
+) -> Step<Option<T>>
+where
+    F: FnOnce(&Row) -> Step<T>,
+{
+    let statement = db.prepare_cached(sql).await?;
+    db.query_opt(&statement, params).await?.as_ref().map(decode).transpose()
+}
+
 /// A delivery's columns that recording changes, as locked and then as
 /// the batch leaves them.
 #[derive(Clone, Debug)]
@@ -217,16 +267,17 @@ impl Ids for [DeliveryId] {
 /// publishes (`FOR UPDATE`) until the transaction ends; `None` when there
 /// is no such subscription.
 pub(crate) async fn lock_subscription(db: &Db<'_>, id: SubscriptionId) -> Step<Option<Standing>> {
-    let statement = db
-        .prepare_cached(
-            "SELECT disabled_at IS NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR UPDATE",
-        )
-        .await?;
-    Ok(db.query_opt(&statement, &[&id.as_uuid()]).await?.map(|row| standing(&row)).transpose()?)
+    optional_row(
+        db,
+        "SELECT disabled_at IS NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR UPDATE",
+        &[&id.as_uuid()],
+        standing,
+    )
+    .await
 }
 
 /// A [`Standing`] from columns `disabled_at IS NULL, ordered`.
-fn standing(row: &tokio_postgres::Row) -> Result<Standing, tokio_postgres::Error> {
+fn standing(row: &Row) -> Step<Standing> {
     Ok(Standing { enabled: row.try_get(0)?, ordered: row.try_get(1)? })
 }
 
@@ -238,33 +289,28 @@ pub(crate) async fn insert_subscription(db: &Db<'_>, subscription: &Subscription
         SubscriptionStatus::Disabled { reason, at } => (Some(reason.as_str()), Some(codec::micros(*at))),
     };
     let previous = subscription.previous_secret.as_ref();
-    let statement = db
-        .prepare_cached(
-            "INSERT INTO webhooks.subscriptions (id, url, secret, previous_secret, previous_valid_until, \
-             disabled_reason, disabled_at, consecutive_failures, created_at, owner, settings, ordered, channels) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
-        )
-        .await?;
-    let inserted = db
-        .execute(
-            &statement,
-            &[
-                &subscription.id.as_uuid(),
-                &subscription.url.as_str(),
-                &subscription.secret.expose(),
-                &previous.map(|p| p.secret.expose()),
-                &previous.map(|p| codec::micros(p.valid_until)),
-                &disabled_reason,
-                &disabled_at,
-                &i64::from(subscription.consecutive_failures),
-                &codec::micros(subscription.created_at),
-                &subscription.owner.as_str(),
-                &settings_to_text(&subscription.settings),
-                &subscription.settings.ordered,
-                &channels(subscription),
-            ],
-        )
-        .await?;
+    let inserted = execute(
+        db,
+        "INSERT INTO webhooks.subscriptions (id, url, secret, previous_secret, previous_valid_until, \
+         disabled_reason, disabled_at, consecutive_failures, created_at, owner, settings, ordered, channels) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
+        &[
+            &subscription.id.as_uuid(),
+            &subscription.url.as_str(),
+            &subscription.secret.expose(),
+            &previous.map(|p| p.secret.expose()),
+            &previous.map(|p| codec::micros(p.valid_until)),
+            &disabled_reason,
+            &disabled_at,
+            &i64::from(subscription.consecutive_failures),
+            &codec::micros(subscription.created_at),
+            &subscription.owner.as_str(),
+            &settings_to_text(&subscription.settings),
+            &subscription.settings.ordered,
+            &channels(subscription),
+        ],
+    )
+    .await?;
     if inserted == 0 {
         return Ok(false);
     }
@@ -282,60 +328,58 @@ fn channels(subscription: &Subscription) -> Vec<&str> {
 /// lets every waiting one go when it is turned off.
 pub(crate) async fn update_subscription(db: &Db<'_>, subscription: &Subscription) -> Step<()> {
     let previous = subscription.previous_secret.as_ref();
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.subscriptions s SET url = $2, secret = $3, previous_secret = $4, \
-             previous_valid_until = $5, settings = $6, ordered = $7, channels = $8 \
-             FROM (SELECT ordered FROM webhooks.subscriptions WHERE id = $1) AS old \
-             WHERE s.id = $1 RETURNING old.ordered",
-        )
-        .await?;
-    let was_ordered: bool = db
-        .query_one(
-            &statement,
-            &[
-                &subscription.id.as_uuid(),
-                &subscription.url.as_str(),
-                &subscription.secret.expose(),
-                &previous.map(|p| p.secret.expose()),
-                &previous.map(|p| codec::micros(p.valid_until)),
-                &settings_to_text(&subscription.settings),
-                &subscription.settings.ordered,
-                &channels(subscription),
-            ],
-        )
-        .await?
-        .try_get(0)?;
+    let was_ordered: bool = row(
+        db,
+        "UPDATE webhooks.subscriptions s SET url = $2, secret = $3, previous_secret = $4, \
+         previous_valid_until = $5, settings = $6, ordered = $7, channels = $8 \
+         FROM (SELECT ordered FROM webhooks.subscriptions WHERE id = $1) AS old \
+         WHERE s.id = $1 RETURNING old.ordered",
+        &[
+            &subscription.id.as_uuid(),
+            &subscription.url.as_str(),
+            &subscription.secret.expose(),
+            &previous.map(|p| p.secret.expose()),
+            &previous.map(|p| codec::micros(p.valid_until)),
+            &settings_to_text(&subscription.settings),
+            &subscription.settings.ordered,
+            &channels(subscription),
+        ],
+        |row| Ok(row.try_get(0)?),
+    )
+    .await?;
     match Reordering::between(was_ordered, subscription.settings.ordered) {
         Some(Reordering::PutInOrder) => put_in_order(db, subscription.id).await?,
         // Each due when it was: its publish time or its retry time.
         Some(Reordering::ReleaseAll) => {
-            let statement = db
-                .prepare_cached(
-                    "UPDATE webhooks.deliveries SET waiting = false WHERE id = ANY(ARRAY( \
-                     SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND waiting \
-                     ORDER BY id FOR NO KEY UPDATE))",
-                )
-                .await?;
-            db.execute(&statement, &[&subscription.id.as_uuid()]).await?;
+            execute(
+                db,
+                "UPDATE webhooks.deliveries SET waiting = false WHERE id = ANY(ARRAY( \
+                 SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 AND waiting \
+                 ORDER BY id FOR NO KEY UPDATE))",
+                &[&subscription.id.as_uuid()],
+            )
+            .await?;
         }
         None => {}
     }
-    let statement =
-        db.prepare_cached("DELETE FROM webhooks.subscription_event_types WHERE subscription_id = $1").await?;
-    db.execute(&statement, &[&subscription.id.as_uuid()]).await?;
+    execute(
+        db,
+        "DELETE FROM webhooks.subscription_event_types WHERE subscription_id = $1",
+        &[&subscription.id.as_uuid()],
+    )
+    .await?;
     insert_event_types(db, subscription).await
 }
 
 async fn insert_event_types(db: &Db<'_>, subscription: &Subscription) -> Step<()> {
     let event_types: Vec<&str> = subscription.event_types.iter().map(String::as_str).collect();
-    let statement = db
-        .prepare_cached(
-            "INSERT INTO webhooks.subscription_event_types (event_type, subscription_id, owner) \
-             SELECT unnest($1::text[]), $2, $3",
-        )
-        .await?;
-    db.execute(&statement, &[&event_types, &subscription.id.as_uuid(), &subscription.owner.as_str()]).await?;
+    execute(
+        db,
+        "INSERT INTO webhooks.subscription_event_types (event_type, subscription_id, owner) \
+         SELECT unnest($1::text[]), $2, $3",
+        &[&event_types, &subscription.id.as_uuid(), &subscription.owner.as_str()],
+    )
+    .await?;
     Ok(())
 }
 
@@ -345,12 +389,7 @@ pub(crate) async fn owned_subscription(
     owner: &Owner,
     id: SubscriptionId,
 ) -> Step<Option<Subscription>> {
-    let statement = db.prepare_cached(OWNED_SUBSCRIPTION).await?;
-    db.query_opt(&statement, &[&id.as_uuid(), &owner.as_str()])
-        .await?
-        .as_ref()
-        .map(subscription_row)
-        .transpose()
+    optional_row(db, OWNED_SUBSCRIPTION, &[&id.as_uuid(), &owner.as_str()], subscription_row).await
 }
 
 /// One of owner `$2`'s subscriptions, `$1`.
@@ -362,8 +401,7 @@ pub const OWNED_SUBSCRIPTION: &str = concat!(
 
 /// One delivery to a subscription of `owner`'s, in one query.
 pub(crate) async fn owned_delivery(db: &Db<'_>, owner: &Owner, id: DeliveryId) -> Step<Option<Delivery>> {
-    let statement = db.prepare_cached(OWNED_DELIVERY).await?;
-    db.query_opt(&statement, &[&id.as_uuid(), &owner.as_str()]).await?.as_ref().map(delivery_row).transpose()
+    optional_row(db, OWNED_DELIVERY, &[&id.as_uuid(), &owner.as_str()], delivery_row).await
 }
 
 /// Delivery `$1`, if its subscription is owner `$2`'s.
@@ -376,14 +414,13 @@ pub const OWNED_DELIVERY: &str = concat!(
 
 /// One subscription.
 pub(crate) async fn subscription(db: &Db<'_>, id: SubscriptionId) -> Step<Option<Subscription>> {
-    let statement = db
-        .prepare_cached(concat!(
-            "SELECT ",
-            subscription_columns!(),
-            " FROM webhooks.subscriptions s WHERE s.id = $1"
-        ))
-        .await?;
-    db.query_opt(&statement, &[&id.as_uuid()]).await?.as_ref().map(subscription_row).transpose()
+    optional_row(
+        db,
+        concat!("SELECT ", subscription_columns!(), " FROM webhooks.subscriptions s WHERE s.id = $1"),
+        &[&id.as_uuid()],
+        subscription_row,
+    )
+    .await
 }
 
 /// The subscriptions `ids` names that exist, by id.
@@ -391,27 +428,24 @@ pub(crate) async fn subscriptions_by_id(
     db: &Db<'_>,
     ids: &[SubscriptionId],
 ) -> Step<HashMap<SubscriptionId, Subscription>> {
-    let statement = db
-        .prepare_cached(concat!(
-            "SELECT ",
-            subscription_columns!(),
-            " FROM webhooks.subscriptions s WHERE s.id = ANY($1)"
-        ))
-        .await?;
-    let rows = db.query(&statement, &[&ids.uuids()]).await?;
-    rows.iter().map(|row| subscription_row(row).map(|s| (s.id, s))).collect()
+    rows(
+        db,
+        concat!("SELECT ", subscription_columns!(), " FROM webhooks.subscriptions s WHERE s.id = ANY($1)"),
+        &[&ids.uuids()],
+        |row| subscription_row(row).map(|s| (s.id, s)),
+    )
+    .await
 }
 
 /// Every subscription, oldest first.
 pub(crate) async fn subscriptions(db: &Db<'_>) -> Step<Vec<Subscription>> {
-    let statement = db
-        .prepare_cached(concat!(
-            "SELECT ",
-            subscription_columns!(),
-            " FROM webhooks.subscriptions s ORDER BY s.id"
-        ))
-        .await?;
-    db.query(&statement, &[]).await?.iter().map(subscription_row).collect()
+    rows(
+        db,
+        concat!("SELECT ", subscription_columns!(), " FROM webhooks.subscriptions s ORDER BY s.id"),
+        &[],
+        subscription_row,
+    )
+    .await
 }
 
 /// One owner's subscriptions, oldest first.
@@ -423,30 +457,31 @@ pub const OWNER_SUBSCRIPTIONS: &str = concat!(
 
 /// One owner's subscriptions, oldest first.
 pub(crate) async fn owner_subscriptions(db: &Db<'_>, owner: &Owner) -> Step<Vec<Subscription>> {
-    let statement = db.prepare_cached(OWNER_SUBSCRIPTIONS).await?;
-    db.query(&statement, &[&owner.as_str()]).await?.iter().map(subscription_row).collect()
+    rows(db, OWNER_SUBSCRIPTIONS, &[&owner.as_str()], subscription_row).await
 }
 
 /// Locks an owner's subscriptions in id order, as deleting each would.
 pub(crate) async fn lock_owner(db: &Db<'_>, owner: &Owner) -> Step<Vec<SubscriptionId>> {
-    let statement = db
-        .prepare_cached("SELECT id FROM webhooks.subscriptions WHERE owner = $1 ORDER BY id FOR UPDATE")
-        .await?;
-    db.query(&statement, &[&owner.as_str()]).await?.iter().map(|row| Ok(uuid(row, 0)?.into())).collect()
+    rows(
+        db,
+        "SELECT id FROM webhooks.subscriptions WHERE owner = $1 ORDER BY id FOR UPDATE",
+        &[&owner.as_str()],
+        |row| Ok(uuid(row, 0)?.into()),
+    )
+    .await
 }
 
 /// Deletes a locked subscription; its event types, deliveries, their
 /// attempts and events go with it (foreign keys and a trigger). Its
 /// deliveries are locked first, in id order, as everywhere.
 pub(crate) async fn delete_subscription(db: &Db<'_>, id: SubscriptionId) -> Step<()> {
-    let statement = db
-        .prepare_cached(
-            "SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 ORDER BY id FOR UPDATE",
-        )
-        .await?;
-    db.execute(&statement, &[&id.as_uuid()]).await?;
-    let statement = db.prepare_cached("DELETE FROM webhooks.subscriptions WHERE id = $1").await?;
-    db.execute(&statement, &[&id.as_uuid()]).await?;
+    execute(
+        db,
+        "SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 ORDER BY id FOR UPDATE",
+        &[&id.as_uuid()],
+    )
+    .await?;
+    execute(db, "DELETE FROM webhooks.subscriptions WHERE id = $1", &[&id.as_uuid()]).await?;
     Ok(())
 }
 
@@ -456,15 +491,14 @@ pub(crate) async fn disable_subscription(db: &Db<'_>, id: SubscriptionId, disabl
         SubscriptionStatus::Disabled { reason, at } => (Some(reason.as_str()), Some(codec::micros(*at))),
         SubscriptionStatus::Enabled => (None, None),
     };
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.subscriptions SET disabled_reason = $2, disabled_at = $3 WHERE id = $1",
-        )
-        .await?;
-    db.execute(&statement, &[&id.as_uuid(), &reason, &at]).await?;
+    execute(
+        db,
+        "UPDATE webhooks.subscriptions SET disabled_reason = $2, disabled_at = $3 WHERE id = $1",
+        &[&id.as_uuid(), &reason, &at],
+    )
+    .await?;
     if disabling.hold_pending {
-        let statement = db.prepare_cached(HOLD_PENDING).await?;
-        db.execute(&statement, &[&id.as_uuid()]).await?;
+        execute(db, HOLD_PENDING, &[&id.as_uuid()]).await?;
     }
     Ok(())
 }
@@ -478,22 +512,22 @@ pub const HOLD_PENDING: &str = "UPDATE webhooks.deliveries SET held = true WHERE
 /// ([`Standing::enabling`]): its held deliveries due by
 /// [`Enabling::due`], set-wise.
 pub(crate) async fn enable_subscription(db: &Db<'_>, id: SubscriptionId, enabling: Enabling) -> Step<()> {
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.subscriptions SET disabled_reason = NULL, disabled_at = NULL, \
-             consecutive_failures = $2 WHERE id = $1",
-        )
-        .await?;
-    db.execute(&statement, &[&id.as_uuid(), &i64::from(enabling.consecutive_failures)]).await?;
+    execute(
+        db,
+        "UPDATE webhooks.subscriptions SET disabled_reason = NULL, disabled_at = NULL, \
+         consecutive_failures = $2 WHERE id = $1",
+        &[&id.as_uuid(), &i64::from(enabling.consecutive_failures)],
+    )
+    .await?;
     let Some(by) = enabling.release_held_by else { return Ok(()) };
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.deliveries SET held = false, next_attempt_at = LEAST(next_attempt_at, $2) \
-             WHERE id = ANY(ARRAY(SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 \
-                                  AND state = 'pending' AND held ORDER BY id FOR NO KEY UPDATE))",
-        )
-        .await?;
-    db.execute(&statement, &[&id.as_uuid(), &codec::micros(by)]).await?;
+    execute(
+        db,
+        "UPDATE webhooks.deliveries SET held = false, next_attempt_at = LEAST(next_attempt_at, $2) \
+         WHERE id = ANY(ARRAY(SELECT id FROM webhooks.deliveries WHERE subscription_id = $1 \
+                              AND state = 'pending' AND held ORDER BY id FOR NO KEY UPDATE))",
+        &[&id.as_uuid(), &codec::micros(by)],
+    )
+    .await?;
     Ok(())
 }
 
@@ -666,8 +700,7 @@ async fn take_key<C: Connection>(
 
 /// Forgets up to `limit` keys held until `now` or before; returns how many.
 pub(crate) async fn forget_keys(db: &Db<'_>, now: DateTime<Utc>, limit: i64) -> Step<u64> {
-    let statement = db.prepare_cached(FORGET_KEYS).await?;
-    Ok(db.execute(&statement, &[&codec::micros(now), &limit]).await?)
+    execute(db, FORGET_KEYS, &[&codec::micros(now), &limit]).await
 }
 
 /// See `forget_keys`: from the front of the expiry index, passing over
@@ -680,8 +713,7 @@ pub const FORGET_KEYS: &str = "DELETE FROM webhooks.idempotency_keys WHERE ctid 
 
 /// Forgets the idempotency keys of `owner`'s events.
 pub(crate) async fn delete_owner_keys(db: &Db<'_>, owner: &Owner) -> Step<u64> {
-    let statement = db.prepare_cached(DELETE_OWNER_KEYS).await?;
-    Ok(db.execute(&statement, &[&owner.as_str()]).await?)
+    execute(db, DELETE_OWNER_KEYS, &[&owner.as_str()]).await
 }
 
 /// See `delete_owner_keys`; `$1` is the owner.
@@ -862,15 +894,17 @@ pub(crate) async fn publish_to(
     body: &[u8],
     subscription: SubscriptionId,
 ) -> Step<Option<DeliveryId>> {
-    let statement = db
-        .prepare_cached(
-            "SELECT disabled_at IS NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR KEY SHARE",
-        )
-        .await?;
-    let Some(row) = db.query_opt(&statement, &[&subscription.as_uuid()]).await? else {
+    let Some(found) = optional_row(
+        db,
+        "SELECT disabled_at IS NULL, ordered FROM webhooks.subscriptions WHERE id = $1 FOR KEY SHARE",
+        &[&subscription.as_uuid()],
+        standing,
+    )
+    .await?
+    else {
         return Ok(None);
     };
-    let placement = standing(&row)?.placement();
+    let placement = found.placement();
     let only = [subscription.as_uuid()];
     let ordered: &[Uuid] = if placement.waits_behind_pending { &only } else { &[] };
     let held: &[Uuid] = if placement.held { &only } else { &[] };
@@ -889,29 +923,27 @@ pub(crate) async fn claim(
     lease_until: DateTime<Utc>,
     skip: &[SubscriptionId],
 ) -> Step<Vec<Delivery>> {
-    let statement = db.prepare_cached(CLAIMABLE).await?;
-    let rows = db.query(&statement, &[&codec::micros(now), &skip.uuids(), &limit]).await?;
-    let due: Vec<Uuid> = rows.iter().map(|row| uuid(row, 0)).collect::<Step<_>>()?;
+    let due: Vec<Uuid> =
+        rows(db, CLAIMABLE, &[&codec::micros(now), &skip.uuids(), &limit], |row| uuid(row, 0)).await?;
     if due.is_empty() {
         return Ok(Vec::new());
     }
-    let statement = db.prepare_cached(LEASE).await?;
-    let rows = db.query(&statement, &[&due, &codec::micros(lease_until)]).await?;
     let mut leased: HashMap<Uuid, Delivery> =
-        rows.iter().map(|row| Ok((uuid(row, 0)?, delivery_row(row)?))).collect::<Step<_>>()?;
+        rows(db, LEASE, &[&due, &codec::micros(lease_until)], |row| Ok((uuid(row, 0)?, delivery_row(row)?)))
+            .await?;
     // RETURNING keeps no order; the claim order is the locking order.
     Ok(due.iter().filter_map(|id| leased.remove(id)).collect())
 }
 
 /// Sets the leases of deliveries `ids` to end at `until`.
 pub(crate) async fn release(db: &Db<'_>, ids: &[DeliveryId], until: DateTime<Utc>) -> Step<()> {
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.deliveries SET lease_until = $2 WHERE id = ANY(ARRAY( \
-             SELECT id FROM webhooks.deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE))",
-        )
-        .await?;
-    db.execute(&statement, &[&ids.uuids(), &codec::micros(until)]).await?;
+    execute(
+        db,
+        "UPDATE webhooks.deliveries SET lease_until = $2 WHERE id = ANY(ARRAY( \
+         SELECT id FROM webhooks.deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE))",
+        &[&ids.uuids(), &codec::micros(until)],
+    )
+    .await?;
     Ok(())
 }
 
@@ -941,9 +973,8 @@ pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Step<
         filter.condition,
         values.len()
     );
-    let statement = db.prepare_cached(&sql).await?;
     let values: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
-    db.query(&statement, &values).await?.iter().map(delivery_row).collect()
+    rows(db, &sql, &values, delivery_row).await
 }
 
 /// Resends one delivery as [`Standing::resend`] says; `false` when there
@@ -951,28 +982,30 @@ pub(crate) async fn list_deliveries(db: &Db<'_>, query: &DeliveryQuery) -> Step<
 /// recording locks it), so neither a disable nor a publish or recording to
 /// it can slip in between.
 pub(crate) async fn resend(db: &Db<'_>, id: DeliveryId, now: DateTime<Utc>) -> Step<bool> {
-    let statement = db
-        .prepare_cached(
-            "SELECT s.disabled_at IS NULL, s.ordered, s.id FROM webhooks.subscriptions s \
-             WHERE s.id = (SELECT subscription_id FROM webhooks.deliveries WHERE id = $1) FOR NO KEY UPDATE",
-        )
-        .await?;
-    let Some(row) = db.query_opt(&statement, &[&id.as_uuid()]).await? else {
+    let Some((found, subscription)) = optional_row(
+        db,
+        "SELECT s.disabled_at IS NULL, s.ordered, s.id FROM webhooks.subscriptions s \
+         WHERE s.id = (SELECT subscription_id FROM webhooks.deliveries WHERE id = $1) FOR NO KEY UPDATE",
+        &[&id.as_uuid()],
+        |row| Ok((standing(row)?, row.try_get::<_, Uuid>(2)?)),
+    )
+    .await?
+    else {
         return Ok(false);
     };
-    let resend = standing(&row)?.resend(now);
-    let subscription: Uuid = row.try_get(2)?;
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.deliveries SET state = 'pending', attempts = $4, cycle = cycle + 1, \
-             next_attempt_at = $2, lease_until = NULL, finished_at = NULL, held = $3, waiting = false \
-             WHERE id = $1",
-        )
-        .await?;
+    let resend = found.resend(now);
     let cycle = resend.cycle;
     let attempts = i64::from(NewCycle::ATTEMPTS);
     let params: [&(dyn ToSql + Sync); 4] = [&id.as_uuid(), &codec::micros(cycle.due), &cycle.held, &attempts];
-    if db.execute(&statement, &params).await? == 0 {
+    let updated = execute(
+        db,
+        "UPDATE webhooks.deliveries SET state = 'pending', attempts = $4, cycle = cycle + 1, \
+         next_attempt_at = $2, lease_until = NULL, finished_at = NULL, held = $3, waiting = false \
+         WHERE id = $1",
+        &params,
+    )
+    .await?;
+    if updated == 0 {
         return Ok(false);
     }
     if resend.put_in_order {
@@ -983,8 +1016,7 @@ pub(crate) async fn resend(db: &Db<'_>, id: DeliveryId, now: DateTime<Utc>) -> S
 
 /// See [`PUT_IN_ORDER`].
 async fn put_in_order(db: &Db<'_>, subscription: SubscriptionId) -> Step<()> {
-    let statement = db.prepare_cached(PUT_IN_ORDER).await?;
-    db.execute(&statement, &[&subscription.as_uuid()]).await?;
+    execute(db, PUT_IN_ORDER, &[&subscription.as_uuid()]).await?;
     Ok(())
 }
 
@@ -992,21 +1024,23 @@ async fn put_in_order(db: &Db<'_>, subscription: SubscriptionId) -> Step<()> {
 /// [`webhooks_core::release_next`] picks it from what [`NEXT_TO_RELEASE`]
 /// reads.
 pub(crate) async fn release_next(db: &Db<'_>, subscription: SubscriptionId, now: DateTime<Utc>) -> Step<()> {
-    let statement = db.prepare_cached(NEXT_TO_RELEASE).await?;
-    let row = db.query_one(&statement, &[&subscription.as_uuid()]).await?;
-    let earliest_waiting: Option<Uuid> = row.try_get(1)?;
+    let (pending_going, earliest_waiting) = row(db, NEXT_TO_RELEASE, &[&subscription.as_uuid()], |row| {
+        let earliest_waiting: Option<Uuid> = row.try_get(1)?;
+        Ok((row.try_get(0)?, earliest_waiting))
+    })
+    .await?;
     let Some(released) =
-        webhooks_core::release_next(row.try_get(0)?, earliest_waiting.map(DeliveryId::from), now)
+        webhooks_core::release_next(pending_going, earliest_waiting.map(DeliveryId::from), now)
     else {
         return Ok(());
     };
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.deliveries SET waiting = false, next_attempt_at = $2, lease_until = NULL \
-             WHERE id = $1",
-        )
-        .await?;
-    db.execute(&statement, &[&released.delivery.as_uuid(), &codec::micros(released.due)]).await?;
+    execute(
+        db,
+        "UPDATE webhooks.deliveries SET waiting = false, next_attempt_at = $2, lease_until = NULL \
+         WHERE id = $1",
+        &[&released.delivery.as_uuid(), &codec::micros(released.due)],
+    )
+    .await?;
     Ok(())
 }
 
@@ -1014,17 +1048,6 @@ pub(crate) async fn release_next(db: &Db<'_>, subscription: SubscriptionId, now:
 /// how many deliveries restarted. The statement's filter is
 /// [`Recovery::restarts`] set-wise: dropped since `$3`, or held when `$4`.
 pub(crate) async fn recover(db: &Db<'_>, id: SubscriptionId, recovery: &Recovery) -> Step<u64> {
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.deliveries SET state = 'pending', attempts = $6, cycle = cycle + 1, \
-             next_attempt_at = $2, lease_until = NULL, finished_at = NULL, held = $5, waiting = false \
-             WHERE id = ANY(ARRAY( \
-             SELECT d.id FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq \
-             WHERE d.subscription_id = $1 \
-               AND ((d.state = 'dropped' AND e.occurred_at >= $3) OR ($4 AND d.state = 'pending' AND d.held)) \
-             ORDER BY d.id FOR NO KEY UPDATE OF d))",
-        )
-        .await?;
     let attempts = i64::from(NewCycle::ATTEMPTS);
     let params: [&(dyn ToSql + Sync); 6] = [
         &id.as_uuid(),
@@ -1034,7 +1057,18 @@ pub(crate) async fn recover(db: &Db<'_>, id: SubscriptionId, recovery: &Recovery
         &recovery.cycle.held,
         &attempts,
     ];
-    let restarted = db.execute(&statement, &params).await?;
+    let restarted = execute(
+        db,
+        "UPDATE webhooks.deliveries SET state = 'pending', attempts = $6, cycle = cycle + 1, \
+         next_attempt_at = $2, lease_until = NULL, finished_at = NULL, held = $5, waiting = false \
+         WHERE id = ANY(ARRAY( \
+         SELECT d.id FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq \
+         WHERE d.subscription_id = $1 \
+           AND ((d.state = 'dropped' AND e.occurred_at >= $3) OR ($4 AND d.state = 'pending' AND d.held)) \
+         ORDER BY d.id FOR NO KEY UPDATE OF d))",
+        &params,
+    )
+    .await?;
     enable_subscription(db, id, recovery.enabling).await?;
     if recovery.put_in_order {
         put_in_order(db, id).await?;
@@ -1045,30 +1079,37 @@ pub(crate) async fn recover(db: &Db<'_>, id: SubscriptionId, recovery: &Recovery
 /// What a subscription's attempts add up to; `None` when there is no such
 /// subscription.
 pub(crate) async fn subscription_stats(db: &Db<'_>, id: SubscriptionId) -> Step<Option<SubscriptionStats>> {
-    let statement =
-        db.prepare_cached("SELECT consecutive_failures FROM webhooks.subscriptions WHERE id = $1").await?;
-    let Some(row) = db.query_opt(&statement, &[&id.as_uuid()]).await? else {
+    let Some(consecutive_failures) = optional_row(
+        db,
+        "SELECT consecutive_failures FROM webhooks.subscriptions WHERE id = $1",
+        &[&id.as_uuid()],
+        |row| codec::count(row.try_get(0)?, "consecutive failures"),
+    )
+    .await?
+    else {
         return Ok(None);
     };
-    let consecutive_failures = codec::count(row.try_get(0)?, "consecutive failures")?;
-    let statement = db
-        .prepare_cached(
-            "SELECT count(*), \
-                    count(*) FILTER (WHERE a.status BETWEEN 200 AND 299), \
-                    max(a.started_at) FILTER (WHERE a.status BETWEEN 200 AND 299), \
-                    max(a.started_at) FILTER (WHERE NOT coalesce(a.status BETWEEN 200 AND 299, false)) \
-             FROM webhooks.deliveries d JOIN webhooks.attempts a ON a.delivery_id = d.id \
-             WHERE d.subscription_id = $1",
-        )
-        .await?;
-    let row = db.query_one(&statement, &[&id.as_uuid()]).await?;
-    Ok(Some(SubscriptionStats {
-        attempts: u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0),
-        succeeded: u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0),
-        last_success_at: row.try_get::<_, Option<i64>>(2)?.map(codec::time),
-        last_failure_at: row.try_get::<_, Option<i64>>(3)?.map(codec::time),
-        consecutive_failures,
-    }))
+    let stats = row(
+        db,
+        "SELECT count(*), \
+                count(*) FILTER (WHERE a.status BETWEEN 200 AND 299), \
+                max(a.started_at) FILTER (WHERE a.status BETWEEN 200 AND 299), \
+                max(a.started_at) FILTER (WHERE NOT coalesce(a.status BETWEEN 200 AND 299, false)) \
+         FROM webhooks.deliveries d JOIN webhooks.attempts a ON a.delivery_id = d.id \
+         WHERE d.subscription_id = $1",
+        &[&id.as_uuid()],
+        |row| {
+            Ok(SubscriptionStats {
+                attempts: u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0),
+                succeeded: u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0),
+                last_success_at: row.try_get::<_, Option<i64>>(2)?.map(codec::time),
+                last_failure_at: row.try_get::<_, Option<i64>>(3)?.map(codec::time),
+                consecutive_failures,
+            })
+        },
+    )
+    .await?;
+    Ok(Some(stats))
 }
 
 /// Pending deliveries in the store, held ones included.
@@ -1076,20 +1117,22 @@ pub(crate) async fn subscription_stats(db: &Db<'_>, id: SubscriptionId) -> Step<
 pub const PENDING_COUNT: &str = "SELECT count(*) FROM webhooks.deliveries WHERE state = 'pending'";
 
 pub(crate) async fn pending_count(db: &Db<'_>) -> Step<u64> {
-    let statement = db.prepare_cached(PENDING_COUNT).await?;
-    Ok(u64::try_from(db.query_one(&statement, &[]).await?.try_get::<_, i64>(0)?).unwrap_or(0))
+    row(db, PENDING_COUNT, &[], |row| Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))).await
 }
 
 /// One delivery.
 pub(crate) async fn delivery(db: &Db<'_>, id: DeliveryId) -> Step<Option<Delivery>> {
-    let statement = db
-        .prepare_cached(concat!(
+    optional_row(
+        db,
+        concat!(
             "SELECT ",
             delivery_columns!(),
             " FROM webhooks.deliveries d JOIN webhooks.events e ON e.seq = d.event_seq WHERE d.id = $1"
-        ))
-        .await?;
-    db.query_opt(&statement, &[&id.as_uuid()]).await?.as_ref().map(delivery_row).transpose()
+        ),
+        &[&id.as_uuid()],
+        delivery_row,
+    )
+    .await
 }
 
 /// The subscriptions of the deliveries `ids` names that exist.
@@ -1097,10 +1140,13 @@ pub(crate) async fn subscriptions_of(
     db: &Db<'_>,
     ids: &[DeliveryId],
 ) -> Step<HashMap<DeliveryId, SubscriptionId>> {
-    let statement =
-        db.prepare_cached("SELECT id, subscription_id FROM webhooks.deliveries WHERE id = ANY($1)").await?;
-    let rows = db.query(&statement, &[&ids.uuids()]).await?;
-    rows.iter().map(|row| Ok((uuid(row, 0)?.into(), uuid(row, 1)?.into()))).collect()
+    rows(
+        db,
+        "SELECT id, subscription_id FROM webhooks.deliveries WHERE id = ANY($1)",
+        &[&ids.uuids()],
+        |row| Ok((uuid(row, 0)?.into(), uuid(row, 1)?.into())),
+    )
+    .await
 }
 
 /// Locks subscriptions `ids` and returns the failure counts and status of
@@ -1145,41 +1191,29 @@ async fn failures(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let statement = db
-        .prepare_cached(&format!(
-            "SELECT id, consecutive_failures, disabled_at IS NULL, ordered FROM webhooks.subscriptions \
-             WHERE id = ANY($1) ORDER BY id {lock}"
+    let sql = format!(
+        "SELECT id, consecutive_failures, disabled_at IS NULL, ordered FROM webhooks.subscriptions \
+         WHERE id = ANY($1) ORDER BY id {lock}"
+    );
+    rows(db, &sql, &[&ids.uuids()], |row| {
+        let consecutive = codec::count(row.try_get(1)?, "consecutive failures")?;
+        Ok((
+            uuid(row, 0)?.into(),
+            Failures { consecutive, enabled: row.try_get(2)?, ordered: row.try_get(3)?, locked: consecutive },
         ))
-        .await?;
-    let rows = db.query(&statement, &[&ids.uuids()]).await?;
-    rows.iter()
-        .map(|row| {
-            let consecutive = codec::count(row.try_get(1)?, "consecutive failures")?;
-            Ok((
-                uuid(row, 0)?.into(),
-                Failures {
-                    consecutive,
-                    enabled: row.try_get(2)?,
-                    ordered: row.try_get(3)?,
-                    locked: consecutive,
-                },
-            ))
-        })
-        .collect()
+    })
+    .await
 }
 
 /// Locks deliveries `ids` in id order, and returns what recording changes
 /// of those that exist, as it is now.
 pub(crate) async fn lock_deliveries(db: &Db<'_>, ids: &[DeliveryId]) -> Step<HashMap<DeliveryId, Progress>> {
-    let statement = db
-        .prepare_cached(
-            "SELECT id, state, attempts, next_attempt_at, finished_at, cycle FROM webhooks.deliveries \
-             WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-        )
-        .await?;
-    let rows = db.query(&statement, &[&ids.uuids()]).await?;
-    rows.iter()
-        .map(|row| {
+    rows(
+        db,
+        "SELECT id, state, attempts, next_attempt_at, finished_at, cycle FROM webhooks.deliveries \
+         WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        &[&ids.uuids()],
+        |row| {
             let progress = Progress {
                 state: codec::state(row.try_get(1)?)?,
                 attempts: codec::count(row.try_get(2)?, "attempts")?,
@@ -1189,8 +1223,9 @@ pub(crate) async fn lock_deliveries(db: &Db<'_>, ids: &[DeliveryId]) -> Step<Has
                 changed: false,
             };
             Ok((uuid(row, 0)?.into(), progress))
-        })
-        .collect()
+        },
+    )
+    .await
 }
 
 /// Appends attempts to their deliveries' logs, in order, in one statement.
@@ -1216,20 +1251,20 @@ pub(crate) async fn insert_attempts(db: &Db<'_>, attempts: &[&Attempt]) -> Step<
         columns.6.push(error);
         cycles.push(i64::from(attempt.cycle));
     }
-    let statement = db
-        .prepare_cached(
-            "INSERT INTO webhooks.attempts \
-                 (delivery_id, number, started_at, duration_us, status, response, error, cycle) \
-             SELECT a.delivery_id, a.number, a.started_at, a.duration_us, a.status, a.response, a.error, a.cycle \
-             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::text[], \
-                         $8::bigint[]) \
-                  WITH ORDINALITY AS a (delivery_id, number, started_at, duration_us, status, response, error, \
-                                        cycle, n) \
-             ORDER BY a.n",
-        )
-        .await?;
     let (ids, numbers, started, durations, statuses, responses, errors) = &columns;
-    db.execute(&statement, &[ids, numbers, started, durations, statuses, responses, errors, &cycles]).await?;
+    execute(
+        db,
+        "INSERT INTO webhooks.attempts \
+             (delivery_id, number, started_at, duration_us, status, response, error, cycle) \
+         SELECT a.delivery_id, a.number, a.started_at, a.duration_us, a.status, a.response, a.error, a.cycle \
+         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::text[], \
+                     $8::bigint[]) \
+              WITH ORDINALITY AS a (delivery_id, number, started_at, duration_us, status, response, error, \
+                                    cycle, n) \
+         ORDER BY a.n",
+        &[ids, numbers, started, durations, statuses, responses, errors, &cycles],
+    )
+    .await?;
     Ok(())
 }
 
@@ -1247,8 +1282,7 @@ pub(crate) async fn write_progress(db: &Db<'_>, progress: &HashMap<DeliveryId, P
     let states: Vec<&str> = changed.iter().map(|(_, p)| p.state.as_str()).collect();
     let next: Vec<Option<i64>> = changed.iter().map(|(_, p)| p.next_attempt_at.map(codec::micros)).collect();
     let finished: Vec<Option<i64>> = changed.iter().map(|(_, p)| p.finished_at.map(codec::micros)).collect();
-    let statement = db.prepare_cached(WRITE_PROGRESS).await?;
-    db.execute(&statement, &[&ids, &attempts, &states, &next, &finished]).await?;
+    execute(db, WRITE_PROGRESS, &[&ids, &attempts, &states, &next, &finished]).await?;
     Ok(())
 }
 
@@ -1269,14 +1303,14 @@ pub(crate) async fn write_failures(db: &Db<'_>, failures: &HashMap<SubscriptionI
     }
     let ids: Vec<Uuid> = changed.iter().map(|(id, _)| id.as_uuid()).collect();
     let counts: Vec<i64> = changed.iter().map(|(_, f)| i64::from(f.consecutive)).collect();
-    let statement = db
-        .prepare_cached(
-            "UPDATE webhooks.subscriptions s SET consecutive_failures = v.consecutive_failures \
-             FROM unnest($1::uuid[], $2::bigint[]) AS v (id, consecutive_failures) \
-             WHERE s.id = v.id AND s.id = ANY($1)",
-        )
-        .await?;
-    db.execute(&statement, &[&ids, &counts]).await?;
+    execute(
+        db,
+        "UPDATE webhooks.subscriptions s SET consecutive_failures = v.consecutive_failures \
+         FROM unnest($1::uuid[], $2::bigint[]) AS v (id, consecutive_failures) \
+         WHERE s.id = v.id AND s.id = ANY($1)",
+        &[&ids, &counts],
+    )
+    .await?;
     Ok(())
 }
 
@@ -1295,24 +1329,27 @@ fn attempt_row(row: &Row, id: DeliveryId) -> Step<Attempt> {
 
 /// A delivery's attempts in the order they were recorded.
 pub(crate) async fn attempts(db: &Db<'_>, id: DeliveryId) -> Step<Vec<Attempt>> {
-    let statement = db
-        .prepare_cached(
-            "SELECT number, started_at, duration_us, status, response, error, cycle FROM webhooks.attempts \
-             WHERE delivery_id = $1 ORDER BY seq",
-        )
-        .await?;
-    let rows = db.query(&statement, &[&id.as_uuid()]).await?;
-    rows.iter().map(|row| attempt_row(row, id)).collect()
+    rows(
+        db,
+        "SELECT number, started_at, duration_us, status, response, error, cycle FROM webhooks.attempts \
+         WHERE delivery_id = $1 ORDER BY seq",
+        &[&id.as_uuid()],
+        |row| attempt_row(row, id),
+    )
+    .await
 }
 
 /// The attempts of deliveries `ids`, in one statement, in the order of
 /// `ids`, each log in recording order.
 pub(crate) async fn attempts_of(db: &Db<'_>, ids: &[DeliveryId]) -> Step<Vec<(DeliveryId, Vec<Attempt>)>> {
-    let statement = db.prepare_cached(ATTEMPTS_OF).await?;
+    let attempts: Vec<(DeliveryId, Attempt)> = rows(db, ATTEMPTS_OF, &[&ids.uuids()], |row| {
+        let id = DeliveryId::from(uuid(row, 7)?);
+        Ok((id, attempt_row(row, id)?))
+    })
+    .await?;
     let mut logs: HashMap<DeliveryId, Vec<Attempt>> = HashMap::new();
-    for row in db.query(&statement, &[&ids.uuids()]).await? {
-        let id = DeliveryId::from(uuid(&row, 7)?);
-        logs.entry(id).or_default().push(attempt_row(&row, id)?);
+    for (id, attempt) in attempts {
+        logs.entry(id).or_default().push(attempt);
     }
     Ok(ids.iter().map(|id| (*id, logs.get(id).cloned().unwrap_or_default())).collect())
 }
@@ -1323,24 +1360,25 @@ pub const DELIVERY_COUNTS: &str =
     "SELECT state, count(*) FROM webhooks.deliveries WHERE subscription_id = $1 GROUP BY state";
 
 pub(crate) async fn delivery_counts(db: &Db<'_>, id: SubscriptionId) -> Step<DeliveryCounts> {
-    let statement = db.prepare_cached(DELIVERY_COUNTS).await?;
-    let mut counts = DeliveryCounts::default();
-    for row in db.query(&statement, &[&id.as_uuid()]).await? {
+    let by_state: Vec<(DeliveryState, u64)> = rows(db, DELIVERY_COUNTS, &[&id.as_uuid()], |row| {
         let count = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
-        counts.add(codec::state(row.try_get(0)?)?, count);
+        Ok((codec::state(row.try_get(0)?)?, count))
+    })
+    .await?;
+    let mut counts = DeliveryCounts::default();
+    for (state, count) in by_state {
+        counts.add(state, count);
     }
     Ok(counts)
 }
 
 /// When the first claimable delivery can be claimed, if any.
 pub(crate) async fn next_claimable(db: &Db<'_>) -> Step<Option<DateTime<Utc>>> {
-    let statement = db.prepare_cached(NEXT_CLAIMABLE).await?;
-    Ok(db.query_opt(&statement, &[]).await?.map(|row| row.try_get(0)).transpose()?.map(codec::time))
+    optional_row(db, NEXT_CLAIMABLE, &[], |row| Ok(codec::time(row.try_get(0)?))).await
 }
 
 /// Deletes up to `limit` deliveries finished before `before`, with their
 /// attempts (and events no delivery needs any more); returns how many.
 pub(crate) async fn purge_finished(db: &Db<'_>, before: DateTime<Utc>, limit: i64) -> Step<u64> {
-    let statement = db.prepare_cached(PURGE_FINISHED).await?;
-    Ok(db.execute(&statement, &[&codec::micros(before), &limit]).await?)
+    execute(db, PURGE_FINISHED, &[&codec::micros(before), &limit]).await
 }
