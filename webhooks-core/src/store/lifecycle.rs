@@ -64,16 +64,16 @@ pub struct Enabling {
     /// The subscription's failed attempts in a row: a fresh start.
     pub consecutive_failures: u32,
     /// The held deliveries are let go, each due at [`Enabling::due`]:
-    /// its own time, or this one if that is later. `None` when the
+    /// its own time, or this one if its own is later. `None` when the
     /// subscription was enabled already: nothing is held, and retries keep
     /// their schedule.
     pub release_held_by: Option<DateTime<Utc>>,
 }
 
 impl Enabling {
-    /// When a held delivery due at `due` becomes due once released: what
-    /// waited through the disable goes now, what is due later keeps its
-    /// time.
+    /// When a held delivery due at `due` becomes due once released: by the
+    /// time of the enable at the latest. A retry scheduled for later does
+    /// not wait out its backoff: the endpoint was just said to be back.
     pub fn due(self, due: DateTime<Utc>) -> DateTime<Utc> {
         self.release_held_by.map_or(due, |by| due.min(by))
     }
@@ -173,8 +173,8 @@ impl Standing {
         }
     }
 
-    /// Enabling: the failure count starts over, and what was held is let go
-    /// by `now`.
+    /// Enabling: the failure count starts over, and what was held is due
+    /// by `now` at the latest.
     ///
     /// ```
     /// use chrono::{TimeDelta, Utc};
@@ -182,8 +182,9 @@ impl Standing {
     ///
     /// let now = Utc::now();
     /// let enabling = Standing { enabled: false, ordered: false }.enabling(now);
-    /// assert_eq!(enabling.due(now - TimeDelta::hours(1)), now, "what waited through the disable goes now");
-    /// assert_eq!(enabling.due(now + TimeDelta::hours(1)), now + TimeDelta::hours(1), "a later retry keeps its time");
+    /// let (before, after) = (now - TimeDelta::hours(1), now + TimeDelta::hours(1));
+    /// assert_eq!(enabling.due(before), before, "due already: it goes at once");
+    /// assert_eq!(enabling.due(after), now, "a retry held for later goes now too");
     /// ```
     pub fn enabling(self, now: DateTime<Utc>) -> Enabling {
         Enabling { consecutive_failures: 0, release_held_by: (!self.enabled).then_some(now) }
