@@ -19,6 +19,25 @@ use webhooks_core::{
 
 use crate::codec;
 
+/// `$type` read from a row's columns, one column per field in the order
+/// the fields are listed, which is the statement's column order: the
+/// numbers are counted, so they cannot drift from the list. A field written
+/// `field = read` is read by `read(row, column)`, the others by `Row::get`.
+macro_rules! from_columns {
+    ($row:expr => $type:ident { $($field:ident $(= $read:expr)?),* $(,)? }) => {{
+        let row: &Row<'_> = $row;
+        let mut columns = 0usize..;
+        $type {
+            $($field: {
+                let column = columns.next().unwrap_or_default();
+                from_columns!(@read row, column $(, $read)?)
+            }),*
+        }
+    }};
+    (@read $row:ident, $column:ident) => { $row.get($column)? };
+    (@read $row:ident, $column:ident, $read:expr) => { $read($row, $column)? };
+}
+
 /// A subscription's columns, as [`subscription_row`] reads them; its event
 /// types come as one JSON array.
 macro_rules! subscription_columns {
@@ -112,24 +131,24 @@ pub(crate) const PURGE_FINISHED: &str = "DELETE FROM deliveries WHERE rowid IN \
      (SELECT rowid FROM deliveries WHERE finished_at < ?1 ORDER BY finished_at LIMIT ?2)";
 
 fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
-    let event_types: String = row.get(9)?;
-    SubscriptionRow {
-        id: row.get(0)?,
-        url: row.get(1)?,
-        secret: row.get(2)?,
-        previous_secret: row.get(3)?,
-        previous_valid_until: row.get(4)?,
-        disabled_reason: row.get(5)?,
-        disabled_at: row.get(6)?,
-        consecutive_failures: row.get(7)?,
-        created_at: row.get(8)?,
-        event_types: serde_json::from_str(&event_types).map_err(|error| codec::corrupt(9, error))?,
-        owner: row.get(10)?,
-        settings: row.get(11)?,
-        channels: channels(row, 12)?.into_iter().collect(),
-    }
+    from_columns!(row => SubscriptionRow {
+        id, url, secret, previous_secret, previous_valid_until, disabled_reason, disabled_at,
+        consecutive_failures, created_at, event_types = names, owner, settings,
+        channels = channel_list,
+    })
     .decode()
     .map_err(|error| codec::corrupt(0, error))
+}
+
+/// The names in column `column`, a JSON array.
+fn names(row: &Row<'_>, column: usize) -> rusqlite::Result<Vec<String>> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|error| codec::corrupt(column, error))
+}
+
+/// The channels in column `column`, as a list.
+fn channel_list(row: &Row<'_>, column: usize) -> rusqlite::Result<Vec<String>> {
+    Ok(channels(row, column)?.into_iter().collect())
 }
 
 /// The channels in column `column`, a JSON array of names.
@@ -147,19 +166,10 @@ fn channels_text(channels: &BTreeSet<String>) -> String {
 }
 
 fn delivery_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
-    DeliveryRow {
-        id: row.get(0)?,
-        event_id: row.get(1)?,
-        event_type: row.get(2)?,
-        subscription_id: row.get(3)?,
-        body: row.get(4)?,
-        state: row.get(5)?,
-        attempts: row.get(6)?,
-        next_attempt_at: row.get(7)?,
-        created_at: row.get(8)?,
-        cycle: row.get(9)?,
-        waiting: row.get(10)?,
-    }
+    from_columns!(row => DeliveryRow {
+        id, event_id, event_type, subscription_id, body, state, attempts, next_attempt_at, created_at,
+        cycle, waiting,
+    })
     .decode()
     .map_err(|error| codec::corrupt(0, error))
 }
@@ -980,17 +990,9 @@ macro_rules! attempt_columns {
 }
 
 fn attempt_row(row: &Row<'_>, id: DeliveryId) -> rusqlite::Result<Attempt> {
-    AttemptRow {
-        number: row.get(0)?,
-        started_at: row.get(1)?,
-        duration_us: row.get(2)?,
-        status: row.get(3)?,
-        response: row.get(4)?,
-        error: row.get(5)?,
-        cycle: row.get(6)?,
-    }
-    .decode(id)
-    .map_err(|error| codec::corrupt(0, error))
+    from_columns!(row => AttemptRow { number, started_at, duration_us, status, response, error, cycle })
+        .decode(id)
+        .map_err(|error| codec::corrupt(0, error))
 }
 
 /// A delivery's attempts in the order they were recorded.
