@@ -30,6 +30,20 @@ use crate::error::ErrorChain;
 use crate::model::{DeliveryId, SubscriptionId};
 use crate::store::{Claim, ClaimRequest, Store, StoreResult};
 
+/// Busy endpoints a claim passes over for each delivery it takes alone.
+const PASSED_PER_CLAIMED: usize = 16;
+
+/// The most deliveries a worker claims alone.
+const MOST_CLAIMED_ALONE: usize = 16;
+
+/// How many deliveries a worker claiming alone takes, passing over `busy`
+/// endpoints: one while few are busy; more as more are, since the store
+/// steps over each busy endpoint's due work once per claim, so that what
+/// each delivery pays for the pass stays the same however many are busy.
+fn alone_limit(busy: usize) -> usize {
+    (busy / PASSED_PER_CLAIMED).clamp(1, MOST_CLAIMED_ALONE)
+}
+
 /// How often the pending-deliveries gauge is refreshed from the store.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -170,23 +184,22 @@ impl Claims {
         }
     }
 
-    /// Claims one delivery for this worker alone, if one is due. When none
-    /// is, the worker queues behind the claimer, who waits for work.
+    /// Claims for this worker alone, if anything is due: one delivery, or a
+    /// few when many endpoints are busy (see [`alone_limit`]), the others
+    /// left ready for the next workers. When nothing is due, the worker
+    /// queues behind the claimer, who waits for work.
     async fn claim_alone(&self, skip: &mut Vec<SubscriptionId>) -> Option<Claimed> {
         let now = self.parts.clock.now();
         let lease_until = now + self.timing.lease;
         self.shares.busy(skip, now);
-        let request = ClaimRequest { now, limit: 1, lease_until, skip };
-        let claim = self.store.claim_due(&request).await.ok()?.into_iter().next()?;
-        match self.shares.take(&claim.subscription, now) {
-            Ok(share) => Some(self.claimed(claim, lease_until, share)),
-            Err(_) => {
-                if let Err(error) = self.store.release(&[claim.delivery.id], now).await {
-                    tracing::error!(error = %ErrorChain(&error), "store failed to release a claim; its lease will end");
-                }
-                None
-            }
+        let request = ClaimRequest { now, limit: alone_limit(skip.len()), lease_until, skip };
+        let claims = self.store.claim_due(&request).await.ok()?;
+        let mine = self.hand_out(claims, now, lease_until).await;
+        if !self.lock_ready().is_empty() {
+            // Workers queued behind an idle claimer take them through it.
+            self.watch.changed();
         }
+        mine
     }
 
     /// Claims for this worker and those queued behind it, waiting until
@@ -194,6 +207,10 @@ impl Claims {
     async fn claim_for_all(&self, claimer: &mut Claimer) -> Option<Claimed> {
         let clock = &self.parts.clock;
         loop {
+            // Claims a worker claiming alone left for the others.
+            if let Some(claimed) = self.lock_ready().pop_front() {
+                return Some(claimed);
+            }
             let wake = self.wake();
             self.refresh_gauge(claimer).await;
             let now = clock.now();
@@ -366,6 +383,18 @@ impl Claimer {
                 tracing::debug!(error = %ErrorChain(error), "store still fails to claim deliveries")
             }
             (Ok(_), None) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_claims_alone_one_delivery_while_few_endpoints_are_busy_and_more_as_more_are() {
+        for (busy, limit) in [(0, 1), (15, 1), (31, 1), (32, 2), (160, 10), (256, 16), (4000, 16)] {
+            assert_eq!(alone_limit(busy), limit, "{busy} busy");
         }
     }
 }
