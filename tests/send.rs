@@ -187,6 +187,8 @@ async fn bad_arguments_exit_with_status_2() {
     ];
     for extra in [
         &["--concurrency", "0"][..],
+        &["--threads", "0"],
+        &["--threads", "two"],
         &["--retry-scale", "-1"],
         &["--events", "job.completed"],
         &["--bogus"],
@@ -321,6 +323,23 @@ fn reported_lines(output: &Output) -> Vec<(usize, String)> {
         .filter_map(|l| l.split_once(": "))
         .map(|(number, why)| (number.parse().unwrap(), why.to_owned()))
         .collect()
+}
+
+#[tokio::test]
+async fn on_several_threads_every_line_is_delivered_once() {
+    let receiver = Receiver::start().await.unwrap();
+    let stdin: String =
+        (1..=500).map(|n| format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n")).collect();
+    let output = send_deepsmith(receiver.url(), &["--threads", "2"], &stdin).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(lines(&output).last().unwrap()["summary"]["delivered"], 500);
+    let received: HashSet<u64> = receiver
+        .received()
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(received, (1..=500).collect(), "every line delivered once");
+    assert_eq!(receiver.received().len(), 500);
 }
 
 #[tokio::test]
