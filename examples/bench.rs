@@ -55,8 +55,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use webhooks_core::{
-    Audience, Catalogue, ClaimRequest, DeliveryId, Envelope, Event, EventType, JsonEnvelope, Owner, Preset,
-    Publish, Subscription, UrlRule, Webhooks, prelude::*,
+    Audience, Catalogue, ClaimRequest, DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_BATCHING, DeliveryId,
+    Envelope, Event, EventType, JsonEnvelope, Owner, Preset, Publish, Subscription, UrlRule, Webhooks,
+    prelude::*,
 };
 use webhooks_memory::MemoryStore;
 use webhooks_postgres_tests::TestDatabase;
@@ -95,13 +96,12 @@ enum Figures {
     Publish,
 }
 
-/// The dispatcher's default number of workers, which the baseline matches
-/// when `--concurrency` is not given.
-const DEFAULT_WORKERS: usize = 64;
-
 impl Options {
+    /// The dispatcher's workers: its default for the store (which the
+    /// baseline matches) unless `--concurrency` is given.
     fn workers(&self) -> usize {
-        self.concurrency.unwrap_or(DEFAULT_WORKERS)
+        let default = if self.store == "memory" { DEFAULT_CONCURRENCY } else { DEFAULT_CONCURRENCY_BATCHING };
+        self.concurrency.unwrap_or(default)
     }
 
     /// The dispatcher, with the defaults but for what the options override.

@@ -88,7 +88,8 @@ struct Args {
     /// Whose subscription and events these are.
     owner: Owner,
     events: Option<Vec<String>>,
-    concurrency: usize,
+    /// The dispatcher's workers; its default for the store when not given.
+    concurrency: Option<usize>,
     /// The runtime's threads: one by default (see [`runtime`]).
     threads: usize,
     timeout: Duration,
@@ -110,7 +111,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut retry_scale = 1.0;
     let mut store_patience = STORE_PATIENCE;
     let mut secret_keys = None;
-    let (mut allow_http, mut allow_private, mut concurrency, mut timeout_ms) = (false, false, 64, 15_000u64);
+    let (mut allow_http, mut allow_private, mut concurrency, mut timeout_ms) =
+        (false, false, None, 15_000u64);
     let mut threads = 1;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -149,7 +151,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--events" => events = Some(value()?.split(',').map(|e| e.trim().to_owned()).collect()),
             "--concurrency" => {
-                concurrency = value()?.parse().map_err(|_| "--concurrency needs a whole number".to_owned())?
+                concurrency =
+                    Some(value()?.parse().map_err(|_| "--concurrency needs a whole number".to_owned())?)
             }
             "--threads" => {
                 threads = value()?
@@ -955,9 +958,11 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // Deliveries a run before this one left, counted before any attempt.
     let resumed = outage.patiently(|| webhooks.delivery_counts(subscription)).await?.pending;
     let (report, seen) = mpsc::unbounded_channel();
-    let dispatcher = webhooks
-        .dispatcher()
-        .concurrency(args.concurrency)
+    let mut dispatcher = webhooks.dispatcher();
+    if let Some(concurrency) = args.concurrency {
+        dispatcher = dispatcher.concurrency(concurrency);
+    }
+    let dispatcher = dispatcher
         .allow_private_networks(args.allow_private)
         .request_timeout(args.timeout)
         .on_outcome(move |outcome| {

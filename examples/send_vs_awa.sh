@@ -9,11 +9,11 @@
 # nginx, psql and, for the CPU figures, Linux /proc. Starts nginx on
 # loopback answering 204 to every POST, then:
 #   awa   awa-send feeds EVENTS (40 000) jobs in COPY batches to an awa
-#         worker with 64 workers, each signing a 512-byte JSON body
+#         worker with AWA_CONCURRENCY (256, as send) workers, each signing a 512-byte JSON body
 #         (HMAC-SHA256) and posting it; timed from the first insert until
 #         awa counts every job done.
 #   send  EVENTS lines of the same body piped into the release build of
-#         `send --store postgres://...` (default concurrency 64); the whole
+#         `send --store postgres://...` (its defaults: 256 workers); the whole
 #         process is timed, as in send_vs_wrk.sh.
 # For each: wall seconds, rate, the process's CPU seconds (user+sys), and
 # the PostgreSQL server's CPU seconds over the run, database creation and
@@ -93,7 +93,7 @@ awk -v n="$events" -v body="$body" 'BEGIN { for (i = 0; i < n; i++) print body }
 pg0=$(pg_ticks)
 start=$(date +%s.%N)
 timed "$awa_bin" --database-url "$pg_url" --url "http://127.0.0.1:$port/" --secret bench-secret-bench-secret \
-    --events "$events" >"$work/awa.out" 2>"$work/awa.err" || { cat "$work/awa.out" "$work/awa.err" >&2; exit 1; }
+    --events "$events" --concurrency "${AWA_CONCURRENCY:-256}" >"$work/awa.out" 2>"$work/awa.err" || { cat "$work/awa.out" "$work/awa.err" >&2; exit 1; }
 end=$(date +%s.%N)
 pg1=$(pg_ticks)
 awa_cpu=$(cat "$work/cpu")

@@ -40,7 +40,7 @@ url="$(cat "$work/url")"
 
 start=$(date +%s.%N)
 "$bin/send" --preset deepsmith --url "$url" --secret bench-secret \
-    --store "$send_store" --allow-http --allow-private --concurrency 64 \
+    --store "$send_store" --allow-http --allow-private \
     <"$work/events.jsonl" >"$work/attempts.jsonl" 2>"$work/send.err"
 end=$(date +%s.%N)
 tail -n 1 "$work/attempts.jsonl" >"$work/summary"

@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::{Running, delivered, listening, recorded, start, webhooks};
 use serde_json::json;
 use webhooks_core::{
-    AttemptResult, Clock, DeepSmithScheme, DeliveryState, Error, Preset, SmartlyQScheme, Subscription,
-    SubscriptionStatus, Webhooks,
+    AttemptResult, Clock, DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_BATCHING, DeepSmithScheme, DeliveryState,
+    Error, Preset, SmartlyQScheme, Subscription, SubscriptionStatus, Webhooks,
 };
 use webhooks_examples::{Outcomes, Receiver, Reply};
 use webhooks_memory::MemoryStore;
@@ -386,5 +386,23 @@ async fn a_blocked_outcome_hook_misses_what_its_queue_cannot_hold_and_delivery_g
         calls.load(std::sync::atomic::Ordering::SeqCst),
         1 + 4,
         "the blocked outcome and the 4 queued"
+    );
+}
+
+#[tokio::test]
+async fn the_default_workers_follow_the_store() {
+    let (memory, _clock) = webhooks(Preset::deepsmith());
+    let (sqlite, _dir) = common::sqlite_store().await;
+    let sqlite = Webhooks::builder().shared_store(sqlite).preset(Preset::deepsmith()).build().unwrap();
+    let workers = |webhooks: &Webhooks| format!("{:?}", webhooks.dispatcher());
+    assert!(
+        workers(&memory).contains(&format!("concurrency: {DEFAULT_CONCURRENCY},")),
+        "{}",
+        workers(&memory)
+    );
+    assert!(
+        workers(&sqlite).contains(&format!("concurrency: {DEFAULT_CONCURRENCY_BATCHING},")),
+        "a store that commits gets more workers: {}",
+        workers(&sqlite)
     );
 }

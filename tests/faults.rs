@@ -838,7 +838,7 @@ async fn an_endpoint_never_has_more_requests_in_flight_than_its_cap(store: Arc<d
         .unwrap();
     delivered(&webhooks, subscription.id, 60).await;
     running.stop().await;
-    // Without the cap its share would grow to every one of the 64 workers.
+    // Without the cap its share would grow to every one of the workers.
     assert_eq!(capped.stat(|s| &s.max_in_flight), 3, "the cap is reached and never passed");
 }
 

@@ -108,7 +108,10 @@ pub use channels::{MAX_CHANNEL_BYTES, MAX_CHANNELS, channels_meet};
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "dispatch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dispatch")))]
-pub use dispatch::{Activity, AttemptOutcome, Dispatcher, DispatcherBuilder};
+pub use dispatch::{
+    Activity, AttemptOutcome, DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_BATCHING, Dispatcher,
+    DispatcherBuilder,
+};
 pub use envelope::{Envelope, JsonEnvelope, StandardEnvelope};
 pub use error::{Error, ErrorChain};
 pub use model::{

@@ -13,7 +13,8 @@
 //! `awa jobs=N seconds=S per_sec=R`. Everything else is awa's default
 //! (sqlx's pool of 10 connections, one claimer, claims of up to 512, polls
 //! every 200 ms besides LISTEN/NOTIFY wake-ups, a 5-minute job deadline)
-//! but `max_workers`: awa's 50 becomes `--concurrency` (64, as `send`).
+//! but `max_workers`: awa's 50 becomes `--concurrency` (256, as `send` has on
+//! PostgreSQL).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -76,7 +77,7 @@ fn parse_args() -> Result<Args, String> {
         url: String::new(),
         secret: String::new(),
         events: 40_000,
-        concurrency: 64,
+        concurrency: 256,
         poll_ms: None,
         deadline_ms: None,
     };

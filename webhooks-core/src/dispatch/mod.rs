@@ -35,7 +35,7 @@ mod shares;
 mod workers;
 
 pub use activity::Activity;
-pub use builder::DispatcherBuilder;
+pub use builder::{DEFAULT_CONCURRENCY, DEFAULT_CONCURRENCY_BATCHING, DispatcherBuilder};
 pub use dispatcher::Dispatcher;
 pub use record::AttemptOutcome;
 
