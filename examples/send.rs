@@ -97,7 +97,7 @@ struct Args {
     events: Option<Vec<String>>,
     /// The dispatcher's workers; its default for the store when not given.
     concurrency: Option<usize>,
-    /// The runtime's threads: one by default (see [`runtime`]).
+    /// Threads, each running a dispatcher (see [`runtime`]): one by default.
     threads: usize,
     timeout: Duration,
     allow_private: bool,
@@ -300,16 +300,39 @@ fn stdout_failed(error: &std::io::Error) -> ! {
     std::process::exit(1);
 }
 
-/// The runtime the library runs on: one thread unless `--threads` asks for
-/// more. A request's work is small beside the kernel's work for its
-/// socket, and tasks moving between threads cost wake-ups of their own: on
-/// two cores one thread delivers about a third more than two, and leaves
-/// the other core to the store's thread and the receiver.
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    match threads {
-        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
-    }
+/// The runtime of the run and its first dispatcher: one thread. Each
+/// further thread (`--threads`) runs a dispatcher of its own on a runtime
+/// of its own, as several instances on one store would: a request's work
+/// is small beside the kernel's for its socket, so tasks that moved between
+/// the threads of one runtime would spend more on wake-ups than they gain.
+/// One is the default because each dispatcher keeps its own share of an
+/// endpoint: with two, a failing endpoint may have an attempt of each in
+/// flight when its tenth failure disables it, where one dispatcher stops
+/// at exactly ten.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+/// Runs `dispatcher` on a new thread with a one-thread runtime of its own
+/// until `shutdown`; the handle ends when the dispatcher has stopped. The
+/// runtime lives on until the process exits: connections it opened for the
+/// store's pool are driven by it.
+fn on_a_thread_of_its_own(
+    dispatcher: webhooks_core::Dispatcher,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, Failure> {
+    let runtime = runtime().map_err(|e| Failure::Run(format!("cannot start a runtime: {e}")))?;
+    let (stopped, done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            dispatcher.run(shutdown).await;
+            let _ = stopped.send(());
+            std::future::pending::<()>().await
+        })
+    });
+    Ok(tokio::spawn(async move {
+        let _ = done.await;
+    }))
 }
 
 fn main() -> ExitCode {
@@ -324,7 +347,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match runtime(args.threads) {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
@@ -965,32 +988,42 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // Deliveries a run before this one left, counted before any attempt.
     let resumed = outage.patiently(|| webhooks.delivery_counts(subscription)).await?.pending;
     let (report, seen) = mpsc::unbounded_channel();
-    let mut dispatcher = webhooks.dispatcher();
-    if let Some(concurrency) = args.concurrency {
-        dispatcher = dispatcher.concurrency(concurrency);
-    }
-    let dispatcher = dispatcher
-        .allow_private_networks(args.allow_private)
-        .request_timeout(args.timeout)
-        .on_outcome(move |outcome| {
-            print_attempt(outcome);
-            if outcome.subscription_id != subscription {
-                return;
-            }
-            let seen = Seen {
-                settled: matches!(outcome.verdict, Verdict::Delivered | Verdict::Dropped),
-                dropped: outcome.verdict == Verdict::Dropped,
-                disabled: outcome.recorded.disabled_subscription,
-            };
-            if seen.settled || seen.disabled {
-                // Never blocks; fails only once the run no longer listens.
-                let _ = report.send(seen);
-            }
-        })
-        .build()
-        .map_err(|e| Failure::Usage(ErrorChain(&e).to_string()))?;
+    // `--concurrency` is the run's workers, shared out among the threads;
+    // without it each thread's dispatcher has its own default.
+    let threads = args.concurrency.map_or(args.threads, |workers| args.threads.min(workers.max(1)));
+    let dispatcher = |thread: usize| {
+        let report = report.clone();
+        let mut dispatcher = webhooks.dispatcher();
+        if let Some(workers) = args.concurrency {
+            dispatcher = dispatcher.concurrency(workers / threads + usize::from(thread < workers % threads));
+        }
+        dispatcher
+            .allow_private_networks(args.allow_private)
+            .request_timeout(args.timeout)
+            .on_outcome(move |outcome| {
+                print_attempt(outcome);
+                if outcome.subscription_id != subscription {
+                    return;
+                }
+                let seen = Seen {
+                    settled: matches!(outcome.verdict, Verdict::Delivered | Verdict::Dropped),
+                    dropped: outcome.verdict == Verdict::Dropped,
+                    disabled: outcome.recorded.disabled_subscription,
+                };
+                if seen.settled || seen.disabled {
+                    // Never blocks; fails only once the run no longer listens.
+                    let _ = report.send(seen);
+                }
+            })
+            .build()
+            .map_err(|e| Failure::Usage(ErrorChain(&e).to_string()))
+    };
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let mut running = vec![tokio::spawn(dispatcher(0)?.run(shutdown.clone()))];
+    for thread in 1..threads {
+        running.push(on_a_thread_of_its_own(dispatcher(thread)?, shutdown.clone())?);
+    }
+    drop(report);
     let mut completion = Completion {
         outstanding: i64::try_from(resumed).unwrap_or(i64::MAX),
         disabled: false,
@@ -1038,7 +1071,9 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // Attempts still in flight finish and are printed; the summary comes
     // after them, from the store as they left it.
     shutdown.cancel();
-    running.await.map_err(|e| Failure::Run(ErrorChain(&e).to_string()))?;
+    for dispatcher in running {
+        dispatcher.await.map_err(|e| Failure::Run(ErrorChain(&e).to_string()))?;
+    }
     let counts = outage.patiently(|| webhooks.delivery_counts(subscription)).await?;
     let enabled = outage.patiently(|| webhooks.subscription(subscription)).await?.is_enabled();
     let summary = Summary {

@@ -327,10 +327,22 @@ fn reported_lines(output: &Output) -> Vec<(usize, String)> {
 
 #[tokio::test]
 async fn on_several_threads_every_line_is_delivered_once() {
+    several_threads_deliver_every_line_once("memory").await;
+}
+
+#[tokio::test]
+async fn on_several_threads_over_sqlite_every_line_is_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    several_threads_deliver_every_line_once(&format!("sqlite:{}", dir.path().join("send.db").display()))
+        .await;
+}
+
+/// Three threads, each a dispatcher of its own on `store`, deliver 500 lines, each once.
+async fn several_threads_deliver_every_line_once(store: &str) {
     let receiver = Receiver::start().await.unwrap();
     let stdin: String =
         (1..=500).map(|n| format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n")).collect();
-    let output = send_deepsmith(receiver.url(), &["--threads", "2"], &stdin).await;
+    let output = send_deepsmith(receiver.url(), &["--threads", "3", "--store", store], &stdin).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(lines(&output).last().unwrap()["summary"]["delivered"], 500);
     let received: HashSet<u64> = receiver
