@@ -95,7 +95,7 @@ struct Args {
     /// Whose subscription and events these are.
     owner: Owner,
     events: Option<Vec<String>>,
-    /// The dispatcher's workers; its default for the store when not given.
+    /// The run's workers, shared out among the threads; each dispatcher's default when not given.
     concurrency: Option<usize>,
     /// Threads, each running a dispatcher (see [`runtime`]): one by default.
     threads: usize,
