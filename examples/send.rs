@@ -95,9 +95,9 @@ struct Args {
     /// Whose subscription and events these are.
     owner: Owner,
     events: Option<Vec<String>>,
-    /// The run's workers, shared out among the threads; each dispatcher's default when not given.
+    /// The dispatcher's workers, shared out among the threads; its default when not given.
     concurrency: Option<usize>,
-    /// Threads, each running a dispatcher (see [`runtime`]): one by default.
+    /// Threads the dispatcher runs on (see [`runtime`]): one per core by default.
     threads: usize,
     timeout: Duration,
     allow_private: bool,
@@ -120,7 +120,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut secret_keys = None;
     let (mut allow_http, mut allow_private, mut concurrency, mut timeout_ms) =
         (false, false, None, 15_000u64);
-    let mut threads = 1;
+    let mut threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
@@ -300,39 +300,23 @@ fn stdout_failed(error: &std::io::Error) -> ! {
     std::process::exit(1);
 }
 
-/// The runtime of the run and its first dispatcher: one thread. Each
-/// further thread (`--threads`) runs a dispatcher of its own on a runtime
-/// of its own, as several instances on one store would: a request's work
-/// is small beside the kernel's for its socket, so tasks that moved between
+/// The runtime of the run: one thread, which runs the dispatcher's first
+/// workers too. Each further thread (`--threads`) runs a one-thread runtime
+/// of its own that the dispatcher is spread over: a request's own work is
+/// small beside the kernel's for its socket, so tasks that moved between
 /// the threads of one runtime would spend more on wake-ups than they gain.
-/// One is the default because each dispatcher keeps its own share of an
-/// endpoint: with two, a failing endpoint may have an attempt of each in
-/// flight when its tenth failure disables it, where one dispatcher stops
-/// at exactly ten.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
-/// Runs `dispatcher` on a new thread with a one-thread runtime of its own
-/// until `shutdown`; the handle ends when the dispatcher has stopped. The
-/// runtime lives on until the process exits: connections it opened for the
-/// store's pool are driven by it.
-fn on_a_thread_of_its_own(
-    dispatcher: webhooks_core::Dispatcher,
-    shutdown: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, Failure> {
+/// A one-thread runtime on a new thread of its own. It lives on until the
+/// process exits: connections it opened for the store's pool are driven by
+/// it.
+fn on_a_thread_of_its_own() -> Result<tokio::runtime::Handle, Failure> {
     let runtime = runtime().map_err(|e| Failure::Run(format!("cannot start a runtime: {e}")))?;
-    let (stopped, done) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        runtime.block_on(async move {
-            dispatcher.run(shutdown).await;
-            let _ = stopped.send(());
-            std::future::pending::<()>().await
-        })
-    });
-    Ok(tokio::spawn(async move {
-        let _ = done.await;
-    }))
+    let handle = runtime.handle().clone();
+    std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
+    Ok(handle)
 }
 
 fn main() -> ExitCode {
@@ -988,42 +972,41 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // Deliveries a run before this one left, counted before any attempt.
     let resumed = outage.patiently(|| webhooks.delivery_counts(subscription)).await?.pending;
     let (report, seen) = mpsc::unbounded_channel();
-    // `--concurrency` is the run's workers, shared out among the threads;
-    // without it each thread's dispatcher has its own default.
+    // No more threads than workers.
     let threads = args.concurrency.map_or(args.threads, |workers| args.threads.min(workers.max(1)));
-    let dispatcher = |thread: usize| {
-        let report = report.clone();
-        let mut dispatcher = webhooks.dispatcher();
-        if let Some(workers) = args.concurrency {
-            dispatcher = dispatcher.concurrency(workers / threads + usize::from(thread < workers % threads));
-        }
-        dispatcher
-            .allow_private_networks(args.allow_private)
-            .request_timeout(args.timeout)
-            .on_outcome(move |outcome| {
-                print_attempt(outcome);
-                if outcome.subscription_id != subscription {
-                    return;
-                }
-                let seen = Seen {
-                    settled: matches!(outcome.verdict, Verdict::Delivered | Verdict::Dropped),
-                    dropped: outcome.verdict == Verdict::Dropped,
-                    disabled: outcome.recorded.disabled_subscription,
-                };
-                if seen.settled || seen.disabled {
-                    // Never blocks; fails only once the run no longer listens.
-                    let _ = report.send(seen);
-                }
-            })
-            .build()
-            .map_err(|e| Failure::Usage(ErrorChain(&e).to_string()))
-    };
-    let shutdown = CancellationToken::new();
-    let mut running = vec![tokio::spawn(dispatcher(0)?.run(shutdown.clone()))];
-    for thread in 1..threads {
-        running.push(on_a_thread_of_its_own(dispatcher(thread)?, shutdown.clone())?);
+    let mut runtimes = vec![tokio::runtime::Handle::current()];
+    for _ in 1..threads {
+        runtimes.push(on_a_thread_of_its_own()?);
     }
-    drop(report);
+    let mut dispatcher = webhooks.dispatcher();
+    if let Some(workers) = args.concurrency {
+        dispatcher = dispatcher.concurrency(workers);
+    }
+    if threads > 1 {
+        dispatcher = dispatcher.spread_over(runtimes);
+    }
+    let dispatcher = dispatcher
+        .allow_private_networks(args.allow_private)
+        .request_timeout(args.timeout)
+        .on_outcome(move |outcome| {
+            print_attempt(outcome);
+            if outcome.subscription_id != subscription {
+                return;
+            }
+            let seen = Seen {
+                settled: matches!(outcome.verdict, Verdict::Delivered | Verdict::Dropped),
+                dropped: outcome.verdict == Verdict::Dropped,
+                disabled: outcome.recorded.disabled_subscription,
+            };
+            if seen.settled || seen.disabled {
+                // Never blocks; fails only once the run no longer listens.
+                let _ = report.send(seen);
+            }
+        })
+        .build()
+        .map_err(|e| Failure::Usage(ErrorChain(&e).to_string()))?;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
     let mut completion = Completion {
         outstanding: i64::try_from(resumed).unwrap_or(i64::MAX),
         disabled: false,
@@ -1071,9 +1054,7 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // Attempts still in flight finish and are printed; the summary comes
     // after them, from the store as they left it.
     shutdown.cancel();
-    for dispatcher in running {
-        dispatcher.await.map_err(|e| Failure::Run(ErrorChain(&e).to_string()))?;
-    }
+    running.await.map_err(|e| Failure::Run(ErrorChain(&e).to_string()))?;
     let counts = outage.patiently(|| webhooks.delivery_counts(subscription)).await?;
     let enabled = outage.patiently(|| webhooks.subscription(subscription)).await?.is_enabled();
     let summary = Summary {

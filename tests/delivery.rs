@@ -406,3 +406,95 @@ async fn the_default_workers_follow_the_store() {
         workers(&sqlite)
     );
 }
+
+/// Current-thread runtimes, each driven by a thread of its own until dropped.
+struct Runtimes {
+    handles: Vec<tokio::runtime::Handle>,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Runtimes {
+    fn start(count: usize) -> Self {
+        let (mut handles, mut stop) = (Vec::new(), Vec::new());
+        for _ in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            handles.push(runtime.handle().clone());
+            let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+            stop.push(stopping);
+            std::thread::spawn(move || runtime.block_on(stopped));
+        }
+        Self { handles, stop }
+    }
+
+    /// Tasks alive on each runtime.
+    fn alive(&self) -> Vec<usize> {
+        self.handles.iter().map(|handle| handle.metrics().num_alive_tasks()).collect()
+    }
+}
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        for stopping in self.stop.drain(..) {
+            let _ = stopping.send(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dispatcher_spread_over_two_runtimes_delivers_every_event_once_from_both() {
+    let receivers = [Receiver::start().await.unwrap(), Receiver::start().await.unwrap()];
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let mut subscriptions = Vec::new();
+    for receiver in &receivers {
+        subscriptions.push(listening(&webhooks, receiver.url()).await.id);
+    }
+    let runtimes = Runtimes::start(2);
+    let running = Running::start(
+        webhooks
+            .dispatcher()
+            .allow_private_networks(true)
+            .concurrency(8)
+            .spread_over(runtimes.handles.clone())
+            .build()
+            .unwrap(),
+    );
+    // Four workers on each runtime, waiting for work there.
+    common::eventually("four workers on each runtime", || async {
+        runtimes.alive().iter().all(|&tasks| tasks >= 4)
+    })
+    .await;
+
+    let events: Vec<_> = (0..400).map(|n| ("iq.status_updated", json!({"n": n}))).collect();
+    webhooks.publish_many(events).await.unwrap();
+    for subscription in &subscriptions {
+        delivered(&webhooks, *subscription, 400).await;
+    }
+    running.settle().await;
+    for receiver in &receivers {
+        let mut ids: Vec<u64> = receiver
+            .received()
+            .iter()
+            .map(|request| {
+                serde_json::from_slice::<serde_json::Value>(&request.body).unwrap()["data"]["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!((receiver.received().len(), ids.len()), (400, 400), "each event once");
+    }
+    running.stop().await;
+    common::eventually("the runtimes' tasks end with the dispatcher", || async {
+        runtimes.alive().iter().all(|&tasks| tasks == 0)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn more_runtimes_than_workers_is_refused() {
+    let (webhooks, _clock) = webhooks(Preset::deepsmith());
+    let runtimes = Runtimes::start(3);
+    let refused = webhooks.dispatcher().concurrency(2).spread_over(runtimes.handles.clone()).build();
+    assert!(matches!(&refused, Err(Error::Invalid { field: "runtimes", .. })), "{:?}", refused.map(|_| ()));
+}

@@ -337,7 +337,7 @@ async fn on_several_threads_over_sqlite_every_line_is_delivered_once() {
         .await;
 }
 
-/// Three threads, each a dispatcher of its own on `store`, deliver 500 lines, each once.
+/// One dispatcher spread over three threads on `store` delivers 500 lines, each once.
 async fn several_threads_deliver_every_line_once(store: &str) {
     let receiver = Receiver::start().await.unwrap();
     let stdin: String =

@@ -1,4 +1,4 @@
-//! What the dispatcher is doing: how its claimer learns to look again, and
+//! What the dispatcher is doing: how its claimers learn to look again, and
 //! [`Activity`], how a host learns that it has caught up.
 
 use std::sync::Arc;
@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, watch};
 
-/// How the claimer, waiting for work, learns that it should look again (a
-/// worker queued for a claim: its endpoint's share is free, and a retry may
-/// be due; the recorder recorded a batch), and what it tells [`Activity`].
+/// How the claimers (one per runtime the dispatcher runs on), waiting for
+/// work, learn that they should look again (a worker queued for a claim:
+/// its endpoint's share is free, and a retry may be due; a recorder
+/// recorded a batch), and what they tell [`Activity`].
 #[derive(Debug)]
 pub(super) struct Watch {
-    /// Counts the changes; the claimer compares it before and after looking.
+    /// Counts the changes; a claimer compares it before and after looking.
     pub(super) changes: AtomicUsize,
-    /// Whether the claimer is waiting for work; only then is it woken.
-    pub(super) idle: AtomicBool,
-    pub(super) wake: Notify,
+    /// One per claimer: any change may free work for any of them.
+    pub(super) claimers: Box<[Waking]>,
     /// Claims taken and not yet recorded or given back.
     busy: AtomicUsize,
     /// The latest look that found nothing to do, as the count of changes
@@ -23,25 +23,35 @@ pub(super) struct Watch {
     passes: watch::Sender<usize>,
 }
 
+/// How one claimer is woken.
+#[derive(Debug, Default)]
+pub(super) struct Waking {
+    /// Whether the claimer is waiting for work; only then is it woken.
+    pub(super) idle: AtomicBool,
+    pub(super) wake: Notify,
+}
+
 impl Watch {
-    pub(super) fn new() -> Self {
+    /// The watch of a dispatcher with `claimers` claimers (at least one).
+    pub(super) fn new(claimers: usize) -> Self {
         Self {
             changes: AtomicUsize::new(0),
-            idle: AtomicBool::new(false),
-            wake: Notify::new(),
+            claimers: (0..claimers.max(1)).map(|_| Waking::default()).collect(),
             busy: AtomicUsize::new(0),
             passes: watch::Sender::new(0),
         }
     }
 
-    /// Tells an idle claimer that something changed; returns the count of
-    /// changes with this one. Costs one atomic add and one load while the
-    /// claimer is busy.
+    /// Tells the idle claimers that something changed; returns the count
+    /// of changes with this one. Costs one atomic add and a load per
+    /// claimer while they are busy.
     pub(super) fn changed(&self) -> usize {
         let count = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.idle.load(Ordering::SeqCst) {
-            // A permit is kept if the claimer is not polling yet.
-            self.wake.notify_one();
+        for claimer in &self.claimers {
+            if claimer.idle.load(Ordering::SeqCst) {
+                // A permit is kept if the claimer is not polling yet.
+                claimer.wake.notify_one();
+            }
         }
         count
     }
@@ -52,7 +62,7 @@ impl Watch {
         Busy(Arc::clone(self))
     }
 
-    /// The claimer's look that started when the count of changes was
+    /// A claimer's look that started when the count of changes was
     /// `started` found nothing due, and it is about to wait: a pass, if
     /// nothing is in flight either.
     pub(super) fn looked_idle(&self, started: usize) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::activity::Watch;
-use super::dispatcher::Dispatcher;
+use super::dispatcher::{Dispatcher, Lane};
 use super::guard::Guard;
 use super::http::Transport;
 use super::parts::Parts;
@@ -45,6 +45,7 @@ pub struct DispatcherBuilder {
     poll_interval: Duration,
     on_outcome: Option<OutcomeHook>,
     outcome_queue: usize,
+    runtimes: Vec<tokio::runtime::Handle>,
 }
 
 /// Workers by default for a store that answers each call in memory.
@@ -77,6 +78,7 @@ impl fmt::Debug for DispatcherBuilder {
             .field("response_body_limit", &self.response_body_limit)
             .field("poll_interval", &self.poll_interval)
             .field("outcome_queue", &self.outcome_queue)
+            .field("runtimes", &self.runtimes.len())
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +102,7 @@ impl DispatcherBuilder {
             poll_interval: Duration::from_secs(1),
             on_outcome: None,
             outcome_queue: OUTCOME_QUEUE,
+            runtimes: Vec::new(),
         }
     }
 
@@ -225,6 +228,47 @@ impl DispatcherBuilder {
         self
     }
 
+    /// Runs the workers on these runtimes, shared out evenly, instead of on
+    /// the runtime that runs [`Dispatcher::run`]. Each runtime gets its
+    /// workers, their claims from the store, their HTTP client (one per
+    /// runtime, unless [`client_builder`](DispatcherBuilder::client_builder)
+    /// gave one for all) and, on a store that prefers batches, their
+    /// recorder; an attempt stays on its runtime from claim to record. It is
+    /// still one dispatcher: one share of each endpoint, one room for slow
+    /// requests, one [outcome hook](DispatcherBuilder::on_outcome), one
+    /// [`Activity`](crate::Activity). The hook and the housekeeping run where
+    /// `run` runs.
+    ///
+    /// On a machine with several cores, one current-thread runtime per core
+    /// delivers more than one multi-thread runtime: an attempt's own work is
+    /// small beside the kernel's for its socket, and tasks that move between
+    /// the threads of one runtime spend more on wake-ups than they gain. No
+    /// more runtimes than workers.
+    ///
+    /// ```
+    /// # use webhooks_core::{Preset, Webhooks};
+    /// # let webhooks = Webhooks::builder()
+    /// #     .store(webhooks_memory::MemoryStore::new())
+    /// #     .preset(Preset::deepsmith())
+    /// #     .build()
+    /// #     .unwrap();
+    /// // One runtime per core, each on a thread of its own.
+    /// let runtimes: Vec<tokio::runtime::Runtime> = (0..2)
+    ///     .map(|_| tokio::runtime::Builder::new_current_thread().enable_all().build())
+    ///     .collect::<Result<_, _>>()
+    ///     .unwrap();
+    /// let dispatcher = webhooks
+    ///     .dispatcher()
+    ///     .spread_over(runtimes.iter().map(|runtime| runtime.handle().clone()))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(dispatcher);
+    /// ```
+    pub fn spread_over(mut self, runtimes: impl IntoIterator<Item = tokio::runtime::Handle>) -> Self {
+        self.runtimes = runtimes.into_iter().collect();
+        self
+    }
+
     /// Checks the settings and builds.
     pub fn build(self) -> Result<Dispatcher, Error> {
         let per_endpoint = self.check()?;
@@ -244,21 +288,43 @@ impl DispatcherBuilder {
             })
             .transpose()?;
         let guard = Guard::new(self.allow_private, networks);
-        let transport = Transport::new(
-            self.client.unwrap_or_default(),
-            self.request_timeout,
-            guard,
-            proxy,
-            self.response_body_limit,
-        )
-        .map_err(|source| Error::HttpClient { what: "client", source })?;
+        let given = self.client.is_some();
+        let transport = |builder: reqwest::ClientBuilder| {
+            Transport::new(
+                builder,
+                self.request_timeout,
+                guard.clone(),
+                proxy.clone(),
+                self.response_body_limit,
+            )
+            .map_err(|source| Error::HttpClient { what: "client", source })
+        };
+        let first = transport(self.client.unwrap_or_default())?;
+        // Without a runtime of its own, a lane runs where `run` runs.
+        let runtimes = match self.runtimes.len() {
+            0 => vec![None],
+            _ => self.runtimes.into_iter().map(Some).collect(),
+        };
+        let count = runtimes.len();
+        let mut lanes = Vec::with_capacity(count);
+        for (index, runtime) in runtimes.into_iter().enumerate() {
+            // A client's connections are driven by the runtime that opened
+            // them: each runtime its own, unless the host built the one.
+            let transport = match index {
+                0 => first.clone(),
+                _ if given => first.clone(),
+                _ => transport(reqwest::Client::builder())?,
+            };
+            let workers = self.concurrency / count + usize::from(index < self.concurrency % count);
+            lanes.push(Lane { runtime, transport, workers });
+        }
         Ok(Dispatcher {
             parts: Arc::new(self.parts),
-            transport,
+            lanes,
             request_timeout: self.request_timeout,
             on_outcome: self.on_outcome,
             outcome_queue: self.outcome_queue,
-            watch: Arc::new(Watch::new()),
+            watch: Arc::new(Watch::new(count)),
             concurrency: self.concurrency,
             per_endpoint: per_endpoint.min(self.concurrency),
             slow_requests: self.slow_requests,
@@ -286,6 +352,9 @@ impl DispatcherBuilder {
         }
         if self.slow_requests > 100_000 {
             return Err(Error::invalid("slow requests", "must be between 0 and 100000"));
+        }
+        if self.runtimes.len() > self.concurrency {
+            return Err(Error::invalid("runtimes", "no more runtimes than workers"));
         }
         Ok(per_endpoint)
     }

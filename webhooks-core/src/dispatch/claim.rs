@@ -63,7 +63,8 @@ pub(super) struct Timing {
     pub(super) poll: chrono::Duration,
 }
 
-/// The claiming side of a running dispatcher, shared by its workers.
+/// The claiming side of a running dispatcher, shared by its workers on one
+/// runtime: each runtime the dispatcher runs on claims for its own workers.
 pub(super) struct Claims {
     parts: Arc<Parts>,
     store: Arc<dyn Store>,
@@ -82,6 +83,8 @@ pub(super) struct Claims {
     ready: Mutex<VecDeque<Claimed>>,
     shares: Arc<Shares>,
     watch: Arc<Watch>,
+    /// This claimer's place in the watch.
+    index: usize,
 }
 
 /// The claimer's own state, kept between claims.
@@ -118,14 +121,15 @@ struct Wake<'a> {
 
 impl Claims {
     /// `alone`: workers may claim for themselves alone (a store that costs
-    /// little per call and records alone).
+    /// little per call and records alone); `index`: which of the watch's
+    /// claimers this is.
     pub(super) fn new(
         parts: Arc<Parts>,
         timing: Timing,
         shutdown: CancellationToken,
         alone: bool,
         shares: Arc<Shares>,
-        watch: Arc<Watch>,
+        (watch, index): (Arc<Watch>, usize),
     ) -> Self {
         let store = Arc::clone(&parts.store);
         Self {
@@ -144,6 +148,7 @@ impl Claims {
             ready: Mutex::new(VecDeque::new()),
             shares,
             watch,
+            index,
         }
     }
 
@@ -338,7 +343,8 @@ impl Claims {
         };
         // Idle, then a last look at the changes: a worker or the recorder
         // either sees us idle and wakes us, or its change is seen here.
-        self.watch.idle.store(true, Ordering::SeqCst);
+        let waking = &self.watch.claimers[self.index];
+        waking.idle.store(true, Ordering::SeqCst);
         if self.watch.changes.load(Ordering::SeqCst) == changes {
             if looked {
                 self.watch.looked_idle(changes);
@@ -347,11 +353,11 @@ impl Claims {
                 () = self.shutdown.cancelled() => {}
                 () = work => {}
                 () = woken => {}
-                () = self.watch.wake.notified() => {}
+                () = waking.wake.notified() => {}
                 () = self.parts.clock.sleep_until(until) => {}
             }
         }
-        self.watch.idle.store(false, Ordering::SeqCst);
+        waking.idle.store(false, Ordering::SeqCst);
         !self.shutdown.is_cancelled()
     }
 

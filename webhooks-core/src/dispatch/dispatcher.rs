@@ -8,8 +8,9 @@ use std::time::Duration;
 
 #[cfg(not(feature = "tracing"))]
 use crate::telemetry::tracing;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Watch};
@@ -50,7 +51,8 @@ const HELD_TRIM_INTERVAL: Duration = Duration::from_secs(60);
 /// ```
 pub struct Dispatcher {
     pub(super) parts: Arc<Parts>,
-    pub(super) transport: Transport,
+    /// Where the workers run: one lane per runtime, at least one.
+    pub(super) lanes: Vec<Lane>,
     pub(super) request_timeout: Duration,
     pub(super) on_outcome: Option<OutcomeHook>,
     pub(super) outcome_queue: usize,
@@ -61,6 +63,15 @@ pub struct Dispatcher {
     pub(super) poll_interval: Duration,
 }
 
+/// Some of a dispatcher's workers, on one runtime, with what they alone use.
+pub(super) struct Lane {
+    /// Their runtime; `None`: the one that runs the dispatcher.
+    pub(super) runtime: Option<Handle>,
+    /// Their HTTP client.
+    pub(super) transport: Transport,
+    pub(super) workers: usize,
+}
+
 impl fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dispatcher")
@@ -68,6 +79,7 @@ impl fmt::Debug for Dispatcher {
             .field("per_endpoint", &self.per_endpoint)
             .field("slow_requests", &self.slow_requests)
             .field("request_timeout", &self.request_timeout)
+            .field("runtimes", &self.lanes.len())
             .finish_non_exhaustive()
     }
 }
@@ -105,24 +117,95 @@ impl Dispatcher {
     /// gets the records of many attempts in one call from a recorder task;
     /// otherwise each worker records its own attempt. The
     /// [outcome hook](crate::DispatcherBuilder::on_outcome) runs on a task of its own.
+    /// [Spread over](crate::DispatcherBuilder::spread_over) several runtimes,
+    /// each runtime's workers do all this among themselves; dropping this
+    /// future stops them all.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(
             concurrency = self.concurrency,
             per_endpoint = self.per_endpoint,
             slow_requests = self.slow_requests,
+            runtimes = self.lanes.len(),
             "dispatcher started"
         );
-        let concurrency = self.concurrency;
         let upkeep = Arc::clone(&self.parts.upkeep);
-        let (off_workers, mut moved) = mpsc::unbounded_channel();
-        let (workers, helpers) = self.start(off_workers, shutdown.clone());
         // Secrets sealed with the current key; held deliveries bounded.
         let housekeeper = tokio::spawn(keep_house(upkeep, HELD_TRIM_INTERVAL, shutdown.clone()));
-        // Attempts waiting off the workers: owned here, so a dispatcher's
-        // future dropped (or aborted) stops them with the workers.
-        let mut waiting = JoinSet::new();
-        supervise(&workers, concurrency, &mut moved, &mut waiting, &shutdown).await;
+        let (outcomes, hook_runner) =
+            Aftermath::start(Arc::clone(&self.parts), self.on_outcome, self.outcome_queue);
+        let shared = Shared {
+            parts: self.parts,
+            shares: Arc::new(Shares::new(self.per_endpoint, self.slow_requests, self.request_timeout)),
+            watch: self.watch,
+            outcomes,
+            timing: Timing {
+                lease: chrono::Duration::from_std(self.request_timeout + LEASE_MARGIN)
+                    .unwrap_or(chrono::Duration::MAX),
+                poll: chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX),
+            },
+            request_timeout: self.request_timeout,
+            shutdown,
+        };
+        // Owned here, so a dispatcher's future dropped (or aborted) stops
+        // every lane with it.
+        let mut lanes = JoinSet::new();
+        for (index, lane) in self.lanes.into_iter().enumerate() {
+            let running = shared.clone().run_lane(index, lane.transport, lane.workers);
+            match &lane.runtime {
+                Some(runtime) => lanes.spawn_on(running, runtime),
+                None => lanes.spawn(running),
+            };
+        }
+        // The last handle on the hook's queue but the lanes' goes.
+        drop(shared);
+        while let Some(done) = lanes.join_next().await {
+            if let Err(error) = done {
+                tracing::error!(error = %ErrorChain(&error), "a runtime's workers failed");
+            }
+        }
         housekeeper.abort();
+        // The hook hears what was queued for it and ends.
+        if let Some(hook_runner) = hook_runner
+            && let Err(error) = hook_runner.await
+        {
+            tracing::error!(error = %ErrorChain(&error), "the outcome hook runner failed");
+        }
+        tracing::info!("dispatcher stopped");
+    }
+}
+
+/// What every lane of a running dispatcher shares.
+#[derive(Clone)]
+struct Shared {
+    parts: Arc<Parts>,
+    shares: Arc<Shares>,
+    watch: Arc<Watch>,
+    outcomes: Aftermath,
+    timing: Timing,
+    request_timeout: Duration,
+    shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// Runs one lane's `workers` (the `index`th claimer of the watch) until
+    /// shutdown, then lets what they have in flight finish and be recorded.
+    async fn run_lane(self, index: usize, transport: Transport, workers: usize) {
+        let Shared { parts, shares, watch, outcomes, timing, request_timeout, shutdown } = self;
+        // Room for one record per worker: a store slower to record than the
+        // workers are to attempt holds the workers back, so at most a
+        // bounded number of attempts wait unrecorded under their leases.
+        let store = Arc::clone(&parts.store);
+        let (recorder, batch_recorder) = Recorder::start(store, outcomes, Arc::clone(&watch), workers);
+        let attempts = Arc::new(Attempts::new(Arc::clone(&parts), transport, request_timeout, recorder));
+        let quick_within = shares.quick_within();
+        let alone = !attempts.recorded_in_batches();
+        let claims = Claims::new(parts, timing, shutdown.clone(), alone, shares, (watch, index));
+        let (off_workers, mut moved) = mpsc::unbounded_channel();
+        let workers_of_lane = Arc::new(Workers::new(claims, attempts, quick_within, off_workers));
+        // Attempts waiting off the workers: owned here, so a dropped lane
+        // stops them with the workers.
+        let mut waiting = JoinSet::new();
+        supervise(&workers_of_lane, workers, &mut moved, &mut waiting, &shutdown).await;
         // Attempts that left their workers finish and are recorded too.
         while let Ok(attempt) = moved.try_recv() {
             waiting.spawn(attempt);
@@ -134,60 +217,14 @@ impl Dispatcher {
         }
         // Workers drain the claims taken for them before they stop; any left
         // by a failed worker go back at once.
-        workers.claims.give_back_ready().await;
-        // The last handles on the recorder's and the hooks' queues go with
-        // the workers: both finish what was queued and end.
-        drop(workers);
-        helpers.finish().await;
-        tracing::info!("dispatcher stopped");
-    }
-
-    /// The workers, with the recorder and the outcome hook they hand
-    /// attempts to, each on a task of its own if it has one.
-    fn start(
-        self,
-        off_workers: mpsc::UnboundedSender<MovedAttempt>,
-        shutdown: CancellationToken,
-    ) -> (Arc<Workers>, Helpers) {
-        let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
-        let poll = chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX);
-        let (outcomes, hook_runner) =
-            Aftermath::start(Arc::clone(&self.parts), self.on_outcome, self.outcome_queue);
-        // Room for one record per slot: a store slower to record than the
-        // workers are to attempt holds the workers back, so at most a
-        // bounded number of attempts wait unrecorded under their leases.
-        let store = Arc::clone(&self.parts.store);
-        let (recorder, batch_recorder) =
-            Recorder::start(store, outcomes, Arc::clone(&self.watch), self.concurrency);
-        let attempts =
-            Arc::new(Attempts::new(Arc::clone(&self.parts), self.transport, self.request_timeout, recorder));
-        let shares = Arc::new(Shares::new(self.per_endpoint, self.slow_requests, self.request_timeout));
-        let quick_within = shares.quick_within();
-        let alone = !attempts.recorded_in_batches();
-        let claims = Claims::new(self.parts, Timing { lease, poll }, shutdown, alone, shares, self.watch);
-        let workers = Arc::new(Workers::new(claims, attempts, quick_within, off_workers));
-        (workers, Helpers { batch_recorder, hook_runner })
-    }
-}
-
-/// The tasks that outlive the workers, each finishing what was queued for it.
-struct Helpers {
-    batch_recorder: Option<JoinHandle<()>>,
-    hook_runner: Option<JoinHandle<()>>,
-}
-
-impl Helpers {
-    /// Waits until both have finished, once their queues are closed.
-    async fn finish(self) {
-        if let Some(recorder) = self.batch_recorder
+        workers_of_lane.claims.give_back_ready().await;
+        // The last handle on the recorder's queue goes with the workers: it
+        // records what was queued and ends.
+        drop(workers_of_lane);
+        if let Some(recorder) = batch_recorder
             && let Err(error) = recorder.await
         {
             tracing::error!(error = %ErrorChain(&error), "the recorder failed");
-        }
-        if let Some(hook_runner) = self.hook_runner
-            && let Err(error) = hook_runner.await
-        {
-            tracing::error!(error = %ErrorChain(&error), "the outcome hook runner failed");
         }
     }
 }

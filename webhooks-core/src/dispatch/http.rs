@@ -48,6 +48,7 @@ impl Sent {
 
 /// How requests go out: one client for every attempt, the address guard,
 /// and how much of an answer is read.
+#[derive(Clone)]
 pub(super) struct Transport {
     client: reqwest::Client,
     guard: Arc<Guard>,
