@@ -58,14 +58,17 @@ impl Attempts {
                 Err(not_sent) => return self.give_back(&claim, not_sent, started_at).await,
             };
         let sent = self.transport.send(request).await;
+        let now = clock.now();
+        let judgement = judge(claim.delivery.attempts + 1, &sent, &rules, now);
         // The endpoint's share follows how it answered; the slot itself is
         // freed once the attempt is handed on.
         share.finish(match sent.result {
-            AttemptResult::Response { .. } => Finished::Answered(sent.took),
+            AttemptResult::Response { .. } if judgement.verdict == Verdict::Delivered => {
+                Finished::Answered(sent.took)
+            }
+            AttemptResult::Response { .. } => Finished::Failed(sent.took),
             AttemptResult::Error(_) => Finished::NoAnswer(sent.took),
         });
-        let now = clock.now();
-        let judgement = judge(claim.delivery.attempts + 1, &sent, &rules, now);
         let attempt = logged(&claim.delivery, started_at, sent);
         let span = tracing::Span::current();
         tell_span(&span, &attempt, judgement.verdict);

@@ -3,10 +3,13 @@
 //! per-endpoint limits a subscription sets (in-flight cap, rate).
 //!
 //! - An endpoint's **share** starts at one request (until it has answered),
-//!   doubles with each quick answer and grows by one with each slow one, up
-//!   to the per-endpoint cap; each attempt that ends without an answer after
-//!   a long wait (a timeout) halves it. Endpoints that hang soon hold one
-//!   request each; endpoints that answer slowly still get many.
+//!   doubles with each quick successful answer and grows by one with each
+//!   slow one, up to the per-endpoint cap; each failing answer (a status the
+//!   attempt fails on), and each attempt that ends without an answer after a
+//!   long wait (a timeout), halves it. Endpoints that hang soon hold one
+//!   request each; endpoints that answer slowly still get many; a failing
+//!   endpoint is tried one request at a time, so it is disabled at its
+//!   threshold with no more than its share in flight.
 //! - An endpoint is **quick** once an answer came within the quick
 //!   threshold, until an answer comes slowly, none comes, or a request waits
 //!   past the threshold. Requests to quick endpoints run on the workers;
@@ -139,8 +142,10 @@ pub(super) enum Refused {
 /// How an attempt ended, for the endpoint's share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Finished {
-    /// The endpoint answered (any status).
+    /// The endpoint answered with a status the attempt succeeds on.
     Answered(Duration),
+    /// The endpoint answered with a status the attempt fails on.
+    Failed(Duration),
     /// No answer came (timeout, refused or reset connection...).
     NoAnswer(Duration),
 }
@@ -292,6 +297,12 @@ impl Shares {
             Some(Finished::Answered(_)) => {
                 endpoint.quick = false;
                 endpoint.share = (endpoint.share + 1).min(endpoint.cap);
+            }
+            // Quick or not, an answer: whether it waits off the workers
+            // follows how long it took, its share how it failed.
+            Some(Finished::Failed(took)) => {
+                endpoint.quick = took < self.quick_within;
+                endpoint.share = (endpoint.share / 2).max(1);
             }
             Some(Finished::NoAnswer(took)) if took >= self.quick_within => {
                 endpoint.quick = false;
@@ -492,6 +503,30 @@ mod tests {
         }
         let one = shares.take(&flaky, now()).unwrap();
         assert_eq!(shares.take(&flaky, now()).err(), Some(Refused::Busy));
+        drop(one);
+    }
+
+    #[test]
+    fn failing_answers_halve_a_share_and_never_grow_it() {
+        let shares = Arc::new(Shares::new(32, 512, Duration::from_secs(15)));
+        let failing = endpoint("https://failing.example/");
+        // A new endpoint answering 500 at once stays at one request.
+        for _ in 0..5 {
+            shares.take(&failing, now()).unwrap().finish(Finished::Failed(Duration::from_millis(1)));
+            let one = shares.take(&failing, now()).unwrap();
+            assert_eq!(shares.take(&failing, now()).err(), Some(Refused::Busy));
+            drop(one);
+        }
+        // A grown share halves with each failing answer, down to one.
+        for _ in 0..5 {
+            shares.take(&failing, now()).unwrap().finish(Finished::Answered(Duration::from_millis(1)));
+        }
+        let held: Vec<Share> = (0..32).map(|_| shares.take(&failing, now()).unwrap()).collect();
+        for share in held {
+            share.finish(Finished::Failed(Duration::from_millis(1)));
+        }
+        let one = shares.take(&failing, now()).unwrap();
+        assert_eq!(shares.take(&failing, now()).err(), Some(Refused::Busy));
         drop(one);
     }
 
