@@ -142,7 +142,7 @@ impl DispatcherBuilder {
 
     /// Requests in flight to one endpoint at most; the concurrency by
     /// default, so one endpoint that answers quickly may use every worker.
-    /// Slow and hanging endpoints are held back by their shares and the
+    /// Slow, hanging and failing endpoints are held back by their shares and the
     /// room for waiting requests instead. What an endpoint has due past its
     /// share waits in the queue while other endpoints' deliveries are
     /// claimed.
