@@ -245,24 +245,42 @@ impl DispatcherBuilder {
     /// the threads of one runtime spend more on wake-ups than they gain. No
     /// more runtimes than workers.
     ///
+    /// The runtimes are the host's: it drives each (a thread blocking on
+    /// it) for as long as the dispatcher runs.
+    ///
     /// ```
     /// # use webhooks_core::{Preset, Webhooks};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
     /// # let webhooks = Webhooks::builder()
     /// #     .store(webhooks_memory::MemoryStore::new())
     /// #     .preset(Preset::deepsmith())
     /// #     .build()
     /// #     .unwrap();
-    /// // One runtime per core, each on a thread of its own.
-    /// let runtimes: Vec<tokio::runtime::Runtime> = (0..2)
-    ///     .map(|_| tokio::runtime::Builder::new_current_thread().enable_all().build())
-    ///     .collect::<Result<_, _>>()
-    ///     .unwrap();
-    /// let dispatcher = webhooks
-    ///     .dispatcher()
-    ///     .spread_over(runtimes.iter().map(|runtime| runtime.handle().clone()))
-    ///     .build()
-    ///     .unwrap();
-    /// # drop(dispatcher);
+    /// // A one-thread runtime per core, each driven by a thread of its own
+    /// // until `released`.
+    /// let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    /// let released = CancellationToken::new();
+    /// let runtimes: Vec<tokio::runtime::Handle> = (0..cores)
+    ///     .map(|_| {
+    ///         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    ///         let handle = runtime.handle().clone();
+    ///         let released = released.clone();
+    ///         std::thread::spawn(move || runtime.block_on(released.cancelled()));
+    ///         handle
+    ///     })
+    ///     .collect();
+    /// let dispatcher = webhooks.dispatcher().spread_over(runtimes).build().unwrap();
+    /// let shutdown = CancellationToken::new();
+    /// let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    /// // ... on SIGTERM: the workers on every runtime finish what they
+    /// // have in flight, then the runtimes may go.
+    /// shutdown.cancel();
+    /// running.await.unwrap();
+    /// released.cancel();
+    /// # }
     /// ```
     pub fn spread_over(mut self, runtimes: impl IntoIterator<Item = tokio::runtime::Handle>) -> Self {
         self.runtimes = runtimes.into_iter().collect();
