@@ -972,20 +972,19 @@ async fn run(args: Args) -> Result<ExitCode, Failure> {
     // Deliveries a run before this one left, counted before any attempt.
     let resumed = outage.patiently(|| webhooks.delivery_counts(subscription)).await?.pending;
     let (report, seen) = mpsc::unbounded_channel();
-    // No more threads than workers.
-    let threads = args.concurrency.map_or(args.threads, |workers| args.threads.min(workers.max(1)));
-    let mut runtimes = vec![tokio::runtime::Handle::current()];
-    for _ in 1..threads {
-        runtimes.push(on_a_thread_of_its_own()?);
-    }
     let mut dispatcher = webhooks.dispatcher();
     if let Some(workers) = args.concurrency {
         dispatcher = dispatcher.concurrency(workers);
     }
-    if threads > 1 {
-        dispatcher = dispatcher.spread_over(runtimes);
+    // No more threads than workers: a machine with more cores than the
+    // default workers uses as many threads as there are workers.
+    let threads = args.threads.min(dispatcher.workers().max(1));
+    let mut runtimes = vec![tokio::runtime::Handle::current()];
+    for _ in 1..threads {
+        runtimes.push(on_a_thread_of_its_own()?);
     }
     let dispatcher = dispatcher
+        .spread_over(runtimes)
         .allow_private_networks(args.allow_private)
         .request_timeout(args.timeout)
         .on_outcome(move |outcome| {

@@ -346,22 +346,29 @@ fn reported_lines(output: &Output) -> Vec<(usize, String)> {
 
 #[tokio::test]
 async fn on_several_threads_every_line_is_delivered_once() {
-    several_threads_deliver_every_line_once("memory").await;
+    several_threads_deliver_every_line_once("memory", "3").await;
 }
 
 #[tokio::test]
 async fn on_several_threads_over_sqlite_every_line_is_delivered_once() {
     let dir = tempfile::tempdir().unwrap();
-    several_threads_deliver_every_line_once(&format!("sqlite:{}", dir.path().join("send.db").display()))
+    several_threads_deliver_every_line_once(&format!("sqlite:{}", dir.path().join("send.db").display()), "3")
         .await;
 }
 
-/// One dispatcher spread over three threads on `store` delivers 500 lines, each once.
-async fn several_threads_deliver_every_line_once(store: &str) {
+/// More threads than the dispatcher has workers (64 in memory, as a machine
+/// with more cores than that has by default): as many as the workers.
+#[tokio::test]
+async fn more_threads_than_workers_run_one_a_worker() {
+    several_threads_deliver_every_line_once("memory", "100").await;
+}
+
+/// One dispatcher spread over `threads` threads on `store` delivers 500 lines, each once.
+async fn several_threads_deliver_every_line_once(store: &str, threads: &str) {
     let receiver = Receiver::start().await.unwrap();
     let stdin: String =
         (1..=500).map(|n| format!("{{\"event\":\"iq.status_updated\",\"data\":{{\"n\":{n}}}}}\n")).collect();
-    let output = send_deepsmith(receiver.url(), &["--threads", "3", "--store", store], &stdin).await;
+    let output = send_deepsmith(receiver.url(), &["--threads", threads, "--store", store], &stdin).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(lines(&output).last().unwrap()["summary"]["delivered"], 500);
     let received: HashSet<u64> = receiver

@@ -119,6 +119,25 @@ impl DispatcherBuilder {
         self
     }
 
+    /// The workers the dispatcher will have: those given to
+    /// [`concurrency`](DispatcherBuilder::concurrency), or its store's
+    /// default. A host spreading it over runtimes gives it no more runtimes
+    /// than this.
+    ///
+    /// ```
+    /// # use webhooks_core::{DEFAULT_CONCURRENCY, Preset, Webhooks};
+    /// # let webhooks = Webhooks::builder()
+    /// #     .store(webhooks_memory::MemoryStore::new())
+    /// #     .preset(Preset::deepsmith())
+    /// #     .build()
+    /// #     .unwrap();
+    /// assert_eq!(webhooks.dispatcher().workers(), DEFAULT_CONCURRENCY);
+    /// assert_eq!(webhooks.dispatcher().concurrency(8).workers(), 8);
+    /// ```
+    pub fn workers(&self) -> usize {
+        self.concurrency
+    }
+
     /// The longest one exchange may take, connect to last byte read; 15 s by
     /// default. Past it the attempt fails.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
@@ -328,11 +347,8 @@ impl DispatcherBuilder {
         for (index, runtime) in runtimes.into_iter().enumerate() {
             // A client's connections are driven by the runtime that opened
             // them: each runtime its own, unless the host built the one.
-            let transport = match index {
-                0 => first.clone(),
-                _ if given => first.clone(),
-                _ => transport(reqwest::Client::builder())?,
-            };
+            let transport =
+                if index == 0 || given { first.clone() } else { transport(reqwest::Client::builder())? };
             let workers = self.concurrency / count + usize::from(index < self.concurrency % count);
             lanes.push(Lane { runtime, transport, workers });
         }

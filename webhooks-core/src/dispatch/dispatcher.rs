@@ -128,6 +128,7 @@ impl Dispatcher {
             runtimes = self.lanes.len(),
             "dispatcher started"
         );
+        let lease = chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::MAX);
         let upkeep = Arc::clone(&self.parts.upkeep);
         // Secrets sealed with the current key; held deliveries bounded.
         let housekeeper = tokio::spawn(keep_house(upkeep, HELD_TRIM_INTERVAL, shutdown.clone()));
@@ -139,8 +140,7 @@ impl Dispatcher {
             watch: self.watch,
             outcomes,
             timing: Timing {
-                lease: chrono::Duration::from_std(self.request_timeout + LEASE_MARGIN)
-                    .unwrap_or(chrono::Duration::MAX),
+                lease,
                 poll: chrono::Duration::from_std(self.poll_interval).unwrap_or(chrono::Duration::MAX),
             },
             request_timeout: self.request_timeout,

@@ -490,20 +490,31 @@ mod tests {
         assert_eq!(held.len(), 8);
     }
 
+    /// Grows `endpoint`'s share to the whole cap (32), then ends every
+    /// request of it as `ended`: the share is one again.
+    fn halved_down_to_one(shares: &Arc<Shares>, endpoint: &Subscription, ended: Finished) {
+        for _ in 0..5 {
+            shares.take(endpoint, now()).unwrap().finish(Finished::Answered(Duration::from_millis(1)));
+        }
+        let held: Vec<Share> = (0..32).map(|_| shares.take(endpoint, now()).unwrap()).collect();
+        for share in held {
+            share.finish(ended);
+        }
+        assert_share_of_one(shares, endpoint);
+    }
+
+    /// `endpoint` may have one request in flight, not two.
+    fn assert_share_of_one(shares: &Arc<Shares>, endpoint: &Subscription) {
+        let one = shares.take(endpoint, now()).unwrap();
+        assert_eq!(shares.take(endpoint, now()).err(), Some(Refused::Busy));
+        drop(one);
+    }
+
     #[test]
     fn timeouts_halve_a_share_down_to_one() {
         let shares = Arc::new(Shares::new(32, 512, Duration::from_secs(15)));
         let flaky = endpoint("https://flaky.example/");
-        for _ in 0..5 {
-            shares.take(&flaky, now()).unwrap().finish(Finished::Answered(Duration::from_millis(1)));
-        }
-        let held: Vec<Share> = (0..32).map(|_| shares.take(&flaky, now()).unwrap()).collect();
-        for share in held {
-            share.finish(Finished::NoAnswer(Duration::from_secs(15)));
-        }
-        let one = shares.take(&flaky, now()).unwrap();
-        assert_eq!(shares.take(&flaky, now()).err(), Some(Refused::Busy));
-        drop(one);
+        halved_down_to_one(&shares, &flaky, Finished::NoAnswer(Duration::from_secs(15)));
     }
 
     #[test]
@@ -513,21 +524,9 @@ mod tests {
         // A new endpoint answering 500 at once stays at one request.
         for _ in 0..5 {
             shares.take(&failing, now()).unwrap().finish(Finished::Failed(Duration::from_millis(1)));
-            let one = shares.take(&failing, now()).unwrap();
-            assert_eq!(shares.take(&failing, now()).err(), Some(Refused::Busy));
-            drop(one);
+            assert_share_of_one(&shares, &failing);
         }
-        // A grown share halves with each failing answer, down to one.
-        for _ in 0..5 {
-            shares.take(&failing, now()).unwrap().finish(Finished::Answered(Duration::from_millis(1)));
-        }
-        let held: Vec<Share> = (0..32).map(|_| shares.take(&failing, now()).unwrap()).collect();
-        for share in held {
-            share.finish(Finished::Failed(Duration::from_millis(1)));
-        }
-        let one = shares.take(&failing, now()).unwrap();
-        assert_eq!(shares.take(&failing, now()).err(), Some(Refused::Busy));
-        drop(one);
+        halved_down_to_one(&shares, &failing, Finished::Failed(Duration::from_millis(1)));
     }
 
     #[test]
